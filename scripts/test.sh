@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the linters and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check src tests bench
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,103 @@
+"""The exception tree, drawn once.
+
+    E3Error
+    ├── UsageError                  bad arguments or configuration (exit code 2)
+    ├── StoreError                  the storage layer (local directory, S3)
+    │   ├── NotFoundError           the object does not exist
+    │   ├── StoreUnavailableError   network, permissions, server errors after retries
+    │   └── AlreadyExistsError      refusing to overwrite
+    └── RepoError                   the repository format and its rules
+        ├── RepositoryNotFoundError no config / not a repository
+        ├── WrongPasswordError      no key file opens with this password
+        ├── UnsupportedVersionError config version we cannot read
+        ├── IntegrityError          MAC, hash, length or structure mismatch
+        │   └── InvalidPackError    a pack file that cannot be parsed
+        ├── BlobNotFoundError       a blob that is in no index
+        └── LockError               the repository is locked by someone else
+
+Every error carries a one-line message that names the object at fault; the CLI prints it as is.
+"""
+
+from __future__ import annotations
+
+
+class E3Error(Exception):
+    """Base of every error e3backup raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(E3Error):
+    exit_code = 2
+
+
+class StoreError(E3Error):
+    pass
+
+
+class NotFoundError(StoreError):
+    pass
+
+
+class StoreUnavailableError(StoreError):
+    pass
+
+
+class AlreadyExistsError(StoreError):
+    pass
+
+
+class RepoError(E3Error):
+    pass
+
+
+class RepositoryNotFoundError(RepoError):
+    pass
+
+
+class WrongPasswordError(RepoError):
+    pass
+
+
+class UnsupportedVersionError(RepoError):
+    pass
+
+
+class IntegrityError(RepoError):
+    pass
+
+
+class InvalidPackError(IntegrityError):
+    def __init__(self, pack_id: str, reason: str) -> None:
+        super().__init__(f"pack {pack_id}: {reason}")
+        self.pack_id = pack_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.pack_id, self.reason))
+
+
+class BlobNotFoundError(RepoError):
+    pass
+
+
+class LockError(RepoError):
+    pass
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "BlobNotFoundError",
+    "E3Error",
+    "IntegrityError",
+    "InvalidPackError",
+    "LockError",
+    "NotFoundError",
+    "RepoError",
+    "RepositoryNotFoundError",
+    "StoreError",
+    "StoreUnavailableError",
+    "UnsupportedVersionError",
+    "UsageError",
+    "WrongPasswordError",
+]

@@ -1,0 +1,159 @@
+"""A repository in a local directory (restic's local backend).
+
+Writes go to a temporary name in the target directory, are fsynced, renamed into place and the
+directory is fsynced, so a crash leaves either nothing or the complete file. Saved files are made
+read-only, as restic does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import AlreadyExistsError, NotFoundError, StoreError, StoreUnavailableError
+from .base import FileType, Handle, is_id
+
+_DIR_MODE = 0o700
+_FILE_MODE = 0o400
+
+
+class LocalStore:
+    """``Store`` on a local file system path."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._made_dirs: set[str] = set()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def _path(self, h: Handle) -> Path:
+        return self.root / h.path()
+
+    def create(self) -> None:
+        try:
+            self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            for t in FileType:
+                if t is not FileType.CONFIG:
+                    (self.root / t.value).mkdir(mode=_DIR_MODE, exist_ok=True)
+        except OSError as e:
+            raise _map(e, str(self.root)) from e
+
+    def _ensure_dir(self, d: Path) -> None:
+        key = str(d)
+        if key in self._made_dirs:
+            return
+        d.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        self._made_dirs.add(key)
+
+    def save(self, h: Handle, data: bytes | memoryview) -> None:
+        path = self._path(h)
+        tmp = path.with_name(f"{path.name}-tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            self._ensure_dir(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise _map(e, h.path()) from e
+
+    def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with open(self._path(h), "rb", buffering=0) as f:
+                if offset:
+                    f.seek(offset)
+                if length is None:
+                    return f.read()
+                return _read_exact_or_eof(f, length)
+        except OSError as e:
+            raise _map(e, h.path()) from e
+
+    def stat(self, h: Handle) -> int:
+        try:
+            return self._path(h).stat().st_size
+        except OSError as e:
+            raise _map(e, h.path()) from e
+
+    def list(self, t: FileType) -> Iterator[tuple[str, int]]:
+        base = self.root / t.value
+        if t is FileType.CONFIG:
+            try:
+                yield "config", base.stat().st_size
+            except FileNotFoundError:
+                return
+            return
+        dirs = [base]
+        if t is FileType.PACK:
+            try:
+                dirs = sorted(p for p in base.iterdir() if p.is_dir())
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                raise _map(e, t.value) from e
+        for d in dirs:
+            try:
+                entries = list(os.scandir(d))
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _map(e, str(d)) from e
+            for ent in entries:
+                if is_id(ent.name) and ent.is_file(follow_symlinks=False):
+                    try:
+                        yield ent.name, ent.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+
+    def remove(self, h: Handle) -> None:
+        path = self._path(h)
+        try:
+            os.chmod(path, 0o600)
+            path.unlink()
+        except OSError as e:
+            raise _map(e, h.path()) from e
+
+    def close(self) -> None:
+        pass
+
+
+def _read_exact_or_eof(f: object, length: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = length
+    while remaining > 0:
+        chunk = f.read(remaining)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+def _map(e: OSError, what: str) -> StoreError:
+    if e.errno == errno.ENOENT:
+        return NotFoundError(f"{what}: not found")
+    if e.errno == errno.EEXIST:
+        return AlreadyExistsError(f"{what}: already exists")
+    return StoreUnavailableError(f"{what}: {e.strerror or e}")
+
+
+__all__ = ["LocalStore"]
