@@ -1,0 +1,173 @@
+"""Event codes shared by the engines, the agent, the server and the dashboard.
+
+The names are the original system's (the seeds); its ``KOPIA_*`` stage events are the
+``REPOSITORY_*`` events here, named for what happens. Each code carries a default level and the
+human meaning the dashboard shows next to it (what happened and what to check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Level(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class EventCode(str, Enum):
+    # storage preflight (the agent runs it before opening the repository)
+    STORAGE_OK = "STORAGE_OK"
+    STORAGE_DNS_FAILED = "STORAGE_DNS_FAILED"
+    STORAGE_TCP_REFUSED = "STORAGE_TCP_REFUSED"
+    STORAGE_TCP_TIMEOUT = "STORAGE_TCP_TIMEOUT"
+    STORAGE_TLS_FAILED = "STORAGE_TLS_FAILED"
+    STORAGE_HTTP_BLOCKED = "STORAGE_HTTP_BLOCKED"
+    STORAGE_ENDPOINT_UNREACHABLE = "STORAGE_ENDPOINT_UNREACHABLE"
+    # repository stages (the seeds' KOPIA_* events)
+    REPOSITORY_OPENED = "REPOSITORY_OPENED"
+    REPOSITORY_INITIALIZED = "REPOSITORY_INITIALIZED"
+    REPOSITORY_LOCKED = "REPOSITORY_LOCKED"
+    REPOSITORY_SNAPSHOT_STARTED = "REPOSITORY_SNAPSHOT_STARTED"
+    REPOSITORY_INDEX_WRITTEN = "REPOSITORY_INDEX_WRITTEN"
+    REPOSITORY_SNAPSHOT_SAVED = "REPOSITORY_SNAPSHOT_SAVED"
+    REPOSITORY_FAILED = "REPOSITORY_FAILED"
+    # disk image engine
+    DISK_IMAGE_STREAM_START = "DISK_IMAGE_STREAM_START"
+    DISK_IMAGE_READ_PLAN_FALLBACK = "DISK_IMAGE_READ_PLAN_FALLBACK"
+    DISK_IMAGE_READ_RECOVERED = "DISK_IMAGE_READ_RECOVERED"
+    DISK_IMAGE_CHANGE_MAP_IGNORED = "DISK_IMAGE_CHANGE_MAP_IGNORED"
+    DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
+    DISK_IMAGE_FINALIZING_SLOW = "DISK_IMAGE_FINALIZING_SLOW"
+    DISK_IMAGE_FINALIZING_STALLED = "DISK_IMAGE_FINALIZING_STALLED"
+    DISK_IMAGE_STREAM_COMPLETED = "DISK_IMAGE_STREAM_COMPLETED"
+    DISK_IMAGE_FAILED = "DISK_IMAGE_FAILED"
+    # agent
+    ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
+    RUN_REFUSED = "RUN_REFUSED"
+    RUN_ORPHANED = "RUN_ORPHANED"
+    RUN_CANCELLED = "RUN_CANCELLED"
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    level: Level
+    meaning: str
+
+
+CODES: dict[EventCode, CodeInfo] = {
+    EventCode.STORAGE_OK: CodeInfo(Level.INFO, "The storage endpoint answered."),
+    EventCode.STORAGE_DNS_FAILED: CodeInfo(
+        Level.ERROR,
+        "The storage host name does not resolve. Check the endpoint URL spelling and the "
+        "machine's DNS servers.",
+    ),
+    EventCode.STORAGE_TCP_REFUSED: CodeInfo(
+        Level.ERROR,
+        "The storage host refused the connection. Check the port in the endpoint URL and that "
+        "the storage service is running.",
+    ),
+    EventCode.STORAGE_TCP_TIMEOUT: CodeInfo(
+        Level.ERROR,
+        "No answer from the storage host. A firewall or proxy is probably dropping traffic to "
+        "that address and port.",
+    ),
+    EventCode.STORAGE_TLS_FAILED: CodeInfo(
+        Level.ERROR,
+        "The TLS handshake failed. Check the certificate (self-signed or expired?), the CA "
+        "bundle, and whether something intercepts HTTPS on this network.",
+    ),
+    EventCode.STORAGE_HTTP_BLOCKED: CodeInfo(
+        Level.ERROR,
+        "Something between this machine and the storage answered with a block page. A web "
+        "filter or proxy is blocking the endpoint: allow it there.",
+    ),
+    EventCode.STORAGE_ENDPOINT_UNREACHABLE: CodeInfo(
+        Level.ERROR,
+        "The storage endpoint could not be reached. Check the network route and the endpoint URL.",
+    ),
+    EventCode.REPOSITORY_OPENED: CodeInfo(Level.INFO, "The repository was opened."),
+    EventCode.REPOSITORY_INITIALIZED: CodeInfo(Level.INFO, "A new repository was created."),
+    EventCode.REPOSITORY_LOCKED: CodeInfo(
+        Level.ERROR,
+        "Another process holds the repository lock. Wait for it, or remove a stale lock.",
+    ),
+    EventCode.REPOSITORY_SNAPSHOT_STARTED: CodeInfo(Level.INFO, "Backup data is being written."),
+    EventCode.REPOSITORY_INDEX_WRITTEN: CodeInfo(Level.INFO, "The index of new data was written."),
+    EventCode.REPOSITORY_SNAPSHOT_SAVED: CodeInfo(Level.INFO, "The snapshot was saved."),
+    EventCode.REPOSITORY_FAILED: CodeInfo(Level.ERROR, "A repository operation failed."),
+    EventCode.DISK_IMAGE_STREAM_START: CodeInfo(Level.INFO, "Reading the disk started."),
+    EventCode.DISK_IMAGE_READ_PLAN_FALLBACK: CodeInfo(
+        Level.WARNING,
+        "The used blocks could not be determined for part of the disk; that part is read in full "
+        "(slower, but complete).",
+    ),
+    EventCode.DISK_IMAGE_READ_RECOVERED: CodeInfo(
+        Level.WARNING,
+        "A region of the disk could not be read and was stored as zeros. Check the disk's health "
+        "(SMART); files in that region may be damaged in this backup.",
+    ),
+    EventCode.DISK_IMAGE_CHANGE_MAP_IGNORED: CodeInfo(
+        Level.WARNING,
+        "The change map could not be used (chain broken or disk changed): the disk was read in "
+        "full this time.",
+    ),
+    EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
+        Level.WARNING,
+        "The disk was read live without a snapshot; the image may be inconsistent if it was "
+        "being written.",
+    ),
+    EventCode.DISK_IMAGE_FINALIZING_SLOW: CodeInfo(
+        Level.INFO, "Finishing the last part of the image is taking longer than usual."
+    ),
+    EventCode.DISK_IMAGE_FINALIZING_STALLED: CodeInfo(
+        Level.WARNING, "No progress while finishing the image; storage may be slow or stalled."
+    ),
+    EventCode.DISK_IMAGE_STREAM_COMPLETED: CodeInfo(Level.INFO, "The disk image was stored."),
+    EventCode.DISK_IMAGE_FAILED: CodeInfo(Level.ERROR, "The disk image backup failed."),
+    EventCode.ENGINE_UNAVAILABLE: CodeInfo(
+        Level.ERROR, "This backup engine is not available on this machine's operating system."
+    ),
+    EventCode.RUN_REFUSED: CodeInfo(
+        Level.ERROR, "The agent refused this run: its parameters were invalid or not allowed."
+    ),
+    EventCode.RUN_ORPHANED: CodeInfo(
+        Level.ERROR, "The agent stopped while this run was in progress; it was marked failed."
+    ),
+    EventCode.RUN_CANCELLED: CodeInfo(Level.WARNING, "The run was cancelled."),
+}
+
+
+@dataclass
+class Event:
+    """One event as engines emit it and the agent forwards it."""
+
+    code: EventCode
+    message: str
+    level: Level | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def effective_level(self) -> Level:
+        return self.level or CODES[self.code].level
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code.value,
+            "level": self.effective_level().value,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+def meaning(code: str) -> str:
+    """The human meaning of a code, or an empty string for codes we do not know."""
+    try:
+        return CODES[EventCode(code)].meaning
+    except ValueError:
+        return ""
+
+
+__all__ = ["CODES", "CodeInfo", "Event", "EventCode", "Level", "meaning"]
