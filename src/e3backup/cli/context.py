@@ -37,9 +37,7 @@ class AppContext:
             if confirm and getpass.getpass("enter password again: ") != pw:
                 raise UsageError("passwords do not match")
             return pw.encode("utf-8")
-        raise UsageError(
-            "no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD"
-        )
+        raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
     def open_repo(self) -> Repository:
         return Repository.open(self.store(), self.password())

@@ -16,7 +16,10 @@ from .context import AppContext
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-r", "--repo", envvar="E3BACKUP_REPOSITORY", help="Repository location (path or s3:URL).")
 @click.option(
-    "-p", "--password-file", envvar="E3BACKUP_PASSWORD_FILE", type=click.Path(dir_okay=False),
+    "-p",
+    "--password-file",
+    envvar="E3BACKUP_PASSWORD_FILE",
+    type=click.Path(dir_okay=False),
     help="File holding the repository password (or set E3BACKUP_PASSWORD).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")

@@ -37,8 +37,7 @@ def snapshots(app: AppContext, as_json: bool, hosts: tuple[str, ...], tags: tupl
     """List snapshots."""
     repo = app.open_repo()
     snaps = [
-        s for s in repo.snapshots()
-        if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))
+        s for s in repo.snapshots() if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))
     ]
     if as_json:
         print_json([s.public_json() for s in snaps])
@@ -53,15 +52,23 @@ def snapshots(app: AppContext, as_json: bool, hosts: tuple[str, ...], tags: tupl
 
 
 @click.command()
-@click.argument("what", type=click.Choice(["config", "snapshot", "index", "pack-header", "key", "masterkey", "tree", "blob"]))
+@click.argument(
+    "what",
+    type=click.Choice(["config", "snapshot", "index", "pack-header", "key", "masterkey", "tree", "blob"]),
+)
 @click.argument("obj_id", required=False)
 @pass_app
 def cat(app: AppContext, what: str, obj_id: str | None) -> None:
     """Print a decrypted repository object as JSON (blob: raw bytes)."""
     repo = app.open_repo()
     if what == "config":
-        print_json({"version": repo.config.version, "id": repo.config.id,
-                    "chunker_polynomial": f"{repo.config.chunker_polynomial:x}"})
+        print_json(
+            {
+                "version": repo.config.version,
+                "id": repo.config.id,
+                "chunker_polynomial": f"{repo.config.chunker_polynomial:x}",
+            }
+        )
         return
     if what == "masterkey":
         print_json(repo.key.to_json())
@@ -80,10 +87,21 @@ def cat(app: AppContext, what: str, obj_id: str | None) -> None:
     elif what == "pack-header":
         pack_id = _full_id(repo, FileType.PACK, obj_id)
         blobs = packmod.read_header(repo.store, repo.key, pack_id)
-        print_json({"id": pack_id, "blobs": [
-            {"id": b.id.hex(), "type": b.type.json_name, "offset": b.offset, "length": b.length,
-             **({"uncompressed_length": b.uncompressed_length} if b.uncompressed_length else {})}
-            for b in blobs]})
+        print_json(
+            {
+                "id": pack_id,
+                "blobs": [
+                    {
+                        "id": b.id.hex(),
+                        "type": b.type.json_name,
+                        "offset": b.offset,
+                        "length": b.length,
+                        **({"uncompressed_length": b.uncompressed_length} if b.uncompressed_length else {}),
+                    }
+                    for b in blobs
+                ],
+            }
+        )
     elif what in ("tree", "blob"):
         from ..repo.blob import BlobType
 
@@ -116,18 +134,24 @@ def check(app: AppContext, read_data: bool, read_data_subset: str | None, as_jso
             raise UsageError(str(e)) from e
     repo = app.open_repo()
     with repo.lock(exclusive=True):
+
         def progress(stage: str, done: int, total: int) -> None:
             if sys.stderr.isatty() and not as_json:
                 click.echo(f"\r{stage}: {done}/{total} packs", err=True, nl=done == total)
 
         result = Checker(repo, progress=progress).run(subset)
     if as_json:
-        print_json({
-            "ok": result.ok, "snapshots": result.snapshots, "trees": result.trees,
-            "packs": result.packs_checked, "packs_read": result.packs_read,
-            "errors": [p.message for p in result.errors],
-            "hints": [p.message for p in result.problems if p.severity == "hint"],
-        })
+        print_json(
+            {
+                "ok": result.ok,
+                "snapshots": result.snapshots,
+                "trees": result.trees,
+                "packs": result.packs_checked,
+                "packs_read": result.packs_read,
+                "errors": [p.message for p in result.errors],
+                "hints": [p.message for p in result.problems if p.severity == "hint"],
+            }
+        )
     else:
         for p in result.problems:
             click.echo(f"{p.severity}: {p.message}", err=p.severity == "error")

@@ -39,9 +39,7 @@ class IndexFile:
         doc: dict[str, Any] = {}
         if self.supersedes:
             doc["supersedes"] = self.supersedes
-        doc["packs"] = [
-            {"id": p.id, "blobs": [_blob_json(b) for b in p.blobs]} for p in self.packs
-        ]
+        doc["packs"] = [{"id": p.id, "blobs": [_blob_json(b) for b in p.blobs]} for p in self.packs]
         return doc
 
     @classmethod

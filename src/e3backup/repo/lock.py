@@ -167,8 +167,14 @@ class Lock:
 
     def _write(self) -> str:
         info = LockInfo(
-            "", now_ns(), self.exclusive, socket.gethostname(), _username(), os.getpid(),
-            os.getuid() if hasattr(os, "getuid") else 0, os.getgid() if hasattr(os, "getgid") else 0,
+            "",
+            now_ns(),
+            self.exclusive,
+            socket.gethostname(),
+            _username(),
+            os.getpid(),
+            os.getuid() if hasattr(os, "getuid") else 0,
+            os.getgid() if hasattr(os, "getgid") else 0,
         )
         lock_id, sealed = unpacked.encode(self.key, info.to_json(), self.version)
         self.store.save(Handle(FileType.LOCK, lock_id), sealed)

@@ -114,9 +114,7 @@ class Node:
             except UnicodeDecodeError:
                 d["linktarget_raw"] = base64.b64encode(self.linktarget).decode()
         if self.xattrs:
-            d["extended_attributes"] = [
-                {"name": n, "value": base64.b64encode(v).decode()} for n, v in self.xattrs
-            ]
+            d["extended_attributes"] = [{"name": n, "value": base64.b64encode(v).decode()} for n, v in self.xattrs]
         d.update(self.extra)
         if self.device:
             d["device"] = self.device
@@ -140,9 +138,27 @@ class Node:
                 target = None
             content = d.get("content")
             known = {
-                "name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group",
-                "inode", "device_id", "size", "links", "linktarget", "linktarget_raw",
-                "extended_attributes", "device", "content", "subtree", "error",
+                "name",
+                "type",
+                "mode",
+                "mtime",
+                "atime",
+                "ctime",
+                "uid",
+                "gid",
+                "user",
+                "group",
+                "inode",
+                "device_id",
+                "size",
+                "links",
+                "linktarget",
+                "linktarget_raw",
+                "extended_attributes",
+                "device",
+                "content",
+                "subtree",
+                "error",
             }
             return cls(
                 name=unquote(str(d["name"])),
@@ -161,8 +177,7 @@ class Node:
                 links=int(d.get("links") or 0),
                 linktarget=target,
                 xattrs=[
-                    (str(x["name"]), base64.b64decode(x.get("value") or ""))
-                    for x in d.get("extended_attributes") or []
+                    (str(x["name"]), base64.b64decode(x.get("value") or "")) for x in d.get("extended_attributes") or []
                 ],
                 device=int(d.get("device") or 0),
                 content=[bytes.fromhex(c) for c in content] if content is not None else None,

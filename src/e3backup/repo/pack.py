@@ -147,9 +147,7 @@ def parse_header(key: Key, tail: bytes, pack_size: int, pack_id: str = "") -> li
         offset += length
         pos += size
     if offset != pack_size - 4 - hlen:
-        raise InvalidPackError(
-            pack_id, f"blobs cover {offset} bytes, but the header starts at {pack_size - 4 - hlen}"
-        )
+        raise InvalidPackError(pack_id, f"blobs cover {offset} bytes, but the header starts at {pack_size - 4 - hlen}")
     return blobs
 
 

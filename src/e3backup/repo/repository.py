@@ -74,9 +74,7 @@ class Repository:
         try:
             store.stat(Handle(FileType.CONFIG))
         except NotFoundError as e:
-            raise RepositoryNotFoundError(
-                f"{store.location}: no repository here (config file not found)"
-            ) from e
+            raise RepositoryNotFoundError(f"{store.location}: no repository here (config file not found)") from e
         key_id, key = search_key(store, password)
         sealed = store.load(Handle(FileType.CONFIG))
         try:
@@ -194,13 +192,9 @@ class Repository:
         try:
             sealed = self.store.load(Handle(FileType.PACK, loc.pack_id), b.offset, b.length)
         except NotFoundError as e:
-            raise IntegrityError(
-                f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is missing"
-            ) from e
+            raise IntegrityError(f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is missing") from e
         if len(sealed) != b.length:
-            raise IntegrityError(
-                f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is truncated"
-            )
+            raise IntegrityError(f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is truncated")
         return self.decode_blob(loc.pack_id, b, sealed)
 
     def load_tree(self, tree_id: bytes) -> list[Node]:

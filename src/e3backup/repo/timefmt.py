@@ -18,10 +18,7 @@ def format_ns(ns: int, offset_s: int = 0) -> str:
     """Format nanoseconds since the epoch; ``offset_s`` is the zone offset in seconds."""
     sec, frac = divmod(ns, 1_000_000_000)
     t = time.gmtime(sec + offset_s)
-    s = (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-    )
+    s = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     if frac:
         s += "." + f"{frac:09d}".rstrip("0")
     if offset_s == 0:

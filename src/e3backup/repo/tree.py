@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 
@@ -12,7 +13,7 @@ from .node import Node
 def encode_tree(nodes: Iterable[Node]) -> bytes:
     """Tree JSON bytes; refuses duplicate names. The tree ID is the SHA-256 of these bytes."""
     ordered = sorted(nodes, key=lambda n: n.name)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         if a.name == b.name:
             raise IntegrityError(f"duplicate name {a.display_name!r} in tree")
     parts = [json.dumps(n.to_json(), separators=(",", ":"), ensure_ascii=False) for n in ordered]

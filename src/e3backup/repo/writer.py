@@ -162,7 +162,7 @@ class BlobWriter:
                     )
                 if due:
                     self.write_index()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller thread
+            except BaseException as e:
                 with self._mu:
                     if self._error is None:
                         self._error = e

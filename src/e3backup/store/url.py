@@ -14,7 +14,7 @@ def open_store(location: str, **options: object) -> Store:
     if location.startswith("s3:"):
         raise UsageError("s3: repositories are not supported yet")
     if location.startswith("local:"):
-        location = location[len("local:"):]
+        location = location[len("local:") :]
     return LocalStore(location)
 
 
