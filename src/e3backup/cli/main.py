@@ -36,9 +36,9 @@ def cli(ctx: click.Context, repo: str | None, password_file: str | None, debug: 
 
 
 def _register() -> None:
-    from . import repo_cmds
+    from . import files_cmds, repo_cmds
 
-    for cmd in repo_cmds.COMMANDS:
+    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS]:
         cli.add_command(cmd)
 
 
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"e3backup: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
+        return 1
+    except Exception as e:  # an unexpected bug: one line, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"e3backup: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
         return 1
 
 
