@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ def as_set(el: ExtentList) -> set[int]:
 def is_normal(el: ExtentList) -> bool:
     items = list(el)
     return all(e.length > 0 for e in items) and all(
-        a.end < b.offset for a, b in zip(items, items[1:], strict=False)
+        a.end < b.offset for a, b in itertools.pairwise(items)
     )
 
 

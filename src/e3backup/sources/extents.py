@@ -208,4 +208,4 @@ def _merge_sorted(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-__all__ = ["Extent", "ExtentList", "ExtentLike"]
+__all__ = ["Extent", "ExtentLike", "ExtentList"]
