@@ -23,9 +23,7 @@ def as_set(el: ExtentList) -> set[int]:
 
 def is_normal(el: ExtentList) -> bool:
     items = list(el)
-    return all(e.length > 0 for e in items) and all(
-        a.end < b.offset for a, b in itertools.pairwise(items)
-    )
+    return all(e.length > 0 for e in items) and all(a.end < b.offset for a, b in itertools.pairwise(items))
 
 
 @given(raw)
