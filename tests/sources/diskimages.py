@@ -146,6 +146,21 @@ def ntfs_bitmap(path: Path | str) -> bytes:
     return p.stdout
 
 
+def ntfs_file_clusters(path: Path | str, name: str) -> ExtentList:
+    """Clusters of the file's unnamed data, from ``ntfsinfo -v``'s run list."""
+    out = run("ntfsinfo", "-v", "-f", "-F", name, path)
+    runs = re.findall(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s*$", out, re.M)
+    return ExtentList((int(lcn, 16), int(n, 16)) for _vcn, lcn, n in runs)
+
+
+def ntfsinfo_counts(path: Path | str) -> tuple[int, int]:
+    """(clusters in the volume, free clusters) as ``ntfsinfo -m`` reports them."""
+    out = run("ntfsinfo", "-m", "-f", path)
+    total = int(re.search(r"Volume Size in Clusters: (\d+)", out).group(1))  # type: ignore[union-attr]
+    free = int(re.search(r"Free Clusters: (\d+)", out).group(1))  # type: ignore[union-attr]
+    return total, free
+
+
 def ntfscat(path: Path | str, name: str) -> bytes:
     p = subprocess.run(["ntfscat", "-f", os.fspath(path), name], capture_output=True, check=True)
     return p.stdout
@@ -313,7 +328,9 @@ __all__ = [
     "make_ntfs",
     "mounted",
     "ntfs_bitmap",
+    "ntfs_file_clusters",
     "ntfscat",
+    "ntfsinfo_counts",
     "random_bytes",
     "run",
     "sample_files",
