@@ -316,7 +316,24 @@ def _add_stale(disk: GptDisk) -> None:
             (disk.ext4_files if fstype == "ext4" else disk.ntfs_files)["kept.bin"] = kept
 
 
+def copy_planned(src: Path, dest: Path, extents: ExtentList, size: int) -> None:
+    """A sparse copy of ``src`` holding only ``extents``: what a restore of the image gives back."""
+    with open(src, "rb") as fi, open(dest, "wb") as fo:
+        fo.truncate(size)
+        for e in extents:
+            fi.seek(e.offset)
+            fo.seek(e.offset)
+            left = e.length
+            while left:
+                block = fi.read(min(left, 4 * MiB))
+                if not block:
+                    break
+                fo.write(block)
+                left -= len(block)
+
+
 __all__ = [
+    "copy_planned",
     "GptDisk",
     "MiB",
     "build_gpt_disk",
