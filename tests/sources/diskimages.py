@@ -333,10 +333,10 @@ def copy_planned(src: Path, dest: Path, extents: ExtentList, size: int) -> None:
 
 
 __all__ = [
-    "copy_planned",
     "GptDisk",
     "MiB",
     "build_gpt_disk",
+    "copy_planned",
     "debugfs_blocks",
     "debugfs_dump",
     "dumpe2fs_used_blocks",

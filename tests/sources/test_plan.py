@@ -15,8 +15,8 @@ from e3backup.sources.layout.read import read_layout
 from e3backup.sources.plan import PlanMode, ReadPlan, build_read_plan, full_read_plan
 
 from .diskimages import (
-    MiB,
     GptDisk,
+    MiB,
     copy_planned,
     debugfs_dump,
     dumpe2fs_used_blocks,
