@@ -85,7 +85,7 @@ def _with_checksum(buf: bytearray) -> bytes:
 
 
 def _checksum_ok(data: bytes) -> bool:
-    stored = struct.unpack_from("<I", data, _CHECKSUM_OFFSET)[0]
+    stored: int = struct.unpack_from("<I", data, _CHECKSUM_OFFSET)[0]
     zeroed = bytearray(data)
     struct.pack_into("<I", zeroed, _CHECKSUM_OFFSET, 0)
     return crc32c(zeroed) == stored
