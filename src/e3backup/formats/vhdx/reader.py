@@ -125,7 +125,7 @@ class VhdxReader:
             raise self._error(
                 "header",
                 HEADER1_OFFSET,
-                f"{self.path} has a log to replay (LogGuid {self.header.log_guid}); "
+                f"LogGuid {self.header.log_guid}: the file has a log to replay; "
                 "open it with Hyper-V or qemu-img first",
             )
         regions = self._region_table(section)
