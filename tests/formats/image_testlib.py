@@ -79,8 +79,9 @@ def open_chain(paths):
         files.append(f)
     for child, parent in zip(files, files[1:]):
         child.set_parent(parent)
-    return files[0]
-top = open_chain(sys.argv[2:])
+    return files
+chain = open_chain(sys.argv[2:])  # keep every file referenced: a freed parent is closed
+top = chain[0]
 size = top.get_media_size()
 with open(sys.argv[1], "wb") as out:
     out.truncate(size)
@@ -100,5 +101,6 @@ def libvhdi_to_raw(raw: Path, *chain: Path) -> int:
 
     An independent judge where qemu cannot be one: qemu has no 4 KiB-sector or differencing VHDX.
     """
-    result = run("/usr/bin/python3", "-c", _LIBVHDI_DUMP, raw, *chain)
+    result = run("/usr/bin/python3", "-c", _LIBVHDI_DUMP, raw, *chain, check=False)
+    assert result.returncode == 0, result.stderr
     return int(result.stdout.strip())

@@ -369,8 +369,9 @@ def decode_bat_entry(value: int) -> tuple[int, int]:
 
 
 def guid_string(guid: UUID) -> str:
-    """A GUID as the parent locator writes it: "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}"."""
-    return "{" + str(guid).upper() + "}"
+    """A GUID as a parent locator holds it: "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}", lower case
+    (libvhdi, tested against Hyper-V's files, accepts only this form; we read any case)."""
+    return "{" + str(guid) + "}"
 
 
 def parse_guid_string(text: str) -> UUID | None:
