@@ -19,6 +19,8 @@ Extent = tuple[int, int]
 Buffer = bytes | bytearray | memoryview
 
 _ZERO = bytes(4 * 1024 * 1024)
+ZERO_RUN_GRANULARITY = 16 * 1024
+"""Zero runs at least this long (and so aligned) inside written data become holes."""
 
 
 @runtime_checkable
@@ -66,6 +68,24 @@ def is_zero(data: Buffer) -> bool:
     return all(_ZERO.startswith(view[i : i + step]) for i in range(0, len(view), step))
 
 
+def nonzero_runs(data: memoryview, granularity: int = ZERO_RUN_GRANULARITY) -> Iterator[tuple[int, int]]:
+    """(start, end) of the parts of `data` to write, skipping all-zero `granularity` pieces.
+
+    Pieces are aligned to `granularity` from the start of `data`; adjacent non-zero pieces merge
+    into one run, so dense data is one write.
+    """
+    start = -1
+    for pos in range(0, len(data), granularity):
+        if is_zero(data[pos : pos + granularity]):
+            if start >= 0:
+                yield start, pos
+                start = -1
+        elif start < 0:
+            start = pos
+    if start >= 0:
+        yield start, len(data)
+
+
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     """`os.pwrite` until every byte is written."""
     while data:
@@ -101,6 +121,7 @@ __all__ = [
     "ImageWriter",
     "check_range",
     "is_zero",
+    "nonzero_runs",
     "normalize_extents",
     "pwrite_all",
 ]

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Literal
 
 from e3backup.errors import FormatError
-from e3backup.formats.image import Buffer, Extent, check_range, is_zero, pwrite_all
+from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127)
@@ -76,8 +76,11 @@ class RawWriter:
         fd = self._fd_or_raise()
         view = memoryview(data).cast("B")
         check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
-        if self.is_block_device or not is_zero(view):
+        if self.is_block_device:
             pwrite_all(fd, view, offset)
+            return
+        for start, end in nonzero_runs(view):
+            pwrite_all(fd, view[start:end], offset + start)
 
     def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
         """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""

@@ -3,7 +3,7 @@
 The layout (see `layout.py`) is fixed at creation from the allocated extents: headers, region
 tables, metadata and BAT are written then, payload blocks get their file offsets in block order.
 `write_at` only translates virtual offsets to file offsets and `pwrite`s, so any number of threads
-may call it at once, in any order. All-zero data is skipped (holes read as zero); non-zero data for
+may call it at once, in any order. All-zero runs are skipped (holes read as zero); non-zero data for
 a block that was not allocated raises `UnallocatedWriteError`.
 
 The 'vhdxfile' signature is written by `close()`, after the payload is durable: a restore that
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from e3backup.errors import UnallocatedWriteError
-from e3backup.formats.image import Buffer, Extent, check_range, is_zero, pwrite_all
+from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
 
 
@@ -60,13 +60,13 @@ class VhdxWriter:
             block, within = divmod(offset + pos, size)
             piece = view[pos : pos + size - within]
             target = self._offsets[block]
-            if not is_zero(piece):
+            for start, end in nonzero_runs(piece):
                 if target == UNALLOCATED:
                     raise UnallocatedWriteError(
-                        f"{self.path}: non-zero data at virtual offset {offset + pos} falls in block "
-                        f"{block}, which the allocation given at creation left out"
+                        f"{self.path}: non-zero data at virtual offset {offset + pos + start} falls in "
+                        f"block {block}, which the allocation given at creation left out"
                     )
-                pwrite_all(fd, piece, target + within)
+                pwrite_all(fd, piece[start:end], target + within + start)
             pos += len(piece)
 
     def close(self) -> None:
