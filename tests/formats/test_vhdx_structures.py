@@ -95,3 +95,12 @@ def test_bit_runs() -> None:
         (25, 7, 0),
     ]
     assert list(bit_runs(bits, 3, 5)) == [(0, 1, 0), (1, 4, 1)]
+
+
+def test_exported_members_exist() -> None:
+    import e3backup.formats as formats
+    import e3backup.formats.vhdx as vhdx
+
+    for module in (formats, vhdx):
+        assert sorted(module.__all__) == sorted(set(module.__all__))
+        assert all(hasattr(module, name) for name in module.__all__)
