@@ -6,14 +6,18 @@
     │   ├── NotFoundError           the object does not exist
     │   ├── StoreUnavailableError   network, permissions, server errors after retries
     │   └── AlreadyExistsError      refusing to overwrite
-    └── RepoError                   the repository format and its rules
-        ├── RepositoryNotFoundError no config / not a repository
-        ├── WrongPasswordError      no key file opens with this password
-        ├── UnsupportedVersionError config version we cannot read
-        ├── IntegrityError          MAC, hash, length or structure mismatch
-        │   └── InvalidPackError    a pack file that cannot be parsed
-        ├── BlobNotFoundError       a blob that is in no index
-        └── LockError               the repository is locked by someone else
+    ├── RepoError                   the repository format and its rules
+    │   ├── RepositoryNotFoundError no config / not a repository
+    │   ├── WrongPasswordError      no key file opens with this password
+    │   ├── UnsupportedVersionError config version we cannot read
+    │   ├── IntegrityError          MAC, hash, length or structure mismatch
+    │   │   └── InvalidPackError    a pack file that cannot be parsed
+    │   ├── BlobNotFoundError       a blob that is in no index
+    │   └── LockError               the repository is locked by someone else
+    └── FormatError                 disk image formats (VHDX, raw)
+        ├── InvalidVhdxError        a VHDX structure that cannot be parsed or used
+        ├── ParentNotFoundError     a differencing VHDX whose parent cannot be found
+        └── UnallocatedWriteError   non-zero data for a block the layout did not allocate
 
 Every error carries a one-line message that names the object at fault; the CLI prints it as is.
 """
@@ -85,18 +89,48 @@ class LockError(RepoError):
     pass
 
 
+class FormatError(E3Error):
+    """A disk image file (VHDX, raw) that cannot be read or written as asked."""
+
+
+class InvalidVhdxError(FormatError):
+    """A VHDX structure at fault: names the structure, its file offset and the reason."""
+
+    def __init__(self, path: str, structure: str, offset: int, reason: str) -> None:
+        super().__init__(f"VHDX {path}: {structure} at offset {offset}: {reason}")
+        self.path = path
+        self.structure = structure
+        self.offset = offset
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int, str]]:
+        return (type(self), (self.path, self.structure, self.offset, self.reason))
+
+
+class ParentNotFoundError(FormatError):
+    pass
+
+
+class UnallocatedWriteError(FormatError):
+    pass
+
+
 __all__ = [
     "AlreadyExistsError",
     "BlobNotFoundError",
     "E3Error",
+    "FormatError",
     "IntegrityError",
     "InvalidPackError",
+    "InvalidVhdxError",
     "LockError",
     "NotFoundError",
+    "ParentNotFoundError",
     "RepoError",
     "RepositoryNotFoundError",
     "StoreError",
     "StoreUnavailableError",
+    "UnallocatedWriteError",
     "UnsupportedVersionError",
     "UsageError",
     "WrongPasswordError",

@@ -1,0 +1,127 @@
+"""What every disk image writer and reader offers, whatever the format (VHDX, raw).
+
+The restore pipeline knows, before it writes anything, which ranges of the virtual disk will hold
+non-zero data (from the snapshot's blob list): it passes them as `allocated` extents when it
+creates a writer. Then N workers call `write_at` at arbitrary positions, concurrently; `close()`
+finishes the file. Offsets and lengths are in virtual disk bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+Extent = tuple[int, int]
+"""(offset, length) of a range of the virtual disk."""
+
+Buffer = bytes | bytearray | memoryview
+
+_ZERO = bytes(4 * 1024 * 1024)
+ZERO_RUN_GRANULARITY = 16 * 1024
+"""Zero runs at least this long (and so aligned) inside written data become holes."""
+
+
+@runtime_checkable
+class ImageWriter(Protocol):
+    """A disk image being written. `write_at` is thread-safe; `close` is called once, last."""
+
+    @property
+    def virtual_size(self) -> int: ...
+
+    def write_at(self, offset: int, data: Buffer) -> None:
+        """Write `data` at virtual offset `offset` (positional, no shared cursor)."""
+
+    def close(self) -> None:
+        """Finish the file: flush, make it durable and, for VHDX, mark it valid."""
+
+    def __enter__(self) -> ImageWriter: ...
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+@runtime_checkable
+class ImageReader(Protocol):
+    """A disk image being read. `read_into` is thread-safe."""
+
+    @property
+    def virtual_size(self) -> int: ...
+
+    def read_into(self, offset: int, buf: bytearray | memoryview) -> None:
+        """Fill `buf` with the virtual disk's bytes from `offset`; the range must lie inside it."""
+
+    def read_at(self, offset: int, length: int) -> bytes: ...
+
+    def allocated_extents(self) -> Iterator[Extent]:
+        """Ranges that may hold non-zero data, ascending and merged; everything else reads zero."""
+
+    def close(self) -> None: ...
+
+
+def is_zero(data: Buffer) -> bool:
+    """True when every byte of `data` is zero (memcmp speed, no allocation)."""
+    view = memoryview(data).cast("B")
+    step = len(_ZERO)
+    return all(_ZERO.startswith(view[i : i + step]) for i in range(0, len(view), step))
+
+
+def nonzero_runs(data: memoryview, granularity: int = ZERO_RUN_GRANULARITY) -> Iterator[tuple[int, int]]:
+    """(start, end) of the parts of `data` to write, skipping all-zero `granularity` pieces.
+
+    Pieces are aligned to `granularity` from the start of `data`; adjacent non-zero pieces merge
+    into one run, so dense data is one write.
+    """
+    start = -1
+    for pos in range(0, len(data), granularity):
+        if is_zero(data[pos : pos + granularity]):
+            if start >= 0:
+                yield start, pos
+                start = -1
+        elif start < 0:
+            start = pos
+    if start >= 0:
+        yield start, len(data)
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """`os.pwrite` until every byte is written."""
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+def normalize_extents(extents: Iterable[Extent], limit: int) -> list[Extent]:
+    """Sorted, merged, non-empty extents clipped to [0, limit)."""
+    spans = sorted((max(0, o), min(limit, o + n)) for o, n in extents if n > 0)
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e - s) for s, e in merged]
+
+
+def check_range(offset: int, length: int, virtual_size: int, what: str) -> None:
+    if offset < 0 or length < 0 or offset + length > virtual_size:
+        raise ValueError(
+            f"{what}: range [{offset}, {offset + length}) is outside the virtual disk of {virtual_size} bytes"
+        )
+
+
+__all__ = [
+    "Buffer",
+    "Extent",
+    "ImageReader",
+    "ImageWriter",
+    "check_range",
+    "is_zero",
+    "nonzero_runs",
+    "normalize_extents",
+    "pwrite_all",
+]

@@ -1,0 +1,185 @@
+"""Raw disk images: a file (or block device) whose byte N is the virtual disk's byte N.
+
+A raw file target is sparse: it is created empty, sized with ftruncate, and only non-zero data is
+written, so everything else is a hole that reads as zero. A block device keeps whatever it held,
+so there every byte passed to `write_at` is written, zeros included, and the restore zeroes the
+ranges it knows are zero with `zero_range` (plain writes, BLKZEROOUT, or BLKDISCARD when the
+caller knows the device reads discarded sectors as zero).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Literal
+
+from e3backup.errors import FormatError
+from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
+
+BLKDISCARD = 0x1277  # _IO(0x12, 119)
+BLKZEROOUT = 0x127F  # _IO(0x12, 127)
+BLKGETSIZE64 = 0x80081272  # _IOR(0x12, 114, u64)
+ZERO_WRITE_SIZE = 4 * 1024 * 1024
+ZeroHow = Literal["write", "zeroout", "discard"]
+
+
+def _size_of(fd: int) -> int:
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
+        return int(struct.unpack("<Q", buf)[0])
+    return st.st_size
+
+
+class RawWriter:
+    """`RawWriter(path, virtual_size)`: sparse file, or an existing block device of enough size."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        virtual_size: int,
+        allocated: Iterable[Extent] | None = None,
+    ) -> None:
+        del allocated  # a raw file needs no layout; accepted so every ImageWriter is made alike
+        self.path = os.fspath(path)
+        self._virtual_size = virtual_size
+        is_device = os.path.exists(self.path) and stat.S_ISBLK(os.stat(self.path).st_mode)
+        flags = os.O_RDWR | os.O_CLOEXEC | (0 if is_device else os.O_CREAT | os.O_TRUNC)
+        self._fd: int | None = os.open(self.path, flags, 0o644)
+        self.is_block_device = is_device
+        try:
+            if is_device:
+                size = _size_of(self._fd)
+                if size < virtual_size:
+                    raise FormatError(f"{self.path}: device has {size} bytes, the image needs {virtual_size}")
+            else:
+                os.ftruncate(self._fd, virtual_size)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def virtual_size(self) -> int:
+        return self._virtual_size
+
+    def _fd_or_raise(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: raw image already closed")
+        return self._fd
+
+    def write_at(self, offset: int, data: Buffer) -> None:
+        fd = self._fd_or_raise()
+        view = memoryview(data).cast("B")
+        check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
+        if self.is_block_device:
+            pwrite_all(fd, view, offset)
+            return
+        for start, end in nonzero_runs(view):
+            pwrite_all(fd, view[start:end], offset + start)
+
+    def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
+        """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""
+        fd = self._fd_or_raise()
+        check_range(offset, length, self._virtual_size, f"{self.path}: zero_range")
+        if not self.is_block_device or length == 0:
+            return
+        if how in ("zeroout", "discard"):
+            request = BLKZEROOUT if how == "zeroout" else BLKDISCARD
+            try:
+                fcntl.ioctl(fd, request, struct.pack("QQ", offset, length))
+                return
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL) or how == "discard":
+                    raise FormatError(f"{self.path}: {how} of [{offset}, {offset + length}): {e}") from e
+        zeros = memoryview(bytes(min(length, ZERO_WRITE_SIZE)))
+        end = offset + length
+        while offset < end:
+            n = min(len(zeros), end - offset)
+            pwrite_all(fd, zeros[:n], offset)
+            offset += n
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> RawWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RawReader:
+    """`RawReader(path)`: reads a raw file or block device; past its end reads zeros."""
+
+    def __init__(self, path: str | os.PathLike[str], virtual_size: int | None = None) -> None:
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._file_size = _size_of(self._fd)
+        self._virtual_size = self._file_size if virtual_size is None else virtual_size
+
+    @property
+    def virtual_size(self) -> int:
+        return self._virtual_size
+
+    def read_into(self, offset: int, buf: bytearray | memoryview) -> None:
+        view = memoryview(buf).cast("B")
+        check_range(offset, len(view), self._virtual_size, f"{self.path}: read")
+        done = 0
+        while done < len(view):
+            n = os.preadv(self._fd, [view[done:]], offset + done)
+            if n == 0:
+                view[done:] = bytes(len(view) - done)
+                return
+            done += n
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self.read_into(offset, buf)
+        return bytes(buf)
+
+    def allocated_extents(self) -> Iterator[Extent]:
+        """Data ranges found with SEEK_DATA/SEEK_HOLE (the whole image where unsupported)."""
+        end = min(self._file_size, self._virtual_size)
+        pos = 0
+        while pos < end:
+            try:
+                start = os.lseek(self._fd, pos, os.SEEK_DATA)
+                stop = os.lseek(self._fd, start, os.SEEK_HOLE)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # no data after pos
+                    return
+                yield pos, end - pos  # the file system cannot tell: assume data
+                return
+            if start >= end:
+                return
+            stop = min(stop, end)
+            yield start, stop - start
+            pos = stop
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> RawReader:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["RawReader", "RawWriter", "ZeroHow"]

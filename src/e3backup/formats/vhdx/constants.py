@@ -1,0 +1,112 @@
+"""VHDX constants, named as in [MS-VHDX] (Microsoft Open Specifications, v1.0 of the format).
+
+GUIDs are `uuid.UUID` values; on disk they are stored in Microsoft's mixed-endian layout, which is
+`UUID.bytes_le`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+# 2.1 Layout: the header section is the first 1 MiB, made of 64 KiB structures.
+HEADER_SECTION_SIZE = 1 * MiB
+FILE_TYPE_IDENTIFIER_OFFSET = 0
+HEADER1_OFFSET = 64 * KiB
+HEADER2_OFFSET = 128 * KiB
+REGION_TABLE1_OFFSET = 192 * KiB
+REGION_TABLE2_OFFSET = 256 * KiB
+# Every object outside the header section is aligned to, and sized in multiples of, 1 MiB.
+ALIGNMENT = 1 * MiB
+
+# 2.2.1 File Type Identifier
+FILE_TYPE_IDENTIFIER_SIGNATURE = b"vhdxfile"
+FILE_TYPE_IDENTIFIER_SIZE = 64 * KiB
+CREATOR_SIZE = 512  # UTF-16 characters x 2 bytes
+
+# 2.2.2 Header: the checksum covers the first 4 KiB of the 64 KiB slot.
+HEADER_SIGNATURE = b"head"
+HEADER_SIZE = 4 * KiB
+HEADER_VERSION = 1
+LOG_VERSION = 0
+
+# 2.2.3 Region Table: 16-byte header, then 32-byte entries; the checksum covers 64 KiB.
+REGION_TABLE_SIGNATURE = b"regi"
+REGION_TABLE_SIZE = 64 * KiB
+REGION_TABLE_HEADER_SIZE = 16
+REGION_TABLE_ENTRY_SIZE = 32
+REGION_TABLE_MAX_ENTRIES = 2047
+REGION_ENTRY_REQUIRED = 0x1  # bit 0 of the entry's flags
+
+BAT_REGION_GUID = UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
+METADATA_REGION_GUID = UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
+
+# 2.3 Log
+LOG_ENTRY_SIGNATURE = b"loge"
+MIN_LOG_LENGTH = 1 * MiB
+
+# 2.5 BAT: 64-bit entries, State in bits 0-2, FileOffsetMB in bits 20-63.
+BAT_ENTRY_SIZE = 8
+BAT_STATE_MASK = 0x7
+BAT_FILE_OFFSET_SHIFT = 20
+
+# 2.5.1.1 Payload BAT entry states
+PAYLOAD_BLOCK_NOT_PRESENT = 0
+PAYLOAD_BLOCK_UNDEFINED = 1
+PAYLOAD_BLOCK_ZERO = 2
+PAYLOAD_BLOCK_UNMAPPED = 3
+PAYLOAD_BLOCK_FULLY_PRESENT = 6
+PAYLOAD_BLOCK_PARTIALLY_PRESENT = 7
+PAYLOAD_BLOCK_STATES = frozenset({0, 1, 2, 3, 6, 7})
+
+# 2.5.1.2 Sector bitmap BAT entry states
+SB_BLOCK_NOT_PRESENT = 0
+SB_BLOCK_PRESENT = 6
+
+# 2.4 Blocks: a sector bitmap block is 1 MiB and describes 2^23 sectors.
+SECTOR_BITMAP_BLOCK_SIZE = 1 * MiB
+SECTORS_PER_BITMAP_BLOCK = 1 << 23
+
+# 2.6 Metadata region: a 64 KiB table (32-byte header, 32-byte entries), items after it.
+METADATA_TABLE_SIGNATURE = b"metadata"
+METADATA_TABLE_SIZE = 64 * KiB
+METADATA_TABLE_HEADER_SIZE = 32
+METADATA_TABLE_ENTRY_SIZE = 32
+METADATA_TABLE_MAX_ENTRIES = 2047
+METADATA_ITEM_MAX_LENGTH = 1 * MiB
+METADATA_FLAG_IS_USER = 0x1
+METADATA_FLAG_IS_VIRTUAL_DISK = 0x2
+METADATA_FLAG_IS_REQUIRED = 0x4
+
+# 2.6.2 Known metadata items
+FILE_PARAMETERS_GUID = UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
+VIRTUAL_DISK_SIZE_GUID = UUID("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
+PAGE_83_DATA_GUID = UUID("BECA12AB-B2E6-4523-93EF-C309E000C746")
+LOGICAL_SECTOR_SIZE_GUID = UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
+PHYSICAL_SECTOR_SIZE_GUID = UUID("CDA348C7-445D-4471-9CC9-E9885251C556")
+PARENT_LOCATOR_GUID = UUID("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
+
+# 2.6.2.1 File Parameters flags
+LEAVE_BLOCK_ALLOCATED = 0x1
+HAS_PARENT = 0x2
+
+# Limits on the parameters
+MIN_BLOCK_SIZE = 1 * MiB
+MAX_BLOCK_SIZE = 256 * MiB
+DEFAULT_BLOCK_SIZE = 32 * MiB  # what Hyper-V creates
+SECTOR_SIZES = (512, 4096)
+MAX_VIRTUAL_DISK_SIZE = 64 * TiB
+
+# 2.6.2.6 Parent locator of type VHDX, and its keys
+PARENT_LOCATOR_HEADER_SIZE = 20
+PARENT_LOCATOR_ENTRY_SIZE = 12
+VHDX_PARENT_LOCATOR_TYPE_GUID = UUID("B04AEFB7-D19E-4A81-B789-25B8E9445913")
+PARENT_LINKAGE = "parent_linkage"
+PARENT_LINKAGE2 = "parent_linkage2"
+RELATIVE_PATH = "relative_path"
+VOLUME_PATH = "volume_path"
+ABSOLUTE_WIN32_PATH = "absolute_win32_path"

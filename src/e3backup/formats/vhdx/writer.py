@@ -1,0 +1,104 @@
+"""Writes a dynamic (or fixed) VHDX from positional writes of the virtual disk's bytes.
+
+The layout (see `layout.py`) is fixed at creation from the allocated extents: headers, region
+tables, metadata and BAT are written then, payload blocks get their file offsets in block order.
+`write_at` only translates virtual offsets to file offsets and `pwrite`s, so any number of threads
+may call it at once, in any order. All-zero runs are skipped (holes read as zero); non-zero data for
+a block that was not allocated raises `UnallocatedWriteError`.
+
+The 'vhdxfile' signature is written by `close()`, after the payload is durable: a restore that
+fails half-way leaves a file no VHDX reader will mistake for a complete disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from types import TracebackType
+
+from e3backup.errors import UnallocatedWriteError
+from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
+from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
+
+
+class VhdxWriter:
+    """`VhdxWriter(path, virtual_size, allocated)`; then `write_at(...)` from any thread; `close()`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        virtual_size: int,
+        allocated: Iterable[Extent] | None = None,
+        options: VhdxOptions | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.layout: VhdxLayout = plan_layout(virtual_size, allocated, options)
+        self._block_size = self.layout.geometry.block_size
+        self._offsets = self.layout.block_offsets
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            for offset, data in self.layout.metadata_structures():
+                pwrite_all(self._fd, memoryview(data), offset)
+            os.ftruncate(self._fd, self.layout.file_size)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def virtual_size(self) -> int:
+        return self.layout.geometry.virtual_size
+
+    def write_at(self, offset: int, data: Buffer) -> None:
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"{self.path}: write_at after close")
+        view = memoryview(data).cast("B")
+        check_range(offset, len(view), self.virtual_size, f"{self.path}: write_at")
+        size = self._block_size
+        pos = 0
+        while pos < len(view):
+            block, within = divmod(offset + pos, size)
+            piece = view[pos : pos + size - within]
+            target = self._offsets[block]
+            for start, end in nonzero_runs(piece):
+                if target == UNALLOCATED:
+                    raise UnallocatedWriteError(
+                        f"{self.path}: non-zero data at virtual offset {offset + pos + start} falls in "
+                        f"block {block}, which the allocation given at creation left out"
+                    )
+                pwrite_all(fd, piece[start:end], target + within + start)
+            pos += len(piece)
+
+    def close(self) -> None:
+        """Make the payload durable, then write the file type identifier that makes it a VHDX."""
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+            offset, identifier = self.layout.file_identifier()
+            pwrite_all(fd, memoryview(identifier), offset)
+            os.fsync(fd)
+        finally:
+            self._fd = None
+            os.close(fd)
+
+    def abort(self) -> None:
+        """Close without marking the file as a VHDX (it stays unreadable as one)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> VhdxWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is None:
+            self.close()
+        else:
+            self.abort()
+
+
+__all__ = ["VhdxWriter"]
