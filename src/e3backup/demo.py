@@ -71,8 +71,10 @@ def main() -> int:
     restic = shutil.which("restic")
     if restic:
         print("\n$ restic check --read-data   (the independent judge)", flush=True)
-        subprocess.run([restic, "-r", str(repo), "--password-file", str(base / "password"), "--no-cache",
-                        "check", "--read-data"], check=True)
+        subprocess.run(
+            [restic, "-r", str(repo), "--password-file", str(base / "password"), "--no-cache", "check", "--read-data"],
+            check=True,
+        )
     print(f"\nDemo finished in {time.monotonic() - t0:.1f}s. Repository: {repo}")
     return 0
 

@@ -38,9 +38,7 @@ class ImageWriter(Protocol):
 
     def __enter__(self) -> ImageWriter: ...
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None: ...
 
 
 @runtime_checkable

@@ -127,9 +127,13 @@ def unquote(value: str) -> bytes:
 
 def _fix_surrogates(s: str) -> str:
     # Go's JSON decoder turns lone surrogates into U+FFFD; Python keeps them.
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in s):
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
         return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in s)
-    return s
 
 
 __all__ = ["quote", "unquote"]

@@ -26,6 +26,32 @@ MODE_CHAR_DEVICE = 1 << 21
 MODE_STICKY = 1 << 20
 MODE_PERM = 0o777
 
+_KNOWN = frozenset(
+    (
+        "name",
+        "type",
+        "mode",
+        "mtime",
+        "atime",
+        "ctime",
+        "uid",
+        "gid",
+        "user",
+        "group",
+        "inode",
+        "device_id",
+        "size",
+        "links",
+        "linktarget",
+        "linktarget_raw",
+        "extended_attributes",
+        "device",
+        "content",
+        "subtree",
+        "error",
+    )
+)
+
 NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket", "irregular")
 
 
@@ -127,63 +153,41 @@ class Node:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Node:
+        get = d.get
         try:
-            raw_target = d.get("linktarget_raw")
-            target: bytes | None
+            t = str(d["type"])
+            raw_target = get("linktarget_raw")
+            target: bytes | None = None
             if raw_target:
                 target = base64.b64decode(raw_target)
-            elif d.get("linktarget") is not None and d.get("type") == "symlink":
+            elif t == "symlink" and get("linktarget") is not None:
                 target = str(d["linktarget"]).encode("utf-8")
-            else:
-                target = None
-            content = d.get("content")
-            known = {
-                "name",
-                "type",
-                "mode",
-                "mtime",
-                "atime",
-                "ctime",
-                "uid",
-                "gid",
-                "user",
-                "group",
-                "inode",
-                "device_id",
-                "size",
-                "links",
-                "linktarget",
-                "linktarget_raw",
-                "extended_attributes",
-                "device",
-                "content",
-                "subtree",
-                "error",
-            }
+            content = get("content")
+            subtree = get("subtree")
+            mtime, atime, ctime = get("mtime"), get("atime"), get("ctime")
+            xattrs = get("extended_attributes")
             return cls(
                 name=unquote(str(d["name"])),
-                type=str(d["type"]),
-                mode=int(d.get("mode") or 0),
-                mtime=parse_ns(d["mtime"]) if d.get("mtime") else 0,
-                atime=parse_ns(d["atime"]) if d.get("atime") else 0,
-                ctime=parse_ns(d["ctime"]) if d.get("ctime") else 0,
-                uid=int(d.get("uid") or 0),
-                gid=int(d.get("gid") or 0),
-                user=str(d.get("user") or ""),
-                group=str(d.get("group") or ""),
-                inode=int(d.get("inode") or 0),
-                device_id=int(d.get("device_id") or 0),
-                size=int(d.get("size") or 0),
-                links=int(d.get("links") or 0),
+                type=t,
+                mode=int(get("mode") or 0),
+                mtime=parse_ns(mtime) if mtime else 0,
+                atime=(parse_ns(atime) if atime != mtime else parse_ns(mtime)) if atime else 0,
+                ctime=parse_ns(ctime) if ctime else 0,
+                uid=int(get("uid") or 0),
+                gid=int(get("gid") or 0),
+                user=str(get("user") or ""),
+                group=str(get("group") or ""),
+                inode=int(get("inode") or 0),
+                device_id=int(get("device_id") or 0),
+                size=int(get("size") or 0),
+                links=int(get("links") or 0),
                 linktarget=target,
-                xattrs=[
-                    (str(x["name"]), base64.b64decode(x.get("value") or "")) for x in d.get("extended_attributes") or []
-                ],
-                device=int(d.get("device") or 0),
+                xattrs=[(str(x["name"]), base64.b64decode(x.get("value") or "")) for x in xattrs] if xattrs else [],
+                device=int(get("device") or 0),
                 content=[bytes.fromhex(c) for c in content] if content is not None else None,
-                subtree=bytes.fromhex(d["subtree"]) if d.get("subtree") else None,
-                error=str(d.get("error") or ""),
-                extra={k: v for k, v in d.items() if k not in known},
+                subtree=bytes.fromhex(subtree) if subtree else None,
+                error=str(get("error") or ""),
+                extra={} if d.keys() <= _KNOWN else {k: v for k, v in d.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as e:
             raise IntegrityError(f"invalid node {d.get('name')!r}: {e}") from e

@@ -151,9 +151,7 @@ def decide_chunks(
                 )
             )
         return ChunkDecisions(chunk_size, device_size, planned, ExtentList(), zero, reason)
-    dirty = change_map.chunk_ranges(chunk_size) | (plan ^ parent.plan).clamp(device_size).chunk_ranges(
-        chunk_size
-    )
+    dirty = change_map.chunk_ranges(chunk_size) | (plan ^ parent.plan).clamp(device_size).chunk_ranges(chunk_size)
     read = planned & dirty
     return ChunkDecisions(chunk_size, device_size, read, planned - read, zero)
 

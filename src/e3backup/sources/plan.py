@@ -176,9 +176,7 @@ def _fallback_event(reason: str, p: Partition | None, planned: int) -> Event:
     details: dict[str, Any] = {"reason": reason, "planned_bytes": planned}
     if p is not None:
         details |= {"partition": p.index, "filesystem": p.filesystem, "start": p.start, "size": p.size}
-    return Event(
-        EventCode.DISK_IMAGE_READ_PLAN_FALLBACK, f"reading {where} in full: {reason}", details=details
-    )
+    return Event(EventCode.DISK_IMAGE_READ_PLAN_FALLBACK, f"reading {where} in full: {reason}", details=details)
 
 
 __all__ = [

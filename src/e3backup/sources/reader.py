@@ -59,9 +59,7 @@ def _flag(value: object, name: str) -> bool:
     raise ValueError(f"{name}: expected a boolean (1/0/true/false), got {value!r}")
 
 
-def resolve_strict_read_errors(
-    policy: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> bool:
+def resolve_strict_read_errors(policy: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> bool:
     """Strict mode from the job policy and the environment; a set environment variable wins."""
     environ = os.environ if env is None else env
     raw = environ.get(STRICT_ENV)
@@ -112,8 +110,7 @@ class DeviceReader:
             self._emit(
                 Event(
                     EventCode.DISK_IMAGE_READ_RECOVERED,
-                    f"zero-filled {span.length} unreadable bytes at offset {span.offset} "
-                    f"of {self.device.path}",
+                    f"zero-filled {span.length} unreadable bytes at offset {span.offset} of {self.device.path}",
                     details={
                         "device": self.device.path,
                         "offset": span.offset,

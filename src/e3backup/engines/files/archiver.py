@@ -46,6 +46,7 @@ _O_NOATIME = getattr(os, "O_NOATIME", 0)
 class _Dir:
     node: Node | None  # None for the snapshot root
     parent_subtree: bytes | None
+    parent_nodes: list[Node] = field(default_factory=list)
     children: list[Node | Future[Node | None] | _Dir] = field(default_factory=list)
     tree_id: bytes | None = None
 
@@ -162,20 +163,21 @@ class Archiver:
 
     # -- walking --------------------------------------------------------------------------------
 
-    def _parent_nodes(self, subtree: bytes | None) -> dict[bytes, Node]:
-        if subtree is None:
+    def _parent_nodes(self, d: _Dir) -> dict[bytes, Node]:
+        if d.parent_subtree is None:
             return {}
         try:
-            return {n.name: n for n in self.repo.load_tree(subtree)}
+            d.parent_nodes = sorted(self.repo.load_tree(d.parent_subtree), key=lambda n: n.name)
         except E3Error:
             return {}  # an unreadable parent only costs a full read
+        return {n.name: n for n in d.parent_nodes}
 
     def _walk_virtual(self, vd: VirtualDir, node: Node | None, parent_subtree: bytes | None) -> _Dir:
         if vd.contents_of is not None:
             st = os.lstat(vd.contents_of)
             return self._walk_dir(vd.contents_of, None, parent_subtree, st.st_dev)
         d = _Dir(node, parent_subtree)
-        parent_nodes = self._parent_nodes(parent_subtree)
+        parent_nodes = self._parent_nodes(d)
         for name, child in sorted(vd.children.items()):
             pnode = parent_nodes.get(name)
             psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
@@ -218,7 +220,7 @@ class Archiver:
     def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
         self._check_failure()
         d = _Dir(node, parent_subtree)
-        parent_nodes = self._parent_nodes(parent_subtree)
+        parent_nodes = self._parent_nodes(d)
         try:
             names = sorted(os.listdir(path))
         except OSError as e:
@@ -272,8 +274,13 @@ class Archiver:
                 nodes.append(c)
         self._check_failure()
         assert self._writer is not None
-        d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(nodes))
+        nodes.sort(key=lambda n: n.name)
+        if d.parent_subtree is not None and nodes == d.parent_nodes:
+            d.tree_id = d.parent_subtree  # unchanged: the parent's tree, not encoded again
+        else:
+            d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(nodes))
         d.children = []
+        d.parent_nodes = []
         with self._mu:
             if d.parent_subtree is None:
                 self.result.dirs_new += 1

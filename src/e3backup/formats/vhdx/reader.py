@@ -125,15 +125,12 @@ class VhdxReader:
             raise self._error(
                 "header",
                 HEADER1_OFFSET,
-                f"LogGuid {self.header.log_guid}: the file has a log to replay; "
-                "open it with Hyper-V or qemu-img first",
+                f"LogGuid {self.header.log_guid}: the file has a log to replay; open it with Hyper-V or qemu-img first",
             )
         regions = self._region_table(section)
         bat_region, metadata_region = regions[BAT_REGION_GUID], regions[METADATA_REGION_GUID]
         self._read_metadata(metadata_region)
-        self.geometry = Geometry(
-            self.virtual_size, self.block_size, self.logical_sector_size, self.has_parent
-        )
+        self.geometry = Geometry(self.virtual_size, self.block_size, self.logical_sector_size, self.has_parent)
         self._read_bat(bat_region)
         if self.has_parent:
             self._open_parent(parent_path, depth)
@@ -160,9 +157,7 @@ class VhdxReader:
 
     def _region_table(self, section: bytes) -> dict[UUID, RegionTableEntry]:
         try:
-            entries = parse_region_table(
-                section[REGION_TABLE1_OFFSET:], Where(self.path, REGION_TABLE1_OFFSET)
-            )
+            entries = parse_region_table(section[REGION_TABLE1_OFFSET:], Where(self.path, REGION_TABLE1_OFFSET))
         except InvalidVhdxError:
             entries = parse_region_table(
                 section[REGION_TABLE2_OFFSET : REGION_TABLE2_OFFSET + REGION_TABLE_SIZE],
@@ -173,13 +168,9 @@ class VhdxReader:
             if entry.guid in found:
                 raise self._error("region table", REGION_TABLE1_OFFSET, f"region {entry.guid} twice")
             if entry.guid not in (BAT_REGION_GUID, METADATA_REGION_GUID) and entry.required:
-                raise self._error(
-                    "region table", REGION_TABLE1_OFFSET, f"unknown required region {entry.guid}"
-                )
+                raise self._error("region table", REGION_TABLE1_OFFSET, f"unknown required region {entry.guid}")
             if entry.file_offset < HEADER_SECTION_SIZE:
-                raise self._error(
-                    "region table", REGION_TABLE1_OFFSET, f"region {entry.guid} inside the header"
-                )
+                raise self._error("region table", REGION_TABLE1_OFFSET, f"region {entry.guid} inside the header")
             found[entry.guid] = entry
         for guid, name in ((BAT_REGION_GUID, "BAT"), (METADATA_REGION_GUID, "metadata")):
             if guid not in found:
@@ -211,9 +202,7 @@ class VhdxReader:
         self.fixed = params.leave_block_allocated
         self.has_parent = params.has_parent
         where = Where(self.path, base)
-        self.virtual_size = parse_uint(
-            item(VIRTUAL_DISK_SIZE_GUID, "virtual disk size"), 8, "virtual disk size", where
-        )
+        self.virtual_size = parse_uint(item(VIRTUAL_DISK_SIZE_GUID, "virtual disk size"), 8, "virtual disk size", where)
         self.logical_sector_size = parse_uint(
             item(LOGICAL_SECTOR_SIZE_GUID, "logical sector size"), 4, "logical sector size", where
         )
@@ -229,9 +218,7 @@ class VhdxReader:
             raise self._error("metadata", base, problem)
         self.parent_locator: dict[str, str] = {}
         if self.has_parent:
-            locator_type, self.parent_locator = parse_parent_locator(
-                item(PARENT_LOCATOR_GUID, "parent locator"), where
-            )
+            locator_type, self.parent_locator = parse_parent_locator(item(PARENT_LOCATOR_GUID, "parent locator"), where)
             if locator_type != VHDX_PARENT_LOCATOR_TYPE_GUID:
                 raise self._error("parent locator", base, f"locator type {locator_type} is not VHDX")
 
@@ -250,20 +237,13 @@ class VhdxReader:
             index = g.payload_entry_index(block)
             state, offset = decode_bat_entry(self._bat[index])
             if state not in PAYLOAD_BLOCK_STATES:
-                raise self._error(
-                    "BAT", region.file_offset + index * 8, f"block {block}: unknown state {state}"
-                )
+                raise self._error("BAT", region.file_offset + index * 8, f"block {block}: unknown state {state}")
             if state == PAYLOAD_BLOCK_PARTIALLY_PRESENT and not self.has_parent:
                 raise self._error(
                     "BAT", region.file_offset + index * 8, f"block {block} partially present without parent"
                 )
-            if (
-                state in (PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT)
-                and offset < HEADER_SECTION_SIZE
-            ):
-                raise self._error(
-                    "BAT", region.file_offset + index * 8, f"block {block} at file offset {offset}"
-                )
+            if state in (PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT) and offset < HEADER_SECTION_SIZE:
+                raise self._error("BAT", region.file_offset + index * 8, f"block {block} at file offset {offset}")
 
     def _open_parent(self, parent_path: str | None, depth: int) -> None:
         if depth >= MAX_CHAIN_DEPTH:
@@ -332,9 +312,7 @@ class VhdxReader:
         bat_index = g.sector_bitmap_entry_index(chunk)
         sb_state, sb_offset = decode_bat_entry(self._bat[bat_index])
         if sb_state != SB_BLOCK_PRESENT:
-            raise self._error(
-                "BAT", bat_index * 8, f"block {block} partially present, its sector bitmap absent"
-            )
+            raise self._error("BAT", bat_index * 8, f"block {block} partially present, its sector bitmap absent")
         sector = g.logical_sector_size
         first = within // sector
         last = (within + len(piece) - 1) // sector
@@ -390,9 +368,7 @@ class VhdxReader:
     def __enter__(self) -> VhdxReader:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
 

@@ -285,9 +285,7 @@ class FileParameters:
 
 
 def encode_file_parameters(params: FileParameters) -> bytes:
-    flags = (LEAVE_BLOCK_ALLOCATED if params.leave_block_allocated else 0) | (
-        HAS_PARENT if params.has_parent else 0
-    )
+    flags = (LEAVE_BLOCK_ALLOCATED if params.leave_block_allocated else 0) | (HAS_PARENT if params.has_parent else 0)
     return _FILE_PARAMETERS.pack(params.block_size, flags)
 
 

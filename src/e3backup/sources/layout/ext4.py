@@ -210,9 +210,7 @@ def used_blocks(source: ByteSource) -> tuple[Superblock, ExtentList]:
         end = min(first + sb.blocks_per_group, sb.blocks_count)
         if sb.uninit_flags_valid and d.flags & BG_BLOCK_UNINIT:
             used += _reserved_super_and_bgd(sb, g)
-            own = ExtentList(
-                [(d.block_bitmap, 1), (d.inode_bitmap, 1), (d.inode_table, sb.inode_table_blocks)]
-            )
+            own = ExtentList([(d.block_bitmap, 1), (d.inode_bitmap, 1), (d.inode_table, sb.inode_table_blocks)])
             inside = ExtentList([(first, end - first)]) & group_meta
             used += [(e.offset, e.end) for e in own | inside]
             continue

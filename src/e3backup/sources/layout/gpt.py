@@ -68,9 +68,7 @@ def _read_header(source: ByteSource, ss: int, lba: int) -> tuple[GptHeader, byte
     raw = source.read_at(lba * ss, ss)
     if len(raw) < HEADER_MIN_SIZE or raw[:8] != SIGNATURE:
         return None
-    (_, _rev, hsize, hcrc, _, my_lba, alt, first, last, dguid, elba, n, esize, ecrc) = _HEADER.unpack_from(
-        raw
-    )
+    (_, _rev, hsize, hcrc, _, my_lba, alt, first, last, dguid, elba, n, esize, ecrc) = _HEADER.unpack_from(raw)
     if not HEADER_MIN_SIZE <= hsize <= ss or my_lba != lba:
         return None
     zeroed = raw[:16] + b"\0\0\0\0" + raw[20:hsize]

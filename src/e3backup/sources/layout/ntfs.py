@@ -88,11 +88,7 @@ def apply_fixups(record: bytearray) -> bytearray:
     if record[:4] != b"FILE":
         raise LayoutError(f"MFT record: bad magic {bytes(record[:4])!r}")
     usa_off, usa_count = struct.unpack_from("<HH", record, 4)
-    if (
-        usa_count == 0
-        or usa_off + 2 * usa_count > len(record)
-        or (usa_count - 1) * FIXUP_STRIDE > len(record)
-    ):
+    if usa_count == 0 or usa_off + 2 * usa_count > len(record) or (usa_count - 1) * FIXUP_STRIDE > len(record):
         raise LayoutError("MFT record: update sequence array out of bounds")
     usn = record[usa_off : usa_off + 2]
     for i in range(1, usa_count):
@@ -203,9 +199,7 @@ def used_clusters(source: ByteSource) -> tuple[BootSector, ExtentList]:
     runs: list[tuple[int, int]] = []
     for base in range(0, (total + 7) // 8, BITMAP_SLICE):
         bits = min(BITMAP_SLICE * 8, total - base * 8)
-        runs += [
-            (base * 8 + s, base * 8 + e) for s, e in set_bit_runs(bitmap[base : base + BITMAP_SLICE], bits)
-        ]
+        runs += [(base * 8 + s, base * 8 + e) for s, e in set_bit_runs(bitmap[base : base + BITMAP_SLICE], bits)]
     return boot, ExtentList.from_bounds(runs)
 
 

@@ -46,9 +46,7 @@ def read_layout(source: ByteSource, sector_size: int | None = None) -> DiskLayou
                 )
             )
         extents = ExtentList([(0, ss)] + [(lba * ss, ss) for lba in mbr.ebr_lbas])
-        return DiskLayout(
-            ss, source.size, "mbr", tuple(parts), f"0x{mbr.disk_signature:08X}", extents, tuple(notes)
-        )
+        return DiskLayout(ss, source.size, "mbr", tuple(parts), f"0x{mbr.disk_signature:08X}", extents, tuple(notes))
     if mbr is not None:
         notes.append("protective MBR without a valid GPT")
     fs = probe_filesystem(source) if not notes else None

@@ -102,9 +102,7 @@ class LvmSnapshotProvider:
         return _lv(rows[0]) if len(rows) == 1 else None
 
     def extent_size(self, vg: str) -> int:
-        r = self._run(
-            "vgs", "--reportformat", "json", "-o", "vg_name,vg_extent_size", "--units", "b", "--nosuffix", vg
-        )
+        r = self._run("vgs", "--reportformat", "json", "-o", "vg_name,vg_extent_size", "--units", "b", "--nosuffix", vg)
         rows = _report(r, "vg") if r.returncode == 0 else []
         if len(rows) != 1:
             raise SnapshotError(f"vgs {vg}: no such volume group: {r.stderr.strip()}")
