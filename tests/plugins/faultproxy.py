@@ -15,6 +15,7 @@ import http.client
 import random
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -52,7 +53,7 @@ class FaultProxy:
     """Listen on 127.0.0.1:<free port> and forward to ``upstream`` (``host``, ``port``)."""
 
     def __init__(self, upstream: tuple[str, int], *, seed: int = 1, max_connections: int = 64,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, tls: ssl.SSLContext | None = None) -> None:
         if upstream[0] not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the fault proxy forwards to loopback only")
         self.upstream = upstream
@@ -63,6 +64,7 @@ class FaultProxy:
         self._slots = threading.BoundedSemaphore(max_connections)
         self._timeout = timeout
         self._open: set[socket.socket] = set()
+        self._tls = tls
         proxy = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -75,7 +77,7 @@ class FaultProxy:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port: int = self._server.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy",
                                         daemon=True)
         self._thread.start()
@@ -114,6 +116,13 @@ class FaultProxy:
             _reset(client)
             return
         client.settimeout(self._timeout)
+        if self._tls is not None:
+            try:
+                client = self._tls.wrap_socket(client, server_side=True)
+            except (OSError, ssl.SSLError):
+                _reset(client)
+                self._slots.release()
+                return
         with self._lock:
             self._open.add(client)
         upstream = http.client.HTTPConnection(*self.upstream, timeout=self._timeout)

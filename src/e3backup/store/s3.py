@@ -64,6 +64,9 @@ class S3Store:
         self._loc = location
         self._retry = retry or RetryPolicy()
         self.upload_connections = upload_connections
+        # uploaders, plus readers (restore, check) and listing running at the same time
+        self.pool_size = max(10, 2 * upload_connections)
+        self.page_size = 1000  # keys per LIST request (S3's maximum)
         try:
             session = boto3.session.Session(
                 profile_name=profile, aws_access_key_id=access_key,
@@ -86,8 +89,7 @@ class S3Store:
             # S3-compatible servers want path-style; AWS prefers virtual-hosted buckets.
             s3={"addressing_style": "virtual" if host.endswith(".amazonaws.com") else "path"},
             retries={"total_max_attempts": 1, "mode": "standard"},
-            # uploaders, plus readers (restore, check) and listing running at the same time
-            max_pool_connections=max(10, 2 * upload_connections),
+            max_pool_connections=self.pool_size,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             tcp_keepalive=True,
@@ -208,7 +210,8 @@ class S3Store:
                 return
             return
         prefix = self._loc.key(t.value + "/")
-        kwargs: dict[str, Any] = {"Bucket": self._loc.bucket, "Prefix": prefix, "MaxKeys": 1000}
+        kwargs: dict[str, Any] = {"Bucket": self._loc.bucket, "Prefix": prefix,
+                                  "MaxKeys": self.page_size}
         if t is not FileType.PACK:
             kwargs["Delimiter"] = "/"  # restic lists only data/ recursively
         token: str | None = None

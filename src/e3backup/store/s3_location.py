@@ -44,16 +44,16 @@ def parse_s3_url(url: str) -> S3Location:
         rest = "https://" + rest
     try:
         parts = urlsplit(rest)
+        if "@" in parts.netloc:  # checked first: no message may echo a URL with a secret
+            raise UsageError(
+                "invalid S3 URL: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY instead"
+            )
         port = parts.port
     except ValueError as e:
         raise UsageError(f"invalid S3 URL {url!r}: {e}") from e
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"invalid S3 URL {url!r}: scheme must be http or https")
-    if parts.username is not None or parts.password is not None:
-        raise UsageError(
-            "invalid S3 URL: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY instead"
-        )
     if not parts.hostname:
         raise UsageError(f"invalid S3 URL {url!r}: no host")
     if parts.query or parts.fragment:
