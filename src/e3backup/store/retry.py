@@ -87,7 +87,10 @@ def call_with_retry(
 
 
 def _reason(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
+    try:
+        text = str(e) or type(e).__name__
+    except Exception:
+        text = type(e).__name__
     return text if len(text) <= 300 else text[:300] + "…"
 
 

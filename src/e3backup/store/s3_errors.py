@@ -15,6 +15,7 @@ operation, the endpoint, the bucket and key, and the reason; never credentials.
 
 from __future__ import annotations
 
+import http.client
 from typing import Any
 
 import urllib3.exceptions
@@ -26,7 +27,10 @@ from ..errors import NotFoundError, StoreError, StoreUnavailableError
 FOREIGN_ERRORS: tuple[type[BaseException], ...] = (
     bce.BotoCoreError,
     bce.ClientError,
+    bce.UndefinedModelAttributeError,  # botocore's only error outside BotoCoreError
     urllib3.exceptions.HTTPError,
+    urllib3.exceptions.ProxySchemeUnsupported,  # a ValueError, not an HTTPError
+    http.client.HTTPException,  # a body read can surface IncompleteRead unwrapped
     OSError,
 )
 
@@ -78,6 +82,8 @@ def is_retryable(e: BaseException) -> bool:
         return isinstance(e, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError,
                               urllib3.exceptions.NewConnectionError,
                               urllib3.exceptions.IncompleteRead))
+    if isinstance(e, http.client.HTTPException):
+        return isinstance(e, (http.client.IncompleteRead, http.client.BadStatusLine))
     if isinstance(e, OSError):
         return isinstance(e, (ConnectionError, TimeoutError))
     return False
@@ -134,7 +140,10 @@ def _map_client_error(e: bce.ClientError, *, what: str, endpoint: str, bucket: s
 
 
 def _text(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
+    try:
+        text = str(e) or type(e).__name__
+    except Exception:  # a foreign __str__ that needs attributes a bare instance lacks
+        text = type(e).__name__
     return text if len(text) <= 300 else text[:300] + "…"
 
 
