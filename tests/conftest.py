@@ -1,1 +1,37 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e3backup.repo import KDFParams, Repository
+from e3backup.store import LocalStore
+
+from .helpers import PASSWORD
+
 pytest_plugins = ["tests.plugins.seaweedfs", "tests.plugins.faultproxy"]
+
+# A cheap KDF for repositories made in tests; real repositories use N=32768.
+FAST_KDF = KDFParams(n=1024, r=8, p=1)
+
+
+@pytest.fixture
+def password_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("E3BACKUP_PASSWORD", PASSWORD)
+    monkeypatch.delenv("E3BACKUP_PASSWORD_FILE", raising=False)
+    return PASSWORD
+
+
+@pytest.fixture
+def repo_path(tmp_path: Path) -> Path:
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def repo(repo_path: Path) -> Iterator[Repository]:
+    r = Repository.init(LocalStore(repo_path), PASSWORD.encode(), FAST_KDF)
+    yield r
+    r.close()

@@ -8,17 +8,17 @@ human meaning the dashboard shows next to it (what happened and what to check).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
 
 
-class EventCode(str, Enum):
+class EventCode(StrEnum):
     # storage preflight (the agent runs it before opening the repository)
     STORAGE_OK = "STORAGE_OK"
     STORAGE_DNS_FAILED = "STORAGE_DNS_FAILED"
@@ -62,8 +62,7 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.STORAGE_OK: CodeInfo(Level.INFO, "The storage endpoint answered."),
     EventCode.STORAGE_DNS_FAILED: CodeInfo(
         Level.ERROR,
-        "The storage host name does not resolve. Check the endpoint URL spelling and the "
-        "machine's DNS servers.",
+        "The storage host name does not resolve. Check the endpoint URL spelling and the machine's DNS servers.",
     ),
     EventCode.STORAGE_TCP_REFUSED: CodeInfo(
         Level.ERROR,
@@ -72,8 +71,7 @@ CODES: dict[EventCode, CodeInfo] = {
     ),
     EventCode.STORAGE_TCP_TIMEOUT: CodeInfo(
         Level.ERROR,
-        "No answer from the storage host. A firewall or proxy is probably dropping traffic to "
-        "that address and port.",
+        "No answer from the storage host. A firewall or proxy is probably dropping traffic to that address and port.",
     ),
     EventCode.STORAGE_TLS_FAILED: CodeInfo(
         Level.ERROR,
@@ -112,13 +110,11 @@ CODES: dict[EventCode, CodeInfo] = {
     ),
     EventCode.DISK_IMAGE_CHANGE_MAP_IGNORED: CodeInfo(
         Level.WARNING,
-        "The change map could not be used (chain broken or disk changed): the disk was read in "
-        "full this time.",
+        "The change map could not be used (chain broken or disk changed): the disk was read in full this time.",
     ),
     EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
         Level.WARNING,
-        "The disk was read live without a snapshot; the image may be inconsistent if it was "
-        "being written.",
+        "The disk was read live without a snapshot; the image may be inconsistent if it was being written.",
     ),
     EventCode.DISK_IMAGE_FINALIZING_SLOW: CodeInfo(
         Level.INFO, "Finishing the last part of the image is taking longer than usual."

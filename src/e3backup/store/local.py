@@ -75,7 +75,7 @@ class LocalStore:
                 tmp.unlink()
             except OSError:
                 pass
-            raise _map(e, h.path()) from e
+            raise _map(e, str(self._path(h))) from e
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -86,13 +86,13 @@ class LocalStore:
                     return f.read()
                 return _read_exact_or_eof(f, length)
         except OSError as e:
-            raise _map(e, h.path()) from e
+            raise _map(e, str(self._path(h))) from e
 
     def stat(self, h: Handle) -> int:
         try:
             return self._path(h).stat().st_size
         except OSError as e:
-            raise _map(e, h.path()) from e
+            raise _map(e, str(self._path(h))) from e
 
     def list(self, t: FileType) -> Iterator[tuple[str, int]]:
         base = self.root / t.value
@@ -109,7 +109,7 @@ class LocalStore:
             except FileNotFoundError:
                 return
             except OSError as e:
-                raise _map(e, t.value) from e
+                raise _map(e, str(base)) from e
         for d in dirs:
             try:
                 entries = list(os.scandir(d))
@@ -130,7 +130,7 @@ class LocalStore:
             os.chmod(path, 0o600)
             path.unlink()
         except OSError as e:
-            raise _map(e, h.path()) from e
+            raise _map(e, str(self._path(h))) from e
 
     def close(self) -> None:
         pass

@@ -44,7 +44,7 @@ def open_store(location: str, **options: Any) -> Store:
                 f"option(s) {', '.join(sorted(given))} apply to s3: repositories only"
             )
         if location.startswith("local:"):
-            location = location[len("local:"):]
+            location = location[len("local:") :]
         store = LocalStore(location)
     return limit(store, *limits)
 

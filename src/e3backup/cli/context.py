@@ -1,0 +1,60 @@
+"""What every repository command needs: where the repository is and its password."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+from ..repo.repository import Repository
+from ..store.base import Store
+from ..store.url import open_store
+
+
+@dataclass
+class AppContext:
+    repo: str | None = None
+    password_file: str | None = None
+    debug: bool = False
+    store_options: dict[str, Any] = field(default_factory=dict)
+
+    def store(self) -> Store:
+        if not self.repo:
+            raise UsageError("no repository given: use --repo or E3BACKUP_REPOSITORY")
+        return open_store(self.repo, **self.store_options)
+
+    def password(self, confirm: bool = False) -> bytes:
+        if self.password_file:
+            return read_password_file(self.password_file)
+        env = os.environ.get("E3BACKUP_PASSWORD")
+        if env is not None:
+            return env.encode("utf-8")
+        if sys.stdin.isatty():
+            pw = getpass.getpass("enter password for repository: ")
+            if confirm and getpass.getpass("enter password again: ") != pw:
+                raise UsageError("passwords do not match")
+            return pw.encode("utf-8")
+        raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
+
+    def open_repo(self) -> Repository:
+        return Repository.open(self.store(), self.password())
+
+
+def read_password_file(path: str) -> bytes:
+    """Read a password file as restic does: BOM stripped, surrounding whitespace trimmed."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read password file {path}: {e.strerror}") from e
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raw = raw.decode("utf-16").encode("utf-8")
+    return raw.strip()
+
+
+__all__ = ["AppContext", "read_password_file"]

@@ -1,0 +1,497 @@
+"""The files engine: walk directory trees and store them as a snapshot.
+
+The main thread walks the targets depth first and builds one tree per directory. Files go to
+``read_workers`` threads that read, chunk (FastCDC), hash and hand new chunks to
+``save_workers`` threads (zstd + AES in ``BlobWriter.save``); the number of chunks in flight is
+bounded, which bounds memory. Directories are finished in post-order from a bounded queue, so
+walking, reading, compressing and uploading overlap, and memory does not grow with the tree.
+A file whose size, mtime, ctime and inode match the parent snapshot is not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fastcdc import fastcdc as cdc_chunks
+
+from ... import __version__
+from ...errors import E3Error
+from ...progress import Progress
+from ...repo.blob import BlobType
+from ...repo.node import Node
+from ...repo.repository import Repository
+from ...repo.snapshot import Snapshot
+from ...repo.timefmt import format_ns, now_ns
+from ...repo.tree import encode_tree
+from ...repo.writer import BlobWriter
+from .metadata import node_from_stat
+from .options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BackupOptions
+from .result import BackupResult
+from .targets import VirtualDir, build
+
+_MAX_PENDING_DIRS = 512
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class _Dir:
+    node: Node | None  # None for the snapshot root
+    parent_subtree: bytes | None
+    children: list[Node | Future[Node | None] | _Dir] = field(default_factory=list)
+    tree_id: bytes | None = None
+
+    def ready(self) -> bool:
+        return all(
+            c.done() if isinstance(c, Future) else (c.tree_id is not None if isinstance(c, _Dir) else True)
+            for c in self.children
+        )
+
+
+class Archiver:
+    def __init__(self, repo: Repository, opts: BackupOptions, progress: Progress | None = None) -> None:
+        self.repo = repo
+        self.opts = opts
+        self.progress = progress or Progress(mode="quiet")
+        self.result = BackupResult()
+        self._mu = threading.Lock()
+        self._pending: deque[_Dir] = deque()
+        self._hardlinks: dict[tuple[int, int], Future[Node | None] | Node] = {}
+        self._inflight = threading.BoundedSemaphore(2 * opts.save_workers + 2)
+        self._failure: BaseException | None = None
+        self._writer: BlobWriter | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._savers: ThreadPoolExecutor | None = None
+        self._data_blobs = 0
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def run(self) -> BackupResult:
+        start = time.monotonic()
+        snap_time = self.opts.time_ns or now_ns()
+        targets = [os.fsencode(p) for p in self.opts.paths]
+        for t in targets:
+            try:
+                os.lstat(t)
+            except OSError as e:
+                raise E3Error(f"cannot back up {os.fsdecode(t)}: {e.strerror}") from e
+        root = build(targets)
+        abs_paths = [os.path.abspath(p) for p in self.opts.paths]
+        host = self.opts.host or socket.gethostname()
+        parent = self._find_parent(host, abs_paths)
+        if parent is not None:
+            self.result.parent_id = parent.id
+        scanner = threading.Thread(target=self._scan, args=(targets,), name="scanner", daemon=True)
+        scanner.start()
+        writer = self._writer = self.repo.writer(connections=self.opts.upload_connections)
+        self._readers = ThreadPoolExecutor(self.opts.read_workers, thread_name_prefix="reader")
+        self._savers = ThreadPoolExecutor(self.opts.save_workers, thread_name_prefix="saver")
+        ok = False
+        try:
+            top = self._walk_virtual(root, None, parent.tree if parent else None)
+            self._drain(everything=True)
+            self._readers.shutdown(wait=True)
+            self._savers.shutdown(wait=True)
+            self._check_failure()
+            assert top.tree_id is not None
+            writer.flush()
+            ok = True
+        finally:
+            self._readers.shutdown(wait=True, cancel_futures=True)
+            self._savers.shutdown(wait=True, cancel_futures=True)
+            writer.close(success=ok)
+        st = writer.stats
+        self.result.data_blobs = self._data_blobs
+        self.result.tree_blobs = st.blobs_added - self._data_blobs
+        self.result.bytes_added = st.bytes_added
+        self.result.bytes_stored = st.bytes_stored
+        snap = Snapshot(
+            time=snap_time,
+            tree=top.tree_id,
+            paths=abs_paths,
+            hostname=host,
+            username=_username(),
+            uid=os.getuid(),
+            gid=os.getgid(),
+            excludes=list(self.opts.excluder.patterns),
+            tags=list(self.opts.tags),
+            parent=parent.id if parent else "",
+            program_version=f"e3backup {__version__}",
+        )
+        self.result.duration = time.monotonic() - start
+        snap.summary = {
+            "backup_start": format_ns(snap_time),
+            "backup_end": format_ns(now_ns()),
+            **{
+                k: getattr(self.result, k)
+                for k in (
+                    "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed",
+                    "dirs_unmodified", "data_blobs", "tree_blobs",
+                )
+            },
+            "data_added": self.result.bytes_added,
+            "data_added_packed": self.result.bytes_stored,
+            "total_files_processed": self.result.total_files_processed,
+            "total_bytes_processed": self.result.total_bytes_processed,
+        }
+        self.result.snapshot_id = self.repo.save_snapshot(snap)
+        return self.result
+
+    def _find_parent(self, host: str, paths: list[str]) -> Snapshot | None:
+        if self.opts.force_full:
+            return None
+        if self.opts.parent:
+            return self.repo.find_snapshot(self.opts.parent)
+        want = sorted(paths)
+        candidates = [s for s in self.repo.snapshots() if s.hostname == host and sorted(s.paths) == want]
+        return candidates[-1] if candidates else None
+
+    # -- walking --------------------------------------------------------------------------------
+
+    def _parent_nodes(self, subtree: bytes | None) -> dict[bytes, Node]:
+        if subtree is None:
+            return {}
+        try:
+            return {n.name: n for n in self.repo.load_tree(subtree)}
+        except E3Error:
+            return {}  # an unreadable parent only costs a full read
+
+    def _walk_virtual(self, vd: VirtualDir, node: Node | None, parent_subtree: bytes | None) -> _Dir:
+        if vd.contents_of is not None:
+            st = os.lstat(vd.contents_of)
+            return self._walk_dir(vd.contents_of, None, parent_subtree, st.st_dev)
+        d = _Dir(node, parent_subtree)
+        parent_nodes = self._parent_nodes(parent_subtree)
+        for name, child in sorted(vd.children.items()):
+            pnode = parent_nodes.get(name)
+            psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
+            if isinstance(child, VirtualDir):
+                assert child.fs_path is not None
+                st = os.lstat(child.fs_path)
+                cnode = node_from_stat(name, child.fs_path, st, self.opts.with_atime)
+                d.children.append(self._walk_virtual(child, cnode, psub))
+            else:
+                entry = self._entry(name, child, None, pnode)
+                if entry is not None:
+                    d.children.append(entry)
+        self._push(d)
+        return d
+
+    def _entry(
+        self, name: bytes, path: bytes, dev: int | None, pnode: Node | None
+    ) -> Node | Future[Node | None] | _Dir | None:
+        try:
+            st = os.lstat(path)
+            node = node_from_stat(name, path, st, self.opts.with_atime)
+        except OSError as e:
+            self._error(path, e)
+            return None
+        if node.type == "socket":
+            return None  # restic skips sockets; they cannot be restored meaningfully
+        if node.type == "dir":
+            psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
+            if self.opts.one_file_system and dev is not None and st.st_dev != dev:
+                node.subtree = self._empty_tree()
+                return node
+            return self._walk_dir(path, node, psub, st.st_dev if dev is None else dev)
+        if node.type == "file":
+            return self._file(path, node, pnode)
+        self.progress.add(files=1)
+        with self._mu:
+            self.result.total_files_processed += 1
+        return node
+
+    def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
+        self._check_failure()
+        d = _Dir(node, parent_subtree)
+        parent_nodes = self._parent_nodes(parent_subtree)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            self._error(path, e)
+            names = []
+        excluder = self.opts.excluder
+        for name in names:
+            child_path = path + b"/" + name if not path.endswith(b"/") else path + name
+            if excluder and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
+                continue
+            entry = self._entry(name, child_path, dev, parent_nodes.get(name))
+            if entry is not None:
+                d.children.append(entry)
+        self._push(d)
+        return d
+
+    _empty_tree_id: bytes | None = None
+
+    def _empty_tree(self) -> bytes:
+        if self._empty_tree_id is None:
+            assert self._writer is not None
+            self._empty_tree_id, _ = self._writer.save(BlobType.TREE, encode_tree([]))
+        return self._empty_tree_id
+
+    # -- directories ----------------------------------------------------------------------------
+
+    def _push(self, d: _Dir) -> None:
+        self._pending.append(d)
+        self._drain()
+
+    def _drain(self, everything: bool = False) -> None:
+        while self._pending:
+            head = self._pending[0]
+            if not (everything or len(self._pending) > _MAX_PENDING_DIRS or head.ready()):
+                return
+            self._pending.popleft()
+            self._finish_dir(head)
+
+    def _finish_dir(self, d: _Dir) -> None:
+        nodes: list[Node] = []
+        for c in d.children:
+            if isinstance(c, Future):
+                n = c.result()
+                if n is not None:
+                    nodes.append(n)
+            elif isinstance(c, _Dir):
+                assert c.node is not None and c.tree_id is not None
+                c.node.subtree = c.tree_id
+                nodes.append(c.node)
+            else:
+                nodes.append(c)
+        self._check_failure()
+        assert self._writer is not None
+        d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(nodes))
+        d.children = []
+        with self._mu:
+            if d.parent_subtree is None:
+                self.result.dirs_new += 1
+            elif d.parent_subtree == d.tree_id:
+                self.result.dirs_unmodified += 1
+            else:
+                self.result.dirs_changed += 1
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _file(self, path: bytes, node: Node, pnode: Node | None) -> Node | Future[Node | None]:
+        if (
+            pnode is not None
+            and pnode.type == "file"
+            and pnode.content is not None
+            and pnode.mtime == node.mtime
+            and pnode.ctime == node.ctime
+            and pnode.size == node.size
+            and pnode.inode == node.inode
+            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
+        ):
+            node.content = list(pnode.content)
+            self.progress.add(files=1, nbytes=node.size)
+            with self._mu:
+                self.result.files_unmodified += 1
+                self.result.total_files_processed += 1
+                self.result.total_bytes_processed += node.size
+            return node
+        is_new = pnode is None
+        key = (node.device_id, node.inode)
+        if node.links > 1:
+            prev = self._hardlinks.get(key)
+            if prev is not None:
+                return self._link_copy(prev, node, is_new)
+        assert self._readers is not None
+        fut = self._readers.submit(self._read_file, path, node, is_new)
+        if node.links > 1:
+            self._hardlinks[key] = fut
+        return fut
+
+    def _link_copy(self, prev: Future[Node | None] | Node, node: Node, is_new: bool) -> Future[Node | None]:
+        """Another name of an inode already being read: share its content, read nothing."""
+        out: Future[Node | None] = Future()
+
+        def done(f: Future[Node | None]) -> None:
+            try:
+                first = f.result()
+            except BaseException as e:
+                out.set_exception(e)
+                return
+            if first is None:
+                out.set_result(None)
+                return
+            node.content, node.size = first.content, first.size
+            self._count_file(node.size, 0, is_new)
+            out.set_result(node)
+
+        if isinstance(prev, Future):
+            prev.add_done_callback(done)
+        else:
+            f: Future[Node | None] = Future()
+            f.set_result(prev)
+            done(f)
+        return out
+
+    def _count_file(self, size: int, read: int, is_new: bool) -> None:
+        self.progress.add(files=1)
+        with self._mu:
+            if is_new:
+                self.result.files_new += 1
+            else:
+                self.result.files_changed += 1
+            self.result.total_files_processed += 1
+            self.result.total_bytes_processed += size
+            self.result.bytes_read += read
+
+    def _read_file(self, path: bytes, node: Node, is_new: bool) -> Node | None:
+        if self._failure is not None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_NOATIME)
+        except PermissionError:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                self._error(path, e)
+                return None
+        except OSError as e:
+            self._error(path, e)
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self._error(path, OSError(0, "not a regular file any more"))
+                return None
+            self.progress.add(current=os.fsdecode(path))
+            content, size = self._chunk_fd(fd, st.st_size)
+        except OSError as e:
+            self._error(path, e)
+            return None
+        finally:
+            os.close(fd)
+        node.content = content
+        node.size = size
+        self._count_file(size, size, is_new)
+        return node
+
+    def _chunk_fd(self, fd: int, size: int) -> tuple[list[bytes], int]:
+        if size == 0:
+            return [], 0
+        if size <= MIN_CHUNK:
+            data = _read_all(fd, size)
+            return ([self._save_chunk(data)] if data else []), len(data)
+        content = []
+        total = 0
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
+            for ch in cdc_chunks(mm, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK):
+                data = mm[ch.offset : ch.offset + ch.length]
+                content.append(self._save_chunk(data))
+                total += len(data)
+        return content, total
+
+    def _save_chunk(self, data: bytes) -> bytes:
+        blob_id = hashlib.sha256(data).digest()
+        self.progress.add(nbytes=len(data))
+        writer = self._writer
+        assert writer is not None and self._savers is not None
+        if writer.is_known(BlobType.DATA, blob_id):
+            return blob_id
+        self._check_failure()
+        self._inflight.acquire()
+        try:
+            fut = self._savers.submit(writer.save, BlobType.DATA, data, blob_id)
+        except BaseException:
+            self._inflight.release()
+            raise
+        fut.add_done_callback(self._saved)
+        return blob_id
+
+    def _saved(self, fut: Future[tuple[bytes, bool]]) -> None:
+        self._inflight.release()
+        if fut.cancelled():
+            return
+        e = fut.exception()
+        if e is not None:
+            with self._mu:
+                if self._failure is None:
+                    self._failure = e
+        elif fut.result()[1]:
+            with self._mu:
+                self._data_blobs += 1
+
+    # -- errors and scanning --------------------------------------------------------------------
+
+    def _check_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _error(self, path: bytes, e: OSError) -> None:
+        msg = f"{os.fsdecode(path)}: {e.strerror or e}"
+        with self._mu:
+            self.result.errors.append(msg)
+        with self.progress.lock:
+            self.progress.c.errors += 1
+
+    def _scan(self, targets: list[bytes]) -> None:
+        """Count files and bytes ahead of the backup, for the percentage and ETA."""
+        files = 0
+        nbytes = 0
+        excluder = self.opts.excluder
+        stack = list(targets)
+        while stack:
+            p = stack.pop()
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    for name in os.listdir(p):
+                        child = p.rstrip(b"/") + b"/" + name
+                        if not (excluder and excluder.excluded(os.fsdecode(os.path.abspath(child)))):
+                            stack.append(child)
+                except OSError:
+                    pass
+            elif not stat.S_ISSOCK(st.st_mode):
+                files += 1
+                if stat.S_ISREG(st.st_mode):
+                    nbytes += st.st_size
+            if files % 1000 == 0:
+                with self.progress.lock:
+                    self.progress.c.files_total, self.progress.c.bytes_total = files, nbytes
+        with self.progress.lock:
+            self.progress.c.files_total, self.progress.c.bytes_total = files, nbytes
+            self.progress.c.scan_done = True
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    parts = []
+    left = size
+    while left > 0:
+        b = os.read(fd, left)
+        if not b:
+            break
+        parts.append(b)
+        left -= len(b)
+    return b"".join(parts)
+
+
+def _username() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def run_backup(repo: Repository, opts: BackupOptions, progress: Progress | None = None) -> BackupResult:
+    """Back up ``opts.paths`` into ``repo`` under a shared lock; returns the summary."""
+    with repo.lock():
+        repo.load_index()
+        repo.adopt_unindexed_packs()
+        return Archiver(repo, opts, progress).run()
+
+
+__all__ = ["Archiver", "run_backup"]

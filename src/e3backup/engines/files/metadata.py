@@ -1,0 +1,86 @@
+"""Tree nodes from ``lstat``, as restic's archiver fills them (spec 7.3)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from functools import lru_cache
+
+from ...repo.node import Node, go_mode
+
+_TYPES = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFBLK: "dev",
+    stat.S_IFCHR: "chardev",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+}
+
+
+@lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def node_type(st: os.stat_result) -> str:
+    return _TYPES.get(stat.S_IFMT(st.st_mode), "irregular")
+
+
+def read_xattrs(path: bytes) -> list[tuple[str, bytes]]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+    out = []
+    for n in sorted(names):
+        try:
+            out.append((n, os.getxattr(path, n, follow_symlinks=False)))
+        except OSError:
+            continue
+    return out
+
+
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False) -> Node:
+    """A node without content or subtree; symlink targets and xattrs are read here."""
+    t = node_type(st)
+    node = Node(
+        name=name,
+        type=t,
+        mode=go_mode(st.st_mode),
+        mtime=st.st_mtime_ns,
+        atime=st.st_atime_ns if with_atime else st.st_mtime_ns,
+        ctime=st.st_ctime_ns,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        inode=st.st_ino,
+        device_id=st.st_dev,
+        links=st.st_nlink,
+    )
+    if t == "file":
+        node.size = st.st_size
+    elif t == "symlink":
+        node.linktarget = os.readlink(path)
+    elif t in ("dev", "chardev"):
+        node.device = st.st_rdev
+    node.xattrs = read_xattrs(path)
+    return node
+
+
+__all__ = ["group_name", "node_from_stat", "node_type", "read_xattrs", "user_name"]

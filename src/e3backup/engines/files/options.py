@@ -1,0 +1,33 @@
+"""Options of a files backup; the defaults are what an unattended agent run should use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .excludes import Excluder
+
+MIN_CHUNK = 512 * 1024
+AVG_CHUNK = 1024 * 1024
+MAX_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class BackupOptions:
+    paths: list[str]
+    tags: list[str] = field(default_factory=list)
+    host: str | None = None
+    excluder: Excluder = field(default_factory=Excluder)
+    one_file_system: bool = False
+    parent: str | None = None  # a snapshot ID/prefix; None picks the latest of the same host and paths
+    force_full: bool = False  # read every file even if a parent says it is unchanged
+    # Two readers keep the disk busy without thrashing a spinning disk (restic's default too).
+    read_workers: int = 2
+    # zstd and AES run here; one per core.
+    save_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    upload_connections: int = 4
+    with_atime: bool = False
+    time_ns: int | None = None
+
+
+__all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

@@ -1,0 +1,49 @@
+"""zstd for blobs and unpacked files (spec 4.2).
+
+restic writes one frame that may omit the content size, so decoding uses a streaming decoder
+that reads across frames and then checks the expected length. python-zstandard objects are not
+thread-safe: each thread gets its own compressor and decompressor.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from ..errors import IntegrityError
+
+DEFAULT_LEVEL = 3
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "c", None)
+    if cache is None:
+        cache = _local.c = {}
+    c = cache.get(level)
+    if c is None:
+        c = cache[level] = zstandard.ZstdCompressor(level=level)
+    return c
+
+
+def compress(data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
+    return _compressor(level).compress(data)
+
+
+def decompress(data: bytes | memoryview, expected: int | None = None) -> bytes:
+    """Decode all frames in ``data``; if ``expected`` is given the length must match."""
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    try:
+        obj = d.decompressobj(read_across_frames=True)
+        out = obj.decompress(data)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"zstd decode failed: {e}") from e
+    if expected is not None and len(out) != expected:
+        raise IntegrityError(f"decompressed length mismatch: got {len(out)}, expected {expected}")
+    return out
+
+
+__all__ = ["DEFAULT_LEVEL", "compress", "decompress"]

@@ -1,0 +1,263 @@
+"""Repository locks (``locks/<id>``), compatible with restic's (spec section 9).
+
+Shared locks (backup, restore) coexist; an exclusive lock (prune, check) excludes everything.
+A lock is stale when older than 30 minutes, or when it names this host and its PID is dead.
+Held locks are refreshed every 5 minutes by writing a new file and removing the old one. restic
+probes liveness with SIGHUP, so a process holding a lock ignores SIGHUP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import E3Error, LockError, NotFoundError
+from ..store.base import FileType, Handle, Store
+from . import unpacked
+from .crypto import Key
+from .timefmt import format_ns, now_ns, parse_ns
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_NS = 30 * 60 * 1_000_000_000
+REFRESH_INTERVAL_S = 5 * 60
+RECHECK_DELAY_S = 0.2
+
+
+@dataclass
+class LockInfo:
+    id: str
+    time: int
+    exclusive: bool
+    hostname: str
+    username: str
+    pid: int
+    uid: int = 0
+    gid: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "time": format_ns(self.time),
+            "exclusive": self.exclusive,
+            "hostname": self.hostname,
+            "username": self.username,
+            "pid": self.pid,
+        }
+        if self.uid:
+            d["uid"] = self.uid
+        if self.gid:
+            d["gid"] = self.gid
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], lock_id: str) -> LockInfo:
+        return cls(
+            lock_id,
+            parse_ns(d["time"]),
+            bool(d.get("exclusive")),
+            str(d.get("hostname") or ""),
+            str(d.get("username") or ""),
+            int(d.get("pid") or 0),
+            int(d.get("uid") or 0),
+            int(d.get("gid") or 0),
+        )
+
+    def is_stale(self, now: int | None = None) -> bool:
+        now = now_ns() if now is None else now
+        if now - self.time > STALE_AFTER_NS:
+            return True
+        if self.hostname != socket.gethostname():
+            return False
+        return not _pid_alive(self.pid)
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        return (
+            f"{kind} lock {self.id[:8]} held by PID {self.pid} on host {self.hostname} "
+            f"(user {self.username}) since {format_ns(self.time)}"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_locks(store: Store, key: Key, version: int = 2) -> list[LockInfo]:
+    """Every decodable lock; unreadable ones are logged and skipped (restic 0.14 behaviour)."""
+    out = []
+    for name, _ in store.list(FileType.LOCK):
+        try:
+            data = store.load(Handle(FileType.LOCK, name))
+            out.append(LockInfo.from_json(unpacked.decode(key, data, name, "lock", version), name))
+        except NotFoundError:
+            continue
+        except (E3Error, KeyError, ValueError) as e:
+            log.warning("ignoring unreadable lock %s: %s", name, e)
+    return out
+
+
+def remove_stale_locks(store: Store, key: Key, version: int = 2, remove_all: bool = False) -> list[LockInfo]:
+    removed = []
+    for lk in list_locks(store, key, version):
+        if remove_all or lk.is_stale():
+            try:
+                store.remove(Handle(FileType.LOCK, lk.id))
+                removed.append(lk)
+            except NotFoundError:
+                pass
+    return removed
+
+
+class Lock:
+    """A held lock; refreshed in the background until ``release``. Use as a context manager."""
+
+    def __init__(
+        self,
+        store: Store,
+        key: Key,
+        exclusive: bool,
+        version: int = 2,
+        refresh_interval: float = REFRESH_INTERVAL_S,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.exclusive = exclusive
+        self.version = version
+        self.refresh_interval = refresh_interval
+        self._sleep = sleep or _default_sleep
+        self.id = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mu = threading.Lock()
+
+    def _conflicts(self) -> list[LockInfo]:
+        out = []
+        for lk in list_locks(self.store, self.key, self.version):
+            if lk.id == self.id:
+                continue
+            if self.exclusive or lk.exclusive:
+                out.append(lk)
+        return out
+
+    def _drop_stale(self, conflicts: list[LockInfo]) -> list[LockInfo]:
+        """Remove conflicting locks whose holder is dead (same host) or that are 30 min old."""
+        live = []
+        for lk in conflicts:
+            if lk.is_stale():
+                log.warning("removing stale %s", lk.describe())
+                self._remove(lk.id)
+            else:
+                live.append(lk)
+        return live
+
+    def _write(self) -> str:
+        info = LockInfo(
+            "",
+            now_ns(),
+            self.exclusive,
+            socket.gethostname(),
+            _username(),
+            os.getpid(),
+            os.getuid() if hasattr(os, "getuid") else 0,
+            os.getgid() if hasattr(os, "getgid") else 0,
+        )
+        lock_id, sealed = unpacked.encode(self.key, info.to_json(), self.version)
+        self.store.save(Handle(FileType.LOCK, lock_id), sealed)
+        return lock_id
+
+    def acquire(self) -> Lock:
+        _ignore_sighup()
+        conflicts = self._drop_stale(self._conflicts())
+        if conflicts:
+            raise LockError(_conflict_message(conflicts))
+        self.id = self._write()
+        self._sleep(RECHECK_DELAY_S)
+        conflicts = self._conflicts()
+        if conflicts:
+            self._remove(self.id)
+            self.id = ""
+            raise LockError(_conflict_message(conflicts))
+        self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_interval):
+            try:
+                self.refresh()
+            except E3Error as e:
+                log.warning("could not refresh lock: %s", e)
+
+    def refresh(self) -> None:
+        with self._mu:
+            if not self.id:
+                return
+            old = self.id
+            self.id = self._write()
+            self._remove(old)
+
+    def _remove(self, lock_id: str) -> None:
+        try:
+            self.store.remove(Handle(FileType.LOCK, lock_id))
+        except NotFoundError:
+            pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        with self._mu:
+            if self.id:
+                self._remove(self.id)
+                self.id = ""
+
+    def __enter__(self) -> Lock:
+        return self.acquire() if not self.id else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _conflict_message(conflicts: list[LockInfo]) -> str:
+    lk = conflicts[0]
+    stale = " (stale: run `e3backup unlock` to remove it)" if lk.is_stale() else ""
+    return f"repository is already locked: {lk.describe()}{stale}"
+
+
+def _ignore_sighup() -> None:
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+        try:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+
+def _default_sleep(s: float) -> None:
+    threading.Event().wait(s)
+
+
+def _username() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+__all__ = ["Lock", "LockInfo", "list_locks", "remove_stale_locks"]

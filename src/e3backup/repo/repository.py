@@ -1,0 +1,262 @@
+"""The repository: a store plus the master key, config and index (restic v2 format).
+
+``Repository.init`` creates one; ``Repository.open`` finds the key for a password. Reads verify
+everything (MAC, zstd length, SHA-256) and name the blob and pack at fault. Writes go through a
+``BlobWriter`` (packs, then index) and ``save_snapshot`` last, so an interrupted command never
+leaves a snapshot that points at missing data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import (
+    AlreadyExistsError,
+    BlobNotFoundError,
+    E3Error,
+    IntegrityError,
+    NotFoundError,
+    RepoError,
+    RepositoryNotFoundError,
+)
+from ..store.base import FileType, Handle, Store
+from . import unpacked
+from .blob import BlobType
+from .compression import decompress
+from .config import Config
+from .crypto import Key, MacError
+from .keys import KDFParams, add_key, search_key
+from .lock import Lock, list_locks
+from .master_index import MasterIndex
+from .node import Node
+from .pack import PackedBlob, read_header
+from .snapshot import Snapshot
+from .tree import decode_tree, encode_tree
+from .writer import DEFAULT_PACK_SIZE, BlobWriter
+
+log = logging.getLogger(__name__)
+
+
+class Repository:
+    def __init__(self, store: Store, key: Key, config: Config, key_id: str = "") -> None:
+        self.store = store
+        self.key = key
+        self.config = config
+        self.key_id = key_id
+        self.index = MasterIndex()
+        self.index_files: list[str] = []
+        self.pack_size = DEFAULT_PACK_SIZE
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, store: Store, password: bytes, kdf: KDFParams | None = None) -> Repository:
+        """Create a new v2 repository; refuses if one exists at the location."""
+        try:
+            store.stat(Handle(FileType.CONFIG))
+            raise AlreadyExistsError(f"{store.location}: repository already exists (config file present)")
+        except NotFoundError:
+            pass
+        store.create()
+        master = Key.random()
+        config = Config.new()
+        key_id = add_key(store, password, master, kdf)
+        store.save(Handle(FileType.CONFIG), config.seal(master))
+        return cls(store, master, config, key_id)
+
+    @classmethod
+    def open(cls, store: Store, password: bytes) -> Repository:
+        """Open with a password: finds the key, reads and checks the config."""
+        try:
+            store.stat(Handle(FileType.CONFIG))
+        except NotFoundError as e:
+            raise RepositoryNotFoundError(f"{store.location}: no repository here (config file not found)") from e
+        key_id, key = search_key(store, password)
+        sealed = store.load(Handle(FileType.CONFIG))
+        try:
+            config = Config.parse(key.open(sealed))
+        except MacError as e:
+            raise IntegrityError(f"{store.location}: config file is corrupt (MAC mismatch)") from e
+        return cls(store, key, config, key_id)
+
+    @property
+    def version(self) -> int:
+        return self.config.version
+
+    def lock(self, exclusive: bool = False) -> Lock:
+        """A lock to use in a ``with`` block."""
+        return Lock(self.store, self.key, exclusive, self.version)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- unpacked files -----------------------------------------------------------------------
+
+    def save_unpacked(self, t: FileType, doc: Any) -> str:
+        file_id, sealed = unpacked.encode(self.key, doc, self.version)
+        self.store.save(Handle(t, file_id), sealed)
+        return file_id
+
+    def load_unpacked(self, t: FileType, file_id: str) -> Any:
+        data = self.store.load(Handle(t, file_id))
+        return unpacked.decode(self.key, data, file_id, _WHAT[t], self.version)
+
+    def list_ids(self, t: FileType) -> list[str]:
+        return [name for name, _ in self.store.list(t)]
+
+    # -- index --------------------------------------------------------------------------------
+
+    def load_index(self, workers: int = 4, on_error: Callable[[str, E3Error], None] | None = None) -> None:
+        """Load every index file into memory (in parallel). Errors raise unless ``on_error``."""
+        from .index import IndexFile
+
+        names = self.list_ids(FileType.INDEX)
+
+        def load(name: str) -> tuple[str, IndexFile | E3Error]:
+            try:
+                return name, IndexFile.from_json(self.load_unpacked(FileType.INDEX, name), name)
+            except E3Error as e:
+                return name, e
+
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            for name, res in ex.map(load, names):
+                if isinstance(res, E3Error):
+                    if on_error is None:
+                        raise res
+                    on_error(name, res)
+                    continue
+                self.index_files.append(name)
+                for p in res.packs:
+                    self.index.add_pack(p.id, p.blobs)
+        self.index.compact()
+
+    def adopt_unindexed_packs(self) -> int:
+        """Index packs that an interrupted run stored but never indexed; returns how many.
+
+        Only safe when no other live process may be writing, so it is skipped when another
+        non-stale lock exists. Each pack's header is read (one tail read) and checked.
+        """
+        others = [lk for lk in list_locks(self.store, self.key, self.version) if not lk.is_stale()]
+        if len(others) > 1:
+            return 0
+        from .index import IndexPack, split_into_files
+
+        found = []
+        for name, size in self.store.list(FileType.PACK):
+            if self.index.has_pack(name):
+                continue
+            try:
+                blobs = read_header(self.store, self.key, name, size)
+            except E3Error as e:
+                log.warning("ignoring unreadable unindexed pack %s: %s", name, e)
+                continue
+            found.append(IndexPack(name, blobs))
+        for f in split_into_files(found):
+            self.save_unpacked(FileType.INDEX, f.to_json())
+        for p in found:
+            self.index.add_pack(p.id, p.blobs)
+        return len(found)
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    def writer(self, connections: int = 2, pack_size: int | None = None) -> BlobWriter:
+        return BlobWriter(self, pack_size or self.pack_size, connections)
+
+    def decode_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
+        """Decrypt, decompress and verify one blob read from a pack."""
+        what = f"{blob.type.json_name} blob {blob.id.hex()} in pack {pack_id}"
+        try:
+            plain = self.key.open(sealed)
+        except MacError as e:
+            raise IntegrityError(f"{what}: ciphertext verification failed (corrupt data)") from e
+        except IntegrityError as e:
+            raise IntegrityError(f"{what}: {e}") from e
+        if blob.uncompressed_length:
+            try:
+                plain = decompress(plain, blob.uncompressed_length)
+            except IntegrityError as e:
+                raise IntegrityError(f"{what}: {e}") from e
+        if hashlib.sha256(plain).digest() != blob.id:
+            raise IntegrityError(f"{what}: hash mismatch")
+        return plain
+
+    def load_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
+        loc = self.index.lookup(blob_type, blob_id)
+        if loc is None:
+            raise BlobNotFoundError(f"{blob_type.json_name} blob {blob_id.hex()} not found in index")
+        b = loc.blob
+        try:
+            sealed = self.store.load(Handle(FileType.PACK, loc.pack_id), b.offset, b.length)
+        except NotFoundError as e:
+            raise IntegrityError(f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is missing") from e
+        if len(sealed) != b.length:
+            raise IntegrityError(f"{blob_type.json_name} blob {blob_id.hex()}: pack {loc.pack_id} is truncated")
+        return self.decode_blob(loc.pack_id, b, sealed)
+
+    def load_tree(self, tree_id: bytes) -> list[Node]:
+        return decode_tree(self.load_blob(BlobType.TREE, tree_id), tree_id.hex())
+
+    def save_tree(self, writer: BlobWriter, nodes: list[Node]) -> bytes:
+        tree_id, _ = writer.save(BlobType.TREE, encode_tree(nodes))
+        return tree_id
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> str:
+        snap.id = self.save_unpacked(FileType.SNAPSHOT, snap.to_json())
+        return snap.id
+
+    def load_snapshot(self, snap_id: str) -> Snapshot:
+        return Snapshot.from_json(self.load_unpacked(FileType.SNAPSHOT, snap_id), snap_id)
+
+    def snapshots(self, on_error: Callable[[str, E3Error], None] | None = None) -> list[Snapshot]:
+        """All snapshots, oldest first."""
+        out = []
+        for name in self.list_ids(FileType.SNAPSHOT):
+            try:
+                out.append(self.load_snapshot(name))
+            except E3Error as e:
+                if on_error is None:
+                    raise
+                on_error(name, e)
+        out.sort(key=lambda s: (s.time, s.id))
+        return out
+
+    def find_snapshot(self, ref: str, filter: Callable[[Snapshot], bool] | None = None) -> Snapshot:
+        """A snapshot by full ID, unique prefix, or ``latest`` (optionally filtered)."""
+        if ref == "latest":
+            snaps = [s for s in self.snapshots() if filter is None or filter(s)]
+            if not snaps:
+                raise RepoError("no snapshot found")
+            return snaps[-1]
+        ref = ref.lower()
+        matches = [n for n in self.list_ids(FileType.SNAPSHOT) if n.startswith(ref)]
+        if not matches:
+            raise RepoError(f"no snapshot matches {ref!r}")
+        if len(matches) > 1:
+            raise RepoError(f"snapshot prefix {ref!r} is ambiguous ({len(matches)} matches)")
+        return self.load_snapshot(matches[0])
+
+    def walk(self, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
+        """Depth-first ``(path, node)`` of every node under a tree; paths use ``/``."""
+        for node in self.load_tree(tree_id):
+            path = prefix + b"/" + node.name
+            yield path, node
+            if node.type == "dir" and node.subtree is not None:
+                yield from self.walk(node.subtree, path)
+
+
+_WHAT = {
+    FileType.INDEX: "index",
+    FileType.SNAPSHOT: "snapshot",
+    FileType.LOCK: "lock",
+    FileType.KEY: "key",
+    FileType.CONFIG: "config",
+    FileType.PACK: "pack",
+}
+
+__all__ = ["Repository"]

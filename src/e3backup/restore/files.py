@@ -1,0 +1,385 @@
+"""Restore a file snapshot (or a subtree of one) into a directory.
+
+1. Walk the tree: create directories, symlinks, devices and empty regular files of their final
+   size (holes where the data is zero); refuse any name that could escape the target.
+2. Plan by pack: every data blob needed, with every (file, offset) it goes to; all-zero chunks
+   are skipped, leaving holes.
+3. ``workers`` threads each take a pack, read the needed byte ranges of it once, decrypt each
+   blob once and write it to every place it belongs.
+4. Apply metadata: files, then directories deepest first (so writing children does not change
+   their parents' times); ownership only when running as root.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..errors import E3Error, IntegrityError, UsageError
+from ..progress import Progress
+from ..repo.blob import BlobType
+from ..repo.node import Node, unix_perm
+from ..repo.pack import PackedBlob
+from ..repo.repository import Repository
+from ..repo.snapshot import Snapshot
+from ..store.base import FileType, Handle
+
+_MAX_GAP = 256 * 1024
+_MAX_RANGE = 16 * 1024 * 1024
+
+
+@dataclass
+class RestoreOptions:
+    target: str
+    includes: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    verify: bool = False
+    workers: int = 8
+    sparse: bool = True
+
+
+@dataclass
+class RestoreResult:
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    bytes_written: int = 0
+    total_bytes: int = 0
+    verified_files: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary_json(self) -> dict[str, object]:
+        return {
+            "message_type": "summary",
+            "files_restored": self.files,
+            "dirs_restored": self.dirs,
+            "others_restored": self.others,
+            "total_bytes": self.total_bytes,
+            "bytes_written": self.bytes_written,
+            "verified_files": self.verified_files,
+            "error_count": len(self.errors),
+            "errors": self.errors[:100],
+        }
+
+
+@dataclass
+class _FileJob:
+    path: bytes
+    node: Node
+    offsets: list[int] = field(default_factory=list)
+
+
+def check_name(name: bytes) -> None:
+    """Refuse names that would leave the directory they are restored into."""
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise IntegrityError(f"refusing to restore invalid name {name!r}: it could escape the target directory")
+
+
+@lru_cache(maxsize=64)
+def _zero_id(length: int) -> bytes:
+    return hashlib.sha256(bytes(length)).digest()
+
+
+def resolve(repo: Repository, snap: Snapshot, subpath: str) -> tuple[list[Node], str]:
+    """The nodes to restore at the target's top level, and their path in the snapshot."""
+    parts = [p for p in subpath.split("/") if p]
+    nodes = repo.load_tree(snap.tree)
+    prefix = ""
+    for i, part in enumerate(parts):
+        match = next((n for n in nodes if n.name == os.fsencode(part)), None)
+        if match is None:
+            raise UsageError(f"path /{'/'.join(parts[: i + 1])} not found in snapshot {snap.short_id}")
+        prefix += "/" + part
+        if i == len(parts) - 1 and match.type != "dir":
+            return [match], prefix.rsplit("/", 1)[0]
+        if match.type != "dir" or match.subtree is None:
+            raise UsageError(f"{prefix} in snapshot {snap.short_id} is not a directory")
+        nodes = repo.load_tree(match.subtree)
+    return nodes, prefix
+
+
+class FileRestorer:
+    def __init__(self, repo: Repository, opts: RestoreOptions, progress: Progress | None = None) -> None:
+        self.repo = repo
+        self.opts = opts
+        self.progress = progress or Progress(mode="quiet")
+        self.result = RestoreResult()
+        self._files: list[_FileJob] = []
+        self._dirs: list[tuple[bytes, Node]] = []
+        self._others: list[tuple[bytes, Node]] = []
+        self._links: dict[tuple[int, int], bytes] = {}
+        self._is_root = os.geteuid() == 0
+        self._mu = threading.Lock()
+
+    def run(self, snap: Snapshot, subpath: str = "") -> RestoreResult:
+        top, prefix = resolve(self.repo, snap, subpath)
+        target = os.fsencode(os.path.abspath(self.opts.target))
+        os.makedirs(target, exist_ok=True)
+        if not os.path.isdir(target) or os.path.islink(target):
+            raise UsageError(f"restore target {self.opts.target} is not a directory")
+        self._walk(top, target, prefix.encode())
+        self.result.total_bytes = sum(j.node.size for j in self._files)
+        with self.progress.lock:
+            self.progress.c.files_total = len(self._files)
+            self.progress.c.bytes_total = self.result.total_bytes
+            self.progress.c.scan_done = True
+        self._restore_contents()
+        for job in self._files:
+            self._apply_meta(job.path, job.node)
+        for path, node in self._others:
+            self._apply_meta(path, node)
+        for path, node in reversed(self._dirs):
+            self._apply_meta(path, node)
+        if self.opts.verify:
+            self._verify()
+        return self.result
+
+    # -- walking --------------------------------------------------------------------------------
+
+    def _selected(self, snap_path: bytes, is_dir: bool) -> tuple[bool, bool]:
+        """(restore this node, descend into it)."""
+        p = os.fsdecode(snap_path)
+        if any(_match(pat, p) for pat in self.opts.excludes):
+            return False, False
+        if not self.opts.includes:
+            return True, True
+        if any(_match(pat, p) for pat in self.opts.includes):
+            return True, True
+        # a directory above an included path is restored so the path has somewhere to go
+        below = any(_could_match_below(pat, p) for pat in self.opts.includes) if is_dir else False
+        return below, below
+
+    def _walk(self, nodes: list[Node], dest: bytes, snap_prefix: bytes) -> None:
+        seen: set[bytes] = set()
+        for node in nodes:
+            check_name(node.name)
+            if node.name in seen:
+                raise IntegrityError(f"duplicate name {node.display_name!r} in tree at {os.fsdecode(snap_prefix)}")
+            seen.add(node.name)
+            path = dest + b"/" + node.name
+            snap_path = snap_prefix + b"/" + node.name
+            take, descend = self._selected(snap_path, node.type == "dir")
+            if not take:
+                continue
+            try:
+                self._create(path, node, snap_path, descend)
+            except OSError as e:
+                self.result.errors.append(f"{os.fsdecode(path)}: {e.strerror or e}")
+
+    def _create(self, path: bytes, node: Node, snap_path: bytes, descend: bool) -> None:
+        t = node.type
+        if t == "dir":
+            _make_dir(path)
+            self._dirs.append((path, node))
+            self.result.dirs += 1
+            if descend and node.subtree is not None:
+                self._walk(self.repo.load_tree(node.subtree), path, snap_path)
+            return
+        _remove_non_dir(path)
+        if t == "file":
+            key = (node.device_id, node.inode)
+            if node.links > 1 and node.inode and key in self._links:
+                os.link(self._links[key], path)
+                self.result.files += 1
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                if node.size:
+                    os.ftruncate(fd, node.size)
+            finally:
+                os.close(fd)
+            if node.links > 1 and node.inode:
+                self._links[key] = path
+            self._files.append(_FileJob(path, node))
+            self.result.files += 1
+            return
+        if t == "symlink":
+            os.symlink(node.linktarget or b"", path)
+        elif t == "fifo":
+            os.mkfifo(path, 0o600)
+        elif t in ("dev", "chardev"):
+            kind = stat.S_IFBLK if t == "dev" else stat.S_IFCHR
+            os.mknod(path, kind | 0o600, node.device)
+        else:
+            self.result.errors.append(f"{os.fsdecode(path)}: cannot restore node of type {t!r}")
+            return
+        self._others.append((path, node))
+        self.result.others += 1
+
+    # -- contents -------------------------------------------------------------------------------
+
+    def _restore_contents(self) -> None:
+        index = self.repo.index
+        plan: dict[str, dict[PackedBlob, list[tuple[int, int]]]] = {}
+        for fi, job in enumerate(self._files):
+            offset = 0
+            for blob_id in job.node.content or []:
+                loc = index.lookup(BlobType.DATA, blob_id)
+                if loc is None:
+                    raise IntegrityError(f"{os.fsdecode(job.path)}: data blob {blob_id.hex()} not found in index")
+                n = loc.blob.plaintext_length
+                if not (self.opts.sparse and blob_id == _zero_id(n)):
+                    plan.setdefault(loc.pack_id, {}).setdefault(loc.blob, []).append((fi, offset))
+                else:
+                    self.progress.add(nbytes=n)
+                offset += n
+            if offset != job.node.size:
+                self.result.errors.append(
+                    f"{os.fsdecode(job.path)}: size {job.node.size} in snapshot, content holds {offset} bytes"
+                )
+        with ThreadPoolExecutor(self.opts.workers, thread_name_prefix="restore") as ex:
+            for _ in ex.map(self._restore_pack, plan.items()):
+                pass
+        for _job in self._files:
+            self.progress.add(files=1)
+
+    def _restore_pack(self, item: tuple[str, dict[PackedBlob, list[tuple[int, int]]]]) -> None:
+        pack_id, blobs = item
+        for start, end, group in _ranges(sorted(blobs, key=lambda b: b.offset)):
+            data = self.repo.store.load(Handle(FileType.PACK, pack_id), start, end - start)
+            if len(data) != end - start:
+                raise IntegrityError(f"pack {pack_id}: truncated (short read at offset {start})")
+            view = memoryview(data)
+            for b in group:
+                plain = self.repo.decode_blob(pack_id, b, view[b.offset - start : b.offset - start + b.length])
+                for fi, off in blobs[b]:
+                    path = self._files[fi].path
+                    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                    try:
+                        _pwrite_all(fd, plain, off)
+                    finally:
+                        os.close(fd)
+                    self.progress.add(nbytes=len(plain))
+                    with self._mu:
+                        self.result.bytes_written += len(plain)
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _apply_meta(self, path: bytes, node: Node) -> None:
+        is_link = node.type == "symlink"
+        try:
+            if self._is_root:
+                os.lchown(path, node.uid, node.gid)
+            if not is_link:
+                os.chmod(path, unix_perm(node.mode))
+            for name, value in node.xattrs:
+                try:
+                    os.setxattr(path, name, value, follow_symlinks=False)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                        raise
+            os.utime(path, ns=(node.atime or node.mtime, node.mtime), follow_symlinks=False)
+        except OSError as e:
+            self.result.errors.append(f"{os.fsdecode(path)}: setting metadata: {e.strerror or e}")
+
+    # -- verification ---------------------------------------------------------------------------
+
+    def _verify(self) -> None:
+        index = self.repo.index
+
+        def verify(job: _FileJob) -> str | None:
+            try:
+                st = os.lstat(job.path)
+                if st.st_size != job.node.size:
+                    return f"{os.fsdecode(job.path)}: size {st.st_size}, expected {job.node.size}"
+                with open(job.path, "rb") as f:
+                    for blob_id in job.node.content or []:
+                        loc = index.lookup(BlobType.DATA, blob_id)
+                        assert loc is not None
+                        data = f.read(loc.blob.plaintext_length)
+                        if hashlib.sha256(data).digest() != blob_id:
+                            return f"{os.fsdecode(job.path)}: content differs at offset {f.tell() - len(data)}"
+            except OSError as e:
+                return f"{os.fsdecode(job.path)}: {e.strerror}"
+            return None
+
+        with ThreadPoolExecutor(self.opts.workers) as ex:
+            for err in ex.map(verify, self._files):
+                if err:
+                    self.result.errors.append("verify: " + err)
+                else:
+                    self.result.verified_files += 1
+
+
+def _ranges(blobs: list[PackedBlob]) -> Iterator[tuple[int, int, list[PackedBlob]]]:
+    """Group blobs sorted by offset into byte ranges read with one request each."""
+    group: list[PackedBlob] = []
+    start = end = 0
+    for b in blobs:
+        if group and (b.offset - end > _MAX_GAP or b.offset + b.length - start > _MAX_RANGE):
+            yield start, end, group
+            group = []
+        if not group:
+            start = b.offset
+        group.append(b)
+        end = max(end, b.offset + b.length)
+    if group:
+        yield start, end, group
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _make_dir(path: bytes) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(path)  # never follow an existing symlink out of the target
+            os.mkdir(path, 0o700)
+
+
+def _remove_non_dir(path: bytes) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise E3Error(f"{os.fsdecode(path)}: a directory is in the way")
+    os.unlink(path)
+
+
+def _match(pattern: str, path: str) -> bool:
+    """restic-style: a pattern without ``/`` matches any component, else the path or a parent."""
+    if "/" not in pattern.rstrip("/"):
+        return any(fnmatch.fnmatchcase(c, pattern) for c in path.split("/") if c)
+    pat = pattern.rstrip("/")
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pat) for i in range(2, len(parts) + 1))
+
+
+def _could_match_below(pattern: str, dir_path: str) -> bool:
+    if "/" not in pattern.rstrip("/"):
+        return True
+    pat_parts = pattern.rstrip("/").split("/")
+    dir_parts = dir_path.split("/")
+    if len(dir_parts) >= len(pat_parts):
+        return False
+    return all(fnmatch.fnmatchcase(d, p) for d, p in zip(dir_parts, pat_parts, strict=False))
+
+
+def run_restore(
+    repo: Repository, snap_ref: str, opts: RestoreOptions, progress: Progress | None = None
+) -> RestoreResult:
+    ref, _, subpath = snap_ref.partition(":")
+    with repo.lock():
+        repo.load_index()
+        snap = repo.find_snapshot(ref)
+        return FileRestorer(repo, opts, progress).run(snap, subpath)
+
+
+__all__ = ["FileRestorer", "RestoreOptions", "RestoreResult", "check_name", "resolve", "run_restore"]

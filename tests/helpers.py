@@ -1,0 +1,61 @@
+"""Helpers shared by the tests: run the CLI in-process or as a real process, call restic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from e3backup.cli.main import main
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    """Run ``e3backup ARGS`` in this process; returns exit code and captured output."""
+    capsys.readouterr()
+    code = main(list(args))
+    cap = capsys.readouterr()
+    return Result(code, cap.out, cap.err)
+
+
+def e3(
+    *args: str, env: dict[str, str] | None = None, check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``e3backup ARGS`` as a real process."""
+    full_env = {**os.environ, **(env or {})}
+    p = subprocess.run([sys.executable, "-m", "e3backup", *args], env=full_env, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+    if check and p.returncode != 0:
+        raise AssertionError(f"e3backup {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def restic_bin() -> str:
+    path = shutil.which("restic")
+    if path is None:
+        pytest.fail("the restic binary is missing: run scripts/setup.sh")
+    return path
+
+
+def restic(
+    repo: Path | str, *args: str, password: str = PASSWORD, check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "RESTIC_PASSWORD": password}
+    p = subprocess.run([restic_bin(), "-r", str(repo), "--no-cache", *args], env=env, capture_output=True, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(
+            f"restic {' '.join(args)} failed ({p.returncode}):\n{p.stdout.decode()}\n{p.stderr.decode()}"
+        )
+    return p

@@ -1,0 +1,197 @@
+"""Bad input gets one clear line, the right exit code, and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e3backup.errors import IntegrityError, LockError
+from e3backup.repo import BlobType, Repository, Snapshot
+from e3backup.repo.lock import Lock
+from e3backup.store import FileType, Handle, LocalStore
+
+from ..helpers import PASSWORD, run_cli
+
+
+def _snapshot_repo(repo: Repository) -> tuple[bytes, str]:
+    data = os.urandom(200_000)
+    with repo.lock(), repo.writer() as w:
+        blob, _ = w.save(BlobType.DATA, data)
+        from e3backup.repo import Node
+
+        root = repo.save_tree(w, [Node(name=b"f", type="file", mode=0o644, size=len(data), content=[blob], mtime=1)])
+    sid = repo.save_snapshot(Snapshot(time=10**18, tree=root, paths=["/f"]))
+    return blob, sid
+
+
+def _tree_listing(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_wrong_password_one_line_exit_1_nothing_written(
+    repo: Repository, repo_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _snapshot_repo(repo)
+    before = _tree_listing(repo_path)
+    monkeypatch.setenv("E3BACKUP_PASSWORD", "not the password")
+    for args in (["snapshots"], ["check"], ["cat", "config"]):
+        r = run_cli(capsys, "-r", str(repo_path), *args)
+        assert r.code == 1
+        assert r.err.strip().count("\n") == 0
+        assert "wrong password" in r.err
+    assert _tree_listing(repo_path) == before
+
+
+def test_missing_repository(tmp_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_cli(capsys, "-r", str(tmp_path / "nope"), "snapshots")
+    assert r.code == 1 and "no repository here" in r.err and str(tmp_path / "nope") in r.err
+
+
+def test_no_repository_given_is_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("E3BACKUP_REPOSITORY", raising=False)
+    monkeypatch.setenv("E3BACKUP_PASSWORD", "x")
+    r = run_cli(capsys, "snapshots")
+    assert r.code == 2 and "--repo" in r.err
+
+
+def test_unreadable_repository(tmp_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "file-not-dir"
+    bad.write_text("x")
+    r = run_cli(capsys, "-r", str(bad), "snapshots")
+    assert r.code == 1 and str(bad) in r.err
+
+
+def test_unknown_repository_version(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {"version": 3, "id": repo.config.id, "chunker_polynomial": f"{repo.config.chunker_polynomial:x}"}
+    cfg = repo_path / "config"
+    os.chmod(cfg, 0o600)
+    cfg.write_bytes(repo.key.seal(json.dumps(doc).encode()))
+    r = run_cli(capsys, "-r", str(repo_path), "snapshots")
+    assert r.code == 1 and "unsupported repository version 3" in r.err
+
+
+def test_init_refuses_existing_repository(
+    repo_path: Path, repo: Repository, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (repo_path / "config").read_bytes()
+    r = run_cli(capsys, "-r", str(repo_path), "init")
+    assert r.code == 1 and "already exists" in r.err
+    assert (repo_path / "config").read_bytes() == before
+
+
+def _flip(path: Path, offset: int) -> None:
+    os.chmod(path, 0o600)
+    b = bytearray(path.read_bytes())
+    b[offset] ^= 0x10
+    path.write_bytes(bytes(b))
+
+
+def test_flipped_bit_in_pack_named_by_check_and_read_fails(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blob, _ = _snapshot_repo(repo)
+    repo.load_index()
+    loc = repo.index.lookup(BlobType.DATA, blob)
+    assert loc is not None
+    _flip(repo_path / "data" / loc.pack_id[:2] / loc.pack_id, loc.blob.offset + 100)
+    r = run_cli(capsys, "-r", str(repo_path), "check", "--read-data")
+    assert r.code == 1
+    assert loc.pack_id in r.err and blob.hex() in r.err
+    fresh = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    fresh.load_index()
+    with pytest.raises(IntegrityError, match=blob.hex()):
+        fresh.load_blob(BlobType.DATA, blob)
+    # without --read-data the structure is fine, so check passes
+    assert run_cli(capsys, "-r", str(repo_path), "check").code == 0
+
+
+@pytest.mark.parametrize("kind", [FileType.INDEX, FileType.SNAPSHOT])
+def test_flipped_bit_in_index_or_snapshot(
+    kind: FileType, repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _snapshot_repo(repo)
+    name = repo.list_ids(kind)[0]
+    _flip(repo_path / kind.value / name, 40)
+    r = run_cli(capsys, "-r", str(repo_path), "check")
+    assert r.code == 1
+    assert name in r.err
+    with pytest.raises(IntegrityError, match=name):
+        repo.load_unpacked(kind, name)
+
+
+def test_missing_pack_is_named(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blob, _ = _snapshot_repo(repo)
+    repo.load_index()
+    loc = repo.index.lookup(BlobType.DATA, blob)
+    assert loc is not None
+    LocalStore(repo_path).remove(Handle(FileType.PACK, loc.pack_id))
+    r = run_cli(capsys, "-r", str(repo_path), "check")
+    assert r.code == 1 and loc.pack_id in r.err and "does not exist" in r.err
+
+
+def test_stale_lock_from_dead_process_is_removed(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = (
+        "import os,sys; from e3backup.repo import Repository; from e3backup.store import LocalStore;"
+        f"r=Repository.open(LocalStore({str(repo_path)!r}), {PASSWORD!r}.encode());"
+        "l=r.lock(exclusive=True).acquire(); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(repo.list_ids(FileType.LOCK)) == 1  # left behind by the dead process
+    r = run_cli(capsys, "-r", str(repo_path), "check")
+    assert r.code == 0, r.err
+    assert repo.list_ids(FileType.LOCK) == []
+
+
+def test_live_lock_gives_clear_message(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = (
+        "import sys; from e3backup.repo import Repository; from e3backup.store import LocalStore;"
+        f"r=Repository.open(LocalStore({str(repo_path)!r}), {PASSWORD!r}.encode());"
+        "l=r.lock(exclusive=True).acquire(); print('locked', flush=True); sys.stdin.read(); l.release()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        r = run_cli(capsys, "-r", str(repo_path), "check")
+        assert r.code == 1
+        assert f"PID {holder.pid}" in r.err and "host" in r.err and "locked" in r.err
+        with pytest.raises(LockError):
+            Lock(repo.store, repo.key, exclusive=False).acquire()
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0
+    assert repo.list_ids(FileType.LOCK) == []  # released on exit
+
+
+def test_lock_refresh_replaces_file(repo: Repository) -> None:
+    lk = repo.lock().acquire()
+    first = lk.id
+    lk.refresh()
+    assert lk.id != first and repo.list_ids(FileType.LOCK) == [lk.id]
+    lk.release()
+    assert repo.list_ids(FileType.LOCK) == []
+
+
+def test_shared_locks_coexist_exclusive_does_not(repo: Repository) -> None:
+    a = repo.lock().acquire()
+    b = repo.lock().acquire()
+    with pytest.raises(LockError, match="shared lock"):
+        repo.lock(exclusive=True).acquire()
+    a.release()
+    b.release()
+    with repo.lock(exclusive=True), pytest.raises(LockError, match="exclusive lock"):
+        repo.lock().acquire()
