@@ -10,6 +10,7 @@ operation, body read included, bounded in count and time, and foreign errors are
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -217,7 +218,8 @@ class S3Store:
         token: str | None = None
         while True:
             page_args = dict(kwargs, ContinuationToken=token) if token else kwargs
-            page = self._call("LIST", prefix, lambda a=page_args: self._client.list_objects_v2(**a))
+            page: dict[str, Any] = self._call("LIST", prefix, functools.partial(
+                self._client.list_objects_v2, **page_args))
             for obj in page.get("Contents", ()):
                 name = obj["Key"].rsplit("/", 1)[-1]
                 if is_id(name):
