@@ -19,6 +19,7 @@ class AppContext:
     repo: str | None = None
     password_file: str | None = None
     debug: bool = False
+    pack_size: int = 16 * 1024 * 1024
     store_options: dict[str, Any] = field(default_factory=dict)
 
     def store(self) -> Store:
@@ -40,7 +41,9 @@ class AppContext:
         raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
     def open_repo(self) -> Repository:
-        return Repository.open(self.store(), self.password())
+        repo = Repository.open(self.store(), self.password())
+        repo.pack_size = self.pack_size
+        return repo
 
 
 def read_password_file(path: str) -> bytes:

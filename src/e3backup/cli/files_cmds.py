@@ -87,7 +87,9 @@ def backup(
             f"snapshot {result.snapshot_id[:8]} saved"
         )
     if result.errors:
-        raise PartialBackup(f"snapshot {result.snapshot_id[:8]} saved, but {len(result.errors)} files could not be read")
+        raise PartialBackup(
+            f"snapshot {result.snapshot_id[:8]} saved, but {len(result.errors)} files could not be read"
+        )
 
 
 @click.command()
@@ -130,9 +132,17 @@ def restore(
 
 def _ls_json(path: str, n: Node) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "name": n.display_name, "type": n.type, "path": path, "uid": n.uid, "gid": n.gid,
-        "size": n.size, "mode": n.mode, "permissions": oct(unix_perm(n.mode)),
-        "mtime": format_ns(n.mtime), "atime": format_ns(n.atime), "ctime": format_ns(n.ctime),
+        "name": n.display_name,
+        "type": n.type,
+        "path": path,
+        "uid": n.uid,
+        "gid": n.gid,
+        "size": n.size,
+        "mode": n.mode,
+        "permissions": oct(unix_perm(n.mode)),
+        "mtime": format_ns(n.mtime),
+        "atime": format_ns(n.atime),
+        "ctime": format_ns(n.ctime),
         "struct_type": "node",
     }
     if n.type == "symlink" and n.linktarget is not None:

@@ -22,17 +22,25 @@ from .context import AppContext
     type=click.Path(dir_okay=False),
     help="File holding the repository password (or set E3BACKUP_PASSWORD).",
 )
+@click.option(
+    "--pack-size",
+    envvar="E3BACKUP_PACK_SIZE",
+    type=click.IntRange(1, 128),
+    default=16,
+    show_default=True,
+    help="Target pack size in MiB.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(__version__, prog_name="e3backup")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, password_file: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, password_file: str | None, pack_size: int, debug: bool) -> None:
     """e3backup: deduplicated, encrypted backups in the restic v2 format."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = AppContext(repo=repo, password_file=password_file, debug=debug)
+    ctx.obj = AppContext(repo=repo, password_file=password_file, debug=debug, pack_size=pack_size * 1024 * 1024)
 
 
 def _register() -> None:

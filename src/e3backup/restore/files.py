@@ -254,7 +254,10 @@ class FileRestorer:
                     path = self._files[fi].path
                     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
                     try:
-                        _pwrite_all(fd, plain, off)
+                        if self.opts.sparse:
+                            pwrite_sparse(fd, plain, off)
+                        else:
+                            _pwrite_all(fd, plain, off)
                     finally:
                         os.close(fd)
                     self.progress.add(nbytes=len(plain))
@@ -325,12 +328,33 @@ def _ranges(blobs: list[PackedBlob]) -> Iterator[tuple[int, int, list[PackedBlob
         yield start, end, group
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
+
+
+_SPARSE_BLOCK = 64 * 1024
+_ZERO_BLOCK = bytes(_SPARSE_BLOCK)
+
+
+def pwrite_sparse(fd: int, data: bytes, offset: int) -> None:
+    """Write ``data`` at ``offset`` skipping all-zero 64 KiB blocks (the file is pre-sized, so
+    they read back as zeros and stay holes)."""
+    n = len(data)
+    run_start = -1
+    for i in range(0, n, _SPARSE_BLOCK):
+        block = data[i : i + _SPARSE_BLOCK]
+        zero = block == _ZERO_BLOCK[: len(block)]
+        if not zero and run_start < 0:
+            run_start = i
+        elif zero and run_start >= 0:
+            _pwrite_all(fd, memoryview(data)[run_start:i], offset + run_start)
+            run_start = -1
+    if run_start >= 0:
+        _pwrite_all(fd, memoryview(data)[run_start:], offset + run_start)
 
 
 def _make_dir(path: bytes) -> None:

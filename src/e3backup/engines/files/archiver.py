@@ -133,8 +133,14 @@ class Archiver:
             **{
                 k: getattr(self.result, k)
                 for k in (
-                    "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed",
-                    "dirs_unmodified", "data_blobs", "tree_blobs",
+                    "files_new",
+                    "files_changed",
+                    "files_unmodified",
+                    "dirs_new",
+                    "dirs_changed",
+                    "dirs_unmodified",
+                    "data_blobs",
+                    "tree_blobs",
                 )
             },
             "data_added": self.result.bytes_added,
@@ -322,6 +328,7 @@ class Archiver:
                 out.set_result(None)
                 return
             node.content, node.size = first.content, first.size
+            self.progress.add(nbytes=node.size)
             self._count_file(node.size, 0, is_new)
             out.set_result(node)
 

@@ -57,7 +57,7 @@ class Excluder:
             pat = p.rstrip("/")
             if "/" in pat:
                 rx = _compile(pat if pat.startswith("/") else "**/" + pat)
-                if rx.match(path) or any(rx.match(path[: i]) for i in _prefix_ends(path)):
+                if rx.match(path) or any(rx.match(path[:i]) for i in _prefix_ends(path)):
                     return True
             else:
                 rx = _compile(pat)

@@ -1,0 +1,51 @@
+"""Pick the snapshot provider for a source: ``auto`` uses LVM for logical volumes when the lvm2
+tools are installed (sysfs ``dm/`` or the ``/dev/VG/LV`` form, confirmed by ``lvs``), else none."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from e3backup.events import Event
+from e3backup.sources.snapshot.base import CommandRunner, SnapshotProvider, SubprocessRunner
+from e3backup.sources.snapshot.lvm import LvmSnapshotProvider
+from e3backup.sources.snapshot.none import NoSnapshotProvider
+
+LVM_TOOLS = ("lvs", "vgs", "lvcreate", "lvremove")
+
+
+def is_device_mapper(source: str, sysfs: Path = Path("/sys")) -> bool:
+    """Whether ``source`` resolves to a device-mapper node (``/sys/class/block/dm-N/dm``)."""
+    name = os.path.basename(os.path.realpath(source))
+    return (sysfs / "class" / "block" / name / "dm").is_dir()
+
+
+def select_provider(
+    source: str,
+    mode: str = "auto",
+    run_id: str = "run",
+    runner: CommandRunner | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    sysfs: Path = Path("/sys"),
+) -> SnapshotProvider:
+    """``mode`` is ``auto``, ``lvm`` or ``none``; ``lvm`` fails later if the source is no LV."""
+    if mode == "none":
+        return NoSnapshotProvider(on_event, "snapshots disabled for this job")
+    if mode not in ("auto", "lvm"):
+        raise ValueError(f"unknown snapshot mode {mode!r} (auto, lvm, none)")
+    missing = [t for t in LVM_TOOLS if which(t) is None]
+    if mode == "lvm":
+        return LvmSnapshotProvider(runner or SubprocessRunner(), run_id, on_event)
+    if missing:
+        return NoSnapshotProvider(on_event, f"lvm2 tools not installed ({', '.join(missing)})")
+    lvm = LvmSnapshotProvider(runner or SubprocessRunner(), run_id, on_event, fallback_to_live=True)
+    looks_lv = is_device_mapper(source, sysfs) or (source.count("/") == 3 and source.startswith("/dev/"))
+    if looks_lv and lvm.logical_volume(source) is not None:
+        return lvm
+    return NoSnapshotProvider(on_event, f"{source} is not an LVM logical volume")
+
+
+__all__ = ["LVM_TOOLS", "is_device_mapper", "select_provider"]
