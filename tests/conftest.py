@@ -12,6 +12,8 @@ from e3backup.store import LocalStore
 
 from .helpers import PASSWORD
 
+pytest_plugins = ["tests.plugins.seaweedfs", "tests.plugins.faultproxy"]
+
 # A cheap KDF for repositories made in tests; real repositories use N=32768.
 FAST_KDF = KDFParams(n=1024, r=8, p=1)
 

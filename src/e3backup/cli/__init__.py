@@ -1,0 +1,1 @@
+"""The ``e3backup`` command line."""
