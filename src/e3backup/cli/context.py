@@ -22,6 +22,11 @@ class AppContext:
     pack_size: int = 16 * 1024 * 1024
     store_options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def upload_connections(self) -> int:
+        """Parallel pack uploads: the S3 option when given, else 4 (plenty for a local disk)."""
+        return int(self.store_options.get("upload_connections", 4))
+
     def store(self) -> Store:
         if not self.repo:
             raise UsageError("no repository given: use --repo or E3BACKUP_REPOSITORY")

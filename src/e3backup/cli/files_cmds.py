@@ -40,7 +40,6 @@ class PartialBackup(E3Error):
 @click.option("--parent", help="Snapshot to compare with (default: latest of this host and paths).")
 @click.option("--force", is_flag=True, help="Read every file, ignoring the parent snapshot.")
 @click.option("--read-concurrency", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--upload-connections", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON progress lines and a JSON summary.")
 @pass_app
 def backup(
@@ -54,7 +53,6 @@ def backup(
     parent: str | None,
     force: bool,
     read_concurrency: int,
-    upload_connections: int,
     as_json: bool,
 ) -> None:
     """Back up files and directories into a new snapshot."""
@@ -67,7 +65,7 @@ def backup(
         parent=parent,
         force_full=force,
         read_workers=read_concurrency,
-        upload_connections=upload_connections,
+        upload_connections=app.upload_connections,
     )
     repo = app.open_repo()
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import E3Error
 from .context import AppContext
+from .storage_options import s3_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,22 +33,37 @@ from .context import AppContext
     help="Target pack size in MiB.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@s3_options
 @click.version_option(__version__, prog_name="e3backup")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, password_file: str | None, pack_size: int, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    password_file: str | None,
+    pack_size: int,
+    debug: bool,
+    store_options: dict[str, Any],
+) -> None:
     """e3backup: deduplicated, encrypted backups in the restic v2 format."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = AppContext(repo=repo, password_file=password_file, debug=debug, pack_size=pack_size * 1024 * 1024)
+    ctx.obj = AppContext(
+        repo=repo,
+        password_file=password_file,
+        debug=debug,
+        pack_size=pack_size * 1024 * 1024,
+        store_options=store_options,
+    )
 
 
 def _register() -> None:
     from . import files_cmds, repo_cmds
+    from .storage_cmd import storage
 
-    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS]:
+    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS, storage]:
         cli.add_command(cmd)
 
 
@@ -56,8 +73,8 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="e3backup", standalone_mode=False)
-        return 0
+        rc = cli.main(args=argv, prog_name="e3backup", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
