@@ -71,14 +71,24 @@ def warm(path: Path) -> None:
     subprocess.run(["tar", "cf", "/dev/null", str(path)], check=True)
 
 
+S3: dict[str, object] = {}  # set by --s3: the running server
+
+
 class Tool:
     name = ""
 
     def __init__(self, work: Path) -> None:
-        self.repo = work / f"repo-{self.name}"
+        self.repo: Path | str = work / f"repo-{self.name}"
         self.env = {**os.environ}
+        self.round = 0
 
     def reset(self) -> None:
+        if S3:
+            server = S3["server"]
+            self.round += 1
+            self.repo = server.url(server.make_bucket(f"{self.name}-{self.round}"))  # type: ignore[attr-defined]
+            self.env.update(server.env())  # type: ignore[attr-defined]
+            return
         shutil.rmtree(self.repo, ignore_errors=True)
 
 
@@ -87,10 +97,11 @@ class E3(Tool):
 
     def __init__(self, work: Path) -> None:
         super().__init__(work)
-        self.env.update(E3BACKUP_REPOSITORY=str(self.repo), E3BACKUP_PASSWORD=PASSWORD)
+        self.env.update(E3BACKUP_PASSWORD=PASSWORD)
         self.exe = [sys.executable, "-m", "e3backup"]
 
     def init(self) -> None:
+        self.env["E3BACKUP_REPOSITORY"] = str(self.repo)
         run([*self.exe, "init"], self.env)
 
     def backup(self, src: Path) -> tuple[float, float]:
@@ -105,10 +116,10 @@ class Restic(Tool):
 
     def __init__(self, work: Path) -> None:
         super().__init__(work)
-        self.env.update(RESTIC_REPOSITORY=str(self.repo), RESTIC_PASSWORD=PASSWORD,
-                        RESTIC_CACHE_DIR=str(work / "restic-cache"))
+        self.env.update(RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR=str(work / "restic-cache"))
 
     def init(self) -> None:
+        self.env["RESTIC_REPOSITORY"] = str(self.repo)
         run(["restic", "init"], self.env)
 
     def backup(self, src: Path) -> tuple[float, float]:
@@ -150,6 +161,8 @@ def main() -> None:
     ap.add_argument("--big-mib", type=int, default=2048)
     ap.add_argument("--tools", default="e3backup,restic,borg")
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--s3", action="store_true", help="repositories on a local SeaweedFS S3 server")
+    ap.add_argument("--datasets", default="small,big")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -157,8 +170,21 @@ def main() -> None:
         "small files": work / "data-small",
         "big mixed file": work / "data-big",
     }
-    make_small(datasets["small files"], args.small_copies)
-    make_big(datasets["big mixed file"] / "big.bin", args.big_mib)
+    if "small" not in args.datasets:
+        del datasets["small files"]
+    else:
+        make_small(datasets["small files"], args.small_copies)
+    if "big" not in args.datasets:
+        del datasets["big mixed file"]
+    else:
+        make_big(datasets["big mixed file"] / "big.bin", args.big_mib)
+    if args.s3:
+        sys.path.insert(0, str(ROOT))
+        from tests.plugins.seaweedfs import SeaweedServer
+
+        server = SeaweedServer(work / "seaweed")
+        server.start()
+        S3["server"] = server
     tools = {t.name: t for t in (E3(work), Restic(work), Borg(work)) if t.name in args.tools.split(",")}
     results = []
     for ds_name, src in datasets.items():
@@ -175,10 +201,12 @@ def main() -> None:
             shutil.rmtree(target, ignore_errors=True)
             row["restore_s"], row["restore_rss"] = tool.restore(target)
             shutil.rmtree(target, ignore_errors=True)
-            row["repo_bytes"] = tree_bytes(tool.repo)
+            row["repo_bytes"] = 0 if args.s3 else tree_bytes(Path(tool.repo))
             results.append(row)
             print(json.dumps(row), flush=True)
             tool.reset()
+    if args.s3:
+        server.stop()
     print()
     print(table(results))
     if args.json_out:
