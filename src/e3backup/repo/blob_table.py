@@ -21,8 +21,10 @@ Not thread-safe: ``MasterIndex`` serialises access.
 from __future__ import annotations
 
 import bisect
+import mmap
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +41,12 @@ Columns = list[npt.NDArray[np.generic]]
 def split_ids(ids: bytes) -> Columns:
     """Concatenated 32-byte IDs -> the four u64 key columns (native byte order, big-endian value)."""
     words = np.frombuffer(ids, dtype=">u8").reshape(-1, 4)
-    return [words[:, k].astype(np.uint64) for k in range(4)]
+    cols = []
+    for k in range(4):
+        col = _alloc(len(words), np.uint64)
+        col[:] = words[:, k]
+        cols.append(col)
+    return cols
 
 
 def join_ids(key_cols: Columns) -> bytes:
@@ -47,6 +54,21 @@ def join_ids(key_cols: Columns) -> bytes:
     return np.stack(key_cols, axis=1).astype(">u8").tobytes()
 
 
+def _alloc(n: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """An uninitialised column; large ones get their own anonymous mapping.
+
+    Index files are decoded into ~500 bytes of short-lived JSON objects per blob. Were the
+    long-lived columns allocated from the same malloc heap, they would pin its freed pages
+    (fragmentation of ~50 bytes per blob, as much as the index itself); a mapping of their own
+    goes back to the OS as a whole when the column is freed.
+    """
+    size = n * np.dtype(dtype).itemsize
+    if size < _MMAP_MIN:
+        return np.empty(n, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype)
+
+
+_MMAP_MIN = 256 * 1024
 _NONE = np.empty(0, dtype=np.uint8)  # stands for a column already freed
 
 
@@ -88,7 +110,9 @@ class BlobTable:
             a = np.asarray(c, dtype=dt)
             if a.shape != (n,):
                 raise ValueError("stage: columns of different lengths")
-            cols.append(a)
+            col = _alloc(n, dt)
+            col[:] = a
+            cols.append(col)
         if n:
             self._staged.append(cols)
             self.staged += n
@@ -136,7 +160,7 @@ class BlobTable:
         run = self._take_staged()
         order = np.argsort(run[0])
         for c in range(_NCOLS):
-            run[c] = run[c][order]
+            run[c] = np.take(run[c], order, out=_alloc(len(order), _DTYPES[c]))
         del order
         self._views = []  # release the buffers before replacing the columns
         if len(self._cols[0]):
@@ -159,10 +183,14 @@ class BlobTable:
         self._views = [memoryview(c) for c in (*self._cols, buckets)]
 
     def _take_staged(self) -> Columns:
-        chunks, self._staged, self.staged = self._staged, [], 0
+        chunks, total = self._staged, self.staged
+        self._staged, self.staged = [], 0
         run: Columns = []
         for c in range(_NCOLS):
-            run.append(np.concatenate([ch[c] for ch in chunks]) if len(chunks) > 1 else chunks[0][c])
+            if len(chunks) == 1:
+                run.append(chunks[0][c])
+            else:
+                run.append(np.concatenate([ch[c] for ch in chunks], out=_alloc(total, _DTYPES[c])))
             for ch in chunks:
                 ch[c] = _NONE  # free each staged column once it is copied
         return run
@@ -174,7 +202,7 @@ class BlobTable:
         from_old = np.ones(n + m, dtype=bool)
         from_old[pos] = False
         for c in range(_NCOLS):
-            out = np.empty(n + m, dtype=_DTYPES[c])
+            out = _alloc(n + m, _DTYPES[c])
             out[pos] = run[c]
             out[from_old] = old[c]
             run[c] = _NONE
