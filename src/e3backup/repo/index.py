@@ -15,6 +15,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from ..errors import IntegrityError
@@ -101,14 +102,17 @@ class IndexColumns:
                 counts.append(len(bl))
                 blobs.extend(bl)
             pack_ids = _hex_ids(pack_hex, "pack")
-            ids = _hex_ids([b["id"] for b in blobs], "blob")
-            types = [b["type"] for b in blobs]
+            ids = _hex_ids(list(map(itemgetter("id"), blobs)), "blob")
+            types = list(map(itemgetter("type"), blobs))
             if types.count("data") + types.count("tree") != len(types):
-                raise ValueError(f"invalid blob type in {sorted(set(types) - {'data', 'tree'})!r}"[:200])
+                raise ValueError(f"invalid blob type in {sorted(set(map(str, types)) - {'data', 'tree'})!r}"[:200])
             is_tree = bytes(map("tree".__eq__, types))
-            offsets = array("I", [b["offset"] for b in blobs])
-            lengths = array("I", [b["length"] for b in blobs])
-            ulens = array("I", [b.get("uncompressed_length") or 0 for b in blobs])
+            offsets = array("I", map(itemgetter("offset"), blobs))
+            lengths = array("I", map(itemgetter("length"), blobs))
+            ulen_list = list(map(methodcaller("get", "uncompressed_length", 0), blobs))
+            if None in ulen_list:  # null means absent
+                ulen_list = [u or 0 for u in ulen_list]
+            ulens = array("I", ulen_list)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise IntegrityError(f"index {name}: invalid JSON structure: {e}") from e
         return cls(pack_ids, counts, ids, is_tree, offsets, lengths, ulens)
