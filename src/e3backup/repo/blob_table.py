@@ -180,7 +180,7 @@ class BlobTable:
         self._shift = 64 - bits
         starts = np.arange(1 << bits, dtype=np.uint64) << np.uint64(self._shift)
         buckets = np.append(np.searchsorted(keys, starts), len(keys)).astype(np.uint32)
-        self._views = [memoryview(c) for c in (*self._cols, buckets)]
+        self._views = [c.data for c in (*self._cols, buckets)]
 
     def _take_staged(self) -> Columns:
         chunks, total = self._staged, self.staged
