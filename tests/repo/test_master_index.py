@@ -4,15 +4,19 @@ import hashlib
 import random
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from e3backup.errors import IntegrityError
-from e3backup.repo import master_index
+from e3backup.repo import Repository, master_index
 from e3backup.repo.blob import BlobType
-from e3backup.repo.index import IndexColumns
+from e3backup.repo.index import IndexColumns, IndexFile, IndexPack
 from e3backup.repo.master_index import MasterIndex
 from e3backup.repo.pack import PackedBlob
+from e3backup.store import FileType, LocalStore
+
+from ..helpers import PASSWORD
 
 
 def _id(i: int) -> bytes:
@@ -204,3 +208,27 @@ def test_concurrent_has_and_add_pack() -> None:
     assert not errors, errors[0]
     assert len(idx) == n_packs * per_pack
     assert all(idx.has(BlobType.DATA, _id(i)) for i in range(n_packs * per_pack))
+
+
+def test_load_index_reads_many_files_and_reports_bad_ones(repo: Repository, repo_path: Path) -> None:
+    want: dict[tuple[BlobType, bytes], tuple[str, int]] = {}
+    for f in range(9):
+        packs = []
+        for p in range(5):
+            pack_id = hashlib.sha256(b"pack %d %d" % (f, p)).hexdigest()
+            blobs = [PackedBlob(BlobType.DATA if j % 3 else BlobType.TREE, _id(f * 1000 + p * 10 + j), j * 50, 50)
+                     for j in range(4)]
+            packs.append(IndexPack(pack_id, blobs))
+            want.update({(b.type, b.id): (pack_id, b.offset) for b in blobs})
+        repo.save_unpacked(FileType.INDEX, IndexFile(packs).to_json())
+    bad = repo.save_unpacked(FileType.INDEX, {"packs": [{"id": "zz", "blobs": []}]})
+    fresh = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    errors: list[str] = []
+    fresh.load_index(workers=2, on_error=lambda name, e: errors.append(name))
+    assert errors == [bad] and len(fresh.index_files) == 9
+    assert len(fresh.index) == len(want) == 9 * 5 * 4
+    for (bt, bid), (pack_id, off) in want.items():
+        loc = fresh.index.lookup(bt, bid)
+        assert loc is not None and (loc.pack_id, loc.blob.offset) == (pack_id, off)
+    with pytest.raises(IntegrityError):
+        Repository.open(LocalStore(repo_path), PASSWORD.encode()).load_index(workers=3)
