@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 from ..errors import (
@@ -111,27 +113,37 @@ class Repository:
     # -- index --------------------------------------------------------------------------------
 
     def load_index(self, workers: int = 4, on_error: Callable[[str, E3Error], None] | None = None) -> None:
-        """Load every index file into memory (in parallel). Errors raise unless ``on_error``."""
-        from .index import IndexFile
+        """Load every index file into memory (in parallel). Errors raise unless ``on_error``.
+
+        Workers decrypt and parse a file into columns (``IndexColumns``), so at most ``workers``
+        decoded JSON documents exist at a time; the index sorts everything once at the end.
+        """
+        from .index import IndexColumns
 
         names = self.list_ids(FileType.INDEX)
 
-        def load(name: str) -> tuple[str, IndexFile | E3Error]:
+        def load(name: str) -> IndexColumns | E3Error:
             try:
-                return name, IndexFile.from_json(self.load_unpacked(FileType.INDEX, name), name)
+                return IndexColumns.from_json(self.load_unpacked(FileType.INDEX, name), name)
             except E3Error as e:
-                return name, e
+                return e
 
+        todo = iter(names)
         with ThreadPoolExecutor(max_workers=workers) as ex:
-            for name, res in ex.map(load, names):
+            running = deque((name, ex.submit(load, name)) for name in islice(todo, workers))
+            while running:
+                name, fut = running.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    running.append((nxt, ex.submit(load, nxt)))
+                res = fut.result()
                 if isinstance(res, E3Error):
                     if on_error is None:
                         raise res
                     on_error(name, res)
                     continue
                 self.index_files.append(name)
-                for p in res.packs:
-                    self.index.add_pack(p.id, p.blobs)
+                self.index.add_index_columns(res)
         self.index.compact()
 
     def adopt_unindexed_packs(self) -> int:
