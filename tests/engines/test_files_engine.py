@@ -225,3 +225,20 @@ def test_killed_backup_leaves_checkable_repo_and_next_run_reuses_uploads(
     restic(env, "check", "--read-data")
     repo = Repository.open(store, PASSWORD.encode())
     assert len(repo.snapshots()) == 1
+
+
+def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path) -> None:
+    import random
+
+    from e3backup.engines.files.archiver import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, cdc_chunks, stream_chunks
+
+    rnd = random.Random(5)
+    data = rnd.randbytes(45 << 20) + bytes(19 << 20) + rnd.randbytes(3 << 20) + b"tail"
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        streamed = list(stream_chunks(fd))
+    finally:
+        os.close(fd)
+    whole = [data[c.offset : c.offset + c.length] for c in cdc_chunks(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]
+    assert streamed == whole

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import E3Error
+from ..tuning import tune_malloc
 from .context import AppContext
 from .storage_options import s3_options
 
@@ -72,6 +73,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    tune_malloc()
     try:
         rc = cli.main(args=argv, prog_name="e3backup", standalone_mode=False)
         return rc if isinstance(rc, int) else 0

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..errors import E3Error, IntegrityError, UsageError
 from ..progress import Progress
@@ -81,11 +80,6 @@ def check_name(name: bytes) -> None:
     """Refuse names that would leave the directory they are restored into."""
     if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
         raise IntegrityError(f"refusing to restore invalid name {name!r}: it could escape the target directory")
-
-
-@lru_cache(maxsize=64)
-def _zero_id(length: int) -> bytes:
-    return hashlib.sha256(bytes(length)).digest()
 
 
 def resolve(repo: Repository, snap: Snapshot, subpath: str) -> tuple[list[Node], str]:
@@ -226,10 +220,7 @@ class FileRestorer:
                 if loc is None:
                     raise IntegrityError(f"{os.fsdecode(job.path)}: data blob {blob_id.hex()} not found in index")
                 n = loc.blob.plaintext_length
-                if not (self.opts.sparse and blob_id == _zero_id(n)):
-                    plan.setdefault(loc.pack_id, {}).setdefault(loc.blob, []).append((fi, offset))
-                else:
-                    self.progress.add(nbytes=n)
+                plan.setdefault(loc.pack_id, {}).setdefault(loc.blob, []).append((fi, offset))
                 offset += n
             if offset != job.node.size:
                 self.result.errors.append(

@@ -11,13 +11,13 @@ A file whose size, mtime, ctime and inode match the parent snapshot is not read 
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import socket
 import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -397,11 +397,9 @@ class Archiver:
             return ([self._save_chunk(data)] if data else []), len(data)
         content = []
         total = 0
-        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
-            for ch in cdc_chunks(mm, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK):
-                data = mm[ch.offset : ch.offset + ch.length]
-                content.append(self._save_chunk(data))
-                total += len(data)
+        for data in stream_chunks(fd):
+            content.append(self._save_chunk(data))
+            total += len(data)
         return content, total
 
     def _save_chunk(self, data: bytes) -> bytes:
@@ -477,6 +475,36 @@ class Archiver:
         with self.progress.lock:
             self.progress.c.files_total, self.progress.c.bytes_total = files, nbytes
             self.progress.c.scan_done = True
+
+
+_WINDOW = 4 * MAX_CHUNK
+
+
+def stream_chunks(fd: int) -> Iterator[bytes]:
+    """FastCDC chunks of a file, read through a bounded window (no mmap: RSS stays flat).
+
+    The window always holds at least ``MAX_CHUNK`` bytes past the start of the chunk being cut
+    (or the end of the file), so the cut points equal those of chunking the whole file at once.
+    """
+    buf = b""
+    eof = False
+    while not eof or buf:
+        if not eof and len(buf) < _WINDOW:
+            more = os.read(fd, _WINDOW - len(buf) + MAX_CHUNK)
+            if more:
+                buf += more
+                continue
+            eof = True
+        chunks = list(cdc_chunks(buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK))
+        if not eof:
+            chunks = chunks[:-1]  # the last one may be cut short by the window's end
+        end = 0
+        for ch in chunks:
+            yield buf[ch.offset : ch.offset + ch.length]
+            end = ch.offset + ch.length
+        buf = buf[end:]
+        if eof:
+            return
 
 
 def _read_all(fd: int, size: int) -> bytes:
