@@ -6,12 +6,14 @@ import getpass
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..repo.repository import Repository
 from ..store.base import Store
 from ..store.url import open_store
+
+if TYPE_CHECKING:
+    from ..repo.repository import Repository
 
 
 @dataclass
@@ -46,6 +48,8 @@ class AppContext:
         raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
     def open_repo(self) -> Repository:
+        from ..repo.repository import Repository
+
         repo = Repository.open(self.store(), self.password())
         repo.pack_size = self.pack_size
         return repo

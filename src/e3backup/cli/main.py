@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -15,8 +16,39 @@ from ..tuning import tune_malloc
 from .context import AppContext
 from .storage_options import s3_options
 
+# Commands are imported when used, so `e3backup snapshots` does not pay for the server's or
+# S3's imports.
+_COMMANDS = {
+    "init": "repo_cmds:init",
+    "snapshots": "repo_cmds:snapshots",
+    "cat": "repo_cmds:cat",
+    "check": "repo_cmds:check",
+    "unlock": "repo_cmds:unlock",
+    "backup": "files_cmds:backup",
+    "restore": "files_cmds:restore",
+    "ls": "files_cmds:ls",
+    "dump": "files_cmds:dump",
+    "storage": "storage_cmd:storage",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = _COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        cmd = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-r", "--repo", envvar="E3BACKUP_REPOSITORY", help="Repository location (path or s3:URL).")
 @click.option(
     "-p",
@@ -58,17 +90,6 @@ def cli(
         pack_size=pack_size * 1024 * 1024,
         store_options=store_options,
     )
-
-
-def _register() -> None:
-    from . import files_cmds, repo_cmds
-    from .storage_cmd import storage
-
-    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS, storage]:
-        cli.add_command(cmd)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> int:
