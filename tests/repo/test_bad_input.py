@@ -195,3 +195,59 @@ def test_shared_locks_coexist_exclusive_does_not(repo: Repository) -> None:
     b.release()
     with repo.lock(exclusive=True), pytest.raises(LockError, match="exclusive lock"):
         repo.lock().acquire()
+
+
+def test_lock_older_than_30_minutes_from_another_host_is_stale(
+    repo: Repository, repo_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from e3backup.repo import unpacked
+    from e3backup.repo.lock import LockInfo
+    from e3backup.repo.timefmt import now_ns
+
+    old = LockInfo("", now_ns() - 31 * 60 * 10**9, True, "another-host", "someone", 4242)
+    lock_id, sealed = unpacked.encode(repo.key, old.to_json())
+    repo.store.save(Handle(FileType.LOCK, lock_id), sealed)
+    fresh = LockInfo("", now_ns(), True, "another-host", "someone", 4242)
+    fresh_id, fresh_sealed = unpacked.encode(repo.key, fresh.to_json())
+    repo.store.save(Handle(FileType.LOCK, fresh_id), fresh_sealed)
+    # a fresh lock on another host cannot be judged dead: it blocks, naming host and PID
+    r = run_cli(capsys, "-r", str(repo_path), "check")
+    assert r.code == 1 and "another-host" in r.err and "PID 4242" in r.err
+    repo.store.remove(Handle(FileType.LOCK, fresh_id))
+    # the 31-minute-old one is stale and is removed on the way in
+    r = run_cli(capsys, "-r", str(repo_path), "check")
+    assert r.code == 0, r.err
+    assert repo.list_ids(FileType.LOCK) == []
+
+
+def test_lock_holder_ignores_sighup_and_sigterm_removes_its_lock(repo: Repository, repo_path: Path) -> None:
+    import signal
+
+    src = repo_path.parent / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(2_000_000))
+    env = {
+        **os.environ,
+        "E3BACKUP_PASSWORD": PASSWORD,
+        "E3BACKUP_REPOSITORY": str(repo_path),
+        "E3BACKUP_PACK_SIZE": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e3backup", "backup", str(src), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    while not repo.list_ids(FileType.LOCK):
+        assert proc.poll() is None
+        proc.stdout.readline()
+    proc.send_signal(signal.SIGHUP)  # what `restic unlock` sends to probe liveness
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode in (0, 143), err  # finished first, or stopped by SIGTERM
+    if proc.returncode == 143:
+        assert "terminated" in err
+    assert repo.list_ids(FileType.LOCK) == []

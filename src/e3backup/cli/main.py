@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -95,6 +97,7 @@ def cli(
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     tune_malloc()
+    _terminate_gracefully()
     try:
         rc = cli.main(args=argv, prog_name="e3backup", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
@@ -121,6 +124,20 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"e3backup: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
         return 1
+
+
+class Terminated(E3Error):
+    exit_code = 143
+
+
+def _terminate_gracefully() -> None:
+    """SIGTERM unwinds like Ctrl-C, so locks are removed and open work is cleaned up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated("terminated by SIGTERM")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":
