@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from e3backup.repo import KDFParams, Repository
 from e3backup.store import LocalStore
 
 from .helpers import PASSWORD
+
+# The repository cache of S3 runs goes to a throwaway directory, never to the user's home.
+os.environ.setdefault("E3BACKUP_CACHE_DIR", tempfile.mkdtemp(prefix="e3backup-test-cache-"))
 
 pytest_plugins = ["tests.plugins.seaweedfs", "tests.plugins.faultproxy"]
 

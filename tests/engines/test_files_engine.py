@@ -195,7 +195,7 @@ def test_killed_backup_leaves_checkable_repo_and_next_run_reuses_uploads(
         (src / f"f{i}").write_bytes(os.urandom(8 * 1024 * 1024))
     _init(capsys)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "e3backup", "backup", "src", "--json"],
+        [sys.executable, "-m", "e3backup", "--limit-upload", "16384", "backup", "src", "--json"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..store.base import Store
+from ..store.local import LocalStore
 from ..store.url import open_store
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class AppContext:
     password_file: str | None = None
     debug: bool = False
     pack_size: int = 16 * 1024 * 1024
+    no_cache: bool = False
     store_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -48,10 +50,14 @@ class AppContext:
         raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
     def open_repo(self) -> Repository:
+        from ..repo.cache import Cache, default_cache_dir
         from ..repo.repository import Repository
 
-        repo = Repository.open(self.store(), self.password())
+        store = self.store()
+        repo = Repository.open(store, self.password())
         repo.pack_size = self.pack_size
+        if not self.no_cache and not isinstance(store, LocalStore):
+            repo.cache = Cache(default_cache_dir(), repo.config.id)
         return repo
 
 

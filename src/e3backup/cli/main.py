@@ -67,6 +67,7 @@ class LazyGroup(click.Group):
     show_default=True,
     help="Target pack size in MiB.",
 )
+@click.option("--no-cache", is_flag=True, help="Do not keep a local cache of index, snapshot and tree files.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @s3_options
 @click.version_option(__version__, prog_name="e3backup")
@@ -76,6 +77,7 @@ def cli(
     repo: str | None,
     password_file: str | None,
     pack_size: int,
+    no_cache: bool,
     debug: bool,
     store_options: dict[str, Any],
 ) -> None:
@@ -90,6 +92,7 @@ def cli(
         password_file=password_file,
         debug=debug,
         pack_size=pack_size * 1024 * 1024,
+        no_cache=no_cache,
         store_options=store_options,
     )
 

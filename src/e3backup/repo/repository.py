@@ -28,6 +28,7 @@ from ..errors import (
 from ..store.base import FileType, Handle, Store
 from . import unpacked
 from .blob import BlobType
+from .cache import Cache
 from .compression import decompress
 from .config import Config
 from .crypto import Key, MacError
@@ -50,6 +51,7 @@ class Repository:
         self.config = config
         self.key_id = key_id
         self.index = MasterIndex()
+        self.cache: Cache | None = None
         self.index_files: list[str] = []
         self.pack_size = DEFAULT_PACK_SIZE
 
@@ -101,11 +103,40 @@ class Repository:
     def save_unpacked(self, t: FileType, doc: Any) -> str:
         file_id, sealed = unpacked.encode(self.key, doc, self.version)
         self.store.save(Handle(t, file_id), sealed)
+        if self.cache is not None and t in (FileType.INDEX, FileType.SNAPSHOT):
+            self.cache.put(t, file_id, sealed)
         return file_id
 
     def load_unpacked(self, t: FileType, file_id: str) -> Any:
+        cache = self.cache if t in (FileType.INDEX, FileType.SNAPSHOT) else None
+        if cache is not None:
+            data = cache.get(t, file_id)
+            if data is not None:
+                try:
+                    return unpacked.decode(self.key, data, file_id, _WHAT[t], self.version)
+                except IntegrityError:
+                    cache.remove(t, file_id)  # damaged copy: fetch it again
         data = self.store.load(Handle(t, file_id))
-        return unpacked.decode(self.key, data, file_id, _WHAT[t], self.version)
+        doc = unpacked.decode(self.key, data, file_id, _WHAT[t], self.version)
+        if cache is not None:
+            cache.put(t, file_id, data)
+        return doc
+
+    def cached_tree_pack(self, pack_id: str, data: bytes) -> None:
+        """Keep a copy of a pack of tree blobs (called by the writer after uploading one)."""
+        if self.cache is not None:
+            self.cache.put(FileType.PACK, pack_id, data)
+
+    def _load_tree_range(self, pack_id: str, blob: PackedBlob) -> bytes:
+        cache = self.cache
+        assert cache is not None
+        data = cache.get(FileType.PACK, pack_id, blob.offset, blob.length)
+        if data is not None:
+            return data
+        whole = self.store.load(Handle(FileType.PACK, pack_id))
+        if hashlib.sha256(whole).hexdigest() == pack_id:
+            cache.put(FileType.PACK, pack_id, whole)
+        return whole[blob.offset : blob.offset + blob.length]
 
     def list_ids(self, t: FileType) -> list[str]:
         return [name for name, _ in self.store.list(t)]
@@ -121,6 +152,8 @@ class Repository:
         from .index import IndexColumns
 
         names = self.list_ids(FileType.INDEX)
+        if self.cache is not None:
+            self.cache.keep_only(FileType.INDEX, set(names))
 
         def load(name: str) -> IndexColumns | E3Error:
             try:
@@ -201,6 +234,13 @@ class Repository:
         if loc is None:
             raise BlobNotFoundError(f"{blob_type.json_name} blob {blob_id.hex()} not found in index")
         b = loc.blob
+        if blob_type is BlobType.TREE and self.cache is not None:
+            try:
+                return self.decode_blob(loc.pack_id, b, self._load_tree_range(loc.pack_id, b))
+            except IntegrityError:
+                self.cache.remove(FileType.PACK, loc.pack_id)  # damaged copy: read from the store
+            except NotFoundError:
+                pass
         try:
             sealed = self.store.load(Handle(FileType.PACK, loc.pack_id), b.offset, b.length)
         except NotFoundError as e:
@@ -228,7 +268,10 @@ class Repository:
     def snapshots(self, on_error: Callable[[str, E3Error], None] | None = None) -> list[Snapshot]:
         """All snapshots, oldest first."""
         out = []
-        for name in self.list_ids(FileType.SNAPSHOT):
+        names = self.list_ids(FileType.SNAPSHOT)
+        if self.cache is not None:
+            self.cache.keep_only(FileType.SNAPSHOT, set(names))
+        for name in names:
             try:
                 out.append(self.load_snapshot(name))
             except E3Error as e:

@@ -152,6 +152,8 @@ class BlobWriter:
                     continue
                 pack_id, data, blobs = item.finish()
                 self.repo.store.save(Handle(FileType.PACK, pack_id), data)
+                if item.blob_type is BlobType.TREE:
+                    self.repo.cached_tree_pack(pack_id, data)
                 del data
                 self.repo.index.add_pack(pack_id, blobs)
                 with self._mu:
