@@ -196,7 +196,7 @@ def decide(snaps: list[Snapshot], policy: ForgetPolicy, tz: tzinfo | None = None
     out = []
     for nr, s in enumerate(ordered):
         t = _local(s.time, tz)
-        reasons = [f"has tags [{' '.join(tl)}]" for tl in policy.keep_tags if set(tl) <= set(s.tags)]
+        reasons = [f"has tags [{', '.join(tl)}]" for tl in policy.keep_tags if set(tl) <= set(s.tags)]
         if cutoff is not None and t > cutoff:
             reasons.append(f"within {policy.keep_within}")
         for i, (reason, bucket) in enumerate(buckets):
