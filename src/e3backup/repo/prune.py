@@ -110,7 +110,7 @@ class PrunePlan:
 
     @property
     def nothing_to_do(self) -> bool:
-        return all(p.action is Action.KEEP for p in self.packs.values())
+        return all(p.action is Action.KEEP and p.indexed for p in self.packs.values())
 
     def summary_json(self) -> dict[str, int]:
         return dict(vars(self.stats))
@@ -182,7 +182,11 @@ def find_used_blobs(repo: Repository, tree_ids: list[bytes]) -> dict[BlobType, s
         if tid in trees:
             continue
         trees.add(tid)
-        for node in repo.load_tree(tid):
+        try:
+            nodes = repo.load_tree(tid)
+        except E3Error as e:
+            raise RepoError(f"cannot read a snapshot's tree ({e}); refusing to prune: run `e3backup check`") from e
+        for node in nodes:
             if node.type == "file" and node.content:
                 data.update(node.content)
             elif node.type == "dir" and node.subtree is not None and node.subtree not in trees:
@@ -203,6 +207,7 @@ def _collect_packs(repo: Repository) -> dict[str, PackInfo]:
             log.warning("pack %s is in no index and its header cannot be read: %s", pid, e)
             blobs = []
         packs[pid] = PackInfo(pid, size, blobs, indexed=False)
+        repo.index.add_pack(pid, blobs)  # so that trees stored only there can be read
     return packs
 
 
@@ -309,8 +314,8 @@ def plan_prune(
     stats = PruneStats()
     snaps = repo.snapshots()
     stats.snapshots = len(snaps)
-    used = find_used_blobs(repo, [s.tree for s in snaps])
     packs = _collect_packs(repo)
+    used = find_used_blobs(repo, [s.tree for s in snaps])
     stats.unindexed_packs = sum(1 for p in packs.values() if not p.indexed)
     _assign_holders(packs, used, stats)
     for p in packs.values():
