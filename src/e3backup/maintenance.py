@@ -18,7 +18,7 @@ from .errors import NotFoundError, UsageError
 from .progress import Progress
 from .repo.check import Checker
 from .repo.forget import DEFAULT_GROUP_BY, ForgetPolicy, Group, apply_policy_by_group
-from .repo.prune import Action, PrunePlan, PruneResult, execute, plan_prune
+from .repo.prune import Action, PrunePlan, PruneResult, crash_point, execute, plan_prune
 from .repo.repository import Repository
 from .repo.snapshot import Snapshot
 from .store.base import FileType, Handle
@@ -52,12 +52,13 @@ def forget(
     snaps = [s for s in repo.snapshots() if select is None or select(s)]
     groups = apply_policy_by_group(snaps, policy, group_by)
     if not dry_run:
-        for g in groups:
-            for s in g.remove:
-                try:
-                    repo.store.remove(Handle(FileType.SNAPSHOT, s.id))
-                except NotFoundError:
-                    pass
+        for i, s in enumerate(s for g in groups for s in g.remove):
+            try:
+                repo.store.remove(Handle(FileType.SNAPSHOT, s.id))
+            except NotFoundError:
+                pass
+            if i == 0:
+                crash_point("forget")
     return groups
 
 

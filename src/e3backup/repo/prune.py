@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 CRASH_ENV = "E3BACKUP_PRUNE_CRASH_AT"
 STEPS = (
+    "forget",  # the first snapshot file removed by forget (see maintenance.forget)
     "plan",  # planned, nothing changed yet
     "repack",  # the first repacked pack's blobs handed to the writer (uploads in flight)
     "repacked",  # new packs stored and indexed by their own index file
