@@ -27,7 +27,6 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -329,36 +328,56 @@ def plan_prune(
 # -- executing --------------------------------------------------------------------------------
 
 
+_RUN_BYTES = 4 << 20  # read used blobs in runs of at most this much (plus one blob)
+_RUN_GAP = 256 << 10  # a gap of unused bytes this small is read through rather than skipped
+
+
+def _runs(blobs: list[PackedBlob]) -> Iterator[list[PackedBlob]]:
+    """Used blobs in offset order, grouped into contiguous-enough ranged reads."""
+    run: list[PackedBlob] = []
+    for b in sorted(blobs, key=lambda b: b.offset):
+        if run:
+            start, end = run[0].offset, run[-1].offset + run[-1].length
+            if b.offset - end > _RUN_GAP or b.offset + b.length - start > _RUN_BYTES:
+                yield run
+                run = []
+        run.append(b)
+    if run:
+        yield run
+
+
 def _repack(
     repo: Repository,
     plan: PrunePlan,
     result: PruneResult,
     progress: Callable[[str, int, int], None],
-    workers: int = 2,
 ) -> list[IndexPack]:
-    """Copy the used blobs of repacked packs into new packs; returns the new packs."""
+    """Copy the used blobs of repacked packs into new packs; returns the new packs.
+
+    One reader and one uploader: repacking is bounded by the store, and memory stays at about
+    three packs (filling, queued, uploading) plus one read run.
+    """
     todo = plan.by_action(Action.REPACK)
     if not todo:
         return []
     total = sum(p.used_bytes for p in todo)
     done = 0
-    with repo.writer() as w:
-
-        def copy(p: PackInfo) -> int:
-            data = repo.store.load(Handle(FileType.PACK, p.id))
-            for b in p.used:
-                sealed = data[b.offset : b.offset + b.length]
-                repo.decode_blob(p.id, b, sealed)  # never copy a corrupt blob
-                w.save_sealed(b.type, b.id, sealed, b.uncompressed_length)
-            return p.used_bytes
-
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            for i, n in enumerate(ex.map(copy, todo)):
-                done += n
-                result.packs_repacked += 1
-                progress("repack", done, total)
-                if i == 0:
-                    crash_point("repack")
+    with repo.writer(connections=1) as w:
+        for i, p in enumerate(todo):
+            h = Handle(FileType.PACK, p.id)
+            for run in _runs(p.used):
+                base = run[0].offset
+                data = repo.store.load(h, base, run[-1].offset + run[-1].length - base)
+                for b in run:
+                    sealed = data[b.offset - base : b.offset - base + b.length]
+                    repo.decode_blob(p.id, b, sealed)  # never copy a corrupt blob
+                    w.save_sealed(b.type, b.id, sealed, b.uncompressed_length)
+                del data
+            done += p.used_bytes
+            result.packs_repacked += 1
+            progress("repack", done, total)
+            if i == 0:
+                crash_point("repack")
     result.packs_written = len(w.stored)
     result.index_files_written += w.stats.index_files
     return list(w.stored)
