@@ -31,6 +31,9 @@ _COMMANDS = {
     "ls": "files_cmds:ls",
     "dump": "files_cmds:dump",
     "storage": "storage_cmd:storage",
+    "forget": "maintenance_cmds:forget_cmd",
+    "prune": "maintenance_cmds:prune_cmd",
+    "maintenance": "maintenance_cmds:maintenance_cmd",
 }
 
 

@@ -22,6 +22,7 @@ from ..errors import E3Error
 from ..store.base import FileType, Handle
 from .blob import BlobType
 from .compression import DEFAULT_LEVEL, compress
+from .crypto import OVERHEAD
 from .index import IndexPack, split_into_files
 from .pack import PackWriter
 
@@ -69,6 +70,7 @@ class BlobWriter:
         self._packers: dict[BlobType, PackWriter | None] = {BlobType.DATA: None, BlobType.TREE: None}
         self._queue: queue.Queue[PackWriter | _Stop] = queue.Queue(maxsize=max(1, connections))
         self._unindexed: list[IndexPack] = []
+        self.stored: list[IndexPack] = []  # every pack this writer stored, in upload order
         self._last_index = time.monotonic()
         self._error: BaseException | None = None
         self._cancel = threading.Event()
@@ -118,6 +120,33 @@ class BlobWriter:
             self._enqueue(full)
         return blob_id, True
 
+    def save_sealed(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, uncompressed_length: int) -> bool:
+        """Add a blob already sealed with the repository key (prune copies verified blobs as is).
+
+        Deduplicates only against blobs pending in this writer, not against the index: the
+        caller copies blobs out of packs that are about to be deleted. Returns whether it was added.
+        """
+        self._raise_if_failed()
+        full: PackWriter | None = None
+        with self._mu:
+            claimed = self._claimed[blob_type]
+            if blob_id in claimed:
+                return False
+            claimed.add(blob_id)
+            packer = self._packers[blob_type]
+            if packer is None:
+                packer = self._packers[blob_type] = PackWriter(self.repo.key, blob_type)
+            packer.add_sealed(blob_id, sealed, uncompressed_length)
+            self.stats.blobs_added += 1
+            self.stats.bytes_added += uncompressed_length or len(sealed) - OVERHEAD
+            self.stats.bytes_stored += len(sealed)
+            if packer.size >= self.pack_size:
+                full = packer
+                self._packers[blob_type] = None
+        if full is not None:
+            self._enqueue(full)
+        return True
+
     def is_known(self, blob_type: BlobType, blob_id: bytes) -> bool:
         """True when the blob is stored or pending in this writer."""
         with self._mu:
@@ -159,6 +188,7 @@ class BlobWriter:
                 with self._mu:
                     self.stats.packs += 1
                     self._unindexed.append(IndexPack(pack_id, blobs))
+                    self.stored.append(IndexPack(pack_id, blobs))
                     due = len(self._unindexed) >= self.index_every or (
                         time.monotonic() - self._last_index > INDEX_EVERY_SECONDS
                     )
