@@ -72,7 +72,7 @@ class Settings(BaseModel):
         if self.secret_key is not None:
             check_secret(self.secret_key)
             return self.secret_key.encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.data_dir / SECRET_FILE
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
