@@ -3,6 +3,7 @@ and actors (admin, tenant users, agents) that call the API with their own creden
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,11 +50,24 @@ def _postgres_url(postgres_database: str) -> str:  # noqa: F811
     return postgres_database
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "server.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every API test runs on both databases: a fresh SQLite file, or the shared PostgreSQL
-    database emptied before the test."""
+    """Every API test runs on both databases: a fresh SQLite file (a copy of a migrated one),
+    or the shared PostgreSQL database emptied before the test. The app migrates on start too."""
     if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        shutil.copyfile(template, tmp_path / "server.db")
         yield f"sqlite:///{tmp_path / 'server.db'}"
         return
     url: str = request.getfixturevalue("_postgres_url")
@@ -213,25 +227,38 @@ class World:
 
 @pytest.fixture
 def world(app: FastAPI, client: TestClient) -> World:
-    make_admin(app)
-    admin = login(client, ADMIN_EMAIL)
-    tenants = []
-    for name in ("Acme", "Globex"):
-        r = admin.post("/api/tenants", json={"name": name})
-        assert r.status_code == 201, r.text
-        tenants.append(r.json())
-    users = []
-    agents = []
-    enroll_a = ""
-    for tenant, email, host in (
-        (tenants[0], "alice@acme.example", "acme-pc"),
-        (tenants[1], "bob@globex.example", "gx-srv"),
-    ):
-        r = admin.post("/api/users", json={"email": email, "password": PASSWORD, "tenant_id": tenant["id"]})
-        assert r.status_code == 201, r.text
-        users.append(login(client, email))
-        r = admin.post(f"/api/tenants/{tenant['id']}/enrollment-token")
-        assert r.status_code == 201, r.text
-        enroll_a = enroll_a or r.json()["enrollment_token"]
-        agents.append(enroll(client, r.json()["enrollment_token"], host))
-    return World(client, admin, tenants[0], tenants[1], users[0], users[1], agents[0], agents[1], enroll_a)
+    """Built directly through the services (one transaction) to keep tests fast; the endpoints
+    that do the same (tenants, users, enroll, login) have their own tests."""
+    from e3backup.api.agent import EnrollRequest
+    from e3backup.server.services import agents, users
+
+    state = app.state.e3
+    now = state.clock.now()
+    hours = state.settings.session_hours
+
+    def actor(user: Any) -> Actor:
+        row, token = users.start_session(session, user, now, hours)
+        headers = {"Cookie": f"e3_session={token}", "X-CSRF-Token": row.csrf_token}
+        return Actor(client, headers, users.user_public(user).model_dump(mode="json"))
+
+    with state.sessions() as session:
+        admin = actor(users.create_user(session, state.passwords, now, ADMIN_EMAIL, PASSWORD, True, None))
+        tenants, people, bots, tokens = [], [], [], []
+        for name, email, host in (
+            ("Acme", "alice@acme.example", "acme-pc"),
+            ("Globex", "bob@globex.example", "gx-srv"),
+        ):
+            tenant = users.create_tenant(session, name, now)
+            people.append(
+                actor(users.create_user(session, state.passwords, now, email, PASSWORD, False, tenant.id))
+            )
+            tokens.append(users.rotate_enrollment_token(tenant))
+            enrolled = agents.enroll(
+                session, EnrollRequest(enrollment_token=tokens[-1], hostname=host, os="windows"), now
+            )
+            assert enrolled is not None
+            agent, agent_token = enrolled
+            bots.append(Actor(client, {"Authorization": f"Bearer {agent_token}"}, {"id": agent.id}))
+            tenants.append(users.tenant_public(tenant).model_dump(mode="json"))
+        session.commit()
+    return World(client, admin, tenants[0], tenants[1], people[0], people[1], bots[0], bots[1], tokens[0])

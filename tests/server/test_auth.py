@@ -82,7 +82,9 @@ def test_login_is_rate_limited_per_email_and_recovers_after_the_window(
     assert r.status_code == 429  # even the right password waits
     assert int(r.headers["Retry-After"]) > 0
     clock.advance(seconds=301)
-    assert client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD}).status_code == 200
+    assert (
+        client.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD}).status_code == 200
+    )
 
 
 def _form_csrf(client: TestClient, path: str) -> str:
@@ -99,7 +101,9 @@ def test_login_form_needs_the_double_submit_csrf_token(app: FastAPI, client: Tes
     r = client.post("/login", data={"email": ADMIN_EMAIL, "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 403
     r = client.post(
-        "/login", data={"email": ADMIN_EMAIL, "password": PASSWORD, "csrf_token": token}, follow_redirects=False
+        "/login",
+        data={"email": ADMIN_EMAIL, "password": PASSWORD, "csrf_token": token},
+        follow_redirects=False,
     )
     assert r.status_code == 303
     assert "HttpOnly" in r.headers["set-cookie"]
@@ -115,11 +119,16 @@ def test_login_form_wrong_password_shows_the_form_again(app: FastAPI, client: Te
 
 
 def test_logout_form_needs_the_session_csrf_token(world: World) -> None:
-    r = world.client.post("/logout", data={}, headers={"Cookie": world.user_a.headers["Cookie"]}, follow_redirects=False)
+    r = world.client.post(
+        "/logout", data={}, headers={"Cookie": world.user_a.headers["Cookie"]}, follow_redirects=False
+    )
     assert r.status_code == 403
     csrf = world.user_a.headers["X-CSRF-Token"]
     r = world.client.post(
-        "/logout", data={"csrf_token": csrf}, headers={"Cookie": world.user_a.headers["Cookie"]}, follow_redirects=False
+        "/logout",
+        data={"csrf_token": csrf},
+        headers={"Cookie": world.user_a.headers["Cookie"]},
+        follow_redirects=False,
     )
     assert r.status_code == 303
     assert world.user_a.get("/api/auth/me").status_code == 401

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -49,7 +48,9 @@ def test_files_job_needs_a_source(world: World) -> None:
 
 
 def test_unknown_engine_names_the_field(world: World) -> None:
-    assert _fields(world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, engine="tape"))) == ["engine"]
+    assert _fields(world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, engine="tape"))) == [
+        "engine"
+    ]
 
 
 def test_disk_image_requires_agent_and_volume(world: World) -> None:
@@ -58,7 +59,9 @@ def test_disk_image_requires_agent_and_volume(world: World) -> None:
     assert _fields(r) == ["agent_id"]
     assert "disk_image jobs require an agent" in r.json()["detail"]
     assert _fields(world.user_a.post("/api/jobs", json=base)) == ["disk_source_volume"]
-    assert _fields(world.user_a.post("/api/jobs", json={**base, "disk_source_volume": "  "})) == ["disk_source_volume"]
+    assert _fields(world.user_a.post("/api/jobs", json={**base, "disk_source_volume": "  "})) == [
+        "disk_source_volume"
+    ]
 
 
 def test_disk_image_defaults_and_source_path(world: World) -> None:
@@ -66,7 +69,9 @@ def test_disk_image_defaults_and_source_path(world: World) -> None:
     assert job["disk_image_format"] == "vhdx"
     assert job["source_path"] == "C:"
     assert job["disk_temp_dir"] is None
-    job = world.job(engine="disk_image", disk_source_volume="/dev/sda", disk_image_format="raw", disk_temp_dir="/tmp")
+    job = world.job(
+        engine="disk_image", disk_source_volume="/dev/sda", disk_image_format="raw", disk_temp_dir="/tmp"
+    )
     assert (job["disk_image_format"], job["disk_temp_dir"], job["source_path"]) == ("raw", "/tmp", "/dev/sda")
 
 
@@ -90,7 +95,11 @@ def test_hyperv_requires_config(world: World) -> None:
     body["hyperv_config"] = {"vms": ["dc01", "sql01"], "enable_rct": True, "consistency_level": "crash"}
     r = world.user_a.post("/api/jobs", json=body)
     assert r.status_code == 201
-    assert r.json()["hyperv_config"] == {"vms": ["dc01", "sql01"], "enable_rct": True, "consistency_level": "crash"}
+    assert r.json()["hyperv_config"] == {
+        "vms": ["dc01", "sql01"],
+        "enable_rct": True,
+        "consistency_level": "crash",
+    }
 
 
 def test_hyperv_config_only_on_hyperv_jobs(world: World) -> None:
@@ -98,22 +107,23 @@ def test_hyperv_config_only_on_hyperv_jobs(world: World) -> None:
     assert _fields(r) == ["hyperv_config"]
 
 
-@pytest.mark.parametrize(
-    ("policy", "field"),
-    [
-        ({"disk_image_cbt": "yes"}, "policy.disk_image_cbt"),
-        ({"disk_image_bitmap": 1}, "policy.disk_image_bitmap"),
-        ({"disk_image_strict_read_errors": "false"}, "policy.disk_image_strict_read_errors"),
-        ({"parallel_disk_reads": 0}, "policy.parallel_disk_reads"),
-        ({"parallel_disk_reads": 65}, "policy.parallel_disk_reads"),
-        ({"restore_parallel_workers": "8"}, "policy.restore_parallel_workers"),
-        ({"restore_segment_size_mb": 0}, "policy.restore_segment_size_mb"),
-        ({"restore_kopia_parallel": 33}, "policy.restore_kopia_parallel"),
-        ({"disk_image_cbd": True}, "policy.disk_image_cbd"),
-    ],
-)
-def test_policy_flags_are_checked_by_type_and_range(world: World, policy: dict[str, Any], field: str) -> None:
-    assert _fields(world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, policy=policy))) == [field]
+POLICY_CASES = [
+    ({"disk_image_cbt": "yes"}, "policy.disk_image_cbt"),
+    ({"disk_image_bitmap": 1}, "policy.disk_image_bitmap"),
+    ({"disk_image_strict_read_errors": "false"}, "policy.disk_image_strict_read_errors"),
+    ({"parallel_disk_reads": 0}, "policy.parallel_disk_reads"),
+    ({"parallel_disk_reads": 65}, "policy.parallel_disk_reads"),
+    ({"restore_parallel_workers": "8"}, "policy.restore_parallel_workers"),
+    ({"restore_segment_size_mb": 0}, "policy.restore_segment_size_mb"),
+    ({"restore_kopia_parallel": 33}, "policy.restore_kopia_parallel"),
+    ({"disk_image_cbd": True}, "policy.disk_image_cbd"),
+]
+
+
+def test_policy_flags_are_checked_by_type_and_range(world: World) -> None:
+    for policy, field in POLICY_CASES:
+        r = world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, policy=policy))
+        assert _fields(r) == [field], policy
 
 
 def test_policy_flags_are_stored(world: World) -> None:
@@ -130,19 +140,21 @@ def test_policy_flags_are_stored(world: World) -> None:
     assert job["policy"]["restore_segment_size_mb"] == 64
 
 
-@pytest.mark.parametrize(
-    ("dest", "field"),
-    [
-        ({"secret_access_key": None}, "destination.secret_access_key"),
-        ({"repository_password": None}, "destination.repository_password"),
-        ({"endpoint": "s3.example.net"}, "destination.s3.endpoint"),
-        ({"bucket": "Bad_Bucket"}, "destination.s3.bucket"),
-        ({"type": "ftp"}, "destination"),
-    ],
-)
-def test_destination_validation(world: World, dest: dict[str, Any], field: str) -> None:
-    r = world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, destination=s3_destination(**dest)))
-    assert _fields(r) == [field]
+DESTINATION_CASES = [
+    ({"secret_access_key": None}, "destination.secret_access_key"),
+    ({"repository_password": None}, "destination.repository_password"),
+    ({"endpoint": "s3.example.net"}, "destination.s3.endpoint"),
+    ({"bucket": "Bad_Bucket"}, "destination.s3.bucket"),
+    ({"type": "ftp"}, "destination"),
+]
+
+
+def test_destination_validation(world: World) -> None:
+    for dest, field in DESTINATION_CASES:
+        r = world.user_a.post(
+            "/api/jobs", json=files_job(world.agent_a.id, destination=s3_destination(**dest))
+        )
+        assert _fields(r) == [field], dest
 
 
 def test_local_destination(world: World) -> None:
@@ -152,17 +164,18 @@ def test_local_destination(world: World) -> None:
     assert job["destination"]["has_repository_password"] is True
 
 
-@pytest.mark.parametrize(
-    ("schedule", "field"),
-    [
-        ({"cron": "every day"}, "schedule.cron"),
-        ({"cron": "0 2 * * * *"}, "schedule.cron"),
-        ({"cron": "61 2 * * *"}, "schedule.cron"),
-        ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "schedule.timezone"),
-    ],
-)
-def test_schedule_validation(world: World, schedule: dict[str, Any], field: str) -> None:
-    assert _fields(world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, schedule=schedule))) == [field]
+SCHEDULE_CASES = [
+    ({"cron": "every day"}, "schedule.cron"),
+    ({"cron": "0 2 * * * *"}, "schedule.cron"),
+    ({"cron": "61 2 * * *"}, "schedule.cron"),
+    ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "schedule.timezone"),
+]
+
+
+def test_schedule_validation(world: World) -> None:
+    for schedule, field in SCHEDULE_CASES:
+        r = world.user_a.post("/api/jobs", json=files_job(world.agent_a.id, schedule=schedule))
+        assert _fields(r) == [field], schedule
 
 
 def test_schedule_sets_next_run_in_the_time_zone(world: World) -> None:
@@ -194,7 +207,11 @@ def test_update_applies_the_same_rules_and_keeps_secrets(app: FastAPI, world: Wo
     assert r.status_code == 200, r.text
     assert (r.json()["source_path"], r.json()["disk_image_format"]) == ("D:", "vhdx")
     # destination changed without secrets: the stored ones are kept
-    dest = {k: v for k, v in s3_destination(bucket="other-bucket").items() if "secret" not in k and "password" not in k}
+    dest = {
+        k: v
+        for k, v in s3_destination(bucket="other-bucket").items()
+        if "secret" not in k and "password" not in k
+    }
     r = world.user_a.patch(url, json={"destination": dest})
     assert r.status_code == 200, r.text
     assert r.json()["destination"]["bucket"] == "other-bucket"
@@ -229,7 +246,12 @@ def test_run_now_and_history(world: World) -> None:
     run_id = world.agent_a.post("/api/agent/next_run").json()["run"]["run_id"]
     world.agent_a.post(
         "/api/agent/update_run",
-        json={"run_id": run_id, "status": "success", "bytes_processed": 10_000_000_000, "backup_type": "full"},
+        json={
+            "run_id": run_id,
+            "status": "success",
+            "bytes_processed": 10_000_000_000,
+            "backup_type": "full",
+        },
     )
     history = world.user_a.get(f"/api/jobs/{job['id']}/history").json()
     assert [(h["status"], h["bytes_processed"], h["backup_type"]) for h in history] == [

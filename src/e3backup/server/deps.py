@@ -14,6 +14,7 @@ Authentication and permission checks live here, not in handlers:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
@@ -28,6 +29,7 @@ from e3backup.server.services import recovery as recovery_service
 from e3backup.server.state import ServerState
 
 SESSION_COOKIE = "e3_session"
+LAST_SEEN_RESOLUTION = timedelta(seconds=10)
 
 
 def get_state(request: Request) -> ServerState:
@@ -150,8 +152,10 @@ def current_agent(request: Request, session: SessionDep, state: StateDep) -> Age
     agent = session.scalar(select(Agent).where(Agent.token_hash == hash_token(token)))
     if agent is None or agent.revoked:
         raise _unauthorized("unknown or revoked agent token")
-    agent.last_seen_at = state.clock.now()
-    session.commit()
+    now = state.clock.now()
+    if agent.last_seen_at is None or now - agent.last_seen_at >= LAST_SEEN_RESOLUTION:
+        agent.last_seen_at = now  # written at most every few seconds, not on every call
+        session.commit()
     return agent
 
 
