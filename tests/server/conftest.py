@@ -99,9 +99,10 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    """Override in a test module to change the app's settings."""
-    return {}
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for the app; change with ``@pytest.mark.parametrize("settings_overrides", [{...}],
+    indirect=True)``."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture
