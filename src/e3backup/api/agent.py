@@ -75,7 +75,7 @@ class RunAssignment(BaseModel):
     source_paths: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     destination: Destination
-    policy: Policy = Field(default_factory=Policy)
+    policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
     retention: Retention = Field(default_factory=Retention)
     disk_source_volume: str | None = None
     disk_image_format: DiskImageFormat | None = None

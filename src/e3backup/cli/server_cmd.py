@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from e3backup.errors import E3Error
 
@@ -24,9 +25,11 @@ def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
 
     opts = ctx.obj
     try:
-        return Settings(data_dir=opts["data_dir"], listen=opts["listen"], database_url=opts["database_url"])
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
+        return Settings.model_validate(
+            {"data_dir": opts["data_dir"], "listen": opts["listen"], "database_url": opts["database_url"]}
+        )
+    except ValidationError as e:
+        raise click.UsageError("; ".join(str(err["msg"]) for err in e.errors())) from e
 
 
 def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
@@ -51,7 +54,9 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     envvar="E3BACKUP_DATA_DIR",
     help="Secret key and the embedded SQLite database live here.",
 )
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, envvar="E3BACKUP_LISTEN", help="HOST:PORT")
+@click.option(
+    "--listen", default="127.0.0.1:8080", show_default=True, envvar="E3BACKUP_LISTEN", help="HOST:PORT"
+)
 @click.option(
     "--database-url",
     default=None,

@@ -169,7 +169,7 @@ class JobCreate(_In):
     destination: DestinationIn
     schedule: Schedule | None = None
     retention: Retention = Field(default_factory=Retention)
-    policy: Policy = Field(default_factory=Policy)
+    policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
     enabled: StrictBool = True
 
 
