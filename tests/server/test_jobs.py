@@ -263,3 +263,11 @@ def test_malformed_json_is_a_clear_422(world: World) -> None:
     r = world.user_a.post("/api/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["detail"].startswith("invalid request")
+
+
+def test_deleting_a_job_cancels_its_queued_runs(world: World) -> None:
+    job = world.job()
+    run = world.user_a.post(f"/api/jobs/{job['id']}/run").json()
+    assert world.user_a.delete(f"/api/jobs/{job['id']}").status_code == 204
+    assert world.user_a.get(f"/api/runs/{run['id']}").json()["status"] == "cancelled"
+    assert world.agent_a.post("/api/agent/next_run").json()["run"] is None

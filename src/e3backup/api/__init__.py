@@ -2,7 +2,7 @@
 
 The agent imports these to build requests and read responses; the server uses them at its edge.
 ``common`` holds enumerations, ``jobs`` what a job carries (destination, policy flags, Hyper-V),
-``agent`` the agent calls, ``recovery`` the recovery-console calls.
+``agent`` the agent calls, ``recovery`` the recovery-console calls, ``paths`` their URLs.
 """
 
 from e3backup.api.agent import (

@@ -24,7 +24,7 @@ from e3backup.api.common import (
     CommandStatus,
     CommandType,
     DiskImageFormat,
-    Engine,
+    EngineField,
     EventLevel,
     RunKind,
     RunStatus,
@@ -70,7 +70,7 @@ class RunAssignment(BaseModel):
     job_id: int
     job_name: str
     kind: RunKind = RunKind.BACKUP
-    engine: Engine
+    engine: EngineField
     source_path: str = ""
     source_paths: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)

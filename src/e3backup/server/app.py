@@ -10,9 +10,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -88,7 +88,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-async def _pydantic_validation_handler(request, exc):  # type: ignore[no-untyped-def]
+async def _pydantic_validation_handler(request: Request, exc: Exception) -> Response:
     """A job update merged into the stored job and revalidated fails like a request would."""
     assert isinstance(exc, ValidationError)
     return await request_validation_handler(request, RequestValidationError(exc.errors()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from e3backup.server.db.models import Job, Run
 from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleJob
@@ -53,7 +53,13 @@ def update_job(
 
 
 @router.delete("/{job_id}", status_code=204)
-def delete_job(job: VisibleJob, session: SessionDep) -> None:
+def delete_job(job: VisibleJob, session: SessionDep, state: StateDep) -> None:
+    """Delete the job; its queued runs are cancelled (history stays, without the job)."""
+    session.execute(
+        update(Run)
+        .where(Run.job_id == job.id, Run.status == "queued")
+        .values(status="cancelled", finished_at=state.clock.now())
+    )
     session.delete(job)
     session.commit()
 

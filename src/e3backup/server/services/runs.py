@@ -47,7 +47,9 @@ def create_run(
 
 def claim_next_run(session: Session, agent: Agent, now: datetime, run_id: int | None) -> Run | None:
     """The agent's oldest queued run (or the one asked for), marked running."""
-    query = select(Run).where(Run.agent_id == agent.id, Run.status == RunStatus.QUEUED.value)
+    query = select(Run).where(
+        Run.agent_id == agent.id, Run.status == RunStatus.QUEUED.value, Run.job_id.is_not(None)
+    )
     if run_id is not None:
         query = query.where(Run.id == run_id)
     run = session.scalars(query.order_by(Run.id).limit(1).with_for_update(skip_locked=True)).first()
