@@ -56,6 +56,7 @@ def test_no_secret_or_token_reaches_the_logs(
         logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
     assert "INSERT INTO" in logged  # SQL logging was on: the check below is not vacuous
+    assert "enrolled in tenant" in logged and "handed to agent" in logged and "failed sign-in" in logged
     for secret in (
         "s3-SECRET-do-not-leak-4711",
         "repo-PASSWORD-do-not-leak-0815",

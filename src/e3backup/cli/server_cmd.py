@@ -9,6 +9,7 @@ The lead registers the group with ``cli.add_command(server)``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def server(ctx: click.Context, data_dir: Path, listen: str, database_url: str | 
         app = create_app(settings)
     except E3Error as e:
         raise click.ClickException(str(e)) from e
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
 
 

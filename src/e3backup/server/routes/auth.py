@@ -8,6 +8,7 @@ Failed sign-ins are rate limited per client address and per email.
 from __future__ import annotations
 
 import html
+import logging
 import secrets
 from typing import Annotated
 
@@ -32,6 +33,7 @@ from e3backup.server.security.tokens import hash_token
 from e3backup.server.services import users as svc
 from e3backup.server.state import ServerState
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 forms = APIRouter(tags=["auth"], include_in_schema=False)
 
@@ -55,9 +57,11 @@ def _sign_in(
     if user is None:
         for k in keys:
             state.login_limiter.hit(k)
+        log.warning("failed sign-in for %s from %s", svc.normalize_email(email), client_ip(request))
         raise HTTPException(status_code=401, detail="wrong email or password")
     row, token = svc.start_session(session, user, state.clock.now(), state.settings.session_hours)
     session.commit()
+    log.info("user %s signed in", user.id)
     return row, token
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -13,6 +14,7 @@ from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
 from e3backup.server.services import jobs as svc
 from e3backup.server.services import runs as runs_svc
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
@@ -34,6 +36,7 @@ def list_jobs(
 def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: CurrentUser) -> JobPublic:
     job = svc.save_job(session, state.box, user, body, state.clock.now())
     session.commit()
+    log.info("job %s (%s) created by user %s", job.id, job.engine, user.id)
     return svc.job_public(job)
 
 
@@ -49,6 +52,7 @@ def update_job(
     spec = svc.merged_spec(job, body)
     svc.save_job(session, state.box, user, spec, state.clock.now(), job=job)
     session.commit()
+    log.info("job %s updated by user %s", job.id, user.id)
     return svc.job_public(job)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from e3backup.api.agent import RunAssignment, RunStatusView, UpdateRunRequest
@@ -17,6 +18,8 @@ from e3backup.server.problems import FieldError
 from e3backup.server.schemas import RunPublic
 from e3backup.server.security import SecretBox
 from e3backup.server.services.jobs import destination_with_secrets
+
+log = logging.getLogger(__name__)
 
 FINAL = {s.value for s in RunStatus if s.is_final}
 
@@ -46,18 +49,29 @@ def create_run(
 
 
 def claim_next_run(session: Session, agent: Agent, now: datetime, run_id: int | None) -> Run | None:
-    """The agent's oldest queued run (or the one asked for), marked running."""
-    query = select(Run).where(
+    """The agent's oldest queued run (or the one asked for), marked running.
+
+    The claim is a conditional UPDATE (``status = 'queued'``), so two concurrent calls never hand
+    out the same run, on SQLite as on PostgreSQL.
+    """
+    query = select(Run.id).where(
         Run.agent_id == agent.id, Run.status == RunStatus.QUEUED.value, Run.job_id.is_not(None)
     )
     if run_id is not None:
         query = query.where(Run.id == run_id)
-    run = session.scalars(query.order_by(Run.id).limit(1).with_for_update(skip_locked=True)).first()
-    if run is None:
-        return None
-    run.status = RunStatus.RUNNING.value
-    run.started_at = now
-    return run
+    for candidate in session.scalars(query.order_by(Run.id).limit(20)).all():
+        claimed = session.execute(
+            update(Run)
+            .where(Run.id == candidate, Run.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            run = session.get(Run, candidate, populate_existing=True)
+            assert run is not None
+            log.info("run %s handed to agent %s", run.id, agent.id)
+            return run
+    return None
 
 
 def _hyperv_vms(session: Session, job: Job) -> list[HyperVVMRun]:
