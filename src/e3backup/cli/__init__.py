@@ -1,1 +1,1 @@
-"""Command-line interface (``e3backup ...``)."""
+"""The ``e3backup`` command line."""
