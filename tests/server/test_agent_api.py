@@ -298,6 +298,7 @@ def test_push_events_is_idempotent(world: World) -> None:
         "warning",
     )  # the code's level
     assert "SMART" in recovered["meaning"]
+    assert recovered["ts"].startswith("2026-03-02T10:00:00")  # no ts given: the server's time
     after = world.user_a.get(f"/api/runs/{run_id}/events", params={"after_id": events[1]["id"]}).json()
     assert [e["seq"] for e in after] == [3, 4]
 
@@ -422,3 +423,11 @@ def test_report_disks_and_read_them(world: World) -> None:
     r = world.agent_a.post("/api/agent/report_disks", json={"disks": [{"size_bytes": 5}]})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "disks.0.path"
+
+
+def test_event_time_from_the_agent_is_kept_in_utc(world: World) -> None:
+    _job, run_id = _queue(world)
+    event = {"seq": 1, "code": "REPOSITORY_OPENED", "ts": "2026-03-02T11:30:00+01:00"}
+    world.agent_a.post("/api/agent/push_events", json={"run_id": run_id, "events": [event]})
+    [shown] = world.user_a.get(f"/api/runs/{run_id}/events").json()
+    assert shown["ts"].startswith("2026-03-02T10:30:00")

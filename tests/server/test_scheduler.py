@@ -90,3 +90,10 @@ def test_tick_skips_a_job_whose_run_is_still_active(app: FastAPI, world: World, 
     clock.advance(minutes=15)
     assert scheduler.tick() == []  # the first run is still queued
     assert len(world.user_a.get("/api/runs", params={"job_id": job["id"]}).json()) == 1
+
+
+def test_tick_skips_jobs_of_revoked_agents(app: FastAPI, world: World, clock: FakeClock) -> None:
+    world.job(schedule={"cron": "*/15 * * * *"})
+    world.user_a.post(f"/api/agents/{world.agent_a.id}/revoke")
+    clock.advance(minutes=15)
+    assert _scheduler(app).tick() == []

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 from e3backup.api.common import (
     BackupType,
@@ -158,7 +158,7 @@ class AgentEvent(_Request):
     ``seq`` the server already has is ignored, so batches can be retried safely."""
 
     seq: Annotated[int, Field(ge=0)]
-    ts: datetime | None = Field(None, description="When it happened on the agent (UTC).")
+    ts: AwareDatetime | None = Field(None, description="When it happened on the agent (with its zone).")
     code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")]
     level: EventLevel | None = Field(None, description="Defaults to the code's level.")
     message: Annotated[str, Field(max_length=8000)] = ""

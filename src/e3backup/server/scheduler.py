@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from e3backup.server.clock import Clock
-from e3backup.server.db.models import Job, Run
+from e3backup.server.db.models import Agent, Job, Run
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,9 @@ class Scheduler:
                         Run.job_id == job.id, Run.kind == "backup", Run.status.in_(ACTIVE_STATUSES)
                     )
                 )
-                if busy is not None or job.agent_id is None:
-                    log.info("job %s due but a run is still active or no agent; skipped", job.id)
+                agent = session.get(Agent, job.agent_id) if job.agent_id is not None else None
+                if busy is not None or agent is None or agent.revoked:
+                    log.info("job %s due but a run is still active or its agent is gone; skipped", job.id)
                     continue
                 run = Run(
                     tenant_id=job.tenant_id,
