@@ -70,6 +70,7 @@ def test_user_validation(world: World) -> None:
 def test_update_user_password(world: World) -> None:
     r = world.admin.patch(f"/api/users/{world.user_a.id}", json={"password": "a brand new passphrase"})
     assert r.status_code == 200
+    assert world.user_a.get("/api/auth/me").status_code == 401  # signed out everywhere
     assert (
         world.client.post(
             "/api/auth/login", json={"email": "alice@acme.example", "password": PASSWORD}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from e3backup.server.db.models import User
+from e3backup.server.db.models import User, UserSession
 from e3backup.server.deps import AdminUser, CurrentUser, SessionDep, StateDep
 from e3backup.server.schemas import UserCreate, UserPublic, UserUpdate
 from e3backup.server.services import users as svc
@@ -45,5 +45,6 @@ def update_user(
         user.disabled = body.disabled
     if body.password is not None:
         user.password_hash = state.passwords.hash(body.password)
+        session.execute(delete(UserSession).where(UserSession.user_id == user.id))  # sign out everywhere
     session.commit()
     return svc.user_public(user)
