@@ -84,6 +84,7 @@ def test_secret_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
     key = settings.load_secret()
     path = tmp_path / "d" / "secret.key"
     assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
     assert len(key) >= 32
     assert settings.load_secret() == key
 
