@@ -34,6 +34,7 @@ _COMMANDS = {
     "forget": "maintenance_cmds:forget_cmd",
     "prune": "maintenance_cmds:prune_cmd",
     "maintenance": "maintenance_cmds:maintenance_cmd",
+    "server": "server_cmd:server",
 }
 
 

@@ -1,0 +1,265 @@
+"""Requests and responses of the agent API (``/api/agent/...``).
+
+Every call but ``enroll`` carries ``Authorization: Bearer <agent token>``; the server scopes it
+to that agent (a run, command or report of another agent is answered 404).
+
+    enroll          POST /api/agent/enroll          EnrollRequest -> EnrollResponse
+    next_run        POST /api/agent/next_run        NextRunRequest -> NextRunResponse
+    update_run      POST /api/agent/update_run      UpdateRunRequest -> UpdateRunResponse
+    push_events     POST /api/agent/push_events     PushEventsRequest -> PushEventsResponse
+    commands        POST /api/agent/poll_commands   -> PollCommandsResponse
+    ack command     POST /api/agent/ack_command     CommandAck -> CommandView
+    disks report    POST /api/agent/report_disks    DiskReport -> DiskReportResponse
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
+
+from e3backup.api.common import (
+    BackupType,
+    CommandStatus,
+    CommandType,
+    DiskImageFormat,
+    EngineField,
+    EventLevel,
+    RunKind,
+    RunStatus,
+)
+from e3backup.api.jobs import Destination, HyperVConfig, HyperVVMResult, HyperVVMRun, Policy, Retention
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- enrollment ------------------------------------------------------------------------------
+
+
+class EnrollRequest(_Request):
+    enrollment_token: Annotated[str, Field(min_length=1, max_length=512)]
+    hostname: Annotated[str, Field(min_length=1, max_length=255)]
+    os: Annotated[str, Field(min_length=1, max_length=64)] = Field(..., description="e.g. windows, linux")
+    os_version: Annotated[str, Field(max_length=255)] = ""
+    agent_version: Annotated[str, Field(max_length=64)] = ""
+
+
+class EnrollResponse(BaseModel):
+    agent_id: int
+    tenant_id: int
+    agent_token: str = Field(..., description="Shown once; the server keeps only its hash.")
+
+
+# --- next_run --------------------------------------------------------------------------------
+
+
+class NextRunRequest(_Request):
+    """Also the agent's heartbeat: the server records ``last_seen`` and the versions given."""
+
+    agent_version: Annotated[str, Field(max_length=64)] | None = None
+    os_version: Annotated[str, Field(max_length=255)] | None = None
+
+
+class RunAssignment(BaseModel):
+    """A run for the agent, with everything its engine needs, secrets included."""
+
+    run_id: int
+    job_id: int
+    job_name: str
+    kind: RunKind = RunKind.BACKUP
+    engine: EngineField
+    source_path: str = ""
+    source_paths: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    destination: Destination
+    policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
+    retention: Retention = Field(default_factory=Retention)
+    disk_source_volume: str | None = None
+    disk_image_format: DiskImageFormat | None = None
+    disk_temp_dir: str | None = None
+    hyperv_config: HyperVConfig | None = None
+    hyperv_vms: list[HyperVVMRun] = Field(default_factory=list)
+    parent_snapshot_id: str | None = Field(None, description="Snapshot of the last good run of the job.")
+    restore: dict[str, Any] | None = Field(
+        None, description="For restore runs: the restore command's options."
+    )
+
+
+class NextRunResponse(BaseModel):
+    run: RunAssignment | None = None
+
+
+# --- update_run ------------------------------------------------------------------------------
+
+
+class UpdateRunRequest(_Request):
+    """Progress or the outcome of a run. Every field but ``run_id`` is optional: send what changed.
+
+    ``snapshot_id`` also accepts the seeds' name ``manifest_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    run_id: int
+    status: RunStatus | None = None
+    progress_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    bytes_total: Annotated[int, Field(ge=0)] | None = None
+    bytes_processed: Annotated[int, Field(ge=0)] | None = None
+    bytes_uploaded: Annotated[int, Field(ge=0)] | None = None
+    files_total: Annotated[int, Field(ge=0)] | None = None
+    files_processed: Annotated[int, Field(ge=0)] | None = None
+    speed_bytes_per_sec: Annotated[float, Field(ge=0)] | None = None
+    eta_seconds: Annotated[int, Field(ge=0)] | None = None
+    snapshot_id: Annotated[str, Field(max_length=128)] | None = Field(
+        None, validation_alias=AliasChoices("snapshot_id", "manifest_id")
+    )
+    backup_type: BackupType | None = None
+    disk_manifests_json: dict[str, str] | None = Field(
+        None, description="disk/volume -> snapshot (manifest) ID, for multi-disk images"
+    )
+    hyperv_results: list[HyperVVMResult] | None = None
+    error_summary: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class RunStatusView(BaseModel):
+    """A run's state as the server holds it (also ``get_run_status`` of recovery sessions)."""
+
+    run_id: int
+    job_id: int | None
+    kind: RunKind
+    status: RunStatus
+    progress_pct: float | None = None
+    bytes_total: int | None = None
+    bytes_processed: int | None = None
+    bytes_uploaded: int | None = None
+    speed_bytes_per_sec: float | None = None
+    eta_seconds: int | None = None
+    snapshot_id: str | None = None
+    backup_type: BackupType | None = None
+    error_summary: str | None = None
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class UpdateRunResponse(BaseModel):
+    run: RunStatusView
+    cancel_requested: bool = Field(False, description="The user asked to cancel: stop and report cancelled.")
+
+
+# --- push_events -----------------------------------------------------------------------------
+
+
+class AgentEvent(_Request):
+    """One event. ``seq`` is the agent's sequence number within the run: a resent event with a
+    ``seq`` the server already has is ignored, so batches can be retried safely."""
+
+    seq: Annotated[int, Field(ge=0)]
+    ts: AwareDatetime | None = Field(None, description="When it happened on the agent (with its zone).")
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")]
+    level: EventLevel | None = Field(None, description="Defaults to the code's level.")
+    message: Annotated[str, Field(max_length=8000)] = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PushEventsRequest(_Request):
+    run_id: int
+    events: list[AgentEvent] = Field(..., max_length=1000)
+
+
+class PushEventsResponse(BaseModel):
+    accepted: int = Field(..., description="Events stored by this call.")
+    duplicates: int = Field(..., description="Events ignored because their seq was already stored.")
+    last_seq: int | None = Field(None, description="Highest seq the server holds for this run.")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+class CommandView(BaseModel):
+    command_id: int
+    type: CommandType
+    status: CommandStatus
+    run_id: int | None = None
+    job_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    acknowledged_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class PollCommandsResponse(BaseModel):
+    """Pending commands, oldest first. A restore command's run is then fetched and reported on
+    with ``update_run``/``push_events`` like a backup run (its ``run_id`` is in the command)."""
+
+    commands: list[CommandView]
+
+
+class CommandAck(_Request):
+    """``acknowledged`` when the agent takes a command, then ``completed`` or ``failed``.
+
+    For ``list_disks`` the ``result`` is a :class:`DiskReport` (also stored as the agent's disks).
+    """
+
+    command_id: int
+    status: CommandStatus
+    result: dict[str, Any] | None = None
+    error: Annotated[str, Field(max_length=4000)] | None = None
+
+
+# --- disks and volumes -----------------------------------------------------------------------
+
+
+class Volume(BaseModel):
+    path: Annotated[str, Field(min_length=1, max_length=1024)] = Field(..., description="C: or /dev/sda1")
+    label: str = ""
+    filesystem: str = ""
+    mount_point: str = ""
+    size_bytes: Annotated[int, Field(ge=0)] = 0
+    free_bytes: Annotated[int, Field(ge=0)] | None = None
+
+
+class Disk(BaseModel):
+    path: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        ..., description=r"\\.\PhysicalDrive0 or /dev/sda"
+    )
+    model: str = ""
+    size_bytes: Annotated[int, Field(ge=0)] = 0
+    partition_style: str = Field("", description="gpt, mbr or raw")
+    volumes: list[Volume] = Field(default_factory=list)
+
+
+class DiskReport(BaseModel):
+    disks: list[Disk] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list, description="Volumes not on a listed disk too.")
+
+
+class DiskReportResponse(BaseModel):
+    reported_at: datetime
+
+
+__all__ = [
+    "AgentEvent",
+    "CommandAck",
+    "CommandView",
+    "Disk",
+    "DiskReport",
+    "DiskReportResponse",
+    "EnrollRequest",
+    "EnrollResponse",
+    "NextRunRequest",
+    "NextRunResponse",
+    "PollCommandsResponse",
+    "PushEventsRequest",
+    "PushEventsResponse",
+    "RunAssignment",
+    "RunStatusView",
+    "UpdateRunRequest",
+    "UpdateRunResponse",
+    "Volume",
+]

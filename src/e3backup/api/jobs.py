@@ -1,0 +1,139 @@
+"""What a job carries to the agent: destination, policy flags, retention and Hyper-V settings.
+
+These models are shared: the server validates user input with them and hands them to the agent
+inside ``next_run``. Unknown keys are refused (``extra="forbid"``) so a misspelt flag is a clear
+error naming the field instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from e3backup.api.common import BackupType, ConsistencyLevel
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Policy(_Strict):
+    """The seeds' policy JSON flags, validated by type and range.
+
+    ``None`` means "agent default" (the defaults the seeds document are given per field).
+    """
+
+    disk_image_cbt: StrictBool = Field(
+        True,
+        validation_alias=AliasChoices("disk_image_cbt", "disk_image_change_tracking"),
+        description="Use change tracking (CBT/USN, RCT) for incremental disk images. "
+        "Alias: disk_image_change_tracking.",
+    )
+    disk_image_bitmap: StrictBool = Field(
+        True, description="Allow file-system-bitmap fulls (read only used blocks) without CBT."
+    )
+    disk_image_strict_read_errors: StrictBool = Field(
+        False, description="Fail fast on disk read errors instead of zero-filling and warning."
+    )
+    parallel_disk_reads: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
+        None, description="Parallel disk readers for this run (1-64)."
+    )
+    restore_parallel_workers: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
+        None, description="Parallel disk-restore workers (1-64; agent default 8-16)."
+    )
+    restore_segment_size_mb: Annotated[StrictInt, Field(ge=1, le=1024)] | None = Field(
+        None, description="Per-worker restore segment in MiB (1-1024; default 32)."
+    )
+    restore_kopia_parallel: Annotated[StrictInt, Field(ge=1, le=32)] | None = Field(
+        None, description="Repository restore parallelism (1-32; default = workers)."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Retention(_Strict):
+    """How many snapshots to keep, restic-style ``--keep-*``. All ``None``: keep everything."""
+
+    keep_last: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    keep_hourly: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    keep_daily: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    keep_weekly: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    keep_monthly: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    keep_yearly: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+
+
+class HyperVConfig(_Strict):
+    """Which VMs a ``hyperv`` job backs up and how (the seeds' ``hyperv_config``)."""
+
+    vms: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        ..., min_length=1, description="VM names on the Hyper-V host."
+    )
+    enable_rct: StrictBool = Field(True, description="Use Resilient Change Tracking for incrementals.")
+    consistency_level: ConsistencyLevel = ConsistencyLevel.APPLICATION
+
+    @field_validator("vms")
+    @classmethod
+    def _unique(cls, vms: list[str]) -> list[str]:
+        if len(set(vms)) != len(vms):
+            raise ValueError("VM names must be unique")
+        return vms
+
+
+class HyperVVMRun(BaseModel):
+    """Per-VM state the agent needs for an incremental: last checkpoint and RCT IDs per disk."""
+
+    vm_id: int
+    vm_name: str
+    vm_guid: str = ""
+    last_checkpoint_id: str = ""
+    last_rct_ids: dict[str, str] = Field(default_factory=dict, description="disk path -> RCT ID")
+
+
+class HyperVVMResult(_Strict):
+    """Per-VM outcome the agent reports in ``update_run``."""
+
+    vm_id: int | None = Field(None, description="Server VM id from hyperv_vms; or give vm_name")
+    vm_name: str | None = None
+    vm_guid: str | None = None
+    backup_type: BackupType | None = None
+    checkpoint_id: str = ""
+    rct_ids: dict[str, str] = Field(default_factory=dict)
+    changed_bytes: Annotated[int, Field(ge=0)] = 0
+    consistency_level: ConsistencyLevel | None = None
+    error: str | None = None
+
+
+class S3Destination(_Strict):
+    """An S3-compatible bucket. Secrets included: only ever sent to the agent in ``next_run``."""
+
+    type: Literal["s3"] = "s3"
+    endpoint: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://\S+$")]
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")]
+    prefix: Annotated[str, Field(max_length=1024)] = ""
+    region: Annotated[str, Field(max_length=64)] = ""
+    access_key_id: Annotated[str, Field(min_length=1, max_length=256)]
+    secret_access_key: Annotated[str, Field(min_length=1, max_length=1024)]
+    repository_password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class LocalDestination(_Strict):
+    """A repository in a local directory of the agent machine (the embedded demo)."""
+
+    type: Literal["local"] = "local"
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    repository_password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+Destination = Annotated[S3Destination | LocalDestination, Field(discriminator="type")]
+
+__all__ = [
+    "Destination",
+    "HyperVConfig",
+    "HyperVVMResult",
+    "HyperVVMRun",
+    "LocalDestination",
+    "Policy",
+    "Retention",
+    "S3Destination",
+]

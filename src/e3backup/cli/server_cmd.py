@@ -1,0 +1,131 @@
+"""``e3backup server``: run the control-plane server, and bootstrap it from the command line.
+
+    e3backup server [--data-dir DIR] [--listen HOST:PORT] [--database-url URL]
+    e3backup server [...] create-admin --email EMAIL [--password-stdin]
+    e3backup server [...] create-tenant --name NAME
+
+The lead registers the group with ``cli.add_command(server)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from e3backup.errors import E3Error
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "e3backup" / "server"
+
+
+def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from e3backup.server.config import Settings
+
+    opts = ctx.obj
+    try:
+        return Settings.model_validate(
+            {"data_dir": opts["data_dir"], "listen": opts["listen"], "database_url": opts["database_url"]}
+        )
+    except ValidationError as e:
+        raise click.UsageError("; ".join(str(err["msg"]) for err in e.errors())) from e
+
+
+def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
+    """Database opened and migrated, for the bootstrap commands."""
+    from e3backup.server.app import build_state
+    from e3backup.server.db import upgrade
+
+    try:
+        state = build_state(_settings(ctx))
+    except E3Error as e:
+        raise click.ClickException(str(e)) from e
+    upgrade(state.engine)
+    return state
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    envvar="E3BACKUP_DATA_DIR",
+    help="Secret key and the embedded SQLite database live here.",
+)
+@click.option(
+    "--listen", default="127.0.0.1:8080", show_default=True, envvar="E3BACKUP_LISTEN", help="HOST:PORT"
+)
+@click.option(
+    "--database-url",
+    default=None,
+    envvar="E3BACKUP_DATABASE_URL",
+    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite in DATA_DIR).",
+)
+@click.pass_context
+def server(ctx: click.Context, data_dir: Path, listen: str, database_url: str | None) -> None:
+    """Run the control-plane server (FastAPI on uvicorn)."""
+    ctx.obj = {"data_dir": data_dir, "listen": listen, "database_url": database_url}
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from e3backup.server.app import create_app
+
+    settings = _settings(ctx)
+    try:
+        app = create_app(settings)
+    except E3Error as e:
+        raise click.ClickException(str(e)) from e
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+
+
+@server.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def create_admin(ctx: click.Context, email: str, password_stdin: bool) -> None:
+    """Create an MSP administrator."""
+    from e3backup.server.problems import FieldError
+    from e3backup.server.services import users
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        raise click.UsageError("password: at least 10 characters")
+    state = _state(ctx)
+    with state.sessions() as session:
+        try:
+            user = users.create_user(session, state.passwords, state.clock.now(), email, password, True, None)
+        except FieldError as e:
+            raise click.ClickException(str(e)) from e
+        session.commit()
+        click.echo(f"admin {user.email} created (id {user.id})")
+
+
+@server.command("create-tenant")
+@click.option("--name", required=True)
+@click.pass_context
+def create_tenant(ctx: click.Context, name: str) -> None:
+    """Create a tenant and print its agent enrollment token (shown once)."""
+    from e3backup.server.problems import FieldError
+    from e3backup.server.services import users
+
+    state = _state(ctx)
+    with state.sessions() as session:
+        try:
+            tenant = users.create_tenant(session, name, state.clock.now())
+        except FieldError as e:
+            raise click.ClickException(str(e)) from e
+        token = users.rotate_enrollment_token(tenant)
+        session.commit()
+        click.echo(f"tenant {tenant.name} created (id {tenant.id})")
+        click.echo(f"enrollment token: {token}")
+
+
+__all__ = ["server"]

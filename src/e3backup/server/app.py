@@ -1,0 +1,97 @@
+"""The app factory: settings in, FastAPI app out; nothing is built at import time.
+
+On start (the lifespan) the Alembic migrations are applied and the scheduler thread starts.
+Tests pass a fake clock, and may replace dependencies through ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from e3backup import __version__
+from e3backup.server.clock import Clock, SystemClock
+from e3backup.server.config import Settings
+from e3backup.server.db import make_engine, make_session_factory, upgrade
+from e3backup.server.problems import FieldError, field_error_handler, request_validation_handler
+from e3backup.server.routes import ROUTERS
+from e3backup.server.scheduler import Scheduler
+from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
+from e3backup.server.services.waiters import CommandWaiters
+from e3backup.server.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+def build_state(settings: Settings, clock: Clock | None = None) -> ServerState:
+    """Everything but the HTTP layer (also used by the CLI's create-admin / create-tenant)."""
+    clock = clock or SystemClock()
+    secret = settings.load_secret()
+    engine = make_engine(settings.effective_database_url())
+    return ServerState(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        box=SecretBox(secret),
+        passwords=PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib),
+        login_limiter=RateLimiter(clock, settings.login_attempts, settings.login_window_seconds),
+        enroll_limiter=RateLimiter(clock, settings.enroll_attempts, settings.enroll_window_seconds),
+        waiters=CommandWaiters(),
+    )
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    state = build_state(settings, clock)
+    scheduler = Scheduler(state.sessions, state.clock, settings.scheduler_interval_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(upgrade, state.engine)
+        if settings.scheduler_enabled:
+            scheduler.start()
+        log.info(
+            "e3backup server ready (database: %s)", state.engine.url.render_as_string(hide_password=True)
+        )
+        try:
+            yield
+        finally:
+            scheduler.stop()
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="e3backup control plane",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.e3 = state
+    app.state.scheduler = scheduler
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(ValidationError, _pydantic_validation_handler)
+    app.add_exception_handler(FieldError, field_error_handler)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/login")
+
+    return app
+
+
+async def _pydantic_validation_handler(request: Request, exc: Exception) -> Response:
+    """A job update merged into the stored job and revalidated fails like a request would."""
+    assert isinstance(exc, ValidationError)
+    return await request_validation_handler(request, RequestValidationError(exc.errors()))
+
+
+__all__ = ["build_state", "create_app"]

@@ -1,0 +1,97 @@
+"""The server's one settings object, validated when the app starts.
+
+The secret key (sessions, CSRF, encryption of destination secrets at rest) comes from
+``secret_key`` or from ``<data_dir>/secret.key``, created with mode 0600 on first start. Weak or
+default-looking secrets are refused, and so is a key file others can read.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from e3backup.errors import UsageError
+
+SECRET_FILE = "secret.key"
+MIN_SECRET_LENGTH = 32
+_WEAK_SECRETS = {"changeme", "changethis", "secret", "password", "default", "test", "example"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    data_dir: Path
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    listen: str = "127.0.0.1:8080"
+    secret_key: str | None = Field(None, repr=False, description="Default: data_dir/secret.key")
+    # session cookies
+    session_hours: Annotated[float, Field(gt=0)] = 12.0
+    cookie_secure: bool = Field(False, description="Set Secure on cookies (behind HTTPS).")
+    # password hashing (argon2id); tests lower the cost, production keeps the defaults
+    argon2_time_cost: Annotated[int, Field(ge=1)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8)] = 65536
+    # rate limits: attempts per window
+    login_attempts: Annotated[int, Field(ge=1)] = 5
+    login_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    enroll_attempts: Annotated[int, Field(ge=1)] = 10
+    enroll_window_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # agents
+    agent_offline_after_seconds: Annotated[float, Field(gt=0)] = 180.0
+    disk_list_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    command_poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
+    # scheduler
+    scheduler_enabled: bool = True
+    scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'e3backup.db'}"
+
+    def load_secret(self) -> bytes:
+        """The server secret, creating the key file on first start. Raises UsageError if weak."""
+        if self.secret_key is not None:
+            check_secret(self.secret_key)
+            return self.secret_key.encode()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.data_dir / SECRET_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48) + "\n")
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise UsageError(f"{path}: secret key file must not be readable by others (chmod 600)")
+        value = path.read_text().strip()
+        check_secret(value, str(path))
+        return value.encode()
+
+
+def check_secret(value: str, where: str = "secret_key") -> None:
+    if len(value) < MIN_SECRET_LENGTH:
+        raise UsageError(f"{where}: secret key too short ({len(value)} < {MIN_SECRET_LENGTH} characters)")
+    lowered = value.lower()
+    if any(lowered.startswith(w) for w in _WEAK_SECRETS) or len(set(value)) < 8:
+        raise UsageError(f"{where}: secret key looks like a default or weak value; generate a random one")
+
+
+__all__ = ["Settings", "check_secret"]

@@ -1,0 +1,198 @@
+"""Tables of the server (SQLAlchemy 2.0). Secrets are stored sealed, tokens as SHA-256 hashes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from e3backup.server.db.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Tenant(Base):
+    """One of the MSP's customers."""
+
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    enrollment_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    """An MSP admin (``is_admin``, no tenant) or a tenant user (sees only its tenant)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class UserSession(Base):
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    os: Mapped[str] = mapped_column(String(64))
+    os_version: Mapped[str] = mapped_column(String(255), default="")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    disks: Mapped[dict[str, Any] | None]
+    disks_reported_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    engine: Mapped[str] = mapped_column(String(32))
+    source_path: Mapped[str] = mapped_column(Text, default="")
+    source_paths: Mapped[list[Any]] = mapped_column(default=list)
+    exclude: Mapped[list[Any]] = mapped_column(default=list)
+    disk_source_volume: Mapped[str | None] = mapped_column(String(1024))
+    disk_image_format: Mapped[str | None] = mapped_column(String(16))
+    disk_temp_dir: Mapped[str | None] = mapped_column(String(4096))
+    hyperv_config: Mapped[dict[str, Any] | None]
+    destination: Mapped[dict[str, Any]] = mapped_column(comment="destination without secrets")
+    destination_secrets: Mapped[str] = mapped_column(Text, comment="SecretBox-sealed secrets")
+    schedule_cron: Mapped[str | None] = mapped_column(String(200))
+    schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    retention: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_run_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class HyperVVM(Base):
+    """Per-VM chain state of a hyperv job: last checkpoint and RCT IDs (for incrementals)."""
+
+    __tablename__ = "hyperv_vms"
+    __table_args__ = (UniqueConstraint("job_id", "vm_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    vm_name: Mapped[str] = mapped_column(String(256))
+    vm_guid: Mapped[str] = mapped_column(String(64), default="")
+    last_checkpoint_id: Mapped[str] = mapped_column(String(256), default="")
+    last_rct_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_backup_type: Mapped[str | None] = mapped_column(String(16))
+    last_backup_at: Mapped[datetime | None]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_agent_status", "agent_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="backup")
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    scheduled_for: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    progress_pct: Mapped[float | None] = mapped_column(Float)
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_processed: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_uploaded: Mapped[int | None] = mapped_column(BigInteger)
+    files_total: Mapped[int | None] = mapped_column(BigInteger)
+    files_processed: Mapped[int | None] = mapped_column(BigInteger)
+    speed_bytes_per_sec: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[int | None]
+    snapshot_id: Mapped[str | None] = mapped_column(String(128))
+    backup_type: Mapped[str | None] = mapped_column(String(16))
+    disk_manifests_json: Mapped[dict[str, Any] | None]
+    hyperv_results: Mapped[list[Any] | None]
+    error_summary: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    restore: Mapped[dict[str, Any] | None] = mapped_column(comment="restore options for restore runs")
+
+
+class RunEvent(Base):
+    __tablename__ = "run_events"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int | None]
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime]
+    code: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_agent_status", "agent_id", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class RecoverySession(Base):
+    """A token for the recovery console, scoped to one restore run; expiry slides on activity."""
+
+    __tablename__ = "recovery_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+__all__ = [
+    "Agent",
+    "Base",
+    "Command",
+    "HyperVVM",
+    "Job",
+    "RecoverySession",
+    "Run",
+    "RunEvent",
+    "Tenant",
+    "User",
+    "UserSession",
+]

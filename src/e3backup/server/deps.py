@@ -1,0 +1,219 @@
+"""Request dependencies: the session, who is calling, and what they may see.
+
+Authentication and permission checks live here, not in handlers:
+
+- ``CurrentUser``: a signed-in user (session cookie; unsafe methods need the CSRF token).
+- ``AdminUser``: an MSP admin.
+- ``CurrentAgent``: an enrolled agent (``Authorization: Bearer <agent token>``).
+- ``RecoveryAuth``: a recovery session for the ``run_id`` in the body; slides its expiry.
+- ``VisibleTenant`` / ``VisibleAgent`` / ``VisibleJob`` / ``VisibleRun`` / ``VisibleCommand``: the
+  path's object if the user may see it, else 404 (the same answer as "does not exist", so
+  nothing of another tenant leaks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from e3backup.server.db.models import Agent, Command, Job, RecoverySession, Run, Tenant, User, UserSession
+from e3backup.server.security import csrf
+from e3backup.server.security.tokens import hash_token
+from e3backup.server.services import recovery as recovery_service
+from e3backup.server.state import ServerState
+
+SESSION_COOKIE = "e3_session"
+LAST_SEEN_RESOLUTION = timedelta(seconds=10)
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.e3
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def current_user_session(request: Request, session: SessionDep, state: StateDep) -> UserSession:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise _unauthorized("not signed in")
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(token)))
+    if row is None or row.expires_at <= state.clock.now() or row.user.disabled:
+        raise _unauthorized("session expired or signed out")
+    if request.method not in csrf.SAFE_METHODS and not csrf.tokens_match(
+        row.csrf_token, request.headers.get(csrf.HEADER)
+    ):
+        raise HTTPException(status_code=403, detail=f"missing or wrong CSRF token ({csrf.HEADER} header)")
+    return row
+
+
+CurrentUserSession = Annotated[UserSession, Depends(current_user_session)]
+
+
+def current_user(user_session: CurrentUserSession) -> User:
+    return user_session.user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(status_code=403, detail="only MSP administrators may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def can_see_tenant(user: User, tenant_id: int | None) -> bool:
+    return user.is_admin or (tenant_id is not None and user.tenant_id == tenant_id)
+
+
+_T = TypeVar("_T", Tenant, Agent, Job, Run, Command)
+
+
+def _visible(session: Session, user: User, model: type[_T], obj_id: int, what: str) -> _T:
+    obj = session.get(model, obj_id)
+    tenant_id = obj.id if isinstance(obj, Tenant) else getattr(obj, "tenant_id", None)
+    if obj is None or not can_see_tenant(user, tenant_id):
+        raise HTTPException(status_code=404, detail=f"{what} {obj_id} not found")
+    return obj
+
+
+def visible_tenant(tenant_id: int, session: SessionDep, user: CurrentUser) -> Tenant:
+    return _visible(session, user, Tenant, tenant_id, "tenant")
+
+
+def visible_agent(agent_id: int, session: SessionDep, user: CurrentUser) -> Agent:
+    return _visible(session, user, Agent, agent_id, "agent")
+
+
+def visible_job(job_id: int, session: SessionDep, user: CurrentUser) -> Job:
+    return _visible(session, user, Job, job_id, "job")
+
+
+def visible_run(run_id: int, session: SessionDep, user: CurrentUser) -> Run:
+    return _visible(session, user, Run, run_id, "run")
+
+
+def visible_command(command_id: int, session: SessionDep, user: CurrentUser) -> Command:
+    return _visible(session, user, Command, command_id, "command")
+
+
+VisibleTenant = Annotated[Tenant, Depends(visible_tenant)]
+VisibleAgent = Annotated[Agent, Depends(visible_agent)]
+VisibleJob = Annotated[Job, Depends(visible_job)]
+VisibleRun = Annotated[Run, Depends(visible_run)]
+VisibleCommand = Annotated[Command, Depends(visible_command)]
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+
+def current_agent(request: Request, session: SessionDep, state: StateDep) -> Agent:
+    token = _bearer(request)
+    if token is None:
+        raise _unauthorized("agent token required (Authorization: Bearer)")
+    agent = session.scalar(select(Agent).where(Agent.token_hash == hash_token(token)))
+    if agent is None or agent.revoked:
+        raise _unauthorized("unknown or revoked agent token")
+    now = state.clock.now()
+    if agent.last_seen_at is None or now - agent.last_seen_at >= LAST_SEEN_RESOLUTION:
+        agent.last_seen_at = now  # written at most every few seconds, not on every call
+        session.commit()
+    return agent
+
+
+CurrentAgent = Annotated[Agent, Depends(current_agent)]
+
+
+# --- recovery sessions -----------------------------------------------------------------------
+
+
+async def recovery_auth(request: Request, state: StateDep) -> RecoverySession:
+    """The caller's recovery session, if it is valid and its run is the body's ``run_id``.
+
+    Every authenticated call slides the expiry (see :func:`services.recovery.touch`).
+    """
+    token = _bearer(request)
+    if token is None:
+        raise _unauthorized("recovery session token required (Authorization: Bearer)")
+    try:
+        body: Any = await request.json()
+    except ValueError as e:
+        raise HTTPException(status_code=422, detail="invalid request: body must be JSON") from e
+    run_id = body.get("run_id") if isinstance(body, dict) else None
+    if not isinstance(run_id, int) or isinstance(run_id, bool):
+        raise HTTPException(status_code=422, detail="invalid request: run_id: an integer is required")
+
+    def check() -> RecoverySession:
+        with state.sessions() as session:
+            row = session.scalar(
+                select(RecoverySession).where(RecoverySession.token_hash == hash_token(token))
+            )
+            now = state.clock.now()
+            if row is None or row.expires_at <= now:
+                raise _unauthorized("session token expired or unknown")
+            if row.run_id != run_id:
+                raise HTTPException(status_code=403, detail=f"this session is not for run {run_id}")
+            recovery_service.touch(row, now)
+            session.commit()
+            return row
+
+    return await run_in_threadpool(check)
+
+
+RecoveryAuth = Annotated[RecoverySession, Depends(recovery_auth)]
+
+__all__ = [
+    "SESSION_COOKIE",
+    "AdminUser",
+    "CurrentAgent",
+    "CurrentUser",
+    "CurrentUserSession",
+    "RecoveryAuth",
+    "SessionDep",
+    "StateDep",
+    "VisibleAgent",
+    "VisibleCommand",
+    "VisibleJob",
+    "VisibleRun",
+    "VisibleTenant",
+    "can_see_tenant",
+    "client_ip",
+]

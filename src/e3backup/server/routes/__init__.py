@@ -1,0 +1,33 @@
+"""One router per resource; ``ROUTERS`` is what the app mounts."""
+
+from e3backup.server.routes import (
+    agent_api,
+    agents,
+    auth,
+    commands,
+    enroll,
+    health,
+    jobs,
+    recovery,
+    runs,
+    tenants,
+    users,
+)
+
+ROUTERS = [
+    health.router,
+    auth.router,
+    auth.forms,
+    tenants.router,
+    users.router,
+    agents.router,
+    jobs.router,
+    runs.router,
+    commands.router,
+    enroll.router,
+    agent_api.router,
+    recovery.user_router,
+    recovery.router,
+]
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,112 @@
+"""The agent's calls: next_run, update_run, push_events, commands and disk reports.
+
+Every call is authenticated by the agent token and scoped to that agent: a run or command of
+another agent is answered 404.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from e3backup.api.agent import (
+    CommandAck,
+    CommandView,
+    DiskReport,
+    DiskReportResponse,
+    NextRunRequest,
+    NextRunResponse,
+    PollCommandsResponse,
+    PushEventsRequest,
+    PushEventsResponse,
+    UpdateRunRequest,
+    UpdateRunResponse,
+)
+from e3backup.server.db.models import Agent, Run
+from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
+from e3backup.server.services import agents as agents_svc
+from e3backup.server.services import commands as commands_svc
+from e3backup.server.services import events as events_svc
+from e3backup.server.services import runs as runs_svc
+
+router = APIRouter(prefix="/api/agent", tags=["agent"])
+
+
+def _own_run(session: SessionDep, agent: Agent, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.agent_id != agent.id:
+        raise HTTPException(status_code=404, detail=f"run {run_id} not found")
+    return run
+
+
+@router.post("/next_run")
+def next_run(
+    agent: CurrentAgent,
+    session: SessionDep,
+    state: StateDep,
+    body: NextRunRequest | None = None,
+    run_id: int | None = None,
+) -> NextRunResponse:
+    """The agent's next queued run with everything it needs (secrets included), now running.
+
+    ``?run_id=`` asks for a specific queued run (a restore command's run).
+    """
+    if body is not None:
+        if body.agent_version is not None:
+            agent.agent_version = body.agent_version
+        if body.os_version is not None:
+            agent.os_version = body.os_version
+    run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id)
+    if run is None:
+        session.commit()
+        return NextRunResponse(run=None)
+    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run))
+    session.commit()
+    return result
+
+
+@router.post("/update_run")
+def update_run(
+    body: UpdateRunRequest, agent: CurrentAgent, session: SessionDep, state: StateDep
+) -> UpdateRunResponse:
+    run = runs_svc.apply_update(session, _own_run(session, agent, body.run_id), body, state.clock.now())
+    session.commit()
+    return UpdateRunResponse(run=runs_svc.status_view(run), cancel_requested=run.cancel_requested)
+
+
+@router.post("/push_events")
+def push_events(
+    body: PushEventsRequest, agent: CurrentAgent, session: SessionDep, state: StateDep
+) -> PushEventsResponse:
+    run = _own_run(session, agent, body.run_id)
+    result = events_svc.push_events(session, run, body.events, state.clock.now())
+    session.commit()
+    return result
+
+
+@router.post("/poll_commands")
+def poll_commands(agent: CurrentAgent, session: SessionDep) -> PollCommandsResponse:
+    return PollCommandsResponse(
+        commands=[commands_svc.command_view(c) for c in commands_svc.pending(session, agent)]
+    )
+
+
+@router.post("/ack_command")
+def ack_command(body: CommandAck, agent: CurrentAgent, session: SessionDep, state: StateDep) -> CommandView:
+    cmd = commands_svc.acknowledge(session, agent, body, state.clock.now())
+    session.commit()
+    if cmd.status in commands_svc.FINAL:
+        state.waiters.notify(cmd.id)
+    return commands_svc.command_view(cmd)
+
+
+@router.post("/report_disks")
+def report_disks(
+    body: DiskReport, agent: CurrentAgent, session: SessionDep, state: StateDep
+) -> DiskReportResponse:
+    now = state.clock.now()
+    agents_svc.store_disks(agent, body, now)
+    session.commit()
+    return DiskReportResponse(reported_at=now)
+
+
+__all__ = ["router"]

@@ -1,0 +1,129 @@
+"""Agents as users see them: list with online state, revoke, and their disks and volumes.
+
+``POST /api/agents/{id}/disks/refresh`` asks the agent for a fresh disk list (a ``list_disks``
+command) and waits for the answer up to ``disk_list_timeout_seconds`` (30 s). If the agent does
+not answer in time the reply is 504 with the ``command_id``: the browser retries with
+``?command_id=`` to keep waiting on the same command (the job wizard tries up to 3 times).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from e3backup.api.common import CommandStatus, CommandType
+from e3backup.server.db.models import Agent, Command
+from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleAgent
+from e3backup.server.schemas import AgentDisks, AgentPublic, DiskRefreshPending
+from e3backup.server.services import agents as svc
+from e3backup.server.services import commands as commands_svc
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+
+@router.get("")
+def list_agents(
+    session: SessionDep, state: StateDep, user: CurrentUser, tenant_id: int | None = None
+) -> list[AgentPublic]:
+    query = select(Agent).order_by(Agent.hostname, Agent.id)
+    if not user.is_admin:
+        query = query.where(Agent.tenant_id == user.tenant_id)
+    elif tenant_id is not None:
+        query = query.where(Agent.tenant_id == tenant_id)
+    now = state.clock.now()
+    offline = state.settings.agent_offline_after_seconds
+    return [svc.agent_public(a, now, offline) for a in session.scalars(query)]
+
+
+@router.get("/{agent_id}")
+def get_agent(agent: VisibleAgent, state: StateDep) -> AgentPublic:
+    return svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds)
+
+
+@router.post("/{agent_id}/revoke")
+def revoke_agent(agent: VisibleAgent, session: SessionDep, state: StateDep) -> AgentPublic:
+    """The agent's token stops working at once; it must enroll again."""
+    agent.revoked = True
+    session.commit()
+    return svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds)
+
+
+@router.get("/{agent_id}/disks")
+def get_disks(agent: VisibleAgent) -> AgentDisks:
+    """The disks and volumes the agent last reported (may be stale; see ``reported_at``)."""
+    return svc.agent_disks(agent)
+
+
+@router.post(
+    "/{agent_id}/disks/refresh",
+    response_model=AgentDisks,
+    responses={504: {"model": DiskRefreshPending}, 502: {"description": "the agent reported an error"}},
+)
+async def refresh_disks(
+    agent: VisibleAgent,
+    session: SessionDep,
+    state: StateDep,
+    user: CurrentUser,
+    command_id: int | None = None,
+) -> AgentDisks | JSONResponse:
+    agent_id, user_id = agent.id, user.id
+    session.close()  # hold no connection while waiting
+
+    def start() -> int:
+        with state.sessions() as s:
+            if command_id is not None:
+                cmd = s.get(Command, command_id)
+                if cmd is None or cmd.agent_id != agent_id or cmd.type != CommandType.LIST_DISKS.value:
+                    raise HTTPException(status_code=404, detail=f"command {command_id} not found")
+                return cmd.id
+            row = s.get(Agent, agent_id)
+            assert row is not None
+            if row.revoked:
+                raise HTTPException(status_code=409, detail=f"agent {agent_id} is revoked")
+            cmd = commands_svc.queue(s, row, CommandType.LIST_DISKS, state.clock.now(), user_id=user_id)
+            s.commit()
+            return cmd.id
+
+    cmd_id = await run_in_threadpool(start)
+
+    def load() -> Command:
+        with state.sessions() as s:
+            cmd = s.get(Command, cmd_id)
+            assert cmd is not None
+            return cmd
+
+    async def load_status() -> str:
+        return (await run_in_threadpool(load)).status
+
+    event = state.waiters.register(cmd_id)
+    try:
+        done = await commands_svc.wait_until_final(
+            load_status,
+            event,
+            state.settings.disk_list_timeout_seconds,
+            state.settings.command_poll_interval_seconds,
+        )
+    finally:
+        state.waiters.unregister(cmd_id, event)
+    if not done:
+        body = DiskRefreshPending(
+            detail=f"agent {agent_id} did not answer within "
+            f"{state.settings.disk_list_timeout_seconds:g} s; retry with command_id",
+            command_id=cmd_id,
+        )
+        return JSONResponse(status_code=504, content=body.model_dump())
+    cmd = await run_in_threadpool(load)
+    if cmd.status == CommandStatus.FAILED.value:
+        raise HTTPException(
+            status_code=502, detail=f"agent could not list disks: {cmd.error or 'no reason given'}"
+        )
+
+    def fresh() -> AgentDisks:
+        with state.sessions() as s:
+            row = s.get(Agent, agent_id)
+            assert row is not None
+            return svc.agent_disks(row)
+
+    return await run_in_threadpool(fresh)

@@ -1,0 +1,75 @@
+"""Commands users queue for agents (restore, maintenance, hyperv_restore) and their results."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from e3backup.api.common import CommandType, RunKind
+from e3backup.server.db.models import Command, Job
+from e3backup.server.deps import (
+    CurrentUser,
+    SessionDep,
+    StateDep,
+    VisibleAgent,
+    VisibleCommand,
+    can_see_tenant,
+)
+from e3backup.server.problems import FieldError
+from e3backup.server.schemas import CommandCreate, CommandPublic
+from e3backup.server.services import commands as svc
+from e3backup.server.services import runs as runs_svc
+
+router = APIRouter(tags=["commands"])
+
+_RUN_KIND = {
+    CommandType.RESTORE: RunKind.RESTORE,
+    CommandType.HYPERV_RESTORE: RunKind.RESTORE,
+    CommandType.MAINTENANCE: RunKind.MAINTENANCE,
+}
+
+
+@router.post("/api/agents/{agent_id}/commands", status_code=201)
+def create_command(
+    body: CommandCreate, agent: VisibleAgent, session: SessionDep, state: StateDep, user: CurrentUser
+) -> CommandPublic:
+    """Queue a command. Restore and maintenance get a run (``run_id``) the agent reports on."""
+    if agent.revoked:
+        raise HTTPException(status_code=409, detail=f"agent {agent.id} is revoked")
+    job = session.get(Job, body.job_id)
+    if job is None or not can_see_tenant(user, job.tenant_id) or job.tenant_id != agent.tenant_id:
+        raise FieldError("job_id", f"no job {body.job_id} of this agent's tenant")
+    if body.type is CommandType.RESTORE and not str(body.payload.get("snapshot_id", "")).strip():
+        raise FieldError("payload.snapshot_id", "required for restore")
+    now = state.clock.now()
+    run = runs_svc.create_run(
+        session,
+        job,
+        now,
+        trigger="command",
+        kind=_RUN_KIND[body.type],
+        agent_id=agent.id,
+        restore={"type": body.type.value, **body.payload},
+    )
+    cmd = svc.queue(
+        session, agent, body.type, now, body.payload, run_id=run.id, job_id=job.id, user_id=user.id
+    )
+    session.commit()
+    return svc.command_public(cmd)
+
+
+@router.get("/api/agents/{agent_id}/commands")
+def list_commands(
+    agent: VisibleAgent, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[CommandPublic]:
+    rows = session.scalars(
+        select(Command).where(Command.agent_id == agent.id).order_by(Command.id.desc()).limit(limit)
+    )
+    return [svc.command_public(c) for c in rows]
+
+
+@router.get("/api/commands/{command_id}")
+def get_command(cmd: VisibleCommand) -> CommandPublic:
+    return svc.command_public(cmd)

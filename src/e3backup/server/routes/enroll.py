@@ -1,0 +1,37 @@
+"""Agent enrollment with a tenant's enrollment token (rate limited per client address)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Request
+
+from e3backup.api.agent import EnrollRequest, EnrollResponse
+from e3backup.server.deps import SessionDep, StateDep, client_ip
+from e3backup.server.services import agents as svc
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/agent", tags=["agent"])
+
+
+@router.post("/enroll", status_code=201)
+def enroll(body: EnrollRequest, request: Request, session: SessionDep, state: StateDep) -> EnrollResponse:
+    key = f"enroll:{client_ip(request)}"
+    wait = state.enroll_limiter.retry_after(key)
+    if wait is not None:
+        raise HTTPException(
+            status_code=429,
+            detail="too many failed enrollments; try again later",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    result = svc.enroll(session, body, state.clock.now())
+    if result is None:
+        state.enroll_limiter.hit(key)
+        log.warning("enrollment with an unknown token from %s", client_ip(request))
+        raise HTTPException(status_code=401, detail="unknown enrollment token")
+    agent, token = result
+    session.commit()
+    log.info(
+        "agent %s enrolled in tenant %s (host %s, %s)", agent.id, agent.tenant_id, agent.hostname, agent.os
+    )
+    return EnrollResponse(agent_id=agent.id, tenant_id=agent.tenant_id, agent_token=token)

@@ -1,0 +1,96 @@
+"""Jobs: create, read, update (same rules), delete, run now, and per-job run history."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select, update
+
+from e3backup.server.db.models import Job, Run
+from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleJob
+from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
+from e3backup.server.services import jobs as svc
+from e3backup.server.services import runs as runs_svc
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+@router.get("")
+def list_jobs(
+    session: SessionDep, user: CurrentUser, tenant_id: int | None = None, agent_id: int | None = None
+) -> list[JobPublic]:
+    query = select(Job).order_by(Job.name, Job.id)
+    if not user.is_admin:
+        query = query.where(Job.tenant_id == user.tenant_id)
+    elif tenant_id is not None:
+        query = query.where(Job.tenant_id == tenant_id)
+    if agent_id is not None:
+        query = query.where(Job.agent_id == agent_id)
+    return [svc.job_public(j) for j in session.scalars(query)]
+
+
+@router.post("", status_code=201)
+def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: CurrentUser) -> JobPublic:
+    job = svc.save_job(session, state.box, user, body, state.clock.now())
+    session.commit()
+    log.info("job %s (%s) created by user %s", job.id, job.engine, user.id)
+    return svc.job_public(job)
+
+
+@router.get("/{job_id}")
+def get_job(job: VisibleJob) -> JobPublic:
+    return svc.job_public(job)
+
+
+@router.patch("/{job_id}")
+def update_job(
+    body: JobUpdate, job: VisibleJob, session: SessionDep, state: StateDep, user: CurrentUser
+) -> JobPublic:
+    spec = svc.merged_spec(job, body)
+    svc.save_job(session, state.box, user, spec, state.clock.now(), job=job)
+    session.commit()
+    log.info("job %s updated by user %s", job.id, user.id)
+    return svc.job_public(job)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job: VisibleJob, session: SessionDep, state: StateDep) -> None:
+    """Delete the job; its queued runs are cancelled (history stays, without the job)."""
+    session.execute(
+        update(Run)
+        .where(Run.job_id == job.id, Run.status == "queued")
+        .values(status="cancelled", finished_at=state.clock.now())
+    )
+    session.delete(job)
+    session.commit()
+
+
+@router.post("/{job_id}/run", status_code=201)
+def run_now(job: VisibleJob, session: SessionDep, state: StateDep) -> RunPublic:
+    """Queue a backup run now (the agent picks it up with its next ``next_run``)."""
+    active = session.scalar(
+        select(Run.id).where(
+            Run.job_id == job.id, Run.kind == "backup", Run.status.in_(("queued", "running"))
+        )
+    )
+    if active is not None:
+        raise HTTPException(
+            status_code=409, detail=f"job {job.id} already has run {active} queued or running"
+        )
+    if job.agent_id is None:
+        raise HTTPException(status_code=409, detail=f"job {job.id} has no agent")
+    run = runs_svc.create_run(session, job, state.clock.now(), trigger="manual")
+    session.commit()
+    return runs_svc.run_public(run)
+
+
+@router.get("/{job_id}/history")
+def job_history(
+    job: VisibleJob, session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[RunPublic]:
+    """The job's runs, newest first (bytes, duration, speed, backup type: the dashboard's charts)."""
+    rows = session.scalars(select(Run).where(Run.job_id == job.id).order_by(Run.id.desc()).limit(limit))
+    return [runs_svc.run_public(r) for r in rows]

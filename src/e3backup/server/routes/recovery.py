@@ -1,0 +1,110 @@
+"""Recovery sessions for bare-metal restores.
+
+A user creates a session for a job's snapshot: a restore run (no agent; the recovery console
+does the work) and a session token shown once. The console then calls the endpoints below with
+``Authorization: Bearer <session token>`` and the run's ``run_id``; each call slides the expiry
+(see :mod:`e3backup.server.services.recovery`).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from e3backup.api.agent import (
+    PushEventsRequest,
+    PushEventsResponse,
+    RunStatusView,
+    UpdateRunRequest,
+    UpdateRunResponse,
+)
+from e3backup.api.common import RunKind
+from e3backup.api.recovery import (
+    PollCancelResponse,
+    RecoveryRunRequest,
+    RecoveryRunResponse,
+    RefreshSessionResponse,
+    RunEventsRequest,
+    RunEventsResponse,
+)
+from e3backup.server.db.models import Job, RecoverySession, Run
+from e3backup.server.deps import CurrentUser, RecoveryAuth, SessionDep, StateDep, can_see_tenant
+from e3backup.server.problems import FieldError
+from e3backup.server.schemas import RecoverySessionCreate, RecoverySessionPublic
+from e3backup.server.services import events as events_svc
+from e3backup.server.services import recovery as svc
+from e3backup.server.services import runs as runs_svc
+
+user_router = APIRouter(prefix="/api/recovery", tags=["recovery"])
+router = APIRouter(prefix="/api/recovery", tags=["recovery"])
+
+
+@user_router.post("/sessions", status_code=201)
+def create_session(
+    body: RecoverySessionCreate, session: SessionDep, state: StateDep, user: CurrentUser
+) -> RecoverySessionPublic:
+    job = session.get(Job, body.job_id)
+    if job is None or not can_see_tenant(user, job.tenant_id):
+        raise FieldError("job_id", f"no job {body.job_id}")
+    now = state.clock.now()
+    restore = {"type": "bare_metal", "snapshot_id": body.snapshot_id, "target_disk": body.target_disk}
+    run = runs_svc.create_run(session, job, now, trigger="recovery", kind=RunKind.RESTORE, restore=restore)
+    run.agent_id = None  # the recovery console, not an agent, runs it
+    row, token = svc.create_session(session, run, user.id, now)
+    session.commit()
+    return RecoverySessionPublic(run_id=run.id, session_token=token, session_expires_at=row.expires_at)
+
+
+def _run(session: SessionDep, auth: RecoverySession) -> Run:
+    run = session.get(Run, auth.run_id)
+    assert run is not None  # the session row cascades with its run
+    return run
+
+
+@router.post("/get_run")
+def get_run(
+    body: RecoveryRunRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
+) -> RecoveryRunResponse:
+    """The restore run with its destination (secrets included), for the console to start."""
+    run = _run(session, auth)
+    return RecoveryRunResponse(
+        run=runs_svc.assignment(session, state.box, run), session_expires_at=auth.expires_at
+    )
+
+
+@router.post("/update_run")
+def update_run(
+    body: UpdateRunRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
+) -> UpdateRunResponse:
+    run = runs_svc.apply_update(session, _run(session, auth), body, state.clock.now())
+    session.commit()
+    return UpdateRunResponse(run=runs_svc.status_view(run), cancel_requested=run.cancel_requested)
+
+
+@router.post("/push_events")
+def push_events(
+    body: PushEventsRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
+) -> PushEventsResponse:
+    result = events_svc.push_events(session, _run(session, auth), body.events, state.clock.now())
+    session.commit()
+    return result
+
+
+@router.post("/get_run_status")
+def get_run_status(body: RecoveryRunRequest, auth: RecoveryAuth, session: SessionDep) -> RunStatusView:
+    return runs_svc.status_view(_run(session, auth))
+
+
+@router.post("/get_run_events")
+def get_run_events(body: RunEventsRequest, auth: RecoveryAuth, session: SessionDep) -> RunEventsResponse:
+    return RunEventsResponse(events=events_svc.list_events(session, auth.run_id, body.after_id, body.limit))
+
+
+@router.post("/poll_cancel")
+def poll_cancel(body: RecoveryRunRequest, auth: RecoveryAuth, session: SessionDep) -> PollCancelResponse:
+    return PollCancelResponse(cancel_requested=_run(session, auth).cancel_requested)
+
+
+@router.post("/refresh_session")
+def refresh_session(body: RecoveryRunRequest, auth: RecoveryAuth) -> RefreshSessionResponse:
+    """Checks the token owns ``run_id`` and slides the expiry; returns ``session_expires_at``."""
+    return RefreshSessionResponse(session_expires_at=auth.expires_at)

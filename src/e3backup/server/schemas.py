@@ -1,0 +1,314 @@
+"""Pydantic models of the user API, named by use (``XCreate``, ``XUpdate``, ``XPublic``).
+
+Agent-facing models live in :mod:`e3backup.api`. Nothing here ever carries a destination secret
+back out: ``DestinationPublic`` says only whether each secret is set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from e3backup.api.common import (
+    BackupType,
+    CommandStatus,
+    CommandType,
+    DiskImageFormat,
+    Engine,
+    EngineField,
+    RunKind,
+    RunStatus,
+)
+from e3backup.api.jobs import HyperVConfig, Policy, Retention
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth, tenants, users --------------------------------------------------------------------
+
+
+class LoginRequest(_In):
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class UserPublic(BaseModel):
+    id: int
+    email: str
+    is_admin: bool
+    tenant_id: int | None
+    disabled: bool
+    created_at: datetime
+
+
+class LoginResponse(BaseModel):
+    user: UserPublic
+    csrf_token: str = Field(..., description="Send as X-CSRF-Token on unsafe requests.")
+    expires_at: datetime
+
+
+class TenantCreate(_In):
+    name: Name
+
+
+class TenantPublic(BaseModel):
+    id: int
+    name: str
+    has_enrollment_token: bool
+    created_at: datetime
+
+
+class EnrollmentTokenPublic(BaseModel):
+    tenant_id: int
+    enrollment_token: str = Field(..., description="Shown once; replaces the previous token.")
+
+
+class UserCreate(_In):
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    password: Annotated[str, Field(min_length=10, max_length=1024)]
+    is_admin: StrictBool = False
+    tenant_id: int | None = Field(None, description="Required for tenant users, absent for admins.")
+
+
+class UserUpdate(_In):
+    password: Annotated[str, Field(min_length=10, max_length=1024)] | None = None
+    disabled: StrictBool | None = None
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+
+class AgentPublic(BaseModel):
+    id: int
+    tenant_id: int
+    hostname: str
+    os: str
+    os_version: str
+    agent_version: str
+    online: bool
+    last_seen_at: datetime | None
+    revoked: bool
+    created_at: datetime
+    disks_reported_at: datetime | None
+
+
+class AgentDisks(BaseModel):
+    agent_id: int
+    reported_at: datetime | None
+    disks: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DiskRefreshPending(BaseModel):
+    """The agent did not answer in time: retry with ``command_id`` to keep waiting for it."""
+
+    detail: str
+    command_id: int
+    retry: bool = True
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+class S3DestinationIn(_In):
+    """S3 destination as a user gives it; secrets may be omitted on update to keep them."""
+
+    type: Literal["s3"]
+    endpoint: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://\S+$")]
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")]
+    prefix: Annotated[str, Field(max_length=1024)] = ""
+    region: Annotated[str, Field(max_length=64)] = ""
+    access_key_id: Annotated[str, Field(min_length=1, max_length=256)]
+    secret_access_key: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    repository_password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+
+
+class LocalDestinationIn(_In):
+    type: Literal["local"]
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    repository_password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+
+
+DestinationIn = Annotated[S3DestinationIn | LocalDestinationIn, Field(discriminator="type")]
+
+
+class DestinationPublic(BaseModel):
+    type: str
+    endpoint: str | None = None
+    bucket: str | None = None
+    prefix: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    path: str | None = None
+    has_secret_key: bool
+    has_repository_password: bool
+
+
+class Schedule(_In):
+    cron: Annotated[str, Field(min_length=1, max_length=200)] = Field(..., description="5-field cron")
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+
+class JobCreate(_In):
+    name: Name
+    engine: EngineField
+    agent_id: int | None = None
+    source_path: Annotated[str, Field(max_length=4096)] = ""
+    source_paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
+    exclude: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
+    disk_source_volume: Annotated[str, Field(max_length=1024)] | None = None
+    disk_image_format: DiskImageFormat | None = None
+    disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
+    hyperv_config: HyperVConfig | None = None
+    destination: DestinationIn
+    schedule: Schedule | None = None
+    retention: Retention = Field(default_factory=Retention)
+    policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
+    enabled: StrictBool = True
+
+
+class JobUpdate(_In):
+    """Fields to change; the result is validated by the same rules as a new job."""
+
+    name: Name | None = None
+    engine: EngineField | None = None
+    agent_id: int | None = None
+    source_path: Annotated[str, Field(max_length=4096)] | None = None
+    source_paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
+    exclude: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
+    disk_source_volume: Annotated[str, Field(max_length=1024)] | None = None
+    disk_image_format: DiskImageFormat | None = None
+    disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
+    hyperv_config: HyperVConfig | None = None
+    destination: DestinationIn | None = None
+    schedule: Schedule | None = None
+    retention: Retention | None = None
+    policy: Policy | None = None
+    enabled: StrictBool | None = None
+
+
+class JobPublic(BaseModel):
+    id: int
+    tenant_id: int
+    agent_id: int | None
+    name: str
+    engine: Engine
+    source_path: str
+    source_paths: list[str]
+    exclude: list[str]
+    disk_source_volume: str | None
+    disk_image_format: DiskImageFormat | None
+    disk_temp_dir: str | None
+    hyperv_config: HyperVConfig | None
+    destination: DestinationPublic
+    schedule: Schedule | None
+    retention: Retention
+    policy: Policy
+    enabled: bool
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- runs, events, commands ------------------------------------------------------------------
+
+
+class RunPublic(BaseModel):
+    id: int
+    tenant_id: int
+    job_id: int | None
+    agent_id: int | None
+    kind: RunKind
+    trigger: str
+    status: RunStatus
+    scheduled_for: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    progress_pct: float | None
+    bytes_total: int | None
+    bytes_processed: int | None
+    bytes_uploaded: int | None
+    files_total: int | None
+    files_processed: int | None
+    speed_bytes_per_sec: float | None
+    eta_seconds: int | None
+    snapshot_id: str | None
+    backup_type: BackupType | None
+    disk_manifests_json: dict[str, Any] | None
+    hyperv_results: list[dict[str, Any]] | None
+    error_summary: str | None
+    cancel_requested: bool
+
+
+class CommandCreate(_In):
+    """A command for an agent. ``restore`` and ``maintenance`` create a run the agent reports on."""
+
+    type: Literal[CommandType.RESTORE, CommandType.MAINTENANCE, CommandType.HYPERV_RESTORE]
+    job_id: int = Field(..., description="The job whose repository the command works on.")
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="restore: snapshot_id, target_path or target_disk, paths; maintenance: mode",
+    )
+
+
+class CommandPublic(BaseModel):
+    id: int
+    agent_id: int
+    type: CommandType
+    status: CommandStatus
+    run_id: int | None
+    job_id: int | None
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+
+
+class RecoverySessionCreate(_In):
+    job_id: int
+    snapshot_id: Annotated[str, Field(min_length=1, max_length=128)]
+    target_disk: Annotated[str, Field(max_length=1024)] = ""
+
+
+class RecoverySessionPublic(BaseModel):
+    run_id: int
+    session_token: str = Field(..., description="Shown once; enter it in the recovery console.")
+    session_expires_at: datetime
+
+
+__all__ = [
+    "AgentDisks",
+    "AgentPublic",
+    "CommandCreate",
+    "CommandPublic",
+    "DestinationIn",
+    "DestinationPublic",
+    "DiskRefreshPending",
+    "EnrollmentTokenPublic",
+    "JobCreate",
+    "JobPublic",
+    "JobUpdate",
+    "LocalDestinationIn",
+    "LoginRequest",
+    "LoginResponse",
+    "RecoverySessionCreate",
+    "RecoverySessionPublic",
+    "RunPublic",
+    "S3DestinationIn",
+    "Schedule",
+    "TenantCreate",
+    "TenantPublic",
+    "UserCreate",
+    "UserPublic",
+    "UserUpdate",
+]

@@ -1,0 +1,1 @@
+"""Queries and state changes, one module per resource; routes stay thin."""

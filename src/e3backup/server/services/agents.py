@@ -1,0 +1,76 @@
+"""Agents: enrollment, listing with online state, and their disk reports."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from e3backup.api.agent import DiskReport, EnrollRequest
+from e3backup.server.db.models import Agent, Tenant
+from e3backup.server.schemas import AgentDisks, AgentPublic
+from e3backup.server.security.tokens import AGENT, hash_token, new_token
+
+
+def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, str] | None:
+    """A new agent of the tenant whose enrollment token this is; None if the token is unknown."""
+    tenant = session.scalar(
+        select(Tenant).where(Tenant.enrollment_token_hash == hash_token(req.enrollment_token))
+    )
+    if tenant is None:
+        return None
+    token = new_token(AGENT)
+    agent = Agent(
+        tenant_id=tenant.id,
+        hostname=req.hostname,
+        os=req.os,
+        os_version=req.os_version,
+        agent_version=req.agent_version,
+        token_hash=hash_token(token),
+        revoked=False,
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(agent)
+    session.flush()
+    return agent, token
+
+
+def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> AgentPublic:
+    online = (
+        not agent.revoked
+        and agent.last_seen_at is not None
+        and now - agent.last_seen_at <= timedelta(seconds=offline_after_seconds)
+    )
+    return AgentPublic(
+        id=agent.id,
+        tenant_id=agent.tenant_id,
+        hostname=agent.hostname,
+        os=agent.os,
+        os_version=agent.os_version,
+        agent_version=agent.agent_version,
+        online=online,
+        last_seen_at=agent.last_seen_at,
+        revoked=agent.revoked,
+        created_at=agent.created_at,
+        disks_reported_at=agent.disks_reported_at,
+    )
+
+
+def store_disks(agent: Agent, report: DiskReport, now: datetime) -> None:
+    agent.disks = report.model_dump(mode="json")
+    agent.disks_reported_at = now
+
+
+def agent_disks(agent: Agent) -> AgentDisks:
+    disks = agent.disks or {}
+    return AgentDisks(
+        agent_id=agent.id,
+        reported_at=agent.disks_reported_at,
+        disks=disks.get("disks", []),
+        volumes=disks.get("volumes", []),
+    )
+
+
+__all__ = ["agent_disks", "agent_public", "enroll", "store_disks"]

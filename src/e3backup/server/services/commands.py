@@ -1,0 +1,147 @@
+"""Commands for agents: queued by users (or the server), polled and acknowledged by the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from e3backup.api.agent import CommandAck, CommandView, DiskReport
+from e3backup.api.common import CommandStatus, CommandType
+from e3backup.server.db.models import Agent, Command
+from e3backup.server.problems import FieldError
+from e3backup.server.schemas import CommandPublic
+from e3backup.server.services.agents import store_disks
+
+FINAL = {CommandStatus.COMPLETED.value, CommandStatus.FAILED.value}
+
+
+def queue(
+    session: Session,
+    agent: Agent,
+    type_: CommandType,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+    run_id: int | None = None,
+    job_id: int | None = None,
+    user_id: int | None = None,
+) -> Command:
+    cmd = Command(
+        tenant_id=agent.tenant_id,
+        agent_id=agent.id,
+        type=type_.value,
+        status=CommandStatus.PENDING.value,
+        run_id=run_id,
+        job_id=job_id,
+        payload=payload or {},
+        created_by=user_id,
+        created_at=now,
+    )
+    session.add(cmd)
+    session.flush()
+    return cmd
+
+
+def pending(session: Session, agent: Agent) -> list[Command]:
+    return list(
+        session.scalars(
+            select(Command)
+            .where(Command.agent_id == agent.id, Command.status == CommandStatus.PENDING.value)
+            .order_by(Command.id)
+        )
+    )
+
+
+def acknowledge(session: Session, agent: Agent, ack: CommandAck, now: datetime) -> Command:
+    cmd = session.get(Command, ack.command_id)
+    if cmd is None or cmd.agent_id != agent.id:
+        raise HTTPException(status_code=404, detail=f"command {ack.command_id} not found")
+    if ack.status is CommandStatus.PENDING:
+        raise FieldError("status", "must be acknowledged, completed or failed")
+    if cmd.status in FINAL:
+        if ack.status.value == cmd.status:
+            return cmd  # a resent final acknowledgement
+        raise HTTPException(status_code=409, detail=f"command {cmd.id} already {cmd.status}")
+    if ack.status is CommandStatus.ACKNOWLEDGED:
+        cmd.status = CommandStatus.ACKNOWLEDGED.value
+        cmd.acknowledged_at = now
+        return cmd
+    if cmd.acknowledged_at is None:
+        cmd.acknowledged_at = now
+    if ack.status is CommandStatus.COMPLETED and cmd.type == CommandType.LIST_DISKS.value:
+        try:
+            report = DiskReport.model_validate(ack.result or {})
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise FieldError(f"result.{loc}", first["msg"]) from e
+        store_disks(agent, report, now)
+        cmd.result = report.model_dump(mode="json")
+    else:
+        cmd.result = ack.result
+    cmd.status = ack.status.value
+    cmd.error = ack.error
+    cmd.completed_at = now
+    return cmd
+
+
+def command_view(cmd: Command) -> CommandView:
+    return CommandView(
+        command_id=cmd.id,
+        type=CommandType(cmd.type),
+        status=CommandStatus(cmd.status),
+        run_id=cmd.run_id,
+        job_id=cmd.job_id,
+        payload=cmd.payload,
+        result=cmd.result,
+        error=cmd.error,
+        created_at=cmd.created_at,
+        acknowledged_at=cmd.acknowledged_at,
+        completed_at=cmd.completed_at,
+    )
+
+
+def command_public(cmd: Command) -> CommandPublic:
+    return CommandPublic(
+        id=cmd.id,
+        agent_id=cmd.agent_id,
+        type=CommandType(cmd.type),
+        status=CommandStatus(cmd.status),
+        run_id=cmd.run_id,
+        job_id=cmd.job_id,
+        payload=cmd.payload,
+        result=cmd.result,
+        error=cmd.error,
+        created_at=cmd.created_at,
+        acknowledged_at=cmd.acknowledged_at,
+        completed_at=cmd.completed_at,
+    )
+
+
+async def wait_until_final(
+    load_status: Any, event: asyncio.Event, timeout: float, poll_interval: float
+) -> bool:
+    """Wait for a command to reach a final state: woken by ``event`` or by re-reading it.
+
+    ``load_status`` is an async callable returning the command's status. True if it finished.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if await load_status() in FINAL:
+            return True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=min(remaining, poll_interval))
+        event.clear()
+
+
+__all__ = ["FINAL", "acknowledge", "command_public", "command_view", "pending", "queue", "wait_until_final"]

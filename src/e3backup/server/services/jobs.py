@@ -1,0 +1,259 @@
+"""Jobs: the seeds' validation rules, secrets sealed at rest, and the public (secret-free) view.
+
+Rules (create and update alike; an update is merged into the job and validated whole):
+
+- every job runs on an agent the user may see; the job belongs to that agent's tenant;
+- ``disk_image`` needs ``disk_source_volume``; ``disk_image_format`` defaults to ``vhdx``
+  (``vhdx`` or ``raw``); ``disk_temp_dir`` is optional; ``source_path`` is set to the volume;
+- ``hyperv`` needs ``hyperv_config`` (VMs, enable_rct, consistency_level);
+- ``files`` (alias ``kopia``) and ``sync`` need ``source_path`` or ``source_paths``;
+- engine-specific fields on another engine are refused, naming the field;
+- the schedule is a valid 5-field cron expression in a known time zone;
+- destination secrets are required on create and kept when omitted on update.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from e3backup.api.common import DiskImageFormat, Engine
+from e3backup.api.jobs import HyperVConfig, Policy, Retention
+from e3backup.server.db.models import Agent, HyperVVM, Job, User
+from e3backup.server.problems import FieldError
+from e3backup.server.scheduler import next_fire
+from e3backup.server.schemas import DestinationPublic, JobCreate, JobPublic, JobUpdate, Schedule
+from e3backup.server.security import SecretBox
+
+SECRET_FIELDS = ("secret_access_key", "repository_password")
+_SECRETS_BY_TYPE = {"s3": SECRET_FIELDS, "local": ("repository_password",)}
+
+
+def secrets_aad(tenant_id: int) -> str:
+    return f"job-destination:tenant:{tenant_id}"
+
+
+def validate_schedule(schedule: Schedule | None) -> None:
+    if schedule is None:
+        return
+    if len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron):
+        raise FieldError("schedule.cron", f"not a valid 5-field cron expression: {schedule.cron!r}")
+    try:
+        ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise FieldError("schedule.timezone", f"unknown time zone {schedule.timezone!r}") from e
+
+
+def _resolve_agent(session: Session, user: User, spec: JobCreate) -> Agent:
+    if spec.agent_id is None:
+        if spec.engine is Engine.DISK_IMAGE:
+            raise FieldError("agent_id", "disk_image jobs require an agent")
+        raise FieldError("agent_id", "required: every job runs on an agent")
+    agent = session.get(Agent, spec.agent_id)
+    if agent is None or agent.revoked or not (user.is_admin or user.tenant_id == agent.tenant_id):
+        raise FieldError("agent_id", f"no agent {spec.agent_id}")
+    return agent
+
+
+def _check_engine_fields(spec: JobCreate) -> JobCreate:
+    """The engine rules; returns the spec with defaults filled in."""
+    disk_fields = ("disk_source_volume", "disk_image_format", "disk_temp_dir")
+    if spec.engine is Engine.DISK_IMAGE:
+        volume = (spec.disk_source_volume or "").strip()
+        if not volume:
+            raise FieldError("disk_source_volume", "required for disk_image jobs (e.g. C: or /dev/sda)")
+        if spec.hyperv_config is not None:
+            raise FieldError("hyperv_config", "only for hyperv jobs")
+        return spec.model_copy(
+            update={
+                "disk_source_volume": volume,
+                "disk_image_format": spec.disk_image_format or DiskImageFormat.VHDX,
+                "disk_temp_dir": (spec.disk_temp_dir or "").strip() or None,
+                "source_path": volume,
+            }
+        )
+    for name in disk_fields:
+        if getattr(spec, name) is not None:
+            raise FieldError(name, "only for disk_image jobs")
+    if spec.engine is Engine.HYPERV:
+        if spec.hyperv_config is None:
+            raise FieldError("hyperv_config", "required for hyperv jobs (vms, enable_rct, consistency_level)")
+        return spec
+    if spec.hyperv_config is not None:
+        raise FieldError("hyperv_config", "only for hyperv jobs")
+    if not spec.source_path.strip() and not spec.source_paths:
+        raise FieldError("source_path", f"{spec.engine.value} jobs need source_path or source_paths")
+    return spec
+
+
+def _split_destination(spec: JobCreate, kept: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    dest = spec.destination.model_dump(mode="json")
+    secrets: dict[str, Any] = {}
+    for name in _SECRETS_BY_TYPE[dest["type"]]:
+        value = dest.pop(name, None) or kept.get(name)
+        if not value:
+            raise FieldError(f"destination.{name}", "required")
+        secrets[name] = value
+    for name in SECRET_FIELDS:
+        dest.pop(name, None)
+    return dest, secrets
+
+
+def save_job(
+    session: Session,
+    box: SecretBox,
+    user: User,
+    spec: JobCreate,
+    now: datetime,
+    job: Job | None = None,
+) -> Job:
+    """Validate ``spec`` and write it into ``job`` (or a new job)."""
+    spec = _check_engine_fields(spec)
+    agent = _resolve_agent(session, user, spec)
+    validate_schedule(spec.schedule)
+    kept = box.open(job.destination_secrets, secrets_aad(job.tenant_id)) if job is not None else {}
+    destination, secrets = _split_destination(spec, kept)
+    schedule_changed = True
+    if job is None:
+        job = Job(created_at=now)
+        session.add(job)
+    else:
+        schedule_changed = (job.schedule_cron, job.schedule_timezone, job.enabled) != (
+            spec.schedule.cron if spec.schedule else None,
+            spec.schedule.timezone if spec.schedule else "UTC",
+            spec.enabled,
+        )
+    job.tenant_id = agent.tenant_id
+    job.agent_id = agent.id
+    job.name = spec.name
+    job.engine = spec.engine.value
+    job.source_path = spec.source_path
+    job.source_paths = list(spec.source_paths)
+    job.exclude = list(spec.exclude)
+    job.disk_source_volume = spec.disk_source_volume
+    job.disk_image_format = spec.disk_image_format.value if spec.disk_image_format else None
+    job.disk_temp_dir = spec.disk_temp_dir
+    job.hyperv_config = spec.hyperv_config.model_dump(mode="json") if spec.hyperv_config else None
+    job.destination = destination
+    job.destination_secrets = box.seal(secrets, secrets_aad(agent.tenant_id))
+    job.schedule_cron = spec.schedule.cron if spec.schedule else None
+    job.schedule_timezone = spec.schedule.timezone if spec.schedule else "UTC"
+    job.retention = spec.retention.model_dump(mode="json", exclude_none=True)
+    job.policy = spec.policy.model_dump(mode="json", exclude_none=True)
+    job.enabled = spec.enabled
+    job.updated_at = now
+    if schedule_changed:
+        job.next_run_at = (
+            next_fire(job.schedule_cron, job.schedule_timezone, now)
+            if job.schedule_cron and job.enabled
+            else None
+        )
+    session.flush()
+    if spec.hyperv_config is not None:
+        _sync_hyperv_vms(session, job, spec.hyperv_config)
+    return job
+
+
+def _sync_hyperv_vms(session: Session, job: Job, config: HyperVConfig) -> None:
+    known = set(session.scalars(select(HyperVVM.vm_name).where(HyperVVM.job_id == job.id)))
+    for name in config.vms:
+        if name not in known:
+            session.add(HyperVVM(job_id=job.id, vm_name=name, last_rct_ids={}))
+    session.flush()
+
+
+def spec_of(job: Job) -> dict[str, Any]:
+    """The job as a JobCreate-shaped dict (destination secrets left out)."""
+    schedule = {"cron": job.schedule_cron, "timezone": job.schedule_timezone} if job.schedule_cron else None
+    return {
+        "name": job.name,
+        "engine": job.engine,
+        "agent_id": job.agent_id,
+        "source_path": "" if job.engine == Engine.DISK_IMAGE.value else job.source_path,
+        "source_paths": job.source_paths,
+        "exclude": job.exclude,
+        "disk_source_volume": job.disk_source_volume,
+        "disk_image_format": job.disk_image_format,
+        "disk_temp_dir": job.disk_temp_dir,
+        "hyperv_config": job.hyperv_config,
+        "destination": dict(job.destination),
+        "schedule": schedule,
+        "retention": job.retention,
+        "policy": job.policy,
+        "enabled": job.enabled,
+    }
+
+
+def merged_spec(job: Job, patch: JobUpdate) -> JobCreate:
+    spec = spec_of(job)
+    changes = patch.model_dump(mode="json", exclude_unset=True)
+    if "engine" in changes and changes["engine"] != job.engine:
+        # fields of the old engine do not carry over to a new one
+        for name in ("disk_source_volume", "disk_image_format", "disk_temp_dir", "hyperv_config"):
+            spec[name] = None
+    spec.update(changes)
+    return JobCreate.model_validate(spec)
+
+
+def destination_public(job: Job) -> DestinationPublic:
+    dest = job.destination
+    names = _SECRETS_BY_TYPE.get(dest.get("type", ""), ())
+    return DestinationPublic(
+        type=dest.get("type", ""),
+        endpoint=dest.get("endpoint"),
+        bucket=dest.get("bucket"),
+        prefix=dest.get("prefix"),
+        region=dest.get("region"),
+        access_key_id=dest.get("access_key_id"),
+        path=dest.get("path"),
+        has_secret_key="secret_access_key" in names and bool(job.destination_secrets),
+        has_repository_password=bool(job.destination_secrets),
+    )
+
+
+def job_public(job: Job) -> JobPublic:
+    return JobPublic(
+        id=job.id,
+        tenant_id=job.tenant_id,
+        agent_id=job.agent_id,
+        name=job.name,
+        engine=Engine(job.engine),
+        source_path=job.source_path,
+        source_paths=job.source_paths,
+        exclude=job.exclude,
+        disk_source_volume=job.disk_source_volume,
+        disk_image_format=DiskImageFormat(job.disk_image_format) if job.disk_image_format else None,
+        disk_temp_dir=job.disk_temp_dir,
+        hyperv_config=HyperVConfig.model_validate(job.hyperv_config) if job.hyperv_config else None,
+        destination=destination_public(job),
+        schedule=Schedule(cron=job.schedule_cron, timezone=job.schedule_timezone)
+        if job.schedule_cron
+        else None,
+        retention=Retention.model_validate(job.retention),
+        policy=Policy.model_validate(job.policy),
+        enabled=job.enabled,
+        next_run_at=job.next_run_at,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+def destination_with_secrets(box: SecretBox, job: Job) -> dict[str, Any]:
+    """The destination as the agent needs it. Only for ``next_run``/recovery ``get_run``."""
+    return {**job.destination, **box.open(job.destination_secrets, secrets_aad(job.tenant_id))}
+
+
+__all__ = [
+    "destination_public",
+    "destination_with_secrets",
+    "job_public",
+    "merged_spec",
+    "save_job",
+    "spec_of",
+    "validate_schedule",
+]

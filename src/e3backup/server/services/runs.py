@@ -1,0 +1,255 @@
+"""Runs: creating, handing out (``next_run``), progress and results, and their views."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from e3backup.api.agent import RunAssignment, RunStatusView, UpdateRunRequest
+from e3backup.api.common import BackupType, RunKind, RunStatus
+from e3backup.api.jobs import HyperVVMResult, HyperVVMRun
+from e3backup.server.db.models import Agent, HyperVVM, Job, Run
+from e3backup.server.problems import FieldError
+from e3backup.server.schemas import RunPublic
+from e3backup.server.security import SecretBox
+from e3backup.server.services.jobs import destination_with_secrets
+
+log = logging.getLogger(__name__)
+
+FINAL = {s.value for s in RunStatus if s.is_final}
+
+
+def create_run(
+    session: Session,
+    job: Job,
+    now: datetime,
+    trigger: str,
+    kind: RunKind = RunKind.BACKUP,
+    agent_id: int | None = None,
+    restore: dict[str, Any] | None = None,
+) -> Run:
+    run = Run(
+        tenant_id=job.tenant_id,
+        job_id=job.id,
+        agent_id=agent_id if agent_id is not None else job.agent_id,
+        kind=kind.value,
+        trigger=trigger,
+        status=RunStatus.QUEUED.value,
+        created_at=now,
+        restore=restore,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def claim_next_run(session: Session, agent: Agent, now: datetime, run_id: int | None) -> Run | None:
+    """The agent's oldest queued run (or the one asked for), marked running.
+
+    The claim is a conditional UPDATE (``status = 'queued'``), so two concurrent calls never hand
+    out the same run, on SQLite as on PostgreSQL.
+    """
+    query = select(Run.id).where(
+        Run.agent_id == agent.id, Run.status == RunStatus.QUEUED.value, Run.job_id.is_not(None)
+    )
+    if run_id is not None:
+        query = query.where(Run.id == run_id)
+    for candidate in session.scalars(query.order_by(Run.id).limit(20)).all():
+        claimed = session.execute(
+            update(Run)
+            .where(Run.id == candidate, Run.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            run = session.get(Run, candidate, populate_existing=True)
+            assert run is not None
+            log.info("run %s handed to agent %s", run.id, agent.id)
+            return run
+    return None
+
+
+def _hyperv_vms(session: Session, job: Job) -> list[HyperVVMRun]:
+    names = (job.hyperv_config or {}).get("vms", [])
+    rows = {r.vm_name: r for r in session.scalars(select(HyperVVM).where(HyperVVM.job_id == job.id))}
+    return [
+        HyperVVMRun(
+            vm_id=rows[n].id,
+            vm_name=n,
+            vm_guid=rows[n].vm_guid,
+            last_checkpoint_id=rows[n].last_checkpoint_id,
+            last_rct_ids=rows[n].last_rct_ids,
+        )
+        for n in names
+        if n in rows
+    ]
+
+
+def assignment(session: Session, box: SecretBox, run: Run) -> RunAssignment:
+    job = session.get(Job, run.job_id) if run.job_id is not None else None
+    if job is None:
+        raise HTTPException(status_code=409, detail=f"run {run.id}: its job was deleted")
+    parent = session.scalar(
+        select(Run.snapshot_id)
+        .where(
+            Run.job_id == job.id,
+            Run.kind == RunKind.BACKUP.value,
+            Run.status.in_((RunStatus.SUCCESS.value, RunStatus.WARNING.value)),
+            Run.snapshot_id.is_not(None),
+        )
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    )
+    return RunAssignment.model_validate(
+        {
+            "run_id": run.id,
+            "job_id": job.id,
+            "job_name": job.name,
+            "kind": run.kind,
+            "engine": job.engine,
+            "source_path": job.source_path,
+            "source_paths": job.source_paths,
+            "exclude": job.exclude,
+            "destination": destination_with_secrets(box, job),
+            "policy": job.policy,
+            "retention": job.retention,
+            "disk_source_volume": job.disk_source_volume,
+            "disk_image_format": job.disk_image_format,
+            "disk_temp_dir": job.disk_temp_dir,
+            "hyperv_config": job.hyperv_config,
+            "hyperv_vms": _hyperv_vms(session, job) if job.engine == "hyperv" else [],
+            "parent_snapshot_id": parent,
+            "restore": run.restore,
+        }
+    )
+
+
+def _apply_hyperv_results(session: Session, run: Run, results: list[HyperVVMResult], now: datetime) -> None:
+    if run.job_id is None:
+        return
+    rows = list(session.scalars(select(HyperVVM).where(HyperVVM.job_id == run.job_id)))
+    for i, result in enumerate(results):
+        row = next(
+            (
+                r
+                for r in rows
+                if (result.vm_id is not None and r.id == result.vm_id) or r.vm_name == result.vm_name
+            ),
+            None,
+        )
+        if row is None:
+            raise FieldError(f"hyperv_results.{i}", f"no VM {result.vm_id or result.vm_name!r} in this job")
+        if result.error or run.status not in (RunStatus.SUCCESS.value, RunStatus.WARNING.value):
+            continue  # the chain advances only on a VM that was backed up
+        if result.vm_guid:
+            row.vm_guid = result.vm_guid
+        row.last_checkpoint_id = result.checkpoint_id
+        row.last_rct_ids = dict(result.rct_ids)
+        row.last_backup_type = result.backup_type.value if result.backup_type else None
+        row.last_backup_at = now
+
+
+def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetime) -> Run:
+    changes = req.model_dump(exclude_unset=True, exclude={"run_id"})
+    if run.status in FINAL:
+        new_status = changes.get("status")
+        if new_status is not None and RunStatus(new_status).value != run.status:
+            raise HTTPException(status_code=409, detail=f"run {run.id} already finished as {run.status}")
+        return run  # a resent final update changes nothing
+    for name in (
+        "progress_pct",
+        "bytes_total",
+        "bytes_processed",
+        "bytes_uploaded",
+        "files_total",
+        "files_processed",
+        "speed_bytes_per_sec",
+        "eta_seconds",
+        "snapshot_id",
+        "error_summary",
+    ):
+        if name in changes:
+            setattr(run, name, changes[name])
+    if req.backup_type is not None:
+        run.backup_type = req.backup_type.value
+    if req.disk_manifests_json is not None:
+        run.disk_manifests_json = dict(req.disk_manifests_json)
+    if req.status is not None:
+        run.status = req.status.value
+        if req.status is RunStatus.RUNNING and run.started_at is None:
+            run.started_at = now
+        if req.status.is_final:
+            run.finished_at = now
+            if req.status is RunStatus.SUCCESS:
+                run.progress_pct = 100.0
+                run.eta_seconds = 0
+    if req.hyperv_results is not None:
+        run.hyperv_results = [r.model_dump(mode="json") for r in req.hyperv_results]
+        if run.backup_type is None and req.hyperv_results:
+            full = any(r.backup_type is BackupType.FULL for r in req.hyperv_results)
+            run.backup_type = (BackupType.FULL if full else BackupType.INCREMENTAL).value
+        _apply_hyperv_results(session, run, req.hyperv_results, now)
+    return run
+
+
+def status_view(run: Run) -> RunStatusView:
+    return RunStatusView(
+        run_id=run.id,
+        job_id=run.job_id,
+        kind=RunKind(run.kind),
+        status=RunStatus(run.status),
+        progress_pct=run.progress_pct,
+        bytes_total=run.bytes_total,
+        bytes_processed=run.bytes_processed,
+        bytes_uploaded=run.bytes_uploaded,
+        speed_bytes_per_sec=run.speed_bytes_per_sec,
+        eta_seconds=run.eta_seconds,
+        snapshot_id=run.snapshot_id,
+        backup_type=BackupType(run.backup_type) if run.backup_type else None,
+        error_summary=run.error_summary,
+        cancel_requested=run.cancel_requested,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+
+
+def run_public(run: Run) -> RunPublic:
+    duration = (
+        (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+    )
+    return RunPublic(
+        id=run.id,
+        tenant_id=run.tenant_id,
+        job_id=run.job_id,
+        agent_id=run.agent_id,
+        kind=RunKind(run.kind),
+        trigger=run.trigger,
+        status=RunStatus(run.status),
+        scheduled_for=run.scheduled_for,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration_seconds=duration,
+        progress_pct=run.progress_pct,
+        bytes_total=run.bytes_total,
+        bytes_processed=run.bytes_processed,
+        bytes_uploaded=run.bytes_uploaded,
+        files_total=run.files_total,
+        files_processed=run.files_processed,
+        speed_bytes_per_sec=run.speed_bytes_per_sec,
+        eta_seconds=run.eta_seconds,
+        snapshot_id=run.snapshot_id,
+        backup_type=BackupType(run.backup_type) if run.backup_type else None,
+        disk_manifests_json=run.disk_manifests_json,
+        hyperv_results=run.hyperv_results,
+        error_summary=run.error_summary,
+        cancel_requested=run.cancel_requested,
+    )
+
+
+__all__ = ["FINAL", "apply_update", "assignment", "claim_next_run", "create_run", "run_public", "status_view"]

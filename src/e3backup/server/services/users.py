@@ -1,0 +1,122 @@
+"""Users, sign-in sessions and tenants."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from e3backup.server.db.models import Tenant, User, UserSession
+from e3backup.server.problems import FieldError
+from e3backup.server.schemas import TenantPublic, UserPublic
+from e3backup.server.security import PasswordHasher
+from e3backup.server.security.tokens import ENROLLMENT, SESSION, hash_token, new_token
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def user_count(session: Session) -> int:
+    return session.scalar(select(func.count(User.id))) or 0
+
+
+def create_user(
+    session: Session,
+    hasher: PasswordHasher,
+    now: datetime,
+    email: str,
+    password: str,
+    is_admin: bool,
+    tenant_id: int | None,
+) -> User:
+    email = normalize_email(email)
+    if is_admin and tenant_id is not None:
+        raise FieldError("tenant_id", "administrators belong to no tenant")
+    if not is_admin:
+        if tenant_id is None:
+            raise FieldError("tenant_id", "required for tenant users")
+        if session.get(Tenant, tenant_id) is None:
+            raise FieldError("tenant_id", f"no tenant {tenant_id}")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise FieldError("email", "a user with this email already exists")
+    user = User(
+        email=email,
+        password_hash=hasher.hash(password),
+        is_admin=is_admin,
+        tenant_id=tenant_id,
+        disabled=False,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, hasher: PasswordHasher, email: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    ok = hasher.verify(user.password_hash if user else None, password)
+    if user is None or not ok or user.disabled:
+        return None
+    return user
+
+
+def start_session(session: Session, user: User, now: datetime, hours: float) -> tuple[UserSession, str]:
+    token = new_token(SESSION)
+    row = UserSession(
+        user_id=user.id,
+        token_hash=hash_token(token),
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + timedelta(hours=hours),
+    )
+    session.add(row)
+    session.flush()
+    row.user = user
+    return row, token
+
+
+def user_public(user: User) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+def create_tenant(session: Session, name: str, now: datetime) -> Tenant:
+    name = name.strip()
+    if not name:
+        raise FieldError("name", "must not be blank")
+    if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+        raise FieldError("name", "a tenant with this name already exists")
+    tenant = Tenant(name=name, created_at=now)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def rotate_enrollment_token(tenant: Tenant) -> str:
+    token = new_token(ENROLLMENT)
+    tenant.enrollment_token_hash = hash_token(token)
+    return token
+
+
+def tenant_public(tenant: Tenant) -> TenantPublic:
+    return TenantPublic(
+        id=tenant.id,
+        name=tenant.name,
+        has_enrollment_token=tenant.enrollment_token_hash is not None,
+        created_at=tenant.created_at,
+    )
+
+
+__all__ = [
+    "authenticate",
+    "create_tenant",
+    "create_user",
+    "normalize_email",
+    "rotate_enrollment_token",
+    "start_session",
+    "tenant_public",
+    "user_count",
+    "user_public",
+]

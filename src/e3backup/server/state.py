@@ -1,0 +1,29 @@
+"""Everything a request needs besides its session, built once per app by the factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from e3backup.server.clock import Clock
+from e3backup.server.config import Settings
+from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
+from e3backup.server.services.waiters import CommandWaiters
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    passwords: PasswordHasher
+    login_limiter: RateLimiter
+    enroll_limiter: RateLimiter
+    waiters: CommandWaiters
+
+
+__all__ = ["ServerState"]
