@@ -234,7 +234,7 @@ def test_lock_holder_ignores_sighup_and_sigterm_removes_its_lock(repo: Repositor
         "E3BACKUP_PACK_SIZE": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "e3backup", "backup", str(src), "--json"],
+        [sys.executable, "-m", "e3backup", "--limit-upload", "8192", "backup", str(src), "--json"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
