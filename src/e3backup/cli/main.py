@@ -44,9 +44,9 @@ def cli(ctx: click.Context, repo: str | None, password_file: str | None, pack_si
 
 
 def _register() -> None:
-    from . import files_cmds, repo_cmds
+    from . import files_cmds, image_cmds, repo_cmds
 
-    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS]:
+    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS, *image_cmds.COMMANDS]:
         cli.add_command(cmd)
 
 
