@@ -52,6 +52,7 @@ from .image import (
     load_parent,
     source_tag,
 )
+from .malloc import tune_malloc
 from .options import ImageBackupOptions
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
@@ -86,6 +87,7 @@ def run_image_backup(
     """
     sink = EventSink(on_event)
     cancel = cancel or threading.Event()
+    tune_malloc()
     source = os.path.abspath(opts.source)
     try:
         strict = opts.strict(env)
