@@ -8,7 +8,6 @@ import threading
 
 import click
 
-from ..engines.disk_image import ImageBackupOptions, parse_size, run_image_backup
 from ..events import Event
 from ..progress import Progress
 from .context import AppContext
@@ -71,6 +70,9 @@ def backup(
     as_json: bool,
 ) -> None:
     """Back up SOURCE (a block device or an image file) as one disk image snapshot."""
+    # imported here: the engine and the sources are heavy, and every other command starts faster
+    from ..engines.disk_image import ImageBackupOptions, parse_size, run_image_backup
+
     extra = {"chunk_size": parse_size(chunk_size)} if chunk_size else {}
     opts = ImageBackupOptions(
         source=source,
