@@ -68,3 +68,10 @@ def test_image_file_source_gives_the_same_disk(
     assert dump(repo_path, Path(gpt_disk_loop).name + ".img", a.snapshot_id) == dump(
         repo_path, "disk.img", b.snapshot_id
     )
+
+
+def test_full_read_plan_reads_every_byte(repo_path: Path, repo: object, gpt_disk: GptDisk) -> None:
+    r = backup(repo_path, gpt_disk.path, read_plan="full").result
+    assert r.plan_bytes == r.bytes_read == gpt_disk.size
+    assert dump(repo_path, "disk.img") == gpt_disk.path.read_bytes()  # deleted data included, as asked
+    assert json.loads(dump(repo_path, "layout.json"))["plan"]["mode"] == "full"
