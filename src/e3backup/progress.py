@@ -58,6 +58,16 @@ class Progress:
             if current is not None:
                 self.c.current = current
 
+    def set_total(self, nbytes: int, files: int = 0) -> None:
+        """Known totals up front (an image backup: the device size); the scan is then done."""
+        with self.lock:
+            self.c.bytes_total, self.c.files_total, self.c.scan_done = nbytes, files, True
+
+    def set_extra(self, **values: Any) -> None:
+        """Engine-specific fields carried in every status line (e.g. ``plan_bytes``, ``bytes_read``)."""
+        with self.lock:
+            self.c.extra.update(values)
+
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             c = self.c

@@ -142,8 +142,11 @@ def test_device_that_shrank_is_a_read_error(image: Path) -> None:
         (None, {}, False),
         ({"disk_image_strict_read_errors": True}, {}, True),
         ({"disk_image_strict_read_errors": "false"}, {}, False),
-        ({"disk_image_strict_read_errors": False}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "1"}, True),
-        ({"disk_image_strict_read_errors": True}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "false"}, False),
+        # a set policy wins; the environment variable is only the fallback (the seeds' rule)
+        ({"disk_image_strict_read_errors": False}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "1"}, False),
+        ({"disk_image_strict_read_errors": True}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "false"}, True),
+        ({"disk_image_strict_read_errors": None}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "yes"}, True),
+        (None, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "0"}, False),
         ({}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "TRUE"}, True),
         ({"disk_image_strict_read_errors": 1}, {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": ""}, True),
     ],

@@ -107,9 +107,10 @@ class ChunkDecisions:
         return ((ChunkAction.READ, self.read), (ChunkAction.REUSE, self.reuse), (ChunkAction.ZERO, self.zero))
 
 
-def _unusable(
-    plan: ExtentList, device_size: int, chunk_size: int, layout: DiskLayout | None, parent: ParentImage | None
+def parent_mismatch(
+    device_size: int, chunk_size: int, layout: DiskLayout | None, parent: ParentImage | None
 ) -> str | None:
+    """Why ``parent``'s chunks cannot stand in for this device's, or None when they can."""
     if parent is None:
         return "no parent image to reuse chunks from"
     if parent.device_size != device_size:
@@ -140,7 +141,7 @@ def decide_chunks(
     zero = every - planned
     if change_map is None:
         return ChunkDecisions(chunk_size, device_size, planned, ExtentList(), zero)
-    reason = _unusable(plan, device_size, chunk_size, layout, parent)
+    reason = parent_mismatch(device_size, chunk_size, layout, parent)
     if reason is not None or parent is None:
         if on_event is not None:
             on_event(
@@ -162,5 +163,6 @@ __all__ = [
     "ParentImage",
     "decide_chunks",
     "load_change_map",
+    "parent_mismatch",
     "parse_change_map",
 ]

@@ -1,0 +1,27 @@
+"""The ``disk_image`` engine: a block device or image file into one snapshot (fixed chunk grid).
+
+options.py   ImageBackupOptions: readers, chunk size, strict reads, policy flags
+chunker.py   the fixed grid, planned pieces per chunk, the all-zero blobs
+reader.py    pooled buffers; one chunk read (planned bytes) under the read-error policy
+saver.py     zero check, SHA-256, dedup lookup, blob writer
+pipeline.py  dispatcher -> readers -> savers over bounded queues; one stop event
+progress.py  event sink and the tail stall detector (FINALIZING_SLOW / _STALLED)
+image.py     the snapshot's shape (disk file + layout.json), parent lookup
+backup.py    run_image_backup: lock, snapshot provider, plan, decisions, pipeline, snapshot
+result.py    ImageBackupResult and its summary JSON
+"""
+
+from .backup import BackupCancelled, run_image_backup
+from .options import DEFAULT_CHUNK_SIZE, ImageBackupOptions, parse_size
+from .progress import StallDetector
+from .result import ImageBackupResult
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BackupCancelled",
+    "ImageBackupOptions",
+    "ImageBackupResult",
+    "StallDetector",
+    "parse_size",
+    "run_image_backup",
+]

@@ -1,0 +1,316 @@
+"""``run_image_backup``: one block device or image file into one snapshot.
+
+    lock, index (+ packs a killed run left) -> snapshot provider (stale LVM snapshots removed)
+    -> open the snapshot device -> layout + read plan (from that device, never the live fs)
+    -> parent image + change map -> per-chunk decisions -> pipeline -> layout.json + tree
+    -> flush packs and index -> snapshot (last: an interrupted run never leaves one)
+
+Events go to ``on_event`` as they happen (the agent forwards them): ``DISK_IMAGE_STREAM_START``,
+the sources' ``READ_PLAN_FALLBACK`` / ``READ_RECOVERED`` / ``CHANGE_MAP_IGNORED`` /
+``SNAPSHOT_NONE``, ``FINALIZING_SLOW`` / ``FINALIZING_STALLED`` in the tail, then
+``DISK_IMAGE_STREAM_COMPLETED``, or ``DISK_IMAGE_FAILED`` (``RUN_CANCELLED`` on cancel).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+
+from ... import __version__
+from ...errors import E3Error
+from ...events import Event, EventCode
+from ...progress import Progress
+from ...repo.blob import BlobType
+from ...repo.repository import Repository
+from ...repo.snapshot import Snapshot
+from ...repo.timefmt import format_ns, now_ns
+from ...repo.writer import BlobWriter
+from ...sources.changemap import decide_chunks, load_change_map, parent_mismatch
+from ...sources.device import Device, open_device
+from ...sources.errors import ReadError, SourceError
+from ...sources.layout.read import read_layout
+from ...sources.plan import PlanMode, build_read_plan
+from ...sources.reader import DeviceReader, ReadPolicy
+from ...sources.snapshot.base import Snapshot as DeviceSnapshot
+from ...sources.snapshot.base import SnapshotProvider
+from ...sources.snapshot.lvm import LvmSnapshotProvider
+from ...sources.snapshot.select import select_provider
+from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
+from .image import (
+    ENGINE_TAG,
+    LAYOUT_NAME,
+    ParentInfo,
+    file_node,
+    find_parent,
+    image_name,
+    layout_content,
+    layout_document,
+    load_parent,
+    source_tag,
+)
+from .malloc import tune_malloc
+from .options import ImageBackupOptions
+from .pipeline import ImagePipeline
+from .progress import EventSink, StallDetector
+from .reader import Cancelled, ChunkReader
+from .result import ImageBackupResult
+from .saver import ChunkSaver
+
+MONITOR_INTERVAL = 1.0
+DeviceOpener = Callable[[str], Device]
+
+
+class BackupCancelled(E3Error):
+    """The run was cancelled; nothing was saved as a snapshot."""
+
+    exit_code = 130
+
+
+def run_image_backup(
+    repo: Repository,
+    opts: ImageBackupOptions,
+    progress: Progress | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    provider: SnapshotProvider | None = None,
+    opener: DeviceOpener = open_device,
+    env: Mapping[str, str] | None = None,
+) -> ImageBackupResult:
+    """Back up ``opts.source`` under a shared lock. ``cancel`` stops it within seconds.
+
+    ``provider`` and ``opener`` are seams for tests (an lvm2 double, a fake device path).
+    """
+    sink = EventSink(on_event)
+    cancel = cancel or threading.Event()
+    tune_malloc()
+    source = os.path.abspath(opts.source)
+    try:
+        strict = opts.strict(env)
+        with repo.lock():
+            repo.load_index()
+            repo.adopt_unindexed_packs()
+            prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
+            if isinstance(prov, LvmSnapshotProvider):
+                prov.remove_stale()
+            snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)
+            with snap_cm as snap:
+                job = _ImageBackup(repo, opts, source, strict, progress or Progress(mode="quiet"), sink, cancel)
+                return job.run(snap, opener)
+    except (Cancelled, KeyboardInterrupt) as e:
+        sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise BackupCancelled(f"image backup of {source} cancelled; no snapshot was saved") from None
+    except BaseException as e:
+        details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
+        if isinstance(e, ReadError):
+            details |= {"device": e.path, "offset": e.offset, "length": e.length}
+        sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
+        raise
+
+
+class _ImageBackup:
+    def __init__(
+        self,
+        repo: Repository,
+        opts: ImageBackupOptions,
+        source: str,
+        strict: bool,
+        progress: Progress,
+        sink: EventSink,
+        cancel: threading.Event,
+    ) -> None:
+        self.repo = repo
+        self.opts = opts
+        self.source = source
+        self.strict = strict
+        self.progress = progress
+        self.sink = sink
+        self.cancel = cancel
+        self.result = ImageBackupResult(source=source, chunk_size=opts.chunk_size)
+
+    def run(self, snap: DeviceSnapshot, opener: DeviceOpener) -> ImageBackupResult:
+        start = time.monotonic()
+        snap_time = self.opts.time_ns or now_ns()
+        try:
+            dev = opener(snap.device_path)
+        except (OSError, ValueError) as e:
+            raise SourceError(f"cannot open {snap.device_path}: {e}") from e
+        with dev:
+            self.result.device = snap.device_path
+            self.result.snapshot_provider = snap.provider
+            snapshot = self._backup(dev, snap_time)
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.result.duration = time.monotonic() - start
+        snapshot.summary = self._summary(snap_time)
+        self.result.snapshot_id = self.repo.save_snapshot(snapshot)
+        self.result.event_counts = dict(self.sink.counts)
+        r = self.result
+        self.sink.emit(
+            EventCode.DISK_IMAGE_STREAM_COMPLETED,
+            f"image of {self.source} stored as snapshot {r.snapshot_id[:8]}: read {r.bytes_read} bytes, "
+            f"added {r.bytes_added}",
+            snapshot_id=r.snapshot_id,
+            device_size=r.device_size,
+            bytes_read=r.bytes_read,
+            bytes_added=r.bytes_added,
+            chunks_reused=r.chunks_reused,
+            full=r.full,
+            duration=round(r.duration, 3),
+        )
+        return r
+
+    def _backup(self, dev: Device, snap_time: int) -> Snapshot:
+        opts, r = self.opts, self.result
+        size = r.device_size = dev.size
+        layout = read_layout(dev)
+        mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
+        plan = build_read_plan(dev, layout, mode, on_event=self.sink)
+        r.plan_bytes = plan.planned_bytes
+        grid = ChunkGrid(size, opts.chunk_size)
+        r.chunks_total = grid.count
+        host = opts.host or socket.gethostname()
+        parent = self._parent(host)
+        change_map = load_change_map(opts.changed_extents, size) if opts.changed_extents else None
+        mismatch = parent_mismatch(size, opts.chunk_size, layout, parent.image) if parent else "no parent"
+        decisions = decide_chunks(
+            opts.chunk_size, size, plan.extents, layout, change_map, parent.image if parent else None, self.sink
+        )
+        r.full = mismatch is not None
+        r.change_map_used = change_map is not None and decisions.ignored_reason is None
+        r.parent_id = parent.snapshot.id if parent else ""
+        r.file_name = image_name(self.source)
+        readers = opts.readers()
+        self.sink.emit(
+            EventCode.DISK_IMAGE_STREAM_START,
+            f"reading {dev.path} ({size} bytes, {plan.planned_bytes} planned) with {readers} readers",
+            source=self.source,
+            device=dev.path,
+            device_size=size,
+            plan_bytes=plan.planned_bytes,
+            chunk_size=opts.chunk_size,
+            parent_id=r.parent_id or None,
+            full=r.full,
+            change_map=r.change_map_used,
+            strict_read_errors=self.strict,
+        )
+        self.progress.set_total(size)
+        self.progress.set_extra(device_size=size, plan_bytes=plan.planned_bytes, bytes_read=0)
+        zero_blobs = ZeroBlobs(grid)
+        reader = DeviceReader(dev, ReadPolicy(strict=self.strict), on_event=self.sink)
+        writer = BlobWriter(
+            self.repo, self.repo.pack_size, opts.upload_connections, compression_level=opts.compression_level
+        )
+        saver = ChunkSaver(writer, zero_blobs)
+        pipeline = ImagePipeline(
+            grid,
+            decisions,
+            ChunkReader(reader, grid, PlanCursor(plan.extents), zero_blobs.zeros),
+            saver,
+            zero_blobs,
+            parent.content if parent else None,
+            lambda blob: self.repo.index.has(BlobType.DATA, blob),
+            readers=readers,
+            savers=opts.save_workers,
+            queue_depth=opts.queue_depth,
+            progress=self.progress,
+            cancel=self.cancel,
+        )
+        monitor_stop = threading.Event()
+        monitor = threading.Thread(target=self._monitor, args=(size, monitor_stop), name="image-monitor", daemon=True)
+        monitor.start()
+        ok = False
+        try:
+            saver.store_zero_blobs()
+            content = pipeline.run()
+            st = pipeline.stats
+            r.chunks_read, r.chunks_reused, r.chunks_zero = st.chunks_read, st.chunks_reused, st.chunks_zero
+            r.chunks_known, r.chunks_new, r.bytes_read = st.chunks_known, st.chunks_new, st.bytes_read
+            recovered = reader.recovered
+            r.recovered_bytes = recovered.total_bytes
+            doc = layout_document(layout, plan, opts.chunk_size, r.file_name, recovered)
+            meta = [writer.save(BlobType.DATA, part)[0] for part in layout_content(doc)]
+            nodes = sorted(
+                [
+                    file_node(r.file_name, size, content, snap_time),
+                    file_node(LAYOUT_NAME, len(doc), meta, snap_time),
+                ],
+                key=lambda n: n.name,
+            )
+            tree_id = self.repo.save_tree(writer, nodes)
+            if self.cancel.is_set():
+                raise Cancelled("cancelled")
+            writer.flush()
+            ok = True
+        finally:
+            monitor_stop.set()
+            try:
+                writer.close(success=ok)
+            finally:
+                monitor.join()
+        r.bytes_added, r.bytes_stored = writer.stats.bytes_added, writer.stats.bytes_stored
+        tags = [ENGINE_TAG, source_tag(self.source), "type:full" if r.full else "type:incremental"]
+        return Snapshot(
+            time=snap_time,
+            tree=tree_id,
+            paths=[self.source],
+            hostname=host,
+            username=_username(),
+            uid=os.getuid(),
+            gid=os.getgid(),
+            tags=tags + [t for t in opts.tags if t not in tags],
+            parent=r.parent_id,
+            program_version=f"e3backup {__version__}",
+        )
+
+    def _parent(self, host: str) -> ParentInfo | None:
+        snap = find_parent(self.repo, self.opts.parent, host, self.source)
+        if snap is None:
+            return None
+        try:
+            return load_parent(self.repo, snap)
+        except E3Error:
+            if self.opts.parent:
+                raise  # asked for by name: say why it cannot serve
+            return None  # the latest one is unusable: this run is simply a full one
+
+    def _monitor(self, total: int, stop: threading.Event) -> None:
+        detector = StallDetector(total)
+        while not stop.wait(MONITOR_INTERVAL):
+            with self.progress.lock:
+                done = self.progress.c.bytes_done
+            event = detector.observe(done)
+            if event is not None:
+                self.sink(event)
+
+    def _summary(self, snap_time: int) -> dict[str, object]:
+        r = self.result
+        return {
+            "backup_start": format_ns(snap_time),
+            "backup_end": format_ns(now_ns()),
+            "data_blobs": r.chunks_new,
+            "data_added": r.bytes_added,
+            "data_added_packed": r.bytes_stored,
+            "total_files_processed": 2,
+            "total_bytes_processed": r.device_size,
+            "bytes_read": r.bytes_read,
+            "chunks_reused": r.chunks_reused,
+        }
+
+
+def _username() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+__all__ = ["BackupCancelled", "DeviceOpener", "run_image_backup"]
