@@ -1,6 +1,6 @@
 """Memory of the in-memory index: load N blobs (default 1,000,000) and report RSS per blob.
 
-    .venv/bin/python bench/index_memory.py [N]
+.venv/bin/python bench/index_memory.py [N]
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def main() -> None:
         packs = []
         for p in range(start, min(n, start + 150_000), per_pack):
             blobs = [
-                {"id": hashlib.sha256(i.to_bytes(8, "little")).hexdigest(), "type": "data",
-                 "offset": (i - p) * 1000, "length": 1000, "uncompressed_length": 2000}
+                {
+                    "id": hashlib.sha256(i.to_bytes(8, "little")).hexdigest(),
+                    "type": "data",
+                    "offset": (i - p) * 1000,
+                    "length": 1000,
+                    "uncompressed_length": 2000,
+                }
                 for i in range(p, min(n, p + per_pack))
             ]
             packs.append({"id": hashlib.sha256(b"p%d" % p).hexdigest(), "blobs": blobs})
