@@ -171,8 +171,8 @@ class Bench:
 
     def table(self) -> str:
         out = [
-            "| case | tool | time s | MB/s of device | bytes read | added | peak RSS MiB | restic / e3 time |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| case | tool | time s | engine s | MB/s of device | bytes read | added | peak RSS MiB | restic / e3 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         e3_times: dict[str, float] = {}
         for label, tool, m, _size, _nread in self.rows:
@@ -181,8 +181,9 @@ class Bench:
         for label, tool, m, size, nread in self.rows:
             added = m.summary.get("bytes_added", m.summary.get("data_added", 0))
             ratio = f"{m.seconds / e3_times[label]:.1f}x" if tool == "restic" and label in e3_times else ""
+            engine = f"{m.summary['duration']:.2f}" if tool == "e3backup" else ""
             out.append(
-                f"| {label} | {tool} | {m.seconds:.2f} | {size / m.seconds / 1e6:.0f} | "
+                f"| {label} | {tool} | {m.seconds:.2f} | {engine} | {size / m.seconds / 1e6:.0f} | "
                 f"{nread / 1e6:.1f} MB | {added / 1e6:.1f} MB | {m.rss_mib:.0f} | {ratio} |"
             )
         return "\n".join(out)
