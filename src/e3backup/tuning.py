@@ -9,6 +9,7 @@ the heap. ``E3BACKUP_NO_MALLOC_TUNING=1`` turns this off (to measure the differe
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 
 _M_TRIM_THRESHOLD = -1
@@ -17,16 +18,25 @@ _MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 _TRIM_THRESHOLD = 256 * 1024 * 1024
 
 
+_done = False
+
+
 def tune_malloc() -> bool:
-    """Apply the thresholds when running on glibc; returns whether they were set."""
+    """Apply the thresholds once when running on glibc; returns whether they are in force.
+
+    Called by the CLI at start and by the engines (which the agent runs in-process)."""
+    global _done
+    if _done:
+        return True
     if os.environ.get("E3BACKUP_NO_MALLOC_TUNING") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return _done
 
 
 __all__ = ["tune_malloc"]

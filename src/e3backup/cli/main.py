@@ -92,17 +92,14 @@ def cli(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = AppContext(repo=repo, password_file=password_file, debug=debug, pack_size=pack_size * 1024 * 1024)
-
-
-def _register() -> None:
-    from . import files_cmds, image_cmds, repo_cmds
-
-    for cmd in [*repo_cmds.COMMANDS, *files_cmds.COMMANDS, *image_cmds.COMMANDS]:
-        cli.add_command(cmd)
-
-
-_register()
+    ctx.obj = AppContext(
+        repo=repo,
+        password_file=password_file,
+        debug=debug,
+        pack_size=pack_size * 1024 * 1024,
+        no_cache=no_cache,
+        store_options=store_options,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,7 @@ from .image import (
     load_parent,
     source_tag,
 )
-from .malloc import tune_malloc
+from ...tuning import tune_malloc
 from .options import ImageBackupOptions
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
