@@ -242,3 +242,33 @@ def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path) -> None
         os.close(fd)
     whole = [data[c.offset : c.offset + c.length] for c in cdc_chunks(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]
     assert streamed == whole
+
+
+def test_cancel_stops_the_walk_and_saves_no_snapshot(repo: Repository, tmp_path: Path) -> None:
+    """A set cancel event stops a backup mid-file (checked per chunk) with no snapshot saved."""
+    import threading
+
+    from e3backup.engines.files import BackupCancelled, BackupOptions, run_backup
+    from e3backup.progress import Progress
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}.bin").write_bytes(os.urandom(3 << 20))
+    cancel = threading.Event()
+
+    class CancelAfterFirstChunk(Progress):
+        def add(self, files: int = 0, nbytes: int = 0, current: str | None = None) -> None:
+            super().add(files, nbytes, current)
+            if nbytes:
+                cancel.set()
+
+    progress = CancelAfterFirstChunk(mode="quiet")
+    with pytest.raises(BackupCancelled):
+        run_backup(repo, BackupOptions(paths=[str(src)], read_workers=1), progress, cancel=cancel)
+    assert progress.c.bytes_done < 12 << 20  # stopped within a few chunks, not after reading everything
+    assert repo.list_ids(FileType.SNAPSHOT) == []
+    cancel.set()  # already set before the start: stops at once
+    with pytest.raises(BackupCancelled):
+        run_backup(repo, BackupOptions(paths=[str(src)]), cancel=cancel)
+    assert repo.list_ids(FileType.SNAPSHOT) == []

@@ -6,6 +6,8 @@ The main thread walks the targets depth first and builds one tree per directory.
 bounded, which bounds memory. Directories are finished in post-order from a bounded queue, so
 walking, reading, compressing and uploading overlap, and memory does not grow with the tree.
 A file whose size, mtime, ctime and inode match the parent snapshot is not read again.
+A set ``cancel`` event stops the walk and the file reads within a chunk: ``BackupCancelled``,
+no snapshot saved.
 """
 
 from __future__ import annotations
@@ -57,11 +59,24 @@ class _Dir:
         )
 
 
+class BackupCancelled(E3Error):
+    """The backup was cancelled; no snapshot was saved."""
+
+    exit_code = 130
+
+
 class Archiver:
-    def __init__(self, repo: Repository, opts: BackupOptions, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        opts: BackupOptions,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.repo = repo
         self.opts = opts
         self.progress = progress or Progress(mode="quiet")
+        self.cancel = cancel or threading.Event()
         self.result = BackupResult()
         self._mu = threading.Lock()
         self._pending: deque[_Dir] = deque()
@@ -361,6 +376,7 @@ class Archiver:
     def _read_file(self, path: bytes, node: Node, is_new: bool) -> Node | None:
         if self._failure is not None:
             return None
+        self._check_failure()  # cancelled: the error reaches the walk through the future
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_NOATIME)
         except PermissionError:
@@ -398,6 +414,7 @@ class Archiver:
         content = []
         total = 0
         for data in stream_chunks(fd):
+            self._check_failure()
             content.append(self._save_chunk(data))
             total += len(data)
         return content, total
@@ -437,6 +454,8 @@ class Archiver:
     def _check_failure(self) -> None:
         if self._failure is not None:
             raise self._failure
+        if self.cancel.is_set():
+            raise BackupCancelled("backup cancelled; no snapshot was saved")
 
     def _error(self, path: bytes, e: OSError) -> None:
         msg = f"{os.fsdecode(path)}: {e.strerror or e}"
@@ -528,12 +547,20 @@ def _username() -> str:
         return ""
 
 
-def run_backup(repo: Repository, opts: BackupOptions, progress: Progress | None = None) -> BackupResult:
-    """Back up ``opts.paths`` into ``repo`` under a shared lock; returns the summary."""
+def run_backup(
+    repo: Repository,
+    opts: BackupOptions,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
+    """Back up ``opts.paths`` into ``repo`` under a shared lock; returns the summary.
+
+    Setting ``cancel`` stops the backup (``BackupCancelled``) without saving a snapshot.
+    """
     with repo.lock():
         repo.load_index()
         repo.adopt_unindexed_packs()
-        return Archiver(repo, opts, progress).run()
+        return Archiver(repo, opts, progress, cancel).run()
 
 
-__all__ = ["Archiver", "run_backup"]
+__all__ = ["Archiver", "BackupCancelled", "run_backup"]
