@@ -380,6 +380,22 @@ def test_maintenance_command_creates_a_maintenance_run(world: World) -> None:
     assert (run["kind"], run["restore"]["mode"]) == ("maintenance", "prune")
 
 
+def test_next_run_kind_backup_leaves_command_runs_to_their_command(world: World) -> None:
+    job = world.job()
+    r = world.user_a.post(
+        f"/api/agents/{world.agent_a.id}/commands",
+        json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "quick"}},
+    )
+    maintenance_run = r.json()["run_id"]
+    assert _next(world.agent_a, kind="backup") is None
+    backup_run = world.user_a.post(f"/api/jobs/{job['id']}/run").json()["id"]
+    got = _next(world.agent_a, kind="backup")
+    assert got is not None and got["run_id"] == backup_run
+    got = _next(world.agent_a, run_id=maintenance_run)
+    assert got is not None and got["kind"] == "maintenance"
+    assert world.agent_a.post("/api/agent/next_run", params={"kind": "nonsense"}).status_code == 422
+
+
 def test_cancel_queued_and_running_runs(world: World) -> None:
     job, run_id = _queue(world)
     r = world.user_a.post(f"/api/runs/{run_id}/cancel")

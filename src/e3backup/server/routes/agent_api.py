@@ -21,6 +21,7 @@ from e3backup.api.agent import (
     UpdateRunRequest,
     UpdateRunResponse,
 )
+from e3backup.api.common import RunKind
 from e3backup.server.db.models import Agent, Run
 from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
 from e3backup.server.services import agents as agents_svc
@@ -45,17 +46,20 @@ def next_run(
     state: StateDep,
     body: NextRunRequest | None = None,
     run_id: int | None = None,
+    kind: RunKind | None = None,
 ) -> NextRunResponse:
     """The agent's next queued run with everything it needs (secrets included), now running.
 
-    ``?run_id=`` asks for a specific queued run (a restore command's run).
+    ``?run_id=`` asks for a specific queued run (a restore command's run); ``?kind=backup``
+    only hands out runs of that kind (the agent's poll loop leaves command runs to its command
+    loop, which claims them by ``run_id``).
     """
     if body is not None:
         if body.agent_version is not None:
             agent.agent_version = body.agent_version
         if body.os_version is not None:
             agent.os_version = body.os_version
-    run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id)
+    run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id, kind)
     if run is None:
         session.commit()
         return NextRunResponse(run=None)

@@ -48,7 +48,9 @@ def create_run(
     return run
 
 
-def claim_next_run(session: Session, agent: Agent, now: datetime, run_id: int | None) -> Run | None:
+def claim_next_run(
+    session: Session, agent: Agent, now: datetime, run_id: int | None, kind: RunKind | None = None
+) -> Run | None:
     """The agent's oldest queued run (or the one asked for), marked running.
 
     The claim is a conditional UPDATE (``status = 'queued'``), so two concurrent calls never hand
@@ -59,6 +61,8 @@ def claim_next_run(session: Session, agent: Agent, now: datetime, run_id: int | 
     )
     if run_id is not None:
         query = query.where(Run.id == run_id)
+    if kind is not None:
+        query = query.where(Run.kind == kind.value)
     for candidate in session.scalars(query.order_by(Run.id).limit(20)).all():
         claimed = session.execute(
             update(Run)
