@@ -13,12 +13,13 @@ through ``sleep`` so a stopping agent (or a test) does not sit in it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from ..api import paths
@@ -67,6 +68,22 @@ class AuthRejected(ServerRefused):
     pass
 
 
+class MalformedRun(AgentError):
+    """``next_run`` handed out a run the agent cannot even parse (unknown engine, bad types,
+    absurd sizes). ``run_id`` is set when the payload names one, so it can be refused."""
+
+    def __init__(self, run_id: int | None, reason: str) -> None:
+        super().__init__(f"malformed run {run_id}: {reason}")
+        self.run_id = run_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[int | None, str]]:
+        return (type(self), (self.run_id, self.reason))
+
+
+MAX_RUN_PAYLOAD = 1 << 20  # bytes of JSON; a real run is a few KiB
+
+
 def _detail(body: Any) -> str:
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])[:500]
@@ -97,6 +114,10 @@ class ServerClient:
 
     def _post(self, path: str, body: BaseModel | None, out: type[M], params: dict[str, Any] | None = None,
               attempts: int | None = None) -> M:
+        return out.model_validate(self._call(path, body, params, attempts))
+
+    def _call(self, path: str, body: BaseModel | None, params: dict[str, Any] | None = None,
+              attempts: int | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         payload = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
         tries = attempts or self.attempts
@@ -109,7 +130,7 @@ class ServerClient:
                 if r.status < 400:
                     if self.on_contact is not None:
                         self.on_contact()
-                    return out.model_validate(r.body)
+                    return r.body
                 if r.status in (401, 403):
                     raise AuthRejected(path, r.status, _detail(r.body))
                 if r.status < 500 and r.status != 429:
@@ -134,7 +155,19 @@ class ServerClient:
         if kind is not None:
             params["kind"] = kind
         req = NextRunRequest(agent_version=__version__, os_version=os_version)
-        return self._post(paths.AGENT_NEXT_RUN, req, NextRunResponse, params=params or None)
+        body = self._call(paths.AGENT_NEXT_RUN, req, params=params or None)
+        run = body.get("run") if isinstance(body, dict) else None
+        run_id = run.get("run_id") if isinstance(run, dict) else None
+        run_id = run_id if isinstance(run_id, int) and not isinstance(run_id, bool) else None
+        size = len(json.dumps(body))
+        if size > MAX_RUN_PAYLOAD:
+            raise MalformedRun(run_id, f"payload of {size} bytes (limit {MAX_RUN_PAYLOAD})")
+        try:
+            return NextRunResponse.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"][1:]) or "run"
+            raise MalformedRun(run_id, f"{where}: {first['msg']}") from None
 
     def update_run(self, req: UpdateRunRequest, attempts: int | None = None) -> UpdateRunResponse:
         return self._post(paths.AGENT_UPDATE_RUN, req, UpdateRunResponse, attempts=attempts)
@@ -152,4 +185,12 @@ class ServerClient:
         return self._post(paths.AGENT_REPORT_DISKS, report, DiskReportResponse)
 
 
-__all__ = ["AgentError", "AuthRejected", "ServerClient", "ServerRefused", "ServerUnavailable"]
+__all__ = [
+    "MAX_RUN_PAYLOAD",
+    "AgentError",
+    "AuthRejected",
+    "MalformedRun",
+    "ServerClient",
+    "ServerRefused",
+    "ServerUnavailable",
+]

@@ -1,0 +1,72 @@
+"""From a run's destination to an open repository: URL, storage preflight, open or init.
+
+For S3 the preflight (``storage.probe``) runs first, so an unreachable endpoint fails the run
+with a ``STORAGE_*`` event that says where it breaks. A repository that does not exist yet is
+created (the job's first run). Secrets stay in memory: they are registered with the log
+redactor and never put in a URL, an event or a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..api.jobs import LocalDestination, S3Destination
+from ..errors import RepositoryNotFoundError
+from ..events import EventCode
+from ..repo import KDFParams, Repository
+from ..storage.probe import ProbeResult, probe
+from ..store.url import open_store
+from .client import AgentError
+from .logs import SECRETS
+from .reporter import RunReporter
+
+
+class StorageUnavailable(AgentError):
+    """The storage preflight failed (the event says how)."""
+
+
+def repository_location(dest: S3Destination | LocalDestination) -> tuple[str, dict[str, Any]]:
+    if isinstance(dest, LocalDestination):
+        return dest.path, {}
+    prefix = dest.prefix.strip("/")
+    url = f"s3:{dest.endpoint.rstrip('/')}/{dest.bucket}" + (f"/{prefix}" if prefix else "")
+    options: dict[str, Any] = {"access_key": dest.access_key_id, "secret_key": dest.secret_access_key}
+    if dest.region:
+        options["region"] = dest.region
+    return url, options
+
+
+def open_repository(
+    dest: S3Destination | LocalDestination,
+    reporter: RunReporter,
+    *,
+    create: bool = True,
+    kdf: KDFParams | None = None,
+    prober: Callable[[str], ProbeResult] = probe,
+) -> Repository:
+    SECRETS.add(dest.repository_password, getattr(dest, "secret_access_key", None))
+    location, options = repository_location(dest)
+    if isinstance(dest, S3Destination):
+        result = prober(dest.endpoint)
+        reporter.event(result.code, result.message, **result.details)
+        if not result.ok:
+            raise StorageUnavailable(f"storage preflight failed: {result.code.value}: {result.message}")
+    store = open_store(location, **options)
+    password = dest.repository_password.encode()
+    try:
+        repo = Repository.open(store, password)
+        reporter.event(EventCode.REPOSITORY_OPENED, f"repository {location} opened")
+    except RepositoryNotFoundError:
+        if not create:
+            raise
+        repo = Repository.init(store, password, kdf)
+        reporter.event(EventCode.REPOSITORY_INITIALIZED, f"new repository created at {location}")
+    if isinstance(dest, S3Destination):
+        from ..repo.cache import Cache, default_cache_dir
+
+        repo.cache = Cache(default_cache_dir(), repo.config.id)
+    return repo
+
+
+__all__ = ["StorageUnavailable", "open_repository", "repository_location"]

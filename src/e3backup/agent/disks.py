@@ -1,0 +1,101 @@
+"""The machine's disks and volumes for the dashboard's disk-image wizard.
+
+On Linux: ``lsblk --json -b -o NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL`` (util-linux), whose
+tree gives disks, their partitions and what sits on them. Windows (WMI/PowerShell) is out of
+scope for this build: ``inventory_for`` returns an empty report there, and the docs say so.
+``run_lsblk`` is the seam the tests replace with recorded output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..api.agent import Disk, DiskReport, Volume
+from ..errors import E3Error
+
+LSBLK_ARGS = ["lsblk", "--json", "-b", "-o", "NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL"]
+_DISK_TYPES = {"disk", "loop"}
+
+
+class DiskInventory(Protocol):
+    def report(self) -> DiskReport: ...
+
+
+def run_lsblk() -> str:
+    exe = shutil.which("lsblk")
+    if exe is None:
+        raise E3Error("lsblk not found (util-linux)")
+    p = subprocess.run([exe, *LSBLK_ARGS[1:]], capture_output=True, text=True, timeout=30, check=False)
+    if p.returncode != 0:
+        raise E3Error(f"lsblk failed ({p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
+def _volume(dev: dict[str, Any]) -> Volume:
+    return Volume(
+        path=dev.get("path") or f"/dev/{dev['name']}",
+        filesystem=dev.get("fstype") or "",
+        mount_point=dev.get("mountpoint") or "",
+        size_bytes=int(dev.get("size") or 0),
+    )
+
+
+def _walk(devs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for d in devs:
+        out.append(d)
+        out.extend(_walk(d.get("children") or []))
+    return out
+
+
+def parse_lsblk(text: str) -> DiskReport:
+    doc = json.loads(text)
+    report = DiskReport()
+    for dev in doc.get("blockdevices", []):
+        if dev.get("type") not in _DISK_TYPES:
+            report.volumes.extend(_volume(d) for d in _walk([dev]) if d.get("fstype"))
+            continue
+        if int(dev.get("size") or 0) == 0:
+            continue  # an unused loop or zram device
+        children = _walk(dev.get("children") or [])
+        volumes = [_volume(c) for c in children if c.get("fstype") or c.get("mountpoint")]
+        if dev.get("fstype"):
+            volumes.insert(0, _volume(dev))  # a file system on the whole disk
+        style = "raw"
+        if any(c.get("type") == "part" for c in children):
+            style = ""  # partitioned; lsblk's columns do not say GPT or MBR
+        report.disks.append(Disk(
+            path=dev.get("path") or f"/dev/{dev['name']}",
+            model=(dev.get("model") or "").strip(),
+            size_bytes=int(dev.get("size") or 0),
+            partition_style=style,
+            volumes=volumes,
+        ))
+    return report
+
+
+class LsblkInventory:
+    def __init__(self, runner: Callable[[], str] = run_lsblk) -> None:
+        self.runner = runner
+
+    def report(self) -> DiskReport:
+        return parse_lsblk(self.runner())
+
+
+class EmptyInventory:
+    """Platforms without an inventory in this build (Windows): an empty, valid report."""
+
+    def report(self) -> DiskReport:
+        return DiskReport()
+
+
+def inventory_for(platform: str = sys.platform) -> DiskInventory:
+    return LsblkInventory() if platform.startswith("linux") else EmptyInventory()
+
+
+__all__ = ["LSBLK_ARGS", "DiskInventory", "EmptyInventory", "LsblkInventory", "inventory_for", "parse_lsblk"]

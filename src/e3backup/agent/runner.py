@@ -1,0 +1,361 @@
+"""The agent: the next_run loop, the command loop, the disk report loop and outbox delivery.
+
+Each loop is a thread that sleeps on the agent's stop event (so ``stop`` is immediate). The
+poll loop asks for backup runs (``next_run?kind=backup``, jittered interval) and runs at most
+``max_concurrent_runs`` at a time (one by default); restore and maintenance runs come from
+their commands (``commands.py``) and run beside backups. Every run goes through ``execute``:
+marker on disk, checks (``validate``), engine dispatch, reporting, outcome into the outbox.
+At start, markers left by a killed agent are reported as failed (``RUN_ORPHANED``) and the
+snapshots such a run created (LVM) are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
+from ..api.common import CommandStatus, RunKind, RunStatus
+from ..engines.files import BackupCancelled as FilesCancelled
+from ..errors import E3Error, LockError, RepoError, StoreError
+from ..events import EventCode
+from ..progress import Progress
+from ..repo import KDFParams
+from ..storage.probe import ProbeResult, probe
+from .client import AuthRejected, MalformedRun, ServerClient, ServerUnavailable
+from .commands import CommandLoop
+from .config import AgentConfig
+from .destination import StorageUnavailable, open_repository
+from .disks import DiskInventory, inventory_for
+from .engines import BACKUP, RESTORE, EngineUnavailable, JobContext, Outcome, maintain, pick
+from .reporter import RunReporter
+from .state import RunMarker, StateDir
+from .transport import HttpxTransport, Transport
+from .validate import RunRefused, validate_backup, validate_maintenance, validate_restore
+
+log = logging.getLogger(__name__)
+
+STOPPING = "the agent is stopping"
+
+
+def default_snapshot_cleanup() -> list[str]:
+    """Remove LVM snapshots a killed run left behind (none without the lvm2 tools)."""
+    from ..sources.snapshot.base import SubprocessRunner
+    from ..sources.snapshot.lvm import LvmSnapshotProvider
+    from ..sources.snapshot.select import LVM_TOOLS
+
+    if any(shutil.which(t) is None for t in LVM_TOOLS):
+        return []
+    return LvmSnapshotProvider(SubprocessRunner(), "cleanup").remove_stale()
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        transport: Transport | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        platform: str = sys.platform,
+        inventory: DiskInventory | None = None,
+        snapshot_cleanup: Callable[[], list[str]] = default_snapshot_cleanup,
+        kdf: KDFParams | None = None,
+        prober: Callable[[str], ProbeResult] = probe,
+        client_backoff: float = 0.5,
+        delivery_retry: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.state = StateDir(config.state_dir)
+        self.outbox = self.state.outbox
+        self.transport = transport or HttpxTransport.network(config.server_url)
+        self._stop = threading.Event()
+        self.client = ServerClient(self.transport, config.agent_token, backoff=client_backoff,
+                                   sleep=self._stop.wait, on_contact=self.state.record_contact)
+        self.clock = clock
+        self.platform = platform
+        self.inventory = inventory or inventory_for(platform)
+        self.snapshot_cleanup = snapshot_cleanup
+        self.kdf = kdf
+        self.prober = prober
+        self.delivery_retry = delivery_retry
+        self.rng = rng or random.Random()
+        self.host = socket.gethostname()
+        self.active: dict[int, RunReporter] = {}
+        self._active_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
+        self._run_threads: list[threading.Thread] = []
+        self._loops: list[threading.Thread] = []
+        self.commands = CommandLoop(self)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover_orphans()
+        for name, interval, body in (
+            ("poll", self._poll_interval, self.poll_once),
+            ("commands", lambda: self.config.command_interval_seconds, self.commands.poll_once),
+            ("disks", lambda: self.config.disk_report_interval_seconds, self.report_disks),
+        ):
+            t = threading.Thread(target=self._loop, args=(name, interval, body), name=f"agent-{name}", daemon=True)
+            t.start()
+            self._loops.append(t)
+        t = threading.Thread(target=self._deliver_loop, name="agent-outbox", daemon=True)
+        t.start()
+        self._loops.append(t)
+        log.info("agent %s started (server %s, state %s)", self.config.agent_id, self.config.server_url,
+                 self.config.state_dir)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop polling, cancel running jobs (reported failed: the agent stopped), deliver what
+        can be delivered."""
+        self._stop.set()
+        with self._active_lock:
+            for reporter in self.active.values():
+                reporter.request_cancel(STOPPING)
+        deadline = time.monotonic() + timeout
+        for t in [*self._run_threads, *self._loops]:
+            t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self.outbox.flush(self.client)
+        except E3Error as e:
+            log.warning("%d outbox entries kept for the next start (%s)", self.outbox.pending_count(), e)
+        self.transport.close()
+
+    def run_forever(self) -> None:
+        self.start()
+        self._stop.wait()
+        self.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _poll_interval(self) -> float:
+        j = self.config.jitter_fraction
+        return self.config.poll_interval_seconds * (1 + self.rng.uniform(-j, j))
+
+    def _loop(self, name: str, interval: Callable[[], float], body: Callable[[], Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                body()
+            except AuthRejected as e:
+                log.error("%s: the server rejected this agent's token (%s); is the agent revoked?", name, e.detail)
+            except ServerUnavailable as e:
+                log.warning("%s: %s", name, e)
+            except Exception:
+                log.exception("%s loop: unexpected error", name)
+            self._stop.wait(interval())
+
+    def _deliver_loop(self) -> None:
+        wait = self.delivery_retry
+        while not self._stop.is_set():
+            self.outbox.wakeup.wait(wait)
+            self.outbox.wakeup.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.outbox.flush(self.client)
+                wait = self.delivery_retry
+            except ServerUnavailable as e:
+                log.warning("outbox: %d entries wait for the server (%s)", self.outbox.pending_count(), e)
+                wait = min(wait * 2, 30.0)
+                self._stop.wait(wait)
+                self.outbox.wakeup.set()
+            except Exception:
+                log.exception("outbox delivery: unexpected error")
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Tests and the demo: wait (bounded) until no run is in progress."""
+        deadline = time.monotonic() + timeout
+        for t in list(self._run_threads):
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._run_threads)
+
+    # -- the loops' bodies ------------------------------------------------------------------------
+
+    def poll_once(self) -> bool:
+        """Ask for one backup run and start it; False when busy or there is nothing to do."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            answer = self.client.next_run(kind=RunKind.BACKUP.value, os_version=_os_version())
+        except MalformedRun as e:
+            self._slots.release()
+            self.refuse_malformed(e)
+            return False
+        except BaseException:
+            self._slots.release()
+            raise
+        if answer.run is None:
+            self._slots.release()
+            return False
+        self.start_run(answer.run, release=self._slots.release)
+        return True
+
+    def report_disks(self) -> None:
+        self.client.report_disks(self.inventory.report())
+
+    def start_run(self, run: RunAssignment, command_id: int | None = None,
+                  release: Callable[[], None] | None = None) -> threading.Thread:
+        def body() -> None:
+            try:
+                self.execute(run, command_id)
+            finally:
+                if release is not None:
+                    release()
+
+        t = threading.Thread(target=body, name=f"run-{run.run_id}", daemon=True)
+        self._run_threads = [x for x in self._run_threads if x.is_alive()]
+        self._run_threads.append(t)
+        t.start()
+        return t
+
+    def refuse_malformed(self, e: MalformedRun, command_id: int | None = None) -> None:
+        log.error("refused a run the server handed out: %s", e)
+        if e.run_id is not None:
+            self.outbox.add_event(e.run_id, EventCode.RUN_REFUSED.value, f"run refused: {e.reason}",
+                                  details={"reason": e.reason})
+            self.outbox.add_final(UpdateRunRequest(run_id=e.run_id, status=RunStatus.FAILED,
+                                                   error_summary=f"refused by the agent: {e.reason}"))
+        if command_id is not None:
+            self.outbox.add_ack(CommandAck(command_id=command_id, status=CommandStatus.FAILED,
+                                           error=f"refused by the agent: {e.reason}"))
+
+    # -- one run ------------------------------------------------------------------------------------
+
+    def execute(self, run: RunAssignment, command_id: int | None = None) -> Outcome:
+        reporter = RunReporter(run.run_id, self.client, self.outbox, self.config.progress_interval_seconds,
+                               self.clock)
+        with self._active_lock:
+            self.active[run.run_id] = reporter
+        self.state.begin_run(RunMarker(run.run_id, run.kind.value, run.engine.value, run.job_id, command_id))
+        log.info("run %s: %s %s of job %s (%s) started", run.run_id, run.engine.value, run.kind.value,
+                 run.job_id, run.job_name)
+        try:
+            outcome = self._outcome(run, reporter)
+            reporter.finish(outcome.status, snapshot_id=outcome.snapshot_id, backup_type=outcome.backup_type,
+                            error=outcome.error)
+            if command_id is not None:
+                ok = outcome.status in (RunStatus.SUCCESS, RunStatus.WARNING)
+                self.outbox.add_ack(CommandAck(
+                    command_id=command_id,
+                    status=CommandStatus.COMPLETED if ok else CommandStatus.FAILED,
+                    result=outcome.summary or None,
+                    error=None if ok else (outcome.error or outcome.status.value)[:4000],
+                ))
+            self.state.end_run(run.run_id)
+        finally:
+            with self._active_lock:
+                self.active.pop(run.run_id, None)
+        log.info("run %s finished: %s%s", run.run_id, outcome.status.value,
+                 f" ({outcome.error})" if outcome.error else "")
+        return outcome
+
+    def _outcome(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
+        try:
+            return self._dispatch(run, reporter)
+        except RunRefused as e:
+            reporter.event(EventCode.RUN_REFUSED, f"run refused: {e}", field=e.field, reason=e.reason)
+            return Outcome(RunStatus.FAILED, error=f"refused by the agent: {e}")
+        except EngineUnavailable as e:
+            reporter.event(EventCode.ENGINE_UNAVAILABLE, f"engine {run.engine.value}: {e}",
+                           engine=run.engine.value, platform=self.platform)
+            return Outcome(RunStatus.FAILED, error=f"engine {run.engine.value} unavailable: {e}")
+        except StorageUnavailable as e:
+            return Outcome(RunStatus.FAILED, error=str(e))
+        except E3Error as e:
+            if isinstance(e, _cancelled_errors()):
+                reason = reporter.cancel_reason or "cancelled"
+                if EventCode.RUN_CANCELLED.value not in reporter.codes:
+                    reporter.event(EventCode.RUN_CANCELLED, f"run cancelled ({reason}); no snapshot saved")
+                if reason == STOPPING:
+                    return Outcome(RunStatus.FAILED, error="the agent was stopped during the run")
+                return Outcome(RunStatus.CANCELLED, error=reason)
+            if isinstance(e, LockError):
+                reporter.event(EventCode.REPOSITORY_LOCKED, str(e))
+            elif isinstance(e, RepoError | StoreError):
+                reporter.event(EventCode.REPOSITORY_FAILED, str(e), error_type=type(e).__name__)
+            return Outcome(RunStatus.FAILED, error=str(e))
+        except Exception as e:
+            log.exception("run %s: unexpected error", run.run_id)
+            return Outcome(RunStatus.FAILED, error=f"internal error: {type(e).__name__}: {e}")
+
+    def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
+        options: dict[str, Any] = {}
+        if run.kind is RunKind.BACKUP:
+            validate_backup(run)
+            fn = pick(BACKUP, run.engine, self.platform)
+        elif run.kind is RunKind.RESTORE:
+            options = validate_restore(run, self.config)
+            fn = pick(RESTORE, run.engine, self.platform)
+        else:
+            options = {"mode": validate_maintenance(run)}
+            fn = maintain
+        if reporter.cancel.is_set():
+            raise FilesCancelled("cancelled before it started")
+
+        def open_repo(create: bool) -> Any:
+            return open_repository(run.destination, reporter, create=create, kdf=self.kdf, prober=self.prober)
+
+        interval = min(0.25, self.config.progress_interval_seconds)
+        with Progress(mode="quiet", interval=interval, callback=reporter.progress) as progress:
+            ctx = JobContext(run, self.config, reporter, open_repo, progress, self.host, options)
+            return fn(ctx)
+
+    # -- after a kill -------------------------------------------------------------------------------
+
+    def recover_orphans(self) -> list[int]:
+        """Report runs a killed agent left as failed, and clean up after them."""
+        orphans = []
+        for m in self.state.current_runs():
+            if m.pid == os.getpid():
+                continue
+            if self.outbox.has_final(m.run_id):
+                self.state.end_run(m.run_id)  # it finished; only the delivery was left
+                continue
+            details: dict[str, Any] = {"pid": m.pid, "started_at": m.started_at, "engine": m.engine}
+            if m.engine == "disk_image":
+                try:
+                    details["snapshots_removed"] = self.snapshot_cleanup()
+                except Exception as e:
+                    details["cleanup_error"] = str(e)
+            self.outbox.add_event(m.run_id, EventCode.RUN_ORPHANED.value,
+                                  f"the agent (pid {m.pid}) stopped while this run was in progress "
+                                  f"(started {m.started_at}); marked failed", details=details)
+            self.outbox.add_final(UpdateRunRequest(run_id=m.run_id, status=RunStatus.FAILED,
+                                                   error_summary="the agent was killed during this run"))
+            if m.command_id is not None:
+                self.outbox.add_ack(CommandAck(command_id=m.command_id, status=CommandStatus.FAILED,
+                                               error="the agent was killed during this run"))
+            self.state.end_run(m.run_id)
+            orphans.append(m.run_id)
+            log.warning("run %s was orphaned by a previous agent process (pid %s); reported failed",
+                        m.run_id, m.pid)
+        return orphans
+
+
+def _cancelled_errors() -> tuple[type[BaseException], ...]:
+    """The engines' "cancelled" errors (the image engine is imported only where it exists)."""
+    try:
+        from ..engines.disk_image import BackupCancelled as ImageCancelled
+    except ImportError:
+        return (FilesCancelled,)
+    return (FilesCancelled, ImageCancelled)
+
+
+def _os_version() -> str:
+    import platform
+
+    return f"{platform.system()} {platform.release()}"[:255]
+
+
+__all__ = ["STOPPING", "Agent", "default_snapshot_cleanup"]

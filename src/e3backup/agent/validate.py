@@ -1,0 +1,126 @@
+"""Refuse runs and commands the agent must not carry out, before anything runs.
+
+The server is trusted to schedule, not to point the agent anywhere: a restore target must lie
+under one of the configured ``restore_roots`` (no ``..``), an image restore device must be
+listed in ``allowed_devices``, and sizes and counts must be sane. A refusal is a
+``RUN_REFUSED`` event naming the field and the reason, and a failed run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ..api.agent import RunAssignment
+from ..api.common import Engine, RunKind
+from ..maintenance import MODES
+from .client import AgentError
+from .config import AgentConfig
+
+MAX_PATHS = 1000
+MAX_EXCLUDES = 10_000
+MAX_PATH_LEN = 4096
+MAX_RESTORE_KEYS = 32
+SNAPSHOT_ID = re.compile(r"^[0-9a-f]{1,64}$|^latest$")
+
+
+class RunRefused(AgentError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.field, self.reason))
+
+
+def _path(field: str, value: Any, *, absolute: bool = True) -> str:
+    if not isinstance(value, str) or not value:
+        raise RunRefused(field, "must be a non-empty string")
+    if len(value) > MAX_PATH_LEN:
+        raise RunRefused(field, f"longer than {MAX_PATH_LEN} characters")
+    if "\x00" in value:
+        raise RunRefused(field, "contains a NUL byte")
+    if ".." in re.split(r"[\\/]", value):
+        raise RunRefused(field, "contains a '..' component")
+    if absolute and not (value.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", value) or value.startswith("\\\\")):
+        raise RunRefused(field, "must be an absolute path")
+    return value
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    real = os.path.realpath(path)
+    for root in roots:
+        r = os.path.realpath(root)
+        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def validate_backup(run: RunAssignment) -> None:
+    paths = run.source_paths or ([run.source_path] if run.source_path else [])
+    if run.engine in (Engine.FILES, Engine.SYNC):
+        if not paths:
+            raise RunRefused("source_paths", "no source path given")
+        if len(paths) > MAX_PATHS:
+            raise RunRefused("source_paths", f"more than {MAX_PATHS} paths")
+        for i, p in enumerate(paths):
+            _path(f"source_paths.{i}", p)
+    if len(run.exclude) > MAX_EXCLUDES:
+        raise RunRefused("exclude", f"more than {MAX_EXCLUDES} patterns")
+    for i, pat in enumerate(run.exclude):
+        if not isinstance(pat, str) or len(pat) > MAX_PATH_LEN or "\x00" in pat:
+            raise RunRefused(f"exclude.{i}", "invalid pattern")
+    if run.engine is Engine.DISK_IMAGE:
+        _path("disk_source_volume", run.disk_source_volume)
+
+
+def validate_restore(run: RunAssignment, config: AgentConfig) -> dict[str, Any]:
+    """The restore options, checked; returns them."""
+    opts = dict(run.restore or {})
+    if len(opts) > MAX_RESTORE_KEYS:
+        raise RunRefused("restore", "too many options")
+    snap = opts.get("snapshot_id")
+    if not isinstance(snap, str) or not SNAPSHOT_ID.match(snap.split(":", 1)[0]):
+        raise RunRefused("restore.snapshot_id", "must be a snapshot ID (hex) or 'latest'")
+    if ":" in snap:
+        _path("restore.snapshot_id", "/" + snap.split(":", 1)[1].lstrip("/"))
+    if run.engine is Engine.DISK_IMAGE:
+        target = opts.get("target_disk") or opts.get("target_path")
+        field = "restore.target_disk" if opts.get("target_disk") else "restore.target_path"
+        _path(field, target)
+        if opts.get("target_disk"):
+            if target not in config.allowed_devices:
+                raise RunRefused(field, f"{target} is not in this agent's allowed_devices")
+        elif not _under(str(target), config.restore_roots):
+            raise RunRefused(field, f"{target} is outside this agent's restore roots")
+        return opts
+    target = _path("restore.target_path", opts.get("target_path"))
+    if not _under(target, config.restore_roots):
+        raise RunRefused("restore.target_path", f"{target} is outside this agent's restore roots")
+    paths = opts.get("paths", [])
+    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
+        raise RunRefused("restore.paths", f"must be a list of at most {MAX_PATHS} paths")
+    for i, p in enumerate(paths):
+        _path(f"restore.paths.{i}", p, absolute=False)
+    return opts
+
+
+def validate_maintenance(run: RunAssignment) -> str:
+    mode = (run.restore or {}).get("mode", "quick")
+    if mode not in MODES:
+        raise RunRefused("restore.mode", f"unknown maintenance mode {mode!r} (use {' or '.join(MODES)})")
+    return str(mode)
+
+
+def validate_run(run: RunAssignment, config: AgentConfig) -> None:
+    if run.kind is RunKind.BACKUP:
+        validate_backup(run)
+    elif run.kind is RunKind.RESTORE:
+        validate_restore(run, config)
+    else:
+        validate_maintenance(run)
+
+
+__all__ = ["RunRefused", "validate_backup", "validate_maintenance", "validate_restore", "validate_run"]

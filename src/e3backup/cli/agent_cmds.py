@@ -1,0 +1,138 @@
+"""``e3backup agent``: enroll this machine, run the daemon, show its state.
+
+    e3backup agent enroll --server URL --token ENROLLMENT_TOKEN [--name NAME] [--config FILE]
+    e3backup agent run [--config FILE] [--log-format text|json]
+    e3backup agent status [--config FILE] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+
+
+def _config_path(config: str | None) -> Path:
+    from ..agent.config import default_config_path
+
+    return Path(config) if config else default_config_path()
+
+
+@click.group()
+def agent() -> None:
+    """The backup agent: enroll with a server, then run as a daemon."""
+
+
+@agent.command()
+@click.option("--server", "server_url", required=True, help="The control-plane server, e.g. https://backup.msp.example")
+@click.option("--token", required=True, envvar="E3BACKUP_ENROLLMENT_TOKEN", help="The tenant's enrollment token.")
+@click.option("--name", default=None, help="Name of this machine on the dashboard (default: the host name).")
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the config (default: $E3BACKUP_AGENT_CONFIG, /etc/e3backup/agent.yaml "
+              "for root, else ~/.config/e3backup/agent.yaml).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Outbox and run markers.")
+@click.option("--restore-root", "restore_roots", multiple=True, help="Allow file restores below this directory "
+              "(repeatable).")
+@click.option("--allow-device", "allowed_devices", multiple=True, help="Allow image restores onto this device "
+              "(repeatable).")
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), default=None, help="Seconds between next_run polls.")
+@click.option("--command-interval", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds between command polls.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+def enroll(server_url: str, token: str, name: str | None, config: str | None, state_dir: str | None,
+           restore_roots: tuple[str, ...], allowed_devices: tuple[str, ...], poll_interval: float | None,
+           command_interval: float | None, force: bool) -> None:
+    """Register this machine with the server and write the agent config (mode 0600)."""
+    from ..agent.client import ServerClient
+    from ..agent.config import AgentConfig, config_values, save_config
+    from ..agent.transport import HttpxTransport
+
+    path = _config_path(config)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists (this machine is enrolled); use --force to enroll again")
+    probe_cfg = AgentConfig(server_url=server_url, agent_id=0, agent_token="-")
+    transport = HttpxTransport.network(probe_cfg.server_url)
+    try:
+        answer = ServerClient(transport).enroll(token, name or socket.gethostname(), _os_name(),
+                                                platform.platform())
+    finally:
+        transport.close()
+    values: dict[str, Any] = config_values({
+        "server_url": probe_cfg.server_url, "agent_id": answer.agent_id, "agent_token": answer.agent_token,
+        "tenant_id": answer.tenant_id, "state_dir": state_dir,
+        "restore_roots": list(restore_roots) or None, "allowed_devices": list(allowed_devices) or None,
+        "poll_interval_seconds": poll_interval, "command_interval_seconds": command_interval,
+    })
+    written = save_config(AgentConfig(**values), path)
+    click.echo(f"enrolled as agent {answer.agent_id} (tenant {answer.tenant_id}); config written to {written}")
+
+
+@agent.command()
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="The agent config file.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--debug", is_flag=True, help="Debug logging.")
+def run(config: str | None, log_format: str, debug: bool) -> None:
+    """Run the agent in the foreground (logs to stderr) until SIGTERM or Ctrl-C."""
+    from ..agent.config import load_config
+    from ..agent.logs import setup_logging
+    from ..agent.runner import Agent
+
+    setup_logging(log_format, logging.DEBUG if debug else logging.INFO)
+    cfg = load_config(_config_path(config))
+    daemon = Agent(cfg)
+
+    def on_signal(signum: int, frame: object) -> None:
+        logging.getLogger("e3backup.agent").info("signal %d: stopping", signum)
+        daemon._stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.run_forever()
+
+
+@agent.command()
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="The agent config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config: str | None, as_json: bool) -> None:
+    """Config location, server, agent id, last contact, current runs, undelivered entries."""
+    from ..agent.config import load_config
+    from ..agent.state import StateDir
+
+    path = _config_path(config)
+    cfg = load_config(path)
+    doc = {"config": str(path), "server_url": cfg.server_url, "agent_id": cfg.agent_id,
+           "state_dir": cfg.state_dir, **StateDir(cfg.state_dir).summary()}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"config:        {doc['config']}")
+    click.echo(f"server:        {doc['server_url']}")
+    click.echo(f"agent id:      {doc['agent_id']}")
+    click.echo(f"state dir:     {doc['state_dir']}")
+    click.echo(f"last contact:  {doc['last_contact'] or 'never'}")
+    runs = doc["current_runs"]
+    if runs:
+        for r in runs:
+            click.echo(f"current run:   {r['run_id']} ({r['engine']} {r['kind']}, started {r['started_at']}, "
+                       f"pid {r['pid']})")
+    else:
+        click.echo("current run:   none")
+    click.echo(f"outbox:        {doc['outbox_pending']} entries waiting for the server")
+
+
+def _os_name() -> str:
+    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux" if sys.platform.startswith("linux")
+                                                         else sys.platform)
+
+
+__all__ = ["agent"]
+
