@@ -20,6 +20,7 @@ from ..errors import E3Error
 
 LSBLK_ARGS = ["lsblk", "--json", "-b", "-o", "NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL"]
 _DISK_TYPES = {"disk", "loop"}
+_CONTAINERS = {"LVM2_member", "crypto_LUKS", "linux_raid_member"}  # what sits on them is listed instead
 
 
 class DiskInventory(Protocol):
@@ -63,7 +64,8 @@ def parse_lsblk(text: str) -> DiskReport:
         if int(dev.get("size") or 0) == 0:
             continue  # an unused loop or zram device
         children = _walk(dev.get("children") or [])
-        volumes = [_volume(c) for c in children if c.get("fstype") or c.get("mountpoint")]
+        volumes = [_volume(c) for c in children
+                   if (c.get("fstype") and c.get("fstype") not in _CONTAINERS) or c.get("mountpoint")]
         if dev.get("fstype"):
             volumes.insert(0, _volume(dev))  # a file system on the whole disk
         style = "raw"
