@@ -21,6 +21,7 @@ from typing import Any
 
 from ..api.agent import RunAssignment
 from ..api.common import BackupType, Engine, RunStatus
+from ..events import EventCode
 from ..progress import Progress
 from ..repo import Repository
 from .client import AgentError
@@ -66,9 +67,18 @@ def backup_files(ctx: JobContext) -> Outcome:
     opts = BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"])
     repo = ctx.open_repo(True)
     try:
+        ctx.reporter.event(EventCode.REPOSITORY_SNAPSHOT_STARTED, f"backing up {', '.join(paths)}", paths=paths)
         result = run_backup(repo, opts, ctx.progress, cancel=ctx.reporter.cancel)
     finally:
         repo.close()
+    ctx.reporter.event(
+        EventCode.REPOSITORY_SNAPSHOT_SAVED,
+        f"snapshot {result.snapshot_id[:8]} saved: {result.total_files_processed} files, "
+        f"{result.bytes_added} new bytes",
+        snapshot_id=result.snapshot_id, parent_id=result.parent_id or None, files_new=result.files_new,
+        files_changed=result.files_changed, files_unmodified=result.files_unmodified,
+        bytes_added=result.bytes_added, errors=len(result.errors),
+    )
     status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
     return Outcome(
         status,
