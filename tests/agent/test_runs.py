@@ -7,6 +7,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from e3backup.agent.client import ServerClient
 from e3backup.agent.config import AgentConfig, load_config, save_config
 from e3backup.agent.disks import parse_lsblk
@@ -154,3 +156,25 @@ def test_enroll_through_the_client(harness: Harness) -> None:
         assert e.status in (401, 403)
     answer = client.enroll(harness.enrollment_token, "h2", "linux")
     assert answer.agent_token.startswith("e3a_")
+
+
+@pytest.mark.root
+def test_disk_image_job_on_a_loop_device_full_then_incremental(harness: Harness, tmp_path: Path) -> None:
+    from tests.sources.diskimages import loop_device, make_ext, sample_files
+
+    image = tmp_path / "disk.img"
+    make_ext(image, 32 << 20, sample_files())
+    agent, _ = harness.make_agent()
+    with loop_device(image) as dev:
+        job = harness.files_job(agent, Path(dev), engine="disk_image", source_path="", disk_source_volume=dev,
+                                disk_image_format="raw", name="image job")
+        types = []
+        for _ in range(2):
+            run = harness.run_job(job["id"])
+            assert agent.poll_once()
+            r = harness.finish(agent, run)
+            assert r["status"] == "success", r
+            types.append(r["backup_type"])
+            codes = harness.codes(run)
+            assert "DISK_IMAGE_STREAM_START" in codes and codes[-1] == "DISK_IMAGE_STREAM_COMPLETED", codes
+        assert types == ["full", "incremental"]
