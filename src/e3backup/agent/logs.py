@@ -73,6 +73,7 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO) -> logging.Handl
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     return handler
 
 

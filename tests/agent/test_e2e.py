@@ -1,0 +1,196 @@
+"""End to end with real processes: ``e3backup server`` (SQLite), SeaweedFS, and the agent
+(``e3backup agent enroll`` + ``e3backup agent run``). Jobs and commands go through the HTTP API."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.plugins.seaweedfs import SeaweedServer, free_ports
+
+pytestmark = pytest.mark.slow
+ADMIN = ("ops@msp.example", "correct horse battery")
+
+
+def e3(*args: str, input: str | None = None, **env: str) -> str:
+    p = subprocess.run([sys.executable, "-m", "e3backup", *args], input=input, capture_output=True, text=True,
+                       env={**os.environ, **env}, timeout=120, check=False)
+    assert p.returncode == 0, f"e3backup {' '.join(args)}: {p.stderr}"
+    return p.stdout
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_ports(1)[0]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "e3backup", "server", "--data-dir", str(self.data_dir),
+             "--listen", f"127.0.0.1:{self.port}"], stdout=log, stderr=log, start_new_session=True)
+        wait_for(lambda: _healthy(self.url), 60, "server health")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(what: Any, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = what()
+        except httpx.HTTPError:
+            got = None
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.1)  # poll interval of a bounded wait
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.headers: dict[str, str] = {}
+
+    def login(self) -> None:
+        r = httpx.post(f"{self.url}/api/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]}, timeout=10)
+        assert r.status_code == 200, r.text
+        self.headers = {"Cookie": f"e3_session={r.cookies['e3_session']}", "X-CSRF-Token": r.json()["csrf_token"]}
+
+    def __call__(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(method, f"{self.url}{path}", headers=self.headers, timeout=60, **kw)
+        assert r.status_code < 400, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+
+@pytest.fixture
+def world(tmp_path: Path, s3_server: SeaweedServer) -> Iterator[dict[str, Any]]:
+    server = ServerProcess(tmp_path / "server")
+    e3("server", "--data-dir", str(server.data_dir), "create-admin", "--email", ADMIN[0], "--password-stdin",
+       input=ADMIN[1] + "\n")
+    out = e3("server", "--data-dir", str(server.data_dir), "create-tenant", "--name", "Acme")
+    token = out.split("enrollment token:")[1].strip()
+    server.start()
+    config = tmp_path / "agent" / "agent.yaml"
+    (tmp_path / "restores").mkdir()
+    e3("agent", "enroll", "--server", server.url, "--token", token, "--config", str(config),
+       "--state-dir", str(tmp_path / "agent" / "state"), "--restore-root", str(tmp_path / "restores"),
+       "--poll-interval", "0.3", "--command-interval", "0.3")
+    assert config.stat().st_mode & 0o777 == 0o600
+    agent_log = open(tmp_path / "agent.log", "ab")  # noqa: SIM115
+    agent = subprocess.Popen([sys.executable, "-m", "e3backup", "agent", "run", "--config", str(config),
+                              "--log-format", "json"], stdout=agent_log, stderr=agent_log, start_new_session=True)
+    api = Api(server.url)
+    api.login()
+    try:
+        yield {"server": server, "agent": agent, "api": api, "config": config, "s3": s3_server, "tmp": tmp_path}
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        server.stop()
+
+
+def _finished(api: Api, run_id: int) -> dict[str, Any] | None:
+    run: dict[str, Any] = api("GET", f"/api/runs/{run_id}")
+    return run if run["status"] not in ("queued", "running") else None
+
+
+def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
+    api, s3, tmp, server = world["api"], world["s3"], world["tmp"], world["server"]
+    agents = api("GET", "/api/agents")
+    agent_id = agents[0]["id"]
+    src = tmp / "src"
+    (src / "docs").mkdir(parents=True)
+    (src / "docs" / "a.txt").write_text("hello e3backup\n" * 5000)
+    with open(src / "big.bin", "wb") as f:
+        for _ in range(160):
+            f.write(os.urandom(1 << 20))
+    dest = {"type": "s3", "endpoint": s3.endpoint, "bucket": s3.make_bucket(), "prefix": "e2e",
+            "access_key_id": s3.access_key, "secret_access_key": s3.secret_key,
+            "repository_password": "e2e repository password"}
+    job = api("POST", "/api/jobs", json={"name": "files", "engine": "files", "agent_id": agent_id,
+                                         "source_path": str(src), "destination": dest})
+
+    # run 1 (Full), with the server restarted in the middle of it
+    run1 = api("POST", f"/api/jobs/{job['id']}/run")["id"]
+    wait_for(lambda: "REPOSITORY_SNAPSHOT_STARTED" in [e["code"] for e in api("GET", f"/api/runs/{run1}/events")],
+             60, "run 1 started")
+    server.stop()
+    server.start()
+    r1 = wait_for(lambda: _finished(api, run1), 180, "run 1 finished")
+    assert (r1["status"], r1["backup_type"]) == ("success", "full"), r1
+    events = api("GET", f"/api/runs/{run1}/events")
+    assert [e["seq"] for e in events] == list(range(len(events)))  # complete, in order, no duplicates
+    codes = [e["code"] for e in events]
+    assert codes[0] == "STORAGE_OK" and codes[-1] == "REPOSITORY_SNAPSHOT_SAVED", codes
+
+    # run 2 (Incremental)
+    (src / "docs" / "b.txt").write_text("new file\n")
+    run2 = api("POST", f"/api/jobs/{job['id']}/run")["id"]
+    r2 = wait_for(lambda: _finished(api, run2), 180, "run 2 finished")
+    assert (r2["status"], r2["backup_type"]) == ("success", "incremental"), r2
+    assert r2["bytes_total"] and r2["progress_pct"] == 100
+
+    # a restore command reproduces the bytes
+    target = tmp / "restores" / "r"
+    payload = {"snapshot_id": r2["snapshot_id"], "target_path": str(target)}
+    cmd = api("POST", f"/api/agents/{agent_id}/commands", json={"type": "restore", "job_id": job["id"],
+                                                               "payload": payload})
+    wait_for(lambda: api("GET", f"/api/commands/{cmd['id']}")["status"] in ("completed", "failed"), 180, "restore")
+    assert api("GET", f"/api/commands/{cmd['id']}")["status"] == "completed"
+    restored = target / str(src).lstrip("/")
+    cmp = filecmp.dircmp(src, restored)
+    assert not (cmp.left_only or cmp.right_only or cmp.diff_files)
+    assert filecmp.cmp(src / "big.bin", restored / "big.bin", shallow=False)
+
+    # a disk-image job on a loop device
+    if os.geteuid() == 0:
+        from tests.sources.diskimages import loop_device, make_ext, sample_files
+
+        image = tmp / "disk.img"
+        make_ext(image, 32 << 20, sample_files())
+        with loop_device(image) as dev:
+            ijob = api("POST", "/api/jobs", json={"name": "image", "engine": "disk_image", "agent_id": agent_id,
+                                                  "disk_source_volume": dev, "disk_image_format": "raw",
+                                                  "destination": {**dest, "prefix": "e2e-image"}})
+            for expected in ("full", "incremental"):
+                run = api("POST", f"/api/jobs/{ijob['id']}/run")["id"]
+                r = wait_for(lambda run=run: _finished(api, run), 180, "image run")
+                assert (r["status"], r["backup_type"]) == ("success", expected), r
+                codes = [e["code"] for e in api("GET", f"/api/runs/{run}/events")]
+                assert "DISK_IMAGE_STREAM_START" in codes and codes[-1] == "DISK_IMAGE_STREAM_COMPLETED"
+
+    status = e3("agent", "status", "--config", str(world["config"]))
+    assert f"agent id:      {agent_id}" in status and "current run:   none" in status
+    log = (tmp / "agent.log").read_text()
+    assert dest["secret_access_key"] not in log and dest["repository_password"] not in log
