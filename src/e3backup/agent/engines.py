@@ -51,6 +51,7 @@ class Outcome:
     backup_type: BackupType | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    totals: dict[str, Any] = field(default_factory=dict)  # final counters for update_run
 
 
 EngineFn = Callable[[JobContext], Outcome]

@@ -243,7 +243,7 @@ class Agent:
         try:
             outcome = self._outcome(run, reporter)
             reporter.finish(outcome.status, snapshot_id=outcome.snapshot_id, backup_type=outcome.backup_type,
-                            error=outcome.error)
+                            error=outcome.error, extra=outcome.totals)
             if command_id is not None:
                 ok = outcome.status in (RunStatus.SUCCESS, RunStatus.WARNING)
                 self.outbox.add_ack(CommandAck(
@@ -309,7 +309,15 @@ class Agent:
         interval = min(0.25, self.config.progress_interval_seconds)
         with Progress(mode="quiet", interval=interval, callback=reporter.progress) as progress:
             ctx = JobContext(run, self.config, reporter, open_repo, progress, self.host, options)
-            return fn(ctx)
+            outcome = fn(ctx)
+        snap = progress.snapshot()
+        outcome.totals = {
+            "bytes_total": max(int(snap["total_bytes"]), int(snap["bytes_done"])),
+            "bytes_processed": int(snap["bytes_done"]),
+            "files_total": int(snap["total_files"]),
+            "files_processed": int(snap["files_done"]),
+        }
+        return outcome
 
     # -- after a kill -------------------------------------------------------------------------------
 
