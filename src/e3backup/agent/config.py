@@ -88,7 +88,7 @@ class AgentConfig:
         self.restore_roots = [os.path.abspath(r) for r in self.restore_roots]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(asdict(self), sort_keys=False)
+        return str(yaml.safe_dump(asdict(self), sort_keys=False))
 
     def __repr__(self) -> str:  # the token never lands in a log line or traceback
         return f"AgentConfig(server_url={self.server_url!r}, agent_id={self.agent_id}, state_dir={self.state_dir!r})"

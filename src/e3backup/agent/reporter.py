@@ -73,16 +73,16 @@ class RunReporter:
             self._last = now
         pct = float(snap.get("percent_done", 0.0)) * 100
         eta = snap.get("seconds_remaining")
-        req = UpdateRunRequest(
-            run_id=self.run_id,
-            progress_pct=min(max(pct, 0.0), 100.0),
-            bytes_total=max(int(snap.get("total_bytes", 0)), 0),
-            bytes_processed=max(int(snap.get("bytes_done", 0)), 0),
-            files_total=max(int(snap.get("total_files", 0)), 0),
-            files_processed=max(int(snap.get("files_done", 0)), 0),
-            speed_bytes_per_sec=max(float(snap.get("bytes_per_second", 0)), 0.0),
-            eta_seconds=max(int(eta), 0) if eta is not None else None,
-        )
+        req = UpdateRunRequest.model_validate({
+            "run_id": self.run_id,
+            "progress_pct": min(max(pct, 0.0), 100.0),
+            "bytes_total": max(int(snap.get("total_bytes", 0)), 0),
+            "bytes_processed": max(int(snap.get("bytes_done", 0)), 0),
+            "files_total": max(int(snap.get("total_files", 0)), 0),
+            "files_processed": max(int(snap.get("files_done", 0)), 0),
+            "speed_bytes_per_sec": max(float(snap.get("bytes_per_second", 0)), 0.0),
+            "eta_seconds": max(int(eta), 0) if eta is not None else None,
+        })
         self.send_progress(req)
 
     def send_progress(self, req: UpdateRunRequest) -> None:
@@ -115,7 +115,7 @@ class RunReporter:
         if error:
             fields["error_summary"] = SECRETS.redact(error)[:4000]
         fields.update(extra or {})
-        self.outbox.add_final(UpdateRunRequest(**fields))
+        self.outbox.add_final(UpdateRunRequest.model_validate(fields))
 
 
 __all__ = ["RunReporter"]

@@ -224,8 +224,8 @@ class Agent:
         if e.run_id is not None:
             self.outbox.add_event(e.run_id, EventCode.RUN_REFUSED.value, f"run refused: {e.reason}",
                                   details={"reason": e.reason})
-            self.outbox.add_final(UpdateRunRequest(run_id=e.run_id, status=RunStatus.FAILED,
-                                                   error_summary=f"refused by the agent: {e.reason}"))
+            self.outbox.add_final(UpdateRunRequest.model_validate(
+                {"run_id": e.run_id, "status": RunStatus.FAILED, "error_summary": f"refused by the agent: {e.reason}"}))
         if command_id is not None:
             self.outbox.add_ack(CommandAck(command_id=command_id, status=CommandStatus.FAILED,
                                            error=f"refused by the agent: {e.reason}"))
@@ -339,8 +339,9 @@ class Agent:
             self.outbox.add_event(m.run_id, EventCode.RUN_ORPHANED.value,
                                   f"the agent (pid {m.pid}) stopped while this run was in progress "
                                   f"(started {m.started_at}); marked failed", details=details)
-            self.outbox.add_final(UpdateRunRequest(run_id=m.run_id, status=RunStatus.FAILED,
-                                                   error_summary="the agent was killed during this run"))
+            self.outbox.add_final(UpdateRunRequest.model_validate(
+                {"run_id": m.run_id, "status": RunStatus.FAILED,
+                 "error_summary": "the agent was killed during this run"}))
             if m.command_id is not None:
                 self.outbox.add_ack(CommandAck(command_id=m.command_id, status=CommandStatus.FAILED,
                                                error="the agent was killed during this run"))
