@@ -39,6 +39,7 @@ from ...sources.snapshot.base import Snapshot as DeviceSnapshot
 from ...sources.snapshot.base import SnapshotProvider
 from ...sources.snapshot.lvm import LvmSnapshotProvider
 from ...sources.snapshot.select import select_provider
+from ...tuning import tune_malloc
 from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
 from .image import (
     ENGINE_TAG,
@@ -52,7 +53,6 @@ from .image import (
     load_parent,
     source_tag,
 )
-from ...tuning import tune_malloc
 from .options import ImageBackupOptions
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
