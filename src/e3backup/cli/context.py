@@ -24,6 +24,7 @@ class AppContext:
     debug: bool = False
     pack_size: int = 16 * 1024 * 1024
     no_cache: bool = False
+    retry_max_time: float | None = None
     store_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -34,7 +35,12 @@ class AppContext:
     def store(self) -> Store:
         if not self.repo:
             raise UsageError("no repository given: use --repo or E3BACKUP_REPOSITORY")
-        return open_store(self.repo, **self.store_options)
+        options = dict(self.store_options)
+        if self.retry_max_time is not None and self.repo.startswith("s3:"):
+            from ..store.retry import RetryPolicy
+
+            options["retry"] = RetryPolicy(max_attempts=10_000, max_time=self.retry_max_time)
+        return open_store(self.repo, **options)
 
     def password(self, confirm: bool = False) -> bytes:
         if self.password_file:
