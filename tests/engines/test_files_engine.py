@@ -242,3 +242,24 @@ def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path) -> None
         os.close(fd)
     whole = [data[c.offset : c.offset + c.length] for c in cdc_chunks(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]
     assert streamed == whole
+
+
+@pytest.mark.root
+def test_one_file_system_keeps_the_mount_point_but_not_its_contents(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    (src / "mnt").mkdir(parents=True)
+    (src / "here.txt").write_text("here")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(src / "mnt")], check=True)
+    try:
+        (src / "mnt" / "elsewhere.txt").write_text("other file system")
+        _init(capsys)
+        assert run_cli(capsys, "backup", "src", "--one-file-system").code == 0
+        listing = run_cli(capsys, "ls", "latest").out.splitlines()
+        assert "/src/here.txt" in listing and "/src/mnt" in listing
+        assert "/src/mnt/elsewhere.txt" not in listing
+        assert run_cli(capsys, "backup", "src").code == 0
+        assert "/src/mnt/elsewhere.txt" in run_cli(capsys, "ls", "latest").out.splitlines()
+    finally:
+        subprocess.run(["umount", str(src / "mnt")], check=True)
