@@ -513,7 +513,7 @@ class Archiver:
             self.progress.c.scan_done = True
 
 
-_WINDOW = 4 * MAX_CHUNK
+_WINDOW = 2 * MAX_CHUNK
 
 
 def stream_chunks(fd: int) -> Iterator[bytes]:
