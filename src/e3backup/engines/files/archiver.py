@@ -39,6 +39,7 @@ from .result import BackupResult
 from .targets import VirtualDir, build
 
 _MAX_PENDING_DIRS = 512
+_LEAF_BATCH = 32
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -47,7 +48,7 @@ class _Dir:
     node: Node | None  # None for the snapshot root
     parent_subtree: bytes | None
     parent_nodes: list[Node] = field(default_factory=list)
-    children: list[Node | Future[Node | None] | _Dir] = field(default_factory=list)
+    children: list[Node | Future[Node | None] | Future[list[Node | None]] | _Dir] = field(default_factory=list)
     tree_id: bytes | None = None
     _done_upto: int = 0  # children before this index are known to be finished
 
@@ -247,20 +248,29 @@ class Archiver:
         excluder = self.opts.excluder
         assert self._readers is not None
         base = path if path.endswith(b"/") else path + b"/"
+        batch: list[tuple[bytes, bytes, Node | None]] = []
         for name, is_dir in entries:
             child_path = base + name
             if excluder and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
                 continue
             pnode = parent_nodes.get(name)
-            entry: Node | Future[Node | None] | _Dir | None
             if is_dir:
                 entry = self._entry(name, child_path, dev, pnode)
-            else:
-                entry = self._readers.submit(self._leaf, name, child_path, pnode)
-            if entry is not None:
-                d.children.append(entry)
+                if entry is not None:
+                    d.children.append(entry)
+                continue
+            # files go to the readers in batches: one job per file costs more than a small file
+            batch.append((name, child_path, pnode))
+            if len(batch) == _LEAF_BATCH:
+                d.children.append(self._readers.submit(self._leaves, batch))
+                batch = []
+        if batch:
+            d.children.append(self._readers.submit(self._leaves, batch))
         self._push(d)
         return d
+
+    def _leaves(self, batch: list[tuple[bytes, bytes, Node | None]]) -> list[Node | None]:
+        return [self._leaf(name, path, pnode) for name, path, pnode in batch]
 
     # -- leaves (run in the reader threads) --------------------------------------------------------
 
@@ -357,7 +367,9 @@ class Archiver:
         for c in d.children:
             if isinstance(c, Future):
                 n = c.result()
-                if n is not None:
+                if isinstance(n, list):
+                    nodes.extend(x for x in n if x is not None)
+                elif n is not None:
                     nodes.append(n)
             elif isinstance(c, _Dir):
                 assert c.node is not None and c.tree_id is not None
