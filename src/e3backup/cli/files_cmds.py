@@ -100,7 +100,7 @@ def backup(
     "--workers",
     type=click.IntRange(1, 64),
     default=None,
-    help="Packs restored at once (default: one per core, at least 2; more helps on S3).",
+    help="Packs restored at once (default: one per core, at least 2; on S3 four per core, at least 8).",
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON progress lines and a JSON summary.")
 @pass_app
@@ -119,7 +119,8 @@ def restore(
     if workers is None:
         # decrypting and hashing are CPU-bound: more threads than cores only add memory; S3's
         # latency is hidden by a few more
-        workers = max(2, os.cpu_count() or 2) * (2 if (app.repo or "").startswith("s3:") else 1)
+        cores = os.cpu_count() or 2
+        workers = max(8, 4 * cores) if (app.repo or "").startswith("s3:") else max(2, cores)
     opts = RestoreOptions(target, list(includes), list(excludes), verify, workers)
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:
         result = run_restore(repo, snapshot, opts, progress)
