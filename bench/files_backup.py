@@ -186,6 +186,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from tests.plugins.seaweedfs import SeaweedServer
 
+        shutil.rmtree(work / "seaweed", ignore_errors=True)  # fresh buckets every run
         server = SeaweedServer(work / "seaweed")
         server.start()
         S3["server"] = server
