@@ -134,8 +134,12 @@ class Borg(Tool):
 
     def __init__(self, work: Path) -> None:
         super().__init__(work)
-        self.env.update(BORG_REPO=str(self.repo), BORG_PASSPHRASE=PASSWORD, BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
-                        BORG_BASE_DIR=str(work / "borg-base"))
+        self.env.update(
+            BORG_REPO=str(self.repo),
+            BORG_PASSPHRASE=PASSWORD,
+            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+            BORG_BASE_DIR=str(work / "borg-base"),
+        )
         self.n = 0
 
     def reset(self) -> None:
@@ -182,6 +186,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from tests.plugins.seaweedfs import SeaweedServer
 
+        shutil.rmtree(work / "seaweed", ignore_errors=True)  # fresh buckets every run
         server = SeaweedServer(work / "seaweed")
         server.start()
         S3["server"] = server
@@ -214,9 +219,13 @@ def main() -> None:
 
 
 def table(results: list[dict[str, object]]) -> str:
-    lines = ["| data | tool | first backup | unchanged backup | restore | peak RSS (MiB) b/b/r | repo size |",
-             "|---|---|---|---|---|---|---|"]
-    ref = {(r["dataset"], k): r[k] for r in results if r["tool"] == "restic" for k in ("first_s", "second_s", "restore_s")}
+    lines = [
+        "| data | tool | first backup | unchanged backup | restore | peak RSS (MiB) b/b/r | repo size |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ref = {
+        (r["dataset"], k): r[k] for r in results if r["tool"] == "restic" for k in ("first_s", "second_s", "restore_s")
+    }
     for r in results:
         mb = r["bytes"] / 1e6  # type: ignore[operator]
         cells = []
@@ -226,8 +235,11 @@ def table(results: list[dict[str, object]]) -> str:
             ratio = f" (x{base / s:.2f})" if base and r["tool"] != "restic" else ""  # type: ignore[operator]
             cells.append(f"{s:.1f} s, {mb / s:.0f} MB/s{ratio}")  # type: ignore[operator]
         rss = f"{r['first_rss']:.0f}/{r['second_rss']:.0f}/{r['restore_rss']:.0f}"
-        lines.append(f"| {r['dataset']} ({r['files']} files, {mb:.0f} MB) | {r['tool']} | " + " | ".join(cells)
-                     + f" | {rss} | {r['repo_bytes'] / 1e6:.0f} MB |")  # type: ignore[operator]
+        lines.append(
+            f"| {r['dataset']} ({r['files']} files, {mb:.0f} MB) | {r['tool']} | "
+            + " | ".join(cells)
+            + f" | {rss} | {r['repo_bytes'] / 1e6:.0f} MB |"
+        )  # type: ignore[operator]
     lines.append("")
     lines.append("(xN = speed relative to restic: >1 means faster than restic)")
     return "\n".join(lines)

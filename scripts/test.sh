@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy src/e3backup
 .venv/bin/python -m pytest "$@"

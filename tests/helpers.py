@@ -50,9 +50,14 @@ def restic_bin() -> str:
 
 
 def restic(
-    repo: Path | str, *args: str, password: str = PASSWORD, check: bool = True, input: bytes | None = None
+    repo: Path | str,
+    *args: str,
+    password: str = PASSWORD,
+    check: bool = True,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "RESTIC_PASSWORD": password}
+    env = {**os.environ, **(env or {}), "RESTIC_PASSWORD": password}
     p = subprocess.run([restic_bin(), "-r", str(repo), "--no-cache", *args], env=env, capture_output=True, input=input)
     if check and p.returncode != 0:
         raise AssertionError(

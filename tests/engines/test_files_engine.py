@@ -272,3 +272,24 @@ def test_cancel_stops_the_walk_and_saves_no_snapshot(repo: Repository, tmp_path:
     with pytest.raises(BackupCancelled):
         run_backup(repo, BackupOptions(paths=[str(src)]), cancel=cancel)
     assert repo.list_ids(FileType.SNAPSHOT) == []
+
+
+@pytest.mark.root
+def test_one_file_system_keeps_the_mount_point_but_not_its_contents(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    (src / "mnt").mkdir(parents=True)
+    (src / "here.txt").write_text("here")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(src / "mnt")], check=True)
+    try:
+        (src / "mnt" / "elsewhere.txt").write_text("other file system")
+        _init(capsys)
+        assert run_cli(capsys, "backup", "src", "--one-file-system").code == 0
+        listing = run_cli(capsys, "ls", "latest").out.splitlines()
+        assert "/src/here.txt" in listing and "/src/mnt" in listing
+        assert "/src/mnt/elsewhere.txt" not in listing
+        assert run_cli(capsys, "backup", "src").code == 0
+        assert "/src/mnt/elsewhere.txt" in run_cli(capsys, "ls", "latest").out.splitlines()
+    finally:
+        subprocess.run(["umount", str(src / "mnt")], check=True)

@@ -36,6 +36,10 @@ def make_tree(root: Path, big: int = 3_000_000) -> Path:
         os.setxattr(src / "a.txt", "user.e3backup", b"xattr-value")
     except OSError:
         pass
+    if os.geteuid() == 0:
+        os.mknod(src / "chardev", stat.S_IFCHR | 0o620, os.makedev(1, 3))
+        os.chown(src / "secret", 1234, 5678)
+        os.lchown(src / "link", 4321, 8765)
     for i, p in enumerate(sorted(src.rglob("*"), reverse=True)):
         if not p.is_symlink():
             os.utime(p, ns=(1_600_000_000_123_456_789 + i, 1_600_000_000_987_654_321 + i * 1000))
@@ -53,7 +57,7 @@ def describe(root: Path, times: bool = True) -> dict[str, tuple[object, ...]]:
             rel = os.fsdecode(os.path.relpath(p, os.fsencode(root)))
             st = os.lstat(p)
             kind = stat.S_IFMT(st.st_mode)
-            entry: list[object] = [kind, stat.S_IMODE(st.st_mode)]
+            entry: list[object] = [kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
             if times and not stat.S_ISLNK(st.st_mode):
                 entry.append(st.st_mtime_ns)
             if stat.S_ISREG(st.st_mode):
@@ -63,6 +67,8 @@ def describe(root: Path, times: bool = True) -> dict[str, tuple[object, ...]]:
                     entry.append(("hardlink-group", inodes.setdefault(st.st_ino, rel)))
             elif stat.S_ISLNK(st.st_mode):
                 entry.append(os.readlink(p))
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                entry.append(st.st_rdev)
             out[rel] = tuple(entry)
     return out
 

@@ -96,7 +96,12 @@ def backup(
 @click.option("-i", "--include", "includes", multiple=True, help="Restore only matching paths.")
 @click.option("-e", "--exclude", "excludes", multiple=True, help="Do not restore matching paths.")
 @click.option("--verify", is_flag=True, help="Re-read restored files and check them against the snapshot.")
-@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Packs restored at once (default: one per core, at least 2; on S3 four per core, at least 8).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON progress lines and a JSON summary.")
 @pass_app
 def restore(
@@ -106,11 +111,16 @@ def restore(
     includes: tuple[str, ...],
     excludes: tuple[str, ...],
     verify: bool,
-    workers: int,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT[:SUBPATH] (an ID, a unique prefix or "latest") into a directory."""
     repo = app.open_repo()
+    if workers is None:
+        # decrypting and hashing are CPU-bound: more threads than cores only add memory; S3's
+        # latency is hidden by a few more
+        cores = os.cpu_count() or 2
+        workers = max(8, 4 * cores) if (app.repo or "").startswith("s3:") else max(2, cores)
     opts = RestoreOptions(target, list(includes), list(excludes), verify, workers)
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:
         result = run_restore(repo, snapshot, opts, progress)

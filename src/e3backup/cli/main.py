@@ -74,6 +74,13 @@ class LazyGroup(click.Group):
     help="Target pack size in MiB.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not keep a local cache of index, snapshot and tree files.")
+@click.option(
+    "--retry-max-time",
+    envvar="E3BACKUP_RETRY_MAX_TIME",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up on an unreachable S3 endpoint after this many seconds of retries (default 300).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @s3_options
 @click.version_option(__version__, prog_name="e3backup")
@@ -84,6 +91,7 @@ def cli(
     password_file: str | None,
     pack_size: int,
     no_cache: bool,
+    retry_max_time: float | None,
     debug: bool,
     store_options: dict[str, Any],
 ) -> None:
@@ -100,6 +108,7 @@ def cli(
         pack_size=pack_size * 1024 * 1024,
         no_cache=no_cache,
         store_options=store_options,
+        retry_max_time=retry_max_time,
     )
 
 

@@ -223,7 +223,15 @@ class Lock:
             self._thread.join(timeout=30)
         with self._mu:
             if self.id:
-                self._remove(self.id)
+                try:
+                    self._remove(self.id)
+                except E3Error as e:
+                    # never hide the error that ended the command behind this one
+                    log.warning(
+                        "could not remove lock %s (%s); once the storage is back, "
+                        "`e3backup unlock` removes it (it is stale once this process has exited)",
+                        self.id[:8], e,
+                    )
                 self.id = ""
 
     def __enter__(self) -> Lock:

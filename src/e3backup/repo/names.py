@@ -5,12 +5,14 @@ Names are raw bytes on disk; quoting lets any bytes (invalid UTF-8 included) sur
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from ..errors import IntegrityError
 
 _SIMPLE = {0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v"}
 _PRINTABLE_CATEGORIES = ("L", "M", "N", "P", "S")
+_PLAIN = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*\Z")  # printable ASCII except " and \
 
 
 def _utf8_len(b: bytes, i: int) -> int:
@@ -40,7 +42,7 @@ def _printable(ch: str) -> bool:
 
 def quote(name: bytes) -> str:
     """The value restic writes for raw name bytes."""
-    if name.isascii() and all(0x20 <= c < 0x7F and c not in (0x22, 0x5C) for c in name):
+    if _PLAIN.match(name):
         return name.decode("ascii")
     out: list[str] = []
     i = 0

@@ -16,8 +16,8 @@ def encode_tree(nodes: Iterable[Node]) -> bytes:
     for a, b in itertools.pairwise(ordered):
         if a.name == b.name:
             raise IntegrityError(f"duplicate name {a.display_name!r} in tree")
-    parts = [json.dumps(n.to_json(), separators=(",", ":"), ensure_ascii=False) for n in ordered]
-    return ('{"nodes":[' + ",".join(parts) + "]}\n").encode("utf-8")
+    doc = {"nodes": [n.to_json() for n in ordered]}
+    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def decode_tree(data: bytes, tree_id: str = "") -> list[Node]:

@@ -68,7 +68,9 @@ class BlobWriter:
         self._mu = threading.Lock()
         self._claimed: dict[BlobType, set[bytes]] = {BlobType.DATA: set(), BlobType.TREE: set()}
         self._packers: dict[BlobType, PackWriter | None] = {BlobType.DATA: None, BlobType.TREE: None}
-        self._queue: queue.Queue[PackWriter | _Stop] = queue.Queue(maxsize=max(1, connections))
+        # one full pack waits while the uploaders work: enough to keep them busy, and memory
+        # stays at (connections + 2) packs whatever the data
+        self._queue: queue.Queue[PackWriter | _Stop] = queue.Queue(maxsize=1)
         self._unindexed: list[IndexPack] = []
         self.stored: list[IndexPack] = []  # every pack this writer stored, in upload order
         self._last_index = time.monotonic()

@@ -32,7 +32,7 @@ from ..repo.snapshot import Snapshot
 from ..store.base import FileType, Handle
 
 _MAX_GAP = 256 * 1024
-_MAX_RANGE = 16 * 1024 * 1024
+_MAX_RANGE = 8 * 1024 * 1024
 
 
 @dataclass

@@ -41,6 +41,7 @@ from .result import BackupResult
 from .targets import VirtualDir, build
 
 _MAX_PENDING_DIRS = 512
+_LEAF_BATCH = 32
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -49,14 +50,23 @@ class _Dir:
     node: Node | None  # None for the snapshot root
     parent_subtree: bytes | None
     parent_nodes: list[Node] = field(default_factory=list)
-    children: list[Node | Future[Node | None] | _Dir] = field(default_factory=list)
+    children: list[Node | Future[Node | None] | Future[list[Node | None]] | _Dir] = field(default_factory=list)
     tree_id: bytes | None = None
+    _done_upto: int = 0  # children before this index are known to be finished
 
     def ready(self) -> bool:
-        return all(
-            c.done() if isinstance(c, Future) else (c.tree_id is not None if isinstance(c, _Dir) else True)
-            for c in self.children
-        )
+        children = self.children
+        i = self._done_upto
+        while i < len(children):
+            c = children[i]
+            if isinstance(c, Future):
+                if not c.done():
+                    break
+            elif isinstance(c, _Dir) and c.tree_id is None:
+                break
+            i += 1
+        self._done_upto = i
+        return i == len(children)
 
 
 class BackupCancelled(E3Error):
@@ -80,7 +90,7 @@ class Archiver:
         self.result = BackupResult()
         self._mu = threading.Lock()
         self._pending: deque[_Dir] = deque()
-        self._hardlinks: dict[tuple[int, int], Future[Node | None] | Node] = {}
+        self._hardlinks: dict[tuple[int, int], Future[Node | None]] = {}
         self._inflight = threading.BoundedSemaphore(2 * opts.save_workers + 2)
         self._failure: BaseException | None = None
         self._writer: BlobWriter | None = None
@@ -105,8 +115,10 @@ class Archiver:
         parent = self._find_parent(host, abs_paths)
         if parent is not None:
             self.result.parent_id = parent.id
-        scanner = threading.Thread(target=self._scan, args=(targets,), name="scanner", daemon=True)
-        scanner.start()
+        if self.progress.mode != "quiet" or self.progress.callback is not None:
+            # totals for the percentage and ETA; nobody would see them otherwise
+            scanner = threading.Thread(target=self._scan, args=(targets,), name="scanner", daemon=True)
+            scanner.start()
         writer = self._writer = self.repo.writer(connections=self.opts.upload_connections)
         self._readers = ThreadPoolExecutor(self.opts.read_workers, thread_name_prefix="reader")
         self._savers = ThreadPoolExecutor(self.opts.save_workers, thread_name_prefix="saver")
@@ -211,6 +223,75 @@ class Archiver:
     def _entry(
         self, name: bytes, path: bytes, dev: int | None, pnode: Node | None
     ) -> Node | Future[Node | None] | _Dir | None:
+        """A backup target (or any entry the main thread must stat itself)."""
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            self._error(path, e)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return self._dir_entry(name, path, st, dev, pnode)
+        assert self._readers is not None
+        return self._readers.submit(self._leaf, name, path, pnode)
+
+    def _dir_entry(
+        self, name: bytes, path: bytes, st: os.stat_result, dev: int | None, pnode: Node | None
+    ) -> Node | _Dir | None:
+        try:
+            node = node_from_stat(name, path, st, self.opts.with_atime)
+        except OSError as e:
+            self._error(path, e)
+            return None
+        psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
+        if self.opts.one_file_system and dev is not None and st.st_dev != dev:
+            node.subtree = self._empty_tree()  # a mount point: kept, but not crossed
+            return node
+        return self._walk_dir(path, node, psub, st.st_dev if dev is None else dev)
+
+    def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
+        """List a directory; sub-directories are walked here, everything else goes to the readers
+        (their lstat, xattrs and reads then run in parallel, away from the walking thread)."""
+        self._check_failure()
+        d = _Dir(node, parent_subtree)
+        parent_nodes = self._parent_nodes(d)
+        try:
+            with os.scandir(path) as it:
+                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+        except OSError as e:
+            self._error(path, e)
+            entries = []
+        excluder = self.opts.excluder
+        assert self._readers is not None
+        base = path if path.endswith(b"/") else path + b"/"
+        batch: list[tuple[bytes, bytes, Node | None]] = []
+        for name, is_dir in entries:
+            child_path = base + name
+            if excluder and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
+                continue
+            pnode = parent_nodes.get(name)
+            if is_dir:
+                entry = self._entry(name, child_path, dev, pnode)
+                if entry is not None:
+                    d.children.append(entry)
+                continue
+            # files go to the readers in batches: one job per file costs more than a small file
+            batch.append((name, child_path, pnode))
+            if len(batch) == _LEAF_BATCH:
+                d.children.append(self._readers.submit(self._leaves, batch))
+                batch = []
+        if batch:
+            d.children.append(self._readers.submit(self._leaves, batch))
+        self._push(d)
+        return d
+
+    def _leaves(self, batch: list[tuple[bytes, bytes, Node | None]]) -> list[Node | None]:
+        return [self._leaf(name, path, pnode) for name, path, pnode in batch]
+
+    # -- leaves (run in the reader threads) --------------------------------------------------------
+
+    def _leaf(self, name: bytes, path: bytes, pnode: Node | None) -> Node | None:
+        if self._failure is not None:
+            return None
         try:
             st = os.lstat(path)
             node = node_from_stat(name, path, st, self.opts.with_atime)
@@ -220,37 +301,59 @@ class Archiver:
         if node.type == "socket":
             return None  # restic skips sockets; they cannot be restored meaningfully
         if node.type == "dir":
-            psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
-            if self.opts.one_file_system and dev is not None and st.st_dev != dev:
-                node.subtree = self._empty_tree()
-                return node
-            return self._walk_dir(path, node, psub, st.st_dev if dev is None else dev)
-        if node.type == "file":
-            return self._file(path, node, pnode)
-        self.progress.add(files=1)
-        with self._mu:
-            self.result.total_files_processed += 1
-        return node
+            # it became a directory after the listing: store it empty rather than racing it
+            node.subtree = self._empty_tree()
+            return node
+        if node.type != "file":
+            self.progress.add(files=1)
+            with self._mu:
+                self.result.total_files_processed += 1
+            return node
+        return self._file(path, node, pnode)
 
-    def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
-        self._check_failure()
-        d = _Dir(node, parent_subtree)
-        parent_nodes = self._parent_nodes(d)
+    def _file(self, path: bytes, node: Node, pnode: Node | None) -> Node | None:
+        if (
+            pnode is not None
+            and pnode.type == "file"
+            and pnode.content is not None
+            and pnode.mtime == node.mtime
+            and pnode.ctime == node.ctime
+            and pnode.size == node.size
+            and pnode.inode == node.inode
+            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
+        ):
+            node.content = list(pnode.content)
+            self.progress.add(files=1, nbytes=node.size)
+            with self._mu:
+                self.result.files_unmodified += 1
+                self.result.total_files_processed += 1
+                self.result.total_bytes_processed += node.size
+            return node
+        is_new = pnode is None
+        if node.links <= 1:
+            return self._read_file(path, node, is_new)
+        # a hard link: the first name's job reads the inode, the others share its content
+        key = (node.device_id, node.inode)
+        mine: Future[Node | None] = Future()
+        with self._mu:
+            first = self._hardlinks.get(key)
+            if first is None:
+                self._hardlinks[key] = mine
+        if first is not None:
+            done = first.result()  # registered when that job started, so it is running: no deadlock
+            if done is None:
+                return None
+            node.content, node.size = done.content, done.size
+            self.progress.add(nbytes=node.size)
+            self._count_file(node.size, 0, is_new)
+            return node
         try:
-            names = sorted(os.listdir(path))
-        except OSError as e:
-            self._error(path, e)
-            names = []
-        excluder = self.opts.excluder
-        for name in names:
-            child_path = path + b"/" + name if not path.endswith(b"/") else path + name
-            if excluder and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
-                continue
-            entry = self._entry(name, child_path, dev, parent_nodes.get(name))
-            if entry is not None:
-                d.children.append(entry)
-        self._push(d)
-        return d
+            result = self._read_file(path, node, is_new)
+        except BaseException as e:
+            mine.set_exception(e)
+            raise
+        mine.set_result(result)
+        return result
 
     _empty_tree_id: bytes | None = None
 
@@ -279,7 +382,9 @@ class Archiver:
         for c in d.children:
             if isinstance(c, Future):
                 n = c.result()
-                if n is not None:
+                if isinstance(n, list):
+                    nodes.extend(x for x in n if x is not None)
+                elif n is not None:
                     nodes.append(n)
             elif isinstance(c, _Dir):
                 assert c.node is not None and c.tree_id is not None
@@ -303,64 +408,6 @@ class Archiver:
                 self.result.dirs_unmodified += 1
             else:
                 self.result.dirs_changed += 1
-
-    # -- files ----------------------------------------------------------------------------------
-
-    def _file(self, path: bytes, node: Node, pnode: Node | None) -> Node | Future[Node | None]:
-        if (
-            pnode is not None
-            and pnode.type == "file"
-            and pnode.content is not None
-            and pnode.mtime == node.mtime
-            and pnode.ctime == node.ctime
-            and pnode.size == node.size
-            and pnode.inode == node.inode
-            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
-        ):
-            node.content = list(pnode.content)
-            self.progress.add(files=1, nbytes=node.size)
-            with self._mu:
-                self.result.files_unmodified += 1
-                self.result.total_files_processed += 1
-                self.result.total_bytes_processed += node.size
-            return node
-        is_new = pnode is None
-        key = (node.device_id, node.inode)
-        if node.links > 1:
-            prev = self._hardlinks.get(key)
-            if prev is not None:
-                return self._link_copy(prev, node, is_new)
-        assert self._readers is not None
-        fut = self._readers.submit(self._read_file, path, node, is_new)
-        if node.links > 1:
-            self._hardlinks[key] = fut
-        return fut
-
-    def _link_copy(self, prev: Future[Node | None] | Node, node: Node, is_new: bool) -> Future[Node | None]:
-        """Another name of an inode already being read: share its content, read nothing."""
-        out: Future[Node | None] = Future()
-
-        def done(f: Future[Node | None]) -> None:
-            try:
-                first = f.result()
-            except BaseException as e:
-                out.set_exception(e)
-                return
-            if first is None:
-                out.set_result(None)
-                return
-            node.content, node.size = first.content, first.size
-            self.progress.add(nbytes=node.size)
-            self._count_file(node.size, 0, is_new)
-            out.set_result(node)
-
-        if isinstance(prev, Future):
-            prev.add_done_callback(done)
-        else:
-            f: Future[Node | None] = Future()
-            f.set_result(prev)
-            done(f)
-        return out
 
     def _count_file(self, size: int, read: int, is_new: bool) -> None:
         self.progress.add(files=1)
@@ -393,7 +440,8 @@ class Archiver:
             if not stat.S_ISREG(st.st_mode):
                 self._error(path, OSError(0, "not a regular file any more"))
                 return None
-            self.progress.add(current=os.fsdecode(path))
+            if st.st_size > MIN_CHUNK:  # small files pass too fast to be worth showing
+                self.progress.add(current=os.fsdecode(path))
             content, size = self._chunk_fd(fd, st.st_size)
         except OSError as e:
             self._error(path, e)
@@ -496,7 +544,7 @@ class Archiver:
             self.progress.c.scan_done = True
 
 
-_WINDOW = 4 * MAX_CHUNK
+_WINDOW = 2 * MAX_CHUNK
 
 
 def stream_chunks(fd: int) -> Iterator[bytes]:
