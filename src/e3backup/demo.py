@@ -103,6 +103,14 @@ class _Api:
         return r.json()
 
 
+def _finished(api: _Api, path: str) -> Callable[[], Any]:
+    def check() -> Any:
+        run = api("GET", path)
+        return run if run["status"] not in ("queued", "running") else None
+
+    return check
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -154,8 +162,7 @@ def main() -> int:
         snapshot = ""
         for n in (1, 2):
             run_id = api("POST", f"/api/jobs/{job['id']}/run")["id"]
-            run = _wait(lambda run_id=run_id: (r := api("GET", f"/api/runs/{run_id}"))["status"]
-                        not in ("queued", "running") and r, 300, f"run {run_id}")
+            run = _wait(_finished(api, f"/api/runs/{run_id}"), 300, f"run {run_id}")
             codes = [e["code"] for e in api("GET", f"/api/runs/{run_id}/events")]
             print(f"run {n}: {run['status']}, {run['backup_type']}, snapshot {run['snapshot_id'][:8]}, "
                   f"{run['bytes_total']} bytes, events {', '.join(codes)}")
