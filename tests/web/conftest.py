@@ -48,3 +48,6 @@ def form_post(actor: Actor, url: str, data: dict[str, str], csrf: bool = True): 
 
 def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+from tests.web.browser import browser, live_server  # noqa: E402, F401  (fixtures)

@@ -16,10 +16,11 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from e3backup.server.web import agents, auth, jobs, overview, runs
-from e3backup.server.web.deps import LoginRequired
+from e3backup.server.web.deps import LoginRequired, Page, page_scope, page_session
 from e3backup.server.web.templating import STATIC, render
 
 ROUTERS = [auth.router, overview.router, agents.router, jobs.router, runs.router]
@@ -40,7 +41,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if not _wants_html(request) or exc.status_code < 400:
         return await http_exception_handler(request, exc)
-    return render(request, "error.html", status_code=exc.status_code, status=exc.status_code, detail=exc.detail)
+    return await run_in_threadpool(_error_page, request, exc.status_code, str(exc.detail))
+
+
+def _error_page(request: Request, status: int, detail: str) -> Response:
+    """The error as a page, with the navigation when the visitor is signed in."""
+    state = request.app.state.e3
+    with state.sessions() as session:
+        try:
+            user_session = page_session(request, session, state)
+        except LoginRequired:
+            return render(request, "error.html", status_code=status, status=status, detail=detail)
+        scope = page_scope(request, session, user_session)
+        return Page(request, user_session, scope, state).render(
+            "error.html", status_code=status, status=status, detail=detail
+        )
 
 
 def install(app: FastAPI) -> None:

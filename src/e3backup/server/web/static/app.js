@@ -77,7 +77,7 @@
       let commandId = null;
       try {
         for (let attempt = 0; attempt <= 3; attempt++) {
-          status.textContent = attempt ? `Still waiting for the agent (retry ${attempt} of 3)…` : "Asking the agent for its disks…";
+          if (!attempt) status.textContent = "Asking the agent for its disks…";
           const url = `/api/agents/${agentId}/disks/refresh` + (commandId ? `?command_id=${commandId}` : "");
           const response = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
           if (response.ok) {
@@ -86,8 +86,9 @@
             return;
           }
           const body = await response.json().catch(() => ({}));
-          if (response.status === 504 && body.command_id) {
+          if (response.status === 504 && body.command_id && attempt < 3) {
             commandId = body.command_id;
+            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of 3)…`;
             await sleep(1500);
             continue;
           }
