@@ -115,7 +115,7 @@ def test_empty_states_tell_what_to_do_next(app, client: TestClient) -> None:  # 
     assert "No agents yet" in overview and "e3backup agent enroll --server http://testserver --token" in overview
     r = form_post(peter, "/enrollment-token", {})
     assert r.status_code == 200
-    command = re.search(r'value="(e3backup agent enroll [^"]+)"', r.text)
+    command = re.search(r">(e3backup agent enroll [^<]+)</textarea>", r.text)
     assert command, r.text
     token = command.group(1).split("--token ")[1]
     assert command.group(1) == f"e3backup agent enroll --server http://testserver --token {token}"
