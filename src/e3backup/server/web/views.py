@@ -71,9 +71,10 @@ def disk_choices(disks: dict[str, Any] | None) -> list[dict[str, str]]:
     seen: set[str] = set()
 
     def volume_label(v: dict[str, Any]) -> str:
-        bits = [b for b in (v.get("label"), v.get("filesystem"), fmt.size(v.get("size_bytes"))) if b]
+        size = fmt.size(v["size_bytes"]) if v.get("size_bytes") else ""
+        bits = [b for b in (v.get("label"), v.get("filesystem"), size) if b]
         where = f" at {v['mount_point']}" if v.get("mount_point") else ""
-        return f"{v['path']}{where} ({', '.join(bits)})"
+        return f"{v['path']}{where}" + (f" ({', '.join(bits)})" if bits else "")
 
     for disk in report.get("disks", []):
         if disk.get("path") and disk["path"] not in seen:
