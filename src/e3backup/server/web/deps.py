@@ -26,7 +26,7 @@ from e3backup.server.security.tokens import hash_token
 
 TENANT_COOKIE = "e3_tenant"
 
-_Row = TypeVar("_Row", bound=tuple[Any, ...])
+_Query = TypeVar("_Query", bound=Select[Any])
 
 
 class LoginRequired(Exception):
@@ -75,7 +75,7 @@ class Scope:
     def all_tenants(self) -> bool:
         return self.user.is_admin and self.tenant is None
 
-    def where(self, query: Select[_Row], column: InstrumentedAttribute[int]) -> Select[_Row]:
+    def where(self, query: _Query, column: InstrumentedAttribute[int]) -> _Query:
         if self.all_tenants:
             return query
         return query.where(column == (self.tenant.id if self.tenant else self.user.tenant_id))

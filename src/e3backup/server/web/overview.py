@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -45,7 +45,7 @@ def agent_rows(page: PageDep, session: SessionDep, state: StateDep) -> list[dict
     return rows
 
 
-def enroll_context(page: PageDep, request: Request, token: str | None = None) -> dict[str, object]:
+def enroll_context(page: PageDep, request: Request, token: str | None = None) -> dict[str, Any]:
     return {"server_url": server_url(request), "enroll_token": token, "enroll_tenant": page.scope.tenant}
 
 
