@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql)
+DEB_PACKAGES=(restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

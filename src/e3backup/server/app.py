@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from e3backup.server.scheduler import Scheduler
 from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
 from e3backup.server.services.waiters import CommandWaiters
 from e3backup.server.state import ServerState
+from e3backup.server.web import install as install_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(FieldError, field_error_handler)
     for router in ROUTERS:
         app.include_router(router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/login")
-
+    install_dashboard(app)
     return app
 
 

@@ -17,7 +17,6 @@ from e3backup.server.routes import (
 ROUTERS = [
     health.router,
     auth.router,
-    auth.forms,
     tenants.router,
     users.router,
     agents.router,

@@ -1,0 +1,162 @@
+"""Jobs: the list, the job wizard (saved by the jobs service: the API's rules), a job's
+history charts and its runs, and "Run now"."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from e3backup.api.common import RunKind
+from e3backup.server.db.models import Agent, Job, Run
+from e3backup.server.deps import SessionDep, StateDep
+from e3backup.server.problems import FieldError
+from e3backup.server.routes import jobs as jobs_api
+from e3backup.server.schemas import JobCreate
+from e3backup.server.services import jobs as jobs_svc
+from e3backup.server.services.runs import FINAL
+from e3backup.server.web import format as fmt
+from e3backup.server.web.chart import ChartPoint, line_chart
+from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageJob
+from e3backup.server.web.views import disk_choices, run_display
+from e3backup.server.web.wizard import ENGINES, default_form, field_errors, spec_from_form
+
+router = APIRouter(include_in_schema=False)
+CHART_RUNS = 60
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+FormData = Annotated[dict[str, str], Depends(form_data)]
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
+    jobs = list(session.scalars(page.scope.where(select(Job), Job.tenant_id).order_by(Job.name, Job.id)))
+    agents = {a.id: a for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
+    last: dict[int, Run] = {}
+    for run in session.scalars(
+        page.scope.where(select(Run), Run.tenant_id).where(Run.kind == RunKind.BACKUP.value).order_by(Run.id)
+    ):
+        if run.job_id is not None:
+            last[run.job_id] = run
+    return page.render(
+        "jobs.html",
+        active="jobs",
+        jobs=jobs,
+        agents=agents,
+        last={job_id: (r, run_display(r)) for job_id, r in last.items()},
+        has_agents=any(not a.revoked for a in agents.values()),
+    )
+
+
+def _wizard(
+    page: PageDep, session: SessionDep, form: dict[str, str], errors: dict[str, str], status: int = 200
+) -> HTMLResponse:
+    agents = list(
+        session.scalars(
+            page.scope.where(select(Agent).where(Agent.revoked.is_(False)), Agent.tenant_id).order_by(Agent.hostname)
+        )
+    )
+    chosen = next((a for a in agents if str(a.id) == form.get("agent_id")), agents[0] if agents else None)
+    return page.render(
+        "job_new.html",
+        status_code=status,
+        active="jobs",
+        engines=ENGINES,
+        agents=agents,
+        chosen_agent=chosen,
+        volumes=disk_choices(chosen.disks) if chosen else [],
+        disks_reported_at=chosen.disks_reported_at if chosen else None,
+        form=form,
+        errors=errors,
+    )
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job(page: PageDep, session: SessionDep, agent_id: int | None = None) -> HTMLResponse:
+    form = default_form()
+    if agent_id is not None:
+        form["agent_id"] = str(agent_id)
+    return _wizard(page, session, form, {})
+
+
+@router.post("/jobs/new", response_model=None)
+def create_job(page: PageDep, _form: FormSession, form: FormData, session: SessionDep, state: StateDep) -> Response:
+    try:
+        spec = JobCreate.model_validate(spec_from_form(form))
+        job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now())
+        session.commit()
+    except (ValidationError, FieldError) as e:
+        session.rollback()
+        return _wizard(page, session, form, field_errors(e), status=422)
+    return RedirectResponse(f"/jobs/{job.id}?notice=created", status_code=303)
+
+
+@router.get("/agents/{agent_id}/disk-choices")
+def agent_disk_choices(agent: PageAgent) -> JSONResponse:
+    """The wizard's volume choices for an agent (after switching agent or refreshing disks)."""
+    return JSONResponse(
+        {
+            "agent_id": agent.id,
+            "reported_at": fmt.when(agent.disks_reported_at) if agent.disks_reported_at else None,
+            "choices": disk_choices(agent.disks),
+        }
+    )
+
+
+def _charts(runs: list[Run]) -> dict[str, Any]:
+    finished = [
+        r for r in runs if r.kind == RunKind.BACKUP.value and r.status in FINAL and r.started_at and r.finished_at
+    ]
+    finished = finished[-CHART_RUNS:]
+    size_points = [
+        ChartPoint(r.id, r.finished_at, float(r.bytes_total or r.bytes_processed or 0), r.status)  # type: ignore[arg-type]
+        for r in finished
+    ]
+    duration_points = [
+        ChartPoint(r.id, r.finished_at, (r.finished_at - r.started_at).total_seconds(), r.status)  # type: ignore[arg-type,operator]
+        for r in finished
+    ]
+    return {
+        "count": len(finished),
+        "size": line_chart(size_points, "Backup size per run", fmt.size, "chart-size"),
+        "duration": line_chart(duration_points, "Backup duration per run", fmt.duration, "chart-duration"),
+    }
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job: PageJob, page: PageDep, session: SessionDep, notice: str = "") -> HTMLResponse:
+    runs = list(session.scalars(select(Run).where(Run.job_id == job.id).order_by(Run.id)))
+    agent = session.get(Agent, job.agent_id) if job.agent_id is not None else None
+    return page.render(
+        "job.html",
+        active="jobs",
+        job=jobs_svc.job_public(job),
+        agent=agent,
+        tenant=page.scope.tenant_name(job.tenant_id),
+        charts=_charts(runs),
+        runs=[(r, run_display(r)) for r in reversed(runs[-50:])],
+        notice=notice,
+    )
+
+
+@router.post("/jobs/{job_id}/run", response_model=None)
+def run_job_now(job: PageJob, _form: FormSession, session: SessionDep, state: StateDep) -> Response:
+    """Queue a run now through the jobs API's own handler (same checks: one active run, an agent)."""
+    try:
+        run = jobs_api.run_now(job, session, state)
+    except HTTPException as e:
+        if e.status_code != 409:
+            raise
+        return RedirectResponse(f"/jobs/{job.id}?notice=busy", status_code=303)
+    return RedirectResponse(f"/runs/{run.id}", status_code=303)
+
+
+__all__ = ["router"]

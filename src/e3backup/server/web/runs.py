@@ -1,0 +1,228 @@
+"""Runs: the list, the run page with live progress and events, and the restore button.
+
+Live progress is a Server-Sent Events stream (``/runs/{id}/events/stream``): every second the
+server re-reads the run and its new events and sends one ``update`` when something changed; the
+stream ends (``end``) once the run has finished and every event was sent, when the user's session
+ends, or after a few minutes (the browser then reconnects, resuming from ``Last-Event-ID``).
+Browsers without EventSource, or whose stream fails, poll ``/runs/{id}/live`` with the same
+payload. Both check the session and the run's tenant like every page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from e3backup.api.common import CommandType, RunKind, RunStatus
+from e3backup.server import deps as api_deps
+from e3backup.server.db.models import Agent, Job, Run, UserSession
+from e3backup.server.deps import SessionDep, StateDep
+from e3backup.server.problems import FieldError
+from e3backup.server.routes import commands as commands_api
+from e3backup.server.schemas import CommandCreate
+from e3backup.server.services import events as events_svc
+from e3backup.server.state import ServerState
+from e3backup.server.web.deps import FormSession, LoginRequired, PageDep, PageRun, page_session
+from e3backup.server.web.views import event_display, run_display
+
+router = APIRouter(include_in_schema=False)
+
+STREAM_INTERVAL_SECONDS = 1.0
+STREAM_MAX_SECONDS = 300.0
+KEEPALIVE_SECONDS = 15.0
+EVENT_BATCH = 200
+RESTORABLE = {RunStatus.SUCCESS.value, RunStatus.WARNING.value}
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs_page(page: PageDep, session: SessionDep, status: str = "") -> HTMLResponse:
+    query = page.scope.where(select(Run), Run.tenant_id).order_by(Run.id.desc()).limit(200)
+    if status in {s.value for s in RunStatus}:
+        query = query.where(Run.status == status)
+    runs = list(session.scalars(query))
+    jobs = {j.id: j.name for j in session.scalars(page.scope.where(select(Job), Job.tenant_id))}
+    agents = {a.id: a.hostname for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
+    return page.render(
+        "runs.html",
+        active="runs",
+        runs=[(r, run_display(r)) for r in runs],
+        jobs=jobs,
+        agents=agents,
+        status=status,
+        statuses=[s.value for s in RunStatus],
+    )
+
+
+def restorable(run: Run) -> bool:
+    return (
+        run.kind == RunKind.BACKUP.value
+        and run.status in RESTORABLE
+        and bool(run.snapshot_id)
+        and run.job_id is not None
+        and run.agent_id is not None
+    )
+
+
+def _run_page(
+    page: PageDep,
+    run: Run,
+    session: SessionDep,
+    notice: str = "",
+    errors: dict[str, str] | None = None,
+    target_path: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    events = [event_display(e) for e in events_svc.list_events(session, run.id, 0, 1000)]
+    job = session.get(Job, run.job_id) if run.job_id is not None else None
+    agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
+    return page.render(
+        "run.html",
+        status_code=status_code,
+        active="runs",
+        run=run,
+        view=run_display(run),
+        events=events,
+        last_event_id=events[-1]["id"] if events else 0,
+        job=job,
+        agent=agent,
+        restore=run.restore or {},
+        restorable=restorable(run) and job is not None and agent is not None and not agent.revoked,
+        notice=notice,
+        errors=errors or {},
+        target_path=target_path,
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(run: PageRun, page: PageDep, session: SessionDep, notice: str = "") -> HTMLResponse:
+    return _run_page(page, run, session, notice)
+
+
+@router.post("/runs/{run_id}/restore", response_model=None)
+def restore_run(
+    run: PageRun,
+    page: PageDep,
+    _form: FormSession,
+    session: SessionDep,
+    state: StateDep,
+    target_path: Annotated[str, Form()] = "",
+) -> Response:
+    """Queue a ``restore`` command for the run's snapshot through the commands API's handler."""
+    target_path = target_path.strip()
+    agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
+    if not restorable(run) or agent is None or run.job_id is None:
+        raise HTTPException(status_code=409, detail=f"run {run.id} has no snapshot to restore")
+    if not target_path:
+        errors = {"target_path": "Where should the files go? Give a folder (or disk) on the agent machine."}
+        return _run_page(page, run, session, errors=errors, status_code=422)
+    body = CommandCreate(
+        type=CommandType.RESTORE,
+        job_id=run.job_id,
+        payload={"snapshot_id": run.snapshot_id, "target_path": target_path, "source_run_id": run.id},
+    )
+    try:
+        cmd = commands_api.create_command(body, agent, session, state, page.user)
+    except FieldError as e:
+        session.rollback()
+        return _run_page(
+            page, run, session, errors={"target_path": e.message}, target_path=target_path, status_code=422
+        )
+    except HTTPException as e:
+        if e.status_code != 409:
+            raise
+        return _run_page(
+            page, run, session, errors={"target_path": str(e.detail)}, target_path=target_path, status_code=409
+        )
+    return RedirectResponse(f"/runs/{cmd.run_id}?notice=restore-queued", status_code=303)
+
+
+# --- live progress ---------------------------------------------------------------------------
+
+
+def live_payload(session: Any, run: Run, after_id: int) -> dict[str, Any]:
+    events = [event_display(e) for e in events_svc.list_events(session, run.id, after_id, EVENT_BATCH)]
+    return {"run": run_display(run), "events": events}
+
+
+@router.get("/runs/{run_id}/live")
+def run_live(run: PageRun, session: SessionDep, after_id: int = 0) -> JSONResponse:
+    """The polling fallback: the run and its events after ``after_id``."""
+    return JSONResponse(live_payload(session, run, max(after_id, 0)))
+
+
+def _stream_auth(request: Request, state: ServerState, run_id: int) -> str:
+    """The session's token hash, if its user may see the run (else 401/404, like the API)."""
+    with state.sessions() as session:
+        try:
+            row = page_session(request, session, state)
+        except LoginRequired as e:
+            raise HTTPException(status_code=401, detail="not signed in") from e
+        api_deps.visible_run(run_id, session, row.user)
+        return row.token_hash
+
+
+def _stream_read(state: ServerState, token_hash: str, run_id: int, after_id: int) -> dict[str, Any] | None:
+    """The next payload, or None when the session ended or the run is gone."""
+    with state.sessions() as session:
+        row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
+        if row is None or row.expires_at <= state.clock.now() or row.user.disabled:
+            return None
+        run = session.get(Run, run_id)
+        if run is None or not api_deps.can_see_tenant(row.user, run.tenant_id):
+            return None
+        return live_payload(session, run, after_id)
+
+
+def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.get("/runs/{run_id}/events/stream")
+async def run_stream(run_id: int, request: Request, state: StateDep, after_id: int = 0) -> StreamingResponse:
+    token_hash = await run_in_threadpool(_stream_auth, request, state, run_id)
+    last_id = request.headers.get("last-event-id", "")
+    start = int(last_id) if last_id.isdigit() else max(after_id, 0)
+    interval = getattr(request.app.state, "web_stream_interval", STREAM_INTERVAL_SECONDS)
+
+    async def updates() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        deadline, quiet_since = loop.time() + STREAM_MAX_SECONDS, loop.time()
+        after, sent_run = start, None
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            payload = await run_in_threadpool(_stream_read, state, token_hash, run_id, after)
+            if payload is None:
+                yield _sse("end", {"reason": "signed out or run gone"})
+                return
+            if payload["events"]:
+                after = payload["events"][-1]["id"]
+            if payload["events"] or payload["run"] != sent_run:
+                sent_run = payload["run"]
+                quiet_since = loop.time()
+                yield _sse("update", payload, after)
+            elif loop.time() - quiet_since > KEEPALIVE_SECONDS:
+                quiet_since = loop.time()
+                yield ": keep-alive\n\n"
+            if payload["run"]["final"] and not payload["events"]:
+                yield _sse("end", {"reason": "finished", "status": payload["run"]["status"]})
+                return
+            if loop.time() > deadline:
+                return  # the browser reconnects with Last-Event-ID
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(
+        updates(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+__all__ = ["router"]

@@ -1,0 +1,193 @@
+"""The job wizard's form, turned into the jobs API's ``JobCreate`` and back into field errors.
+
+The browser posts a plain HTML form whose input names are the API's field paths
+(``destination.bucket``, ``schedule.cron``, ``policy.parallel_disk_reads``). :func:`spec_from_form`
+builds the JSON the jobs API takes; only the chosen engine's fields are included, so hidden
+fields of another engine never trip the "only for disk_image jobs" rule. The job is then saved by
+the jobs service, so the wizard and ``POST /api/jobs`` follow exactly the same rules, and each
+error is shown next to the input it names (:func:`form_field`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from e3backup.api.common import Engine
+from e3backup.server.problems import FieldError
+
+ENGINES = (
+    (Engine.FILES.value, "Files", "Files and folders, deduplicated and encrypted."),
+    (Engine.DISK_IMAGE.value, "Disk Image", "A whole disk or volume, for bare-metal restore."),
+    (Engine.HYPERV.value, "Hyper-V", "Virtual machines on a Hyper-V host, with RCT incrementals."),
+    (Engine.SYNC.value, "Sync", "Mirror files to the destination as they are."),
+)
+ENGINE_LABELS = {value: label for value, label, _ in ENGINES}
+
+# every input of the wizard, by name (errors naming anything else are shown above the form)
+INPUTS = (
+    "name",
+    "agent_id",
+    "engine",
+    "source_paths",
+    "exclude",
+    "disk_source_volume",
+    "disk_image_format",
+    "disk_temp_dir",
+    "hyperv_config.vms",
+    "hyperv_config.enable_rct",
+    "hyperv_config.consistency_level",
+    "destination.type",
+    "destination.endpoint",
+    "destination.bucket",
+    "destination.prefix",
+    "destination.region",
+    "destination.access_key_id",
+    "destination.secret_access_key",
+    "destination.path",
+    "destination.repository_password",
+    "schedule.cron",
+    "schedule.timezone",
+    "retention.keep_last",
+    "retention.keep_daily",
+    "retention.keep_weekly",
+    "retention.keep_monthly",
+    "policy.disk_image_cbt",
+    "policy.disk_image_bitmap",
+    "policy.disk_image_strict_read_errors",
+    "policy.parallel_disk_reads",
+    "enabled",
+)
+_ALIASES = {
+    "source_path": "source_paths",
+    "hyperv_config": "hyperv_config.vms",
+    "destination": "destination.type",
+    "schedule": "schedule.cron",
+}
+RETENTION_KEYS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+CHECKBOXES = ("hyperv_config.enable_rct", "policy.disk_image_cbt", "policy.disk_image_bitmap", "enabled")
+
+
+def default_form() -> dict[str, str]:
+    """What a new wizard shows: files engine, S3, the seeds' disk defaults, checkboxes on."""
+    return {
+        "engine": Engine.FILES.value,
+        "destination.type": "s3",
+        "disk_image_format": "vhdx",
+        "hyperv_config.consistency_level": "application",
+        "schedule.timezone": "UTC",
+        **{name: "on" for name in CHECKBOXES},
+    }
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+def _number(text: str) -> int | str:
+    """A whole number, or the text as typed (the API then says what is wrong with it)."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """The ``JobCreate`` JSON for a submitted wizard form."""
+
+    def get(name: str) -> str:
+        return str(form.get(name, "")).strip()
+
+    def checked(name: str) -> bool:
+        return get(name) in ("on", "true", "1")
+
+    engine = get("engine")
+    agent = get("agent_id")
+    spec: dict[str, Any] = {
+        "name": get("name"),
+        "engine": engine,
+        "agent_id": _number(agent) if agent else None,
+        "enabled": checked("enabled"),
+    }
+    if engine == Engine.DISK_IMAGE.value:
+        spec["disk_source_volume"] = get("disk_source_volume")
+        spec["disk_image_format"] = get("disk_image_format") or None
+        spec["disk_temp_dir"] = get("disk_temp_dir") or None
+        policy: dict[str, Any] = {
+            "disk_image_cbt": checked("policy.disk_image_cbt"),
+            "disk_image_bitmap": checked("policy.disk_image_bitmap"),
+            "disk_image_strict_read_errors": checked("policy.disk_image_strict_read_errors"),
+        }
+        if get("policy.parallel_disk_reads"):
+            policy["parallel_disk_reads"] = _number(get("policy.parallel_disk_reads"))
+        spec["policy"] = policy
+    elif engine == Engine.HYPERV.value:
+        spec["hyperv_config"] = {
+            "vms": _lines(get("hyperv_config.vms")),
+            "enable_rct": checked("hyperv_config.enable_rct"),
+            "consistency_level": get("hyperv_config.consistency_level") or "application",
+        }
+    else:
+        spec["source_paths"] = [line.strip() for line in get("source_paths").splitlines() if line.strip()]
+        spec["exclude"] = [line.strip() for line in get("exclude").splitlines() if line.strip()]
+    dest_type = get("destination.type")
+    if dest_type == "local":
+        spec["destination"] = {
+            "type": "local",
+            "path": get("destination.path"),
+            "repository_password": get("destination.repository_password") or None,
+        }
+    else:
+        spec["destination"] = {
+            "type": dest_type or "s3",
+            **{key: get(f"destination.{key}") for key in ("endpoint", "bucket", "prefix", "region", "access_key_id")},
+            "secret_access_key": get("destination.secret_access_key") or None,
+            "repository_password": get("destination.repository_password") or None,
+        }
+    if get("schedule.cron"):
+        spec["schedule"] = {"cron": get("schedule.cron"), "timezone": get("schedule.timezone") or "UTC"}
+    spec["retention"] = {k: _number(get(f"retention.{k}")) for k in RETENTION_KEYS if get(f"retention.{k}")}
+    return spec
+
+
+def form_field(api_field: str) -> str:
+    """The wizard input an API error names (``source_paths.0`` -> ``source_paths``), or ``""``."""
+    parts = [p for p in api_field.split(".") if not p.isdigit()]
+    if len(parts) > 1 and parts[0] == "destination" and parts[1] in ("s3", "local"):
+        del parts[1]  # the discriminated union's tag is not a field
+    while parts:
+        name = ".".join(parts)
+        if name in INPUTS:
+            return name
+        if name in _ALIASES:
+            return _ALIASES[name]
+        parts.pop()
+    return ""
+
+
+def field_errors(error: ValidationError | FieldError) -> dict[str, str]:
+    """Errors by wizard input name; errors on no input are keyed ``""`` (shown above the form)."""
+    from e3backup.server.problems import _field_name
+
+    if isinstance(error, FieldError):
+        pairs = [(error.field, error.message)]
+    else:
+        pairs = [(_field_name(e.get("loc", ())), str(e.get("msg", ""))) for e in error.errors()]
+    errors: dict[str, str] = {}
+    for api_field, message in pairs:
+        name = form_field(api_field)
+        text = message if name else f"{api_field}: {message}" if api_field else message
+        errors[name] = f"{errors[name]}; {text}" if name in errors else text
+    return errors
+
+
+__all__ = [
+    "CHECKBOXES",
+    "ENGINES",
+    "ENGINE_LABELS",
+    "INPUTS",
+    "default_form",
+    "field_errors",
+    "form_field",
+    "spec_from_form",
+]
