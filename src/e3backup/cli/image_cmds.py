@@ -1,8 +1,9 @@
-"""Disk image commands: the ``image`` group (``image backup``; restore/export join it later)."""
+"""Disk image commands: the ``image`` group (``image backup``, ``image restore``, ``image export``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 
@@ -111,6 +112,119 @@ def backup(
         f"{result.chunks_zero} zero\n"
         f"Added to the repository: {human_bytes(result.bytes_added)} ({human_bytes(result.bytes_stored)} stored)\n"
         f"in {result.duration:.1f}s; snapshot {result.snapshot_id[:8]} saved"
+    )
+
+
+def _restore_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--json", "as_json", is_flag=True, help="JSON progress and summary lines.")(f)
+    f = click.option("--force", is_flag=True, help="Overwrite an existing file.")(f)
+    f = click.option("--verify", is_flag=True, help="Re-read what was written and check it against the blob hashes.")(f)
+    f = click.option(
+        "--segment-size-mb",
+        type=click.IntRange(1, 4096),
+        default=32,
+        show_default=True,
+        help="Bytes of disk each worker takes at a time (policy restore_segment_size_mb).",
+    )(f)
+    f = click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Parallel workers, each with its own reader and target handle (policy restore_parallel_workers).",
+    )(f)
+    return f
+
+
+def _run_restore(app: AppContext, snapshot: str, as_json: bool, verb: str, **kw: object) -> None:
+    from ..restore.image import ImageRestoreOptions, run_image_restore
+
+    opts = ImageRestoreOptions(**kw)  # type: ignore[arg-type]
+    out = sys.stdout if as_json else sys.stderr
+    repo = app.open_repo()
+    with Progress(mode="json" if as_json else "auto", out=out) as progress:
+        result = run_image_restore(repo, snapshot, opts, progress)
+    if as_json:
+        print_json(result.summary_json())
+        return
+    where = "block device" if result.block_device else f"{result.image_format} file"
+    verified = f"; verified {result.chunks_verified} chunks" if result.verified else ""
+    rate = result.device_size / max(result.duration, 1e-9)
+    click.echo(
+        f"{verb} {result.file_name} of snapshot {result.snapshot_id[:8]} ({human_bytes(result.device_size)}) "
+        f"to {where} {result.target}\n"
+        f"Wrote {human_bytes(result.bytes_written)} in {result.chunks_written} chunks, "
+        f"{result.chunks_zero} zero chunks{' zeroed' if result.block_device else ' left as holes'}{verified}\n"
+        f"in {result.duration:.1f}s ({human_bytes(rate)}/s of disk)"
+    )
+
+
+@image.command("restore")
+@click.argument("snapshot")
+@click.option("--target", required=True, help="File (created sparse) or block device to write the disk to.")
+@click.option("--format", "image_format", type=click.Choice(["raw", "vhdx"]), default="raw", show_default=True)
+@click.option("--discard", is_flag=True, help="Block device: discard zero ranges instead of writing zeros.")
+@_restore_options
+@pass_app
+def restore(
+    app: AppContext,
+    snapshot: str,
+    target: str,
+    image_format: str,
+    discard: bool,
+    workers: int,
+    segment_size_mb: int,
+    verify: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Restore image SNAPSHOT to a file or a block device (only the backed-up extents are written)."""
+    _run_restore(
+        app,
+        snapshot,
+        as_json,
+        "Restored",
+        target=target,
+        image_format=image_format,
+        discard=discard,
+        workers=workers,
+        segment_size=segment_size_mb << 20,
+        verify=verify,
+        force=force,
+    )
+
+
+@image.command("export")
+@click.argument("snapshot")
+@click.argument("out")
+@click.option("--format", "image_format", type=click.Choice(["vhdx", "raw"]), default="vhdx", show_default=True)
+@_restore_options
+@pass_app
+def export(
+    app: AppContext,
+    snapshot: str,
+    out: str,
+    image_format: str,
+    workers: int,
+    segment_size_mb: int,
+    verify: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Write image SNAPSHOT as a complete disk file OUT (a synthetic full: no chain to replay)."""
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise click.UsageError(f"{out} exists and is not a regular file; export writes files only")
+    _run_restore(
+        app,
+        snapshot,
+        as_json,
+        "Exported",
+        target=out,
+        image_format=image_format,
+        workers=workers,
+        segment_size=segment_size_mb << 20,
+        verify=verify,
+        force=force,
     )
 
 

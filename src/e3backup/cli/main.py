@@ -37,6 +37,7 @@ _COMMANDS = {
     "server": "server_cmd:server",
     "image": "image_cmds:image",
     "agent": "agent_cmds:agent",
+    "mount": "mount_cmd:mount",
 }
 
 

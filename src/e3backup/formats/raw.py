@@ -37,19 +37,25 @@ def _size_of(fd: int) -> int:
 
 
 class RawWriter:
-    """`RawWriter(path, virtual_size)`: sparse file, or an existing block device of enough size."""
+    """`RawWriter(path, virtual_size)`: sparse file, or an existing block device of enough size.
+
+    With ``create=False`` an existing file is opened as it is (no truncation): one more handle on a
+    target another writer created, as each restore worker has its own.
+    """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         virtual_size: int,
         allocated: Iterable[Extent] | None = None,
+        *,
+        create: bool = True,
     ) -> None:
         del allocated  # a raw file needs no layout; accepted so every ImageWriter is made alike
         self.path = os.fspath(path)
         self._virtual_size = virtual_size
         is_device = os.path.exists(self.path) and stat.S_ISBLK(os.stat(self.path).st_mode)
-        flags = os.O_RDWR | os.O_CLOEXEC | (0 if is_device else os.O_CREAT | os.O_TRUNC)
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create and not is_device else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
         self.is_block_device = is_device
         try:
@@ -57,7 +63,7 @@ class RawWriter:
                 size = _size_of(self._fd)
                 if size < virtual_size:
                     raise FormatError(f"{self.path}: device has {size} bytes, the image needs {virtual_size}")
-            else:
+            elif create:
                 os.ftruncate(self._fd, virtual_size)
         except BaseException:
             self.close()

@@ -18,7 +18,6 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,10 +28,7 @@ from ..repo.node import Node, unix_perm
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
 from ..repo.snapshot import Snapshot
-from ..store.base import FileType, Handle
-
-_MAX_GAP = 256 * 1024
-_MAX_RANGE = 8 * 1024 * 1024
+from .packs import read_blobs
 
 
 @dataclass
@@ -234,26 +230,20 @@ class FileRestorer:
 
     def _restore_pack(self, item: tuple[str, dict[PackedBlob, list[tuple[int, int]]]]) -> None:
         pack_id, blobs = item
-        for start, end, group in _ranges(sorted(blobs, key=lambda b: b.offset)):
-            data = self.repo.store.load(Handle(FileType.PACK, pack_id), start, end - start)
-            if len(data) != end - start:
-                raise IntegrityError(f"pack {pack_id}: truncated (short read at offset {start})")
-            view = memoryview(data)
-            for b in group:
-                plain = self.repo.decode_blob(pack_id, b, view[b.offset - start : b.offset - start + b.length])
-                for fi, off in blobs[b]:
-                    path = self._files[fi].path
-                    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-                    try:
-                        if self.opts.sparse:
-                            pwrite_sparse(fd, plain, off)
-                        else:
-                            _pwrite_all(fd, plain, off)
-                    finally:
-                        os.close(fd)
-                    self.progress.add(nbytes=len(plain))
-                    with self._mu:
-                        self.result.bytes_written += len(plain)
+        for b, plain in read_blobs(self.repo, pack_id, list(blobs)):
+            for fi, off in blobs[b]:
+                path = self._files[fi].path
+                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                try:
+                    if self.opts.sparse:
+                        pwrite_sparse(fd, plain, off)
+                    else:
+                        _pwrite_all(fd, plain, off)
+                finally:
+                    os.close(fd)
+                self.progress.add(nbytes=len(plain))
+                with self._mu:
+                    self.result.bytes_written += len(plain)
 
     # -- metadata -------------------------------------------------------------------------------
 
@@ -301,22 +291,6 @@ class FileRestorer:
                     self.result.errors.append("verify: " + err)
                 else:
                     self.result.verified_files += 1
-
-
-def _ranges(blobs: list[PackedBlob]) -> Iterator[tuple[int, int, list[PackedBlob]]]:
-    """Group blobs sorted by offset into byte ranges read with one request each."""
-    group: list[PackedBlob] = []
-    start = end = 0
-    for b in blobs:
-        if group and (b.offset - end > _MAX_GAP or b.offset + b.length - start > _MAX_RANGE):
-            yield start, end, group
-            group = []
-        if not group:
-            start = b.offset
-        group.append(b)
-        end = max(end, b.offset + b.length)
-    if group:
-        yield start, end, group
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -1,0 +1,161 @@
+"""Image restore: e3backup (1 and 8 workers, raw; VHDX export) vs ``restic restore``/``dump``.
+
+    sudo .venv/bin/python bench/image_restore.py [--workdir DIR] [--size-gib 2] [--s3] [--doc]
+
+One 2 GiB mixed image (45 % random, 45 % low-entropy, 10 % zeros, 1 MiB blocks; the
+``image_backup`` bench's ``full`` device) is backed up once by ``e3backup image backup`` and once
+by ``restic backup --stdin``; then each restore runs once, as a subprocess, into a fresh file:
+e3backup ``image restore --workers 1`` and ``--workers 8`` (raw, sparse), ``image export --format
+vhdx``, ``restic restore`` of the ``--stdin`` snapshot and ``restic dump`` to a file. Repository
+files are in the page cache for both tools (local), or on a local SeaweedFS (``--s3``).
+The e3backup outputs are compared with the source; ``--doc`` appends the table to
+``docs/benchmarks.md``. Everything is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image_backup import GiB, Measure, MiB, make_full, measured, warm
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-password"
+E3 = [sys.executable, "-m", "e3backup"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(16 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def drop_file(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def run_case(
+    where: str, work: Path, dev: Path, env: dict[str, str], e3_repo: str, restic_repo: str
+) -> list[tuple[str, str, Measure]]:
+    rows: list[tuple[str, str, Measure]] = []
+    subprocess.run([*E3, "-r", e3_repo, "init"], env=env, check=True, capture_output=True)
+    subprocess.run(["restic", "-r", restic_repo, "init"], env=env, check=True, capture_output=True)
+    warm(dev)
+    measured([*E3, "-r", e3_repo, "image", "backup", str(dev), "--json"], env)
+    restic_base = ["restic", "-r", restic_repo, "--cache-dir", str(work / "restic-cache")]
+    measured([*restic_base, "backup", "--json", "--stdin", "--stdin-filename", "disk.img"], env, stdin=dev)
+    source_hash = sha256_file(dev)
+    out = work / "out"
+    cases = [
+        (
+            "e3backup restore, 1 worker",
+            [*E3, "-r", e3_repo, "image", "restore", "latest", "--target", str(out), "--workers", "1", "--json"],
+            out,
+        ),
+        (
+            "e3backup restore, 8 workers",
+            [*E3, "-r", e3_repo, "image", "restore", "latest", "--target", str(out), "--workers", "8", "--json"],
+            out,
+        ),
+        (
+            "e3backup export vhdx, 8 workers",
+            [*E3, "-r", e3_repo, "image", "export", "latest", str(out), "--format", "vhdx", "--json"],
+            out,
+        ),
+        ("restic restore", [*restic_base, "restore", "latest", "--target", str(out)], out),
+    ]
+    for label, argv, target in cases:
+        drop_file(target)
+        subprocess.run(["sync"], check=True)
+        m = measured(argv, env)
+        if label.startswith("e3backup restore"):
+            assert sha256_file(target) == source_hash, f"{label}: restored disk differs from the source"
+            assert m.summary["device_size"] == dev.stat().st_size
+        if label == "restic restore":
+            assert (target / "disk.img").stat().st_size == dev.stat().st_size
+        if label.startswith("e3backup export"):
+            subprocess.run(["qemu-img", "check", "-q", "-f", "vhdx", str(target)], check=True)
+        rows.append((where, label, m))
+        print(f"{where} | {label}: {m.seconds:.2f} s, {m.rss_mib:.0f} MiB RSS", flush=True)
+        drop_file(target)
+    dump_out = work / "dump.img"
+    subprocess.run(["sync"], check=True)
+    t0 = time.perf_counter()
+    with open(dump_out, "wb") as f:
+        subprocess.run([*restic_base, "dump", "latest", "/disk.img"], env=env, stdout=f, check=True)
+    rows.append((where, "restic dump", Measure(time.perf_counter() - t0, float("nan"), {})))
+    print(f"{where} | restic dump: {rows[-1][2].seconds:.2f} s", flush=True)
+    drop_file(dump_out)
+    return rows
+
+
+def table(rows: list[tuple[str, str, Measure]], size: int) -> str:
+    out = [
+        "| repository | restore | time s | MB/s of disk | peak RSS MiB | vs restic restore |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    ref = {w: m.seconds for w, label, m in rows if label == "restic restore"}
+    for where, label, m in rows:
+        rss = "" if m.rss_mib != m.rss_mib else f"{m.rss_mib:.0f}"
+        out.append(
+            f"| {where} | {label} | {m.seconds:.2f} | {size / m.seconds / 1e6:.0f} | {rss} | "
+            f"{ref[where] / m.seconds:.2f}x |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--size-gib", type=float, default=2)
+    ap.add_argument("--s3", action="store_true", help="also run with both repositories on a local SeaweedFS")
+    ap.add_argument("--no-local", action="store_true")
+    ap.add_argument("--doc", action="store_true", help="append the table to docs/benchmarks.md")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="e3-image-restore-", dir=a.workdir))
+    env = {**os.environ, "E3BACKUP_PASSWORD": PASSWORD, "RESTIC_PASSWORD": PASSWORD}
+    size = int(a.size_gib * GiB)
+    rows: list[tuple[str, str, Measure]] = []
+    try:
+        dev = work / "disk"
+        make_full(dev, size)
+        if not a.no_local:
+            rows += run_case("local", work, dev, env, str(work / "e3-repo"), str(work / "restic-repo"))
+        if a.s3:
+            sys.path.insert(0, str(ROOT))
+            from tests.plugins.seaweedfs import SeaweedServer
+
+            server = SeaweedServer(work / "seaweed")
+            server.start()
+            try:
+                s3env = {**env, **server.env()}
+                e3_url = server.url(server.make_bucket("e3-image-restore"))
+                restic_url = server.url(server.make_bucket("restic-image-restore"))
+                rows += run_case("SeaweedFS S3", work, dev, s3env, e3_url, restic_url)
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = table(rows, size)
+    print()
+    print(text)
+    if a.doc:
+        with open(ROOT / "docs" / "benchmarks.md", "a") as f:
+            f.write("\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Image restore and export: sparse raw files, VHDX checked by qemu-img, incrementals as complete
+disks, parallel workers, verification and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from e3backup.errors import E3Error, IntegrityError, UsageError
+from e3backup.progress import Progress
+from e3backup.restore.image import ImageRestoreOptions, run_image_restore
+from tests.engines.disk_image.conftest import MiB, backup, dump, make_mixed_image, open_repo
+from tests.helpers import PASSWORD, run_cli
+
+pytestmark = pytest.mark.restic
+
+
+def restore(repo_path: Path, target: Path | str, snap: str = "latest", **kw: object):  # type: ignore[no-untyped-def]
+    repo = open_repo(repo_path)
+    try:
+        after = kw.pop("after_write", None)
+        progress = kw.pop("progress", None)
+        return run_image_restore(repo, snap, ImageRestoreOptions(target=str(target), **kw), progress, after)  # type: ignore[arg-type]
+    finally:
+        repo.close()
+
+
+def allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_raw_restore_is_sparse_and_equals_dump(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = image
+    backup(repo_path, path, chunk_size=MiB)
+    out = tmp_path / "out.raw"
+    r = restore(repo_path, out, verify=True)
+    assert out.read_bytes() == data == dump(repo_path, "disk.raw.img")
+    nonzero = sum(1 for i in range(0, len(data), 16384) if any(data[i : i + 16384]))
+    assert allocated(out) <= nonzero * 16384 + MiB  # holes where the disk is zero
+    assert r.verified and r.chunks_verified == r.chunks_total == 64
+    assert r.chunks_written + r.chunks_zero == 64 and r.chunks_zero > 0
+    assert r.bytes_written == r.chunks_written * MiB
+
+
+def test_workers_1_and_8_give_identical_bytes(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = image
+    backup(repo_path, path, chunk_size=MiB)
+    one, eight = tmp_path / "one.raw", tmp_path / "eight.raw"
+    restore(repo_path, one, workers=1, segment_size=MiB)
+    restore(repo_path, eight, workers=8, segment_size=3 * MiB)
+    assert one.read_bytes() == eight.read_bytes() == data
+
+
+def test_incremental_restores_and_exports_as_the_second_state(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, _ = image
+    first = backup(repo_path, path, chunk_size=MiB).result
+    first_state = path.read_bytes()
+    changes = [(5 * MiB + 100, 3000), (40 * MiB + 4000, 70_000)]
+    with open(path, "r+b") as f:
+        for off, n in changes:
+            f.seek(off)
+            f.write(random.Random(off).randbytes(n))
+    cmap = tmp_path / "changes.json"
+    cmap.write_text(json.dumps([list(c) for c in changes]))
+    second = backup(repo_path, path, chunk_size=MiB, changed_extents=str(cmap)).result
+    assert second.chunks_reused > 0
+    out = tmp_path / "second.raw"
+    restore(repo_path, out, second.snapshot_id)
+    assert out.read_bytes() == path.read_bytes()
+    exported = tmp_path / "second.vhdx"
+    restore(repo_path, exported, second.snapshot_id, image_format="vhdx", verify=True)
+    _qemu_check(exported)
+    _qemu_compare(exported, out)
+    older = tmp_path / "first.raw"
+    restore(repo_path, older, first.snapshot_id)
+    assert older.read_bytes() == first_state
+
+
+def _qemu_check(path: Path) -> None:
+    p = subprocess.run(["qemu-img", "check", "-f", "vhdx", str(path)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _qemu_compare(vhdx: Path, raw: Path) -> None:
+    p = subprocess.run(
+        ["qemu-img", "compare", "-f", "vhdx", "-F", "raw", str(vhdx), str(raw)], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img missing")
+def test_vhdx_restore_is_clean_and_equal_to_raw(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = image
+    backup(repo_path, path)
+    raw, vhdx = tmp_path / "out.raw", tmp_path / "out.vhdx"
+    restore(repo_path, raw)
+    r = restore(repo_path, vhdx, image_format="vhdx", verify=True)
+    assert r.verified
+    _qemu_check(vhdx)
+    _qemu_compare(vhdx, raw)
+    conv = tmp_path / "conv.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "vhdx", "-O", "raw", str(vhdx), str(conv)], check=True)
+    assert conv.read_bytes() == data
+
+
+def test_verify_catches_a_target_corrupted_after_writing(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = image
+    backup(repo_path, path, chunk_size=MiB)
+    out = tmp_path / "out.raw"
+    first_data = next(i for i in range(0, len(data), MiB) if any(data[i : i + MiB]))
+
+    def corrupt() -> None:
+        with open(out, "r+b") as f:
+            f.seek(first_data + 12345)
+            f.write(b"\xff\x00\xfe")
+            f.seek(next(i for i in range(0, len(data), MiB) if not any(data[i : i + MiB])) + 5)  # a zero chunk
+            f.write(b"stale")
+
+    with pytest.raises(IntegrityError, match=r"verify of .* failed: chunk"):
+        restore(repo_path, out, verify=True, after_write=corrupt)
+    assert not out.exists()  # a failed restore to a new file leaves nothing that looks complete
+
+
+def test_missing_pack_is_a_clear_error_naming_it(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, _ = image
+    backup(repo_path, path)
+    packs = sorted((repo_path / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    victim = packs[-1]  # the largest pack holds disk data
+    victim.unlink()
+    out = tmp_path / "out.raw"
+    with pytest.raises(IntegrityError, match=f"pack {victim.name} is missing"):
+        restore(repo_path, out)
+    assert not out.exists()
+
+
+def test_target_rules(repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path) -> None:
+    path, _ = image
+    backup(repo_path, path)
+    existing = tmp_path / "exists.raw"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="use --force"):
+        restore(repo_path, existing)
+    assert existing.read_bytes() == b"keep me"
+    restore(repo_path, existing, force=True)
+    assert existing.read_bytes() == path.read_bytes()
+    with pytest.raises(UsageError, match="is a directory"):
+        restore(repo_path, tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        restore(repo_path, tmp_path / "no" / "such.raw")
+
+
+def test_file_snapshot_is_refused(
+    repo_path: Path, repo: object, tmp_path: Path, password_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+    assert run_cli(capsys, "-r", str(repo_path), "backup", str(src)).code == 0
+    res = run_cli(capsys, "-r", str(repo_path), "image", "restore", "latest", "--target", str(tmp_path / "x.raw"))
+    assert res.code == 1 and "is not a disk image snapshot" in res.err
+    assert not (tmp_path / "x.raw").exists()
+
+
+def test_cli_json_progress_and_summary_and_export(
+    repo_path: Path,
+    repo: object,
+    image: tuple[Path, bytes],
+    tmp_path: Path,
+    password_env: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, data = image
+    backup(repo_path, path)
+    out = tmp_path / "cli.raw"
+    res = run_cli(
+        capsys,
+        "-r",
+        str(repo_path),
+        "image",
+        "restore",
+        "latest",
+        "--target",
+        str(out),
+        "--json",
+        "--workers",
+        "2",
+        "--verify",
+    )
+    assert res.code == 0, res.err
+    lines = [json.loads(x) for x in res.out.splitlines()]
+    assert lines[-1]["message_type"] == "summary"
+    assert all(x["message_type"] == "status" for x in lines[:-1]) and lines[-2]["percent_done"] == 1.0
+    assert lines[-2]["total_bytes"] == len(data)
+    s = lines[-1]
+    assert s["device_size"] == len(data) and s["verified"] and s["workers"] == 2 and s["format"] == "raw"
+    assert out.read_bytes() == data
+    vhdx = tmp_path / "cli.vhdx"
+    res = run_cli(capsys, "-r", str(repo_path), "image", "export", "latest", str(vhdx))
+    assert res.code == 0, res.err
+    assert "Exported" in res.out and vhdx.read_bytes()[:8] == b"vhdxfile"
+    res = run_cli(capsys, "-r", str(repo_path), "image", "export", "latest", str(vhdx))
+    assert res.code == 2 and "--force" in res.err
+
+
+def test_progress_counts_the_whole_device(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    path, data = image
+    backup(repo_path, path)
+    p = Progress(mode="quiet")
+    restore(repo_path, tmp_path / "p.raw", progress=p)
+    s = p.snapshot()
+    assert s["bytes_done"] == s["total_bytes"] == len(data) and s["percent_done"] == 1.0
+
+
+def test_policy_flags_map_to_options() -> None:
+    o = ImageRestoreOptions.from_policy("/x", {"restore_parallel_workers": 3, "restore_segment_size_mb": 64})
+    assert (o.workers, o.segment_size) == (3, 64 * MiB)
+    o = ImageRestoreOptions.from_policy("/x", {}, workers=2)
+    assert (o.workers, o.segment_size) == (2, 32 * MiB)
+
+
+_ = (E3Error, PASSWORD, make_mixed_image)
