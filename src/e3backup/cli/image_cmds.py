@@ -6,6 +6,8 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -115,7 +117,7 @@ def backup(
     )
 
 
-def _restore_options(f):  # type: ignore[no-untyped-def]
+def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--json", "as_json", is_flag=True, help="JSON progress and summary lines.")(f)
     f = click.option("--force", is_flag=True, help="Overwrite an existing file.")(f)
     f = click.option("--verify", is_flag=True, help="Re-read what was written and check it against the blob hashes.")(f)

@@ -17,6 +17,7 @@ never exposed: such nodes are left out.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import stat
@@ -124,17 +125,23 @@ class RepositoryTree:
             "snapshots": virtual_dir(lambda: self._by_time(self.snapshots)),
             "hosts": virtual_dir(
                 lambda: {
-                    _label(h): virtual_dir(lambda h=h: self._by_time([s for s in self.snapshots if s.hostname == h]))
+                    _label(h): virtual_dir(functools.partial(self._of_host, h))
                     for h in hosts
                 }
             ),
             "tags": virtual_dir(
                 lambda: {
-                    _label(t): virtual_dir(lambda t=t: self._by_time([s for s in self.snapshots if t in s.tags]))
+                    _label(t): virtual_dir(functools.partial(self._with_tag, t))
                     for t in tags
                 }
             ),
         }
+
+    def _of_host(self, host: str) -> dict[str, Entry]:
+        return self._by_time([s for s in self.snapshots if s.hostname == host])
+
+    def _with_tag(self, tag: str) -> dict[str, Entry]:
+        return self._by_time([s for s in self.snapshots if tag in s.tags])
 
     def _by_time(self, snaps: list[Snapshot]) -> dict[str, Entry]:
         out: dict[str, Entry] = {}

@@ -22,6 +22,7 @@ failed restore never leaves something that looks complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import threading
@@ -259,7 +260,7 @@ class ImageRestorer:
             else:
                 workers = [_Worker(shared, False) for _ in range(o.workers)]
             try:
-                self._run_workers(plan.segments, [lambda seg, w=w: self._restore_segment(w, seg) for w in workers])
+                self._run_workers(plan.segments, [functools.partial(self._restore_segment, w) for w in workers])
             finally:
                 for w in workers:
                     w.close()
