@@ -178,3 +178,10 @@ def test_disk_image_job_on_a_loop_device_full_then_incremental(harness: Harness,
             codes = harness.codes(run)
             assert "DISK_IMAGE_STREAM_START" in codes and codes[-1] == "DISK_IMAGE_STREAM_COMPLETED", codes
         assert types == ["full", "incremental"]
+        # the restore command writes the disk back to a sparse file, byte for byte
+        target = harness.tmp / "restores" / "disk.raw"
+        cmd = harness.command(agent, "restore", job["id"], snapshot_id=r["snapshot_id"], target_path=str(target))
+        assert agent.commands.poll_once() == 1
+        done = harness.finish(agent, cmd["run_id"])
+        assert done["status"] == "success", done
+        assert target.read_bytes() == image.read_bytes()

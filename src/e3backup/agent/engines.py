@@ -2,7 +2,7 @@
 
     engine       backup                         restore
     files        engines.files.run_backup       restore.files.run_restore   (alias: kopia)
-    disk_image   engines.disk_image (Linux)     not in this build yet -> ENGINE_UNAVAILABLE
+    disk_image   engines.disk_image (Linux)     restore.image.run_image_restore (file or device)
     hyperv       needs a Windows Hyper-V host   -> ENGINE_UNAVAILABLE
     sync         the seeds' legacy rclone sync; not built (use files) -> ENGINE_UNAVAILABLE
 
@@ -137,6 +137,29 @@ def backup_disk_image(ctx: JobContext) -> Outcome:
     )
 
 
+def restore_disk_image(ctx: JobContext) -> Outcome:
+    """A disk image to a file (raw or VHDX, under the restore roots) or to an allowed device."""
+    from ..restore.image import ImageRestoreOptions, run_image_restore
+
+    o = ctx.options
+    target = str(o.get("target_disk") or o["target_path"])
+    image_format = str(o.get("format") or ctx.run.disk_image_format or "raw")
+    opts = ImageRestoreOptions.from_policy(
+        target,
+        ctx.run.policy.model_dump(exclude_none=True),
+        image_format="raw" if o.get("target_disk") else image_format,
+        verify=bool(o.get("verify", True)),
+        discard=bool(o.get("discard", False)),
+        force=bool(o.get("force", False)),
+    )
+    repo = ctx.open_repo(False)
+    try:
+        result = run_image_restore(repo, o["snapshot_id"], opts, ctx.progress, cancel=ctx.reporter.cancel)
+    finally:
+        repo.close()
+    return Outcome(RunStatus.SUCCESS, summary=result.summary_json())
+
+
 # -- maintenance ----------------------------------------------------------------------------------
 
 
@@ -179,7 +202,7 @@ BACKUP: dict[Engine, EngineSpec] = {
 
 RESTORE: dict[Engine, EngineSpec] = {
     Engine.FILES: EngineSpec(restore_files),
-    Engine.DISK_IMAGE: EngineSpec(None, why_not="disk image restore is not in this build yet"),
+    Engine.DISK_IMAGE: EngineSpec(restore_disk_image, ("linux",), "disk image restores need Linux in this build"),
     Engine.HYPERV: EngineSpec(None, why_not="Hyper-V restore needs a Windows Hyper-V host"),
     Engine.SYNC: EngineSpec(None, why_not="sync jobs cannot be restored by the agent"),
 }
