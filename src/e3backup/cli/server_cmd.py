@@ -80,7 +80,10 @@ def server(ctx: click.Context, data_dir: Path, listen: str, database_url: str | 
     except E3Error as e:
         raise click.ClickException(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+    # open live-progress streams must not hold a shutdown for minutes
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False, timeout_graceful_shutdown=5
+    )
 
 
 @server.command("create-admin")
