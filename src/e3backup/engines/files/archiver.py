@@ -294,6 +294,10 @@ class Archiver:
             return None
         try:
             st = os.lstat(path)
+            if self._unchanged(pnode, st):
+                assert pnode is not None
+                self._count_unmodified(pnode.size)
+                return pnode
             node = node_from_stat(name, path, st, self.opts.with_atime)
         except OSError as e:
             self._error(path, e)
@@ -310,6 +314,33 @@ class Archiver:
                 self.result.total_files_processed += 1
             return node
         return self._file(path, node, pnode)
+
+    def _unchanged(self, pnode: Node | None, st: os.stat_result) -> bool:
+        """The parent's node still describes this file: same inode, size, mtime and ctime.
+
+        Every change of content, mode, owner, link count or xattrs moves ctime, so the parent's
+        whole node (not just its content) is reused without reading xattrs or names again.
+        """
+        return (
+            pnode is not None
+            and pnode.type == "file"
+            and pnode.content is not None
+            and stat.S_ISREG(st.st_mode)
+            and pnode.mtime == st.st_mtime_ns
+            and pnode.ctime == st.st_ctime_ns
+            and pnode.size == st.st_size
+            and pnode.inode == st.st_ino
+            and pnode.device_id == st.st_dev
+            and not self.opts.with_atime
+            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
+        )
+
+    def _count_unmodified(self, size: int) -> None:
+        self.progress.add(files=1, nbytes=size)
+        with self._mu:
+            self.result.files_unmodified += 1
+            self.result.total_files_processed += 1
+            self.result.total_bytes_processed += size
 
     def _file(self, path: bytes, node: Node, pnode: Node | None) -> Node | None:
         if (
