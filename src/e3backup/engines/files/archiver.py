@@ -42,6 +42,7 @@ from .targets import VirtualDir, build
 
 _MAX_PENDING_DIRS = 512
 _LEAF_BATCH = 32
+_INLINE_SAVE = 256 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -506,6 +507,13 @@ class Archiver:
         if writer.is_known(BlobType.DATA, blob_id):
             return blob_id
         self._check_failure()
+        if len(data) < _INLINE_SAVE:
+            # a small chunk costs less to compress here than to hand to a saver thread
+            _, added = writer.save(BlobType.DATA, data, blob_id)
+            if added:
+                with self._mu:
+                    self._data_blobs += 1
+            return blob_id
         self._inflight.acquire()
         try:
             fut = self._savers.submit(writer.save, BlobType.DATA, data, blob_id)
