@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import hmac
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
@@ -40,6 +41,9 @@ class Key:
     encrypt: bytes
     mac_k: bytes
     mac_r: bytes
+    _aes: algorithms.AES = field(init=False, repr=False, compare=False)
+    _mac_aes: algorithms.AES = field(init=False, repr=False, compare=False)
+    _local: threading.local = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.encrypt) != 32 or len(self.mac_k) != 16 or len(self.mac_r) != 16:
@@ -47,6 +51,10 @@ class Key:
         if not any(self.encrypt) or not any(self.mac_k) or not any(self.mac_r):
             raise IntegrityError("invalid key: a key part is all zero")
         object.__setattr__(self, "mac_r", _clamp(self.mac_r))
+        # building cipher objects costs more than sealing a small blob: build them once
+        object.__setattr__(self, "_aes", algorithms.AES(self.encrypt))
+        object.__setattr__(self, "_mac_aes", algorithms.AES(self.mac_k))
+        object.__setattr__(self, "_local", threading.local())
 
     @classmethod
     def random(cls) -> Key:
@@ -81,11 +89,11 @@ class Key:
         return "Key(<secret>)"
 
     def _tag(self, nonce: bytes, ciphertext: bytes | memoryview) -> bytes:
-        enc = Cipher(algorithms.AES(self.mac_k), modes.ECB()).encryptor()
-        s = enc.update(nonce) + enc.finalize()
-        p = Poly1305(self.mac_r + s)
-        p.update(ciphertext)
-        return p.finalize()
+        # one ECB context per thread, reused: it holds no state between blocks
+        ecb = getattr(self._local, "ecb", None)
+        if ecb is None:
+            ecb = self._local.ecb = Cipher(self._mac_aes, modes.ECB()).encryptor()
+        return Poly1305.generate_tag(self.mac_r + ecb.update(nonce), ciphertext)
 
     def seal(self, plaintext: bytes | memoryview, nonce: bytes | None = None) -> bytes:
         """Encrypt and authenticate ``plaintext``; a fresh random nonce unless one is given."""
@@ -98,7 +106,7 @@ class Key:
         n = len(plaintext)
         out = bytearray(n + OVERHEAD)
         out[:NONCE_SIZE] = nonce
-        enc = Cipher(algorithms.AES(self.encrypt), modes.CTR(nonce)).encryptor()
+        enc = Cipher(self._aes, modes.CTR(nonce)).encryptor()
         ct_view = memoryview(out)[NONCE_SIZE : NONCE_SIZE + n]
         if n:
             written = enc.update_into(plaintext, ct_view)
@@ -119,7 +127,7 @@ class Key:
             raise MacError("ciphertext verification failed")
         if not len(ct):
             return b""
-        dec = Cipher(algorithms.AES(self.encrypt), modes.CTR(nonce)).decryptor()
+        dec = Cipher(self._aes, modes.CTR(nonce)).decryptor()
         return dec.update(ct) + dec.finalize()
 
 
