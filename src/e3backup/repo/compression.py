@@ -36,6 +36,15 @@ def decompress(data: bytes | memoryview, expected: int | None = None) -> bytes:
     d: zstandard.ZstdDecompressor | None = getattr(_local, "d", None)
     if d is None:
         d = _local.d = zstandard.ZstdDecompressor()
+    if expected:
+        # one-shot into a buffer of the known size: ~10 % faster than streaming for text, 2x for
+        # incompressible data. It decodes one frame only, so anything short falls through.
+        try:
+            out = d.decompress(data, max_output_size=expected)
+        except zstandard.ZstdError:
+            out = b""
+        if len(out) == expected:
+            return out
     try:
         obj = d.decompressobj(read_across_frames=True)
         out = obj.decompress(data)
