@@ -7,8 +7,10 @@ struct so our trees look like restic's.
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _jstr
 from typing import Any
 
 from ..errors import IntegrityError
@@ -51,6 +53,8 @@ _KNOWN = frozenset(
         "error",
     )
 )
+
+_RARE = frozenset(("linktarget", "linktarget_raw", "extended_attributes"))
 
 NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket", "irregular")
 
@@ -150,6 +154,49 @@ class Node:
         if self.error:
             d["error"] = self.error
         return d
+
+    def json_text(self) -> str:
+        """``json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)``, built directly.
+
+        A backup encodes every node of every tree it writes; skipping the dict and the generic
+        encoder halves that cost. The output is the same text, so tree IDs do not change.
+        """
+        p = ['{"name":', _jstr(quote(self.name)), ',"type":', _jstr(self.type)]
+        if self.mode:
+            p += (',"mode":', str(self.mode))
+        p += (',"mtime":"', format_ns(self.mtime), '","atime":"', format_ns(self.atime))
+        p += ('","ctime":"', format_ns(self.ctime), '","uid":', str(self.uid), ',"gid":', str(self.gid))
+        if self.user:
+            p += (',"user":', _jstr(self.user))
+        if self.group:
+            p += (',"group":', _jstr(self.group))
+        if self.inode:
+            p += (',"inode":', str(self.inode))
+        if self.device_id:
+            p += (',"device_id":', str(self.device_id))
+        if self.size:
+            p += (',"size":', str(self.size))
+        if self.links:
+            p += (',"links":', str(self.links))
+        if self.linktarget is not None or self.xattrs or self.extra:
+            # rare fields: the generic path, for exactly to_json's text
+            rare = {k: v for k, v in self.to_json().items() if k in _RARE or k not in _KNOWN}
+            for k, v in rare.items():
+                p += (",", _jstr(k), ":", json.dumps(v, separators=(",", ":"), ensure_ascii=False))
+        if self.device:
+            p += (',"device":', str(self.device))
+        if self.content is None:
+            p.append(',"content":null')
+        elif self.content:
+            p += (',"content":["', '","'.join([c.hex() for c in self.content]), '"]')
+        else:
+            p.append(',"content":[]')
+        if self.subtree is not None:
+            p += (',"subtree":"', self.subtree.hex(), '"')
+        if self.error:
+            p += (',"error":', _jstr(self.error))
+        p.append("}")
+        return "".join(p)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Node:

@@ -16,8 +16,7 @@ def encode_tree(nodes: Iterable[Node]) -> bytes:
     for a, b in itertools.pairwise(ordered):
         if a.name == b.name:
             raise IntegrityError(f"duplicate name {a.display_name!r} in tree")
-    doc = {"nodes": [n.to_json() for n in ordered]}
-    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+    return ('{"nodes":[' + ",".join([n.json_text() for n in ordered]) + "]}\n").encode("utf-8")
 
 
 def decode_tree(data: bytes, tree_id: str = "") -> list[Node]:
