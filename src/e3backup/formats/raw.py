@@ -20,6 +20,7 @@ from typing import Literal
 
 from e3backup.errors import FormatError
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
+from e3backup.formats.writeback import start_writeback
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127)
@@ -84,9 +85,10 @@ class RawWriter:
         check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
         if self.is_block_device:
             pwrite_all(fd, view, offset)
-            return
-        for start, end in nonzero_runs(view):
-            pwrite_all(fd, view[start:end], offset + start)
+        else:
+            for start, end in nonzero_runs(view):
+                pwrite_all(fd, view[start:end], offset + start)
+        start_writeback(fd, offset, len(view))
 
     def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
         """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""
@@ -107,6 +109,7 @@ class RawWriter:
         while offset < end:
             n = min(len(zeros), end - offset)
             pwrite_all(fd, zeros[:n], offset)
+            start_writeback(fd, offset, n)
             offset += n
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from types import TracebackType
 from e3backup.errors import UnallocatedWriteError
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
+from e3backup.formats.writeback import start_writeback
 
 
 class VhdxWriter:
@@ -67,6 +68,8 @@ class VhdxWriter:
                         f"block {block}, which the allocation given at creation left out"
                     )
                 pwrite_all(fd, piece[start:end], target + within + start)
+            if target != UNALLOCATED:
+                start_writeback(fd, target + within, len(piece))
             pos += len(piece)
 
     def close(self) -> None:
