@@ -1,10 +1,12 @@
 """Image restore: e3backup (1 and 8 workers, raw; VHDX export) vs ``restic restore``/``dump``.
 
-    sudo .venv/bin/python bench/image_restore.py [--workdir DIR] [--size-gib 2] [--s3] [--doc]
+    sudo .venv/bin/python bench/image_restore.py [--workdir DIR] [--size-gib 2] [--disks mixed,ext4] [--s3] [--doc]
 
-One 2 GiB mixed image (45 % random, 45 % low-entropy, 10 % zeros, 1 MiB blocks; the
-``image_backup`` bench's ``full`` device) is backed up once by ``e3backup image backup`` and once
-by ``restic backup --stdin``; then each restore runs once, as a subprocess, into a fresh file:
+Two disks of ``--size-gib``: ``mixed``, the worst case for a restore (45 % random, 45 %
+low-entropy, 10 % zeros in 1 MiB blocks, no file system, every byte to restore; the
+``image_backup`` bench's ``full`` device), and ``ext4``, a file system half full of files (text,
+random and duplicated data), as a server disk looks. Each is backed up once by ``e3backup image
+backup`` and once by ``restic backup --stdin``; then each restore runs once, as a subprocess, into a fresh file:
 e3backup ``image restore --workers 1`` and ``--workers 8`` (raw, sparse), ``image export --format
 vhdx``, ``restic restore`` of the ``--stdin`` snapshot and ``restic dump`` to a file. Repository
 files are in the page cache for both tools (local), or on a local SeaweedFS (``--s3``).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -38,6 +41,33 @@ def sha256_file(path: Path) -> str:
         while block := f.read(16 * MiB):
             h.update(block)
     return h.hexdigest()
+
+
+def make_half_full_ext4(path: Path, size: int, work: Path) -> None:
+    """An ext4 file system of ``size`` bytes, about half of it in files (``mkfs.ext4 -d``)."""
+    src = work / "ext4-files"
+    src.mkdir()
+    rnd = random.Random(5)
+    table = bytes.maketrans(bytes(range(256)), bytes(b"etaoinshrdlu \n.,"[i % 16] for i in range(256)))
+    budget, n = size // 2, 0
+    while budget > 0:
+        length = min(budget, rnd.choice([64 << 10, 1 << 20, 4 << 20, 16 << 20]))
+        kind = rnd.random()
+        if kind < 0.4:
+            body = rnd.randbytes(length)
+        elif kind < 0.9:
+            body = rnd.randbytes(length).translate(table)
+        else:
+            body = b"duplicate block\n" * (length // 16)
+        sub = src / f"d{n % 17}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{n}.dat").write_bytes(body)
+        budget -= length
+        n += 1
+    with open(path, "wb") as f:
+        f.truncate(size)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(src), str(path)], check=True)
+    shutil.rmtree(src)
 
 
 def drop_file(path: Path) -> None:
@@ -104,7 +134,7 @@ def run_case(
 
 def table(rows: list[tuple[str, str, Measure]], size: int) -> str:
     out = [
-        "| repository | restore | time s | MB/s of disk | peak RSS MiB | vs restic restore |",
+        "| repository, disk | restore | time s | MB/s of disk | peak RSS MiB | vs restic restore |",
         "|---|---|---:|---:|---:|---:|",
     ]
     ref = {w: m.seconds for w, label, m in rows if label == "restic restore"}
@@ -121,6 +151,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--size-gib", type=float, default=2)
+    ap.add_argument("--disks", default="mixed,ext4", help="comma-separated: mixed, ext4")
     ap.add_argument("--s3", action="store_true", help="also run with both repositories on a local SeaweedFS")
     ap.add_argument("--no-local", action="store_true")
     ap.add_argument("--doc", action="store_true", help="append the table to docs/benchmarks.md")
@@ -130,23 +161,34 @@ def main() -> None:
     size = int(a.size_gib * GiB)
     rows: list[tuple[str, str, Measure]] = []
     try:
-        dev = work / "disk"
-        make_full(dev, size)
-        if not a.no_local:
-            rows += run_case("local", work, dev, env, str(work / "e3-repo"), str(work / "restic-repo"))
-        if a.s3:
-            sys.path.insert(0, str(ROOT))
-            from tests.plugins.seaweedfs import SeaweedServer
+        for disk in a.disks.split(","):
+            dev = work / f"disk-{disk}"
+            if disk == "mixed":
+                make_full(dev, size)
+            elif disk == "ext4":
+                make_half_full_ext4(dev, size, work)
+            else:
+                sys.exit(f"unknown disk {disk!r}: expected mixed or ext4")
+            if not a.no_local:
+                repos = work / f"e3-{disk}", work / f"restic-{disk}"
+                rows += run_case(f"local, {disk}", work, dev, env, str(repos[0]), str(repos[1]))
+                for r in repos:
+                    shutil.rmtree(r)
+            if a.s3:
+                sys.path.insert(0, str(ROOT))
+                from tests.plugins.seaweedfs import SeaweedServer
 
-            server = SeaweedServer(work / "seaweed")
-            server.start()
-            try:
-                s3env = {**env, **server.env()}
-                e3_url = server.url(server.make_bucket("e3-image-restore"))
-                restic_url = server.url(server.make_bucket("restic-image-restore"))
-                rows += run_case("SeaweedFS S3", work, dev, s3env, e3_url, restic_url)
-            finally:
-                server.stop()
+                server = SeaweedServer(work / "seaweed")
+                server.start()
+                try:
+                    s3env = {**env, **server.env()}
+                    e3_url = server.url(server.make_bucket(f"e3-image-restore-{disk}"))
+                    restic_url = server.url(server.make_bucket(f"restic-image-restore-{disk}"))
+                    rows += run_case(f"SeaweedFS S3, {disk}", work, dev, s3env, e3_url, restic_url)
+                finally:
+                    server.stop()
+                    shutil.rmtree(work / "seaweed", ignore_errors=True)
+            dev.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = table(rows, size)
