@@ -251,3 +251,29 @@ def test_lock_holder_ignores_sighup_and_sigterm_removes_its_lock(repo: Repositor
     if proc.returncode == 143:
         assert "terminated" in err
     assert repo.list_ids(FileType.LOCK) == []
+
+
+def test_meanwhile_runs_after_the_lock_is_written_and_before_the_recheck(repo: Repository) -> None:
+    seen: list[object] = []
+    slept: list[float] = []
+
+    def meanwhile() -> None:
+        seen.append(repo.list_ids(FileType.LOCK))  # our lock file exists already
+        # a competitor takes an exclusive lock while we wait: the recheck must see it
+        seen.append(Lock(repo.store, repo.key, exclusive=True, sleep=lambda s: None)._write())
+
+    lk = Lock(repo.store, repo.key, exclusive=False, sleep=slept.append, meanwhile=meanwhile)
+    with pytest.raises(LockError, match="exclusive lock"):
+        lk.acquire()
+    assert len(seen[0]) == 1  # type: ignore[arg-type]
+    assert sum(slept) <= 0.2  # only what is left of the delay is slept
+    assert repo.list_ids(FileType.LOCK) == [seen[1]]  # ours was removed, the competitor's stays
+
+
+def test_meanwhile_failure_removes_the_lock_file(repo: Repository) -> None:
+    def meanwhile() -> None:
+        raise IntegrityError("index damaged")
+
+    with pytest.raises(IntegrityError, match="index damaged"):
+        repo.lock(meanwhile=meanwhile).acquire()
+    assert repo.list_ids(FileType.LOCK) == []

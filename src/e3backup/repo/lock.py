@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,13 +134,17 @@ class Lock:
         version: int = 2,
         refresh_interval: float = REFRESH_INTERVAL_S,
         sleep: Callable[[float], None] | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> None:
+        """``meanwhile`` runs while the lock waits to re-check for competitors: read-only work
+        the command needs anyway (loading the index), so the wait costs no time."""
         self.store = store
         self.key = key
         self.exclusive = exclusive
         self.version = version
         self.refresh_interval = refresh_interval
         self._sleep = sleep or _default_sleep
+        self._meanwhile = meanwhile
         self.id = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,7 +191,7 @@ class Lock:
         if conflicts:
             raise LockError(_conflict_message(conflicts))
         self.id = self._write()
-        self._sleep(RECHECK_DELAY_S)
+        self._wait_before_recheck()
         conflicts = self._conflicts()
         if conflicts:
             self._remove(self.id)
@@ -195,6 +200,21 @@ class Lock:
         self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
         self._thread.start()
         return self
+
+    def _wait_before_recheck(self) -> None:
+        if self._meanwhile is None:
+            self._sleep(RECHECK_DELAY_S)
+            return
+        started = time.monotonic()
+        try:
+            self._meanwhile()
+        except BaseException:
+            self._remove(self.id)
+            self.id = ""
+            raise
+        left = RECHECK_DELAY_S - (time.monotonic() - started)
+        if left > 0:
+            self._sleep(left)
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):

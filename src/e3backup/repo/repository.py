@@ -91,9 +91,9 @@ class Repository:
     def version(self) -> int:
         return self.config.version
 
-    def lock(self, exclusive: bool = False) -> Lock:
-        """A lock to use in a ``with`` block."""
-        return Lock(self.store, self.key, exclusive, self.version)
+    def lock(self, exclusive: bool = False, meanwhile: Callable[[], object] | None = None) -> Lock:
+        """A lock to use in a ``with`` block; ``meanwhile`` runs during its re-check delay."""
+        return Lock(self.store, self.key, exclusive, self.version, meanwhile=meanwhile)
 
     def close(self) -> None:
         self.store.close()

@@ -365,8 +365,7 @@ def run_restore(
     repo: Repository, snap_ref: str, opts: RestoreOptions, progress: Progress | None = None
 ) -> RestoreResult:
     ref, _, subpath = snap_ref.partition(":")
-    with repo.lock():
-        repo.load_index()
+    with repo.lock(meanwhile=repo.load_index):
         snap = repo.find_snapshot(ref)
         return FileRestorer(repo, opts, progress).run(snap, subpath)
 

@@ -422,8 +422,7 @@ def run_image_restore(
     cancel: threading.Event | None = None,
 ) -> ImageRestoreResult:
     """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``."""
-    with repo.lock():
-        repo.load_index()
+    with repo.lock(meanwhile=repo.load_index):
         snap = repo.find_snapshot(snap_ref)
         img = load_image_snapshot(repo, snap)
         return ImageRestorer(repo, opts, progress, after_write, cancel).run(img)

@@ -91,8 +91,7 @@ def run_image_backup(
     source = os.path.abspath(opts.source)
     try:
         strict = opts.strict(env)
-        with repo.lock():
-            repo.load_index()
+        with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
             if isinstance(prov, LvmSnapshotProvider):

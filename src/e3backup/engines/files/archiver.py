@@ -644,8 +644,7 @@ def run_backup(
 
     Setting ``cancel`` stops the backup (``BackupCancelled``) without saving a snapshot.
     """
-    with repo.lock():
-        repo.load_index()
+    with repo.lock(meanwhile=repo.load_index):
         repo.adopt_unindexed_packs()
         return Archiver(repo, opts, progress, cancel).run()
 
