@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import E3Error, IntegrityError, UsageError
+from ..formats.image import nonzero_runs, pwrite_all
 from ..progress import Progress
 from ..repo.blob import BlobType
 from ..repo.node import Node, unix_perm
@@ -238,7 +239,7 @@ class FileRestorer:
                     if self.opts.sparse:
                         pwrite_sparse(fd, plain, off)
                     else:
-                        _pwrite_all(fd, plain, off)
+                        pwrite_all(fd, memoryview(plain), off)
                 finally:
                     os.close(fd)
                 self.progress.add(nbytes=len(plain))
@@ -293,33 +294,15 @@ class FileRestorer:
                     self.result.verified_files += 1
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
 _SPARSE_BLOCK = 64 * 1024
-_ZERO_BLOCK = bytes(_SPARSE_BLOCK)
 
 
 def pwrite_sparse(fd: int, data: bytes, offset: int) -> None:
     """Write ``data`` at ``offset`` skipping all-zero 64 KiB blocks (the file is pre-sized, so
     they read back as zeros and stay holes)."""
-    n = len(data)
-    run_start = -1
-    for i in range(0, n, _SPARSE_BLOCK):
-        block = data[i : i + _SPARSE_BLOCK]
-        zero = block == _ZERO_BLOCK[: len(block)]
-        if not zero and run_start < 0:
-            run_start = i
-        elif zero and run_start >= 0:
-            _pwrite_all(fd, memoryview(data)[run_start:i], offset + run_start)
-            run_start = -1
-    if run_start >= 0:
-        _pwrite_all(fd, memoryview(data)[run_start:], offset + run_start)
+    view = memoryview(data)
+    for start, end in nonzero_runs(view, _SPARSE_BLOCK):
+        pwrite_all(fd, view[start:end], offset + start)
 
 
 def _make_dir(path: bytes) -> None:

@@ -106,7 +106,10 @@ class LocalStore:
             if end - offset < MAP_MIN:
                 return memoryview(os.pread(fd, max(0, end - offset), offset))
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
-            m = mmap.mmap(fd, end - start, access=mmap.ACCESS_READ, offset=start)
+            # MAP_POPULATE maps every page in the mmap call itself, which runs without the GIL;
+            # otherwise the first reader (the MAC, which holds the GIL) takes the page faults
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            m = mmap.mmap(fd, end - start, flags=flags, prot=mmap.PROT_READ, offset=start)
             return memoryview(m)[offset - start :]
         except OSError as e:
             raise _map(e, str(self._path(h))) from e
