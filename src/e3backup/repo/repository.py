@@ -208,8 +208,8 @@ class Repository:
 
     # -- blobs --------------------------------------------------------------------------------
 
-    def writer(self, connections: int = 2, pack_size: int | None = None) -> BlobWriter:
-        return BlobWriter(self, pack_size or self.pack_size, connections)
+    def writer(self, connections: int = 2, pack_size: int | None = None, spill: bool = False) -> BlobWriter:
+        return BlobWriter(self, pack_size or self.pack_size, connections, spill=spill)
 
     def decode_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
         """Decrypt, decompress and verify one blob read from a pack."""
