@@ -1,5 +1,5 @@
-"""What keeps prune's memory small: packs repacked through temporary files. It must leave the
-same repository."""
+"""What keeps prune's memory small: packs repacked through temporary files, blobs checked in
+pieces. Each must leave the same repository and refuse what the old code refused."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from e3backup.repo import BlobType, Repository
+from e3backup.errors import IntegrityError
+from e3backup.repo import BlobType, Node, PackWriter, Repository, Snapshot
 from e3backup.repo.cache import Cache
 from e3backup.repo.compression import compress
+from e3backup.repo.index import IndexFile, IndexPack
 from e3backup.repo.pack import parse_header
 from e3backup.repo.pack_file import PackFileWriter
 from e3backup.repo.prune import Action, execute, plan_prune
 from e3backup.repo.tree import encode_tree
-from e3backup.store.base import FileType
+from e3backup.store.base import FileType, Handle
 
 from ..helpers import restic
 from .test_prune import CHUNK, assert_clean, chunks, contents, forget, reopen, snapshot
@@ -82,3 +84,60 @@ def test_repack_through_temporary_files_into_several_packs(
     assert contents(repo_path) == before
     assert_clean(repo_path)
     restic(repo_path, "check", "--read-data")
+
+
+def _bad_blob_repository(repo: Repository, sealed_plain: bytes, claimed: bytes, ulen: int) -> Path:
+    """A snapshot whose one file names a blob stored (sealed and compressed) as ``sealed_plain``,
+    beside an unused blob in the same pack, so that prune repacks it."""
+    blob_id = hashlib.sha256(claimed).digest()
+    pw = PackWriter(repo.key, BlobType.DATA)
+    pw.add_sealed(blob_id, repo.key.seal(compress(sealed_plain)), ulen)
+    pw.add_sealed(b"\2" * 32, repo.key.seal(os.urandom(5000)), 0)
+    tree = encode_tree([Node(name=b"f", type="file", mode=0o644, size=len(claimed), content=[blob_id], mtime=5)])
+    tree_id = hashlib.sha256(tree).digest()
+    pack_id, data, blobs = pw.finish()
+    repo.store.save(Handle(FileType.PACK, pack_id), data)
+    tw = PackWriter(repo.key, BlobType.TREE)
+    tw.add_sealed(tree_id, repo.key.seal(tree), 0)
+    tree_pack, tdata, tblobs = tw.finish()
+    repo.store.save(Handle(FileType.PACK, tree_pack), tdata)
+    doc = IndexFile([IndexPack(pack_id, blobs), IndexPack(tree_pack, tblobs)]).to_json()
+    repo.save_unpacked(FileType.INDEX, doc)
+    repo.save_snapshot(Snapshot(time=10**18, tree=tree_id, paths=["/f"], hostname="test"))
+    return Path(repo.store.location)
+
+
+@pytest.mark.parametrize(
+    ("stored", "claimed", "ulen", "error"),
+    [
+        (b"altered content" * 1000, b"claimed content" * 1000, 15_000, "hash mismatch"),
+        (b"short" * 100, b"short" * 100, 501, "length mismatch"),
+    ],
+)
+def test_repack_refuses_a_blob_that_does_not_match_its_id(
+    repo: Repository, stored: bytes, claimed: bytes, ulen: int, error: str
+) -> None:
+    path = _bad_blob_repository(repo, stored, claimed, ulen)
+    packs_before = sorted(repo.list_ids(FileType.PACK))
+    r = reopen(path)
+    plan = plan_prune(r, "0%")
+    assert plan.by_action(Action.REPACK)
+    with r.lock(exclusive=True), pytest.raises(IntegrityError, match=error):
+        execute(r, plan)
+    assert sorted(repo.list_ids(FileType.PACK)) == packs_before  # nothing was copied or deleted
+
+
+def test_verify_blob_checks_what_decode_blob_checks(repo: Repository) -> None:
+    plain = b"some text " * 5000
+    pw = PackWriter(repo.key, BlobType.DATA)
+    pw.add_sealed(hashlib.sha256(plain).digest(), repo.key.seal(compress(plain)), len(plain))
+    pw.add_sealed(hashlib.sha256(b"raw").digest(), repo.key.seal(b"raw"), 0)
+    pack_id, data, blobs = pw.finish()
+    for b in blobs:
+        sealed = data[b.offset : b.offset + b.length]
+        repo.verify_blob(pack_id, b, memoryview(sealed))
+        corrupt = bytearray(sealed)
+        corrupt[20] ^= 1
+        for check in (repo.verify_blob, repo.decode_blob):
+            with pytest.raises(IntegrityError, match=f"blob {b.id.hex()} in pack {pack_id}: ciphertext"):
+                check(pack_id, b, bytes(corrupt))

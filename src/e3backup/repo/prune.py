@@ -371,7 +371,7 @@ def _repack(
                 data = memoryview(repo.store.load(h, base, run[-1].offset + run[-1].length - base))
                 for b in run:
                     sealed = data[b.offset - base : b.offset - base + b.length]  # a view: no copy
-                    repo.decode_blob(p.id, b, sealed)  # never copy a corrupt blob
+                    repo.verify_blob(p.id, b, sealed)  # never copy a corrupt blob
                     w.save_sealed(b.type, b.id, sealed, b.uncompressed_length)
                 del data, sealed
             done += p.used_bytes
