@@ -1,11 +1,13 @@
 """What keeps prune's memory small: packs repacked through temporary files, blobs checked in
-pieces. Each must leave the same repository and refuse what the old code refused."""
+pieces, and the key derived before numpy is imported. Each must leave the same repository."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,11 @@ from e3backup.repo.pack import parse_header
 from e3backup.repo.pack_file import PackFileWriter
 from e3backup.repo.prune import Action, execute, plan_prune
 from e3backup.repo.tree import encode_tree
+from e3backup.store import LocalStore
 from e3backup.store.base import FileType, Handle
 
-from ..helpers import restic
+from ..conftest import FAST_KDF
+from ..helpers import PASSWORD, restic
 from .test_prune import CHUNK, assert_clean, chunks, contents, forget, reopen, snapshot
 
 
@@ -141,3 +145,23 @@ def test_verify_blob_checks_what_decode_blob_checks(repo: Repository) -> None:
         for check in (repo.verify_blob, repo.decode_blob):
             with pytest.raises(IntegrityError, match=f"blob {b.id.hex()} in pack {pack_id}: ciphertext"):
                 check(pack_id, b, bytes(corrupt))
+
+
+def test_key_is_derived_before_numpy_is_imported(repo_path: Path) -> None:
+    """scrypt's 32 MiB and numpy's ~20 MiB must not be resident at the same time (docs/prune.md)."""
+    code = """
+import sys
+import e3backup.cli.maintenance_cmds, e3backup.cli.repo_cmds
+from e3backup.repo import keys, Repository
+from e3backup.store import LocalStore
+assert "numpy" not in sys.modules, "a CLI module imports numpy before the key is derived"
+derive = keys.derive_user_key
+def spy(*a, **k):
+    assert "numpy" not in sys.modules, "numpy is imported before the key is derived"
+    return derive(*a, **k)
+keys.derive_user_key = spy
+r = Repository.open(LocalStore(sys.argv[1]), sys.argv[2].encode())
+assert "numpy" in sys.modules and len(r.index) == 0
+"""
+    Repository.init(LocalStore(repo_path), PASSWORD.encode(), FAST_KDF).close()
+    subprocess.run([sys.executable, "-c", code, str(repo_path), PASSWORD], check=True)

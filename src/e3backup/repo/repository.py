@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     AlreadyExistsError,
@@ -34,12 +34,14 @@ from .config import Config
 from .crypto import Key, MacError
 from .keys import KDFParams, add_key, search_key
 from .lock import Lock, list_locks
-from .master_index import MasterIndex
 from .node import Node
 from .pack import PackedBlob, read_header
 from .snapshot import Snapshot
 from .tree import decode_tree, encode_tree
 from .writer import DEFAULT_PACK_SIZE, BlobWriter
+
+if TYPE_CHECKING:
+    from .master_index import MasterIndex
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,11 @@ class Repository:
         self.key = key
         self.config = config
         self.key_id = key_id
-        self.index = MasterIndex()
+        # Imported here: the index brings numpy (~20 MiB of RSS), and `open` derives the key
+        # (scrypt, 32 MiB for a moment) before this runs, so the two do not add up in the peak.
+        from .master_index import MasterIndex
+
+        self.index: MasterIndex = MasterIndex()
         self.cache: Cache | None = None
         self.index_files: list[str] = []
         self.pack_size = DEFAULT_PACK_SIZE
