@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e3backup.errors import IntegrityError
+from e3backup.errors import IntegrityError, RepoError
 from e3backup.repo import BlobType, Node, PackWriter, Repository, Snapshot
 from e3backup.repo.cache import Cache
 from e3backup.repo.compression import compress
@@ -88,6 +88,21 @@ def test_repack_through_temporary_files_into_several_packs(
     assert contents(repo_path) == before
     assert_clean(repo_path)
     restic(repo_path, "check", "--read-data")
+
+
+def test_no_usable_temporary_directory_stops_prune_before_any_change(
+    repo: Repository, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep, drop = chunks(3), chunks(3)
+    gone = snapshot(repo, {b"a": [c for pair in zip(keep, drop, strict=True) for c in pair]})
+    snapshot(repo, {b"k": keep}, t=10**18 + 1)
+    forget(repo, gone)
+    files = {t: sorted(repo.list_ids(t)) for t in (FileType.PACK, FileType.INDEX)}
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))
+    r = reopen(repo_path)
+    with r.lock(exclusive=True), pytest.raises(RepoError, match=r"temporary pack file in .*missing.*TMPDIR"):
+        execute(r, plan_prune(r, "0%"))
+    assert {t: sorted(repo.list_ids(t)) for t in files} == files
 
 
 def _bad_blob_repository(repo: Repository, sealed_plain: bytes, claimed: bytes, ulen: int) -> Path:

@@ -15,9 +15,11 @@ import os
 import random
 import struct
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
-from ..errors import InvalidPackError
+from ..errors import InvalidPackError, RepoError
 from .blob import BlobType
 from .crypto import Key
 from .pack import PackedBlob, _encode_entry, parse_header
@@ -30,6 +32,16 @@ def _temporary_file(tmp_dir: str | None) -> BinaryIO:
     return tempfile.TemporaryFile(dir=tmp_dir)
 
 
+@contextmanager
+def _tmp_errors(tmp_dir: str | None) -> Iterator[None]:
+    """A full or unwritable temporary directory is named, with the way out."""
+    try:
+        yield
+    except OSError as e:
+        where = tmp_dir or tempfile.gettempdir()
+        raise RepoError(f"temporary pack file in {where}: {e.strerror or e} (TMPDIR chooses the directory)") from e
+
+
 class PackFileWriter:
     """Collects sealed blobs of one type into one pack held in a temporary file."""
 
@@ -37,7 +49,8 @@ class PackFileWriter:
         self.key = key
         self.blob_type = blob_type
         self._tmp_dir = tmp_dir
-        self._spill = _temporary_file(tmp_dir)
+        with _tmp_errors(tmp_dir):
+            self._spill = _temporary_file(tmp_dir)
         self._blobs: list[PackedBlob] = []  # offsets are positions in the spill file
         self._size = 0
 
@@ -52,7 +65,8 @@ class PackFileWriter:
 
     def add_sealed(self, blob_id: bytes, sealed: bytes | memoryview, uncompressed_length: int) -> None:
         """Append an already sealed blob; ``uncompressed_length`` 0 means not compressed."""
-        self._spill.write(sealed)
+        with _tmp_errors(self._tmp_dir):
+            self._spill.write(sealed)
         self._blobs.append(PackedBlob(self.blob_type, blob_id, self._size, len(sealed), uncompressed_length))
         self._size += len(sealed)
 
@@ -64,6 +78,13 @@ class PackFileWriter:
         order = list(self._blobs)
         if shuffle:
             random.shuffle(order)
+        with _tmp_errors(self._tmp_dir):
+            try:
+                return self._copy(order)
+            finally:
+                self._spill.close()
+
+    def _copy(self, order: list[PackedBlob]) -> tuple[str, BinaryIO, list[PackedBlob]]:
         self._spill.flush()
         spill = self._spill.fileno()
         out = _temporary_file(self._tmp_dir)
@@ -72,10 +93,11 @@ class PackFileWriter:
             blobs = []
             offset = 0
             for b in order:
-                for start in range(b.offset, b.offset + b.length, _PIECE):
-                    piece = os.pread(spill, min(_PIECE, b.offset + b.length - start), start)
-                    if not piece:
-                        raise InvalidPackError("", f"temporary pack file ends inside blob {b.id.hex()}")
+                end = b.offset + b.length
+                for start in range(b.offset, end, _PIECE):
+                    piece = os.pread(spill, min(_PIECE, end - start), start)
+                    if len(piece) != min(_PIECE, end - start):
+                        raise RepoError(f"temporary pack file ends inside blob {b.id.hex()}")
                     digest.update(piece)
                     out.write(piece)
                 blobs.append(PackedBlob(b.type, b.id, offset, b.length, b.uncompressed_length))
@@ -91,8 +113,6 @@ class PackFileWriter:
         except BaseException:
             out.close()
             raise
-        finally:
-            self._spill.close()
         self._blobs = blobs
         return pack_id, out, blobs
 
