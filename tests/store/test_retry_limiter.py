@@ -149,6 +149,13 @@ def test_limited_store_paces_saves_and_loads(tmp_path: Path) -> None:
     assert sum(clock.slept) == pytest.approx(9.0)  # 500 KiB at 50 KiB/s, 50 KiB free
     assert sorted(store.list(FileType.PACK)) == sorted((_id(b), len(b)) for b in blobs)
     assert store.location == str(tmp_path)
+    clock.slept.clear()
+    big = b"f" * 204800
+    with open(tmp_path / "spill", "w+b") as f:
+        f.write(big)
+        store.save_file(Handle(FileType.PACK, _id(big)), f, len(big))
+    assert sum(clock.slept) == pytest.approx(1.0)  # 200 KiB at 100 KiB/s, 100 KiB free (refilled)
+    assert store.load(Handle(FileType.PACK, _id(big))) == big
 
 
 def test_open_store_wraps_only_when_limited(tmp_path: Path) -> None:

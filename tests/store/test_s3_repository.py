@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -82,3 +83,24 @@ def test_restic_repository_on_s3_opens_with_us(aws_env: SeaweedServer, tmp_path:
         assert len(snaps) == 1 and snaps[0].paths == [str(src)]
     finally:
         repo.close()
+
+
+def test_prune_on_s3_repacks_through_temporary_files(aws_env: SeaweedServer, tmp_path: Path,
+                                                     password_env: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    server = aws_env
+    url = server.url(server.make_bucket(), "prune/repo")
+    src = tmp_path / "src"
+    src.mkdir()
+    kept, gone = os.urandom(300_000), os.urandom(300_000)
+    (src / "kept.bin").write_bytes(kept)
+    (src / "gone.bin").write_bytes(gone)
+    assert run_cli(capsys, "-r", url, "init").code == 0
+    assert run_cli(capsys, "-r", url, "--pack-size", "1", "backup", str(src)).code == 0
+    (src / "gone.bin").unlink()
+    assert run_cli(capsys, "-r", url, "--pack-size", "1", "backup", str(src)).code == 0
+    r = run_cli(capsys, "-r", url, "forget", "--keep-last", "1", "--prune", "--max-unused", "0", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["prune"]["result"]["packs_repacked"] >= 1
+    restic(url, "check", "--read-data")
+    assert restic(url, "dump", "latest", str(src / "kept.bin")).stdout == kept

@@ -101,6 +101,17 @@ def test_large_object_round_trip(store: Store) -> None:
     assert store.load(h, len(data) - 100, 100) == data[-100:]
 
 
+def test_save_file_streams_the_whole_file_whatever_its_position(store: Store, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    h = Handle(FileType.PACK, _id(data))
+    with open(tmp_path / "pack", "w+b") as f:
+        f.write(data)  # the file position is left at the end
+        store.save_file(h, f, len(data))
+        store.save_file(h, f, len(data))  # again, e.g. a retry: same object
+    assert store.load(h) == data
+    assert list(store.list(FileType.PACK)) == [(h.name, len(data))]
+
+
 def test_missing_object_errors_name_it(store: Store) -> None:
     h = Handle(FileType.SNAPSHOT, "ab" * 32)
     for call in (lambda: store.load(h), lambda: store.load(h, 5, 10), lambda: store.stat(h),

@@ -354,25 +354,26 @@ def _repack(
 ) -> list[IndexPack]:
     """Copy the used blobs of repacked packs into new packs; returns the new packs.
 
-    One reader and one uploader: repacking is bounded by the store, and memory stays at about
-    three packs (filling, queued, uploading) plus one read run.
+    One reader and one uploader: repacking is bounded by the store. Packs are built in temporary
+    files (``spill``), so memory stays at one read run plus the blob being checked, whatever the
+    pack size; restic's repack buffers packs in temporary files too.
     """
     todo = plan.by_action(Action.REPACK)
     if not todo:
         return []
     total = sum(p.used_bytes for p in todo)
     done = 0
-    with repo.writer(connections=1) as w:
+    with repo.writer(connections=1, spill=True) as w:
         for i, p in enumerate(todo):
             h = Handle(FileType.PACK, p.id)
             for run in _runs(p.used):
                 base = run[0].offset
-                data = repo.store.load(h, base, run[-1].offset + run[-1].length - base)
+                data = memoryview(repo.store.load(h, base, run[-1].offset + run[-1].length - base))
                 for b in run:
-                    sealed = data[b.offset - base : b.offset - base + b.length]
-                    repo.decode_blob(p.id, b, sealed)  # never copy a corrupt blob
+                    sealed = data[b.offset - base : b.offset - base + b.length]  # a view: no copy
+                    repo.verify_blob(p.id, b, sealed)  # never copy a corrupt blob
                     w.save_sealed(b.type, b.id, sealed, b.uncompressed_length)
-                del data
+                del data, sealed
             done += p.used_bytes
             result.packs_repacked += 1
             progress("repack", done, total)

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     AlreadyExistsError,
@@ -29,17 +29,19 @@ from ..store.base import FileType, Handle, Store
 from . import unpacked
 from .blob import BlobType
 from .cache import Cache
-from .compression import decompress
+from .compression import decompress, decompressed_sha256
 from .config import Config
 from .crypto import Key, MacError
 from .keys import KDFParams, add_key, search_key
 from .lock import Lock, list_locks
-from .master_index import MasterIndex
 from .node import Node
 from .pack import PackedBlob, read_header
 from .snapshot import Snapshot
 from .tree import decode_tree, encode_tree
 from .writer import DEFAULT_PACK_SIZE, BlobWriter
+
+if TYPE_CHECKING:
+    from .master_index import MasterIndex
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,11 @@ class Repository:
         self.key = key
         self.config = config
         self.key_id = key_id
-        self.index = MasterIndex()
+        # Imported here: the index brings numpy (~20 MiB of RSS), and `open` derives the key
+        # (scrypt, 32 MiB for a moment) before this runs, so the two do not add up in the peak.
+        from .master_index import MasterIndex
+
+        self.index: MasterIndex = MasterIndex()
         self.cache: Cache | None = None
         self.index_files: list[str] = []
         self.pack_size = DEFAULT_PACK_SIZE
@@ -208,26 +214,40 @@ class Repository:
 
     # -- blobs --------------------------------------------------------------------------------
 
-    def writer(self, connections: int = 2, pack_size: int | None = None) -> BlobWriter:
-        return BlobWriter(self, pack_size or self.pack_size, connections)
+    def writer(self, connections: int = 2, pack_size: int | None = None, spill: bool = False) -> BlobWriter:
+        return BlobWriter(self, pack_size or self.pack_size, connections, spill=spill)
 
     def decode_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
         """Decrypt, decompress and verify one blob read from a pack."""
-        what = f"{blob.type.json_name} blob {blob.id.hex()} in pack {pack_id}"
-        try:
-            plain = self.key.open(sealed)
-        except MacError as e:
-            raise IntegrityError(f"{what}: ciphertext verification failed (corrupt data)") from e
-        except IntegrityError as e:
-            raise IntegrityError(f"{what}: {e}") from e
+        plain = self._open_blob(pack_id, blob, sealed)
         if blob.uncompressed_length:
             try:
                 plain = decompress(plain, blob.uncompressed_length)
             except IntegrityError as e:
-                raise IntegrityError(f"{what}: {e}") from e
-        if hashlib.sha256(plain).digest() != blob.id:
-            raise IntegrityError(f"{what}: hash mismatch")
+                raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
+        _check_id(pack_id, blob, hashlib.sha256(plain).digest())
         return plain
+
+    def verify_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> None:
+        """Check a blob as ``decode_blob`` does, but decompress and hash it in pieces: prune copies
+        blobs sealed, and a whole plaintext (up to 8 MiB a chunk) would only add to its peak memory."""
+        plain = self._open_blob(pack_id, blob, sealed)
+        if not blob.uncompressed_length:
+            _check_id(pack_id, blob, hashlib.sha256(plain).digest())
+            return
+        try:
+            digest = decompressed_sha256(plain, blob.uncompressed_length)
+        except IntegrityError as e:
+            raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
+        _check_id(pack_id, blob, digest)
+
+    def _open_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
+        try:
+            return self.key.open(sealed)
+        except MacError as e:
+            raise IntegrityError(f"{_what(pack_id, blob)}: ciphertext verification failed (corrupt data)") from e
+        except IntegrityError as e:
+            raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
 
     def load_blob(self, blob_type: BlobType, blob_id: bytes) -> bytes:
         loc = self.index.lookup(blob_type, blob_id)
@@ -303,6 +323,15 @@ class Repository:
             yield path, node
             if node.type == "dir" and node.subtree is not None:
                 yield from self.walk(node.subtree, path)
+
+
+def _what(pack_id: str, blob: PackedBlob) -> str:
+    return f"{blob.type.json_name} blob {blob.id.hex()} in pack {pack_id}"
+
+
+def _check_id(pack_id: str, blob: PackedBlob, digest: bytes) -> None:
+    if digest != blob.id:
+        raise IntegrityError(f"{_what(pack_id, blob)}: hash mismatch")
 
 
 _WHAT = {

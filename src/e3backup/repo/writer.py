@@ -5,13 +5,15 @@ GIL, so compression and encryption run in the callers' threads. Full packs go th
 queue to ``connections`` uploader threads, which gives back-pressure. After a pack is stored it
 joins the in-memory index; index files are written every ``index_every`` packs and at ``flush``,
 so a pack is always stored before any index names it, and an index before any snapshot uses it.
-The first error cancels everything; ``save`` then raises it.
+The first error cancels everything; ``save`` then raises it. With ``spill`` packs are built in
+temporary files (``PackFileWriter``) instead of memory: prune uses it, to keep its memory small.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,7 +26,8 @@ from .blob import BlobType
 from .compression import DEFAULT_LEVEL, compress
 from .crypto import OVERHEAD
 from .index import IndexPack, split_into_files
-from .pack import PackWriter
+from .pack import PackedBlob, PackWriter
+from .pack_file import PackFileWriter
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -49,6 +52,9 @@ class _Stop:
     pass
 
 
+_Packer = PackWriter | PackFileWriter
+
+
 class BlobWriter:
     """Scopes blob uploads; use as a context manager (flushes packs and index on success)."""
 
@@ -59,18 +65,20 @@ class BlobWriter:
         connections: int = 2,
         compression_level: int = DEFAULT_LEVEL,
         index_every: int = INDEX_EVERY_PACKS,
+        spill: bool = False,
     ) -> None:
         self.repo = repo
         self.pack_size = pack_size
         self.compression_level = compression_level
         self.index_every = index_every
+        self.spill = spill
         self.stats = WriterStats()
         self._mu = threading.Lock()
         self._claimed: dict[BlobType, set[bytes]] = {BlobType.DATA: set(), BlobType.TREE: set()}
-        self._packers: dict[BlobType, PackWriter | None] = {BlobType.DATA: None, BlobType.TREE: None}
+        self._packers: dict[BlobType, _Packer | None] = {BlobType.DATA: None, BlobType.TREE: None}
         # one full pack waits while the uploaders work: enough to keep them busy, and memory
-        # stays at (connections + 2) packs whatever the data
-        self._queue: queue.Queue[PackWriter | _Stop] = queue.Queue(maxsize=1)
+        # (or temporary files, with spill) stays at (connections + 2) packs whatever the data
+        self._queue: queue.Queue[_Packer | _Stop] = queue.Queue(maxsize=1)
         self._unindexed: list[IndexPack] = []
         self.stored: list[IndexPack] = []  # every pack this writer stored, in upload order
         self._last_index = time.monotonic()
@@ -106,11 +114,11 @@ class BlobWriter:
         else:
             payload, ulen = data, 0
         sealed = self.repo.key.seal(payload)
-        full: PackWriter | None = None
+        full: _Packer | None = None
         with self._mu:
             packer = self._packers[blob_type]
             if packer is None:
-                packer = self._packers[blob_type] = PackWriter(self.repo.key, blob_type)
+                packer = self._packers[blob_type] = self._new_packer(blob_type)
             packer.add_sealed(blob_id, sealed, ulen)
             self.stats.blobs_added += 1
             self.stats.bytes_added += n
@@ -122,14 +130,16 @@ class BlobWriter:
             self._enqueue(full)
         return blob_id, True
 
-    def save_sealed(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, uncompressed_length: int) -> bool:
+    def save_sealed(
+        self, blob_type: BlobType, blob_id: bytes, sealed: bytes | memoryview, uncompressed_length: int
+    ) -> bool:
         """Add a blob already sealed with the repository key (prune copies verified blobs as is).
 
         Deduplicates only against blobs pending in this writer, not against the index: the
         caller copies blobs out of packs that are about to be deleted. Returns whether it was added.
         """
         self._raise_if_failed()
-        full: PackWriter | None = None
+        full: _Packer | None = None
         with self._mu:
             claimed = self._claimed[blob_type]
             if blob_id in claimed:
@@ -137,8 +147,11 @@ class BlobWriter:
             claimed.add(blob_id)
             packer = self._packers[blob_type]
             if packer is None:
-                packer = self._packers[blob_type] = PackWriter(self.repo.key, blob_type)
-            packer.add_sealed(blob_id, sealed, uncompressed_length)
+                packer = self._packers[blob_type] = self._new_packer(blob_type)
+            if isinstance(packer, PackWriter):  # it keeps the blob: never a view of the caller's buffer
+                packer.add_sealed(blob_id, bytes(sealed), uncompressed_length)
+            else:
+                packer.add_sealed(blob_id, sealed, uncompressed_length)
             self.stats.blobs_added += 1
             self.stats.bytes_added += uncompressed_length or len(sealed) - OVERHEAD
             self.stats.bytes_stored += len(sealed)
@@ -149,6 +162,11 @@ class BlobWriter:
             self._enqueue(full)
         return True
 
+    def _new_packer(self, blob_type: BlobType) -> _Packer:
+        if self.spill:
+            return PackFileWriter(self.repo.key, blob_type)
+        return PackWriter(self.repo.key, blob_type)
+
     def is_known(self, blob_type: BlobType, blob_id: bytes) -> bool:
         """True when the blob is stored or pending in this writer."""
         with self._mu:
@@ -156,7 +174,7 @@ class BlobWriter:
                 return True
         return self.repo.index.has(blob_type, blob_id)
 
-    def _enqueue(self, packer: PackWriter) -> None:
+    def _enqueue(self, packer: _Packer) -> None:
         while True:
             self._raise_if_failed()
             try:
@@ -180,12 +198,10 @@ class BlobWriter:
                 if isinstance(item, _Stop):
                     return
                 if self._cancel.is_set():
+                    if isinstance(item, PackFileWriter):
+                        item.close()
                     continue
-                pack_id, data, blobs = item.finish()
-                self.repo.store.save(Handle(FileType.PACK, pack_id), data)
-                if item.blob_type is BlobType.TREE:
-                    self.repo.cached_tree_pack(pack_id, data)
-                del data
+                pack_id, blobs = self._store(item)
                 self.repo.index.add_pack(pack_id, blobs)
                 with self._mu:
                     self.stats.packs += 1
@@ -203,6 +219,22 @@ class BlobWriter:
                 self._cancel.set()
             finally:
                 self._queue.task_done()
+
+    def _store(self, packer: _Packer) -> tuple[str, list[PackedBlob]]:
+        """Finish and upload one pack (and cache it if it holds trees)."""
+        if isinstance(packer, PackFileWriter):
+            pack_id, f, blobs = packer.finish()
+            with f:
+                self.repo.store.save_file(Handle(FileType.PACK, pack_id), f, f.seek(0, os.SEEK_END))
+                if packer.blob_type is BlobType.TREE and self.repo.cache is not None:
+                    f.seek(0)
+                    self.repo.cached_tree_pack(pack_id, f.read())
+            return pack_id, blobs
+        pack_id, data, blobs = packer.finish()
+        self.repo.store.save(Handle(FileType.PACK, pack_id), data)
+        if packer.blob_type is BlobType.TREE:
+            self.repo.cached_tree_pack(pack_id, data)
+        return pack_id, blobs
 
     def write_index(self) -> list[str]:
         """Write index files for every stored pack not yet in one."""

@@ -7,6 +7,8 @@ and ``data/<id[:2]>/<id>``. A store knows nothing of encryption or the repositor
 Contract (the shared suite in tests/store checks it for every backend):
 - ``save`` is atomic: an object is either absent or complete; saving an existing name replaces it
   with identical bytes (names are content hashes) except ``config`` (refused by ``init``).
+  ``save_file`` is the same for the contents of an open file, which it streams rather than
+  reading into memory (prune builds packs in temporary files).
 - ``load`` with ``offset``/``length`` is a ranged read; reading past the end returns what exists.
 - ``list`` yields ``(name, size)`` for names that look like IDs; junk and temp files are skipped.
 - ``remove`` of a missing object raises ``NotFoundError``.
@@ -19,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -74,6 +76,10 @@ class Store(Protocol):
 
     def save(self, h: Handle, data: bytes | memoryview) -> None:
         """Store ``data`` under ``h`` atomically."""
+        ...
+
+    def save_file(self, h: Handle, f: BinaryIO, size: int) -> None:
+        """Store the ``size`` bytes of the file ``f`` (its whole content, from offset 0) atomically."""
         ...
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:

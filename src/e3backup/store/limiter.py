@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from ..errors import UsageError
 from .base import FileType, Handle, Store
@@ -81,6 +82,11 @@ class LimitedStore:
         if self._up:
             self._up.take(len(data))
         self.inner.save(h, data)
+
+    def save_file(self, h: Handle, f: BinaryIO, size: int) -> None:
+        if self._up:
+            self._up.take(size)
+        self.inner.save_file(h, f, size)
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         data = self.inner.load(h, offset, length)

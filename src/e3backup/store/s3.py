@@ -15,7 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import boto3
 import urllib3
@@ -167,6 +167,18 @@ class S3Store:
             Bucket=self._loc.bucket, Key=key, Body=body, ContentLength=len(body),
             ContentType="application/octet-stream",
         ))
+
+    def save_file(self, h: Handle, f: BinaryIO, size: int) -> None:
+        key = self._key(h)
+
+        def put() -> Any:
+            f.seek(0)  # every attempt sends the file from its start
+            return self._client.put_object(
+                Bucket=self._loc.bucket, Key=key, Body=f, ContentLength=size,
+                ContentType="application/octet-stream",
+            )
+
+        self._call("PUT", key, put)
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):
