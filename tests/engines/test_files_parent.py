@@ -173,3 +173,19 @@ def test_parent_entry_that_does_not_decode_is_read_again(repo: Repository, repo_
     assert nodes["f07.txt"].mode & 0o777 == 0o640
     repo.store.remove(Handle(FileType.SNAPSHOT, parent))  # restic rightly refuses the crafted tree
     restic(repo_path, "check", "--read-data")
+
+
+def test_with_atime_keeps_content_but_refreshes_the_node(repo: Repository, tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    _backup(repo, src, with_atime=True)
+    p = src / "f09.txt"
+    st = os.lstat(p)
+    os.utime(p, ns=(st.st_atime_ns - 10**9, st.st_mtime_ns))  # atime only (ctime moves too)
+    os.utime(src / "f10.txt", ns=(1_000_000_000, os.lstat(src / "f10.txt").st_mtime_ns))
+    second = _backup(repo, src, with_atime=True)
+    assert second.bytes_read == os.path.getsize(p) + os.path.getsize(src / "f10.txt")
+    nodes = _by_name(_dir_tree(repo, second.snapshot_id, src)[1])
+    assert nodes["f10.txt"].atime == 1_000_000_000
+    third = _backup(repo, src, with_atime=True)
+    assert third.bytes_read == 0 and third.files_unmodified == 42
+    assert _by_name(_dir_tree(repo, third.snapshot_id, src)[1])["f10.txt"].atime == 1_000_000_000

@@ -60,7 +60,7 @@ class _Dir:
     node: Node | None  # None for the snapshot root
     parent: ParentTree | None
     where: bytes | VirtualDir  # children's path prefix (a real directory) or the virtual directory
-    children: list[Node | Future[list[_Leaf]] | _Dir] = field(default_factory=list)
+    children: list[Node | Raw | Future[list[_Leaf]] | _Dir] = field(default_factory=list)
     tree_id: bytes | None = None
     _done_upto: int = 0  # children before this index are known to be finished
 
@@ -278,8 +278,9 @@ class Archiver:
         return self._walk_dir(path, node, subtree_of(praw), st.st_dev if dev is None else dev)
 
     def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
-        """List a directory; sub-directories are walked here, everything else goes to the readers
-        (their lstat, xattrs and reads then run in parallel, away from the walking thread)."""
+        """List a directory; sub-directories are walked here, files the parent has unchanged are
+        recognised here, everything else goes to the readers (their stat, xattrs and reads then
+        run in parallel, away from the walking thread)."""
         self._check_failure()
         base = path if path.endswith(b"/") else path + b"/"
         parent = self._load_parent(parent_subtree)
@@ -298,24 +299,46 @@ class Archiver:
         assert readers is not None
         known: dict[bytes, Raw] = parent.entries if parent is not None else {}
         get = known.get
+        reuse = not self.opts.with_atime
+        index = self.repo.index
+        t = _Tally()
         children = d.children
         batch: list[_Job] = []
         for name, is_dir, is_file in entries:
             child_path = base + name
             if excluder is not None and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
                 continue
+            praw = get(name)
             if is_dir:
-                entry = self._entry(name, child_path, dev, get(name))
+                entry = self._entry(name, child_path, dev, praw)
                 if entry is not None:
                     children.append(entry)
                 continue
+            if praw is not None and is_file and reuse:
+                # an unchanged file is recognised here: an lstat and a few compares cost less
+                # than handing it to a reader (and taking turns with it for the GIL)
+                try:
+                    st = os.lstat(child_path)
+                except OSError:
+                    st = None  # its reader reports it
+                if st is not None and praw.get("device_id", 0) == st.st_dev:
+                    content = reusable_content(praw, st, index)
+                    if content is not None:
+                        t.unmodified += 1
+                        t.files += 1
+                        t.nbytes += st.st_size
+                        t.shown += st.st_size
+                        children.append(praw)
+                        continue
             # files go to the readers in batches: one job per file costs more than a small file
-            batch.append((name, child_path, get(name), is_file))
+            batch.append((name, child_path, praw, is_file))
             if len(batch) == _LEAF_BATCH:
                 children.append(readers.submit(self._leaves, batch))
                 batch = []
         if batch:
             children.append(readers.submit(self._leaves, batch))
+        if t.files:
+            self._add(t)
         self._push(d)
         return d
 
