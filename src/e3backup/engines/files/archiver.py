@@ -36,6 +36,7 @@ from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
 from ...repo.tree import encode_tree
 from ...repo.writer import BlobWriter
+from ...tuning import fewer_collections
 from .metadata import node_from_stat
 from .options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BackupOptions
 from .parent import ParentTree, Raw, load_parent, reusable_content, subtree_of, to_node
@@ -728,7 +729,7 @@ def run_backup(
 
     Setting ``cancel`` stops the backup (``BackupCancelled``) without saving a snapshot.
     """
-    with repo.lock():
+    with repo.lock(), fewer_collections():
         repo.load_index()
         repo.adopt_unindexed_packs()
         return Archiver(repo, opts, progress, cancel).run()
