@@ -1,4 +1,4 @@
-"""Process-wide tuning for the hot paths.
+"""Process-wide tuning for the hot paths: malloc thresholds, and fewer garbage collections.
 
 glibc hands out multi-MiB buffers with mmap and gives them back on free, so a worker thread that
 allocates a fresh 1-16 MiB buffer per blob pays page faults on every byte (DESIGN.md measured
@@ -9,8 +9,11 @@ the heap. ``E3BACKUP_NO_MALLOC_TUNING=1`` turns this off (to measure the differe
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import gc
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -31,12 +34,46 @@ def tune_malloc() -> bool:
     if os.environ.get("E3BACKUP_NO_MALLOC_TUNING") or os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols include libc's; ctypes.util.find_library would import
+        # subprocess and shutil (10 ms of every start) and may run ldconfig
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     _done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return _done
 
 
-__all__ = ["tune_malloc"]
+_GC_THRESHOLD = (20_000, 20, 20)
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved = gc.get_threshold()
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect garbage rarely while a backup runs; undone when the last concurrent user leaves.
+
+    A backup allocates millions of short-lived objects and keeps few, and refcounting frees them:
+    a young-generation collection every 700 allocations and full ones that rescan every imported
+    module cost 0.14 s of a 6.6 s first backup of 40k files (0.02 s with this). The objects that
+    exist at the start are frozen (not scanned) and the young generation is collected every
+    20,000 allocations.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(*_GC_THRESHOLD)
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+
+
+__all__ = ["fewer_collections", "tune_malloc"]

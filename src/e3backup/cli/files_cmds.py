@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tarfile
 from typing import IO, Any
 
 import click
@@ -17,7 +16,6 @@ from ..repo.blob import BlobType
 from ..repo.node import Node, unix_perm
 from ..repo.repository import Repository
 from ..repo.timefmt import format_ns
-from ..restore.files import RestoreOptions, resolve, run_restore
 from .context import AppContext
 from .output import human_bytes, print_json
 
@@ -115,6 +113,8 @@ def restore(
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT[:SUBPATH] (an ID, a unique prefix or "latest") into a directory."""
+    from ..restore.files import RestoreOptions, run_restore  # not imported by every backup
+
     repo = app.open_repo()
     if workers is None:
         # decrypting and hashing are CPU-bound: more threads than cores only add memory; S3's
@@ -166,6 +166,8 @@ def _ls_json(path: str, n: Node) -> dict[str, Any]:
 @pass_app
 def ls(app: AppContext, snapshot: str, path: str, long_: bool, as_json: bool) -> None:
     """List the files in a snapshot (under PATH)."""
+    from ..restore.files import resolve
+
     repo = app.open_repo()
     repo.load_index()
     snap = repo.find_snapshot(snapshot)
@@ -203,6 +205,8 @@ def _walk_nodes(repo: Repository, nodes: list[Node], prefix: bytes):  # type: ig
 @pass_app
 def dump(app: AppContext, snapshot: str, path: str) -> None:
     """Write a file from a snapshot to stdout (a directory as a tar archive)."""
+    from ..restore.files import resolve
+
     repo = app.open_repo()
     repo.load_index()
     snap = repo.find_snapshot(snapshot)
@@ -228,6 +232,8 @@ def dump(app: AppContext, snapshot: str, path: str) -> None:
 
 
 def _dump_tar(repo: Repository, nodes: list[Node], out: IO[bytes]) -> None:
+    import tarfile
+
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for p, n in _walk_nodes(repo, nodes, b""):
             info = tarfile.TarInfo(os.fsdecode(p.lstrip(b"/")))

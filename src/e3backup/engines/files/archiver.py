@@ -29,14 +29,17 @@ from ... import __version__
 from ...errors import E3Error
 from ...progress import Progress
 from ...repo.blob import BlobType
+from ...repo.names import unquote
 from ...repo.node import Node
 from ...repo.repository import Repository
 from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
 from ...repo.tree import encode_tree
 from ...repo.writer import BlobWriter
+from ...tuning import fewer_collections
 from .metadata import node_from_stat
 from .options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BackupOptions
+from .parent import ParentTree, Raw, load_parent, reusable_content, subtree_of, to_node
 from .result import BackupResult
 from .targets import VirtualDir, build
 
@@ -44,14 +47,21 @@ _MAX_PENDING_DIRS = 512
 _LEAF_BATCH = 32
 _INLINE_SAVE = 256 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
+# O_NONBLOCK: a file replaced by a FIFO after the listing must not block the open
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+# one reader job: (name, path, parent entry, listed as a regular file)
+_Job = tuple[bytes, bytes, Raw | None, bool]
+# what a reader returns per file: a new node, the parent's entry reused as is, or nothing
+_Leaf = Node | Raw | None
 
 
 @dataclass
 class _Dir:
     node: Node | None  # None for the snapshot root
-    parent_subtree: bytes | None
-    parent_nodes: list[Node] = field(default_factory=list)
-    children: list[Node | Future[Node | None] | Future[list[Node | None]] | _Dir] = field(default_factory=list)
+    parent: ParentTree | None
+    where: bytes | VirtualDir  # children's path prefix (a real directory) or the virtual directory
+    children: list[Node | Raw | Future[list[_Leaf]] | _Dir] = field(default_factory=list)
     tree_id: bytes | None = None
     _done_upto: int = 0  # children before this index are known to be finished
 
@@ -68,6 +78,32 @@ class _Dir:
             i += 1
         self._done_upto = i
         return i == len(children)
+
+    def child_path(self, name: bytes) -> bytes:
+        if isinstance(self.where, VirtualDir):
+            p = self.where.children[name]
+            assert isinstance(p, bytes)
+            return p
+        return self.where + name
+
+
+class _Tally:
+    """Counters of one batch of files, added to the shared ones (one lock each) per batch."""
+
+    __slots__ = ("blobs", "changed", "files", "nbytes", "new", "read", "shown", "unmodified")
+
+    def __init__(self) -> None:
+        self.files = self.nbytes = self.shown = self.read = 0
+        self.new = self.changed = self.unmodified = self.blobs = 0
+
+    def file(self, size: int, read: int, is_new: bool) -> None:
+        self.files += 1
+        self.nbytes += size
+        self.read += read
+        if is_new:
+            self.new += 1
+        else:
+            self.changed += 1
 
 
 class BackupCancelled(E3Error):
@@ -191,39 +227,33 @@ class Archiver:
 
     # -- walking --------------------------------------------------------------------------------
 
-    def _parent_nodes(self, d: _Dir) -> dict[bytes, Node]:
-        if d.parent_subtree is None:
-            return {}
-        try:
-            d.parent_nodes = sorted(self.repo.load_tree(d.parent_subtree), key=lambda n: n.name)
-        except E3Error:
-            return {}  # an unreadable parent only costs a full read
-        return {n.name: n for n in d.parent_nodes}
+    def _load_parent(self, tree_id: bytes | None) -> ParentTree | None:
+        return None if tree_id is None else load_parent(self.repo, tree_id)
 
     def _walk_virtual(self, vd: VirtualDir, node: Node | None, parent_subtree: bytes | None) -> _Dir:
         if vd.contents_of is not None:
             st = os.lstat(vd.contents_of)
             return self._walk_dir(vd.contents_of, None, parent_subtree, st.st_dev)
-        d = _Dir(node, parent_subtree)
-        parent_nodes = self._parent_nodes(d)
+        parent = self._load_parent(parent_subtree)
+        d = _Dir(node, parent, vd)
+        entries = parent.entries if parent is not None else {}
         for name, child in sorted(vd.children.items()):
-            pnode = parent_nodes.get(name)
-            psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
+            praw = entries.get(name)
             if isinstance(child, VirtualDir):
                 assert child.fs_path is not None
                 st = os.lstat(child.fs_path)
                 cnode = node_from_stat(name, child.fs_path, st, self.opts.with_atime)
-                d.children.append(self._walk_virtual(child, cnode, psub))
+                d.children.append(self._walk_virtual(child, cnode, subtree_of(praw)))
             else:
-                entry = self._entry(name, child, None, pnode)
+                entry = self._entry(name, child, None, praw)
                 if entry is not None:
                     d.children.append(entry)
         self._push(d)
         return d
 
     def _entry(
-        self, name: bytes, path: bytes, dev: int | None, pnode: Node | None
-    ) -> Node | Future[Node | None] | _Dir | None:
+        self, name: bytes, path: bytes, dev: int | None, praw: Raw | None
+    ) -> Node | Future[list[_Leaf]] | _Dir | None:
         """A backup target (or any entry the main thread must stat itself)."""
         try:
             st = os.lstat(path)
@@ -231,139 +261,163 @@ class Archiver:
             self._error(path, e)
             return None
         if stat.S_ISDIR(st.st_mode):
-            return self._dir_entry(name, path, st, dev, pnode)
+            return self._dir_entry(name, path, st, dev, praw)
         assert self._readers is not None
-        return self._readers.submit(self._leaf, name, path, pnode)
+        return self._readers.submit(self._leaves, [(name, path, praw, False)])
 
     def _dir_entry(
-        self, name: bytes, path: bytes, st: os.stat_result, dev: int | None, pnode: Node | None
+        self, name: bytes, path: bytes, st: os.stat_result, dev: int | None, praw: Raw | None
     ) -> Node | _Dir | None:
         try:
             node = node_from_stat(name, path, st, self.opts.with_atime)
         except OSError as e:
             self._error(path, e)
             return None
-        psub = pnode.subtree if pnode is not None and pnode.type == "dir" else None
         if self.opts.one_file_system and dev is not None and st.st_dev != dev:
             node.subtree = self._empty_tree()  # a mount point: kept, but not crossed
             return node
-        return self._walk_dir(path, node, psub, st.st_dev if dev is None else dev)
+        return self._walk_dir(path, node, subtree_of(praw), st.st_dev if dev is None else dev)
 
     def _walk_dir(self, path: bytes, node: Node | None, parent_subtree: bytes | None, dev: int) -> _Dir:
-        """List a directory; sub-directories are walked here, everything else goes to the readers
-        (their lstat, xattrs and reads then run in parallel, away from the walking thread)."""
+        """List a directory; sub-directories are walked here, files the parent has unchanged are
+        recognised here, everything else goes to the readers (their stat, xattrs and reads then
+        run in parallel, away from the walking thread)."""
         self._check_failure()
-        d = _Dir(node, parent_subtree)
-        parent_nodes = self._parent_nodes(d)
+        base = path if path.endswith(b"/") else path + b"/"
+        parent = self._load_parent(parent_subtree)
+        d = _Dir(node, parent, base)
         try:
             with os.scandir(path) as it:
-                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+                # d_type: no stat here; a regular file is opened by its reader without an lstat
+                entries = sorted(
+                    (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in it
+                )
         except OSError as e:
             self._error(path, e)
             entries = []
-        excluder = self.opts.excluder
-        assert self._readers is not None
-        base = path if path.endswith(b"/") else path + b"/"
-        batch: list[tuple[bytes, bytes, Node | None]] = []
-        for name, is_dir in entries:
+        excluder = self.opts.excluder or None
+        readers = self._readers
+        assert readers is not None
+        known: dict[bytes, Raw] = parent.entries if parent is not None else {}
+        get = known.get
+        reuse = not self.opts.with_atime
+        index = self.repo.index
+        t = _Tally()
+        children = d.children
+        batch: list[_Job] = []
+        for name, is_dir, is_file in entries:
             child_path = base + name
-            if excluder and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
+            if excluder is not None and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
                 continue
-            pnode = parent_nodes.get(name)
+            praw = get(name)
             if is_dir:
-                entry = self._entry(name, child_path, dev, pnode)
+                entry = self._entry(name, child_path, dev, praw)
                 if entry is not None:
-                    d.children.append(entry)
+                    children.append(entry)
                 continue
+            if praw is not None and is_file and reuse:
+                # an unchanged file is recognised here: an lstat and a few compares cost less
+                # than handing it to a reader (and taking turns with it for the GIL)
+                try:
+                    st = os.lstat(child_path)
+                except OSError:
+                    st = None  # its reader reports it
+                if st is not None and praw.get("device_id", 0) == st.st_dev:
+                    content = reusable_content(praw, st, index)
+                    if content is not None:
+                        t.unmodified += 1
+                        t.files += 1
+                        t.nbytes += st.st_size
+                        t.shown += st.st_size
+                        children.append(praw)
+                        continue
             # files go to the readers in batches: one job per file costs more than a small file
-            batch.append((name, child_path, pnode))
+            batch.append((name, child_path, praw, is_file))
             if len(batch) == _LEAF_BATCH:
-                d.children.append(self._readers.submit(self._leaves, batch))
+                children.append(readers.submit(self._leaves, batch))
                 batch = []
         if batch:
-            d.children.append(self._readers.submit(self._leaves, batch))
+            children.append(readers.submit(self._leaves, batch))
+        if t.files:
+            self._add(t)
         self._push(d)
         return d
 
-    def _leaves(self, batch: list[tuple[bytes, bytes, Node | None]]) -> list[Node | None]:
-        return [self._leaf(name, path, pnode) for name, path, pnode in batch]
-
     # -- leaves (run in the reader threads) --------------------------------------------------------
 
-    def _leaf(self, name: bytes, path: bytes, pnode: Node | None) -> Node | None:
+    def _leaves(self, batch: list[_Job]) -> list[_Leaf]:
+        t = _Tally()
+        try:
+            return [self._leaf(name, path, praw, is_file, t) for name, path, praw, is_file in batch]
+        finally:
+            self._add(t)
+
+    def _add(self, t: _Tally) -> None:
+        if t.files or t.shown:
+            self.progress.add(files=t.files, nbytes=t.shown)
+        with self._mu:
+            r = self.result
+            r.files_new += t.new
+            r.files_changed += t.changed
+            r.files_unmodified += t.unmodified
+            r.total_files_processed += t.files
+            r.total_bytes_processed += t.nbytes
+            r.bytes_read += t.read
+            self._data_blobs += t.blobs
+
+    def _leaf(self, name: bytes, path: bytes, praw: Raw | None, is_file: bool, t: _Tally) -> _Leaf:
         if self._failure is not None:
             return None
+        fd = -1
+        st: os.stat_result | None = None
+        if is_file and praw is None:
+            # a new regular file: open it first and fstat, one syscall fewer than lstat + open
+            try:
+                fd = _open(path)
+                st = os.fstat(fd)
+            except OSError:
+                st = None  # the lstat below sees what it became and reports errors
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                st = None
         try:
-            st = os.lstat(path)
-            if self._unchanged(pnode, st):
-                assert pnode is not None
-                self._count_unmodified(pnode.size)
-                return pnode
-            node = node_from_stat(name, path, st, self.opts.with_atime)
+            if st is None:
+                if fd >= 0:
+                    os.close(fd)
+                    fd = -1
+                st = os.lstat(path)
+            content = None if praw is None else reusable_content(praw, st, self.repo.index)
+            if content is not None:
+                assert praw is not None
+                t.files += 1
+                t.nbytes += st.st_size
+                t.shown += st.st_size
+                t.unmodified += 1
+                if praw.get("device_id", 0) == st.st_dev and not self.opts.with_atime:
+                    return praw  # the whole entry, without reading xattrs or names again
+                node = node_from_stat(name, path, st, self.opts.with_atime)
+                node.content = content
+                return node
+            node = node_from_stat(name, path, st, self.opts.with_atime, fd)
+            if node.type == "socket":
+                return None  # restic skips sockets; they cannot be restored meaningfully
+            if node.type == "dir":
+                # it became a directory after the listing: store it empty rather than racing it
+                node.subtree = self._empty_tree()
+                return node
+            if node.type != "file":
+                t.files += 1
+                return node
+            return self._file(path, node, praw is None, fd, t)
         except OSError as e:
             self._error(path, e)
             return None
-        if node.type == "socket":
-            return None  # restic skips sockets; they cannot be restored meaningfully
-        if node.type == "dir":
-            # it became a directory after the listing: store it empty rather than racing it
-            node.subtree = self._empty_tree()
-            return node
-        if node.type != "file":
-            self.progress.add(files=1)
-            with self._mu:
-                self.result.total_files_processed += 1
-            return node
-        return self._file(path, node, pnode)
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
-    def _unchanged(self, pnode: Node | None, st: os.stat_result) -> bool:
-        """The parent's node still describes this file: same inode, size, mtime and ctime.
-
-        Every change of content, mode, owner, link count or xattrs moves ctime, so the parent's
-        whole node (not just its content) is reused without reading xattrs or names again.
-        """
-        return (
-            pnode is not None
-            and pnode.type == "file"
-            and pnode.content is not None
-            and stat.S_ISREG(st.st_mode)
-            and pnode.mtime == st.st_mtime_ns
-            and pnode.ctime == st.st_ctime_ns
-            and pnode.size == st.st_size
-            and pnode.inode == st.st_ino
-            and pnode.device_id == st.st_dev
-            and not self.opts.with_atime
-            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
-        )
-
-    def _count_unmodified(self, size: int) -> None:
-        self.progress.add(files=1, nbytes=size)
-        with self._mu:
-            self.result.files_unmodified += 1
-            self.result.total_files_processed += 1
-            self.result.total_bytes_processed += size
-
-    def _file(self, path: bytes, node: Node, pnode: Node | None) -> Node | None:
-        if (
-            pnode is not None
-            and pnode.type == "file"
-            and pnode.content is not None
-            and pnode.mtime == node.mtime
-            and pnode.ctime == node.ctime
-            and pnode.size == node.size
-            and pnode.inode == node.inode
-            and all(self.repo.index.has(BlobType.DATA, c) for c in pnode.content)
-        ):
-            node.content = list(pnode.content)
-            self.progress.add(files=1, nbytes=node.size)
-            with self._mu:
-                self.result.files_unmodified += 1
-                self.result.total_files_processed += 1
-                self.result.total_bytes_processed += node.size
-            return node
-        is_new = pnode is None
+    def _file(self, path: bytes, node: Node, is_new: bool, fd: int, t: _Tally) -> Node | None:
         if node.links <= 1:
-            return self._read_file(path, node, is_new)
+            return self._read_file(path, node, is_new, fd, t)
         # a hard link: the first name's job reads the inode, the others share its content
         key = (node.device_id, node.inode)
         mine: Future[Node | None] = Future()
@@ -376,11 +430,11 @@ class Archiver:
             if done is None:
                 return None
             node.content, node.size = done.content, done.size
-            self.progress.add(nbytes=node.size)
-            self._count_file(node.size, 0, is_new)
+            t.shown += node.size
+            t.file(node.size, 0, is_new)
             return node
         try:
-            result = self._read_file(path, node, is_new)
+            result = self._read_file(path, node, is_new, fd, t)
         except BaseException as e:
             mine.set_exception(e)
             raise
@@ -410,110 +464,121 @@ class Archiver:
             self._finish_dir(head)
 
     def _finish_dir(self, d: _Dir) -> None:
-        nodes: list[Node] = []
+        items: list[Node | Raw] = []
         for c in d.children:
             if isinstance(c, Future):
-                n = c.result()
-                if isinstance(n, list):
-                    nodes.extend(x for x in n if x is not None)
-                elif n is not None:
-                    nodes.append(n)
+                items.extend(x for x in c.result() if x is not None)
             elif isinstance(c, _Dir):
                 assert c.node is not None and c.tree_id is not None
                 c.node.subtree = c.tree_id
-                nodes.append(c.node)
+                items.append(c.node)
             else:
-                nodes.append(c)
+                items.append(c)
         self._check_failure()
         assert self._writer is not None
-        nodes.sort(key=lambda n: n.name)
-        if d.parent_subtree is not None and nodes == d.parent_nodes:
-            d.tree_id = d.parent_subtree  # unchanged: the parent's tree, not encoded again
+        p = d.parent
+        if p is not None and len(items) == p.count and all(isinstance(x, dict) or p.same_node(x) for x in items):
+            d.tree_id = p.tree_id  # unchanged: the parent's tree, not encoded again
         else:
-            d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(nodes))
+            nodes = [x if isinstance(x, Node) else self._reused_node(d, x) for x in items]
+            d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(n for n in nodes if n is not None))
         d.children = []
-        d.parent_nodes = []
+        d.parent = None
         with self._mu:
-            if d.parent_subtree is None:
+            if p is None:
                 self.result.dirs_new += 1
-            elif d.parent_subtree == d.tree_id:
+            elif p.tree_id == d.tree_id:
                 self.result.dirs_unmodified += 1
             else:
                 self.result.dirs_changed += 1
 
-    def _count_file(self, size: int, read: int, is_new: bool) -> None:
-        self.progress.add(files=1)
-        with self._mu:
-            if is_new:
-                self.result.files_new += 1
-            else:
-                self.result.files_changed += 1
-            self.result.total_files_processed += 1
-            self.result.total_bytes_processed += size
-            self.result.bytes_read += read
+    def _reused_node(self, d: _Dir, raw: Raw) -> Node | None:
+        """A reused parent entry as a node, for a changed directory's new tree."""
+        node = to_node(raw)
+        if node is not None:
+            return node
+        # the entry does not decode (never written by us or restic): read the file after all
+        name = unquote(raw["name"])
+        t = _Tally()
+        try:
+            leaf = self._leaf(name, d.child_path(name), None, False, t)
+        finally:
+            self._add(t)
+        assert not isinstance(leaf, dict)
+        return leaf
 
-    def _read_file(self, path: bytes, node: Node, is_new: bool) -> Node | None:
+    def _read_file(self, path: bytes, node: Node, is_new: bool, fd: int, t: _Tally) -> Node | None:
+        """Read, chunk and save a file; ``fd`` is the file already open (from ``fstat``) or -1."""
         if self._failure is not None:
             return None
         self._check_failure()  # cancelled: the error reaches the walk through the future
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_NOATIME)
-        except PermissionError:
+        own = fd < 0
+        if own:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                fd = _open(path)
             except OSError as e:
                 self._error(path, e)
                 return None
-        except OSError as e:
-            self._error(path, e)
-            return None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                self._error(path, OSError(0, "not a regular file any more"))
-                return None
-            if st.st_size > MIN_CHUNK:  # small files pass too fast to be worth showing
-                self.progress.add(current=os.fsdecode(path))
-            content, size = self._chunk_fd(fd, st.st_size)
+            if own:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    self._error(path, OSError(0, "not a regular file any more"))
+                    return None
+                size = st.st_size
+            else:
+                size = node.size
+            if size > MIN_CHUNK:
+                self.progress.add(current=os.fsdecode(path))  # small files pass too fast to show
+                content, size = self._chunk_fd(fd)
+            elif size:
+                data = _read_all(fd, size)
+                content = [self._save_chunk(data, t)] if data else []
+                size = len(data)
+                t.shown += size
+            else:
+                content = []
         except OSError as e:
             self._error(path, e)
             return None
         finally:
-            os.close(fd)
+            if own:
+                os.close(fd)
         node.content = content
         node.size = size
-        self._count_file(size, size, is_new)
+        t.file(size, size, is_new)
         return node
 
-    def _chunk_fd(self, fd: int, size: int) -> tuple[list[bytes], int]:
-        if size == 0:
-            return [], 0
-        if size <= MIN_CHUNK:
-            data = _read_all(fd, size)
-            return ([self._save_chunk(data)] if data else []), len(data)
+    def _chunk_fd(self, fd: int) -> tuple[list[bytes], int]:
+        """A big file's chunks, saved as they are cut; progress is shown per chunk."""
         content = []
         total = 0
         for data in stream_chunks(fd):
             self._check_failure()
-            content.append(self._save_chunk(data))
-            total += len(data)
+            n = len(data)
+            content.append(self._save_chunk(data, None))
+            self.progress.add(nbytes=n)
+            total += n
         return content, total
 
-    def _save_chunk(self, data: bytes) -> bytes:
+    def _save_chunk(self, data: bytes, t: _Tally | None) -> bytes:
         blob_id = hashlib.sha256(data).digest()
-        self.progress.add(nbytes=len(data))
         writer = self._writer
         assert writer is not None and self._savers is not None
+        if len(data) < _INLINE_SAVE:
+            # a small chunk costs less to compress here than to hand to a saver thread;
+            # ``save`` skips it if it is known
+            self._check_failure()
+            if writer.save(BlobType.DATA, data, blob_id)[1]:
+                if t is not None:
+                    t.blobs += 1
+                else:
+                    with self._mu:
+                        self._data_blobs += 1
+            return blob_id
         if writer.is_known(BlobType.DATA, blob_id):
             return blob_id
         self._check_failure()
-        if len(data) < _INLINE_SAVE:
-            # a small chunk costs less to compress here than to hand to a saver thread
-            _, added = writer.save(BlobType.DATA, data, blob_id)
-            if added:
-                with self._mu:
-                    self._data_blobs += 1
-            return blob_id
         self._inflight.acquire()
         try:
             fut = self._savers.submit(writer.save, BlobType.DATA, data, blob_id)
@@ -583,34 +648,54 @@ class Archiver:
             self.progress.c.scan_done = True
 
 
-_WINDOW = 2 * MAX_CHUNK
+_WINDOW = 3 * MAX_CHUNK
+_windows = threading.local()  # each thread's free window buffers
 
 
 def stream_chunks(fd: int) -> Iterator[bytes]:
     """FastCDC chunks of a file, read through a bounded window (no mmap: RSS stays flat).
 
-    The window always holds at least ``MAX_CHUNK`` bytes past the start of the chunk being cut
-    (or the end of the file), so the cut points equal those of chunking the whole file at once.
+    Every chunk but the window's last is cut before the window's end, so the cut points equal
+    those of chunking the whole file at once; the last one is carried over to the next window
+    (it is at most ``MAX_CHUNK``, so each window yields at least two chunks). The window is a
+    buffer kept per thread and read into: a fresh 24 MiB buffer per window cost page faults
+    and a copy of everything read, under the GIL.
     """
-    buf = b""
-    eof = False
-    while not eof or buf:
-        if not eof and len(buf) < _WINDOW:
-            more = os.read(fd, _WINDOW - len(buf) + MAX_CHUNK)
-            if more:
-                buf += more
-                continue
-            eof = True
-        chunks = list(cdc_chunks(buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK))
-        if not eof:
-            chunks = chunks[:-1]  # the last one may be cut short by the window's end
-        end = 0
-        for ch in chunks:
-            yield buf[ch.offset : ch.offset + ch.length]
-            end = ch.offset + ch.length
-        buf = buf[end:]
-        if eof:
-            return
+    free: list[bytearray] = _windows.__dict__.setdefault("free", [])
+    buf = free.pop() if free else bytearray(_WINDOW)
+    view = memoryview(buf)
+    try:
+        kept = 0  # bytes carried over to the front of the window
+        eof = False
+        while not eof:
+            n = kept
+            while n < _WINDOW:
+                got = os.readv(fd, [view[n:]])
+                if not got:
+                    eof = True
+                    break
+                n += got
+            window = view[:n]
+            chunks = list(cdc_chunks(window, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK))
+            if not eof:
+                chunks.pop()  # it may be cut short by the window's end
+            end = 0
+            for ch in chunks:
+                end = ch.offset + ch.length
+                yield bytes(window[ch.offset : end])
+            if not eof:
+                tail = bytes(window[end:n])
+                kept = len(tail)
+                buf[:kept] = tail
+    finally:
+        free.append(buf)
+
+
+def _open(path: bytes) -> int:
+    try:
+        return os.open(path, _OPEN | _O_NOATIME)
+    except PermissionError:
+        return os.open(path, _OPEN)  # O_NOATIME needs the file's owner
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -644,7 +729,7 @@ def run_backup(
 
     Setting ``cancel`` stops the backup (``BackupCancelled``) without saving a snapshot.
     """
-    with repo.lock(meanwhile=repo.load_index):
+    with repo.lock(meanwhile=repo.load_index), fewer_collections():
         repo.adopt_unindexed_packs()
         return Archiver(repo, opts, progress, cancel).run()
 

@@ -41,45 +41,58 @@ def node_type(st: os.stat_result) -> str:
     return _TYPES.get(stat.S_IFMT(st.st_mode), "irregular")
 
 
-def read_xattrs(path: bytes) -> list[tuple[str, bytes]]:
+def read_xattrs(path: bytes | int) -> list[tuple[str, bytes]]:
+    """Extended attributes by name, of ``path`` (not followed) or of an open descriptor."""
+    follow = isinstance(path, int)  # a descriptor: nothing to follow, and lgetxattr refuses it
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=follow)
     except OSError:
+        return []
+    if not names:
         return []
     out = []
     for n in sorted(names):
         try:
-            out.append((n, os.getxattr(path, n, follow_symlinks=False)))
+            out.append((n, os.getxattr(path, n, follow_symlinks=follow)))
         except OSError:
             continue
     return out
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False) -> Node:
-    """A node without content or subtree; symlink targets and xattrs are read here."""
-    t = node_type(st)
+# a handful of distinct st_mode values in a whole tree: convert each once
+_go_mode = lru_cache(maxsize=1024)(go_mode)
+
+
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False, fd: int = -1) -> Node:
+    """A node without content or subtree; symlink targets and xattrs are read here.
+
+    ``fd``, when given, is ``path`` already open: its xattrs are read through it (no path lookup).
+    Built in one constructor call: this runs once per file in a first backup.
+    """
+    mode = st.st_mode
+    t = _TYPES.get(stat.S_IFMT(mode), "irregular")
+    uid, gid, mtime = st.st_uid, st.st_gid, st.st_mtime_ns
     node = Node(
         name=name,
         type=t,
-        mode=go_mode(st.st_mode),
-        mtime=st.st_mtime_ns,
-        atime=st.st_atime_ns if with_atime else st.st_mtime_ns,
+        mode=_go_mode(mode),
+        mtime=mtime,
+        atime=st.st_atime_ns if with_atime else mtime,
         ctime=st.st_ctime_ns,
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
+        uid=uid,
+        gid=gid,
+        user=user_name(uid),
+        group=group_name(gid),
         inode=st.st_ino,
         device_id=st.st_dev,
+        size=st.st_size if t == "file" else 0,
         links=st.st_nlink,
+        xattrs=read_xattrs(path if fd < 0 else fd),
     )
-    if t == "file":
-        node.size = st.st_size
-    elif t == "symlink":
+    if t == "symlink":
         node.linktarget = os.readlink(path)
     elif t in ("dev", "chardev"):
         node.device = st.st_rdev
-    node.xattrs = read_xattrs(path)
     return node
 
 
