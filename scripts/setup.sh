@@ -32,3 +32,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# An editable install leaves our modules uncompiled; where PYTHONDONTWRITEBYTECODE is set (as on
+# these machines) every command would compile them again (~0.1 s a start). Only changed files
+# are recompiled.
+.venv/bin/python -m compileall -q -j 0 src >/dev/null
