@@ -481,7 +481,7 @@ class Archiver:
             d.tree_id = p.tree_id  # unchanged: the parent's tree, not encoded again
         else:
             nodes = [x if isinstance(x, Node) else self._reused_node(d, x) for x in items]
-            d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree(n for n in nodes if n is not None))
+            d.tree_id, _ = self._writer.save(BlobType.TREE, encode_tree([n for n in nodes if n is not None]))
         d.children = []
         d.parent = None
         with self._mu:
