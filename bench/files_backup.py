@@ -26,7 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float]:
-    """Run a command; returns (seconds, peak RSS MiB of the process tree's largest process)."""
+    """Run a command; returns (seconds, peak RSS MiB of the process tree's largest process).
+
+    Dirty pages left by the step before (the data set just written, a restore) are flushed
+    first: otherwise their write-back lands on whichever tool runs next.
+    """
+    subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, ru = os.wait4(p.pid, 0)
