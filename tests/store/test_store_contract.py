@@ -101,6 +101,14 @@ def test_large_object_round_trip(store: Store) -> None:
     assert store.load(h, len(data) - 100, 100) == data[-100:]
 
 
+def test_load_view_equals_ranged_load(store: Store) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    h = Handle(FileType.PACK, _id(data))
+    store.save(h, data)
+    for offset, length in ((0, 100), (70_001, 2 * 1024 * 1024), (len(data) - 10, 1024 * 1024)):
+        assert bytes(store.load_view(h, offset, length)) == data[offset : offset + length]
+
+
 def test_save_file_streams_the_whole_file_whatever_its_position(store: Store, tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 5)
     h = Handle(FileType.PACK, _id(data))

@@ -37,10 +37,8 @@ def pack_ranges(blobs: list[PackedBlob]) -> Iterator[tuple[int, int, list[Packed
 
 def read_pack_range(repo: Repository, pack_id: str, start: int, end: int) -> memoryview:
     """Bytes [start, end) of a pack; a missing or short pack is an ``IntegrityError`` naming it."""
-    h = Handle(FileType.PACK, pack_id)
-    load_view = getattr(repo.store, "load_view", None)  # a local store maps instead of copying
     try:
-        data = load_view(h, start, end - start) if load_view is not None else repo.store.load(h, start, end - start)
+        data = repo.store.load_view(Handle(FileType.PACK, pack_id), start, end - start)
     except NotFoundError as e:
         raise IntegrityError(f"pack {pack_id} is missing from the repository (needed for this restore)") from e
     if len(data) != end - start:

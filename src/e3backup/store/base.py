@@ -86,6 +86,11 @@ class Store(Protocol):
         """Read the object, or ``length`` bytes of it from ``offset``."""
         ...
 
+    def load_view(self, h: Handle, offset: int, length: int) -> bytes | memoryview:
+        """``length`` bytes from ``offset``, as ``load`` but possibly without a copy (a local
+        store maps the file); short when the object is. For restores' pack ranges."""
+        ...
+
     def stat(self, h: Handle) -> int:
         """The object's size in bytes; ``NotFoundError`` when it does not exist."""
         ...

@@ -94,6 +94,12 @@ class LimitedStore:
             self._down.take(len(data))
         return data
 
+    def load_view(self, h: Handle, offset: int, length: int) -> bytes | memoryview:
+        data = self.inner.load_view(h, offset, length)
+        if self._down:
+            self._down.take(len(data))
+        return data
+
     def stat(self, h: Handle) -> int:
         return self.inner.stat(h)
 

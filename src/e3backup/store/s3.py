@@ -210,6 +210,9 @@ class S3Store:
 
         return self._call("GET", key, get)
 
+    def load_view(self, h: Handle, offset: int, length: int) -> bytes:
+        return self.load(h, offset, length)
+
     def stat(self, h: Handle) -> int:
         key = self._key(h)
         resp = self._call("HEAD", key, lambda: self._client.head_object(Bucket=self._loc.bucket, Key=key))
