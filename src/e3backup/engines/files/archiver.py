@@ -96,6 +96,12 @@ class _Tally:
         self.files = self.nbytes = self.shown = self.read = 0
         self.new = self.changed = self.unmodified = self.blobs = 0
 
+    def unmodified_file(self, size: int) -> None:
+        self.files += 1
+        self.nbytes += size
+        self.shown += size
+        self.unmodified += 1
+
     def file(self, size: int, read: int, is_new: bool) -> None:
         self.files += 1
         self.nbytes += size
@@ -325,10 +331,7 @@ class Archiver:
                 if st is not None and praw.get("device_id", 0) == st.st_dev:
                     content = reusable_content(praw, st, index)
                     if content is not None:
-                        t.unmodified += 1
-                        t.files += 1
-                        t.nbytes += st.st_size
-                        t.shown += st.st_size
+                        t.unmodified_file(st.st_size)
                         children.append(praw)
                         continue
             # files go to the readers in batches: one job per file costs more than a small file
@@ -388,10 +391,7 @@ class Archiver:
             content = None if praw is None else reusable_content(praw, st, self.repo.index)
             if content is not None:
                 assert praw is not None
-                t.files += 1
-                t.nbytes += st.st_size
-                t.shown += st.st_size
-                t.unmodified += 1
+                t.unmodified_file(st.st_size)
                 if praw.get("device_id", 0) == st.st_dev and not self.opts.with_atime:
                     return praw  # the whole entry, without reading xattrs or names again
                 node = node_from_stat(name, path, st, self.opts.with_atime)
