@@ -92,17 +92,25 @@ class PackWriter:
             blobs.append(PackedBlob(b.type, b.id, offset, b.length, b.uncompressed_length))
             offset += b.length
         self._blobs = blobs
-        header = b"".join(_encode_entry(b) for b in self._blobs)
-        sealed_header = self.key.seal(header)
-        self._parts.append(sealed_header)
-        self._parts.append(struct.pack("<I", len(sealed_header)))
+        tail = pack_tail(self.key, blobs)
+        self._parts.append(tail)
         data = b"".join(self._parts)
         self._parts = []
         pack_id = hashlib.sha256(data).hexdigest()
-        parsed = parse_header(self.key, data[-(len(sealed_header) + 4) :], len(data), pack_id)
-        if parsed != self._blobs:
-            raise InvalidPackError(pack_id, "written header does not parse back to its entries")
+        check_tail(self.key, tail, len(data), pack_id, blobs)
         return pack_id, data, self._blobs
+
+
+def pack_tail(key: Key, blobs: list[PackedBlob]) -> bytes:
+    """What follows a pack's blobs: the sealed header of ``blobs`` and its length."""
+    sealed_header = key.seal(b"".join(_encode_entry(b) for b in blobs))
+    return sealed_header + struct.pack("<I", len(sealed_header))
+
+
+def check_tail(key: Key, tail: bytes, pack_size: int, pack_id: str, blobs: list[PackedBlob]) -> None:
+    """A writer re-parses the header it wrote: it must give back exactly ``blobs``."""
+    if parse_header(key, tail, pack_size, pack_id) != blobs:
+        raise InvalidPackError(pack_id, "written header does not parse back to its entries")
 
 
 def header_size(blobs: list[PackedBlob]) -> int:
@@ -172,7 +180,9 @@ __all__ = [
     "MAX_HEADER_SIZE",
     "PackWriter",
     "PackedBlob",
+    "check_tail",
     "header_size",
+    "pack_tail",
     "parse_header",
     "read_header",
 ]

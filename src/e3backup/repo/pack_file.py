@@ -13,16 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from ..errors import InvalidPackError, RepoError
+from ..errors import RepoError
 from .blob import BlobType
 from .crypto import Key
-from .pack import PackedBlob, _encode_entry, parse_header
+from .pack import PackedBlob, check_tail, pack_tail
 
 _PIECE = 256 * 1024
 
@@ -102,14 +101,12 @@ class PackFileWriter:
                     out.write(piece)
                 blobs.append(PackedBlob(b.type, b.id, offset, b.length, b.uncompressed_length))
                 offset += b.length
-            sealed_header = self.key.seal(b"".join(_encode_entry(b) for b in blobs))
-            tail = sealed_header + struct.pack("<I", len(sealed_header))
+            tail = pack_tail(self.key, blobs)
             digest.update(tail)
             out.write(tail)
             out.flush()
             pack_id = digest.hexdigest()
-            if parse_header(self.key, tail, offset + len(tail), pack_id) != blobs:
-                raise InvalidPackError(pack_id, "written header does not parse back to its entries")
+            check_tail(self.key, tail, offset + len(tail), pack_id, blobs)
         except BaseException:
             out.close()
             raise
