@@ -70,7 +70,7 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
     Built in one constructor call: this runs once per file in a first backup.
     """
     mode = st.st_mode
-    t = _TYPES.get(stat.S_IFMT(mode), "irregular")
+    t = node_type(st)
     uid, gid, mtime = st.st_uid, st.st_gid, st.st_mtime_ns
     node = Node(
         name=name,
