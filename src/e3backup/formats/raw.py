@@ -19,8 +19,8 @@ from types import TracebackType
 from typing import Literal
 
 from e3backup.errors import FormatError
-from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
-from e3backup.formats.writeback import start_writeback
+from e3backup.formats.direct import DirectWriter
+from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127)
@@ -59,6 +59,7 @@ class RawWriter:
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create and not is_device else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
         self.is_block_device = is_device
+        self._out = DirectWriter(self.path, self._fd)
         try:
             if is_device:
                 size = _size_of(self._fd)
@@ -80,15 +81,14 @@ class RawWriter:
         return self._fd
 
     def write_at(self, offset: int, data: Buffer) -> None:
-        fd = self._fd_or_raise()
+        self._fd_or_raise()
         view = memoryview(data).cast("B")
         check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
         if self.is_block_device:
-            pwrite_all(fd, view, offset)
+            self._out.write(view, offset)
         else:
             for start, end in nonzero_runs(view):
-                pwrite_all(fd, view[start:end], offset + start)
-        start_writeback(fd, offset, len(view))
+                self._out.write(view[start:end], offset + start)
 
     def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
         """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""
@@ -108,13 +108,13 @@ class RawWriter:
         end = offset + length
         while offset < end:
             n = min(len(zeros), end - offset)
-            pwrite_all(fd, zeros[:n], offset)
-            start_writeback(fd, offset, n)
+            self._out.write(zeros[:n], offset)
             offset += n
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
+            self._out.close()
             try:
                 os.fsync(fd)
             finally:

@@ -61,6 +61,24 @@ def decompress(data: bytes | memoryview, expected: int | None = None) -> bytes:
     return out
 
 
+def decompress_into(data: bytes | memoryview, out: memoryview) -> None:
+    """Decode all frames in ``data`` into ``out``, which the plaintext must fill exactly.
+
+    A frame that records its size (ours do) is decoded in one pass straight into ``out``; restic's
+    frames without it are streamed, still without an intermediate copy."""
+    reader = _decompressor().stream_reader(data, read_across_frames=True)
+    n = 0
+    try:
+        while n < len(out) and (got := reader.readinto(out[n:])):
+            n += got
+        extra = reader.read(1) if n == len(out) else b""
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"zstd decode failed: {e}") from e
+    if n != len(out) or extra:
+        got_text = f"more than {n}" if extra else str(n)
+        raise IntegrityError(f"decompressed length mismatch: got {got_text}, expected {len(out)}")
+
+
 _PIECE = 256 * 1024
 
 
@@ -82,4 +100,4 @@ def decompressed_sha256(data: bytes | memoryview, expected: int) -> bytes:
     return digest.digest()
 
 
-__all__ = ["DEFAULT_LEVEL", "compress", "decompress", "decompressed_sha256"]
+__all__ = ["DEFAULT_LEVEL", "compress", "decompress", "decompress_into", "decompressed_sha256"]

@@ -130,6 +130,25 @@ class Key:
         dec = Cipher(self._aes, modes.CTR(nonce)).decryptor()
         return dec.update(ct) + dec.finalize()
 
+    def open_into(self, sealed: bytes | memoryview, out: memoryview) -> memoryview:
+        """``open`` into the caller's buffer (at least ``plaintext_length + 15`` bytes, as the AES
+        binding asks); returns the plaintext's part of ``out``. Reusing one buffer spares a large
+        allocation, and the zeroing and page faults that come with it, per blob."""
+        if len(sealed) < OVERHEAD:
+            raise IntegrityError("ciphertext too short")
+        view = memoryview(sealed)
+        nonce = bytes(view[:NONCE_SIZE])
+        if not any(nonce):
+            raise IntegrityError("nonce is invalid")
+        ct = view[NONCE_SIZE:-MAC_SIZE]
+        if not hmac.compare_digest(self._tag(nonce, ct), bytes(view[-MAC_SIZE:])):
+            raise MacError("ciphertext verification failed")
+        if len(out) < len(ct) + 15:
+            raise ValueError(f"output buffer of {len(out)} bytes is too small for {len(ct)} bytes of plaintext")
+        if len(ct):
+            Cipher(self._aes, modes.CTR(nonce)).decryptor().update_into(ct, out)
+        return out[: len(ct)]
+
 
 def ciphertext_length(n: int) -> int:
     return n + OVERHEAD

@@ -29,9 +29,9 @@ from ..store.base import FileType, Handle, Store
 from . import unpacked
 from .blob import BlobType
 from .cache import Cache
-from .compression import decompress, decompressed_sha256
+from .compression import decompress, decompress_into, decompressed_sha256
 from .config import Config
-from .crypto import Key, MacError
+from .crypto import OVERHEAD, Key, MacError
 from .keys import KDFParams, add_key, search_key
 from .lock import Lock, list_locks
 from .node import Node
@@ -225,6 +225,28 @@ class Repository:
                 plain = decompress(plain, blob.uncompressed_length)
             except IntegrityError as e:
                 raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
+        _check_id(pack_id, blob, hashlib.sha256(plain).digest())
+        return plain
+
+    def decode_blob_into(
+        self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview, out: memoryview, scratch: memoryview
+    ) -> memoryview:
+        """``decode_blob`` into the caller's buffers: the plaintext ends up at the start of ``out``
+        (returned, sliced to its length), ``scratch`` holds a compressed blob between decryption and
+        decompression. Each must be at least ``blob.length`` (resp. the plaintext length) + 15 bytes."""
+        size = blob.uncompressed_length or blob.length - OVERHEAD
+        if len(out) < size + 15:
+            raise ValueError(f"output buffer of {len(out)} bytes is too small for {_what(pack_id, blob)}")
+        try:
+            if not blob.uncompressed_length:
+                plain = self.key.open_into(sealed, out)
+            else:
+                plain = out[:size]
+                decompress_into(self.key.open_into(sealed, scratch), plain)
+        except MacError as e:
+            raise IntegrityError(f"{_what(pack_id, blob)}: ciphertext verification failed (corrupt data)") from e
+        except IntegrityError as e:
+            raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
         _check_id(pack_id, blob, hashlib.sha256(plain).digest())
         return plain
 

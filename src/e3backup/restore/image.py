@@ -6,8 +6,9 @@
    a blob missing from the index fails before anything is written.
 2. Segments of ``segment_size`` bytes (whole chunks) go to ``workers`` threads, in disk order.
    Within a segment, chunks are grouped by pack and each needed pack range is read once
-   (``packs.read_blobs``, shared with the file restore); each blob is decrypted and verified once
-   and written to every chunk that holds it.
+   (``packs.read_blobs_into``); each blob is decrypted and verified once, into the worker's
+   page-aligned buffer, and written from there to every chunk that holds it. Writes go past the
+   page cache (``formats.direct``): no byte is copied after decryption or decompression.
 3. Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer
    is shared, its ``write_at`` is positional and thread-safe). A block device keeps whatever it
    held, so there data chunks are written whole (zeros included) and zero chunks are zeroed
@@ -41,7 +42,7 @@ from ..repo.blob import BlobType
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
 from .image_snapshot import ImageSnapshot, load_image_snapshot
-from .packs import read_blobs
+from .packs import read_blobs_into
 from .target import Target, check_target
 
 MiB = 1 << 20
@@ -288,7 +289,7 @@ class ImageRestorer:
                 self.result.bytes_zeroed += zeroed
         for pack_id, blobs in sorted(seg.packs.items(), key=lambda kv: min(min(c) for c in kv[1].values())):
             fetched = sum(b.length for b in blobs)
-            for blob, plain in read_blobs(self.repo, pack_id, list(blobs)):
+            for blob, plain in read_blobs_into(self.repo, pack_id, list(blobs)):
                 if self.cancel.is_set():
                     return
                 for i in blobs[blob]:

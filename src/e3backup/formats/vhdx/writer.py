@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from e3backup.errors import UnallocatedWriteError
+from e3backup.formats.direct import DirectWriter
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
-from e3backup.formats.writeback import start_writeback
 
 
 class VhdxWriter:
@@ -44,6 +44,8 @@ class VhdxWriter:
         except BaseException:
             self.abort()
             raise
+        # payload blocks start on MiB boundaries, apart from the structures written above
+        self._out = DirectWriter(self.path, self._fd)
 
     @property
     def virtual_size(self) -> int:
@@ -67,9 +69,7 @@ class VhdxWriter:
                         f"{self.path}: non-zero data at virtual offset {offset + pos + start} falls in "
                         f"block {block}, which the allocation given at creation left out"
                     )
-                pwrite_all(fd, piece[start:end], target + within + start)
-            if target != UNALLOCATED:
-                start_writeback(fd, target + within, len(piece))
+                self._out.write(piece[start:end], target + within + start)
             pos += len(piece)
 
     def close(self) -> None:
@@ -77,6 +77,7 @@ class VhdxWriter:
         fd = self._fd
         if fd is None:
             return
+        self._out.close()
         try:
             os.fsync(fd)
             offset, identifier = self.layout.file_identifier()
@@ -90,6 +91,8 @@ class VhdxWriter:
         """Close without marking the file as a VHDX (it stays unreadable as one)."""
         fd, self._fd = self._fd, None
         if fd is not None:
+            if hasattr(self, "_out"):
+                self._out.close()
             os.close(fd)
 
     def __enter__(self) -> VhdxWriter:

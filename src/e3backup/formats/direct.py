@@ -1,0 +1,114 @@
+"""Writing restored data past the page cache (``O_DIRECT``), where the file system allows it.
+
+A restore writes gigabytes that nobody reads back soon. Through the page cache, each byte is
+copied into a cached page that the kernel must then track, write back and reclaim: on a
+2-core machine that costs as much CPU as decrypting the data. ``O_DIRECT`` hands the caller's
+buffer to the device instead. It needs page-aligned memory, offsets and lengths, so `DirectWriter`
+splits every write: the whole pages inside it go through a second, ``O_DIRECT`` descriptor (from
+the caller's buffer when it is aligned, else through a per-thread aligned copy), and the partial
+pages at either end go through the normal descriptor. A page is thus written either directly or
+through the cache, never both ways by different writers: two writes share a page only when
+neither covers it whole, and then both use the cache.
+
+Where ``O_DIRECT`` is missing (Windows, tmpfs before Linux 6.6, some FUSE file systems) or refused,
+everything is written through the cache with early write-back (`start_writeback`).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+
+import numpy as np
+
+from e3backup.formats.image import pwrite_all
+from e3backup.formats.writeback import start_writeback
+
+ALIGN = 4096
+"""Offsets, lengths and memory of direct writes are multiples of this (the largest logical block
+size of disks in use, so it satisfies every device and file system)."""
+
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def address_of(view: memoryview) -> int:
+    """Memory address of a contiguous buffer's first byte (read-only buffers too)."""
+    return int(np.frombuffer(view, dtype=np.uint8).ctypes.data) if len(view) else 0
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """Zeroed, page-aligned memory of at least ``size`` bytes (an anonymous mapping)."""
+    return memoryview(mmap.mmap(-1, max(ALIGN, -(-size // ALIGN) * ALIGN)))
+
+
+class DirectWriter:
+    """Positional writes to ``path`` (already open as ``fd``, which the caller keeps and closes).
+
+    ``write`` may be called from many threads at once; each thread has its own aligned buffer.
+    """
+
+    def __init__(self, path: str, fd: int, *, direct: bool = True) -> None:
+        self._fd = fd
+        self._opened: int | None = None
+        self._local = threading.local()
+        if direct and _O_DIRECT:
+            try:
+                self._opened = os.open(path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
+            except OSError:
+                pass  # EINVAL (old tmpfs, FUSE): the cache path works everywhere
+        # set to None (never closed before `close`: another thread may be writing through it)
+        # when the file system refuses a direct write
+        self._dfd = self._opened
+
+    @property
+    def direct(self) -> bool:
+        return self._dfd is not None
+
+    def write(self, data: memoryview, offset: int) -> None:
+        """Write all of ``data`` at ``offset``."""
+        n = len(data)
+        head = min(n, -offset % ALIGN)
+        body = (n - head) // ALIGN * ALIGN
+        if self._dfd is None or body == 0:
+            self._buffered(data, offset)
+            return
+        if head:
+            self._buffered(data[:head], offset)
+        self._direct(data[head : head + body], offset + head)
+        if head + body < n:
+            self._buffered(data[head + body :], offset + head + body)
+
+    def _buffered(self, data: memoryview, offset: int) -> None:
+        pwrite_all(self._fd, data, offset)
+        start_writeback(self._fd, offset, len(data))
+
+    def _direct(self, data: memoryview, offset: int) -> None:
+        dfd = self._dfd
+        assert dfd is not None
+        if address_of(data) % ALIGN:
+            buf: memoryview | None = getattr(self._local, "buf", None)
+            if buf is None or len(buf) < len(data):
+                buf = self._local.buf = aligned_buffer(len(data))
+            staged = buf[: len(data)]
+            # numpy copies without holding the GIL, so the other workers keep running
+            np.copyto(np.frombuffer(staged, dtype=np.uint8), np.frombuffer(data, dtype=np.uint8))
+            data = staged
+        try:
+            pwrite_all(dfd, data, offset)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            # the file system accepted O_DIRECT at open but not this write: use the cache from now on
+            self._dfd = None
+            self._buffered(data, offset)
+
+    def close(self) -> None:
+        """Close the direct descriptor; the caller fsyncs and closes ``fd`` (which covers both)."""
+        fd, self._opened, self._dfd = self._opened, None, None
+        if fd is not None:
+            os.close(fd)
+
+
+__all__ = ["ALIGN", "DirectWriter", "address_of", "aligned_buffer"]

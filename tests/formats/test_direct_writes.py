@@ -1,0 +1,145 @@
+"""`DirectWriter`: whole pages go past the page cache, partial pages through it; the bytes are the same
+either way, from any thread, at any offset, and a file system without O_DIRECT loses nothing."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from e3backup.formats import direct
+from e3backup.formats.direct import ALIGN, DirectWriter, address_of, aligned_buffer
+
+
+def _open(path: Path, size: int) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    os.ftruncate(fd, size)
+    return fd
+
+
+def test_aligned_buffer_is_page_aligned_and_zeroed() -> None:
+    buf = aligned_buffer(10_000)
+    assert len(buf) == 3 * ALIGN and address_of(buf) % ALIGN == 0 and not any(buf)
+
+
+def test_direct_is_used_on_this_file_system(tmp_path: Path) -> None:
+    """The suite's temporary directory is on ext4 here, so the tests below exercise O_DIRECT."""
+    fd = _open(tmp_path / "f", ALIGN)
+    try:
+        w = DirectWriter(str(tmp_path / "f"), fd)
+        assert w.direct
+        w.close()
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("use_direct", [True, False])
+def test_concurrent_unaligned_writes_land_exactly(tmp_path: Path, use_direct: bool) -> None:
+    """Ranges of every alignment (some sharing a page with a neighbour written by another thread),
+    from unaligned and aligned memory, written by 6 threads in random order."""
+    rnd = random.Random(1)
+    size = 6 << 20
+    cuts = {0, size, *(rnd.randrange(size) for _ in range(60))}
+    cuts = sorted(cuts | {rnd.randrange(size // ALIGN) * ALIGN for _ in range(20)})
+    ranges = list(itertools.pairwise(cuts))
+    expected = bytearray(size)
+    pieces = []
+    for start, end in ranges:
+        data = rnd.randbytes(end - start)
+        expected[start:end] = data
+        if rnd.random() < 0.5:  # already aligned memory: written without a copy
+            buf = aligned_buffer(len(data))
+            buf[: len(data)] = data
+            pieces.append((start, buf[: len(data)]))
+        else:
+            pieces.append((start, memoryview(data)))
+    rnd.shuffle(pieces)
+    path = tmp_path / "target"
+    fd = _open(path, size)
+    w = DirectWriter(str(path), fd, direct=use_direct)
+    assert w.direct is use_direct
+    it = iter(pieces)
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(it, None)
+            if item is None:
+                return
+            w.write(item[1], item[0])
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    os.fsync(fd)
+    os.close(fd)
+    assert path.read_bytes() == bytes(expected)
+
+
+def test_a_file_system_refusing_o_direct_at_open_gets_cached_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tmpfs before Linux 6.6 and some FUSE file systems fail the open with EINVAL."""
+    path = tmp_path / "f"
+    fd = _open(path, 3 * ALIGN)
+    real_open = os.open
+
+    def no_direct(p: str, flags: int, *a: int) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    w = DirectWriter(str(path), fd)
+    assert not w.direct
+    w.write(memoryview(b"x" * (2 * ALIGN)), 100)
+    w.close()
+    os.close(fd)
+    assert path.read_bytes() == bytes(100) + b"x" * (2 * ALIGN) + bytes(ALIGN - 100)
+
+
+def test_a_refused_direct_write_is_written_through_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that accepts O_DIRECT at open but refuses the write (EINVAL): that write and
+    every later one go through the cache, and no byte is lost."""
+    path = tmp_path / "f"
+    fd = _open(path, 4 * ALIGN)
+    w = DirectWriter(str(path), fd)
+    assert w.direct
+    real = direct.pwrite_all
+
+    def refuse_direct(target: int, data: memoryview, offset: int) -> None:
+        if target != fd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(target, data, offset)
+
+    monkeypatch.setattr(direct, "pwrite_all", refuse_direct)
+    w.write(memoryview(b"a" * (2 * ALIGN)), 0)
+    assert not w.direct
+    w.write(memoryview(b"b" * (2 * ALIGN)), 2 * ALIGN)
+    w.close()
+    os.close(fd)
+    assert path.read_bytes() == b"a" * (2 * ALIGN) + b"b" * (2 * ALIGN)
+
+
+def test_other_write_errors_are_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f"
+    fd = _open(path, 2 * ALIGN)
+    w = DirectWriter(str(path), fd)
+
+    def no_space(target: int, data: memoryview, offset: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct, "pwrite_all", no_space)
+    with pytest.raises(OSError, match="No space"):
+        w.write(memoryview(b"a" * ALIGN), 0)
+    w.close()
+    os.close(fd)

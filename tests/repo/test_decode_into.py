@@ -1,0 +1,140 @@
+"""Decoding into the caller's buffers (the image restore's zero-copy path) gives the bytes and the
+errors of the allocating path: same plaintext, same refusal of a flipped bit or a wrong blob."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+import zstandard
+
+from e3backup.errors import IntegrityError
+from e3backup.formats.direct import ALIGN, address_of
+from e3backup.repo.blob import BlobType
+from e3backup.repo.compression import compress, decompress_into
+from e3backup.repo.crypto import Key, MacError
+from e3backup.repo.pack import PackedBlob
+from e3backup.repo.repository import Repository
+from e3backup.restore.packs import read_blobs, read_blobs_into
+from e3backup.store.base import FileType, Handle
+
+TEXT = b"the quick brown fox jumps over the lazy dog\n" * 5000
+
+
+def test_open_into_matches_open_and_checks_room() -> None:
+    key = Key.random()
+    data = os.urandom(100_000)
+    sealed = key.seal(data)
+    out = memoryview(bytearray(len(data) + 15))
+    assert bytes(key.open_into(sealed, out)) == key.open(sealed) == data
+    assert bytes(key.open_into(key.seal(b""), out)) == b""
+    with pytest.raises(ValueError, match="too small"):
+        key.open_into(sealed, memoryview(bytearray(len(data))))
+
+
+def test_open_into_refuses_a_flipped_bit_and_writes_nothing() -> None:
+    key = Key.random()
+    bad = bytearray(key.seal(b"secret" * 1000))
+    bad[40] ^= 1
+    out = memoryview(bytearray(7000))
+    with pytest.raises(MacError):
+        key.open_into(bytes(bad), out)
+    assert not any(out)
+
+
+@pytest.mark.parametrize("data", [TEXT, os.urandom(300_000), b"x"])
+def test_decompress_into_round_trip(data: bytes) -> None:
+    out = memoryview(bytearray(len(data)))
+    decompress_into(compress(data), out)
+    assert bytes(out) == data
+
+
+def test_decompress_into_reads_frames_without_size_and_across_frames() -> None:
+    no_size = zstandard.ZstdCompressor(write_content_size=False).compress(TEXT)
+    for frames in (no_size, compress(TEXT[:1000]) + no_size[:0] + compress(TEXT[1000:])):
+        out = memoryview(bytearray(len(TEXT)))
+        decompress_into(frames, out)
+        assert bytes(out) == TEXT
+
+
+@pytest.mark.parametrize(
+    "room, said",
+    [
+        (len(TEXT) + 1, f"got {len(TEXT)}, expected {len(TEXT) + 1}"),
+        (len(TEXT) - 1, f"got more than {len(TEXT) - 1}, expected {len(TEXT) - 1}"),
+    ],
+)
+def test_decompress_into_length_mismatch_names_both(room: int, said: str) -> None:
+    with pytest.raises(IntegrityError, match=said):
+        decompress_into(compress(TEXT), memoryview(bytearray(room)))
+
+
+def test_decompress_into_corrupt_frame_is_an_integrity_error() -> None:
+    bad = bytearray(compress(TEXT))
+    bad[len(bad) // 2] ^= 0xFF
+    bad[5] ^= 0xFF
+    with pytest.raises(IntegrityError):
+        decompress_into(bytes(bad), memoryview(bytearray(len(TEXT))))
+
+
+def _pack_with(repo: Repository, blobs: list[tuple[bytes, bool]]) -> tuple[str, list[PackedBlob]]:
+    with repo.lock(), repo.writer() as w:
+        for data, compressed in blobs:
+            w.save(BlobType.DATA, data, compressed=compressed)
+    found = [repo.index.lookup(BlobType.DATA, hashlib.sha256(d).digest()) for d, _ in blobs]
+    assert all(f is not None for f in found)
+    pack_ids = {f.pack_id for f in found if f is not None}
+    assert len(pack_ids) == 1
+    return pack_ids.pop(), [f.blob for f in found if f is not None]
+
+
+def test_read_blobs_into_gives_read_blobs_bytes_in_aligned_memory(repo: Repository) -> None:
+    contents = [(TEXT, True), (os.urandom(200_000), False), (os.urandom(50_000), True), (b"y" * 3, True)]
+    pack_id, blobs = _pack_with(repo, contents)
+    assert any(b.uncompressed_length for b in blobs) and any(not b.uncompressed_length for b in blobs)
+    want = {b: plain for b, plain in read_blobs(repo, pack_id, blobs)}
+    got = {}
+    for b, view in read_blobs_into(repo, pack_id, blobs):
+        assert address_of(view) % ALIGN == 0
+        got[b] = bytes(view)
+    assert got == want and sorted(want.values()) == sorted(d for d, _ in contents)
+
+
+def test_read_blobs_into_each_thread_has_its_own_buffers(repo: Repository) -> None:
+    contents = [(os.urandom(100_000) + bytes([i]), True) for i in range(6)]
+    pack_id, blobs = _pack_with(repo, contents)
+    expect = {b: d for b, (d, _) in zip(blobs, contents, strict=True)}
+    failures: list[str] = []
+
+    def work() -> None:
+        for _ in range(5):
+            for b, view in read_blobs_into(repo, pack_id, blobs):
+                if bytes(view) != expect[b]:
+                    failures.append(b.id.hex())
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_decode_blob_into_refuses_corruption_and_the_wrong_blob(repo: Repository) -> None:
+    pack_id, (text_blob, rand_blob) = _pack_with(repo, [(TEXT, True), (os.urandom(10_000), False)])
+    sealed = bytearray(repo.store.load(Handle(FileType.PACK, pack_id)))
+    out, scratch = memoryview(bytearray(len(TEXT) + 64)), memoryview(bytearray(len(TEXT) + 64))
+    piece = sealed[text_blob.offset : text_blob.offset + text_blob.length]
+    assert bytes(repo.decode_blob_into(pack_id, text_blob, bytes(piece), out, scratch)) == TEXT
+    piece[100] ^= 1
+    with pytest.raises(IntegrityError, match=f"{text_blob.id.hex()} in pack {pack_id}: ciphertext verification"):
+        repo.decode_blob_into(pack_id, text_blob, bytes(piece), out, scratch)
+    # the index says blob A lives where blob B's (valid) bytes are: the hash check catches it
+    other = sealed[rand_blob.offset : rand_blob.offset + rand_blob.length]
+    liar = PackedBlob(BlobType.DATA, text_blob.id, rand_blob.offset, rand_blob.length, 0)
+    with pytest.raises(IntegrityError, match="hash mismatch"):
+        repo.decode_blob_into(pack_id, liar, bytes(other), out, scratch)
+    with pytest.raises(ValueError, match="too small"):
+        repo.decode_blob_into(pack_id, text_blob, bytes(piece), memoryview(bytearray(10)), scratch)
