@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,49 @@ def test_meanwhile_failure_removes_the_lock_file(repo: Repository) -> None:
     with pytest.raises(IntegrityError, match="index damaged"):
         repo.lock(meanwhile=meanwhile).acquire()
     assert repo.list_ids(FileType.LOCK) == []
+
+
+def test_background_recheck_returns_at_once_and_reports_a_competitor(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``on_conflict`` the command starts without the 200 ms wait; a competitor that locked
+    at the same moment is reported once the delay has passed, and ours stays until release."""
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.05)
+    found: list[LockError] = []
+    reported = threading.Event()
+
+    def on_conflict(e: LockError) -> None:
+        found.append(e)
+        reported.set()
+
+    slept: list[float] = []
+    lk = Lock(repo.store, repo.key, exclusive=False, sleep=slept.append, on_conflict=on_conflict)
+    lk.acquire()
+    assert slept == [] and len(repo.list_ids(FileType.LOCK)) == 1
+    competitor = Lock(repo.store, repo.key, exclusive=True)._write()
+    assert reported.wait(10)
+    assert "exclusive lock" in str(found[0])
+    lk.release()
+    assert repo.list_ids(FileType.LOCK) == [competitor]
+
+
+def test_background_recheck_without_competitor_or_after_release_reports_nothing(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found: list[LockError] = []
+    with Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append):
+        pass  # released before the re-check: it never runs
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.0)
+    lk = Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append)
+    lk.acquire()
+    other = Lock(repo.store, repo.key, exclusive=False)  # shared locks do not conflict
+    other.acquire()
+    lk.release()  # joins the refresh thread, which ran the re-check first
+    other.release()
+    assert found == [] and repo.list_ids(FileType.LOCK) == []
+
+
+def test_a_competitor_already_locked_is_refused_up_front_with_background_recheck(repo: Repository) -> None:
+    Lock(repo.store, repo.key, exclusive=True)._write()
+    with pytest.raises(LockError, match="exclusive lock"):
+        Lock(repo.store, repo.key, exclusive=False, on_conflict=lambda e: None).acquire()

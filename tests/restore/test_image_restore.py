@@ -8,13 +8,16 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from e3backup.errors import E3Error, IntegrityError, UsageError
+from e3backup.errors import E3Error, IntegrityError, LockError, UsageError
 from e3backup.progress import Progress
+from e3backup.repo.lock import Lock
 from e3backup.restore.image import ImageRestoreOptions, run_image_restore
+from e3backup.store import FileType
 from tests.engines.disk_image.conftest import MiB, backup, dump, make_mixed_image, open_repo
 from tests.helpers import PASSWORD, run_cli
 
@@ -148,6 +151,34 @@ def test_missing_pack_is_a_clear_error_naming_it(
     out = tmp_path / "out.raw"
     with pytest.raises(IntegrityError, match=f"pack {victim.name} is missing"):
         restore(repo_path, out)
+    assert not out.exists()
+
+
+def test_a_prune_locking_at_the_same_moment_stops_the_restore(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's re-check runs while the restore writes: a competitor that locked at the same
+    moment stops it with the lock error, and the half-written file is removed."""
+    path, _ = image
+    backup(repo_path, path, chunk_size=MiB)
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.05)
+    cancel = threading.Event()
+    rp = open_repo(repo_path)
+
+    class CompetitorAppears(Progress):
+        def add(self, files: int = 0, nbytes: int = 0, current: str | None = None) -> None:
+            super().add(files, nbytes, current)
+            if not rp.list_ids(FileType.LOCK)[1:]:
+                Lock(rp.store, rp.key, exclusive=True)._write()  # a prune, locking as we did
+            assert cancel.wait(10)  # the background re-check finds it and stops the workers
+
+    out = tmp_path / "out.raw"
+    try:
+        with pytest.raises(LockError, match="exclusive lock"):
+            opts = ImageRestoreOptions(target=str(out))
+            run_image_restore(rp, "latest", opts, CompetitorAppears(mode="quiet"), None, cancel)
+    finally:
+        rp.close()
     assert not out.exists()
 
 

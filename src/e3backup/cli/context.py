@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import importlib
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,16 +60,39 @@ class AppContext:
             return pw.encode("utf-8")
         raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
-    def open_repo(self) -> Repository:
+    def open_repo(self, preload: tuple[str, ...] = ()) -> Repository:
+        """Open the repository; third-party ``preload`` modules import meanwhile (see `_preload`)."""
         from ..repo.cache import Cache, default_cache_dir
         from ..repo.repository import Repository
 
         store = self.store()
-        repo = Repository.open(store, self.password())
+        password = self.password()
+        loading = _preload(preload) if preload else None
+        try:
+            repo = Repository.open(store, password)
+        finally:
+            if loading is not None:
+                loading.join()
         repo.pack_size = self.pack_size
         if not self.no_cache and not isinstance(store, LocalStore):
             repo.cache = Cache(default_cache_dir(), repo.config.id)
         return repo
+
+
+def _preload(modules: tuple[str, ...]) -> threading.Thread:
+    """Import third-party ``modules`` in a thread while the key is derived: scrypt (about 0.15 s)
+    releases the GIL, so a command's heavy imports (numpy) cost no time. Never our own modules:
+    two threads importing a package with circular imports can each get the other's half-made
+    module. Any error is left for the command's own import to raise."""
+
+    def load() -> None:
+        for name in modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    t = threading.Thread(target=load, name="preload", daemon=True)
+    t.start()
+    return t
 
 
 def read_password_file(path: str) -> bytes:

@@ -139,11 +139,11 @@ def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_restore(app: AppContext, snapshot: str, as_json: bool, verb: str, **kw: object) -> None:
+    repo = app.open_repo(preload=("numpy",))
     from ..restore.image import ImageRestoreOptions, run_image_restore
 
     opts = ImageRestoreOptions(**kw)  # type: ignore[arg-type]
     out = sys.stdout if as_json else sys.stderr
-    repo = app.open_repo()
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
         result = run_image_restore(repo, snapshot, opts, progress)
     if as_json:

@@ -135,9 +135,16 @@ class Lock:
         refresh_interval: float = REFRESH_INTERVAL_S,
         sleep: Callable[[float], None] | None = None,
         meanwhile: Callable[[], object] | None = None,
+        on_conflict: Callable[[LockError], None] | None = None,
     ) -> None:
         """``meanwhile`` runs while the lock waits to re-check for competitors: read-only work
-        the command needs anyway (loading the index), so the wait costs no time."""
+        the command needs anyway (loading the index), so the wait costs no time.
+
+        ``on_conflict`` is for read-only commands that can stop cleanly at any point (a restore:
+        every blob it writes is verified, so a competitor can only make it fail, never write wrong
+        data). ``acquire`` then returns as soon as the lock file is written and the re-check runs
+        in the background; a competitor found then is passed to ``on_conflict``, which stops the
+        command. A competitor that locked before us is still refused up front."""
         self.store = store
         self.key = key
         self.exclusive = exclusive
@@ -145,6 +152,7 @@ class Lock:
         self.refresh_interval = refresh_interval
         self._sleep = sleep or _default_sleep
         self._meanwhile = meanwhile
+        self._on_conflict = on_conflict
         self.id = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,12 +199,13 @@ class Lock:
         if conflicts:
             raise LockError(_conflict_message(conflicts))
         self.id = self._write()
-        self._wait_before_recheck()
-        conflicts = self._conflicts()
-        if conflicts:
-            self._remove(self.id)
-            self.id = ""
-            raise LockError(_conflict_message(conflicts))
+        if self._on_conflict is None:
+            self._wait_before_recheck()
+            conflicts = self._conflicts()
+            if conflicts:
+                self._remove(self.id)
+                self.id = ""
+                raise LockError(_conflict_message(conflicts))
         self._thread = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
         self._thread.start()
         return self
@@ -216,7 +225,20 @@ class Lock:
         if left > 0:
             self._sleep(left)
 
+    def _recheck_in_background(self) -> None:
+        if self._stop.wait(RECHECK_DELAY_S):
+            return  # released first: the command is done
+        try:
+            conflicts = self._conflicts()
+        except E3Error as e:
+            log.warning("could not re-check the repository's locks: %s", e)
+            return
+        if conflicts and self._on_conflict is not None:
+            self._on_conflict(LockError(_conflict_message(conflicts)))
+
     def _refresh_loop(self) -> None:
+        if self._on_conflict is not None:
+            self._recheck_in_background()
         while not self._stop.wait(self.refresh_interval):
             try:
                 self.refresh()

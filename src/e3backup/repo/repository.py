@@ -21,6 +21,7 @@ from ..errors import (
     BlobNotFoundError,
     E3Error,
     IntegrityError,
+    LockError,
     NotFoundError,
     RepoError,
     RepositoryNotFoundError,
@@ -97,9 +98,15 @@ class Repository:
     def version(self) -> int:
         return self.config.version
 
-    def lock(self, exclusive: bool = False, meanwhile: Callable[[], object] | None = None) -> Lock:
-        """A lock to use in a ``with`` block; ``meanwhile`` runs during its re-check delay."""
-        return Lock(self.store, self.key, exclusive, self.version, meanwhile=meanwhile)
+    def lock(
+        self,
+        exclusive: bool = False,
+        meanwhile: Callable[[], object] | None = None,
+        on_conflict: Callable[[LockError], None] | None = None,
+    ) -> Lock:
+        """A lock to use in a ``with`` block; ``meanwhile`` runs during its re-check delay, or,
+        with ``on_conflict``, the re-check runs in the background (see `Lock`)."""
+        return Lock(self.store, self.key, exclusive, self.version, meanwhile=meanwhile, on_conflict=on_conflict)
 
     def close(self) -> None:
         self.store.close()

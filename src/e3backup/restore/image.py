@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BlobNotFoundError, E3Error, IntegrityError, UsageError
+from ..errors import BlobNotFoundError, E3Error, IntegrityError, LockError, UsageError
 from ..formats.factory import FORMATS, create_image_writer, open_image_reader
 from ..formats.image import ImageReader, ImageWriter, is_zero
 from ..formats.raw import RawReader, RawWriter
@@ -422,11 +422,28 @@ def run_image_restore(
     after_write: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ImageRestoreResult:
-    """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``."""
-    with repo.lock(meanwhile=repo.load_index):
+    """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``.
+
+    The lock's re-check for a competitor that locked at the same moment runs while the restore
+    does: a restore only reads the repository and verifies every blob, so such a competitor (a
+    prune) can only make it stop early, and then it stops as a failed restore does."""
+    cancel = cancel or threading.Event()
+    conflict: list[LockError] = []
+
+    def stop(e: LockError) -> None:
+        conflict.append(e)
+        cancel.set()
+
+    with repo.lock(on_conflict=stop):
+        repo.load_index()
         snap = repo.find_snapshot(snap_ref)
         img = load_image_snapshot(repo, snap)
-        return ImageRestorer(repo, opts, progress, after_write, cancel).run(img)
+        try:
+            return ImageRestorer(repo, opts, progress, after_write, cancel).run(img)
+        except E3Error:
+            if conflict:
+                raise conflict[0] from None
+            raise
 
 
 __all__ = [
