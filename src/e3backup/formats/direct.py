@@ -10,25 +10,16 @@ pages at either end go through the normal descriptor. A page is thus written eit
 through the cache, never both ways by different writers: two writes share a page only when
 neither covers it whole, and then both use the cache.
 
-Each direct write into a file allocates its range first (``fallocate``): ext4 runs direct writes
-into holes one at a time (they take the inode lock to allocate), but writes into allocated blocks
-side by side, so the workers' writes reach the device together. Only the ranges written are
-allocated, so the file stays as sparse as before.
-
 Where ``O_DIRECT`` is missing (Windows, tmpfs before Linux 6.6, some FUSE file systems) or refused,
 everything is written through the cache with early write-back (`start_writeback`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import mmap
 import os
-import stat
-import sys
 import threading
-from collections.abc import Callable
 
 import numpy as np
 
@@ -40,22 +31,6 @@ ALIGN = 4096
 size of disks in use, so it satisfies every device and file system)."""
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
-
-
-def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
-    # libc's own call: glibc's posix_fallocate would emulate it by writing zeros where unsupported
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_fallocate = _load_fallocate()
 
 
 def address_of(view: memoryview) -> int:
@@ -86,7 +61,6 @@ class DirectWriter:
         # set to None (never closed before `close`: another thread may be writing through it)
         # when the file system refuses a direct write
         self._dfd = self._opened
-        self._allocate = self._opened is not None and _fallocate is not None and stat.S_ISREG(os.fstat(fd).st_mode)
 
     @property
     def direct(self) -> bool:
@@ -121,8 +95,6 @@ class DirectWriter:
             # numpy copies without holding the GIL, so the other workers keep running
             np.copyto(np.frombuffer(staged, dtype=np.uint8), np.frombuffer(data, dtype=np.uint8))
             data = staged
-        if self._allocate and _fallocate is not None and _fallocate(dfd, 0, offset, len(data)) != 0:
-            self._allocate = False  # not supported here (or no space: the write reports that)
         try:
             pwrite_all(dfd, data, offset)
         except OSError as e:
