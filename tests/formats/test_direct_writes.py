@@ -14,6 +14,7 @@ import pytest
 
 from e3backup.formats import direct
 from e3backup.formats.direct import ALIGN, DirectWriter, address_of, aligned_buffer
+from e3backup.formats.raw import RawWriter
 
 
 def _open(path: Path, size: int) -> int:
@@ -163,3 +164,81 @@ def test_direct_writes_leave_the_rest_a_hole(tmp_path: Path) -> None:
             assert f.read(1 << 20) == data
         f.seek(1 << 20)
         assert f.read(1 << 20) == bytes(1 << 20)
+
+
+def _blocks(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_preallocation_allocates_then_punches_what_stayed_zero(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = _open(path, 64 << 20)
+    pre = direct.Preallocation(fd, [(0, 8 << 20), (32 << 20, 8 << 20)])
+    assert pre.active and _blocks(path) >= 16 << 20  # allocated before anything is written
+    os.pwrite(fd, b"d" * (1 << 20), 0)
+    os.pwrite(fd, b"e" * (1 << 20), 32 << 20)
+    pre.skipped(1 << 20, 7 << 20)
+    pre.skipped(33 << 20, 7 << 20)
+    pre.finish()
+    os.fsync(fd)
+    assert _blocks(path) <= 2 << 20  # only what was written stays allocated
+    os.close(fd)
+    data = path.read_bytes()
+    assert data[: 1 << 20] == b"d" * (1 << 20) and data[32 << 20 : 33 << 20] == b"e" * (1 << 20)
+    assert data.count(0) == len(data) - (2 << 20)
+
+
+def test_preallocation_that_fails_half_way_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room for every range (ENOSPC) or no support: what was allocated is punched out again,
+    and recording skipped ranges does nothing."""
+    real = direct._fallocate
+    assert real is not None
+    calls: list[tuple[int, int, int]] = []
+
+    def second_fails(fd: int, mode: int, offset: int, length: int) -> int:
+        calls.append((mode, offset, length))
+        if mode == 1 and len([c for c in calls if c[0] == 1]) == 2:
+            return -1
+        return real(fd, mode, offset, length)
+
+    monkeypatch.setattr(direct, "_fallocate", second_fails)
+    path = tmp_path / "f"
+    fd = _open(path, 64 << 20)
+    pre = direct.Preallocation(fd, [(0, 8 << 20), (32 << 20, 8 << 20)])
+    assert not pre.active and _blocks(path) == 0
+    pre.skipped(0, 4096)
+    pre.finish()
+    assert calls[-1] == (3, 0, 8 << 20)  # the first range punched back, nothing after
+    os.close(fd)
+
+
+def test_raw_writer_handles_share_the_preallocation_and_end_sparse(tmp_path: Path) -> None:
+    path = tmp_path / "disk.raw"
+    size, chunk = 32 << 20, 4 << 20
+    rnd = random.Random(3)
+    expected = bytearray(size)
+    for i in range(0, size, chunk):
+        for j in range(i, i + chunk, 1 << 20):
+            if rnd.random() < 0.5:
+                expected[j : j + (1 << 20)] = rnd.randbytes(1 << 20)
+    shared = RawWriter(path, size, [(0, size)])
+    handles = [shared.reopen() for _ in range(3)]
+    threads = []
+    for n, h in enumerate(handles):
+        def work(h: RawWriter = h, n: int = n) -> None:
+            for i in range(n * chunk, size, 3 * chunk):
+                h.write_at(i, memoryview(expected)[i : i + chunk])
+
+        threads.append(threading.Thread(target=work))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for h in handles:
+        h.close()
+    shared.close()
+    assert path.read_bytes() == bytes(expected)
+    written = sum(1 << 20 for j in range(0, size, 1 << 20) if any(expected[j : j + (1 << 20)]))
+    assert _blocks(path) <= written + (1 << 20)

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Literal
 
 from e3backup.errors import FormatError
-from e3backup.formats.direct import DirectWriter
+from e3backup.formats.direct import DirectWriter, Preallocation
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
@@ -38,10 +38,12 @@ def _size_of(fd: int) -> int:
 
 
 class RawWriter:
-    """`RawWriter(path, virtual_size)`: sparse file, or an existing block device of enough size.
+    """`RawWriter(path, virtual_size, allocated)`: sparse file, or an existing block device of enough size.
 
-    With ``create=False`` an existing file is opened as it is (no truncation): one more handle on a
-    target another writer created, as each restore worker has its own.
+    A new file gets the ``allocated`` extents (the ranges that will be written) allocated up front
+    and the zero runs found inside them punched out at ``close`` (`Preallocation`). `reopen` gives
+    one more handle on the same target, as each restore worker has its own; close those first.
+    With ``create=False`` an existing file is opened as it is (no truncation).
     """
 
     def __init__(
@@ -51,8 +53,8 @@ class RawWriter:
         allocated: Iterable[Extent] | None = None,
         *,
         create: bool = True,
+        _prealloc: Preallocation | None = None,
     ) -> None:
-        del allocated  # a raw file needs no layout; accepted so every ImageWriter is made alike
         self.path = os.fspath(path)
         self._virtual_size = virtual_size
         is_device = os.path.exists(self.path) and stat.S_ISBLK(os.stat(self.path).st_mode)
@@ -60,6 +62,8 @@ class RawWriter:
         self._fd: int | None = os.open(self.path, flags, 0o644)
         self.is_block_device = is_device
         self._out = DirectWriter(self.path, self._fd)
+        self._prealloc = _prealloc
+        self._owns_prealloc = False
         try:
             if is_device:
                 size = _size_of(self._fd)
@@ -67,9 +71,17 @@ class RawWriter:
                     raise FormatError(f"{self.path}: device has {size} bytes, the image needs {virtual_size}")
             elif create:
                 os.ftruncate(self._fd, virtual_size)
+                if allocated is not None and self._out.direct:
+                    self._prealloc = Preallocation(self._fd, allocated)
+                    self._owns_prealloc = True
         except BaseException:
             self.close()
             raise
+
+    def reopen(self) -> RawWriter:
+        """One more handle (its own descriptor) on this target, sharing its preallocation."""
+        self._fd_or_raise()
+        return RawWriter(self.path, self._virtual_size, create=False, _prealloc=self._prealloc)
 
     @property
     def virtual_size(self) -> int:
@@ -86,9 +98,17 @@ class RawWriter:
         check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
         if self.is_block_device:
             self._out.write(view, offset)
-        else:
-            for start, end in nonzero_runs(view):
-                self._out.write(view[start:end], offset + start)
+            return
+        done = 0
+        for start, end in nonzero_runs(view):
+            self._skipped(offset + done, start - done)
+            self._out.write(view[start:end], offset + start)
+            done = end
+        self._skipped(offset + done, len(view) - done)
+
+    def _skipped(self, offset: int, length: int) -> None:
+        if self._prealloc is not None:
+            self._prealloc.skipped(offset, length)
 
     def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
         """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""
@@ -116,6 +136,8 @@ class RawWriter:
         if fd is not None:
             self._out.close()
             try:
+                if self._owns_prealloc and self._prealloc is not None:
+                    self._prealloc.finish()
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -257,7 +257,7 @@ class ImageRestorer:
         ok = False
         try:
             if isinstance(shared, RawWriter):
-                workers = [_Worker(RawWriter(o.target, size, create=False), True) for _ in range(o.workers)]
+                workers = [_Worker(shared.reopen(), True) for _ in range(o.workers)]
             else:
                 workers = [_Worker(shared, False) for _ in range(o.workers)]
             try:

@@ -13,11 +13,11 @@ fails half-way leaves a file no VHDX reader will mistake for a complete disk.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from e3backup.errors import UnallocatedWriteError
-from e3backup.formats.direct import DirectWriter
+from e3backup.formats.direct import DirectWriter, Preallocation
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
 
@@ -33,7 +33,8 @@ class VhdxWriter:
         options: VhdxOptions | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        self.layout: VhdxLayout = plan_layout(virtual_size, allocated, options)
+        extents = None if allocated is None else list(allocated)
+        self.layout: VhdxLayout = plan_layout(virtual_size, extents, options)
         self._block_size = self.layout.geometry.block_size
         self._offsets = self.layout.block_offsets
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -46,10 +47,25 @@ class VhdxWriter:
             raise
         # payload blocks start on MiB boundaries, apart from the structures written above
         self._out = DirectWriter(self.path, self._fd)
+        self._prealloc: Preallocation | None = None
+        if extents and self._out.direct:
+            self._prealloc = Preallocation(self._fd, self._file_ranges(extents))
 
     @property
     def virtual_size(self) -> int:
         return self.layout.geometry.virtual_size
+
+    def _file_ranges(self, extents: Iterable[Extent]) -> Iterator[Extent]:
+        """Where the virtual ``extents`` lie in the file (within their allocated blocks)."""
+        size = self._block_size
+        for offset, length in extents:
+            pos, end = offset, min(offset + length, self.virtual_size)
+            while pos < end:
+                block, within = divmod(pos, size)
+                n = min(size - within, end - pos)
+                if self._offsets[block] != UNALLOCATED:
+                    yield self._offsets[block] + within, n
+                pos += n
 
     def write_at(self, offset: int, data: Buffer) -> None:
         fd = self._fd
@@ -63,14 +79,23 @@ class VhdxWriter:
             block, within = divmod(offset + pos, size)
             piece = view[pos : pos + size - within]
             target = self._offsets[block]
+            done = 0
             for start, end in nonzero_runs(piece):
                 if target == UNALLOCATED:
                     raise UnallocatedWriteError(
                         f"{self.path}: non-zero data at virtual offset {offset + pos + start} falls in "
                         f"block {block}, which the allocation given at creation left out"
                     )
+                self._skipped(target + within + done, start - done)
                 self._out.write(piece[start:end], target + within + start)
+                done = end
+            if target != UNALLOCATED:
+                self._skipped(target + within + done, len(piece) - done)
             pos += len(piece)
+
+    def _skipped(self, offset: int, length: int) -> None:
+        if self._prealloc is not None:
+            self._prealloc.skipped(offset, length)
 
     def close(self) -> None:
         """Make the payload durable, then write the file type identifier that makes it a VHDX."""
@@ -79,6 +104,8 @@ class VhdxWriter:
             return
         self._out.close()
         try:
+            if self._prealloc is not None:
+                self._prealloc.finish()
             os.fsync(fd)
             offset, identifier = self.layout.file_identifier()
             pwrite_all(fd, memoryview(identifier), offset)
