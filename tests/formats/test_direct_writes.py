@@ -242,3 +242,64 @@ def test_raw_writer_handles_share_the_preallocation_and_end_sparse(tmp_path: Pat
     assert path.read_bytes() == bytes(expected)
     written = sum(1 << 20 for j in range(0, size, 1 << 20) if any(expected[j : j + (1 << 20)]))
     assert _blocks(path) <= written + (1 << 20)
+
+
+def test_a_shared_writer_survives_direct_writes_being_refused_while_others_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The VHDX writer shares one DirectWriter: when one thread meets EINVAL and turns direct
+    writes off, threads already on their way must fall back too, not fail."""
+    path = tmp_path / "shared"
+    size = 64 * ALIGN * 8
+    fd = _open(path, size)
+    w = DirectWriter(str(path), fd)
+    real = direct.pwrite_all
+
+    def refuse_direct(target: int, data: memoryview, offset: int) -> None:
+        if target != fd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(target, data, offset)
+
+    monkeypatch.setattr(direct, "pwrite_all", refuse_direct)
+    pieces = [(i * 64 * ALIGN + 100, memoryview(bytes([i + 1]) * (64 * ALIGN - 200))) for i in range(8)]
+    errors: list[BaseException] = []
+
+    def work(off: int, data: memoryview) -> None:
+        try:
+            for _ in range(20):
+                w.write(data, off)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=p) for p in pieces]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    os.close(fd)
+    assert errors == [] and not w.direct
+    got = path.read_bytes()
+    for off, data in pieces:
+        assert got[off : off + len(data)] == data
+
+
+def test_skipped_ranges_that_touch_are_punched_in_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = direct._fallocate
+    assert real is not None
+    punches: list[tuple[int, int]] = []
+
+    def record(fd: int, mode: int, offset: int, length: int) -> int:
+        if mode & 2:
+            punches.append((offset, length))
+        return real(fd, mode, offset, length)
+
+    monkeypatch.setattr(direct, "_fallocate", record)
+    path = tmp_path / "f"
+    fd = _open(path, 1 << 20)
+    pre = direct.Preallocation(fd, [(0, 1 << 20)])
+    for off in (3 * 65536, 65536, 2 * 65536, 8 * 65536):  # any order, from any thread
+        pre.skipped(off, 65536)
+    pre.finish()
+    os.close(fd)
+    assert punches == [(65536, 3 * 65536), (8 * 65536, 65536)]

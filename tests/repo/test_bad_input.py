@@ -311,13 +311,46 @@ def test_background_recheck_without_competitor_or_after_release_reports_nothing(
     with Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append):
         pass  # released before the re-check: it never runs
     monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.0)
-    lk = Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append)
-    lk.acquire()
     other = Lock(repo.store, repo.key, exclusive=False)  # shared locks do not conflict
     other.acquire()
-    lk.release()  # joins the refresh thread, which ran the re-check first
+    lk = Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append)
+    rechecked = threading.Event()
+    real = lk._conflicts
+
+    def conflicts() -> list[object]:
+        out = real()
+        rechecked.set()
+        return out  # type: ignore[return-value]
+
+    monkeypatch.setattr(lk, "_conflicts", conflicts)
+    lk.acquire()
+    assert rechecked.wait(10)  # the re-check ran (and saw the other shared lock)
+    lk.release()
     other.release()
     assert found == [] and repo.list_ids(FileType.LOCK) == []
+
+
+def test_a_failing_background_recheck_stops_the_command(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `acquire` would have failed: the lock is not confirmed, so the command is told to stop."""
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.0)
+    found: list[LockError] = []
+    told = threading.Event()
+    lk = Lock(repo.store, repo.key, exclusive=False, on_conflict=lambda e: (found.append(e), told.set()))
+
+    calls: list[int] = []
+    real = lk._conflicts
+
+    def unreachable_on_recheck() -> list[object]:
+        calls.append(1)
+        if len(calls) > 1:  # the up-front check passes, the re-check cannot reach the storage
+            raise IntegrityError("storage said no")
+        return real()  # type: ignore[return-value]
+
+    monkeypatch.setattr(lk, "_conflicts", unreachable_on_recheck)
+    lk.acquire()
+    assert told.wait(10)
+    lk.release()
+    assert "could not re-check the repository's locks: storage said no" in str(found[0])
 
 
 def test_a_competitor_already_locked_is_refused_up_front_with_background_recheck(repo: Repository) -> None:

@@ -182,6 +182,58 @@ def test_a_prune_locking_at_the_same_moment_stops_the_restore(
     assert not out.exists()
 
 
+def test_odd_sizes_and_zero_runs_inside_chunks_restore_exactly_and_sparse(
+    repo_path: Path, repo: object, tmp_path: Path
+) -> None:
+    """A chunk size that is no power of two, a disk that ends mid-page and 16 KiB zero runs inside
+    data chunks: raw and VHDX give the bytes back, and the zero runs end up as holes again after
+    the up-front allocation (raw) or inside allocated blocks (VHDX, checked by qemu-img)."""
+    rnd = random.Random(7)
+    size = 5 * MiB + 3 * 4096 + 512
+    data = bytearray(rnd.randbytes(size))
+    zero_runs = [(off, 16384 * rnd.randint(1, 4)) for off in range(65536, size - 200_000, 300_000)]
+    for off, n in zero_runs:
+        data[off // 16384 * 16384 : off // 16384 * 16384 + n] = bytes(n)
+    data[2 * MiB : 3 * MiB] = bytes(MiB)  # whole zero chunks too
+    src = tmp_path / "odd.img"
+    src.write_bytes(data)
+    backup(repo_path, src, chunk_size=3 * 65536)
+    raw, vhdx = tmp_path / "out.raw", tmp_path / "out.vhdx"
+    r = restore(repo_path, raw, verify=True)
+    assert r.verified and raw.read_bytes() == bytes(data)
+    nonzero = sum(1 for i in range(0, size, 16384) if any(data[i : i + 16384]))
+    assert allocated(raw) <= nonzero * 16384 + 64 * 1024
+    restore(repo_path, vhdx, image_format="vhdx", verify=True)
+    subprocess.run(["qemu-img", "check", "-q", "-f", "vhdx", str(vhdx)], check=True)
+    cmp = subprocess.run(["qemu-img", "compare", "-f", "vhdx", "-F", "raw", str(vhdx), str(raw)], capture_output=True)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+
+
+def test_an_existing_target_is_untouched_when_a_competitor_locked_at_the_same_moment(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restoring over an existing file (``force``) waits for the lock's re-check before it writes:
+    a prune that locked at the same moment refuses the restore and the old file is intact."""
+    path, _ = image
+    backup(repo_path, path, chunk_size=MiB)
+    out = tmp_path / "existing.raw"
+    out.write_bytes(b"precious" * 100_000)
+    rp = open_repo(repo_path)
+    real_load = rp.load_index
+
+    def load_while_a_prune_locks(*a: object, **kw: object) -> None:
+        Lock(rp.store, rp.key, exclusive=True)._write()
+        real_load()
+
+    monkeypatch.setattr(rp, "load_index", load_while_a_prune_locks)
+    try:
+        with pytest.raises(LockError, match="exclusive lock"):
+            run_image_restore(rp, "latest", ImageRestoreOptions(target=str(out), force=True))
+    finally:
+        rp.close()
+    assert out.read_bytes() == b"precious" * 100_000
+
+
 def test_target_rules(repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path) -> None:
     path, _ = image
     backup(repo_path, path)

@@ -22,6 +22,7 @@ everything is written through the cache with early write-back (`start_writeback`
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import mmap
@@ -98,12 +99,13 @@ class DirectWriter:
         n = len(data)
         head = min(n, -offset % ALIGN)
         body = (n - head) // ALIGN * ALIGN
-        if self._dfd is None or body == 0:
+        dfd = self._dfd  # read once: another thread may turn direct writes off meanwhile
+        if dfd is None or body == 0:
             self._buffered(data, offset)
             return
         if head:
             self._buffered(data[:head], offset)
-        self._direct(data[head : head + body], offset + head)
+        self._direct(dfd, data[head : head + body], offset + head)
         if head + body < n:
             self._buffered(data[head + body :], offset + head + body)
 
@@ -111,9 +113,7 @@ class DirectWriter:
         pwrite_all(self._fd, data, offset)
         start_writeback(self._fd, offset, len(data))
 
-    def _direct(self, data: memoryview, offset: int) -> None:
-        dfd = self._dfd
-        assert dfd is not None
+    def _direct(self, dfd: int, data: memoryview, offset: int) -> None:
         if address_of(data) % ALIGN:
             buf: memoryview | None = getattr(self._local, "buf", None)
             if buf is None or len(buf) < len(data):
@@ -149,7 +149,7 @@ class Preallocation:
     def __init__(self, fd: int, extents: Iterable[Extent]) -> None:
         self._fd = fd
         self._mu = threading.Lock()
-        self._skipped: list[Extent] = []
+        self._skipped = array.array("q")  # offset, length, ...: 16 bytes a range on a huge disk
         self.active = False
         if _fallocate is None:
             return
@@ -164,12 +164,19 @@ class Preallocation:
     def skipped(self, offset: int, length: int) -> None:
         if self.active and length > 0:
             with self._mu:
-                self._skipped.append((offset, length))
+                self._skipped.extend((offset, length))
 
     def finish(self) -> None:
         with self._mu:
-            ranges, self._skipped = self._skipped, []
-        self._punch(ranges)
+            flat, self._skipped = self._skipped, array.array("q")
+        pairs = sorted(zip(flat[::2], flat[1::2], strict=True))
+        merged: list[Extent] = []
+        for offset, length in pairs:  # runs that touch across chunks: one call
+            if merged and merged[-1][0] + merged[-1][1] == offset:
+                merged[-1] = (merged[-1][0], merged[-1][1] + length)
+            else:
+                merged.append((offset, length))
+        self._punch(merged)
 
     def _punch(self, ranges: list[Extent]) -> None:
         # a range that cannot be punched stays allocated and reads as zero: only space is lost

@@ -104,6 +104,8 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     """`os.pwrite` until every byte is written."""
     while data:
         written = os.pwrite(fd, data, offset)
+        if written <= 0:  # never for files and devices; do not spin if it happens
+            raise OSError(f"pwrite wrote nothing at offset {offset}")
         data, offset = data[written:], offset + written
 
 

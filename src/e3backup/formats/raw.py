@@ -10,7 +10,6 @@ caller knows the device reads discarded sectors as zero).
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
 import struct
@@ -32,6 +31,8 @@ ZeroHow = Literal["write", "zeroout", "discard"]
 def _size_of(fd: int) -> int:
     st = os.fstat(fd)
     if stat.S_ISBLK(st.st_mode):
+        import fcntl  # here: block devices are Linux-only, and the module must import on Windows
+
         buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
         return int(struct.unpack("<Q", buf)[0])
     return st.st_size
@@ -119,6 +120,8 @@ class RawWriter:
         if how in ("zeroout", "discard"):
             request = BLKZEROOUT if how == "zeroout" else BLKDISCARD
             try:
+                import fcntl
+
                 fcntl.ioctl(fd, request, struct.pack("QQ", offset, length))
                 return
             except OSError as e:

@@ -66,12 +66,12 @@ def decompress_into(data: bytes | memoryview, out: memoryview) -> None:
 
     A frame that records its size (ours do) is decoded in one pass straight into ``out``; restic's
     frames without it are streamed, still without an intermediate copy."""
-    reader = _decompressor().stream_reader(data, read_across_frames=True)
     n = 0
     try:
-        while n < len(out) and (got := reader.readinto(out[n:])):
-            n += got
-        extra = reader.read(1) if n == len(out) else b""
+        with _decompressor().stream_reader(data, read_across_frames=True, closefd=False) as reader:
+            while n < len(out) and (got := reader.readinto(out[n:])):
+                n += got
+            extra = reader.read(1) if n == len(out) else b""
     except zstandard.ZstdError as e:
         raise IntegrityError(f"zstd decode failed: {e}") from e
     if n != len(out) or extra:

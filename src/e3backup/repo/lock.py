@@ -140,11 +140,12 @@ class Lock:
         """``meanwhile`` runs while the lock waits to re-check for competitors: read-only work
         the command needs anyway (loading the index), so the wait costs no time.
 
-        ``on_conflict`` is for read-only commands that can stop cleanly at any point (a restore:
-        every blob it writes is verified, so a competitor can only make it fail, never write wrong
-        data). ``acquire`` then returns as soon as the lock file is written and the re-check runs
-        in the background; a competitor found then is passed to ``on_conflict``, which stops the
-        command. A competitor that locked before us is still refused up front."""
+        ``on_conflict`` is for read-only commands that can stop cleanly at any point (a restore into
+        a new file: every blob it writes is verified, so a competitor can only make it fail, never
+        write wrong data). ``acquire`` then returns as soon as the lock file is written and the
+        re-check runs in the background; a competitor found then (or a re-check that fails) is
+        passed to ``on_conflict``, which stops the command. A command that has already finished by
+        then is not undone. A competitor that locked before us is still refused up front."""
         self.store = store
         self.key = key
         self.exclusive = exclusive
@@ -226,19 +227,22 @@ class Lock:
             self._sleep(left)
 
     def _recheck_in_background(self) -> None:
-        if self._stop.wait(RECHECK_DELAY_S):
+        if self._stop.wait(RECHECK_DELAY_S) or self._on_conflict is None:
             return  # released first: the command is done
         try:
             conflicts = self._conflicts()
-        except E3Error as e:
-            log.warning("could not re-check the repository's locks: %s", e)
+        except Exception as e:  # as `acquire` would have: the lock is not confirmed, stop
+            self._on_conflict(LockError(f"could not re-check the repository's locks: {e}"))
             return
-        if conflicts and self._on_conflict is not None:
+        if conflicts:
             self._on_conflict(LockError(_conflict_message(conflicts)))
 
     def _refresh_loop(self) -> None:
         if self._on_conflict is not None:
-            self._recheck_in_background()
+            try:
+                self._recheck_in_background()
+            except Exception as e:  # an on_conflict that fails must not end the refreshing
+                log.warning("lock re-check: %s", e)
         while not self._stop.wait(self.refresh_interval):
             try:
                 self.refresh()

@@ -256,15 +256,14 @@ class ImageRestorer:
         shared = create_image_writer(o.image_format, o.target, size, plan.data_extents(), o.vhdx_options)  # type: ignore[arg-type]
         ok = False
         try:
-            if isinstance(shared, RawWriter):
-                workers = [_Worker(shared.reopen(), True) for _ in range(o.workers)]
-            else:
-                workers = [_Worker(shared, False) for _ in range(o.workers)]
+            workers: list[_Worker] = []
             try:
+                for _ in range(o.workers):
+                    own = isinstance(shared, RawWriter)
+                    workers.append(_Worker(shared.reopen() if isinstance(shared, RawWriter) else shared, own))
                 self._run_workers(plan.segments, [functools.partial(self._restore_segment, w) for w in workers])
             finally:
-                for w in workers:
-                    w.close()
+                _close_all(workers)
             ok = True
         finally:
             if ok:
@@ -395,6 +394,18 @@ class ImageRestorer:
         self.result.verified = True
 
 
+def _close_all(workers: list[_Worker]) -> None:
+    """Close every handle, then raise the first error (an fsync that failed) if any."""
+    first: BaseException | None = None
+    for w in workers:
+        try:
+            w.close()
+        except BaseException as e:
+            first = first or e
+    if first is not None:
+        raise first
+
+
 def _runs(img: ImageSnapshot, chunks: list[int]) -> Iterator[tuple[int, int]]:
     """Merged (offset, length) of consecutive chunk indexes."""
     start = prev = -2
@@ -424,9 +435,11 @@ def run_image_restore(
 ) -> ImageRestoreResult:
     """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``.
 
-    The lock's re-check for a competitor that locked at the same moment runs while the restore
-    does: a restore only reads the repository and verifies every blob, so such a competitor (a
-    prune) can only make it stop early, and then it stops as a failed restore does."""
+    Into a new file, the lock's re-check for a competitor that locked at the same moment runs
+    while the restore does: a restore only reads the repository and verifies every blob, so such
+    a competitor (a prune) can only make it stop early, and then it stops as a failed restore does
+    (the new file removed). A target that exists (a device, or a file with ``force``) is not
+    touched before the re-check has passed: a refused restore must leave it as it was."""
     cancel = cancel or threading.Event()
     conflict: list[LockError] = []
 
@@ -434,15 +447,19 @@ def run_image_restore(
         conflict.append(e)
         cancel.set()
 
-    with repo.lock(on_conflict=stop):
-        repo.load_index()
-        snap = repo.find_snapshot(snap_ref)
-        img = load_image_snapshot(repo, snap)
+    existing = os.path.exists(opts.target)
+    with repo.lock(meanwhile=repo.load_index) if existing else repo.lock(on_conflict=stop):
         try:
-            return ImageRestorer(repo, opts, progress, after_write, cancel).run(img)
-        except E3Error:
+            if not existing:
+                repo.load_index()
+            snap = repo.find_snapshot(snap_ref)
+            img = load_image_snapshot(repo, snap)
             if conflict:
-                raise conflict[0] from None
+                raise conflict[0]
+            return ImageRestorer(repo, opts, progress, after_write, cancel).run(img)
+        except E3Error as e:
+            if conflict and conflict[0] is not e:
+                raise conflict[0] from e
             raise
 
 

@@ -38,18 +38,19 @@ class VhdxWriter:
         self._block_size = self.layout.geometry.block_size
         self._offsets = self.layout.block_offsets
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._out: DirectWriter | None = None
+        self._prealloc: Preallocation | None = None
         try:
             for offset, data in self.layout.metadata_structures():
                 pwrite_all(self._fd, memoryview(data), offset)
             os.ftruncate(self._fd, self.layout.file_size)
+            # payload blocks start on MiB boundaries, apart from the structures written above
+            self._out = DirectWriter(self.path, self._fd)
+            if extents and self._out.direct:
+                self._prealloc = Preallocation(self._fd, self._file_ranges(extents))
         except BaseException:
             self.abort()
             raise
-        # payload blocks start on MiB boundaries, apart from the structures written above
-        self._out = DirectWriter(self.path, self._fd)
-        self._prealloc: Preallocation | None = None
-        if extents and self._out.direct:
-            self._prealloc = Preallocation(self._fd, self._file_ranges(extents))
 
     @property
     def virtual_size(self) -> int:
@@ -68,8 +69,8 @@ class VhdxWriter:
                 pos += n
 
     def write_at(self, offset: int, data: Buffer) -> None:
-        fd = self._fd
-        if fd is None:
+        out = self._out
+        if self._fd is None or out is None:
             raise ValueError(f"{self.path}: write_at after close")
         view = memoryview(data).cast("B")
         check_range(offset, len(view), self.virtual_size, f"{self.path}: write_at")
@@ -87,7 +88,7 @@ class VhdxWriter:
                         f"block {block}, which the allocation given at creation left out"
                     )
                 self._skipped(target + within + done, start - done)
-                self._out.write(piece[start:end], target + within + start)
+                out.write(piece[start:end], target + within + start)
                 done = end
             if target != UNALLOCATED:
                 self._skipped(target + within + done, len(piece) - done)
@@ -102,7 +103,8 @@ class VhdxWriter:
         fd = self._fd
         if fd is None:
             return
-        self._out.close()
+        if self._out is not None:
+            self._out.close()
         try:
             if self._prealloc is not None:
                 self._prealloc.finish()
@@ -118,7 +120,7 @@ class VhdxWriter:
         """Close without marking the file as a VHDX (it stays unreadable as one)."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            if hasattr(self, "_out"):
+            if self._out is not None:
                 self._out.close()
             os.close(fd)
 
