@@ -23,12 +23,14 @@ def create_image_writer(
     virtual_size: int,
     allocated: Iterable[Extent] | None = None,
     vhdx_options: VhdxOptions | None = None,
+    direct: bool = True,
 ) -> ImageWriter:
-    """A writer for `image_format`; `allocated` lists the ranges that will hold non-zero data."""
+    """A writer for `image_format`; `allocated` lists the ranges that will hold non-zero data;
+    ``direct=False`` writes through the page cache (see `formats.direct`)."""
     if image_format == "vhdx":
-        return VhdxWriter(path, virtual_size, allocated, vhdx_options)
+        return VhdxWriter(path, virtual_size, allocated, vhdx_options, direct=direct)
     if image_format == "raw":
-        return RawWriter(path, virtual_size, allocated)
+        return RawWriter(path, virtual_size, allocated, direct=direct)
     raise ValueError(f"unknown image format {image_format!r}, expected one of {', '.join(FORMATS)}")
 
 

@@ -44,7 +44,8 @@ class RawWriter:
     A new file gets the ``allocated`` extents (the ranges that will be written) allocated up front
     and the zero runs found inside them punched out at ``close`` (`Preallocation`). `reopen` gives
     one more handle on the same target, as each restore worker has its own; close those first.
-    With ``create=False`` an existing file is opened as it is (no truncation).
+    With ``create=False`` an existing file is opened as it is (no truncation); ``direct=False``
+    writes through the page cache.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class RawWriter:
         allocated: Iterable[Extent] | None = None,
         *,
         create: bool = True,
+        direct: bool = True,
         _prealloc: Preallocation | None = None,
     ) -> None:
         self.path = os.fspath(path)
@@ -62,7 +64,8 @@ class RawWriter:
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create and not is_device else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
         self.is_block_device = is_device
-        self._out = DirectWriter(self.path, self._fd)
+        self._direct = direct
+        self._out = DirectWriter(self.path, self._fd, direct=direct)
         self._prealloc = _prealloc
         self._owns_prealloc = False
         try:
@@ -82,7 +85,7 @@ class RawWriter:
     def reopen(self) -> RawWriter:
         """One more handle (its own descriptor) on this target, sharing its preallocation."""
         self._fd_or_raise()
-        return RawWriter(self.path, self._virtual_size, create=False, _prealloc=self._prealloc)
+        return RawWriter(self.path, self._virtual_size, create=False, direct=self._direct, _prealloc=self._prealloc)
 
     @property
     def virtual_size(self) -> int:

@@ -253,7 +253,17 @@ class ImageRestorer:
     def _write(self, plan: RestorePlan, target: Target) -> None:
         o = self.opts
         size = plan.image.device_size
-        shared = create_image_writer(o.image_format, o.target, size, plan.data_extents(), o.vhdx_options)  # type: ignore[arg-type]
+        # a single worker waits for each direct write with nothing to overlap it: the page cache
+        # (with early write-back) lets its CPU and the disk work together (measured: 7.3 s
+        # against 10.4 s for a dense 2 GiB disk)
+        shared = create_image_writer(
+            o.image_format,  # type: ignore[arg-type]
+            o.target,
+            size,
+            plan.data_extents(),
+            o.vhdx_options,
+            direct=o.workers > 1,
+        )
         ok = False
         try:
             workers: list[_Worker] = []

@@ -31,6 +31,8 @@ class VhdxWriter:
         virtual_size: int,
         allocated: Iterable[Extent] | None = None,
         options: VhdxOptions | None = None,
+        *,
+        direct: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         extents = None if allocated is None else list(allocated)
@@ -45,7 +47,7 @@ class VhdxWriter:
                 pwrite_all(self._fd, memoryview(data), offset)
             os.ftruncate(self._fd, self.layout.file_size)
             # payload blocks start on MiB boundaries, apart from the structures written above
-            self._out = DirectWriter(self.path, self._fd)
+            self._out = DirectWriter(self.path, self._fd, direct=direct)
             if extents and self._out.direct:
                 self._prealloc = Preallocation(self._fd, self._file_ranges(extents))
         except BaseException:
