@@ -303,3 +303,16 @@ def test_skipped_ranges_that_touch_are_punched_in_one_call(tmp_path: Path, monke
     pre.finish()
     os.close(fd)
     assert punches == [(65536, 3 * 65536), (8 * 65536, 65536)]
+
+
+def test_raw_writer_without_direct_writes_through_the_cache_and_allocates_nothing(tmp_path: Path) -> None:
+    """What a one-worker restore uses: no O_DIRECT, no up-front allocation, same for its handles."""
+    path = tmp_path / "cached.raw"
+    shared = RawWriter(path, 8 << 20, [(0, 8 << 20)], direct=False)
+    handle = shared.reopen()
+    assert not shared._out.direct and not handle._out.direct and shared._prealloc is None
+    assert _blocks(path) == 0
+    handle.write_at(4 << 20, memoryview(b"c" * (1 << 20)))
+    handle.close()
+    shared.close()
+    assert path.read_bytes() == bytes(4 << 20) + b"c" * (1 << 20) + bytes(3 << 20)
