@@ -26,6 +26,10 @@ def _open(path: Path, size: int) -> int:
 def test_aligned_buffer_is_page_aligned_and_zeroed() -> None:
     buf = aligned_buffer(10_000)
     assert len(buf) == 3 * ALIGN and address_of(buf) % ALIGN == 0 and not any(buf)
+    big = aligned_buffer((4 << 20) + ALIGN)  # huge pages asked for: whole 2 MiB units
+    assert len(big) == 6 << 20 and address_of(big) % ALIGN == 0 and not any(big)
+    big[-1:] = b"x"  # private memory, writable to the end
+    assert big[-1] == ord("x")
 
 
 def test_direct_is_used_on_this_file_system(tmp_path: Path) -> None:
