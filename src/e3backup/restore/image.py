@@ -268,9 +268,11 @@ class ImageRestorer:
         try:
             workers: list[_Worker] = []
             try:
-                for _ in range(o.workers):
-                    own = isinstance(shared, RawWriter)
-                    workers.append(_Worker(shared.reopen() if isinstance(shared, RawWriter) else shared, own))
+                for _ in range(o.workers):  # a raw target: a handle each; a VHDX writer is shared
+                    if isinstance(shared, RawWriter):
+                        workers.append(_Worker(shared.reopen(), True))
+                    else:
+                        workers.append(_Worker(shared, False))
                 self._run_workers(plan.segments, [functools.partial(self._restore_segment, w) for w in workers])
             finally:
                 _close_all(workers)
