@@ -114,8 +114,8 @@ class Key:
         out[NONCE_SIZE + n :] = self._tag(nonce, ct_view)
         return bytes(out)
 
-    def open(self, sealed: bytes | memoryview) -> bytes:
-        """Verify and decrypt; raises ``MacError`` on any mismatch (nothing is decrypted)."""
+    def _verified(self, sealed: bytes | memoryview) -> tuple[bytes, memoryview]:
+        """Nonce and ciphertext of ``sealed`` once its tag checks out (``MacError`` if not)."""
         if len(sealed) < OVERHEAD:
             raise IntegrityError("ciphertext too short")
         view = memoryview(sealed)
@@ -125,6 +125,11 @@ class Key:
         ct = view[NONCE_SIZE:-MAC_SIZE]
         if not hmac.compare_digest(self._tag(nonce, ct), bytes(view[-MAC_SIZE:])):
             raise MacError("ciphertext verification failed")
+        return nonce, ct
+
+    def open(self, sealed: bytes | memoryview) -> bytes:
+        """Verify and decrypt; raises ``MacError`` on any mismatch (nothing is decrypted)."""
+        nonce, ct = self._verified(sealed)
         if not len(ct):
             return b""
         dec = Cipher(self._aes, modes.CTR(nonce)).decryptor()
@@ -134,15 +139,7 @@ class Key:
         """``open`` into the caller's buffer (at least ``plaintext_length + 15`` bytes, as the AES
         binding asks); returns the plaintext's part of ``out``. Reusing one buffer spares a large
         allocation, and the zeroing and page faults that come with it, per blob."""
-        if len(sealed) < OVERHEAD:
-            raise IntegrityError("ciphertext too short")
-        view = memoryview(sealed)
-        nonce = bytes(view[:NONCE_SIZE])
-        if not any(nonce):
-            raise IntegrityError("nonce is invalid")
-        ct = view[NONCE_SIZE:-MAC_SIZE]
-        if not hmac.compare_digest(self._tag(nonce, ct), bytes(view[-MAC_SIZE:])):
-            raise MacError("ciphertext verification failed")
+        nonce, ct = self._verified(sealed)
         if len(out) < len(ct) + 15:
             raise ValueError(f"output buffer of {len(out)} bytes is too small for {len(ct)} bytes of plaintext")
         if len(ct):
