@@ -23,6 +23,19 @@ def _open(path: Path, size: int) -> int:
     return fd
 
 
+def _refuse_direct_writes(monkeypatch: pytest.MonkeyPatch, cached_fd: int) -> None:
+    """Writes to any descriptor but the cached one fail with EINVAL, as on a file system that
+    accepts O_DIRECT at open but not at the first write."""
+    real = direct.pwrite_all
+
+    def refuse_direct(target: int, data: memoryview, offset: int) -> None:
+        if target != cached_fd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(target, data, offset)
+
+    monkeypatch.setattr(direct, "pwrite_all", refuse_direct)
+
+
 def test_aligned_buffer_is_page_aligned_and_zeroed() -> None:
     buf = aligned_buffer(10_000)
     assert len(buf) == 3 * ALIGN and address_of(buf) % ALIGN == 0 and not any(buf)
@@ -119,14 +132,7 @@ def test_a_refused_direct_write_is_written_through_the_cache(tmp_path: Path, mon
     fd = _open(path, 4 * ALIGN)
     w = DirectWriter(str(path), fd)
     assert w.direct
-    real = direct.pwrite_all
-
-    def refuse_direct(target: int, data: memoryview, offset: int) -> None:
-        if target != fd:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        real(target, data, offset)
-
-    monkeypatch.setattr(direct, "pwrite_all", refuse_direct)
+    _refuse_direct_writes(monkeypatch, fd)
     w.write(memoryview(b"a" * (2 * ALIGN)), 0)
     assert not w.direct
     w.write(memoryview(b"b" * (2 * ALIGN)), 2 * ALIGN)
@@ -257,14 +263,7 @@ def test_a_shared_writer_survives_direct_writes_being_refused_while_others_write
     size = 64 * ALIGN * 8
     fd = _open(path, size)
     w = DirectWriter(str(path), fd)
-    real = direct.pwrite_all
-
-    def refuse_direct(target: int, data: memoryview, offset: int) -> None:
-        if target != fd:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        real(target, data, offset)
-
-    monkeypatch.setattr(direct, "pwrite_all", refuse_direct)
+    _refuse_direct_writes(monkeypatch, fd)
     pieces = [(i * 64 * ALIGN + 100, memoryview(bytes([i + 1]) * (64 * ALIGN - 200))) for i in range(8)]
     errors: list[BaseException] = []
 

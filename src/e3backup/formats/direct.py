@@ -27,14 +27,13 @@ import ctypes
 import errno
 import mmap
 import os
-import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from e3backup.formats.image import Extent, pwrite_all
-from e3backup.formats.writeback import start_writeback
+from e3backup.formats.image import Extent, nonzero_runs, pwrite_all
+from e3backup.formats.writeback import libc_function, start_writeback
 
 ALIGN = 4096
 """Offsets, lengths and memory of direct writes are multiples of this (the largest logical block
@@ -45,20 +44,8 @@ _FALLOC_FL_KEEP_SIZE = 1
 _FALLOC_FL_PUNCH_HOLE = 2
 
 
-def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
-    # libc's own call: glibc's posix_fallocate would emulate it by writing zeros where unsupported
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_fallocate = _load_fallocate()
+# libc's own call: glibc's posix_fallocate would emulate it by writing zeros where unsupported
+_fallocate = libc_function("fallocate", [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64])
 
 
 def address_of(view: memoryview) -> int:
@@ -120,6 +107,18 @@ class DirectWriter:
         self._direct(dfd, data[head : head + body], offset + head)
         if head + body < n:
             self._buffered(data[head + body :], offset + head + body)
+
+    def write_nonzero(self, data: memoryview, offset: int, prealloc: Preallocation | None) -> None:
+        """Write the non-zero runs of ``data`` (see `nonzero_runs`) at ``offset``, leaving holes;
+        the zero runs in between are reported to ``prealloc``, which punches them if allocated."""
+        done = 0
+        for start, end in nonzero_runs(data):
+            if prealloc is not None:
+                prealloc.skipped(offset + done, start - done)
+            self.write(data[start:end], offset + start)
+            done = end
+        if prealloc is not None:
+            prealloc.skipped(offset + done, len(data) - done)
 
     def _buffered(self, data: memoryview, offset: int) -> None:
         pwrite_all(self._fd, data, offset)

@@ -19,7 +19,7 @@ from typing import Literal
 
 from e3backup.errors import FormatError
 from e3backup.formats.direct import DirectWriter, Preallocation
-from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs
+from e3backup.formats.image import Buffer, Extent, check_range
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127)
@@ -102,17 +102,8 @@ class RawWriter:
         check_range(offset, len(view), self._virtual_size, f"{self.path}: write_at")
         if self.is_block_device:
             self._out.write(view, offset)
-            return
-        done = 0
-        for start, end in nonzero_runs(view):
-            self._skipped(offset + done, start - done)
-            self._out.write(view[start:end], offset + start)
-            done = end
-        self._skipped(offset + done, len(view) - done)
-
-    def _skipped(self, offset: int, length: int) -> None:
-        if self._prealloc is not None:
-            self._prealloc.skipped(offset, length)
+        else:
+            self._out.write_nonzero(view, offset, self._prealloc)
 
     def zero_range(self, offset: int, length: int, how: ZeroHow = "write") -> None:
         """Make [offset, offset+length) read as zero: a no-op on a sparse file (it is a hole)."""

@@ -17,19 +17,20 @@ from collections.abc import Callable
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages in the range; do not wait
 
 
-def _load() -> Callable[[int, int, int, int], int] | None:
+def libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None:
+    """A Linux libc call returning ``int`` (``errno`` kept), or None elsewhere or where missing."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
-    return fn
+    return fn  # type: ignore[no-any-return]
 
 
-_sync_file_range = _load()
+_sync_file_range = libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -42,4 +43,4 @@ def writeback_supported() -> bool:
     return _sync_file_range is not None
 
 
-__all__ = ["start_writeback", "writeback_supported"]
+__all__ = ["libc_function", "start_writeback", "writeback_supported"]

@@ -82,23 +82,14 @@ class VhdxWriter:
             block, within = divmod(offset + pos, size)
             piece = view[pos : pos + size - within]
             target = self._offsets[block]
-            done = 0
-            for start, end in nonzero_runs(piece):
-                if target == UNALLOCATED:
-                    raise UnallocatedWriteError(
-                        f"{self.path}: non-zero data at virtual offset {offset + pos + start} falls in "
-                        f"block {block}, which the allocation given at creation left out"
-                    )
-                self._skipped(target + within + done, start - done)
-                out.write(piece[start:end], target + within + start)
-                done = end
             if target != UNALLOCATED:
-                self._skipped(target + within + done, len(piece) - done)
+                out.write_nonzero(piece, target + within, self._prealloc)
+            elif (run := next(nonzero_runs(piece), None)) is not None:
+                raise UnallocatedWriteError(
+                    f"{self.path}: non-zero data at virtual offset {offset + pos + run[0]} falls in "
+                    f"block {block}, which the allocation given at creation left out"
+                )
             pos += len(piece)
-
-    def _skipped(self, offset: int, length: int) -> None:
-        if self._prealloc is not None:
-            self._prealloc.skipped(offset, length)
 
     def close(self) -> None:
         """Make the payload durable, then write the file type identifier that makes it a VHDX."""
