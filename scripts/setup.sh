@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium)
+# gcc and python3-dev build the multi-buffer SHA-256 extension (setup.py)
+DEB_PACKAGES=(gcc python3-dev restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -25,7 +26,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.e3backup-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py src/e3backup/_sha256mb.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null

@@ -11,13 +11,13 @@ import pytest
 import zstandard
 
 from e3backup.errors import IntegrityError
-from e3backup.formats.direct import ALIGN, address_of
+from e3backup.formats.direct import ALIGN, address_of, aligned_buffer
 from e3backup.repo.blob import BlobType
 from e3backup.repo.compression import compress, decompress_into
 from e3backup.repo.crypto import Key, MacError
 from e3backup.repo.pack import PackedBlob
-from e3backup.repo.repository import Repository
-from e3backup.restore.packs import read_blobs, read_blobs_into
+from e3backup.repo.repository import Repository, check_blob_ids
+from e3backup.restore.packs import read_blobs, scratch_buffer, sealed_blobs
 from e3backup.store.base import FileType, Handle
 
 TEXT = b"the quick brown fox jumps over the lazy dog\n" * 5000
@@ -90,36 +90,42 @@ def _pack_with(repo: Repository, blobs: list[tuple[bytes, bool]]) -> tuple[str, 
     return pack_ids.pop(), [f.blob for f in found if f is not None]
 
 
-def test_read_blobs_into_gives_read_blobs_bytes_in_aligned_memory(repo: Repository) -> None:
+def test_open_blob_into_gives_read_blobs_bytes_in_aligned_memory(repo: Repository) -> None:
     contents = [(TEXT, True), (os.urandom(200_000), False), (os.urandom(50_000), True), (b"y" * 3, True)]
     pack_id, blobs = _pack_with(repo, contents)
     assert any(b.uncompressed_length for b in blobs) and any(not b.uncompressed_length for b in blobs)
     want = {b: plain for b, plain in read_blobs(repo, pack_id, blobs)}
     got = {}
-    for b, view in read_blobs_into(repo, pack_id, blobs):
+    checked = []
+    for b, sealed in sealed_blobs(repo, pack_id, blobs):
+        out = aligned_buffer(len(TEXT) + ALIGN)
+        view = repo.open_blob_into(pack_id, b, sealed, out, scratch_buffer(b.length))
         assert address_of(view) % ALIGN == 0
         got[b] = bytes(view)
+        checked.append((pack_id, b, view))
+    check_blob_ids(checked)
     assert got == want and sorted(want.values()) == sorted(d for d, _ in contents)
 
 
-def test_read_blobs_into_each_thread_has_its_own_buffers(repo: Repository) -> None:
-    contents = [(os.urandom(100_000) + bytes([i]), True) for i in range(6)]
+def test_scratch_buffers_are_per_thread_and_grow() -> None:
+    mine = scratch_buffer(10)
+    assert scratch_buffer(10) is mine and len(mine) >= 10 + 15
+    assert len(scratch_buffer(3 * ALIGN)) >= 3 * ALIGN + 15
+    other: list[memoryview] = []
+    t = threading.Thread(target=lambda: other.append(scratch_buffer(10)))
+    t.start()
+    t.join()
+    assert address_of(other[0]) != address_of(scratch_buffer(10))
+
+
+def test_check_blob_ids_names_the_one_wrong_blob_in_a_full_batch(repo: Repository) -> None:
+    contents = [(os.urandom(70_000) + bytes([i]), True) for i in range(20)]
     pack_id, blobs = _pack_with(repo, contents)
-    expect = {b: d for b, (d, _) in zip(blobs, contents, strict=True)}
-    failures: list[str] = []
-
-    def work() -> None:
-        for _ in range(5):
-            for b, view in read_blobs_into(repo, pack_id, blobs):
-                if bytes(view) != expect[b]:
-                    failures.append(b.id.hex())
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    plains = [d for d, _ in contents]
+    check_blob_ids([(pack_id, b, p) for b, p in zip(blobs, plains, strict=True)])
+    plains[13] = plains[13][:-1] + b"\xff"
+    with pytest.raises(IntegrityError, match=f"data blob {blobs[13].id.hex()} in pack {pack_id}: hash mismatch"):
+        check_blob_ids([(pack_id, b, p) for b, p in zip(blobs, plains, strict=True)])
 
 
 def test_decode_blob_into_refuses_corruption_and_the_wrong_blob(repo: Repository) -> None:

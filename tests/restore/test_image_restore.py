@@ -15,6 +15,7 @@ import pytest
 
 from e3backup.errors import E3Error, IntegrityError, LockError, UsageError
 from e3backup.progress import Progress
+from e3backup.repo.blob import BlobType
 from e3backup.repo.lock import Lock
 from e3backup.restore.image import ImageRestoreOptions, run_image_restore
 from e3backup.store import FileType
@@ -138,6 +139,39 @@ def test_verify_catches_a_target_corrupted_after_writing(
     with pytest.raises(IntegrityError, match=r"verify of .* failed: chunk"):
         restore(repo_path, out, verify=True, after_write=corrupt)
     assert not out.exists()  # a failed restore to a new file leaves nothing that looks complete
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_blob_that_decrypts_but_hashes_wrong_fails_the_restore(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path, workers: int
+) -> None:
+    """A random chunk's blob re-sealed with the repository key after one byte of its payload was
+    changed: it passes its MAC and decompresses, only the batched SHA-256 check can tell. The
+    restore fails naming the blob, and leaves no file."""
+    path, _ = image
+    backup(repo_path, path, chunk_size=MiB)
+    r = open_repo(repo_path)
+    try:
+        r.load_index()
+        # a random chunk: zstd stores it, so it is longer than the chunk
+        pack_id, victim = next(
+            (p, b) for p, blobs in r.index.packs().items() for b in blobs if b.type is BlobType.DATA and b.length > MiB
+        )
+        pack = repo_path / "data" / pack_id[:2] / pack_id
+        payload = bytearray(r.key.open(pack.read_bytes()[victim.offset : victim.offset + victim.length]))
+        payload[1000] ^= 0xFF  # inside zstd's first raw (stored) block: the frame stays valid
+        sealed = r.key.seal(bytes(payload))
+    finally:
+        r.close()
+    assert len(sealed) == victim.length
+    pack.chmod(0o600)
+    with open(pack, "r+b") as f:
+        f.seek(victim.offset)
+        f.write(sealed)
+    out = tmp_path / "out.raw"
+    with pytest.raises(IntegrityError, match=f"data blob {victim.id.hex()} in pack {pack_id}: hash mismatch"):
+        restore(repo_path, out, workers=workers, segment_size=2 * MiB)
+    assert not out.exists()
 
 
 def test_missing_pack_is_a_clear_error_naming_it(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from .cache import Cache
 from .compression import decompress, decompress_into, decompressed_sha256
 from .config import Config
 from .crypto import OVERHEAD, Key, MacError
+from .hashing import sha256_many
 from .keys import KDFParams, add_key, search_key
 from .lock import Lock, list_locks
 from .node import Node
@@ -241,21 +242,28 @@ class Repository:
         """``decode_blob`` into the caller's buffers: the plaintext ends up at the start of ``out``
         (returned, sliced to its length), ``scratch`` holds a compressed blob between decryption and
         decompression. Each must be at least ``blob.length`` (resp. the plaintext length) + 15 bytes."""
+        plain = self.open_blob_into(pack_id, blob, sealed, out, scratch)
+        check_blob_ids([(pack_id, blob, plain)])
+        return plain
+
+    def open_blob_into(
+        self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview, out: memoryview, scratch: memoryview
+    ) -> memoryview:
+        """``decode_blob_into`` without the SHA-256 check of the plaintext (the MAC is checked):
+        for callers that check many blobs together with ``check_blob_ids`` before trusting them."""
         size = blob.uncompressed_length or blob.length - OVERHEAD
         if len(out) < size + 15:
             raise ValueError(f"output buffer of {len(out)} bytes is too small for {_what(pack_id, blob)}")
         try:
             if not blob.uncompressed_length:
-                plain = self.key.open_into(sealed, out)
-            else:
-                plain = out[:size]
-                decompress_into(self.key.open_into(sealed, scratch), plain)
+                return self.key.open_into(sealed, out)
+            plain = out[:size]
+            decompress_into(self.key.open_into(sealed, scratch), plain)
+            return plain
         except MacError as e:
             raise IntegrityError(f"{_what(pack_id, blob)}: ciphertext verification failed (corrupt data)") from e
         except IntegrityError as e:
             raise IntegrityError(f"{_what(pack_id, blob)}: {e}") from e
-        _check_id(pack_id, blob, hashlib.sha256(plain).digest())
-        return plain
 
     def verify_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> None:
         """Check a blob as ``decode_blob`` does, but decompress and hash it in pieces: prune copies
@@ -363,6 +371,13 @@ def _check_id(pack_id: str, blob: PackedBlob, digest: bytes) -> None:
         raise IntegrityError(f"{_what(pack_id, blob)}: hash mismatch")
 
 
+def check_blob_ids(blobs: Sequence[tuple[str, PackedBlob, bytes | memoryview]]) -> None:
+    """Each ``(pack_id, blob, plaintext)``'s SHA-256 against the blob's ID, hashed together
+    (``hashing.sha256_many``); the first mismatch is an ``IntegrityError`` naming blob and pack."""
+    for (pack_id, blob, _), digest in zip(blobs, sha256_many([plain for _, _, plain in blobs]), strict=True):
+        _check_id(pack_id, blob, digest)
+
+
 _WHAT = {
     FileType.INDEX: "index",
     FileType.SNAPSHOT: "snapshot",
@@ -372,4 +387,4 @@ _WHAT = {
     FileType.PACK: "pack",
 }
 
-__all__ = ["Repository"]
+__all__ = ["Repository", "check_blob_ids"]

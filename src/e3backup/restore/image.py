@@ -6,9 +6,11 @@
    a blob missing from the index fails before anything is written.
 2. Segments of ``segment_size`` bytes (whole chunks) go to ``workers`` threads, in disk order.
    Within a segment, chunks are grouped by pack and each needed pack range is read once
-   (``packs.read_blobs_into``); each blob is decrypted and verified once, into the worker's
-   page-aligned buffer, and written from there to every chunk that holds it. Writes go past the
-   page cache (``formats.direct``): no byte is copied after decryption or decompression.
+   (``packs.sealed_blobs``); each blob is decrypted once (MAC checked), into a page-aligned
+   buffer from the ``hash_batches`` pool, and written from there to every chunk that holds it.
+   Writes go past the page cache (``formats.direct``): no byte is copied after decryption or
+   decompression. The blobs' SHA-256 IDs are then checked 16 at a time (multi-buffer hashing);
+   a mismatch fails the restore before it can report success.
 3. Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer
    is shared, its ``write_at`` is positional and thread-safe). A block device keeps whatever it
    held, so there data chunks are written whole (zeros included) and zero chunks are zeroed
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BlobNotFoundError, E3Error, IntegrityError, LockError, UsageError
+from ..formats.direct import ALIGN
 from ..formats.factory import FORMATS, create_image_writer, open_image_reader
 from ..formats.image import ImageReader, ImageWriter, is_zero
 from ..formats.raw import RawReader, RawWriter
@@ -41,8 +44,9 @@ from ..progress import Progress
 from ..repo.blob import BlobType
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
+from .hash_batches import Decoded, HashBatches
 from .image_snapshot import ImageSnapshot, load_image_snapshot
-from .packs import read_blobs_into
+from .packs import scratch_buffer, sealed_blobs
 from .target import Target, check_target
 
 MiB = 1 << 20
@@ -273,7 +277,13 @@ class ImageRestorer:
                         workers.append(_Worker(shared.reopen(), True))
                     else:
                         workers.append(_Worker(shared, False))
-                self._run_workers(plan.segments, [functools.partial(self._restore_segment, w) for w in workers])
+                # blob IDs are checked in batches as blobs are written (``hash_batches``)
+                self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.cancel)
+                self._run_workers(
+                    plan.segments,
+                    [functools.partial(self._restore_segment, w) for w in workers],
+                    finish=self._batches.finish,
+                )
             finally:
                 _close_all(workers)
             ok = True
@@ -298,30 +308,45 @@ class ImageRestorer:
             with self._mu:
                 self.result.chunks_zero += len(seg.zero)
                 self.result.bytes_zeroed += zeroed
+        batches = self._batches
         for pack_id, blobs in sorted(seg.packs.items(), key=lambda kv: min(min(c) for c in kv[1].values())):
             fetched = sum(b.length for b in blobs)
-            for blob, plain in read_blobs_into(self.repo, pack_id, list(blobs)):
+            for blob, sealed in sealed_blobs(self.repo, pack_id, list(blobs)):
                 if self.cancel.is_set():
                     return
-                for i in blobs[blob]:
-                    off, n = img.chunk_span(i)
-                    if len(plain) != n:
+                spans = [img.chunk_span(i) for i in blobs[blob]]
+                size = blob.plaintext_length
+                for i, (_, n) in zip(blobs[blob], spans, strict=True):
+                    if size != n:
                         raise IntegrityError(
-                            f"data blob {blob.id.hex()} in pack {pack_id} holds {len(plain)} bytes, "
+                            f"data blob {blob.id.hex()} in pack {pack_id} holds {size} bytes, "
                             f"chunk {i} of the disk has {n}"
                         )
-                    writer.write_at(off, plain)
-                    self.progress.add(nbytes=n)
-                    with self._mu:
-                        self.result.chunks_written += 1
-                        self.result.bytes_written += n
+                buffer = batches.take()
+                try:
+                    plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
+                    for off, n in spans:
+                        writer.write_at(off, plain)
+                        self.progress.add(nbytes=n)
+                except BaseException:
+                    batches.release([buffer])
+                    raise
+                with self._mu:
+                    self.result.chunks_written += len(spans)
+                    self.result.bytes_written += size * len(spans)
+                ready = batches.add(Decoded(pack_id, blob, plain, buffer))
+                if ready:
+                    batches.check(ready)
             with self._mu:
                 self.result.bytes_fetched += fetched
                 self.result.pack_reads += 1
         self.progress.set_extra(bytes_written=self.result.bytes_written)
 
-    def _run_workers(self, segments: list[Segment], jobs: list[Callable[[Segment], None]]) -> None:
-        """Each job pulls segments in disk order; the first error stops every job and is raised."""
+    def _run_workers(
+        self, segments: list[Segment], jobs: list[Callable[[Segment], None]], finish: Callable[[], None] | None = None
+    ) -> None:
+        """Each job pulls segments in disk order, then calls ``finish``; the first error stops
+        every job and is raised."""
         it: Iterator[Segment] = iter(segments)
         it_lock = threading.Lock()
 
@@ -331,8 +356,10 @@ class ImageRestorer:
                     with it_lock:
                         seg = next(it, None)
                     if seg is None:
-                        return
+                        break
                     job(seg)
+                if finish is not None and not self.cancel.is_set():
+                    finish()
             except BaseException as e:
                 with self._mu:
                     if self._error is None:

@@ -3,7 +3,8 @@
 A restore knows every blob it needs before it reads any. Grouped by pack and sorted by offset,
 neighbouring blobs (gaps up to 256 KiB, ranges up to 32 MiB) are fetched with one ranged read,
 and each blob is decrypted once however many places it goes to. Used by the file restore and
-the image restore (and the image mount's blob cache reads single blobs the same way).
+the image restore (which decodes into its own buffers and checks blob IDs in batches,
+``hash_batches``); the image mount's blob cache reads single blobs the same way.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def read_pack_range(repo: Repository, pack_id: str, start: int, end: int) -> mem
     return memoryview(data)
 
 
-def _sealed_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, memoryview]]:
+def sealed_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, memoryview]]:
+    """Each blob of one pack still sealed (encrypted), reading every needed range of the pack once."""
     for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset)):
         view = read_pack_range(repo, pack_id, start, end)
         for b in group:
@@ -57,36 +59,26 @@ def _sealed_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> It
 
 def read_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, bytes]]:
     """Each blob of one pack, decrypted and verified, reading every needed range of the pack once."""
-    for b, sealed in _sealed_blobs(repo, pack_id, blobs):
+    for b, sealed in sealed_blobs(repo, pack_id, blobs):
         yield b, repo.decode_blob(pack_id, b, sealed)
 
 
-class _Buffers(threading.local):
-    """A thread's two page-aligned buffers for `read_blobs_into`, grown to the largest blob seen."""
+class _Scratch(threading.local):
+    """A thread's page-aligned buffer for compressed plaintext (``Repository.open_blob_into``),
+    grown to the largest blob seen."""
 
-    out: memoryview | None = None
-    scratch: memoryview | None = None
-
-    def get(self, plain: int, sealed: int) -> tuple[memoryview, memoryview]:
-        # + ALIGN: room for the 15 bytes the AES binding wants past the end, kept page-sized
-        if self.out is None or len(self.out) < plain + ALIGN:
-            self.out = aligned_buffer(plain + ALIGN)
-        if self.scratch is None or len(self.scratch) < sealed + ALIGN:
-            self.scratch = aligned_buffer(sealed + ALIGN)
-        return self.out, self.scratch
+    view: memoryview | None = None
 
 
-_buffers = _Buffers()
+_scratch = _Scratch()
 
 
-def read_blobs_into(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, memoryview]]:
-    """`read_blobs` without a new buffer per blob: each plaintext is decoded into the calling
-    thread's page-aligned buffer and is valid only until the next one is produced. The restore
-    writes it from there straight to the target (``O_DIRECT``), so a blob's bytes are never copied
-    after decryption or decompression."""
-    for b, sealed in _sealed_blobs(repo, pack_id, blobs):
-        out, scratch = _buffers.get(b.uncompressed_length or b.length, b.length)
-        yield b, repo.decode_blob_into(pack_id, b, sealed, out, scratch)
+def scratch_buffer(size: int) -> memoryview:
+    """The calling thread's scratch buffer, at least ``size`` + 15 bytes (the AES binding writes
+    up to 15 bytes past the end), valid until the thread's next call."""
+    if _scratch.view is None or len(_scratch.view) < size + ALIGN:
+        _scratch.view = aligned_buffer(size + ALIGN)  # + ALIGN keeps it page-sized
+    return _scratch.view
 
 
-__all__ = ["MAX_GAP", "MAX_RANGE", "pack_ranges", "read_blobs", "read_blobs_into", "read_pack_range"]
+__all__ = ["MAX_GAP", "MAX_RANGE", "pack_ranges", "read_blobs", "read_pack_range", "scratch_buffer", "sealed_blobs"]

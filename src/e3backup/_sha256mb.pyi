@@ -1,0 +1,6 @@
+"""Multi-buffer SHA-256, the C extension built from ``_sha256mb.c`` (see ``repo.hashing``)."""
+
+from collections.abc import Sequence
+
+def sha256_many(buffers: Sequence[bytes | bytearray | memoryview], /) -> list[bytes]: ...
+def available() -> bool: ...
