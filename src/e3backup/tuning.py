@@ -51,7 +51,8 @@ _gc_saved = gc.get_threshold()
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
-    """Collect garbage rarely while a backup runs; undone when the last concurrent user leaves.
+    """Collect garbage rarely while a backup or an image restore runs; undone when the last
+    concurrent user leaves.
 
     A backup allocates millions of short-lived objects and keeps few, and refcounting frees them:
     a young-generation collection every 700 allocations and full ones that rescan every imported

@@ -7,7 +7,7 @@ import getpass
 import importlib
 import os
 import sys
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,38 +61,31 @@ class AppContext:
         raise UsageError("no password given: use --password-file, E3BACKUP_PASSWORD_FILE or E3BACKUP_PASSWORD")
 
     def open_repo(self, preload: tuple[str, ...] = ()) -> Repository:
-        """Open the repository; third-party ``preload`` modules import meanwhile (see `_preload`)."""
+        """Open the repository; ``preload`` modules import while the key is derived (see `_importer`)."""
         from ..repo.cache import Cache, default_cache_dir
         from ..repo.repository import Repository
 
         store = self.store()
         password = self.password()
-        loading = _preload(preload) if preload else None
-        try:
-            repo = Repository.open(store, password)
-        finally:
-            if loading is not None:
-                loading.join()
+        repo = Repository.open(store, password, meanwhile=_importer(preload) if preload else None)
         repo.pack_size = self.pack_size
         if not self.no_cache and not isinstance(store, LocalStore):
             repo.cache = Cache(default_cache_dir(), repo.config.id)
         return repo
 
 
-def _preload(modules: tuple[str, ...]) -> threading.Thread:
-    """Import third-party ``modules`` in a thread while the key is derived: scrypt (about 0.15 s)
-    releases the GIL, so a command's heavy imports (numpy) cost no time. Never our own modules:
-    two threads importing a package with circular imports can each get the other's half-made
-    module. Any error is left for the command's own import to raise."""
+def _importer(modules: tuple[str, ...]) -> Callable[[], None]:
+    """Imports ``modules`` on this thread while scrypt (about 0.15 s) runs in another and releases
+    the GIL, so a command's heavy imports (numpy, the restore's modules) cost no time. All imports
+    stay on one thread: two threads importing a package with circular imports can each get the
+    other's half-made module. Any error is left for the command's own import to raise."""
 
     def load() -> None:
         for name in modules:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
-    t = threading.Thread(target=load, name="preload", daemon=True)
-    t.start()
-    return t
+    return load
 
 
 def read_password_file(path: str) -> bytes:

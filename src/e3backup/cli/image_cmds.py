@@ -139,7 +139,7 @@ def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_restore(app: AppContext, snapshot: str, as_json: bool, verb: str, **kw: object) -> None:
-    repo = app.open_repo(preload=("numpy",))
+    repo = app.open_repo(preload=("numpy", "e3backup.restore.image"))
     from ..restore.image import ImageRestoreOptions, run_image_restore
 
     opts = ImageRestoreOptions(**kw)  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import IntegrityError, RepoError, WrongPasswordError
@@ -37,11 +39,36 @@ class KDFParams:
             raise IntegrityError(f"invalid scrypt parameters N={self.n} r={self.r} p={self.p}")
 
 
-def derive_user_key(password: bytes, salt: bytes, params: KDFParams) -> Key:
+def derive_user_key(
+    password: bytes, salt: bytes, params: KDFParams, meanwhile: Callable[[], object] | None = None
+) -> Key:
+    """scrypt; with ``meanwhile``, scrypt runs in a thread (it releases the GIL) and ``meanwhile``
+    runs on the calling thread until it is done: a command's imports then cost no time."""
     params.check()
     maxmem = 128 * params.n * params.r * params.p + 64 * 1024 * 1024
-    out = hashlib.scrypt(password, salt=salt, n=params.n, r=params.r, p=params.p, dklen=64, maxmem=maxmem)
-    return Key.from_bytes(out)
+
+    def derive() -> bytes:
+        return hashlib.scrypt(password, salt=salt, n=params.n, r=params.r, p=params.p, dklen=64, maxmem=maxmem)
+
+    if meanwhile is None:
+        return Key.from_bytes(derive())
+    got: list[bytes | BaseException] = []
+
+    def run() -> None:
+        try:
+            got.append(derive())
+        except BaseException as e:  # handed to the calling thread
+            got.append(e)
+
+    worker = threading.Thread(target=run, name="scrypt", daemon=True)
+    worker.start()
+    try:
+        meanwhile()
+    finally:
+        worker.join()
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    return Key.from_bytes(got[0])
 
 
 def master_key_json(master: Key) -> bytes:
@@ -74,8 +101,9 @@ def add_key(store: Store, password: bytes, master: Key, params: KDFParams | None
     return key_id
 
 
-def open_key_file(data: bytes, password: bytes, name: str = "") -> Key:
-    """Open one key file; ``WrongPasswordError`` on a MAC failure, ``IntegrityError`` if malformed."""
+def open_key_file(data: bytes, password: bytes, name: str = "", meanwhile: Callable[[], object] | None = None) -> Key:
+    """Open one key file; ``WrongPasswordError`` on a MAC failure, ``IntegrityError`` if malformed.
+    ``meanwhile`` runs while the key is derived (see `derive_user_key`)."""
     try:
         doc = json.loads(data)
         if doc.get("kdf") != "scrypt":
@@ -87,7 +115,7 @@ def open_key_file(data: bytes, password: bytes, name: str = "") -> Key:
         raise IntegrityError(f"key {name}: malformed key file: {e}") from e
     if len(salt) != SALT_SIZE:
         raise IntegrityError(f"key {name}: salt is {len(salt)} bytes, expected {SALT_SIZE}")
-    user = derive_user_key(password, salt, params)
+    user = derive_user_key(password, salt, params, meanwhile)
     try:
         plain = user.open(sealed)
     except MacError as e:
@@ -98,17 +126,20 @@ def open_key_file(data: bytes, password: bytes, name: str = "") -> Key:
         raise IntegrityError(f"key {name}: master key is not JSON") from e
 
 
-def search_key(store: Store, password: bytes) -> tuple[str, Key]:
-    """Try the key files (at most 20, as restic) until one opens with ``password``."""
+def search_key(store: Store, password: bytes, meanwhile: Callable[[], object] | None = None) -> tuple[str, Key]:
+    """Try the key files (at most 20, as restic) until one opens with ``password``; ``meanwhile``
+    runs once, while the first key is derived."""
     names = sorted(name for name, _ in store.list(FileType.KEY))
     if not names:
         raise RepoError(f"{store.location}: no key files found (not a repository?)")
     for name in names[:MAX_KEYS_TRIED]:
         data = store.load(Handle(FileType.KEY, name))
         try:
-            return name, open_key_file(data, password, name)
+            return name, open_key_file(data, password, name, meanwhile)
         except WrongPasswordError:
             continue
+        finally:
+            meanwhile = None
     raise WrongPasswordError(f"{store.location}: wrong password or no key found")
 
 

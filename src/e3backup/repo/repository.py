@@ -81,13 +81,14 @@ class Repository:
         return cls(store, master, config, key_id)
 
     @classmethod
-    def open(cls, store: Store, password: bytes) -> Repository:
-        """Open with a password: finds the key, reads and checks the config."""
+    def open(cls, store: Store, password: bytes, meanwhile: Callable[[], object] | None = None) -> Repository:
+        """Open with a password: finds the key, reads and checks the config. ``meanwhile`` runs
+        on this thread while the key is derived (`derive_user_key`)."""
         try:
             store.stat(Handle(FileType.CONFIG))
         except NotFoundError as e:
             raise RepositoryNotFoundError(f"{store.location}: no repository here (config file not found)") from e
-        key_id, key = search_key(store, password)
+        key_id, key = search_key(store, password, meanwhile)
         sealed = store.load(Handle(FileType.CONFIG))
         try:
             config = Config.parse(key.open(sealed))

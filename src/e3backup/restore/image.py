@@ -44,6 +44,7 @@ from ..progress import Progress
 from ..repo.blob import BlobType
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
+from ..tuning import fewer_collections
 from .hash_batches import Decoded, HashBatches
 from .image_snapshot import ImageSnapshot, load_image_snapshot
 from .packs import scratch_buffer, sealed_blobs
@@ -279,11 +280,12 @@ class ImageRestorer:
                         workers.append(_Worker(shared, False))
                 # blob IDs are checked in batches as blobs are written (``hash_batches``)
                 self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.cancel)
-                self._run_workers(
-                    plan.segments,
-                    [functools.partial(self._restore_segment, w) for w in workers],
-                    finish=self._batches.finish,
-                )
+                with fewer_collections():
+                    self._run_workers(
+                        plan.segments,
+                        [functools.partial(self._restore_segment, w) for w in workers],
+                        finish=self._batches.finish,
+                    )
             finally:
                 _close_all(workers)
             ok = True
