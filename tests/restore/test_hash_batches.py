@@ -11,25 +11,29 @@ import pytest
 from e3backup.errors import E3Error, IntegrityError
 from e3backup.repo.blob import BlobType
 from e3backup.repo.pack import PackedBlob
-from e3backup.restore import hash_batches
-from e3backup.restore.hash_batches import Decoded, HashBatches
+from e3backup.repo.repository import check_blob_ids
+from e3backup.restore.hash_batches import HashBatches
+from e3backup.restore.image import Decoded
+
+checked: list[list[bytes]] = []
 
 
-@pytest.fixture
-def checked(monkeypatch: pytest.MonkeyPatch) -> list[list[bytes]]:
-    """The blob IDs of each batch handed to ``check_blob_ids`` (which still runs)."""
-    seen: list[list[bytes]] = []
-    real = hash_batches.check_blob_ids
-
-    def spy(blobs: list[tuple[str, PackedBlob, memoryview]]) -> None:
-        seen.append([b.id for _, b, _ in blobs])
-        real(blobs)
-
-    monkeypatch.setattr(hash_batches, "check_blob_ids", spy)
-    return seen
+@pytest.fixture(autouse=True)
+def _forget_checked() -> None:
+    checked.clear()
 
 
-def decode(batches: HashBatches, n: int, lie: bool = False) -> Decoded:
+def spy(batch: list[Decoded]) -> None:
+    """The restore's check (``check_blob_ids``), noting the blob IDs of each batch."""
+    checked.append([d.blob.id for d in batch])
+    check_blob_ids([(d.pack_id, d.blob, d.plain) for d in batch])
+
+
+def pool(workers: int, lanes: int, cancel: threading.Event | None = None) -> HashBatches[Decoded]:
+    return HashBatches(4096, workers, cancel or threading.Event(), spy, lanes=lanes)
+
+
+def decode(batches: HashBatches[Decoded], n: int, lie: bool = False) -> Decoded:
     """Take a buffer and 'decode' blob ``n`` into it (its ID is the SHA-256 of its bytes)."""
     buffer = batches.take()
     data = f"blob {n} ".encode() * 100
@@ -38,7 +42,7 @@ def decode(batches: HashBatches, n: int, lie: bool = False) -> Decoded:
     return Decoded("pack", PackedBlob(BlobType.DATA, blob_id, 0, len(data) + 32), buffer[: len(data)], buffer)
 
 
-def run(batches: HashBatches, first: int, count: int) -> None:
+def run(batches: HashBatches[Decoded], first: int, count: int) -> None:
     for n in range(first, first + count):
         ready = batches.add(decode(batches, n))
         if ready:
@@ -46,16 +50,16 @@ def run(batches: HashBatches, first: int, count: int) -> None:
     batches.finish()
 
 
-def test_one_worker_checks_full_batches_then_the_rest(checked: list[list[bytes]]) -> None:
-    batches = HashBatches(4096, workers=1, cancel=threading.Event(), lanes=4)
+def test_one_worker_checks_full_batches_then_the_rest() -> None:
+    batches = pool(workers=1, lanes=4)
     run(batches, 0, 18)
     assert [len(b) for b in checked] == [4, 4, 4, 4, 2]
     assert len({i for b in checked for i in b}) == 18
     assert len(batches._free) == 5  # every buffer is back
 
 
-def test_a_dry_pool_checks_the_waiting_blobs_itself(checked: list[list[bytes]]) -> None:
-    batches = HashBatches(4096, workers=2, cancel=threading.Event(), lanes=4)  # 10 buffers
+def test_a_dry_pool_checks_the_waiting_blobs_itself() -> None:
+    batches = pool(workers=2, lanes=4)  # 10 buffers
     held = [batches.take() for _ in range(7)]
     for n in range(3):
         assert batches.add(decode(batches, n)) == []  # 10 buffers out, 3 of them waiting
@@ -65,8 +69,8 @@ def test_a_dry_pool_checks_the_waiting_blobs_itself(checked: list[list[bytes]]) 
     batches.release(held)
 
 
-def test_many_workers_check_every_blob_once(checked: list[list[bytes]]) -> None:
-    batches = HashBatches(4096, workers=6, cancel=threading.Event(), lanes=16)
+def test_many_workers_check_every_blob_once() -> None:
+    batches = pool(workers=6, lanes=16)
     threads = [threading.Thread(target=run, args=(batches, 1000 * t, 150)) for t in range(6)]
     for t in threads:
         t.start()
@@ -77,8 +81,8 @@ def test_many_workers_check_every_blob_once(checked: list[list[bytes]]) -> None:
     assert len(batches._free) == 6 + 32
 
 
-def test_a_mismatch_names_the_blob_and_returns_the_buffers(checked: list[list[bytes]]) -> None:
-    batches = HashBatches(4096, workers=1, cancel=threading.Event(), lanes=4)
+def test_a_mismatch_names_the_blob_and_returns_the_buffers() -> None:
+    batches = pool(workers=1, lanes=4)
     for n in range(3):
         batches.add(decode(batches, n))
     liar = decode(batches, 3, lie=True)
@@ -90,7 +94,7 @@ def test_a_mismatch_names_the_blob_and_returns_the_buffers(checked: list[list[by
 
 def test_cancel_ends_a_wait_for_a_buffer() -> None:
     cancel = threading.Event()
-    batches = HashBatches(4096, workers=1, cancel=cancel, lanes=1)
+    batches = pool(workers=1, lanes=1, cancel=cancel)
     held = [batches.take(), batches.take()]  # the whole pool, nothing waiting to be checked
     errors: list[BaseException] = []
 

@@ -1,47 +1,58 @@
-"""Decoded blobs waiting for their SHA-256 check, and the page-aligned buffers they sit in.
+"""Buffers waiting for their SHA-256 check, and the page-aligned pool they come from.
 
 The image restore's workers decode each blob into a buffer from this pool and write it to the
-target at once; the blob's ID check then runs ``hashing.LANES`` blobs at a time (one
-multi-buffer hash, ``check_blob_ids``), by whichever worker fills the batch. A buffer returns to
-the pool only after its blob was checked, so the bytes hashed are the bytes written. A mismatch
-fails the restore like any other error: the workers stop and a target file the run created is
-removed, so a blob that fails its check never ends up in a restore that reports success.
+target at once (``--verify``: read a chunk back into one); the check against the blob's ID then
+runs ``hashing.LANES`` buffers at a time (one multi-buffer hash), by whichever worker fills the
+batch. A buffer returns to the pool only after it was checked, so the bytes hashed are the bytes
+written. A restore's mismatch fails it like any other error: the workers stop and a target file
+the run created is removed, so a blob that fails its check never ends up in a restore that
+reports success.
 
-Every worker calls ``finish`` when it runs out of segments, so no decoded blob is left unchecked:
-each ``add`` is followed by that worker's own ``finish``.
+Every worker calls ``finish`` when it runs out of segments, so nothing is left unchecked: each
+``add`` is followed by that worker's own ``finish``.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import E3Error
 from ..formats.direct import aligned_buffer
 from ..repo.hashing import LANES
-from ..repo.pack import PackedBlob
-from ..repo.repository import check_blob_ids
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """A blob's plaintext (already written), at the start of its pool ``buffer``."""
-
-    pack_id: str
-    blob: PackedBlob
-    plain: memoryview
-    buffer: memoryview
+class Pooled(Protocol):
+    @property
+    def buffer(self) -> memoryview:
+        """The pool buffer the item's bytes sit in."""
+        ...
 
 
-class HashBatches:
-    """``workers`` decoding at once, a batch being checked and a batch filling up: the pool holds
+T = TypeVar("T", bound=Pooled)
+
+
+class HashBatches(Generic[T]):
+    """Items (each holding a pool ``buffer``) checked ``lanes`` at a time by ``check``, which
+    hashes them together (``hashing.sha256_many``).
+
+    ``workers`` decoding at once, a batch being checked and a batch filling up: the pool holds
     ``workers + 2 * lanes`` buffers of ``buffer_size`` bytes (page-aligned, for direct writes); a
     single worker never checks and decodes at once, so ``1 + lanes`` do for it."""
 
-    def __init__(self, buffer_size: int, workers: int, cancel: threading.Event, lanes: int = LANES) -> None:
+    def __init__(
+        self,
+        buffer_size: int,
+        workers: int,
+        cancel: threading.Event,
+        check: Callable[[list[T]], None],
+        lanes: int = LANES,
+    ) -> None:
         self.lanes = lanes
+        self._check = check
         self._free = [aligned_buffer(buffer_size) for _ in range(workers + lanes * min(workers, 2))]
-        self._pending: list[Decoded] = []
+        self._pending: list[T] = []
         self._checking = 0
         self._cv = threading.Condition()
         self._cancel = cancel
@@ -51,7 +62,7 @@ class HashBatches:
         checked now (whatever their number), which frees their buffers."""
         while True:
             with self._cv:
-                batch: list[Decoded] = []
+                batch: list[T] = []
                 while not self._free and not batch:
                     if self._cancel.is_set():
                         raise E3Error("image restore cancelled: the target is incomplete")
@@ -70,18 +81,17 @@ class HashBatches:
             self._free.extend(buffers)
             self._cv.notify_all()
 
-    def add(self, item: Decoded) -> list[Decoded]:
-        """Queue a written blob; a full batch comes back for the caller to ``check``."""
+    def add(self, item: T) -> list[T]:
+        """Queue an item; a full batch comes back for the caller to ``check``."""
         with self._cv:
             self._pending.append(item)
             self._cv.notify_all()
             return self._grab() if len(self._pending) >= self.lanes else []
 
-    def check(self, batch: list[Decoded]) -> None:
-        """Hash the batch together and compare with the blob IDs (``IntegrityError`` on the first
-        mismatch); the buffers go back to the pool either way."""
+    def check(self, batch: list[T]) -> None:
+        """Run ``check`` on the batch; the buffers go back to the pool whether it raises or not."""
         try:
-            check_blob_ids([(d.pack_id, d.blob, d.plain) for d in batch])
+            self._check(batch)
         finally:
             with self._cv:
                 self._checking -= 1
@@ -95,10 +105,10 @@ class HashBatches:
         if batch:
             self.check(batch)
 
-    def _grab(self) -> list[Decoded]:
+    def _grab(self) -> list[T]:
         batch, self._pending = self._pending, []
         self._checking += 1
         return batch
 
 
-__all__ = ["Decoded", "HashBatches"]
+__all__ = ["HashBatches", "Pooled"]

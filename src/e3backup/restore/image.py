@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import threading
 import time
@@ -42,10 +41,11 @@ from ..formats.raw import RawReader, RawWriter
 from ..formats.vhdx.layout import VhdxOptions
 from ..progress import Progress
 from ..repo.blob import BlobType
+from ..repo.hashing import sha256_many
 from ..repo.pack import PackedBlob
-from ..repo.repository import Repository
+from ..repo.repository import Repository, check_blob_ids
 from ..tuning import fewer_collections
-from .hash_batches import Decoded, HashBatches
+from .hash_batches import HashBatches
 from .image_snapshot import ImageSnapshot, load_image_snapshot
 from .packs import scratch_buffer, sealed_blobs
 from .target import Target, check_target
@@ -191,6 +191,31 @@ def plan_restore(repo: Repository, img: ImageSnapshot, segment_size: int) -> Res
     return RestorePlan(img, segments, zero_total, data_total)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A blob's plaintext (already written), at the start of its pool ``buffer``."""
+
+    pack_id: str
+    blob: PackedBlob
+    plain: memoryview
+    buffer: memoryview
+
+
+def _check_decoded(batch: list[Decoded]) -> None:
+    check_blob_ids([(d.pack_id, d.blob, d.plain) for d in batch])
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """A data chunk read back from the target for ``verify``, at the start of its pool ``buffer``."""
+
+    index: int
+    offset: int
+    want: bytes
+    data: memoryview
+    buffer: memoryview
+
+
 class _Worker:
     """One worker's handle on the target."""
 
@@ -279,7 +304,7 @@ class ImageRestorer:
                     else:
                         workers.append(_Worker(shared, False))
                 # blob IDs are checked in batches as blobs are written (``hash_batches``)
-                self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.cancel)
+                self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.cancel, _check_decoded)
                 with fewer_collections():
                     self._run_workers(
                         plan.segments,
@@ -399,23 +424,41 @@ class ImageRestorer:
 
         readers: list[ImageReader] = [open_reader() for _ in range(self.opts.workers)]
 
-        def make_job(reader: ImageReader) -> Callable[[Segment], None]:
-            buf = bytearray(img.chunk_size)
+        def fail(i: int, off: int, want: bytes) -> None:
+            with self._mu:
+                failures.append(f"chunk {i} at offset {off}: content differs from blob {want.hex()}")
 
+        def check(batch: list[ReadBack]) -> None:
+            for r, digest in zip(batch, sha256_many([r.data for r in batch]), strict=True):
+                if digest != r.want:
+                    fail(r.index, r.offset, r.want)
+            with self._mu:
+                self.result.chunks_verified += len(batch)
+
+        # data chunks are hashed in batches (``hash_batches``), as the restore does
+        batches: HashBatches[ReadBack] = HashBatches(img.chunk_size + ALIGN, self.opts.workers, self.cancel, check)
+
+        def make_job(reader: ImageReader) -> Callable[[Segment], None]:
             def job(seg: Segment) -> None:
-                checked = 0
                 for i in range(seg.first, seg.end):
                     off, n = img.chunk_span(i)
-                    view = memoryview(buf)[:n]
-                    reader.read_into(off, view)
                     want = img.content[i]
-                    good = is_zero(view) if want in zero_ids else hashlib.sha256(view).digest() == want
-                    if not good:
+                    buffer = batches.take()
+                    try:
+                        reader.read_into(off, buffer[:n])
+                    except BaseException:
+                        batches.release([buffer])
+                        raise
+                    if want in zero_ids:  # must read all zero: no hash needed
+                        if not is_zero(buffer[:n]):
+                            fail(i, off, want)
+                        batches.release([buffer])
                         with self._mu:
-                            failures.append(f"chunk {i} at offset {off}: content differs from blob {want.hex()}")
-                    checked += 1
-                with self._mu:
-                    self.result.chunks_verified += checked
+                            self.result.chunks_verified += 1
+                        continue
+                    ready = batches.add(ReadBack(i, off, want, buffer[:n], buffer))
+                    if ready:
+                        batches.check(ready)
 
             return job
 
@@ -424,7 +467,7 @@ class ImageRestorer:
                 raise IntegrityError(
                     f"verify: {self.opts.target} holds {readers[0].virtual_size} bytes, expected {img.device_size}"
                 )
-            self._run_workers(plan.segments, [make_job(rd) for rd in readers])
+            self._run_workers(plan.segments, [make_job(rd) for rd in readers], finish=batches.finish)
         finally:
             for rd in readers:
                 rd.close()
