@@ -52,6 +52,31 @@ def test_restic_reads_our_blobs(repo: Repository, repo_path: Path, tmp_path: Pat
     assert (target / "dir" / "small.txt").stat().st_mode & 0o777 == 0o600
 
 
+def test_incompressible_data_is_stored_as_it_is_and_restic_reads_it(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
+    """Random data would only grow under zstd: it is stored uncompressed (type 0); text is
+    compressed; a tree stays compressed whatever it holds. restic checks and restores all of it."""
+    noise, text = os.urandom(1 << 20), b"all is well\n" * 50_000
+    with repo.lock(), repo.writer() as w:
+        noise_id, _ = w.save(BlobType.DATA, noise)
+        text_id, _ = w.save(BlobType.DATA, text)
+        nodes = [
+            Node(name=b"noise", type="file", mode=0o644, size=len(noise), content=[noise_id], mtime=10**18),
+            Node(name=b"text", type="file", mode=0o644, size=len(text), content=[text_id], mtime=10**18),
+        ]
+        tree_id, _ = w.save(BlobType.TREE, _tree_bytes(nodes))
+    repo.save_snapshot(Snapshot(time=10**18, tree=tree_id, paths=["/data"], hostname="h"))
+    stored = {b.id: b for blobs in repo.index.packs().values() for b in blobs}
+    assert stored[noise_id].uncompressed_length == 0 and stored[noise_id].length == len(noise) + 32
+    assert stored[text_id].uncompressed_length == len(text) and stored[text_id].length < len(text) // 10
+    assert stored[tree_id].uncompressed_length > 0
+    restic(repo_path, "check", "--read-data")
+    out = tmp_path / "out"
+    restic(repo_path, "restore", "latest", "--target", str(out))
+    assert (out / "noise").read_bytes() == noise and (out / "text").read_bytes() == text
+
+
 def _tree_bytes(nodes: list[Node]) -> bytes:
     from e3backup.repo.tree import encode_tree
 

@@ -146,20 +146,21 @@ def test_a_blob_that_decrypts_but_hashes_wrong_fails_the_restore(
     repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path, workers: int
 ) -> None:
     """A random chunk's blob re-sealed with the repository key after one byte of its payload was
-    changed: it passes its MAC and decompresses, only the batched SHA-256 check can tell. The
-    restore fails naming the blob, and leaves no file."""
+    changed: it passes its MAC, only the batched SHA-256 check can tell. The restore fails naming
+    the blob, and leaves no file."""
     path, _ = image
     backup(repo_path, path, chunk_size=MiB)
     r = open_repo(repo_path)
     try:
         r.load_index()
-        # a random chunk: zstd stores it, so it is longer than the chunk
+        # a random chunk: stored as it is (incompressible), sealed it is longer than the chunk
         pack_id, victim = next(
             (p, b) for p, blobs in r.index.packs().items() for b in blobs if b.type is BlobType.DATA and b.length > MiB
         )
         pack = repo_path / "data" / pack_id[:2] / pack_id
         payload = bytearray(r.key.open(pack.read_bytes()[victim.offset : victim.offset + victim.length]))
-        payload[1000] ^= 0xFF  # inside zstd's first raw (stored) block: the frame stays valid
+        assert victim.uncompressed_length == 0
+        payload[1000] ^= 0xFF
         sealed = r.key.seal(bytes(payload))
     finally:
         r.close()
@@ -172,6 +173,68 @@ def test_a_blob_that_decrypts_but_hashes_wrong_fails_the_restore(
     with pytest.raises(IntegrityError, match=f"data blob {victim.id.hex()} in pack {pack_id}: hash mismatch"):
         restore(repo_path, out, workers=workers, segment_size=2 * MiB)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("image_format", ["raw", "vhdx"])
+def test_a_failing_write_stops_the_restore_and_removes_the_file(
+    repo_path: Path,
+    repo: object,
+    image: tuple[Path, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    image_format: str,
+) -> None:
+    """Writes run on I/O threads while the workers decode: a disk that fills up half-way still
+    fails the restore with the disk's error, and the new file is removed."""
+    from e3backup.formats.raw import RawWriter
+    from e3backup.formats.vhdx.writer import VhdxWriter
+
+    path, _ = image
+    backup(repo_path, path, chunk_size=MiB)
+    cls = RawWriter if image_format == "raw" else VhdxWriter
+    real = cls.write_at
+    calls: list[int] = []
+    mu = threading.Lock()
+
+    def full(self: object, offset: int, data: object) -> None:
+        with mu:
+            calls.append(offset)
+            n = len(calls)
+        if n == 5:
+            raise OSError(28, "No space left on device")
+        real(self, offset, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "write_at", full)
+    out = tmp_path / "out.img"
+    with pytest.raises(OSError, match="No space left on device"):
+        restore(repo_path, out, image_format=image_format, workers=8, segment_size=2 * MiB)
+    assert not out.exists()
+
+
+def test_a_write_that_never_happens_cannot_pass_as_a_finished_restore(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes are queued to I/O threads; should one ever be lost (a bug), the restore counts the
+    chunks written against its plan and fails instead of reporting a disk with a hole in it."""
+    from e3backup.restore.image import ImageRestorer
+
+    path, _ = image
+    backup(repo_path, path, chunk_size=MiB)
+    real = ImageRestorer._write_blob
+    dropped: list[bool] = []
+
+    def lossy(self: ImageRestorer, writer: object, spans: object, d: object) -> None:
+        if not dropped:
+            dropped.append(True)
+            self._batches.release([d.buffer])  # type: ignore[attr-defined]
+            return
+        real(self, writer, spans, d)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ImageRestorer, "_write_blob", lossy)
+    out = tmp_path / "out.raw"
+    with pytest.raises(E3Error, match=r"wrote \d+ of \d+ data chunks: the target is incomplete"):
+        restore(repo_path, out)
+    assert dropped and not out.exists()
 
 
 def test_missing_pack_is_a_clear_error_naming_it(

@@ -111,6 +111,13 @@ class BlobWriter:
         if compressed and n:
             payload: bytes | memoryview = compress(data, self.compression_level)
             ulen = n
+            if len(payload) >= n and blob_type is BlobType.DATA:
+                # incompressible (random, already compressed): stored as it is (a type 0 blob, which
+                # every reader of a v2 repository accepts; restic would keep zstd's 30-40 bytes a
+                # MiB of framing). A restore then decrypts it straight into place: no decompressor
+                # copy of every byte. Tree blobs stay compressed: restic's prune repacks v2 packs
+                # holding uncompressed trees.
+                payload, ulen = data, 0
         else:
             payload, ulen = data, 0
         sealed = self.repo.key.seal(payload)

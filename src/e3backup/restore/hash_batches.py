@@ -8,8 +8,9 @@ written. A restore's mismatch fails it like any other error: the workers stop an
 the run created is removed, so a blob that fails its check never ends up in a restore that
 reports success.
 
-Every worker calls ``finish`` when it runs out of segments, so nothing is left unchecked: each
-``add`` is followed by that worker's own ``finish``.
+``finish`` checks whatever still waits: the restore calls it once every write is done, and
+verify's workers each call it when they run out of segments (each ``add`` is followed by that
+worker's own ``finish``), so nothing is left unchecked.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@
    decompression. The blobs' SHA-256 IDs are then checked 16 at a time (multi-buffer hashing);
    a mismatch fails the restore before it can report success.
 3. Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer
-   is shared, its ``write_at`` is positional and thread-safe). A block device keeps whatever it
+   is shared, its ``write_at`` is positional and thread-safe). A worker hands each decoded blob
+   to ``workers`` I/O threads and decodes the next meanwhile; the pool of ``hash_batches`` is
+   the back-pressure. The chunks written are counted against the plan at the end. A block device keeps whatever it
    held, so there data chunks are written whole (zeros included) and zero chunks are zeroed
    (BLKZEROOUT, falling back to writes) or discarded (``discard``): stale data never survives.
 4. ``verify`` re-reads the finished target (through the VHDX reader for a VHDX) and checks every
@@ -30,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,11 +308,21 @@ class ImageRestorer:
                         workers.append(_Worker(shared, False))
                 # blob IDs are checked in batches as blobs are written (``hash_batches``)
                 self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.cancel, _check_decoded)
+                self._writes = ThreadPoolExecutor(o.workers, thread_name_prefix="image-write")
                 with fewer_collections():
-                    self._run_workers(
-                        plan.segments,
-                        [functools.partial(self._restore_segment, w) for w in workers],
-                        finish=self._batches.finish,
+                    try:
+                        self._run_workers(plan.segments, [functools.partial(self._restore_segment, w) for w in workers])
+                    except BaseException:
+                        self._writes.shutdown(wait=True, cancel_futures=True)  # failing: drop queued writes
+                        raise
+                    self._writes.shutdown(wait=True)  # every queued write runs
+                    if self._error is not None:  # an I/O thread failed after the workers were done
+                        raise self._error
+                    self._batches.finish()  # every write is done: check the blobs still waiting
+                if self.result.chunks_written != plan.data_chunks:  # a lost write must never pass as done
+                    raise E3Error(
+                        f"image restore wrote {self.result.chunks_written} of {plan.data_chunks} data chunks: "
+                        "the target is incomplete"
                     )
             finally:
                 _close_all(workers)
@@ -352,22 +365,42 @@ class ImageRestorer:
                 buffer = batches.take()
                 try:
                     plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
-                    for off, n in spans:
-                        writer.write_at(off, plain)
-                        self.progress.add(nbytes=n)
                 except BaseException:
                     batches.release([buffer])
                     raise
-                with self._mu:
-                    self.result.chunks_written += len(spans)
-                    self.result.bytes_written += size * len(spans)
-                ready = batches.add(Decoded(pack_id, blob, plain, buffer))
-                if ready:
-                    batches.check(ready)
+                # the write goes to the I/O threads: this worker decodes the next blob meanwhile
+                self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
             with self._mu:
                 self.result.bytes_fetched += fetched
                 self.result.pack_reads += 1
         self.progress.set_extra(bytes_written=self.result.bytes_written)
+
+    def _write_blob(self, writer: ImageWriter, spans: list[tuple[int, int]], d: Decoded) -> None:
+        """An I/O thread's job: write a decoded blob to its chunks, then queue it for its ID check
+        (the buffer goes back to the pool once checked). The first error stops the restore."""
+        batches = self._batches
+        try:
+            try:
+                if self.cancel.is_set():
+                    batches.release([d.buffer])
+                    return
+                for off, n in spans:
+                    writer.write_at(off, d.plain)
+                    self.progress.add(nbytes=n)
+            except BaseException:
+                batches.release([d.buffer])
+                raise
+            with self._mu:
+                self.result.chunks_written += len(spans)
+                self.result.bytes_written += len(d.plain) * len(spans)
+            ready = batches.add(d)
+            if ready:
+                batches.check(ready)
+        except BaseException as e:
+            with self._mu:
+                if self._error is None:
+                    self._error = e
+            self.cancel.set()
 
     def _run_workers(
         self, segments: list[Segment], jobs: list[Callable[[Segment], None]], finish: Callable[[], None] | None = None
