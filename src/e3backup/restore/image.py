@@ -14,7 +14,8 @@
 3. Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer
    is shared, its ``write_at`` is positional and thread-safe). A worker hands each decoded blob
    to ``workers`` I/O threads and decodes the next meanwhile; the pool of ``hash_batches`` is
-   the back-pressure. The chunks written are counted against the plan at the end. A block device keeps whatever it
+   the back-pressure. The chunks written are counted against the plan at the end.
+   A block device keeps whatever it
    held, so there data chunks are written whole (zeros included) and zero chunks are zeroed
    (BLKZEROOUT, falling back to writes) or discarded (``discard``): stale data never survives.
 4. ``verify`` re-reads the finished target (through the VHDX reader for a VHDX) and checks every
