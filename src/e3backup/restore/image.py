@@ -14,12 +14,12 @@
 3. Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer
    is shared, its ``write_at`` is positional and thread-safe). A worker hands each decoded blob
    to ``workers`` I/O threads and decodes the next meanwhile; the pool of ``hash_batches`` is
-   the back-pressure. The chunks written are counted against the plan at the end.
-   A block device keeps whatever it
-   held, so there data chunks are written whole (zeros included) and zero chunks are zeroed
-   (BLKZEROOUT, falling back to writes) or discarded (``discard``): stale data never survives.
+   the back-pressure. The chunks written are counted against the plan at the end. A block
+   device keeps whatever it held, so there data chunks are written whole (zeros included) and
+   zero chunks are zeroed (BLKZEROOUT, falling back to writes) or discarded (``discard``): stale
+   data never survives.
 4. ``verify`` re-reads the finished target (through the VHDX reader for a VHDX) and checks every
-   chunk: SHA-256 against its blob ID, zero chunks all zero.
+   chunk: data chunks against their blob IDs (16 at a time, as above), zero chunks all zero.
 
 The first error in any worker stops the others; a file target the run created is removed, so a
 failed restore never leaves something that looks complete.
