@@ -110,3 +110,14 @@ def test_cancel_ends_a_wait_for_a_buffer() -> None:
     t.join()
     assert len(errors) == 1 and isinstance(errors[0], E3Error) and "cancelled" in str(errors[0])
     assert len(held) == 2
+
+
+def test_a_buffer_whose_filling_fails_goes_back_to_the_pool() -> None:
+    batches = pool(workers=1, lanes=4)
+    buffer = batches.take()
+    with pytest.raises(OSError, match="read error"), batches.back_on_error(buffer):
+        raise OSError(5, "read error")
+    assert len(batches._free) == 5
+    with batches.back_on_error(batches.take()):
+        pass  # filled: the buffer stays with its taker
+    assert len(batches._free) == 4

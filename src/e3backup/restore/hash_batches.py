@@ -16,7 +16,8 @@ worker's own ``finish``), so nothing is left unchecked.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, Protocol, TypeVar
 
 from ..errors import E3Error
@@ -83,6 +84,15 @@ class HashBatches(Generic[T]):
         with self._cv:
             self._free.extend(buffers)
             self._cv.notify_all()
+
+    @contextmanager
+    def back_on_error(self, buffer: memoryview) -> Iterator[None]:
+        """Filling ``buffer``: if that fails, it goes back to the pool (and the error on)."""
+        try:
+            yield
+        except BaseException:
+            self.release([buffer])
+            raise
 
     def add(self, item: T) -> list[T]:
         """Queue an item; a full batch comes back for the caller to ``check``."""

@@ -364,11 +364,8 @@ class ImageRestorer:
                             f"chunk {i} of the disk has {n}"
                         )
                 buffer = batches.take()
-                try:
+                with batches.back_on_error(buffer):
                     plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
-                except BaseException:
-                    batches.release([buffer])
-                    raise
                 # the write goes to the I/O threads: this worker decodes the next blob meanwhile
                 self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
             with self._mu:
@@ -381,16 +378,13 @@ class ImageRestorer:
         (the buffer goes back to the pool once checked). The first error stops the restore."""
         batches = self._batches
         try:
-            try:
-                if self.cancel.is_set():
-                    batches.release([d.buffer])
-                    return
+            if self.cancel.is_set():
+                batches.release([d.buffer])
+                return
+            with batches.back_on_error(d.buffer):
                 for off, n in spans:
                     writer.write_at(off, d.plain)
                     self.progress.add(nbytes=n)
-            except BaseException:
-                batches.release([d.buffer])
-                raise
             with self._mu:
                 self.result.chunks_written += len(spans)
                 self.result.bytes_written += len(d.plain) * len(spans)
@@ -478,11 +472,8 @@ class ImageRestorer:
                     off, n = img.chunk_span(i)
                     want = img.content[i]
                     buffer = batches.take()
-                    try:
+                    with batches.back_on_error(buffer):
                         reader.read_into(off, buffer[:n])
-                    except BaseException:
-                        batches.release([buffer])
-                        raise
                     if want in zero_ids:  # must read all zero: no hash needed
                         if not is_zero(buffer[:n]):
                             fail(i, off, want)
