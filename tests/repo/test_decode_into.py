@@ -128,19 +128,28 @@ def test_check_blob_ids_names_the_one_wrong_blob_in_a_full_batch(repo: Repositor
         check_blob_ids([(pack_id, b, p) for b, p in zip(blobs, plains, strict=True)])
 
 
-def test_decode_blob_into_refuses_corruption_and_the_wrong_blob(repo: Repository) -> None:
+def decode_into(
+    repo: Repository, pack_id: str, blob: PackedBlob, sealed: bytes, out: memoryview, scratch: memoryview
+) -> memoryview:
+    """What the image restore does for one blob: open it into ``out``, then check its ID."""
+    plain = repo.open_blob_into(pack_id, blob, sealed, out, scratch)
+    check_blob_ids([(pack_id, blob, plain)])
+    return plain
+
+
+def test_open_blob_into_refuses_corruption_and_check_blob_ids_the_wrong_blob(repo: Repository) -> None:
     pack_id, (text_blob, rand_blob) = _pack_with(repo, [(TEXT, True), (os.urandom(10_000), False)])
     sealed = bytearray(repo.store.load(Handle(FileType.PACK, pack_id)))
     out, scratch = memoryview(bytearray(len(TEXT) + 64)), memoryview(bytearray(len(TEXT) + 64))
     piece = sealed[text_blob.offset : text_blob.offset + text_blob.length]
-    assert bytes(repo.decode_blob_into(pack_id, text_blob, bytes(piece), out, scratch)) == TEXT
+    assert bytes(decode_into(repo, pack_id, text_blob, bytes(piece), out, scratch)) == TEXT
     piece[100] ^= 1
     with pytest.raises(IntegrityError, match=f"{text_blob.id.hex()} in pack {pack_id}: ciphertext verification"):
-        repo.decode_blob_into(pack_id, text_blob, bytes(piece), out, scratch)
+        decode_into(repo, pack_id, text_blob, bytes(piece), out, scratch)
     # the index says blob A lives where blob B's (valid) bytes are: the hash check catches it
     other = sealed[rand_blob.offset : rand_blob.offset + rand_blob.length]
     liar = PackedBlob(BlobType.DATA, text_blob.id, rand_blob.offset, rand_blob.length, 0)
     with pytest.raises(IntegrityError, match="hash mismatch"):
-        repo.decode_blob_into(pack_id, liar, bytes(other), out, scratch)
+        decode_into(repo, pack_id, liar, bytes(other), out, scratch)
     with pytest.raises(ValueError, match="too small"):
-        repo.decode_blob_into(pack_id, text_blob, bytes(piece), memoryview(bytearray(10)), scratch)
+        decode_into(repo, pack_id, text_blob, bytes(piece), memoryview(bytearray(10)), scratch)

@@ -32,7 +32,7 @@ from .blob import BlobType
 from .cache import Cache
 from .compression import decompress, decompress_into, decompressed_sha256
 from .config import Config
-from .crypto import OVERHEAD, Key, MacError
+from .crypto import Key, MacError
 from .hashing import sha256_many
 from .keys import KDFParams, add_key, search_key
 from .lock import Lock, list_locks
@@ -237,22 +237,15 @@ class Repository:
         _check_id(pack_id, blob, hashlib.sha256(plain).digest())
         return plain
 
-    def decode_blob_into(
-        self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview, out: memoryview, scratch: memoryview
-    ) -> memoryview:
-        """``decode_blob`` into the caller's buffers: the plaintext ends up at the start of ``out``
-        (returned, sliced to its length), ``scratch`` holds a compressed blob between decryption and
-        decompression. Each must be at least ``blob.length`` (resp. the plaintext length) + 15 bytes."""
-        plain = self.open_blob_into(pack_id, blob, sealed, out, scratch)
-        check_blob_ids([(pack_id, blob, plain)])
-        return plain
-
     def open_blob_into(
         self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview, out: memoryview, scratch: memoryview
     ) -> memoryview:
-        """``decode_blob_into`` without the SHA-256 check of the plaintext (the MAC is checked):
-        for callers that check many blobs together with ``check_blob_ids`` before trusting them."""
-        size = blob.uncompressed_length or blob.length - OVERHEAD
+        """Decrypt (MAC checked) and decompress one blob into the caller's buffers: the plaintext
+        ends up at the start of ``out`` (returned, sliced to its length); ``scratch`` holds a
+        compressed blob between decryption and decompression. Each must be at least
+        ``blob.length`` (resp. the plaintext length) + 15 bytes. The plaintext's SHA-256 is not
+        checked here: callers check many blobs together with ``check_blob_ids`` before trusting them."""
+        size = blob.plaintext_length
         if len(out) < size + 15:
             raise ValueError(f"output buffer of {len(out)} bytes is too small for {_what(pack_id, blob)}")
         try:
