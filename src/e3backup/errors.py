@@ -2,6 +2,7 @@
 
     E3Error
     ├── UsageError                  bad arguments or configuration (exit code 2)
+    ├── Cancelled                   a run stopped on request (its cancel event); nothing half-saved
     ├── StoreError                  the storage layer (local directory, S3)
     │   ├── NotFoundError           the object does not exist
     │   ├── StoreUnavailableError   network, permissions, server errors after retries
@@ -33,6 +34,16 @@ class E3Error(Exception):
 
 class UsageError(E3Error):
     exit_code = 2
+
+
+class Cancelled(E3Error):
+    """A run stopped because its cancel event was set: every engine and restore raises this one.
+
+    The message says what was left behind ("no snapshot was saved", "the partial target was
+    removed"); the agent ends the run ``CANCELLED`` with ``RUN_CANCELLED``, the CLI exits 130.
+    """
+
+    exit_code = 130
 
 
 class StoreError(E3Error):
@@ -118,6 +129,7 @@ class UnallocatedWriteError(FormatError):
 __all__ = [
     "AlreadyExistsError",
     "BlobNotFoundError",
+    "Cancelled",
     "E3Error",
     "FormatError",
     "IntegrityError",
