@@ -29,7 +29,7 @@ from ..errors import E3Error
 from ..repo.node import Node, unix_perm
 from ..repo.repository import Repository
 from ..repo.snapshot import Snapshot
-from ..restore.image_snapshot import ImageSnapshot, is_image_snapshot, load_image_snapshot
+from ..sources.stored_image import ImageSnapshot, is_image_snapshot, load_image_snapshot
 from .blobcache import BlobCache
 from .content import Content, FileContent, ImageContent, Window
 

@@ -48,9 +48,9 @@ from ..repo.blob import BlobType
 from ..repo.hashing import sha256_many
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository, check_blob_ids
+from ..sources.stored_image import ImageSnapshot, load_image_snapshot
 from ..tuning import fewer_collections
 from .hash_batches import HashBatches
-from .image_snapshot import ImageSnapshot, load_image_snapshot
 from .packs import scratch_buffer, sealed_blobs
 from .target import Target, check_target
 

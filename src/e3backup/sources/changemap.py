@@ -23,6 +23,7 @@ from e3backup.events import Event, EventCode
 from e3backup.sources.errors import ChangeMapError
 from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.model import DiskLayout
+from e3backup.sources.stored_image import ParentImage
 
 
 def parse_change_map(doc: object, device_size: int, name: str = "change map") -> ExtentList:
@@ -61,16 +62,6 @@ class ChunkAction(StrEnum):
     READ = "read"
     REUSE = "reuse"
     ZERO = "zero"
-
-
-@dataclass(frozen=True)
-class ParentImage:
-    """What the previous image of this device recorded (its blobs stay with the engine)."""
-
-    device_size: int
-    chunk_size: int
-    plan: ExtentList
-    layout: DiskLayout | None = None
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import pytest
 
 from e3backup.engines.disk_image import ImageBackupOptions, StallDetector, parse_size
 from e3backup.engines.disk_image.chunker import ChunkGrid, PlanCursor, ZeroBlobs
-from e3backup.engines.disk_image.image import image_name
 from e3backup.errors import UsageError
 from e3backup.events import EventCode
 from e3backup.sources.extents import ExtentList
+from e3backup.sources.stored_image import image_name
 
 MiB = 1 << 20
 

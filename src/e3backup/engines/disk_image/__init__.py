@@ -6,9 +6,10 @@ reader.py    pooled buffers; one chunk read (planned bytes) under the read-error
 saver.py     zero check, SHA-256, dedup lookup, blob writer
 pipeline.py  dispatcher -> readers -> savers over bounded queues; one stop event
 progress.py  event sink and the tail stall detector (FINALIZING_SLOW / _STALLED)
-image.py     the snapshot's shape (disk file + layout.json), parent lookup
 backup.py    run_image_backup: lock, snapshot provider, plan, decisions, pipeline, snapshot
 result.py    ImageBackupResult and its summary JSON
+
+The stored image (layout.json, tree, tags, zero blobs) is ``sources.stored_image``.
 """
 
 from .backup import BackupCancelled, run_image_backup

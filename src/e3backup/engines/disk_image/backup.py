@@ -39,20 +39,17 @@ from ...sources.snapshot.base import Snapshot as DeviceSnapshot
 from ...sources.snapshot.base import SnapshotProvider
 from ...sources.snapshot.lvm import LvmSnapshotProvider
 from ...sources.snapshot.select import select_provider
+from ...sources.stored_image import (
+    ImageDocument,
+    ImageSnapshot,
+    find_image_snapshot,
+    image_name,
+    image_tags,
+    load_image_snapshot,
+    save_image_tree,
+)
 from ...tuning import tune_malloc
 from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
-from .image import (
-    ENGINE_TAG,
-    LAYOUT_NAME,
-    ParentInfo,
-    file_node,
-    find_parent,
-    image_name,
-    layout_content,
-    layout_document,
-    load_parent,
-    source_tag,
-)
 from .options import ImageBackupOptions
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
@@ -177,9 +174,9 @@ class _ImageBackup:
         host = opts.host or socket.gethostname()
         parent = self._parent(host)
         change_map = load_change_map(opts.changed_extents, size) if opts.changed_extents else None
-        mismatch = parent_mismatch(size, opts.chunk_size, layout, parent.image) if parent else "no parent"
+        mismatch = parent_mismatch(size, opts.chunk_size, layout, parent.parent) if parent else "no parent"
         decisions = decide_chunks(
-            opts.chunk_size, size, plan.extents, layout, change_map, parent.image if parent else None, self.sink
+            opts.chunk_size, size, plan.extents, layout, change_map, parent.parent if parent else None, self.sink
         )
         r.full = mismatch is not None
         r.change_map_used = change_map is not None and decisions.ignored_reason is None
@@ -233,16 +230,8 @@ class _ImageBackup:
             r.chunks_known, r.chunks_new, r.bytes_read = st.chunks_known, st.chunks_new, st.bytes_read
             recovered = reader.recovered
             r.recovered_bytes = recovered.total_bytes
-            doc = layout_document(layout, plan, opts.chunk_size, r.file_name, recovered)
-            meta = [writer.save(BlobType.DATA, part)[0] for part in layout_content(doc)]
-            nodes = sorted(
-                [
-                    file_node(r.file_name, size, content, snap_time),
-                    file_node(LAYOUT_NAME, len(doc), meta, snap_time),
-                ],
-                key=lambda n: n.name,
-            )
-            tree_id = self.repo.save_tree(writer, nodes)
+            doc = ImageDocument(layout, r.file_name, size, opts.chunk_size, plan, recovered)
+            tree_id = save_image_tree(self.repo, writer, doc, content, snap_time)
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             writer.flush()
@@ -254,7 +243,6 @@ class _ImageBackup:
             finally:
                 monitor.join()
         r.bytes_added, r.bytes_stored = writer.stats.bytes_added, writer.stats.bytes_stored
-        tags = [ENGINE_TAG, source_tag(self.source), "type:full" if r.full else "type:incremental"]
         return Snapshot(
             time=snap_time,
             tree=tree_id,
@@ -263,17 +251,17 @@ class _ImageBackup:
             username=_username(),
             uid=os.getuid(),
             gid=os.getgid(),
-            tags=tags + [t for t in opts.tags if t not in tags],
+            tags=image_tags(self.source, r.full, opts.tags),
             parent=r.parent_id,
             program_version=f"e3backup {__version__}",
         )
 
-    def _parent(self, host: str) -> ParentInfo | None:
-        snap = find_parent(self.repo, self.opts.parent, host, self.source)
+    def _parent(self, host: str) -> ImageSnapshot | None:
+        snap = find_image_snapshot(self.repo, self.opts.parent, host, self.source)
         if snap is None:
             return None
         try:
-            return load_parent(self.repo, snap)
+            return load_image_snapshot(self.repo, snap)
         except E3Error:
             if self.opts.parent:
                 raise  # asked for by name: say why it cannot serve

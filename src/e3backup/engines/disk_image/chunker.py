@@ -10,11 +10,11 @@ blob of its length (``ZeroBlobs``), stored once per repository.
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...sources.extents import ExtentList
+from ...sources.stored_image import zero_blob_ids
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,8 @@ class ZeroBlobs:
 
     def __init__(self, grid: ChunkGrid) -> None:
         self.grid = grid
-        lengths = {grid.chunk_size, grid.last_length} - {0}
         self.zeros = bytes(grid.chunk_size)
-        self.ids = {n: hashlib.sha256(memoryview(self.zeros)[:n]).digest() for n in lengths}
+        self.ids = zero_blob_ids(grid.device_size, grid.chunk_size)
 
     def id_for(self, length: int) -> bytes:
         return self.ids[length]
