@@ -48,13 +48,16 @@ class AppContext:
         return open_store(self.repo, **options)
 
     def password(self, confirm: bool = False) -> bytes:
+        """The password from the file, the environment or the terminal; an empty one is refused
+        (restic cannot open a repository made with it, and it protects nothing)."""
         if self.password_file:
-            return read_password_file(self.password_file)
+            return _not_empty(read_password_file(self.password_file), f"password file {self.password_file}")
         env = os.environ.get("E3BACKUP_PASSWORD")
         if env is not None:
-            return env.encode("utf-8")
+            return _not_empty(env.encode("utf-8"), "E3BACKUP_PASSWORD")
         if sys.stdin.isatty():
             pw = getpass.getpass("enter password for repository: ")
+            _not_empty(pw.encode("utf-8"), "the password typed")
             if confirm and getpass.getpass("enter password again: ") != pw:
                 raise UsageError("passwords do not match")
             return pw.encode("utf-8")
@@ -86,6 +89,12 @@ def _importer(modules: tuple[str, ...]) -> Callable[[], None]:
                 importlib.import_module(name)
 
     return load
+
+
+def _not_empty(password: bytes, source: str) -> bytes:
+    if not password:
+        raise UsageError(f"the repository password is empty ({source}): an empty password is refused")
+    return password
 
 
 def read_password_file(path: str) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from .. import __version__
 from ..errors import E3Error
 from ..tuning import tune_malloc
 from .context import AppContext
+from .log_setup import configure_logging
 from .storage_options import s3_options
 
 # Commands are imported when used, so `e3backup snapshots` does not pay for the server's or
@@ -97,11 +97,7 @@ def cli(
     store_options: dict[str, Any],
 ) -> None:
     """e3backup: deduplicated, encrypted backups in the restic v2 format."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(debug)
     ctx.obj = AppContext(
         repo=repo,
         password_file=password_file,

@@ -73,9 +73,12 @@ class LockInfo:
         now = now_ns() if now is None else now
         if now - self.time > STALE_AFTER_NS:
             return True
-        if self.hostname != socket.gethostname():
-            return False
-        return not _pid_alive(self.pid)
+        return self.holder_is_dead()
+
+    def holder_is_dead(self) -> bool:
+        """True when the lock names this host and its PID is gone: restic's certain case of a
+        stale lock (a SIGKILLed run), safe to remove whatever the lock's age."""
+        return self.hostname == socket.gethostname() and not _pid_alive(self.pid)
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -160,20 +163,33 @@ class Lock:
         self._mu = threading.Lock()
 
     def _conflicts(self) -> list[LockInfo]:
+        """Locks that exclude ours; locks of dead holders on this host are removed on the way."""
         out = []
-        for lk in list_locks(self.store, self.key, self.version):
+        for lk in self._drop_dead(list_locks(self.store, self.key, self.version)):
             if lk.id == self.id:
                 continue
             if self.exclusive or lk.exclusive:
                 out.append(lk)
         return out
 
+    def _drop_dead(self, locks: list[LockInfo]) -> list[LockInfo]:
+        """Remove every lock whose holder died on this host, conflicting or not: a killed
+        backup's shared lock would otherwise stay forever and make restic refuse the repository."""
+        live = []
+        for lk in locks:
+            if lk.id != self.id and lk.holder_is_dead():
+                log.warning("removed stale %s: the process is gone", lk.describe())
+                self._remove(lk.id)
+            else:
+                live.append(lk)
+        return live
+
     def _drop_stale(self, conflicts: list[LockInfo]) -> list[LockInfo]:
         """Remove conflicting locks whose holder is dead (same host) or that are 30 min old."""
         live = []
         for lk in conflicts:
             if lk.is_stale():
-                log.warning("removing stale %s", lk.describe())
+                log.warning("removed stale %s", lk.describe())
                 self._remove(lk.id)
             else:
                 live.append(lk)

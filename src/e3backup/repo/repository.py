@@ -25,6 +25,7 @@ from ..errors import (
     NotFoundError,
     RepoError,
     RepositoryNotFoundError,
+    UsageError,
 )
 from ..store.base import FileType, Handle, Store
 from . import unpacked
@@ -67,7 +68,8 @@ class Repository:
 
     @classmethod
     def init(cls, store: Store, password: bytes, kdf: KDFParams | None = None) -> Repository:
-        """Create a new v2 repository; refuses if one exists at the location."""
+        """Create a new v2 repository; refuses if one exists at the location, or an empty password."""
+        _refuse_empty(password)
         try:
             store.stat(Handle(FileType.CONFIG))
             raise AlreadyExistsError(f"{store.location}: repository already exists (config file present)")
@@ -84,6 +86,7 @@ class Repository:
     def open(cls, store: Store, password: bytes, meanwhile: Callable[[], object] | None = None) -> Repository:
         """Open with a password: finds the key, reads and checks the config. ``meanwhile`` runs
         on this thread while the key is derived (`derive_user_key`)."""
+        _refuse_empty(password)
         try:
             store.stat(Handle(FileType.CONFIG))
         except NotFoundError as e:
@@ -354,6 +357,11 @@ class Repository:
             yield path, node
             if node.type == "dir" and node.subtree is not None:
                 yield from self.walk(node.subtree, path)
+
+
+def _refuse_empty(password: bytes) -> None:
+    if not password:
+        raise UsageError("the repository password is empty: an empty password is refused")
 
 
 def _what(pack_id: str, blob: PackedBlob) -> str:
