@@ -89,6 +89,30 @@ def test_secret_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
     assert settings.load_secret() == key
 
 
+def test_sqlite_database_files_are_private(tmp_path: Path) -> None:
+    """The embedded database (sealed secrets, token hashes) and its WAL files are 0600, even
+    under a lax umask, and a database left 0644 by an older version is tightened on start."""
+    from e3backup.server.app import build_state
+    from e3backup.server.db import upgrade
+
+    old = os.umask(0o022)
+    try:
+        state = build_state(Settings(data_dir=tmp_path / "d"))
+        upgrade(state.engine)
+        with state.engine.connect() as conn:  # WAL mode: the -wal and -shm files exist now
+            conn.exec_driver_sql("SELECT 1")
+            db = tmp_path / "d" / "e3backup.db"
+            for path in (db, db.with_name("e3backup.db-wal"), db.with_name("e3backup.db-shm")):
+                assert path.exists(), path
+                assert path.stat().st_mode & 0o777 == 0o600, (path, oct(path.stat().st_mode))
+        state.engine.dispose()
+        os.chmod(db, 0o644)
+        build_state(Settings(data_dir=tmp_path / "d")).engine.dispose()
+        assert db.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
 def test_readable_secret_key_file_is_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     settings.load_secret()

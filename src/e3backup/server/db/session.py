@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -15,6 +17,8 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+    if url.startswith("sqlite"):
+        _private_sqlite_files(url)
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -29,6 +33,21 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _private_sqlite_files(url: str) -> None:
+    """Create the database file 0600 before SQLite does (it would use the umask, often 0644),
+    and tighten existing ones: the file holds sealed secrets and token hashes. SQLite gives
+    its -wal and -shm files the database file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir() and not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
