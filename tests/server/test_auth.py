@@ -71,6 +71,15 @@ def test_disabled_user_cannot_sign_in_and_loses_sessions(world: World) -> None:
     assert r.status_code == 401
 
 
+def test_re_enabling_a_user_does_not_revive_old_sessions(world: World) -> None:
+    """Disabling deletes the sessions: the cookie of before stays dead after re-enabling."""
+    assert world.admin.patch(f"/api/users/{world.user_a.id}", json={"disabled": True}).status_code == 200
+    assert world.admin.patch(f"/api/users/{world.user_a.id}", json={"disabled": False}).status_code == 200
+    assert world.user_a.get("/api/auth/me").status_code == 401
+    assert world.user_a.get("/", headers={"Accept": "text/html"}, follow_redirects=False).status_code == 303
+    assert login(world.client, "alice@acme.example").get("/api/auth/me").status_code == 200
+
+
 def test_login_is_rate_limited_per_email_and_recovers_after_the_window(
     app: FastAPI, client: TestClient, clock: FakeClock
 ) -> None:

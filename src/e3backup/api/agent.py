@@ -21,13 +21,19 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 from e3backup.api.common import (
     BackupType,
+    CommandResult,
     CommandStatus,
     CommandType,
     DiskImageFormat,
     EngineField,
+    EventDetails,
     EventLevel,
+    Id,
+    Int32,
+    Int64,
     RunKind,
     RunStatus,
+    ShortText,
 )
 from e3backup.api.jobs import Destination, HyperVConfig, HyperVVMResult, HyperVVMRun, Policy, Retention
 
@@ -48,8 +54,8 @@ class EnrollRequest(_Request):
 
 
 class EnrollResponse(BaseModel):
-    agent_id: int
-    tenant_id: int
+    agent_id: Id
+    tenant_id: Id
     agent_token: str = Field(..., description="Shown once; the server keeps only its hash.")
 
 
@@ -66,8 +72,8 @@ class NextRunRequest(_Request):
 class RunAssignment(BaseModel):
     """A run for the agent, with everything its engine needs, secrets included."""
 
-    run_id: int
-    job_id: int
+    run_id: Id
+    job_id: Id
     job_name: str
     kind: RunKind = RunKind.BACKUP
     engine: EngineField
@@ -103,24 +109,24 @@ class UpdateRunRequest(_Request):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    run_id: int
+    run_id: Id
     status: RunStatus | None = None
     progress_pct: Annotated[float, Field(ge=0, le=100)] | None = None
-    bytes_total: Annotated[int, Field(ge=0)] | None = None
-    bytes_processed: Annotated[int, Field(ge=0)] | None = None
-    bytes_uploaded: Annotated[int, Field(ge=0)] | None = None
-    files_total: Annotated[int, Field(ge=0)] | None = None
-    files_processed: Annotated[int, Field(ge=0)] | None = None
+    bytes_total: Int64 | None = None
+    bytes_processed: Int64 | None = None
+    bytes_uploaded: Int64 | None = None
+    files_total: Int64 | None = None
+    files_processed: Int64 | None = None
     speed_bytes_per_sec: Annotated[float, Field(ge=0)] | None = None
-    eta_seconds: Annotated[int, Field(ge=0)] | None = None
+    eta_seconds: Int32 | None = None
     snapshot_id: Annotated[str, Field(max_length=128)] | None = Field(
         None, validation_alias=AliasChoices("snapshot_id", "manifest_id")
     )
     backup_type: BackupType | None = None
-    disk_manifests_json: dict[str, str] | None = Field(
-        None, description="disk/volume -> snapshot (manifest) ID, for multi-disk images"
-    )
-    hyperv_results: list[HyperVVMResult] | None = None
+    disk_manifests_json: (
+        Annotated[dict[ShortText, Annotated[str, Field(max_length=128)]], Field(max_length=256)] | None
+    ) = Field(None, description="disk/volume -> snapshot (manifest) ID, for multi-disk images")
+    hyperv_results: Annotated[list[HyperVVMResult], Field(max_length=1024)] | None = None
     error_summary: Annotated[str, Field(max_length=4000)] | None = None
 
 
@@ -157,16 +163,16 @@ class AgentEvent(_Request):
     """One event. ``seq`` is the agent's sequence number within the run: a resent event with a
     ``seq`` the server already has is ignored, so batches can be retried safely."""
 
-    seq: Annotated[int, Field(ge=0)]
+    seq: Id
     ts: AwareDatetime | None = Field(None, description="When it happened on the agent (with its zone).")
     code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")]
     level: EventLevel | None = Field(None, description="Defaults to the code's level.")
     message: Annotated[str, Field(max_length=8000)] = ""
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: EventDetails = Field(default_factory=dict)
 
 
 class PushEventsRequest(_Request):
-    run_id: int
+    run_id: Id
     events: list[AgentEvent] = Field(..., max_length=1000)
 
 
@@ -206,9 +212,9 @@ class CommandAck(_Request):
     For ``list_disks`` the ``result`` is a :class:`DiskReport` (also stored as the agent's disks).
     """
 
-    command_id: int
+    command_id: Id
     status: CommandStatus
-    result: dict[str, Any] | None = None
+    result: CommandResult | None = None
     error: Annotated[str, Field(max_length=4000)] | None = None
 
 
@@ -217,26 +223,28 @@ class CommandAck(_Request):
 
 class Volume(BaseModel):
     path: Annotated[str, Field(min_length=1, max_length=1024)] = Field(..., description="C: or /dev/sda1")
-    label: str = ""
-    filesystem: str = ""
-    mount_point: str = ""
-    size_bytes: Annotated[int, Field(ge=0)] = 0
-    free_bytes: Annotated[int, Field(ge=0)] | None = None
+    label: Annotated[str, Field(max_length=256)] = ""
+    filesystem: Annotated[str, Field(max_length=64)] = ""
+    mount_point: ShortText = ""
+    size_bytes: Int64 = 0
+    free_bytes: Int64 | None = None
 
 
 class Disk(BaseModel):
     path: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
         ..., description=r"\\.\PhysicalDrive0 or /dev/sda"
     )
-    model: str = ""
-    size_bytes: Annotated[int, Field(ge=0)] = 0
-    partition_style: str = Field("", description="gpt, mbr or raw")
-    volumes: list[Volume] = Field(default_factory=list)
+    model: Annotated[str, Field(max_length=256)] = ""
+    size_bytes: Int64 = 0
+    partition_style: Annotated[str, Field(max_length=16)] = Field("", description="gpt, mbr or raw")
+    volumes: list[Volume] = Field(default_factory=list, max_length=256)
 
 
 class DiskReport(BaseModel):
-    disks: list[Disk] = Field(default_factory=list)
-    volumes: list[Volume] = Field(default_factory=list, description="Volumes not on a listed disk too.")
+    disks: list[Disk] = Field(default_factory=list, max_length=256)
+    volumes: list[Volume] = Field(
+        default_factory=list, max_length=1024, description="Volumes not on a listed disk too."
+    )
 
 
 class DiskReportResponse(BaseModel):

@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, BeforeValidator, Field
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+Id = Annotated[int, Ge(0), Le(INT32_MAX)]
+"""A database ID (and an event ``seq``): INTEGER columns on PostgreSQL, so at most 2^31 - 1.
+Bounded at the edge, a too-large ID is a 422 naming the field, not an overflow deep inside."""
+
+Int32 = Annotated[int, Ge(0), Le(INT32_MAX)]
+"""A non-negative count stored in an INTEGER column (``eta_seconds``)."""
+
+Int64 = Annotated[int, Ge(0), Le(INT64_MAX)]
+"""A non-negative size or count stored in a BIGINT column (bytes, files)."""
+
+
+def max_encoded(max_bytes: int) -> AfterValidator:
+    """A free-form JSON object bounded by its encoded size, so no single field can carry
+    megabytes into the database (the request body limit bounds the whole request)."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), default=str))
+        if size > max_bytes:
+            raise ValueError(f"larger than {max_bytes} bytes encoded ({size})")
+        return value
+
+    return AfterValidator(check)
+
+
+EventDetails = Annotated[dict[str, Any], Field(max_length=64), max_encoded(16 * 1024)]
+CommandPayload = Annotated[dict[str, Any], Field(max_length=32), max_encoded(256 * 1024)]
+CommandResult = Annotated[dict[str, Any], Field(max_length=64), max_encoded(4 * 1024 * 1024)]
+
+
+ShortText = Annotated[str, Field(max_length=1024)]
 
 
 class Engine(StrEnum):
@@ -99,14 +135,24 @@ class EventLevel(StrEnum):
 __all__ = [
     "ENGINE_ALIASES",
     "FINAL_RUN_STATUSES",
+    "INT32_MAX",
+    "INT64_MAX",
     "BackupType",
+    "CommandPayload",
+    "CommandResult",
     "CommandStatus",
     "CommandType",
     "ConsistencyLevel",
     "DiskImageFormat",
     "Engine",
     "EngineField",
+    "EventDetails",
     "EventLevel",
+    "Id",
+    "Int32",
+    "Int64",
     "RunKind",
     "RunStatus",
+    "ShortText",
+    "max_encoded",
 ]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from e3backup.api.common import BackupType, ConsistencyLevel
+from e3backup.api.common import BackupType, ConsistencyLevel, Id, Int64, ShortText
 
 
 class _Strict(BaseModel):
@@ -67,7 +67,7 @@ class HyperVConfig(_Strict):
     """Which VMs a ``hyperv`` job backs up and how (the seeds' ``hyperv_config``)."""
 
     vms: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        ..., min_length=1, description="VM names on the Hyper-V host."
+        ..., min_length=1, max_length=1024, description="VM names on the Hyper-V host."
     )
     enable_rct: StrictBool = Field(True, description="Use Resilient Change Tracking for incrementals.")
     consistency_level: ConsistencyLevel = ConsistencyLevel.APPLICATION
@@ -93,15 +93,15 @@ class HyperVVMRun(BaseModel):
 class HyperVVMResult(_Strict):
     """Per-VM outcome the agent reports in ``update_run``."""
 
-    vm_id: int | None = Field(None, description="Server VM id from hyperv_vms; or give vm_name")
-    vm_name: str | None = None
-    vm_guid: str | None = None
+    vm_id: Id | None = Field(None, description="Server VM id from hyperv_vms; or give vm_name")
+    vm_name: Annotated[str, Field(max_length=256)] | None = None
+    vm_guid: Annotated[str, Field(max_length=64)] | None = None
     backup_type: BackupType | None = None
-    checkpoint_id: str = ""
-    rct_ids: dict[str, str] = Field(default_factory=dict)
-    changed_bytes: Annotated[int, Field(ge=0)] = 0
+    checkpoint_id: Annotated[str, Field(max_length=256)] = ""
+    rct_ids: Annotated[dict[ShortText, ShortText], Field(max_length=256)] = Field(default_factory=dict)
+    changed_bytes: Int64 = 0
     consistency_level: ConsistencyLevel | None = None
-    error: str | None = None
+    error: Annotated[str, Field(max_length=4000)] | None = None
 
 
 class S3Destination(_Strict):

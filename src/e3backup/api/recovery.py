@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from e3backup.api.agent import RunAssignment
-from e3backup.api.common import EventLevel
+from e3backup.api.common import EventLevel, Id
 
 SESSION_EXTENSION_HOURS = 6
 SESSION_REFRESH_THRESHOLD_MINUTES = 30
@@ -30,7 +30,7 @@ SESSION_REFRESH_THRESHOLD_MINUTES = 30
 
 class RecoveryRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    run_id: int
+    run_id: Id
 
 
 class RecoveryRunResponse(BaseModel):
@@ -40,8 +40,8 @@ class RecoveryRunResponse(BaseModel):
 
 class RunEventsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    run_id: int
-    after_id: Annotated[int, Field(ge=0)] = 0
+    run_id: Id
+    after_id: Id = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 200
 
 

@@ -22,10 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from e3backup.api.common import INT32_MAX, Id
 from e3backup.server.db.models import Agent, Command, Job, RecoverySession, Run, Tenant, User, UserSession
+from e3backup.server.problems import FieldError
 from e3backup.server.security import csrf
 from e3backup.server.security.tokens import hash_token
 from e3backup.server.services import recovery as recovery_service
+from e3backup.server.services import users as users_service
 from e3backup.server.state import ServerState
 
 SESSION_COOKIE = "e3_session"
@@ -71,8 +74,8 @@ def current_user_session(request: Request, session: SessionDep, state: StateDep)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise _unauthorized("not signed in")
-    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(token)))
-    if row is None or row.expires_at <= state.clock.now() or row.user.disabled:
+    row = users_service.live_session(session, token, state.clock.now())
+    if row is None:
         raise _unauthorized("session expired or signed out")
     if request.method not in csrf.SAFE_METHODS and not csrf.tokens_match(
         row.csrf_token, request.headers.get(csrf.HEADER)
@@ -115,23 +118,23 @@ def _visible(session: Session, user: User, model: type[_T], obj_id: int, what: s
     return obj
 
 
-def visible_tenant(tenant_id: int, session: SessionDep, user: CurrentUser) -> Tenant:
+def visible_tenant(tenant_id: Id, session: SessionDep, user: CurrentUser) -> Tenant:
     return _visible(session, user, Tenant, tenant_id, "tenant")
 
 
-def visible_agent(agent_id: int, session: SessionDep, user: CurrentUser) -> Agent:
+def visible_agent(agent_id: Id, session: SessionDep, user: CurrentUser) -> Agent:
     return _visible(session, user, Agent, agent_id, "agent")
 
 
-def visible_job(job_id: int, session: SessionDep, user: CurrentUser) -> Job:
+def visible_job(job_id: Id, session: SessionDep, user: CurrentUser) -> Job:
     return _visible(session, user, Job, job_id, "job")
 
 
-def visible_run(run_id: int, session: SessionDep, user: CurrentUser) -> Run:
+def visible_run(run_id: Id, session: SessionDep, user: CurrentUser) -> Run:
     return _visible(session, user, Run, run_id, "run")
 
 
-def visible_command(command_id: int, session: SessionDep, user: CurrentUser) -> Command:
+def visible_command(command_id: Id, session: SessionDep, user: CurrentUser) -> Command:
     return _visible(session, user, Command, command_id, "command")
 
 
@@ -178,8 +181,8 @@ async def recovery_auth(request: Request, state: StateDep) -> RecoverySession:
     except ValueError as e:
         raise HTTPException(status_code=422, detail="invalid request: body must be JSON") from e
     run_id = body.get("run_id") if isinstance(body, dict) else None
-    if not isinstance(run_id, int) or isinstance(run_id, bool):
-        raise HTTPException(status_code=422, detail="invalid request: run_id: an integer is required")
+    if not isinstance(run_id, int) or isinstance(run_id, bool) or not 0 <= run_id <= INT32_MAX:
+        raise FieldError("run_id", f"an integer from 0 to {INT32_MAX} is required")
 
     def check() -> RecoverySession:
         with state.sessions() as session:

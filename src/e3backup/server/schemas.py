@@ -13,17 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from e3backup.api.common import (
     BackupType,
+    CommandPayload,
     CommandStatus,
     CommandType,
     DiskImageFormat,
     Engine,
     EngineField,
+    Id,
     RunKind,
     RunStatus,
 )
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+PathText = Annotated[str, Field(min_length=1, max_length=4096)]
+# the agent refuses more (agent/validate.py): the server stops them at the door
+SourcePaths = Annotated[list[PathText], Field(max_length=1000)]
+Excludes = Annotated[list[PathText], Field(max_length=10_000)]
 
 
 class _In(BaseModel):
@@ -73,7 +79,7 @@ class UserCreate(_In):
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     password: Annotated[str, Field(min_length=10, max_length=1024)]
     is_admin: StrictBool = False
-    tenant_id: int | None = Field(None, description="Required for tenant users, absent for admins.")
+    tenant_id: Id | None = Field(None, description="Required for tenant users, absent for admins.")
 
 
 class UserUpdate(_In):
@@ -158,10 +164,10 @@ class Schedule(_In):
 class JobCreate(_In):
     name: Name
     engine: EngineField
-    agent_id: int | None = None
+    agent_id: Id | None = None
     source_path: Annotated[str, Field(max_length=4096)] = ""
-    source_paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
-    exclude: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
+    source_paths: SourcePaths = Field(default_factory=list)
+    exclude: Excludes = Field(default_factory=list)
     disk_source_volume: Annotated[str, Field(max_length=1024)] | None = None
     disk_image_format: DiskImageFormat | None = None
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
@@ -178,10 +184,10 @@ class JobUpdate(_In):
 
     name: Name | None = None
     engine: EngineField | None = None
-    agent_id: int | None = None
+    agent_id: Id | None = None
     source_path: Annotated[str, Field(max_length=4096)] | None = None
-    source_paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
-    exclude: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
+    source_paths: SourcePaths | None = None
+    exclude: Excludes | None = None
     disk_source_volume: Annotated[str, Field(max_length=1024)] | None = None
     disk_image_format: DiskImageFormat | None = None
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
@@ -252,8 +258,8 @@ class CommandCreate(_In):
     """A command for an agent. ``restore`` and ``maintenance`` create a run the agent reports on."""
 
     type: Literal[CommandType.RESTORE, CommandType.MAINTENANCE, CommandType.HYPERV_RESTORE]
-    job_id: int = Field(..., description="The job whose repository the command works on.")
-    payload: dict[str, Any] = Field(
+    job_id: Id = Field(..., description="The job whose repository the command works on.")
+    payload: CommandPayload = Field(
         default_factory=dict,
         description="restore: snapshot_id, target_path or target_disk, paths; maintenance: mode",
     )
@@ -275,7 +281,7 @@ class CommandPublic(BaseModel):
 
 
 class RecoverySessionCreate(_In):
-    job_id: int
+    job_id: Id
     snapshot_id: Annotated[str, Field(min_length=1, max_length=128)]
     target_disk: Annotated[str, Field(max_length=1024)] = ""
 

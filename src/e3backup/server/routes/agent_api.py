@@ -21,7 +21,7 @@ from e3backup.api.agent import (
     UpdateRunRequest,
     UpdateRunResponse,
 )
-from e3backup.api.common import RunKind
+from e3backup.api.common import Id, RunKind
 from e3backup.server.db.models import Agent, Run
 from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
 from e3backup.server.services import agents as agents_svc
@@ -45,7 +45,7 @@ def next_run(
     session: SessionDep,
     state: StateDep,
     body: NextRunRequest | None = None,
-    run_id: int | None = None,
+    run_id: Id | None = None,
     kind: RunKind | None = None,
 ) -> NextRunResponse:
     """The agent's next queued run with everything it needs (secrets included), now running.

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from e3backup.api.common import CommandStatus, CommandType
+from e3backup.api.common import CommandStatus, CommandType, Id
 from e3backup.server.db.models import Agent, Command
 from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleAgent
 from e3backup.server.schemas import AgentDisks, AgentPublic, DiskRefreshPending
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/agents", tags=["agents"])
 
 @router.get("")
 def list_agents(
-    session: SessionDep, state: StateDep, user: CurrentUser, tenant_id: int | None = None
+    session: SessionDep, state: StateDep, user: CurrentUser, tenant_id: Id | None = None
 ) -> list[AgentPublic]:
     query = select(Agent).order_by(Agent.hostname, Agent.id)
     if not user.is_admin:
@@ -66,7 +66,7 @@ async def refresh_disks(
     session: SessionDep,
     state: StateDep,
     user: CurrentUser,
-    command_id: int | None = None,
+    command_id: Id | None = None,
 ) -> AgentDisks | JSONResponse:
     agent_id, user_id = agent.id, user.id
     session.close()  # hold no connection while waiting

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select, update
 
+from e3backup.api.common import Id
 from e3backup.server.db.models import Job, Run
 from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleJob
 from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 @router.get("")
 def list_jobs(
-    session: SessionDep, user: CurrentUser, tenant_id: int | None = None, agent_id: int | None = None
+    session: SessionDep, user: CurrentUser, tenant_id: Id | None = None, agent_id: Id | None = None
 ) -> list[JobPublic]:
     query = select(Job).order_by(Job.name, Job.id)
     if not user.is_admin:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from e3backup.api.common import CommandType, RunStatus
+from e3backup.api.common import CommandType, Id, RunStatus
 from e3backup.api.recovery import RunEventView
 from e3backup.server.db.models import Agent, Run
 from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleRun
@@ -23,9 +23,9 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 def list_runs(
     session: SessionDep,
     user: CurrentUser,
-    tenant_id: int | None = None,
-    job_id: int | None = None,
-    agent_id: int | None = None,
+    tenant_id: Id | None = None,
+    job_id: Id | None = None,
+    agent_id: Id | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunPublic]:
@@ -52,7 +52,7 @@ def get_run(run: VisibleRun) -> RunPublic:
 def get_events(
     run: VisibleRun,
     session: SessionDep,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Id = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[RunEventView]:
     """Events after ``after_id`` (poll with the last id seen), with each code's meaning."""

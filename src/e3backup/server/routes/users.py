@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from e3backup.server.db.models import User, UserSession
+from e3backup.api.common import Id
+from e3backup.server.db.models import User
 from e3backup.server.deps import AdminUser, CurrentUser, SessionDep, StateDep
 from e3backup.server.schemas import UserCreate, UserPublic, UserUpdate
 from e3backup.server.services import users as svc
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 
 @router.get("")
-def list_users(session: SessionDep, user: CurrentUser, tenant_id: int | None = None) -> list[UserPublic]:
+def list_users(session: SessionDep, user: CurrentUser, tenant_id: Id | None = None) -> list[UserPublic]:
     query = select(User).order_by(User.email)
     if not user.is_admin:
         query = query.where(User.tenant_id == user.tenant_id)
@@ -34,7 +35,7 @@ def create_user(body: UserCreate, session: SessionDep, state: StateDep, _admin: 
 
 @router.patch("/{user_id}")
 def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, state: StateDep, admin: AdminUser
+    user_id: Id, body: UserUpdate, session: SessionDep, state: StateDep, admin: AdminUser
 ) -> UserPublic:
     user = session.get(User, user_id)
     if user is None:
@@ -43,8 +44,10 @@ def update_user(
         if user.id == admin.id and body.disabled:
             raise HTTPException(status_code=409, detail="you cannot disable yourself")
         user.disabled = body.disabled
+        if body.disabled:
+            svc.end_sessions(session, user.id)  # a re-enabled user signs in again
     if body.password is not None:
         user.password_hash = state.passwords.hash(body.password)
-        session.execute(delete(UserSession).where(UserSession.user_id == user.id))  # sign out everywhere
+        svc.end_sessions(session, user.id)
     session.commit()
     return svc.user_public(user)

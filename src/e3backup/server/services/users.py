@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from e3backup.server.db.models import Tenant, User, UserSession
@@ -78,6 +78,28 @@ def start_session(session: Session, user: User, now: datetime, hours: float) -> 
     return row, token
 
 
+def live_session(session: Session, token: str | None, now: datetime) -> UserSession | None:
+    """The sign-in session of a cookie's token, if it has not expired and its user is enabled.
+
+    The one lookup behind the API, the pages, the live-progress stream and sign-out.
+    """
+    if not token:
+        return None
+    return live_session_by_hash(session, hash_token(token), now)
+
+
+def live_session_by_hash(session: Session, token_hash: str, now: datetime) -> UserSession | None:
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
+    if row is None or row.expires_at <= now or row.user.disabled:
+        return None
+    return row
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """Sign the user out everywhere (password change, disable)."""
+    session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+
+
 def user_public(user: User) -> UserPublic:
     return UserPublic.model_validate(user, from_attributes=True)
 
@@ -113,6 +135,9 @@ __all__ = [
     "authenticate",
     "create_tenant",
     "create_user",
+    "end_sessions",
+    "live_session",
+    "live_session_by_hash",
     "normalize_email",
     "rotate_enrollment_token",
     "start_session",

@@ -12,13 +12,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
-from e3backup.server.db.models import UserSession
 from e3backup.server.deps import SESSION_COOKIE, SessionDep, StateDep
 from e3backup.server.routes.auth import set_session_cookie, sign_in
 from e3backup.server.security import csrf
-from e3backup.server.security.tokens import hash_token
 from e3backup.server.services import users as svc
 from e3backup.server.web.deps import TENANT_COOKIE
 from e3backup.server.web.templating import render
@@ -77,9 +74,10 @@ def login_form(
 
 
 @router.post("/logout")
-def logout_form(request: Request, session: SessionDep, csrf_token: Annotated[str | None, Form()] = None) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(token))) if token else None
+def logout_form(
+    request: Request, session: SessionDep, state: StateDep, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    row = svc.live_session(session, request.cookies.get(SESSION_COOKIE), state.clock.now())
     if row is not None:
         if not csrf.tokens_match(row.csrf_token, csrf_token):
             raise HTTPException(status_code=403, detail="missing or wrong CSRF token (csrf_token form field)")

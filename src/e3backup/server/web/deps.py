@@ -18,11 +18,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from e3backup.api.common import Id
 from e3backup.server import deps as api_deps
 from e3backup.server.db.models import Agent, Job, Run, Tenant, User, UserSession
 from e3backup.server.deps import SESSION_COOKIE, SessionDep, StateDep
 from e3backup.server.security import csrf
-from e3backup.server.security.tokens import hash_token
+from e3backup.server.services import users as users_service
 
 TENANT_COOKIE = "e3_tenant"
 
@@ -43,9 +44,8 @@ def _local_url(request: Request) -> str:
 
 
 def page_session(request: Request, session: SessionDep, state: StateDep) -> UserSession:
-    token = request.cookies.get(SESSION_COOKIE)
-    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(token))) if token else None
-    if row is None or row.expires_at <= state.clock.now() or row.user.disabled:
+    row = users_service.live_session(session, request.cookies.get(SESSION_COOKIE), state.clock.now())
+    if row is None:
         raise LoginRequired(_local_url(request) if request.method == "GET" else "/")
     return row
 
@@ -132,15 +132,15 @@ def page(request: Request, user_session: PageSession, scope: ScopeDep, state: St
 PageDep = Annotated[Page, Depends(page)]
 
 
-def page_agent(agent_id: int, session: SessionDep, user_session: PageSession) -> Agent:
+def page_agent(agent_id: Id, session: SessionDep, user_session: PageSession) -> Agent:
     return api_deps.visible_agent(agent_id, session, user_session.user)
 
 
-def page_job(job_id: int, session: SessionDep, user_session: PageSession) -> Job:
+def page_job(job_id: Id, session: SessionDep, user_session: PageSession) -> Job:
     return api_deps.visible_job(job_id, session, user_session.user)
 
 
-def page_run(run_id: int, session: SessionDep, user_session: PageSession) -> Run:
+def page_run(run_id: Id, session: SessionDep, user_session: PageSession) -> Run:
     return api_deps.visible_run(run_id, session, user_session.user)
 
 

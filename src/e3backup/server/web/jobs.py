@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from e3backup.api.common import RunKind
+from e3backup.api.common import Id, RunKind
 from e3backup.server.db.models import Agent, Job, Run
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
@@ -80,7 +80,7 @@ def _wizard(
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job(page: PageDep, session: SessionDep, agent_id: int | None = None) -> HTMLResponse:
+def new_job(page: PageDep, session: SessionDep, agent_id: Id | None = None) -> HTMLResponse:
     form = default_form()
     if agent_id is not None:
         form["agent_id"] = str(agent_id)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from e3backup.api.common import INT32_MAX
 from e3backup.server.db.models import Agent, Job, Run, Tenant
 from e3backup.server.deps import SessionDep, StateDep, visible_tenant
 from e3backup.server.services import agents as agents_svc
@@ -75,7 +76,7 @@ def switch_tenant(
     if not user_session.user.is_admin:
         raise HTTPException(status_code=403, detail="only MSP administrators switch tenants")
     response = RedirectResponse(safe_next(next), status_code=303)
-    if tenant_id.isdigit() and session.get(Tenant, int(tenant_id)) is not None:
+    if tenant_id.isdigit() and int(tenant_id) <= INT32_MAX and session.get(Tenant, int(tenant_id)) is not None:
         response.set_cookie(TENANT_COOKIE, tenant_id, httponly=True, samesite="lax", path="/")
     else:
         response.delete_cookie(TENANT_COOKIE, path="/")

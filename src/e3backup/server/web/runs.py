@@ -20,14 +20,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from e3backup.api.common import CommandType, RunKind, RunStatus
+from e3backup.api.common import INT32_MAX, CommandType, Id, RunKind, RunStatus
 from e3backup.server import deps as api_deps
-from e3backup.server.db.models import Agent, Job, Run, UserSession
+from e3backup.server.db.models import Agent, Job, Run
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
 from e3backup.server.routes import commands as commands_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
+from e3backup.server.services import users as users_svc
 from e3backup.server.state import ServerState
 from e3backup.server.web.deps import FormSession, LoginRequired, PageDep, PageRun, page_session
 from e3backup.server.web.views import event_display, run_display
@@ -152,9 +153,9 @@ def live_payload(session: Any, run: Run, after_id: int) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}/live")
-def run_live(run: PageRun, session: SessionDep, after_id: int = 0) -> JSONResponse:
+def run_live(run: PageRun, session: SessionDep, after_id: Id = 0) -> JSONResponse:
     """The polling fallback: the run and its events after ``after_id``."""
-    return JSONResponse(live_payload(session, run, max(after_id, 0)))
+    return JSONResponse(live_payload(session, run, after_id))
 
 
 def _stream_auth(request: Request, state: ServerState, run_id: int) -> str:
@@ -171,8 +172,8 @@ def _stream_auth(request: Request, state: ServerState, run_id: int) -> str:
 def _stream_read(state: ServerState, token_hash: str, run_id: int, after_id: int) -> dict[str, Any] | None:
     """The next payload, or None when the session ended or the run is gone."""
     with state.sessions() as session:
-        row = session.scalar(select(UserSession).where(UserSession.token_hash == token_hash))
-        if row is None or row.expires_at <= state.clock.now() or row.user.disabled:
+        row = users_svc.live_session_by_hash(session, token_hash, state.clock.now())
+        if row is None:
             return None
         run = session.get(Run, run_id)
         if run is None or not api_deps.can_see_tenant(row.user, run.tenant_id):
@@ -186,10 +187,10 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 
 
 @router.get("/runs/{run_id}/events/stream")
-async def run_stream(run_id: int, request: Request, state: StateDep, after_id: int = 0) -> StreamingResponse:
+async def run_stream(run_id: Id, request: Request, state: StateDep, after_id: Id = 0) -> StreamingResponse:
     token_hash = await run_in_threadpool(_stream_auth, request, state, run_id)
     last_id = request.headers.get("last-event-id", "")
-    start = int(last_id) if last_id.isdigit() else max(after_id, 0)
+    start = int(last_id) if last_id.isdigit() and int(last_id) <= INT32_MAX else after_id
     interval = getattr(request.app.state, "web_stream_interval", STREAM_INTERVAL_SECONDS)
 
     async def updates() -> AsyncIterator[str]:
