@@ -5,6 +5,11 @@ downloaded). ``full`` also repacks partly used packs over the ``max_unused`` thr
 checks the repository, reading ``read_data_subset`` of the packs. Everything runs under one
 exclusive lock; progress goes to a ``Progress`` (stage, done and total in its ``extra``) and the
 result is a JSON-ready dict, like a backup run's summary.
+
+``run_maintenance`` follows the run contract (``e3backup.contract``). A set ``cancel`` event is
+honoured at the next step of any stage (a snapshot forgotten, a pack repacked or deleted, a pack
+checked): every step of a prune is crash-safe, so stopping there leaves a consistent repository
+and the next run finishes the work.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contract import Cancel, OnEvent, check_cancel
 from .errors import NotFoundError, UsageError
 from .progress import Progress
 from .repo.check import Checker
@@ -84,21 +90,29 @@ def prune(
     return plan, execute(repo, plan, progress)
 
 
-def _stage_reporter(progress: Progress) -> Callable[[str, int, int], None]:
+def _stage_reporter(progress: Progress, cancel: Cancel | None) -> Callable[[str, int, int], None]:
+    """Progress of each step; also where a cancel is noticed (every step is a safe place)."""
+
     def report(stage: str, done: int, total: int) -> None:
-        with progress.lock:
-            progress.c.extra.update({"stage": stage, "stage_done": done, "stage_total": total})
-            progress.c.current = stage
+        check_cancel(cancel, f"maintenance cancelled during {stage}; the repository is consistent "
+                             "(each step is crash-safe) and the next maintenance finishes the work")
+        progress.set_stage(stage, done, total)
 
     return report
 
 
-def run_maintenance(repo: Repository, opts: MaintenanceOptions, progress: Progress | None = None) -> dict[str, Any]:
+def run_maintenance(
+    repo: Repository,
+    opts: MaintenanceOptions,
+    progress: Progress | None = None,
+    on_event: OnEvent | None = None,
+    cancel: Cancel | None = None,
+) -> dict[str, Any]:
     """Run ``quick`` or ``full`` maintenance; returns the summary (``ok`` false on check errors)."""
     if opts.mode not in MODES:
         raise UsageError(f"unknown maintenance mode {opts.mode!r}: use quick or full")
     progress = progress or Progress(mode="quiet")
-    report = _stage_reporter(progress)
+    report = _stage_reporter(progress, cancel)
     start = time.monotonic()
     summary: dict[str, Any] = {"message_type": "summary", "mode": opts.mode, "policy": opts.policy.describe()}
     with repo.lock(exclusive=True):
@@ -129,7 +143,7 @@ def run_maintenance(repo: Repository, opts: MaintenanceOptions, progress: Progre
             }
     summary["duration"] = round(time.monotonic() - start, 3)
     summary["ok"] = summary["check"] is None or summary["check"]["ok"]
-    report("done", 1, 1)
+    progress.set_stage("done", 1, 1)
     return summary
 
 

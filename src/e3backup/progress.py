@@ -63,6 +63,28 @@ class Progress:
         with self.lock:
             self.c.bytes_total, self.c.files_total, self.c.scan_done = nbytes, files, True
 
+    def set_scan(self, files: int, nbytes: int, done: bool = False) -> None:
+        """Totals found so far by a scan running beside the work; ``done`` once it finished."""
+        with self.lock:
+            self.c.files_total, self.c.bytes_total = files, nbytes
+            if done:
+                self.c.scan_done = True
+
+    def add_error(self, n: int = 1) -> None:
+        with self.lock:
+            self.c.errors += n
+
+    def set_stage(self, stage: str, done: int, total: int) -> None:
+        """A run made of stages (maintenance: forget, prune, check): shown as the current item."""
+        with self.lock:
+            self.c.extra.update({"stage": stage, "stage_done": done, "stage_total": total})
+            self.c.current = stage
+
+    @property
+    def bytes_done(self) -> int:
+        with self.lock:
+            return self.c.bytes_done
+
     def set_extra(self, **values: Any) -> None:
         """Engine-specific fields carried in every status line (e.g. ``plan_bytes``, ``bytes_read``)."""
         with self.lock:

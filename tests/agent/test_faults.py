@@ -15,7 +15,7 @@ from e3backup.agent.outbox import Outbox
 from e3backup.agent.reporter import RunReporter
 from e3backup.agent.state import RunMarker
 from e3backup.api.agent import AgentEvent, PushEventsRequest
-from e3backup.engines.files import archiver
+from e3backup.engines.files import file_saver
 
 from .conftest import Harness
 
@@ -125,7 +125,7 @@ def test_cancel_from_the_dashboard_stops_a_running_backup(harness: Harness, tmp_
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A big throttled source (a chunk every 20 ms: minutes for the whole file); cancel stops it
     within seconds, no snapshot is saved, the run is marked cancelled."""
-    real_stream = archiver.stream_chunks
+    real_stream = file_saver.stream_chunks
     started: list[bool] = []
 
     def slow_stream(fd: int) -> Any:
@@ -135,7 +135,7 @@ def test_cancel_from_the_dashboard_stops_a_running_backup(harness: Harness, tmp_
             time.sleep(0.02)  # the throttle of the source, not a timing assumption of the test
             yield rnd.randbytes(64 * 1024)
 
-    monkeypatch.setattr(archiver, "stream_chunks", slow_stream)
+    monkeypatch.setattr(file_saver, "stream_chunks", slow_stream)
     agent, _ = harness.make_agent()
     src = _src(tmp_path, 2_000_000)
     job = harness.files_job(agent, src)
@@ -148,7 +148,7 @@ def test_cancel_from_the_dashboard_stops_a_running_backup(harness: Harness, tmp_
     assert time.monotonic() - t0 < 10
     assert "RUN_CANCELLED" in harness.codes(run_id)
     assert harness.run(run_id)["snapshot_id"] is None
-    monkeypatch.setattr(archiver, "stream_chunks", real_stream)
+    monkeypatch.setattr(file_saver, "stream_chunks", real_stream)
 
 
 @pytest.mark.parametrize(

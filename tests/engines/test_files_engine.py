@@ -230,7 +230,8 @@ def test_killed_backup_leaves_checkable_repo_and_next_run_reuses_uploads(
 def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path) -> None:
     import random
 
-    from e3backup.engines.files.archiver import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, cdc_chunks, stream_chunks
+    from e3backup.engines.files.file_saver import cdc_chunks, stream_chunks
+    from e3backup.engines.files.options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
 
     rnd = random.Random(5)
     data = rnd.randbytes(45 << 20) + bytes(19 << 20) + rnd.randbytes(3 << 20) + b"tail"
@@ -248,7 +249,8 @@ def test_cancel_stops_the_walk_and_saves_no_snapshot(repo: Repository, tmp_path:
     """A set cancel event stops a backup mid-file (checked per chunk) with no snapshot saved."""
     import threading
 
-    from e3backup.engines.files import BackupCancelled, BackupOptions, run_backup
+    from e3backup.engines.files import BackupOptions, run_backup
+    from e3backup.errors import Cancelled
     from e3backup.progress import Progress
 
     src = tmp_path / "src"
@@ -264,12 +266,12 @@ def test_cancel_stops_the_walk_and_saves_no_snapshot(repo: Repository, tmp_path:
                 cancel.set()
 
     progress = CancelAfterFirstChunk(mode="quiet")
-    with pytest.raises(BackupCancelled):
+    with pytest.raises(Cancelled):
         run_backup(repo, BackupOptions(paths=[str(src)], read_workers=1), progress, cancel=cancel)
     assert progress.c.bytes_done < 12 << 20  # stopped within a few chunks, not after reading everything
     assert repo.list_ids(FileType.SNAPSHOT) == []
     cancel.set()  # already set before the start: stops at once
-    with pytest.raises(BackupCancelled):
+    with pytest.raises(Cancelled):
         run_backup(repo, BackupOptions(paths=[str(src)]), cancel=cancel)
     assert repo.list_ids(FileType.SNAPSHOT) == []
 

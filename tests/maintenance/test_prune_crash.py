@@ -68,7 +68,7 @@ def _verify(repo: Path, src: Path, by_snap: dict[str, Path], work: Path, kept: s
     assert kept <= left and len(left) == n
     for snap_id in left:
         target = work / f"restore-{snap_id[:8]}"
-        run_restore(_open(repo), snap_id, RestoreOptions(str(target)))
+        run_restore(_open(repo), RestoreOptions(str(target), snapshot=snap_id))
         restored = target / str(src).lstrip("/")
         assert describe(restored) == describe(by_snap[snap_id]), snap_id
 

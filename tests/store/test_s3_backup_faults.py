@@ -137,5 +137,5 @@ def test_backup_through_a_storm_of_errors(s3_server: SeaweedServer, fault_proxy:
     restic(url, "check", "--read-data", env=s3_server.env())
     direct = Repository.open(open_store(url, **s3_server.store_options()), PASSWORD.encode())
     assert [s.id for s in direct.snapshots()] == [result.snapshot_id]
-    run_restore(direct, "latest", RestoreOptions(str(tmp_path / "out")))
+    run_restore(direct, RestoreOptions(str(tmp_path / "out"), snapshot="latest"))
     assert describe(tmp_path / "out" / str(src).lstrip("/")) == describe(src)

@@ -14,24 +14,38 @@ server and is handled again at the next poll (every handler is idempotent).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import Protocol
 
-from ..api.agent import CommandAck, CommandView
+from ..api.agent import CommandAck, CommandView, RunAssignment
 from ..api.common import CommandStatus, CommandType
 from ..errors import E3Error
-from .client import MalformedRun, ServerRefused
-
-if TYPE_CHECKING:
-    from .runner import Agent
+from .active import ActiveRuns
+from .client import MalformedRun, ServerClient, ServerRefused
+from .disks import DiskInventory
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 _RUN_COMMANDS = {CommandType.RESTORE, CommandType.MAINTENANCE, CommandType.HYPERV_RESTORE}
 
 
+class RunStarter(Protocol):
+    """What the command loop needs of the run executor."""
+
+    def start(self, run: RunAssignment, command_id: int | None = None) -> threading.Thread: ...
+
+    def refuse_malformed(self, e: MalformedRun, command_id: int | None = None) -> None: ...
+
+
 class CommandLoop:
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, client: ServerClient, outbox: Outbox, inventory: DiskInventory, active: ActiveRuns,
+                 runs: RunStarter) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.inventory = inventory
+        self.active = active
+        self.runs = runs
         self._taken: set[int] = set()
         self._unclaimed: dict[int, CommandView] = {}  # acknowledged, run not claimed yet (server down)
 
@@ -39,7 +53,7 @@ class CommandLoop:
         handled = 0
         for cmd in list(self._unclaimed.values()):
             self._claim(cmd)
-        for cmd in self.agent.client.poll_commands().commands:
+        for cmd in self.client.poll_commands().commands:
             if cmd.command_id in self._taken:
                 continue
             self.handle(cmd)
@@ -48,23 +62,17 @@ class CommandLoop:
 
     def _ack(self, cmd: CommandView, status: CommandStatus, result: dict[str, object] | None = None,
              error: str | None = None) -> None:
-        self.agent.client.ack_command(CommandAck(command_id=cmd.command_id, status=status, result=result,
+        self.client.ack_command(CommandAck(command_id=cmd.command_id, status=status, result=result,
                                                  error=error[:4000] if error else None))
 
     def handle(self, cmd: CommandView) -> None:
         log.info("command %s: %s (run %s)", cmd.command_id, cmd.type.value, cmd.run_id)
         if cmd.type is CommandType.CANCEL:
-            found = False
-            if cmd.run_id is not None:
-                with self.agent._active_lock:
-                    reporter = self.agent.active.get(cmd.run_id)
-                if reporter is not None:
-                    reporter.request_cancel("cancelled from the dashboard")
-                    found = True
+            found = cmd.run_id is not None and self.active.cancel(cmd.run_id, "cancelled from the dashboard")
             self._ack(cmd, CommandStatus.COMPLETED, {"run_id": cmd.run_id, "running_here": found})
         elif cmd.type is CommandType.LIST_DISKS:
             try:
-                report = self.agent.inventory.report()
+                report = self.inventory.report()
             except (E3Error, OSError, ValueError) as e:
                 self._ack(cmd, CommandStatus.FAILED, error=f"disk inventory failed: {e}")
                 return
@@ -89,10 +97,10 @@ class CommandLoop:
         assert cmd.run_id is not None
         failure: str | None = None
         try:
-            answer = self.agent.client.next_run(run_id=cmd.run_id)
+            answer = self.client.next_run(run_id=cmd.run_id)
         except MalformedRun as e:
             self._unclaimed.pop(cmd.command_id, None)
-            self.agent.refuse_malformed(e, cmd.command_id)
+            self.runs.refuse_malformed(e, cmd.command_id)
             return
         except ServerRefused as e:
             failure = f"could not claim run {cmd.run_id}: {e.detail}"
@@ -101,10 +109,10 @@ class CommandLoop:
                 failure = f"run {cmd.run_id} is no longer queued"
         self._unclaimed.pop(cmd.command_id, None)
         if failure is not None or answer.run is None:
-            self.agent.outbox.add_ack(CommandAck(command_id=cmd.command_id, status=CommandStatus.FAILED,
+            self.outbox.add_ack(CommandAck(command_id=cmd.command_id, status=CommandStatus.FAILED,
                                                  error=failure))
             return
-        self.agent.start_run(answer.run, command_id=cmd.command_id)
+        self.runs.start(answer.run, command_id=cmd.command_id)
 
 
 __all__ = ["CommandLoop"]

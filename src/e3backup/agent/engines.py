@@ -1,47 +1,68 @@
-"""Engine dispatch: which code backs up (or restores) a run's engine on this OS.
+"""The dispatch table: which engine runs a run's kind and engine on this OS, with which options.
 
-    engine       backup                         restore
-    files        engines.files.run_backup       restore.files.run_restore   (alias: kopia)
-    disk_image   engines.disk_image (Linux)     restore.image.run_image_restore (file or device)
-    hyperv       needs a Windows Hyper-V host   -> ENGINE_UNAVAILABLE
-    sync         the seeds' legacy rclone sync; not built (use files) -> ENGINE_UNAVAILABLE
+    kind         engine       run                                  options from
+    backup       files        engines.files.run_backup             source paths, excludes
+    backup       disk_image   engines.disk_image.run_image_backup  volume, policy (Linux)
+    backup       hyperv       needs a Windows Hyper-V host          -> ENGINE_UNAVAILABLE
+    backup       sync         not in this build                     -> ENGINE_UNAVAILABLE
+    restore      files        restore.files.run_restore            RestoreRequest, restore_kopia_parallel
+    restore      disk_image   restore.image.run_image_restore      RestoreRequest, policy (Linux)
+    maintenance  any          maintenance.run_maintenance          MaintenanceRequest, retention
 
-An engine that is not available fails the run with an ``ENGINE_UNAVAILABLE`` event; it never
-raises out of the agent. Adding one is an entry in ``BACKUP`` / ``RESTORE``: a function from a
-``JobContext`` to an ``Outcome``.
+Every entry pairs a ``run_x`` that follows the run contract (``e3backup.contract``) with the
+edge that resolves the run (its policy, request and this agent's settings) into the engine's
+typed options, and with how its result becomes the run's ``Outcome``. A new engine (Hyper-V,
+sync) is a new ``run_x`` plus an entry here; the executor, the reporting, cancel and the
+server's engine list (``engines_for``) follow from the table.
 """
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..api.agent import RunAssignment
-from ..api.common import BackupType, Engine, RunStatus
-from ..events import EventCode
+from ..api.common import BackupType, Engine, RunKind, RunStatus
+from ..api.requests import MaintenanceRequest, RestoreRequest
+from ..contract import Cancel, OnEvent, RunFn
+from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
+from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
 from ..repo import Repository
+from ..repo.forget import ForgetPolicy
+from ..restore.files import DEFAULT_WORKERS, MAX_WORKERS, RestoreOptions, RestoreResult, run_restore
 from .client import AgentError
 from .config import AgentConfig
-from .reporter import RunReporter
+
+O = TypeVar("O")  # noqa: E741 - the options type, as in the contract
+R = TypeVar("R")
 
 
 class EngineUnavailable(AgentError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobContext:
+    """What an entry's options resolver may read: the run, this agent's settings, the typed
+    restore or maintenance request (``None`` for backups)."""
+
     run: RunAssignment
     config: AgentConfig
-    reporter: RunReporter
-    open_repo: Callable[[bool], Repository]  # create: init the repository if missing
-    progress: Progress
-    host: str = field(default_factory=socket.gethostname)
-    options: dict[str, Any] = field(default_factory=dict)  # validated restore/maintenance options
+    host: str
+    request: RestoreRequest | MaintenanceRequest | None = None
+
+    @property
+    def restore(self) -> RestoreRequest:
+        assert isinstance(self.request, RestoreRequest), "a restore run carries a RestoreRequest"
+        return self.request
+
+    @property
+    def maintenance(self) -> MaintenanceRequest:
+        assert isinstance(self.request, MaintenanceRequest), "a maintenance run carries a MaintenanceRequest"
+        return self.request
 
 
 @dataclass
@@ -54,32 +75,29 @@ class Outcome:
     totals: dict[str, Any] = field(default_factory=dict)  # final counters for update_run
 
 
-EngineFn = Callable[[JobContext], Outcome]
+@dataclass(frozen=True)
+class EngineEntry(Generic[O, R]):
+    run: RunFn[O, R] | None  # None: not in this build (``why_not`` says why)
+    options: Callable[[JobContext], O] | None = None
+    outcome: Callable[[R], Outcome] | None = None
+    create_repo: bool = False  # a backup creates the repository on first use
+    platforms: tuple[str, ...] = ()  # sys.platform prefixes; () = everywhere
+    why_not: str = ""
+
+    def available(self, platform: str) -> bool:
+        return self.run is not None and (not self.platforms or platform.startswith(self.platforms))
 
 
 # -- files ----------------------------------------------------------------------------------------
 
 
-def backup_files(ctx: JobContext) -> Outcome:
-    from ..engines.files import BackupOptions, Excluder, run_backup
-
+def _files_backup_options(ctx: JobContext) -> BackupOptions:
     run = ctx.run
     paths = run.source_paths or [run.source_path]
-    opts = BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"])
-    repo = ctx.open_repo(True)
-    try:
-        ctx.reporter.event(EventCode.REPOSITORY_SNAPSHOT_STARTED, f"backing up {', '.join(paths)}", paths=paths)
-        result = run_backup(repo, opts, ctx.progress, cancel=ctx.reporter.cancel)
-    finally:
-        repo.close()
-    ctx.reporter.event(
-        EventCode.REPOSITORY_SNAPSHOT_SAVED,
-        f"snapshot {result.snapshot_id[:8]} saved: {result.total_files_processed} files, "
-        f"{result.bytes_added} new bytes",
-        snapshot_id=result.snapshot_id, parent_id=result.parent_id or None, files_new=result.files_new,
-        files_changed=result.files_changed, files_unmodified=result.files_unmodified,
-        bytes_added=result.bytes_added, errors=len(result.errors),
-    )
+    return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"])
+
+
+def _files_backup_outcome(result: BackupResult) -> Outcome:
     status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
     return Outcome(
         status,
@@ -90,18 +108,21 @@ def backup_files(ctx: JobContext) -> Outcome:
     )
 
 
-def restore_files(ctx: JobContext) -> Outcome:
-    from ..restore.files import RestoreOptions, run_restore
+def files_restore_workers(run: RunAssignment) -> int:
+    """The seeds' ``restore_kopia_parallel`` (1-32); it defaults to the restore workers
+    (``restore_parallel_workers``, capped at 32), then to 8."""
+    p = run.policy
+    return min(p.restore_kopia_parallel or p.restore_parallel_workers or DEFAULT_WORKERS, MAX_WORKERS)
 
-    o = ctx.options
-    workers = ctx.run.policy.restore_kopia_parallel or ctx.run.policy.restore_parallel_workers or 8
-    opts = RestoreOptions(target=o["target_path"], includes=list(o.get("paths") or []),
-                          verify=bool(o.get("verify", True)), workers=workers)
-    repo = ctx.open_repo(False)
-    try:
-        result = run_restore(repo, o["snapshot_id"], opts, ctx.progress)
-    finally:
-        repo.close()
+
+def _files_restore_options(ctx: JobContext) -> RestoreOptions:
+    req = ctx.restore
+    assert req.target_path is not None  # validate_restore refused it otherwise
+    return RestoreOptions(target=req.target_path, includes=list(req.paths), verify=req.verify,
+                          workers=files_restore_workers(ctx.run), snapshot=req.snapshot_id)
+
+
+def _files_restore_outcome(result: RestoreResult) -> Outcome:
     status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
     return Outcome(status, snapshot_id=None, summary=result.summary_json(),
                    error=f"{len(result.errors)} error(s): {result.errors[0]}" if result.errors else None)
@@ -110,23 +131,21 @@ def restore_files(ctx: JobContext) -> Outcome:
 # -- disk_image ---------------------------------------------------------------------------------
 
 
-def backup_disk_image(ctx: JobContext) -> Outcome:
-    from ..engines.disk_image import ImageBackupOptions, run_image_backup
+def _image_backup_options(ctx: JobContext) -> Any:
+    from ..engines.disk_image import ImageBackupOptions
 
     run = ctx.run
     assert run.disk_source_volume is not None
-    opts = ImageBackupOptions(
+    return ImageBackupOptions(
         source=run.disk_source_volume,
         policy=run.policy.model_dump(exclude_none=True),
         host=ctx.host,
         tags=(f"job:{run.job_id}",),
         run_id=f"run{run.run_id}",
     )
-    repo = ctx.open_repo(True)
-    try:
-        result = run_image_backup(repo, opts, ctx.progress, ctx.reporter.on_engine_event, ctx.reporter.cancel)
-    finally:
-        repo.close()
+
+
+def _image_backup_outcome(result: Any) -> Outcome:
     status = RunStatus.WARNING if result.recovered_bytes else RunStatus.SUCCESS
     return Outcome(
         status,
@@ -137,44 +156,59 @@ def backup_disk_image(ctx: JobContext) -> Outcome:
     )
 
 
-def restore_disk_image(ctx: JobContext) -> Outcome:
-    """A disk image to a file (raw or VHDX, under the restore roots) or to an allowed device."""
-    from ..restore.image import ImageRestoreOptions, run_image_restore
+def _run_image_backup(repo: Repository, options: Any, progress: Progress | None = None,
+                      on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
+    from ..engines.disk_image import run_image_backup
 
-    o = ctx.options
-    target = str(o.get("target_disk") or o["target_path"])
-    image_format = str(o.get("format") or ctx.run.disk_image_format or "raw")
+    return run_image_backup(repo, options, progress, on_event, cancel)
+
+
+@dataclass(frozen=True)
+class _ImageRestore:
+    snapshot: str
+    options: Any  # restore.image.ImageRestoreOptions
+
+
+def _image_restore_options(ctx: JobContext) -> _ImageRestore:
+    """A disk image to a file (raw or VHDX, under the restore roots) or to an allowed device."""
+    from ..restore.image import ImageRestoreOptions
+
+    req = ctx.restore
+    target = str(req.target_disk or req.target_path)
+    image_format = (req.format.value if req.format else None) or (
+        ctx.run.disk_image_format.value if ctx.run.disk_image_format else "raw")
     opts = ImageRestoreOptions.from_policy(
         target,
         ctx.run.policy.model_dump(exclude_none=True),
-        image_format="raw" if o.get("target_disk") else image_format,
-        verify=bool(o.get("verify", True)),
-        discard=bool(o.get("discard", False)),
-        force=bool(o.get("force", False)),
+        image_format="raw" if req.target_disk else image_format,
+        verify=req.verify,
+        discard=req.discard,
+        force=req.force,
     )
-    repo = ctx.open_repo(False)
-    try:
-        result = run_image_restore(repo, o["snapshot_id"], opts, ctx.progress, cancel=ctx.reporter.cancel)
-    finally:
-        repo.close()
+    return _ImageRestore(req.snapshot_id, opts)
+
+
+def _run_image_restore(repo: Repository, options: _ImageRestore, progress: Progress | None = None,
+                       on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
+    from ..restore.image import run_image_restore
+
+    return run_image_restore(repo, options.snapshot, options.options, progress, cancel=cancel)
+
+
+def _image_restore_outcome(result: Any) -> Outcome:
     return Outcome(RunStatus.SUCCESS, summary=result.summary_json())
 
 
 # -- maintenance ----------------------------------------------------------------------------------
 
 
-def maintain(ctx: JobContext) -> Outcome:
+def _maintenance_options(ctx: JobContext) -> MaintenanceOptions:
     """Forget by the job's retention (this host's snapshots only), then prune; ``full`` checks too."""
-    from ..maintenance import MaintenanceOptions, run_maintenance
-    from ..repo.forget import ForgetPolicy
-
     keep = ctx.run.retention.model_dump(exclude_none=True)
-    opts = MaintenanceOptions(mode=ctx.options.get("mode", "quick"), policy=ForgetPolicy(**keep), hosts=(ctx.host,))
-    repo = ctx.open_repo(False)
-    try:
-        summary = run_maintenance(repo, opts, ctx.progress)
-    finally:
-        repo.close()
+    return MaintenanceOptions(mode=ctx.maintenance.mode, policy=ForgetPolicy(**keep), hosts=(ctx.host,))
+
+
+def _maintenance_outcome(summary: dict[str, Any]) -> Outcome:
     if not summary.get("ok", True):
         return Outcome(RunStatus.FAILED, summary=summary, error="repository check found errors")
     return Outcome(RunStatus.SUCCESS, summary=summary)
@@ -182,39 +216,60 @@ def maintain(ctx: JobContext) -> Outcome:
 
 # -- the tables -----------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class EngineSpec:
-    fn: EngineFn | None
-    platforms: tuple[str, ...] = ()  # sys.platform prefixes; () = everywhere
-    why_not: str = ""
-
-
-BACKUP: dict[Engine, EngineSpec] = {
-    Engine.FILES: EngineSpec(backup_files),
-    Engine.DISK_IMAGE: EngineSpec(backup_disk_image, ("linux",),
-                                  "disk image backups need Linux in this build (VSS on Windows is not wired)"),
-    Engine.HYPERV: EngineSpec(None, why_not="Hyper-V backups need a Windows Hyper-V host and are not in this build"),
-    Engine.SYNC: EngineSpec(
-        None, why_not="the legacy rclone sync engine is not part of e3backup; use the files engine"
+BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
+    Engine.FILES: EngineEntry[BackupOptions, BackupResult](
+        run_backup, _files_backup_options, _files_backup_outcome, create_repo=True
     ),
+    Engine.DISK_IMAGE: EngineEntry(
+        _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True, platforms=("linux",),
+        why_not="disk image backups need Linux in this build (VSS on Windows is not wired)",
+    ),
+    Engine.HYPERV: EngineEntry(None, why_not="Hyper-V backups need a Windows Hyper-V host and are not in this build"),
+    Engine.SYNC: EngineEntry(None, why_not="the sync engine is not in this build; use the files engine"),
 }
 
-RESTORE: dict[Engine, EngineSpec] = {
-    Engine.FILES: EngineSpec(restore_files),
-    Engine.DISK_IMAGE: EngineSpec(restore_disk_image, ("linux",), "disk image restores need Linux in this build"),
-    Engine.HYPERV: EngineSpec(None, why_not="Hyper-V restore needs a Windows Hyper-V host"),
-    Engine.SYNC: EngineSpec(None, why_not="sync jobs cannot be restored by the agent"),
+RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
+    Engine.FILES: EngineEntry[RestoreOptions, RestoreResult](
+        run_restore, _files_restore_options, _files_restore_outcome
+    ),
+    Engine.DISK_IMAGE: EngineEntry(_run_image_restore, _image_restore_options, _image_restore_outcome,
+                                   platforms=("linux",), why_not="disk image restores need Linux in this build"),
+    Engine.HYPERV: EngineEntry(None, why_not="Hyper-V restore needs a Windows Hyper-V host"),
+    Engine.SYNC: EngineEntry(None, why_not="sync jobs cannot be restored by the agent"),
 }
 
-
-def pick(table: dict[Engine, EngineSpec], engine: Engine, platform: str = sys.platform) -> EngineFn:
-    spec = table.get(engine)
-    if spec is None or spec.fn is None:
-        raise EngineUnavailable(spec.why_not if spec else f"unknown engine {engine}")
-    if spec.platforms and not platform.startswith(spec.platforms):
-        raise EngineUnavailable(f"{spec.why_not} (this machine: {platform})")
-    return spec.fn
+MAINTENANCE: EngineEntry[Any, Any] = EngineEntry[MaintenanceOptions, dict[str, Any]](
+    run_maintenance, _maintenance_options, _maintenance_outcome
+)
 
 
-__all__ = ["BACKUP", "RESTORE", "EngineUnavailable", "JobContext", "Outcome", "maintain", "pick"]
+def pick(kind: RunKind, engine: Engine, platform: str = sys.platform) -> EngineEntry[Any, Any]:
+    """The entry for a run, or ``EngineUnavailable`` saying why not."""
+    if kind is RunKind.MAINTENANCE:
+        return MAINTENANCE
+    table = BACKUP if kind is RunKind.BACKUP else RESTORE
+    entry = table.get(engine)
+    if entry is None or entry.run is None:
+        raise EngineUnavailable(entry.why_not if entry else f"unknown engine {engine}")
+    if not entry.available(platform):
+        raise EngineUnavailable(f"{entry.why_not} (this machine: {platform})")
+    return entry
+
+
+def engines_for(platform: str = sys.platform) -> list[Engine]:
+    """The engines this agent can back up with on ``platform`` (reported to the server)."""
+    return [engine for engine, entry in BACKUP.items() if entry.available(platform)]
+
+
+__all__ = [
+    "BACKUP",
+    "MAINTENANCE",
+    "RESTORE",
+    "EngineEntry",
+    "EngineUnavailable",
+    "JobContext",
+    "Outcome",
+    "engines_for",
+    "files_restore_workers",
+    "pick",
+]

@@ -3,8 +3,13 @@
 Each loop is a thread that sleeps on the agent's stop event (so ``stop`` is immediate). The
 poll loop asks for backup runs (``next_run?kind=backup``, jittered interval) and runs at most
 ``max_concurrent_runs`` at a time (one by default); restore and maintenance runs come from
-their commands (``commands.py``) and run beside backups. Every run goes through ``execute``:
-marker on disk, checks (``validate``), engine dispatch, reporting, outcome into the outbox.
+their commands (``commands.py``) and run beside backups. The ``Agent`` only wires the parts:
+
+    ActiveRuns    the runs in progress by ID (cancel, stop)          active.py
+    RunExecutor   one run: checks, dispatch, reporting, outcome      executor.py
+    CommandLoop   the dashboard's commands, given the two above      commands.py
+    engines       the dispatch table (kind, engine) -> run_x          engines.py
+
 At start, markers left by a killed agent are reported as failed (``RUN_ORPHANED``) and the
 snapshots such a run created (LVM) are removed.
 """
@@ -24,27 +29,21 @@ from typing import Any
 
 from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
 from ..api.common import CommandStatus, RunKind, RunStatus
-from ..engines.files import BackupCancelled as FilesCancelled
-from ..errors import E3Error, LockError, RepoError, StoreError
+from ..errors import E3Error
 from ..events import EventCode
-from ..progress import Progress
 from ..repo import KDFParams
 from ..storage.probe import ProbeResult, probe
+from .active import ActiveRuns
 from .client import AuthRejected, MalformedRun, ServerClient, ServerUnavailable
 from .commands import CommandLoop
 from .config import AgentConfig
-from .destination import StorageUnavailable, open_repository
 from .disks import DiskInventory, inventory_for
-from .engines import BACKUP, RESTORE, EngineUnavailable, JobContext, Outcome, maintain, pick
-from .reporter import RunReporter
-from .state import RunMarker, StateDir
+from .engines import Outcome
+from .executor import STOPPING, RunExecutor
+from .state import StateDir
 from .transport import HttpxTransport, Transport
-from .validate import RunRefused, validate_backup, validate_maintenance, validate_restore
 
 log = logging.getLogger(__name__)
-
-STOPPING = "the agent is stopping"
-
 
 def default_snapshot_cleanup() -> list[str]:
     """Remove LVM snapshots a killed run left behind (none without the lvm2 tools)."""
@@ -89,12 +88,12 @@ class Agent:
         self.delivery_retry = delivery_retry
         self.rng = rng or random.Random()
         self.host = socket.gethostname()
-        self.active: dict[int, RunReporter] = {}
-        self._active_lock = threading.Lock()
+        self.active = ActiveRuns()
+        self.runs = RunExecutor(config, self.client, self.state, self.active, host=self.host, platform=platform,
+                                clock=clock, kdf=kdf, prober=prober)
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
-        self._run_threads: list[threading.Thread] = []
         self._loops: list[threading.Thread] = []
-        self.commands = CommandLoop(self)
+        self.commands = CommandLoop(self.client, self.outbox, self.inventory, self.active, self.runs)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -118,11 +117,9 @@ class Agent:
         """Stop polling, cancel running jobs (reported failed: the agent stopped), deliver what
         can be delivered."""
         self._stop.set()
-        with self._active_lock:
-            for reporter in self.active.values():
-                reporter.request_cancel(STOPPING)
+        self.active.cancel_all(STOPPING)
         deadline = time.monotonic() + timeout
-        for t in [*self._run_threads, *self._loops]:
+        for t in [*self.runs.threads(), *self._loops]:
             t.join(max(0.0, deadline - time.monotonic()))
         try:
             self.outbox.flush(self.client)
@@ -176,9 +173,10 @@ class Agent:
     def wait_idle(self, timeout: float) -> bool:
         """Tests and the demo: wait (bounded) until no run is in progress."""
         deadline = time.monotonic() + timeout
-        for t in list(self._run_threads):
+        threads = self.runs.threads()
+        for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._run_threads)
+        return not any(t.is_alive() for t in threads)
 
     # -- the loops' bodies ------------------------------------------------------------------------
 
@@ -206,118 +204,13 @@ class Agent:
 
     def start_run(self, run: RunAssignment, command_id: int | None = None,
                   release: Callable[[], None] | None = None) -> threading.Thread:
-        def body() -> None:
-            try:
-                self.execute(run, command_id)
-            finally:
-                if release is not None:
-                    release()
-
-        t = threading.Thread(target=body, name=f"run-{run.run_id}", daemon=True)
-        self._run_threads = [x for x in self._run_threads if x.is_alive()]
-        self._run_threads.append(t)
-        t.start()
-        return t
+        return self.runs.start(run, command_id, release)
 
     def refuse_malformed(self, e: MalformedRun, command_id: int | None = None) -> None:
-        log.error("refused a run the server handed out: %s", e)
-        if e.run_id is not None:
-            self.outbox.add_event(e.run_id, EventCode.RUN_REFUSED.value, f"run refused: {e.reason}",
-                                  details={"reason": e.reason})
-            self.outbox.add_final(UpdateRunRequest.model_validate(
-                {"run_id": e.run_id, "status": RunStatus.FAILED, "error_summary": f"refused by the agent: {e.reason}"}))
-        if command_id is not None:
-            self.outbox.add_ack(CommandAck(command_id=command_id, status=CommandStatus.FAILED,
-                                           error=f"refused by the agent: {e.reason}"))
-
-    # -- one run ------------------------------------------------------------------------------------
+        self.runs.refuse_malformed(e, command_id)
 
     def execute(self, run: RunAssignment, command_id: int | None = None) -> Outcome:
-        reporter = RunReporter(run.run_id, self.client, self.outbox, self.config.progress_interval_seconds,
-                               self.clock)
-        with self._active_lock:
-            self.active[run.run_id] = reporter
-        self.state.begin_run(RunMarker(run.run_id, run.kind.value, run.engine.value, run.job_id, command_id))
-        log.info("run %s: %s %s of job %s (%s) started", run.run_id, run.engine.value, run.kind.value,
-                 run.job_id, run.job_name)
-        try:
-            outcome = self._outcome(run, reporter)
-            reporter.finish(outcome.status, snapshot_id=outcome.snapshot_id, backup_type=outcome.backup_type,
-                            error=outcome.error, extra=outcome.totals)
-            if command_id is not None:
-                ok = outcome.status in (RunStatus.SUCCESS, RunStatus.WARNING)
-                self.outbox.add_ack(CommandAck(
-                    command_id=command_id,
-                    status=CommandStatus.COMPLETED if ok else CommandStatus.FAILED,
-                    result=outcome.summary or None,
-                    error=None if ok else (outcome.error or outcome.status.value)[:4000],
-                ))
-            self.state.end_run(run.run_id)
-        finally:
-            with self._active_lock:
-                self.active.pop(run.run_id, None)
-        log.info("run %s finished: %s%s", run.run_id, outcome.status.value,
-                 f" ({outcome.error})" if outcome.error else "")
-        return outcome
-
-    def _outcome(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
-        try:
-            return self._dispatch(run, reporter)
-        except RunRefused as e:
-            reporter.event(EventCode.RUN_REFUSED, f"run refused: {e}", field=e.field, reason=e.reason)
-            return Outcome(RunStatus.FAILED, error=f"refused by the agent: {e}")
-        except EngineUnavailable as e:
-            reporter.event(EventCode.ENGINE_UNAVAILABLE, f"engine {run.engine.value}: {e}",
-                           engine=run.engine.value, platform=self.platform)
-            return Outcome(RunStatus.FAILED, error=f"engine {run.engine.value} unavailable: {e}")
-        except StorageUnavailable as e:
-            return Outcome(RunStatus.FAILED, error=str(e))
-        except E3Error as e:
-            if isinstance(e, _cancelled_errors()):
-                reason = reporter.cancel_reason or "cancelled"
-                if EventCode.RUN_CANCELLED.value not in reporter.codes:
-                    reporter.event(EventCode.RUN_CANCELLED, f"run cancelled ({reason}); no snapshot saved")
-                if reason == STOPPING:
-                    return Outcome(RunStatus.FAILED, error="the agent was stopped during the run")
-                return Outcome(RunStatus.CANCELLED, error=reason)
-            if isinstance(e, LockError):
-                reporter.event(EventCode.REPOSITORY_LOCKED, str(e))
-            elif isinstance(e, RepoError | StoreError):
-                reporter.event(EventCode.REPOSITORY_FAILED, str(e), error_type=type(e).__name__)
-            return Outcome(RunStatus.FAILED, error=str(e))
-        except Exception as e:
-            log.exception("run %s: unexpected error", run.run_id)
-            return Outcome(RunStatus.FAILED, error=f"internal error: {type(e).__name__}: {e}")
-
-    def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
-        options: dict[str, Any] = {}
-        if run.kind is RunKind.BACKUP:
-            validate_backup(run)
-            fn = pick(BACKUP, run.engine, self.platform)
-        elif run.kind is RunKind.RESTORE:
-            options = validate_restore(run, self.config)
-            fn = pick(RESTORE, run.engine, self.platform)
-        else:
-            options = {"mode": validate_maintenance(run)}
-            fn = maintain
-        if reporter.cancel.is_set():
-            raise FilesCancelled("cancelled before it started")
-
-        def open_repo(create: bool) -> Any:
-            return open_repository(run.destination, reporter, create=create, kdf=self.kdf, prober=self.prober)
-
-        interval = min(0.25, self.config.progress_interval_seconds)
-        with Progress(mode="quiet", interval=interval, callback=reporter.progress) as progress:
-            ctx = JobContext(run, self.config, reporter, open_repo, progress, self.host, options)
-            outcome = fn(ctx)
-        snap = progress.snapshot()
-        outcome.totals = {
-            "bytes_total": max(int(snap["total_bytes"]), int(snap["bytes_done"])),
-            "bytes_processed": int(snap["bytes_done"]),
-            "files_total": int(snap["total_files"]),
-            "files_processed": int(snap["files_done"]),
-        }
-        return outcome
+        return self.runs.execute(run, command_id)
 
     # -- after a kill -------------------------------------------------------------------------------
 
@@ -350,15 +243,6 @@ class Agent:
             log.warning("run %s was orphaned by a previous agent process (pid %s); reported failed",
                         m.run_id, m.pid)
         return orphans
-
-
-def _cancelled_errors() -> tuple[type[BaseException], ...]:
-    """The engines' "cancelled" errors (the image engine is imported only where it exists)."""
-    try:
-        from ..engines.disk_image import BackupCancelled as ImageCancelled
-    except ImportError:
-        return (FilesCancelled,)
-    return (FilesCancelled, ImageCancelled)
 
 
 def _os_version() -> str:

@@ -3,17 +3,22 @@
 The server is trusted to schedule, not to point the agent anywhere: a restore target must lie
 under one of the configured ``restore_roots`` (no ``..``), an image restore device must be
 listed in ``allowed_devices``, and sizes and counts must be sane. A refusal is a
-``RUN_REFUSED`` event naming the field and the reason, and a failed run.
+``RUN_REFUSED`` event naming the field and the reason, and a failed run. Restore and
+maintenance requests are read into their ``api.requests`` models here: the engines get typed
+values, never the payload dict.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from ..api.agent import RunAssignment
 from ..api.common import Engine, RunKind
+from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..maintenance import MODES
 from .client import AgentError
 from .config import AgentConfig
@@ -23,6 +28,7 @@ MAX_EXCLUDES = 10_000
 MAX_PATH_LEN = 4096
 MAX_RESTORE_KEYS = 32
 SNAPSHOT_ID = re.compile(r"^[0-9a-f]{1,64}$|^latest$")
+R = TypeVar("R", bound=BaseModel)
 
 
 class RunRefused(AgentError):
@@ -76,42 +82,48 @@ def validate_backup(run: RunAssignment) -> None:
         _path("disk_source_volume", run.disk_source_volume)
 
 
-def validate_restore(run: RunAssignment, config: AgentConfig) -> dict[str, Any]:
-    """The restore options, checked; returns them."""
-    opts = dict(run.restore or {})
-    if len(opts) > MAX_RESTORE_KEYS:
+def _request(model: type[R], run: RunAssignment) -> R:
+    try:
+        return model.model_validate(run.restore or {})
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise RunRefused(f"restore.{loc}" if loc else "restore", first["msg"]) from None
+
+
+def validate_restore(run: RunAssignment, config: AgentConfig) -> RestoreRequest:
+    """The restore request, checked against where this agent may write; returns it."""
+    if len(run.restore or {}) > MAX_RESTORE_KEYS:
         raise RunRefused("restore", "too many options")
-    snap = opts.get("snapshot_id")
-    if not isinstance(snap, str) or not SNAPSHOT_ID.match(snap.split(":", 1)[0]):
+    req = _request(RestoreRequest, run)
+    snap = req.snapshot_id
+    if not SNAPSHOT_ID.match(snap.split(":", 1)[0]):
         raise RunRefused("restore.snapshot_id", "must be a snapshot ID (hex) or 'latest'")
     if ":" in snap:
         _path("restore.snapshot_id", "/" + snap.split(":", 1)[1].lstrip("/"))
     if run.engine is Engine.DISK_IMAGE:
-        target = opts.get("target_disk") or opts.get("target_path")
-        field = "restore.target_disk" if opts.get("target_disk") else "restore.target_path"
+        target = req.target_disk or req.target_path
+        field = "restore.target_disk" if req.target_disk else "restore.target_path"
         _path(field, target)
-        if opts.get("target_disk"):
+        if req.target_disk:
             if target not in config.allowed_devices:
                 raise RunRefused(field, f"{target} is not in this agent's allowed_devices")
         elif not _under(str(target), config.restore_roots):
             raise RunRefused(field, f"{target} is outside this agent's restore roots")
-        return opts
-    target = _path("restore.target_path", opts.get("target_path"))
+        return req
+    target = _path("restore.target_path", req.target_path)
     if not _under(target, config.restore_roots):
         raise RunRefused("restore.target_path", f"{target} is outside this agent's restore roots")
-    paths = opts.get("paths", [])
-    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
-        raise RunRefused("restore.paths", f"must be a list of at most {MAX_PATHS} paths")
-    for i, p in enumerate(paths):
+    for i, p in enumerate(req.paths):
         _path(f"restore.paths.{i}", p, absolute=False)
-    return opts
+    return req
 
 
-def validate_maintenance(run: RunAssignment) -> str:
+def validate_maintenance(run: RunAssignment) -> MaintenanceRequest:
     mode = (run.restore or {}).get("mode", "quick")
     if mode not in MODES:
         raise RunRefused("restore.mode", f"unknown maintenance mode {mode!r} (use {' or '.join(MODES)})")
-    return str(mode)
+    return _request(MaintenanceRequest, run)
 
 
 def validate_run(run: RunAssignment, config: AgentConfig) -> None:

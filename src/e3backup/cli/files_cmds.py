@@ -121,9 +121,9 @@ def restore(
         # latency is hidden by a few more
         cores = os.cpu_count() or 2
         workers = max(8, 4 * cores) if (app.repo or "").startswith("s3:") else max(2, cores)
-    opts = RestoreOptions(target, list(includes), list(excludes), verify, workers)
+    opts = RestoreOptions(target, list(includes), list(excludes), verify, workers, snapshot=snapshot)
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:
-        result = run_restore(repo, snapshot, opts, progress)
+        result = run_restore(repo, opts, progress)
     for err in result.errors:
         click.echo(f"error: {err}", err=True)
     if as_json:

@@ -8,6 +8,10 @@
    blob once and write it to every place it belongs.
 4. Apply metadata: files, then directories deepest first (so writing children does not change
    their parents' times); ownership only when running as root.
+
+``run_restore`` follows the run contract (``e3backup.contract``). A set ``cancel`` event stops
+the walk, every pack worker at its next blob and the verification: ``Cancelled``, and what was
+restored so far stays in the target (a restore never deletes anything it did not write).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..contract import Cancel, OnEvent, check_cancel
 from ..errors import E3Error, IntegrityError, UsageError
 from ..formats.image import nonzero_runs, pwrite_all
 from ..progress import Progress
@@ -31,6 +36,9 @@ from ..repo.repository import Repository
 from ..repo.snapshot import Snapshot
 from .packs import read_blobs
 
+DEFAULT_WORKERS = 8
+MAX_WORKERS = 32  # the seeds cap ``restore_kopia_parallel`` at 32
+
 
 @dataclass
 class RestoreOptions:
@@ -38,8 +46,9 @@ class RestoreOptions:
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
     verify: bool = False
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS  # pack readers/writers in parallel
     sparse: bool = True
+    snapshot: str = "latest"  # snapshot ID, prefix or "latest", optionally ":sub/path"
 
 
 @dataclass
@@ -50,6 +59,7 @@ class RestoreResult:
     bytes_written: int = 0
     total_bytes: int = 0
     verified_files: int = 0
+    workers: int = 0
     errors: list[str] = field(default_factory=list)
 
     def summary_json(self) -> dict[str, object]:
@@ -61,6 +71,7 @@ class RestoreResult:
             "total_bytes": self.total_bytes,
             "bytes_written": self.bytes_written,
             "verified_files": self.verified_files,
+            "workers": self.workers,
             "error_count": len(self.errors),
             "errors": self.errors[:100],
         }
@@ -98,11 +109,18 @@ def resolve(repo: Repository, snap: Snapshot, subpath: str) -> tuple[list[Node],
 
 
 class FileRestorer:
-    def __init__(self, repo: Repository, opts: RestoreOptions, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        opts: RestoreOptions,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+    ) -> None:
         self.repo = repo
         self.opts = opts
         self.progress = progress or Progress(mode="quiet")
-        self.result = RestoreResult()
+        self.cancel = cancel
+        self.result = RestoreResult(workers=opts.workers)
         self._files: list[_FileJob] = []
         self._dirs: list[tuple[bytes, Node]] = []
         self._others: list[tuple[bytes, Node]] = []
@@ -118,10 +136,7 @@ class FileRestorer:
             raise UsageError(f"restore target {self.opts.target} is not a directory")
         self._walk(top, target, prefix.encode())
         self.result.total_bytes = sum(j.node.size for j in self._files)
-        with self.progress.lock:
-            self.progress.c.files_total = len(self._files)
-            self.progress.c.bytes_total = self.result.total_bytes
-            self.progress.c.scan_done = True
+        self.progress.set_total(self.result.total_bytes, files=len(self._files))
         self._restore_contents()
         for job in self._files:
             self._apply_meta(job.path, job.node)
@@ -148,8 +163,12 @@ class FileRestorer:
         below = any(_could_match_below(pat, p) for pat in self.opts.includes) if is_dir else False
         return below, below
 
+    def _check_cancel(self) -> None:
+        check_cancel(self.cancel, f"restore cancelled; what was restored so far is left in {self.opts.target}")
+
     def _walk(self, nodes: list[Node], dest: bytes, snap_prefix: bytes) -> None:
         seen: set[bytes] = set()
+        self._check_cancel()
         for node in nodes:
             check_name(node.name)
             if node.name in seen:
@@ -231,7 +250,9 @@ class FileRestorer:
 
     def _restore_pack(self, item: tuple[str, dict[PackedBlob, list[tuple[int, int]]]]) -> None:
         pack_id, blobs = item
+        self._check_cancel()
         for b, plain in read_blobs(self.repo, pack_id, list(blobs)):
+            self._check_cancel()
             for fi, off in blobs[b]:
                 path = self._files[fi].path
                 fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
@@ -271,6 +292,7 @@ class FileRestorer:
         index = self.repo.index
 
         def verify(job: _FileJob) -> str | None:
+            self._check_cancel()
             try:
                 st = os.lstat(job.path)
                 if st.st_size != job.node.size:
@@ -345,12 +367,26 @@ def _could_match_below(pattern: str, dir_path: str) -> bool:
 
 
 def run_restore(
-    repo: Repository, snap_ref: str, opts: RestoreOptions, progress: Progress | None = None
+    repo: Repository,
+    opts: RestoreOptions,
+    progress: Progress | None = None,
+    on_event: OnEvent | None = None,
+    cancel: Cancel | None = None,
 ) -> RestoreResult:
-    ref, _, subpath = snap_ref.partition(":")
+    """Restore ``opts.snapshot`` (``ID[:sub/path]``) into ``opts.target`` under a shared lock."""
+    ref, _, subpath = opts.snapshot.partition(":")
     with repo.lock(meanwhile=repo.load_index):
         snap = repo.find_snapshot(ref)
-        return FileRestorer(repo, opts, progress).run(snap, subpath)
+        return FileRestorer(repo, opts, progress, cancel).run(snap, subpath)
 
 
-__all__ = ["FileRestorer", "RestoreOptions", "RestoreResult", "check_name", "resolve", "run_restore"]
+__all__ = [
+    "DEFAULT_WORKERS",
+    "MAX_WORKERS",
+    "FileRestorer",
+    "RestoreOptions",
+    "RestoreResult",
+    "check_name",
+    "resolve",
+    "run_restore",
+]

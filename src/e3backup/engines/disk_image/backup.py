@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 
-from ... import __version__
+from ... import __version__, errors
 from ...errors import E3Error
 from ...events import Event, EventCode
 from ...progress import Progress
@@ -61,10 +61,8 @@ MONITOR_INTERVAL = 1.0
 DeviceOpener = Callable[[str], Device]
 
 
-class BackupCancelled(E3Error):
+class BackupCancelled(errors.Cancelled):
     """The run was cancelled; nothing was saved as a snapshot."""
-
-    exit_code = 130
 
 
 def run_image_backup(
@@ -270,9 +268,7 @@ class _ImageBackup:
     def _monitor(self, total: int, stop: threading.Event) -> None:
         detector = StallDetector(total)
         while not stop.wait(MONITOR_INTERVAL):
-            with self.progress.lock:
-                done = self.progress.c.bytes_done
-            event = detector.observe(done)
+            event = detector.observe(self.progress.bytes_done)
             if event is not None:
                 self.sink(event)
 

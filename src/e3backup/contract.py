@@ -1,0 +1,72 @@
+"""The run contract every engine and restore follows.
+
+    run_x(repo, options, progress, on_event, cancel) -> result
+
+- ``options``: a typed, frozen-enough value (a dataclass) holding everything the run needs.
+  Policy flags, environment variables and CLI flags are resolved into it at the edges (the
+  agent's dispatch table, the CLI commands); an engine never reads a policy dict or the
+  environment itself.
+- ``progress``: a :class:`~e3backup.progress.Progress` the run updates through its methods.
+- ``on_event``: where the run's events go (``REPOSITORY_*``, ``DISK_IMAGE_*``...), as they
+  happen; the agent forwards them to the server, the CLI ignores them.
+- ``cancel``: a :class:`threading.Event`; once set, the run stops within seconds by raising
+  :class:`~e3backup.errors.Cancelled` (whose message says what was left behind).
+- ``result``: a dataclass with ``summary_json()``.
+
+A new engine is a new ``run_x`` plus an entry in the agent's dispatch table
+(``agent/engines.py``); nothing else in the agent changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from .errors import Cancelled
+from .events import Event, EventCode, Level
+from .progress import Progress
+from .repo.repository import Repository
+
+OnEvent = Callable[[Event], None]
+"""The events sink of a run."""
+
+Cancel = threading.Event
+"""Set by the caller to stop a run; the run raises ``Cancelled``."""
+
+O_contra = TypeVar("O_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class RunFn(Protocol[O_contra, R_co]):
+    """The shape of ``run_x`` (positional: each engine names its options as it likes)."""
+
+    def __call__(
+        self,
+        repo: Repository,
+        options: O_contra,
+        progress: Progress | None = None,
+        on_event: OnEvent | None = None,
+        cancel: Cancel | None = None,
+        /,
+    ) -> R_co: ...
+
+
+def no_events(_event: Event) -> None:
+    """The sink of a run nobody listens to (the CLI)."""
+
+
+def emit(on_event: OnEvent | None, code: EventCode, message: str, level: Level | None = None,
+         **details: Any) -> None:
+    """Send one event to ``on_event`` if there is a listener."""
+    if on_event is not None:
+        on_event(Event(code, message, level, details))
+
+
+def check_cancel(cancel: Cancel | None, message: str) -> None:
+    """Raise ``Cancelled(message)`` if the run was asked to stop."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(message)
+
+
+__all__ = ["Cancel", "OnEvent", "RunFn", "check_cancel", "emit", "no_events"]
