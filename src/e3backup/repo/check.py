@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import E3Error, NotFoundError
 from ..store.base import FileType, Handle
 from .blob import BlobType
+from .leftovers import find_temporaries
 from .node import NODE_TYPES
 from .pack import PackedBlob, header_size, parse_header
 from .repository import Repository
@@ -88,6 +89,8 @@ class Checker:
         """Run every check; ``read_data_subset`` is ``None`` (structure only), ``"100%"``, ...."""
         self.repo.load_index(on_error=lambda name, e: self._error(f"index {name}: {e}"))
         packs = self._check_packs()
+        for t in find_temporaries(self.repo.store):
+            self._hint(f"{t.describe()}: left by an interrupted save; the next backup or prune removes it")
         self._check_snapshots()
         if read_data_subset is not None:
             ids = sorted(packs)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import E3Error, LockError, NotFoundError
 from ..store.base import FileType, Handle, Store
+from ..store.temporaries import process_alive
 from . import unpacked
 from .crypto import Key
 from .timefmt import format_ns, now_ns, parse_ns
@@ -78,7 +79,7 @@ class LockInfo:
     def holder_is_dead(self) -> bool:
         """True when the lock names this host and its PID is gone: restic's certain case of a
         stale lock (a SIGKILLed run), safe to remove whatever the lock's age."""
-        return self.hostname == socket.gethostname() and not _pid_alive(self.pid)
+        return self.hostname == socket.gethostname() and not process_alive(self.pid)
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -86,18 +87,6 @@ class LockInfo:
             f"{kind} lock {self.id[:8]} held by PID {self.pid} on host {self.hostname} "
             f"(user {self.username}) since {format_ns(self.time)}"
         )
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def list_locks(store: Store, key: Key, version: int = 2) -> list[LockInfo]:

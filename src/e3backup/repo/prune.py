@@ -34,6 +34,7 @@ from ..errors import E3Error, NotFoundError, RepoError, UsageError
 from ..store.base import FileType, Handle
 from .blob import BlobType
 from .index import IndexPack, split_into_files
+from .leftovers import remove_temporaries
 from .pack import PackedBlob, read_header
 from .repository import Repository
 
@@ -125,6 +126,7 @@ class PruneResult:
     index_files_deleted: int = 0
     bytes_deleted: int = 0
     bytes_written: int = 0
+    temporaries_removed: int = 0
     duration: float = 0.0
 
     @property
@@ -431,6 +433,8 @@ def execute(
     start = time.monotonic()
     result = PruneResult()
     crash_point("plan")
+    # under the exclusive lock no writer runs anywhere: every temporary but our own is abandoned
+    result.temporaries_removed = len(remove_temporaries(repo.store, exclusive=True))
     if plan.nothing_to_do:
         result.duration = time.monotonic() - start
         return result

@@ -36,6 +36,7 @@ from .config import Config
 from .crypto import Key, MacError
 from .hashing import sha256_many
 from .keys import KDFParams, add_key, search_key
+from .leftovers import remove_temporaries
 from .lock import Lock, list_locks
 from .node import Node
 from .pack import PackedBlob, read_header
@@ -63,6 +64,7 @@ class Repository:
         self.cache: Cache | None = None
         self.index_files: list[str] = []
         self.pack_size = DEFAULT_PACK_SIZE
+        self._temporaries_swept = False
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -225,6 +227,13 @@ class Repository:
         return len(found)
 
     # -- blobs --------------------------------------------------------------------------------
+
+    def remove_abandoned_temporaries(self) -> None:
+        """Once per opened repository, before its first write: remove the temporary files that
+        killed processes of this host left (``leftovers``)."""
+        if not self._temporaries_swept:
+            self._temporaries_swept = True
+            remove_temporaries(self.store)
 
     def writer(self, connections: int = 2, pack_size: int | None = None, spill: bool = False) -> BlobWriter:
         return BlobWriter(self, pack_size or self.pack_size, connections, spill=spill)

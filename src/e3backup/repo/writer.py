@@ -68,6 +68,7 @@ class BlobWriter:
         spill: bool = False,
     ) -> None:
         self.repo = repo
+        repo.remove_abandoned_temporaries()
         self.pack_size = pack_size
         self.compression_level = compression_level
         self.index_every = index_every

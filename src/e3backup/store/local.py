@@ -7,6 +7,7 @@ read-only, as restic does.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import mmap
 import os
@@ -16,6 +17,7 @@ from typing import BinaryIO
 
 from ..errors import AlreadyExistsError, NotFoundError, StoreError, StoreUnavailableError
 from .base import FileType, Handle, is_id
+from .temporaries import TMP_MARK, Temporary, parse_temporary, temporary_name
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o400
@@ -65,7 +67,7 @@ class LocalStore:
 
     def _save_atomic(self, h: Handle, write: Callable[[int], None]) -> None:
         path = self._path(h)
-        tmp = path.with_name(f"{path.name}-tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        tmp = path.with_name(temporary_name(path.name))
         try:
             self._ensure_dir(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -161,6 +163,41 @@ class LocalStore:
                         yield ent.name, ent.stat(follow_symlinks=False).st_size
                     except FileNotFoundError:
                         continue
+
+    def temporaries(self) -> builtins.list[Temporary]:
+        """Temporary files of saves in progress or of killed processes, anywhere in the layout."""
+        dirs = [self.root] + [self.root / t.value for t in FileType if t is not FileType.CONFIG]
+        try:
+            dirs += sorted(p for p in (self.root / FileType.PACK.value).iterdir() if p.is_dir())
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _map(e, str(self.root / FileType.PACK.value)) from e
+        found = []
+        for d in dirs:
+            try:
+                entries = [e for e in os.scandir(d) if TMP_MARK in e.name]
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _map(e, str(d)) from e
+            for ent in entries:
+                try:
+                    size = ent.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue  # renamed into place meanwhile
+                t = parse_temporary(os.path.relpath(ent.path, self.root), size)
+                if t is not None:
+                    found.append(t)
+        return found
+
+    def remove_temporary(self, t: Temporary) -> None:
+        try:
+            (self.root / t.path).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _map(e, str(self.root / t.path)) from e
 
     def remove(self, h: Handle) -> None:
         path = self._path(h)
