@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -10,7 +11,8 @@ from ..errors import E3Error, UsageError
 from ..repo import pack as packmod
 from ..repo.check import Checker, parse_subset
 from ..repo.lock import list_locks, remove_stale_locks
-from ..repo.repository import Repository
+from ..repo.repository import Repository, warn_unreadable_snapshot
+from ..repo.snapshot_filter import SnapshotFilter
 from ..repo.timefmt import format_ns
 from ..store.base import FileType
 from .context import AppContext
@@ -30,15 +32,26 @@ def init(app: AppContext) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--host", "hosts", multiple=True, help="Only snapshots of this host.")
-@click.option("--tag", "tags", multiple=True, help="Only snapshots with this tag.")
+@click.option("--host", "hosts", multiple=True, help="Only snapshots of this host (repeatable: any of them).")
+@click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b: both; repeatable: any).")
+@click.option("--path", "paths", multiple=True, help="Only snapshots that include this path (repeatable: all).")
 @pass_app
-def snapshots(app: AppContext, as_json: bool, hosts: tuple[str, ...], tags: tuple[str, ...]) -> None:
-    """List snapshots."""
+def snapshots(
+    app: AppContext, as_json: bool, hosts: tuple[str, ...], tags: tuple[str, ...], paths: tuple[str, ...]
+) -> None:
+    """List snapshots. An unreadable snapshot file is named (a warning; with --json a JSON line on
+    stderr) and the others are listed."""
     repo = app.open_repo()
-    snaps = [
-        s for s in repo.snapshots() if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))
-    ]
+    wanted = SnapshotFilter.from_options(hosts, tags, paths)
+
+    def unreadable(name: str, e: E3Error) -> None:
+        if as_json:
+            sys.stderr.write(json.dumps({"message_type": "warning", "snapshot": name,
+                                         "message": f"unreadable snapshot {name}: {e}"}) + "\n")
+        else:
+            warn_unreadable_snapshot(name, e)
+
+    snaps = [s for s in repo.snapshots(on_error=unreadable) if wanted(s)]
     if as_json:
         print_json([s.public_json() for s in snaps])
         return

@@ -345,11 +345,13 @@ class Repository:
         return out
 
     def find_snapshot(self, ref: str, filter: Callable[[Snapshot], bool] | None = None) -> Snapshot:
-        """A snapshot by full ID, unique prefix, or ``latest`` (optionally filtered)."""
+        """A snapshot by full ID, unique prefix, or ``latest``: the newest readable one that
+        ``filter`` accepts (an unreadable snapshot file is skipped with a warning naming it)."""
         if ref == "latest":
-            snaps = [s for s in self.snapshots() if filter is None or filter(s)]
+            snaps = [s for s in self.snapshots(on_error=warn_unreadable_snapshot) if filter is None or filter(s)]
             if not snaps:
-                raise RepoError("no snapshot found")
+                describe = getattr(filter, "describe", None)
+                raise RepoError(f"no {describe() if describe else 'snapshot'} found")
             return snaps[-1]
         ref = ref.lower()
         matches = [n for n in self.list_ids(FileType.SNAPSHOT) if n.startswith(ref)]
@@ -366,6 +368,11 @@ class Repository:
             yield path, node
             if node.type == "dir" and node.subtree is not None:
                 yield from self.walk(node.subtree, path)
+
+
+def warn_unreadable_snapshot(name: str, e: E3Error) -> None:
+    """``on_error`` for reads that may skip a snapshot file they cannot read, saying so."""
+    log.warning("ignoring unreadable snapshot %s: %s", name, e)
 
 
 def _refuse_empty(password: bytes) -> None:
@@ -398,4 +405,4 @@ _WHAT = {
     FileType.PACK: "pack",
 }
 
-__all__ = ["Repository", "check_blob_ids"]
+__all__ = ["Repository", "check_blob_ids", "warn_unreadable_snapshot"]
