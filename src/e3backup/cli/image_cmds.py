@@ -26,7 +26,9 @@ def image() -> None:
 
 @image.command("backup")
 @click.argument("source")
-@click.option("--parent", help="Image snapshot to build on (default: latest of this host and source).")
+@click.option(
+    "--parent", help="Image snapshot to build on (default, or latest: the newest image of this host and source)."
+)
 @click.option(
     "--changed-extents",
     type=click.Path(dir_okay=False, exists=True),
@@ -118,6 +120,17 @@ def backup(
 
 
 def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--path", "paths", multiple=True,
+        help="With latest: only image snapshots of this source (the backed-up device path).",
+    )(f)
+    f = click.option(
+        "--tag", "tags", multiple=True,
+        help="With latest: only image snapshots with these tags (a,b: both; repeatable: any).",
+    )(f)
+    f = click.option(
+        "--host", "hosts", multiple=True, help="With latest: only image snapshots of this host (repeatable)."
+    )(f)
     f = click.option("--json", "as_json", is_flag=True, help="JSON progress and summary lines.")(f)
     f = click.option("--force", is_flag=True, help="Overwrite an existing file.")(f)
     f = click.option("--verify", is_flag=True, help="Re-read what was written and check it against the blob hashes.")(f)
@@ -138,14 +151,19 @@ def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _run_restore(app: AppContext, snapshot: str, as_json: bool, verb: str, **kw: object) -> None:
+def _run_restore(
+    app: AppContext, snapshot: str, as_json: bool, verb: str,
+    select: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], **kw: object
+) -> None:
+    """``select``: the ``--host``, ``--tag`` and ``--path`` values that narrow ``latest``."""
     repo = app.open_repo(preload=("numpy", "e3backup.restore.image"))
+    from ..repo.snapshot_filter import SnapshotFilter
     from ..restore.image import ImageRestoreOptions, run_image_restore
 
     opts = ImageRestoreOptions(**kw)  # type: ignore[arg-type]
     out = sys.stdout if as_json else sys.stderr
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
-        result = run_image_restore(repo, snapshot, opts, progress)
+        result = run_image_restore(repo, snapshot, opts, progress, select=SnapshotFilter.from_options(*select))
     if as_json:
         print_json(result.summary_json())
         return
@@ -179,13 +197,18 @@ def restore(
     verify: bool,
     force: bool,
     as_json: bool,
+    hosts: tuple[str, ...],
+    tags: tuple[str, ...],
+    paths: tuple[str, ...],
 ) -> None:
-    """Restore image SNAPSHOT to a file or a block device (only the backed-up extents are written)."""
+    """Restore image SNAPSHOT (an ID, a prefix or latest: the newest image snapshot) to a file or
+    a block device (only the backed-up extents are written)."""
     _run_restore(
         app,
         snapshot,
         as_json,
         "Restored",
+        (hosts, tags, paths),
         target=target,
         image_format=image_format,
         discard=discard,
@@ -212,8 +235,12 @@ def export(
     verify: bool,
     force: bool,
     as_json: bool,
+    hosts: tuple[str, ...],
+    tags: tuple[str, ...],
+    paths: tuple[str, ...],
 ) -> None:
-    """Write image SNAPSHOT as a complete disk file OUT (a synthetic full: no chain to replay)."""
+    """Write image SNAPSHOT (an ID, a prefix or latest: the newest image snapshot) as a complete
+    disk file OUT (a synthetic full: no chain to replay)."""
     if os.path.exists(out) and not os.path.isfile(out):
         raise click.UsageError(f"{out} exists and is not a regular file; export writes files only")
     _run_restore(
@@ -221,6 +248,7 @@ def export(
         snapshot,
         as_json,
         "Exported",
+        (hosts, tags, paths),
         target=out,
         image_format=image_format,
         workers=workers,

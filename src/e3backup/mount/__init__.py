@@ -38,6 +38,7 @@ def run_mount(
     import mfusepy as fuse  # imported here: loading libfuse is only needed to mount
 
     from ..repo.blob import BlobType
+    from ..repo.repository import warn_unreadable_snapshot
     from .fs import RepositoryFS
 
     if not os.path.isdir(mountpoint):
@@ -47,7 +48,7 @@ def run_mount(
     with repo.lock():
         repo.load_index()
         cache = BlobCache(lambda blob_id: repo.load_blob(BlobType.DATA, blob_id), cache_bytes)
-        tree = RepositoryTree(repo, repo.snapshots(), cache)
+        tree = RepositoryTree(repo, repo.snapshots(on_error=warn_unreadable_snapshot), cache)
         ops = RepositoryFS(tree, on_ready)
         # libfuse installs its SIGINT/SIGTERM/SIGHUP handlers (exit the loop, unmount) only where
         # the handler is the default one; the CLI's own SIGTERM handler would keep them out.

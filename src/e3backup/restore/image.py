@@ -48,7 +48,8 @@ from ..repo.blob import BlobType
 from ..repo.hashing import sha256_many
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository, check_blob_ids
-from ..sources.stored_image import ImageSnapshot, load_image_snapshot
+from ..repo.snapshot_filter import SnapshotFilter
+from ..sources.stored_image import ImageSnapshot, image_snapshots, load_image_snapshot
 from ..tuning import fewer_collections
 from .hash_batches import HashBatches
 from .packs import scratch_buffer, sealed_blobs
@@ -541,8 +542,10 @@ def run_image_restore(
     progress: Progress | None = None,
     after_write: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
+    select: SnapshotFilter | None = None,
 ) -> ImageRestoreResult:
-    """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``.
+    """Restore (or export) image snapshot ``snap_ref`` to ``opts.target``; ``latest`` is the
+    newest image snapshot that ``select`` (``--host``, ``--tag``, ``--path``) accepts.
 
     Into a new file, the lock's re-check for a competitor that locked at the same moment runs
     while the restore does: a restore only reads the repository and verifies every blob, so such
@@ -561,7 +564,7 @@ def run_image_restore(
         try:
             if not existing:
                 repo.load_index()
-            snap = repo.find_snapshot(snap_ref)
+            snap = repo.find_snapshot(snap_ref, filter=image_snapshots(select))
             img = load_image_snapshot(repo, snap)
             if conflict:
                 raise conflict[0]

@@ -20,6 +20,7 @@ parse as above is refused with ``NotAnImageError`` (one validation for every rea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -32,8 +33,9 @@ from typing import Any
 from e3backup.errors import E3Error
 from e3backup.repo.blob import BlobType
 from e3backup.repo.node import Node
-from e3backup.repo.repository import Repository
+from e3backup.repo.repository import Repository, warn_unreadable_snapshot
 from e3backup.repo.snapshot import Snapshot
+from e3backup.repo.snapshot_filter import SnapshotFilter
 from e3backup.repo.writer import BlobWriter
 from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.model import DiskLayout
@@ -259,13 +261,21 @@ def load_image_snapshot(repo: Repository, snap: Snapshot, nodes: list[Node] | No
 
 
 def find_image_snapshot(repo: Repository, ref: str | None, host: str, source: str) -> Snapshot | None:
-    """``ref`` if given, else the latest image snapshot of this host and source (a repository
-    shared by several machines must never hand one machine another's ``/dev/sda``)."""
-    if ref:
+    """``ref`` if given, else (or for ``latest``) the latest image snapshot of this host and
+    source (a repository shared by several machines must never hand one machine another's
+    ``/dev/sda``). An unreadable snapshot file is skipped with a warning."""
+    if ref and ref != "latest":
         return repo.find_snapshot(ref)
     want = {ENGINE_TAG, source_tag(source)}
-    candidates = [s for s in repo.snapshots() if want <= set(s.tags) and s.hostname == host]
+    snaps = repo.snapshots(on_error=warn_unreadable_snapshot)
+    candidates = [s for s in snaps if want <= set(s.tags) and s.hostname == host]
     return candidates[-1] if candidates else None
+
+
+def image_snapshots(select: SnapshotFilter | None = None) -> SnapshotFilter:
+    """``select`` narrowed to image snapshots: what ``latest`` means to an image command."""
+    base = select or SnapshotFilter()
+    return dataclasses.replace(base, kind=is_image_snapshot, kind_name="image")
 
 
 def _load_file(repo: Repository, node: Node) -> bytes:
@@ -345,6 +355,7 @@ __all__ = [
     "find_image_snapshot",
     "grid_lengths",
     "image_name",
+    "image_snapshots",
     "image_tags",
     "is_image_snapshot",
     "load_image_snapshot",

@@ -29,7 +29,7 @@ from ...contract import Cancel, OnEvent, emit
 from ...errors import E3Error
 from ...events import EventCode
 from ...progress import Progress
-from ...repo.repository import Repository
+from ...repo.repository import Repository, warn_unreadable_snapshot
 from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
 from ...tuning import fewer_collections
@@ -149,7 +149,8 @@ class Archiver:
         if self.opts.parent:
             return self.repo.find_snapshot(self.opts.parent)
         want = sorted(paths)
-        candidates = [s for s in self.repo.snapshots() if s.hostname == host and sorted(s.paths) == want]
+        snaps = self.repo.snapshots(on_error=warn_unreadable_snapshot)
+        candidates = [s for s in snaps if s.hostname == host and sorted(s.paths) == want]
         return candidates[-1] if candidates else None
 
 
