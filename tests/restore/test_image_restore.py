@@ -354,9 +354,13 @@ def test_file_snapshot_is_refused(
     src.mkdir()
     (src / "a.txt").write_text("hello")
     assert run_cli(capsys, "-r", str(repo_path), "backup", str(src)).code == 0
-    res = run_cli(capsys, "-r", str(repo_path), "image", "restore", "latest", "--target", str(tmp_path / "x.raw"))
+    snap_id = run_cli(capsys, "-r", str(repo_path), "snapshots", "--json").out.split('"id": "')[1][:64]
+    res = run_cli(capsys, "-r", str(repo_path), "image", "restore", snap_id, "--target", str(tmp_path / "x.raw"))
     assert res.code == 1 and "is not a disk image snapshot" in res.err
     assert not (tmp_path / "x.raw").exists()
+    # latest means the newest image snapshot: there is none (issue #28)
+    res = run_cli(capsys, "-r", str(repo_path), "image", "restore", "latest", "--target", str(tmp_path / "x.raw"))
+    assert res.code == 1 and "no image snapshot found" in res.err
 
 
 def test_cli_json_progress_and_summary_and_export(
