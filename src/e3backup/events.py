@@ -41,6 +41,7 @@ class EventCode(StrEnum):
     DISK_IMAGE_READ_RECOVERED = "DISK_IMAGE_READ_RECOVERED"
     DISK_IMAGE_CHANGE_MAP_IGNORED = "DISK_IMAGE_CHANGE_MAP_IGNORED"
     DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
+    DISK_IMAGE_STALLED = "DISK_IMAGE_STALLED"
     DISK_IMAGE_FINALIZING_SLOW = "DISK_IMAGE_FINALIZING_SLOW"
     DISK_IMAGE_FINALIZING_STALLED = "DISK_IMAGE_FINALIZING_STALLED"
     DISK_IMAGE_STREAM_COMPLETED = "DISK_IMAGE_STREAM_COMPLETED"
@@ -115,6 +116,11 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
         Level.WARNING,
         "The disk was read live without a snapshot; the image may be inconsistent if it was being written.",
+    ),
+    EventCode.DISK_IMAGE_STALLED: CodeInfo(
+        Level.WARNING,
+        "Reading the disk made no progress for the policy's stall interval (before the final ~1 %); "
+        "the run goes on, or fails if the policy says so.",
     ),
     EventCode.DISK_IMAGE_FINALIZING_SLOW: CodeInfo(
         Level.INFO, "Finishing the last part of the image is taking longer than usual."

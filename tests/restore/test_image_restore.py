@@ -30,7 +30,8 @@ def restore(repo_path: Path, target: Path | str, snap: str = "latest", **kw: obj
     try:
         after = kw.pop("after_write", None)
         progress = kw.pop("progress", None)
-        return run_image_restore(repo, snap, ImageRestoreOptions(target=str(target), **kw), progress, after)  # type: ignore[arg-type]
+        opts = ImageRestoreOptions(target=str(target), snapshot=snap, **kw)  # type: ignore[arg-type]
+        return run_image_restore(repo, opts, progress, after_write=after)  # type: ignore[arg-type]
     finally:
         repo.close()
 
@@ -273,7 +274,7 @@ def test_a_prune_locking_at_the_same_moment_stops_the_restore(
     try:
         with pytest.raises(LockError, match="exclusive lock"):
             opts = ImageRestoreOptions(target=str(out))
-            run_image_restore(rp, "latest", opts, CompetitorAppears(mode="quiet"), None, cancel)
+            run_image_restore(rp, opts, CompetitorAppears(mode="quiet"), None, cancel)
     finally:
         rp.close()
     assert not out.exists()
@@ -325,7 +326,7 @@ def test_an_existing_target_is_untouched_when_a_competitor_locked_at_the_same_mo
     monkeypatch.setattr(rp, "load_index", load_while_a_prune_locks)
     try:
         with pytest.raises(LockError, match="exclusive lock"):
-            run_image_restore(rp, "latest", ImageRestoreOptions(target=str(out), force=True))
+            run_image_restore(rp, ImageRestoreOptions(target=str(out), force=True))
     finally:
         rp.close()
     assert out.read_bytes() == b"precious" * 100_000
@@ -416,9 +417,22 @@ def test_progress_counts_the_whole_device(
 
 
 def test_policy_flags_map_to_options() -> None:
-    o = ImageRestoreOptions.from_policy("/x", {"restore_parallel_workers": 3, "restore_segment_size_mb": 64})
+    """The policy is resolved into typed options at the agent's edge (``agent.image_options``)."""
+    from dataclasses import replace
+
+    from e3backup.agent.image_options import image_restore_options
+    from e3backup.api.agent import RunAssignment
+    from e3backup.api.requests import RestoreRequest
+
+    def run(policy: dict[str, int]) -> RunAssignment:
+        dest = {"type": "local", "path": "/r", "repository_password": "12345678"}
+        body = {"run_id": 1, "job_id": 1, "job_name": "j", "engine": "disk_image", "destination": dest}
+        return RunAssignment.model_validate({**body, "policy": policy})
+
+    req = RestoreRequest(snapshot_id="latest", target_path="/x")
+    o = image_restore_options(run({"restore_parallel_workers": 3, "restore_segment_size_mb": 64}), req)
     assert (o.workers, o.segment_size) == (3, 64 * MiB)
-    o = ImageRestoreOptions.from_policy("/x", {}, workers=2)
+    o = replace(image_restore_options(run({}), req), workers=2)
     assert (o.workers, o.segment_size) == (2, 32 * MiB)
 
 

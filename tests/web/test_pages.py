@@ -158,7 +158,7 @@ def test_wizard_shows_field_errors_then_creates_through_the_jobs_rules(world: Wo
     job_id = int(r.headers["location"].split("/")[2].split("?")[0])
     job = world.user_a.get(f"/api/jobs/{job_id}").json()
     assert job["engine"] == "disk_image" and job["disk_source_volume"] == "C:" and job["source_path"] == "C:"
-    assert job["policy"]["disk_image_cbt"] is True and job["policy"]["disk_image_strict_read_errors"] is False
+    assert job["policy"]["disk_image_cbt"] is True and job["policy"]["disk_image_strict_read_errors"] is None
     # the wizard cannot place a job on another tenant's agent
     r = form_post(world.user_a, "/jobs/new", {**form, "agent_id": str(world.agent_b.id)})
     assert r.status_code == 422 and 'id="agent_id-error"' in r.text

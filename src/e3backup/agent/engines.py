@@ -132,17 +132,9 @@ def _files_restore_outcome(result: RestoreResult) -> Outcome:
 
 
 def _image_backup_options(ctx: JobContext) -> Any:
-    from ..engines.disk_image import ImageBackupOptions
+    from .image_options import image_backup_options
 
-    run = ctx.run
-    assert run.disk_source_volume is not None
-    return ImageBackupOptions(
-        source=run.disk_source_volume,
-        policy=run.policy.model_dump(exclude_none=True),
-        host=ctx.host,
-        tags=(f"job:{run.job_id}",),
-        run_id=f"run{run.run_id}",
-    )
+    return image_backup_options(ctx.run, ctx.host, sys.platform)
 
 
 def _image_backup_outcome(result: Any) -> Outcome:
@@ -163,36 +155,18 @@ def _run_image_backup(repo: Repository, options: Any, progress: Progress | None 
     return run_image_backup(repo, options, progress, on_event, cancel)
 
 
-@dataclass(frozen=True)
-class _ImageRestore:
-    snapshot: str
-    options: Any  # restore.image.ImageRestoreOptions
-
-
-def _image_restore_options(ctx: JobContext) -> _ImageRestore:
+def _image_restore_options(ctx: JobContext) -> Any:
     """A disk image to a file (raw or VHDX, under the restore roots) or to an allowed device."""
-    from ..restore.image import ImageRestoreOptions
+    from .image_options import image_restore_options
 
-    req = ctx.restore
-    target = str(req.target_disk or req.target_path)
-    image_format = (req.format.value if req.format else None) or (
-        ctx.run.disk_image_format.value if ctx.run.disk_image_format else "raw")
-    opts = ImageRestoreOptions.from_policy(
-        target,
-        ctx.run.policy.model_dump(exclude_none=True),
-        image_format="raw" if req.target_disk else image_format,
-        verify=req.verify,
-        discard=req.discard,
-        force=req.force,
-    )
-    return _ImageRestore(req.snapshot_id, opts)
+    return image_restore_options(ctx.run, ctx.restore)
 
 
-def _run_image_restore(repo: Repository, options: _ImageRestore, progress: Progress | None = None,
+def _run_image_restore(repo: Repository, options: Any, progress: Progress | None = None,
                        on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
     from ..restore.image import run_image_restore
 
-    return run_image_restore(repo, options.snapshot, options.options, progress, cancel=cancel)
+    return run_image_restore(repo, options, progress, on_event, cancel)
 
 
 def _image_restore_outcome(result: Any) -> Outcome:

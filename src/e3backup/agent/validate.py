@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ..api.agent import RunAssignment
 from ..api.common import Engine, RunKind
 from ..api.requests import MaintenanceRequest, RestoreRequest
+from ..api.volumes import parse_volume
 from ..maintenance import MODES
 from .client import AgentError
 from .config import AgentConfig
@@ -79,7 +80,10 @@ def validate_backup(run: RunAssignment) -> None:
         if not isinstance(pat, str) or len(pat) > MAX_PATH_LEN or "\x00" in pat:
             raise RunRefused(f"exclude.{i}", "invalid pattern")
     if run.engine is Engine.DISK_IMAGE:
-        _path("disk_source_volume", run.disk_source_volume)
+        try:  # every form the server accepts (``api.volumes``); a Windows one on Linux fails later
+            parse_volume(run.disk_source_volume or "")  # with ENGINE_UNAVAILABLE naming the platform
+        except ValueError as e:
+            raise RunRefused("disk_source_volume", str(e)) from None
 
 
 def _request(model: type[R], run: RunAssignment) -> R:

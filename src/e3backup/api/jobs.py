@@ -33,11 +33,21 @@ class Policy(_Strict):
     disk_image_bitmap: StrictBool = Field(
         True, description="Allow file-system-bitmap fulls (read only used blocks) without CBT."
     )
-    disk_image_strict_read_errors: StrictBool = Field(
-        False, description="Fail fast on disk read errors instead of zero-filling and warning."
+    disk_image_strict_read_errors: StrictBool | None = Field(
+        None,
+        description="Fail fast on disk read errors instead of zero-filling and warning. Unset: the agent's "
+        "AGENT_DISK_IMAGE_STRICT_READ_ERRORS, else false.",
     )
     parallel_disk_reads: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
-        None, description="Parallel disk readers for this run (1-64)."
+        None, description="Parallel disk readers for this run (1-64, the engine's range too; default 2)."
+    )
+    disk_image_stall_seconds: Annotated[StrictInt, Field(ge=1, le=86_400)] | None = Field(
+        None,
+        description="A disk read that makes no progress this long (before the last ~1 %) gives "
+        "DISK_IMAGE_STALLED (1-86400; default 300).",
+    )
+    disk_image_fail_on_stall: StrictBool = Field(
+        False, description="A DISK_IMAGE_STALLED fails the run instead of waiting for the disk."
     )
     restore_parallel_workers: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
         None, description="Parallel disk-restore workers (1-64; agent default 8-16)."

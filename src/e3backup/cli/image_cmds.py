@@ -41,13 +41,21 @@ def image() -> None:
     show_default=True,
     help="auto: used blocks of known file systems; full: every byte.",
 )
-@click.option("--parallel", type=click.IntRange(1, 32), help="Reader threads (default: policy, else 2).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True, help="Reader threads.")
 @click.option(
     "--strict-read-errors",
     is_flag=True,
     default=None,
-    help="Fail on the first read error instead of storing zeros (env AGENT_DISK_IMAGE_STRICT_READ_ERRORS).",
+    help="Fail on the first read error instead of storing zeros (unset: env AGENT_DISK_IMAGE_STRICT_READ_ERRORS).",
 )
+@click.option(
+    "--stall-seconds",
+    type=click.IntRange(1, 86_400),
+    default=300,
+    show_default=True,
+    help="No progress this long before the last ~1 % gives DISK_IMAGE_STALLED.",
+)
+@click.option("--fail-on-stall", is_flag=True, help="A DISK_IMAGE_STALLED fails the backup.")
 @click.option(
     "--snapshot",
     type=click.Choice(["auto", "lvm", "none"]),
@@ -66,8 +74,10 @@ def backup(
     parent: str | None,
     changed_extents: str | None,
     read_plan: str,
-    parallel: int | None,
+    parallel: int,
     strict_read_errors: bool | None,
+    stall_seconds: int,
+    fail_on_stall: bool,
     snapshot: str,
     chunk_size: str | None,
     tags: tuple[str, ...],
@@ -77,7 +87,14 @@ def backup(
     """Back up SOURCE (a block device or an image file) as one disk image snapshot."""
     # imported here: the engine and the sources are heavy, and every other command starts faster
     from ..engines.disk_image import ImageBackupOptions, parse_size, run_image_backup
+    from ..errors import UsageError
+    from ..sources.reader import resolve_strict_read_errors
 
+    if strict_read_errors is None:  # the flag wins; unset: the environment variable, else best effort
+        try:
+            strict_read_errors = resolve_strict_read_errors({}, os.environ)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     extra = {"chunk_size": parse_size(chunk_size)} if chunk_size else {}
     opts = ImageBackupOptions(
         source=source,
@@ -85,7 +102,9 @@ def backup(
         changed_extents=changed_extents,
         read_plan=read_plan,
         parallel=parallel,
-        strict_read_errors=True if strict_read_errors else None,
+        strict_read_errors=strict_read_errors,
+        stall_seconds=float(stall_seconds),
+        fail_on_stall=fail_on_stall,
         snapshot=snapshot,
         tags=tuple(t for tag in tags for t in tag.split(",") if t),
         host=host,
@@ -160,10 +179,11 @@ def _run_restore(
     from ..repo.snapshot_filter import SnapshotFilter
     from ..restore.image import ImageRestoreOptions, run_image_restore
 
-    opts = ImageRestoreOptions(**kw)  # type: ignore[arg-type]
+    select_latest = SnapshotFilter.from_options(*select)
+    opts = ImageRestoreOptions(snapshot=snapshot, select=select_latest, **kw)  # type: ignore[arg-type]
     out = sys.stdout if as_json else sys.stderr
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
-        result = run_image_restore(repo, snapshot, opts, progress, select=SnapshotFilter.from_options(*select))
+        result = run_image_restore(repo, opts, progress)
     if as_json:
         print_json(result.summary_json())
         return

@@ -58,7 +58,7 @@ class Run:
 
 def backup(repo_path: Path, source: Path | str, events: list[Event] | None = None, **kw: object) -> Run:
     """One ``run_image_backup`` on a freshly opened repository (as separate runs would be)."""
-    seams = {k: kw.pop(k) for k in ("provider", "opener", "env", "cancel") if k in kw}
+    seams = {k: kw.pop(k) for k in ("provider", "opener", "cancel") if k in kw}
     got: list[Event] = [] if events is None else events
     opts = ImageBackupOptions(source=str(source), snapshot=str(kw.pop("snapshot", "none")), **kw)  # type: ignore[arg-type]
     repo = open_repo(repo_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e3backup.engines.disk_image import BackupCancelled
+from e3backup.errors import Cancelled as BackupCancelled
 from e3backup.events import EventCode
 from tests.helpers import restic, run_cli
 

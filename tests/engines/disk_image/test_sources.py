@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from e3backup.engines.disk_image import BackupCancelled
+from e3backup.agent.image_options import backup_settings
+from e3backup.api.jobs import Policy
+from e3backup.errors import Cancelled as BackupCancelled
 from e3backup.errors import E3Error
 from e3backup.events import EventCode
 from e3backup.sources.device import Device, open_device
@@ -71,8 +73,8 @@ def test_strict_from_the_environment_unless_the_policy_says_otherwise(repo_path:
     served, _ = faulty
     env = {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "true"}
     with pytest.raises(ReadError):
-        backup(repo_path, served, env=env)
-    r = backup(repo_path, served, env=env, policy={"disk_image_strict_read_errors": False}).result
+        backup(repo_path, served, **backup_settings(Policy(), env))
+    r = backup(repo_path, served, **backup_settings(Policy(disk_image_strict_read_errors=False), env)).result
     assert r.recovered_bytes == BAD[1]
 
 

@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 
+from e3backup.agent.image_options import backup_settings
+from e3backup.api.jobs import Policy
 from e3backup.engines.disk_image import ImageBackupOptions, StallDetector, parse_size
 from e3backup.engines.disk_image.chunker import ChunkGrid, PlanCursor, ZeroBlobs
 from e3backup.errors import UsageError
@@ -72,13 +74,17 @@ def test_stall_detector_reports_slow_then_stalled_in_the_tail_once_each() -> Non
 
 
 def test_options_policy_flags_and_sizes() -> None:
-    assert ImageBackupOptions("x").readers() == 2
-    assert ImageBackupOptions("x", policy={"parallel_disk_reads": 6}).readers() == 6
-    assert ImageBackupOptions("x", parallel=3, policy={"parallel_disk_reads": 6}).readers() == 3
+    # the policy is resolved at the agent's edge (``agent.image_options``), not in the engine
+    assert ImageBackupOptions("x").parallel == 2
+    assert ImageBackupOptions("x", **backup_settings(Policy(parallel_disk_reads=6), {})).parallel == 6
+    assert (
+        ImageBackupOptions("x", **{**backup_settings(Policy(parallel_disk_reads=6), {}), "parallel": 3}).parallel == 3
+    )
     env_strict = {"AGENT_DISK_IMAGE_STRICT_READ_ERRORS": "1"}
-    assert ImageBackupOptions("x").strict(env_strict) is True
-    assert ImageBackupOptions("x", policy={"disk_image_strict_read_errors": False}).strict(env_strict) is False
-    assert ImageBackupOptions("x", strict_read_errors=True).strict({}) is True
+    assert ImageBackupOptions("x", **backup_settings(Policy(), env_strict)).strict_read_errors is True
+    strict_off = Policy(disk_image_strict_read_errors=False)
+    assert ImageBackupOptions("x", **backup_settings(strict_off, env_strict)).strict_read_errors is False
+    assert ImageBackupOptions("x", strict_read_errors=True).strict_read_errors is True
     assert parse_size("4M") == parse_size("4MiB") == 4 * MiB and parse_size("512k") == 512 * 1024
     with pytest.raises(UsageError):
         ImageBackupOptions("x", chunk_size=1000)

@@ -1,6 +1,6 @@
 """The ``disk_image`` engine: a block device or image file into one snapshot (fixed chunk grid).
 
-options.py   ImageBackupOptions: readers, chunk size, strict reads, policy flags
+options.py   ImageBackupOptions: typed (readers, chunk size, strict reads, stall interval...)
 chunker.py   the fixed grid, planned pieces per chunk, the all-zero blobs
 reader.py    pooled buffers; one chunk read (planned bytes) under the read-error policy
 saver.py     zero check, SHA-256, dedup lookup, blob writer
@@ -12,14 +12,14 @@ result.py    ImageBackupResult and its summary JSON
 The stored image (layout.json, tree, tags, zero blobs) is ``sources.stored_image``.
 """
 
-from .backup import BackupCancelled, run_image_backup
-from .options import DEFAULT_CHUNK_SIZE, ImageBackupOptions, parse_size
+from .backup import run_image_backup
+from .options import DEFAULT_CHUNK_SIZE, MAX_PARALLEL, ImageBackupOptions, parse_size
 from .progress import StallDetector
 from .result import ImageBackupResult
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
-    "BackupCancelled",
+    "MAX_PARALLEL",
     "ImageBackupOptions",
     "ImageBackupResult",
     "StallDetector",

@@ -6,9 +6,11 @@
     -> flush packs and index -> snapshot (last: an interrupted run never leaves one)
 
 Events go to ``on_event`` as they happen (the agent forwards them): ``DISK_IMAGE_STREAM_START``,
-the sources' ``READ_PLAN_FALLBACK`` / ``READ_RECOVERED`` / ``CHANGE_MAP_IGNORED`` /
-``SNAPSHOT_NONE``, ``FINALIZING_SLOW`` / ``FINALIZING_STALLED`` in the tail, then
-``DISK_IMAGE_STREAM_COMPLETED``, or ``DISK_IMAGE_FAILED`` (``RUN_CANCELLED`` on cancel).
+``REPOSITORY_SNAPSHOT_STARTED``, the sources' ``READ_PLAN_FALLBACK`` / ``READ_RECOVERED`` /
+``CHANGE_MAP_IGNORED`` / ``SNAPSHOT_NONE``, ``DISK_IMAGE_STALLED`` before the tail,
+``FINALIZING_SLOW`` / ``FINALIZING_STALLED`` in it, ``REPOSITORY_INDEX_WRITTEN``,
+``REPOSITORY_SNAPSHOT_SAVED``, then ``DISK_IMAGE_STREAM_COMPLETED``, or ``DISK_IMAGE_FAILED``
+(``RUN_CANCELLED`` and ``errors.Cancelled`` on cancel).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from ... import __version__, errors
-from ...errors import E3Error
+from ... import __version__
+from ...errors import Cancelled, E3Error
 from ...events import Event, EventCode
 from ...progress import Progress
 from ...repo.blob import BlobType
@@ -53,16 +55,12 @@ from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
 from .options import ImageBackupOptions
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
-from .reader import Cancelled, ChunkReader
+from .reader import ChunkReader
 from .result import ImageBackupResult
 from .saver import ChunkSaver
 
 MONITOR_INTERVAL = 1.0
 DeviceOpener = Callable[[str], Device]
-
-
-class BackupCancelled(errors.Cancelled):
-    """The run was cancelled; nothing was saved as a snapshot."""
 
 
 def run_image_backup(
@@ -74,7 +72,6 @@ def run_image_backup(
     *,
     provider: SnapshotProvider | None = None,
     opener: DeviceOpener = open_device,
-    env: Mapping[str, str] | None = None,
 ) -> ImageBackupResult:
     """Back up ``opts.source`` under a shared lock. ``cancel`` stops it within seconds.
 
@@ -85,7 +82,6 @@ def run_image_backup(
     tune_malloc()
     source = os.path.abspath(opts.source)
     try:
-        strict = opts.strict(env)
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
@@ -93,13 +89,15 @@ def run_image_backup(
                 prov.remove_stale()
             snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)
             with snap_cm as snap:
-                job = _ImageBackup(repo, opts, source, strict, progress or Progress(mode="quiet"), sink, cancel)
+                job = _ImageBackup(
+                    repo, opts, source, opts.strict_read_errors, progress or Progress(mode="quiet"), sink, cancel
+                )
                 return job.run(snap, opener)
     except (Cancelled, KeyboardInterrupt) as e:
         sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise BackupCancelled(f"image backup of {source} cancelled; no snapshot was saved") from None
+        raise Cancelled(f"image backup of {source} cancelled; no snapshot was saved") from None
     except BaseException as e:
         details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
         if isinstance(e, ReadError):
@@ -144,8 +142,16 @@ class _ImageBackup:
         self.result.duration = time.monotonic() - start
         snapshot.summary = self._summary(snap_time)
         self.result.snapshot_id = self.repo.save_snapshot(snapshot)
-        self.result.event_counts = dict(self.sink.counts)
         r = self.result
+        self.sink.emit(
+            EventCode.REPOSITORY_SNAPSHOT_SAVED,
+            f"snapshot {r.snapshot_id[:8]} saved: image of {self.source}, {r.bytes_added} new bytes",
+            snapshot_id=r.snapshot_id,
+            parent_id=r.parent_id or None,
+            bytes_added=r.bytes_added,
+            recovered_bytes=r.recovered_bytes,
+        )
+        self.result.event_counts = dict(self.sink.counts)
         self.sink.emit(
             EventCode.DISK_IMAGE_STREAM_COMPLETED,
             f"image of {self.source} stored as snapshot {r.snapshot_id[:8]}: read {r.bytes_read} bytes, "
@@ -180,10 +186,16 @@ class _ImageBackup:
         r.change_map_used = change_map is not None and decisions.ignored_reason is None
         r.parent_id = parent.snapshot.id if parent else ""
         r.file_name = image_name(self.source)
-        readers = opts.readers()
+        # more readers than chunks to read would only hold buffers: say so when that caps them
+        to_read = decisions.read.total_bytes
+        readers = max(1, min(opts.parallel, to_read))
+        capped = f" ({opts.parallel} asked, only {to_read} chunks to read)" if readers < opts.parallel else ""
         self.sink.emit(
             EventCode.DISK_IMAGE_STREAM_START,
-            f"reading {dev.path} ({size} bytes, {plan.planned_bytes} planned) with {readers} readers",
+            f"reading {dev.path} ({size} bytes, {plan.planned_bytes} planned) with {readers} readers{capped}",
+            readers=readers,
+            parallel_disk_reads=opts.parallel,
+            read_plan=plan.mode.value,
             source=self.source,
             device=dev.path,
             device_size=size,
@@ -193,6 +205,13 @@ class _ImageBackup:
             full=r.full,
             change_map=r.change_map_used,
             strict_read_errors=self.strict,
+            stall_seconds=opts.stall_seconds,
+        )
+        self.sink.emit(
+            EventCode.REPOSITORY_SNAPSHOT_STARTED,
+            f"backing up the image of {self.source}",
+            paths=[self.source],
+            parent_id=r.parent_id or None,
         )
         self.progress.set_total(size)
         self.progress.set_extra(device_size=size, plan_bytes=plan.planned_bytes, bytes_read=0)
@@ -217,7 +236,9 @@ class _ImageBackup:
             cancel=self.cancel,
         )
         monitor_stop = threading.Event()
-        monitor = threading.Thread(target=self._monitor, args=(size, monitor_stop), name="image-monitor", daemon=True)
+        monitor = threading.Thread(
+            target=self._monitor, args=(size, pipeline, monitor_stop), name="image-monitor", daemon=True
+        )
         monitor.start()
         ok = False
         try:
@@ -240,7 +261,14 @@ class _ImageBackup:
                 writer.close(success=ok)
             finally:
                 monitor.join()
-        r.bytes_added, r.bytes_stored = writer.stats.bytes_added, writer.stats.bytes_stored
+        ws = writer.stats
+        r.bytes_added, r.bytes_stored = ws.bytes_added, ws.bytes_stored
+        self.sink.emit(
+            EventCode.REPOSITORY_INDEX_WRITTEN,
+            f"index written: {ws.packs} new pack(s) in {ws.index_files} index file(s)",
+            packs=ws.packs,
+            index_files=ws.index_files,
+        )
         return Snapshot(
             time=snap_time,
             tree=tree_id,
@@ -265,12 +293,26 @@ class _ImageBackup:
                 raise  # asked for by name: say why it cannot serve
             return None  # the latest one is unusable: this run is simply a full one
 
-    def _monitor(self, total: int, stop: threading.Event) -> None:
-        detector = StallDetector(total)
-        while not stop.wait(MONITOR_INTERVAL):
-            event = detector.observe(self.progress.bytes_done)
-            if event is not None:
-                self.sink(event)
+    def _monitor(self, total: int, pipeline: ImagePipeline, stop: threading.Event) -> None:
+        """Stall detection: ``DISK_IMAGE_STALLED`` before the tail (and the run fails if the
+        options say so), ``FINALIZING_SLOW`` / ``_STALLED`` in it."""
+        detector = StallDetector(total, stall_after=self.opts.stall_seconds)
+        interval = min(MONITOR_INTERVAL, self.opts.stall_seconds / 4)
+        while not stop.wait(interval):
+            done = self.progress.bytes_done
+            event = detector.observe(done)
+            if event is None:
+                continue
+            if event.code is EventCode.DISK_IMAGE_STALLED:
+                event.details["fail_on_stall"] = self.opts.fail_on_stall
+            self.sink(event)
+            if event.code is EventCode.DISK_IMAGE_STALLED and self.opts.fail_on_stall:
+                pipeline.fail(
+                    SourceError(
+                        f"reading {self.source} made no progress for {self.opts.stall_seconds:g}s "
+                        f"(at byte {done} of {total}); the policy fails a stalled run"
+                    )
+                )
 
     def _summary(self, snap_time: int) -> dict[str, object]:
         r = self.result
@@ -296,4 +338,4 @@ def _username() -> str:
         return ""
 
 
-__all__ = ["BackupCancelled", "DeviceOpener", "run_image_backup"]
+__all__ = ["DeviceOpener", "run_image_backup"]

@@ -1,20 +1,19 @@
-"""Options of a disk image backup; the defaults are what an unattended agent run should use.
+"""Options of a disk image backup: typed, resolved by the caller (the run contract).
 
-Policy flags (the job's policy JSON, names from the seeds) fill what the command line leaves
-unset: ``parallel_disk_reads`` (reader threads) and ``disk_image_strict_read_errors`` (with the
-``AGENT_DISK_IMAGE_STRICT_READ_ERRORS`` environment variable as the fallback).
+The agent resolves the job's policy (``parallel_disk_reads``, ``disk_image_bitmap``,
+``disk_image_strict_read_errors`` with ``AGENT_DISK_IMAGE_STRICT_READ_ERRORS`` as its fallback,
+``disk_image_cbt``, the stall settings) and the CLI its flags into these fields; the engine reads
+no policy and no environment. The defaults are what an unattended run should use. Errors name the
+setting, not a command-line flag, because the agent is a caller too.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ...errors import UsageError
-from ...sources.reader import resolve_strict_read_errors
 
 MiB = 1 << 20
 
@@ -26,10 +25,12 @@ MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 64 * MiB
 CHUNK_ALIGN = 4096  # every logical sector size divides it
 
-PARALLEL_POLICY_KEY = "parallel_disk_reads"
 # Two readers keep one disk busy (queue depth 2) without thrashing a spinning disk.
 DEFAULT_PARALLEL = 2
-MAX_PARALLEL = 32
+MAX_PARALLEL = 64  # the policy's range (``api.jobs.Policy.parallel_disk_reads``): the two agree
+# A read stream silent this long (outside the tail) gives DISK_IMAGE_STALLED; policy
+# ``disk_image_stall_seconds``. Five minutes: the seeds' "stalled" threshold of the tail.
+DEFAULT_STALL_SECONDS = 300.0
 
 READ_PLANS = ("auto", "full")
 SNAPSHOT_MODES = ("auto", "lvm", "none")
@@ -40,14 +41,16 @@ class ImageBackupOptions:
     source: str
     parent: str | None = None  # snapshot ID/prefix; None = latest image of this host and source
     changed_extents: str | None = None  # change-map file: JSON list of [offset, length]
-    read_plan: str = "auto"  # "auto": used extents of known file systems; "full": every byte
-    parallel: int | None = None  # reader threads; None: policy parallel_disk_reads, else 2
-    strict_read_errors: bool | None = None  # None: policy, then the environment variable
+    read_plan: str = "auto"  # "auto": used blocks of known file systems (policy disk_image_bitmap); "full"
+    parallel: int = DEFAULT_PARALLEL  # reader threads (policy parallel_disk_reads)
+    strict_read_errors: bool = False  # fail on the first read error instead of storing zeros
+    change_tracking: bool = True  # policy disk_image_cbt: use change tracking where there is one
+    stall_seconds: float = DEFAULT_STALL_SECONDS  # no progress this long before the tail: DISK_IMAGE_STALLED
+    fail_on_stall: bool = False  # policy disk_image_fail_on_stall: a stall fails the run
     snapshot: str = "auto"  # snapshot provider: auto, lvm, none
     chunk_size: int = DEFAULT_CHUNK_SIZE
     tags: tuple[str, ...] = ()
     host: str | None = None
-    policy: Mapping[str, Any] = field(default_factory=dict)
     # hash + zstd + AES run in these threads; one per core (they release the GIL).
     save_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     # Pack uploads in flight; each holds a ~16 MiB pack, so this bounds memory too.
@@ -61,32 +64,14 @@ class ImageBackupOptions:
 
     def __post_init__(self) -> None:
         if self.read_plan not in READ_PLANS:
-            raise UsageError(f"--read-plan must be one of {', '.join(READ_PLANS)}, not {self.read_plan!r}")
+            raise UsageError(f"read plan must be one of {', '.join(READ_PLANS)}, not {self.read_plan!r}")
         if self.snapshot not in SNAPSHOT_MODES:
-            raise UsageError(f"--snapshot must be one of {', '.join(SNAPSHOT_MODES)}, not {self.snapshot!r}")
+            raise UsageError(f"snapshot mode must be one of {', '.join(SNAPSHOT_MODES)}, not {self.snapshot!r}")
         check_chunk_size(self.chunk_size)
-        if self.parallel is not None and not 1 <= self.parallel <= MAX_PARALLEL:
-            raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}")
-
-    def readers(self) -> int:
-        if self.parallel is not None:
-            return self.parallel
-        value = self.policy.get(PARALLEL_POLICY_KEY)
-        if value is None:
-            return DEFAULT_PARALLEL
-        try:
-            n = int(value)
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"policy {PARALLEL_POLICY_KEY}: expected an integer, got {value!r}") from e
-        return min(max(n, 1), MAX_PARALLEL)
-
-    def strict(self, env: Mapping[str, str] | None = None) -> bool:
-        if self.strict_read_errors is not None:
-            return self.strict_read_errors
-        try:
-            return resolve_strict_read_errors(self.policy, env)
-        except ValueError as e:
-            raise UsageError(str(e)) from e
+        if not 1 <= self.parallel <= MAX_PARALLEL:
+            raise UsageError(f"parallel disk reads must be between 1 and {MAX_PARALLEL}, not {self.parallel}")
+        if not self.stall_seconds > 0:
+            raise UsageError(f"stall interval must be positive, not {self.stall_seconds}")
 
 
 def check_chunk_size(size: int) -> int:
@@ -111,7 +96,8 @@ def parse_size(text: str) -> int:
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_PARALLEL",
-    "PARALLEL_POLICY_KEY",
+    "DEFAULT_STALL_SECONDS",
+    "MAX_PARALLEL",
     "ImageBackupOptions",
     "check_chunk_size",
     "parse_size",

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import Cancelled
 from ...progress import Progress
 from ...sources.changemap import ChunkAction, ChunkDecisions
 from .chunker import ChunkGrid, ZeroBlobs
-from .reader import BufferPool, Cancelled, ChunkReader
+from .reader import BufferPool, ChunkReader
 from .saver import ChunkSaver
 
 _END = None
@@ -120,6 +121,10 @@ class ImagePipeline:
             pass
         except BaseException as e:
             self._fail(e)
+
+    def fail(self, e: BaseException) -> None:
+        """Stop every stage with ``e`` as the run's error (from outside: the stall monitor)."""
+        self._fail(e)
 
     def _fail(self, e: BaseException) -> None:
         with self._mu:

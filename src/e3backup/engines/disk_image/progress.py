@@ -1,12 +1,14 @@
-"""Progress and events of an image backup: a thread-safe event sink and tail stall detection.
+"""Progress and events of an image backup: a thread-safe event sink and stall detection.
 
 Progress counts bytes of the device (the denominator is the device size; the plan's size and
 the bytes read so far ride along in the status lines). ``StallDetector`` is the seeds' rule: a
-run whose bytes stop moving is *not* reported while it is in the final ~1 % of the device (at
-least 128 MiB, the data still in queues and packs when the last chunk is read), because that is
-where the last packs and the index are being written; there it says ``DISK_IMAGE_FINALIZING_SLOW``
-and then ``DISK_IMAGE_FINALIZING_STALLED`` instead. Elsewhere it stays quiet (``idle_for`` is
-there for a watchdog). The clock is injected, so tests need no sleeping.
+run whose bytes stop moving for ``stall_after`` seconds gives ``DISK_IMAGE_STALLED`` (a read
+stream that hangs: a dying disk, a dead network volume) -- *except* in the final ~1 % of the
+device (at least 128 MiB, the data still in queues and packs when the last chunk is read),
+where the last packs and the index are being written: there stall events are suppressed and it
+says ``DISK_IMAGE_FINALIZING_SLOW`` and then ``DISK_IMAGE_FINALIZING_STALLED`` instead. Each
+event comes once per quiet spell. Without ``stall_after`` it is quiet before the tail
+(``idle_for`` is there for a watchdog). The clock is injected, so tests need no sleeping.
 """
 
 from __future__ import annotations
@@ -57,11 +59,13 @@ class StallDetector:
         stalled_after: float = STALLED_AFTER,
         tail_fraction: float = TAIL_FRACTION,
         tail_min: int = TAIL_MIN_BYTES,
+        stall_after: float | None = None,
     ) -> None:
         self.total = total
         self.clock = clock
         self.slow_after = slow_after
         self.stalled_after = stalled_after
+        self.stall_after = stall_after
         tail = max(int(total * tail_fraction + 0.5), tail_min)
         self.tail_start = max(0, total - tail)
         self._done = -1
@@ -81,10 +85,17 @@ class StallDetector:
         if done != self._done:
             self._done, self._since, self._reported = done, now, 0
             return None
-        if not self.in_tail(done):
-            return None
         idle = now - self._since
-        details = {"bytes_done": done, "device_size": self.total, "idle_seconds": round(idle, 1)}
+        details: dict[str, object] = {"bytes_done": done, "device_size": self.total, "idle_seconds": round(idle, 1)}
+        if not self.in_tail(done):
+            if self.stall_after is None or idle < self.stall_after or self._reported:
+                return None
+            self._reported = 1
+            return Event(
+                EventCode.DISK_IMAGE_STALLED,
+                f"reading the disk made no progress for {idle:.0f}s (at byte {done} of {self.total})",
+                details={**details, "stall_seconds": self.stall_after},
+            )
         if idle >= self.stalled_after and self._reported < 2:
             self._reported = 2
             return Event(

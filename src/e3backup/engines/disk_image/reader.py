@@ -11,12 +11,9 @@ from __future__ import annotations
 import queue
 import threading
 
+from ...errors import Cancelled
 from ...sources.reader import DeviceReader
 from .chunker import ChunkGrid, PlanCursor
-
-
-class Cancelled(Exception):
-    """Raised inside the pipeline when the run is cancelled or another stage failed."""
 
 
 class BufferPool:
@@ -66,4 +63,4 @@ class ChunkReader:
         return view, nread
 
 
-__all__ = ["BufferPool", "Cancelled", "ChunkReader"]
+__all__ = ["BufferPool", "ChunkReader"]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from e3backup.api.common import DiskImageFormat, Engine
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
+from e3backup.api.volumes import parse_volume
 from e3backup.server.db.models import Agent, HyperVVM, Job, User
 from e3backup.server.problems import FieldError
 from e3backup.server.scheduler import next_fire
@@ -67,6 +68,10 @@ def _check_engine_fields(spec: JobCreate) -> JobCreate:
         volume = (spec.disk_source_volume or "").strip()
         if not volume:
             raise FieldError("disk_source_volume", "required for disk_image jobs (e.g. C: or /dev/sda)")
+        try:
+            parse_volume(volume)  # the forms the agent accepts too (``api.volumes``)
+        except ValueError as e:
+            raise FieldError("disk_source_volume", str(e)) from None
         if spec.hyperv_config is not None:
             raise FieldError("hyperv_config", "only for hyperv jobs")
         return spec.model_copy(

@@ -116,8 +116,11 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         policy: dict[str, Any] = {
             "disk_image_cbt": checked("policy.disk_image_cbt"),
             "disk_image_bitmap": checked("policy.disk_image_bitmap"),
-            "disk_image_strict_read_errors": checked("policy.disk_image_strict_read_errors"),
         }
+        # unchecked is *unset*, not false: the agent then falls back to its
+        # AGENT_DISK_IMAGE_STRICT_READ_ERRORS (the seeds' rule), else best effort
+        if checked("policy.disk_image_strict_read_errors"):
+            policy["disk_image_strict_read_errors"] = True
         if get("policy.parallel_disk_reads"):
             policy["parallel_disk_reads"] = _number(get("policy.parallel_disk_reads"))
         spec["policy"] = policy

@@ -1,0 +1,261 @@
+"""Writing an image restore: segments to workers, blobs decoded once, written past the page cache.
+
+Segments of ``segment_size`` bytes (whole chunks) go to ``workers`` threads, in disk order. Within a
+segment, chunks are grouped by pack and each needed pack range is read once
+(``packs.sealed_blobs``); each blob is decrypted once (MAC checked), into a page-aligned buffer
+from the ``hash_batches`` pool, and written from there to every chunk that holds it. Writes go
+past the page cache (``formats.direct``): no byte is copied after decryption or decompression. The
+blobs' SHA-256 IDs are then checked 16 at a time (multi-buffer hashing); a mismatch fails the
+restore before it can report success.
+
+Each worker has its own target handle (a raw file or device opened per worker; a VHDX writer is
+shared, its ``write_at`` is positional and thread-safe). A worker hands each decoded blob to
+``workers`` I/O threads and decodes the next meanwhile; the pool of ``hash_batches`` is the
+back-pressure. The chunks written are counted against the plan at the end. A block device keeps
+whatever it held, so there data chunks are written whole (zeros included) and zero chunks are
+zeroed (BLKZEROOUT, falling back to writes) or discarded (``discard``): stale data never survives.
+
+The first error in any worker stops the others; a file target the run created is removed, so a
+failed (or cancelled) restore never leaves something that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ...errors import E3Error, IntegrityError
+from ...formats.direct import ALIGN
+from ...formats.factory import create_image_writer
+from ...formats.image import ImageWriter
+from ...formats.raw import RawWriter
+from ...progress import Progress
+from ...repo.pack import PackedBlob
+from ...repo.repository import Repository, check_blob_ids
+from ...sources.stored_image import ImageSnapshot
+from ...tuning import fewer_collections
+from ..hash_batches import HashBatches
+from ..packs import scratch_buffer, sealed_blobs
+from ..target import Target, check_target
+from .options import ImageRestoreOptions, ImageRestoreResult
+from .plan import RestorePlan, Segment, chunk_runs, plan_restore
+from .verify import verify_target
+from .workers import Stops, run_jobs
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A blob's plaintext (already written), at the start of its pool ``buffer``."""
+
+    pack_id: str
+    blob: PackedBlob
+    plain: memoryview
+    buffer: memoryview
+
+
+def _check_decoded(batch: list[Decoded]) -> None:
+    check_blob_ids([(d.pack_id, d.blob, d.plain) for d in batch])
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """A data chunk read back from the target for ``verify``, at the start of its pool ``buffer``."""
+
+    index: int
+    offset: int
+    want: bytes
+    data: memoryview
+    buffer: memoryview
+
+
+class _Worker:
+    """One worker's handle on the target."""
+
+    def __init__(self, writer: ImageWriter, own: bool) -> None:
+        self.writer = writer
+        self.own = own
+
+    def close(self) -> None:
+        if self.own:
+            self.writer.close()
+
+
+class ImageRestorer:
+    """Runs one restore; ``after_write`` (tests) is called between writing and verifying."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        opts: ImageRestoreOptions,
+        progress: Progress | None = None,
+        after_write: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.repo = repo
+        self.opts = opts
+        self.progress = progress or Progress(mode="quiet")
+        self.after_write = after_write
+        self.stops = Stops(cancel, stop)
+        self.result = ImageRestoreResult()
+        self._mu = threading.Lock()
+
+    def run(self, img: ImageSnapshot) -> ImageRestoreResult:
+        started = time.monotonic()
+        self._image = img
+        o, r = self.opts, self.result
+        target = check_target(o.target, o.image_format, img.device_size, o.force)
+        plan = plan_restore(self.repo, img, o.segment_size)
+        r.snapshot_id, r.target, r.image_format = img.snapshot.id, o.target, o.image_format
+        r.block_device, r.file_name, r.device_size = target.is_block_device, img.file_name, img.device_size
+        r.chunk_size, r.plan_bytes, r.chunks_total = img.chunk_size, img.plan.total_bytes, img.chunk_count
+        r.workers, r.segment_size = o.workers, max(1, o.segment_size // img.chunk_size) * img.chunk_size
+        self.progress.set_total(img.device_size)
+        self.progress.set_extra(device_size=img.device_size, plan_bytes=r.plan_bytes, bytes_written=0)
+        try:
+            self._write(plan, target)
+            if self.after_write is not None:
+                self.after_write()
+            if o.verify:
+                verify_target(plan, target, o, r, self.stops)
+        except BaseException:
+            if not target.existed and not target.is_block_device:
+                with contextlib.suppress(OSError):
+                    os.unlink(o.target)
+            raise
+        r.duration = time.monotonic() - started
+        return r
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, plan: RestorePlan, target: Target) -> None:
+        o = self.opts
+        size = plan.image.device_size
+        # a single worker waits for each direct write with nothing to overlap it: the page cache
+        # (with early write-back) lets its CPU and the disk work together (measured on a dense
+        # 2 GiB disk, median of 3: 7.1 s against 9.7 s)
+        shared = create_image_writer(
+            o.image_format,  # type: ignore[arg-type]
+            o.target,
+            size,
+            plan.data_extents(),
+            o.vhdx_options,
+            direct=o.workers > 1,
+        )
+        ok = False
+        try:
+            workers: list[_Worker] = []
+            try:
+                for _ in range(o.workers):  # a raw target: a handle each; a VHDX writer is shared
+                    if isinstance(shared, RawWriter):
+                        workers.append(_Worker(shared.reopen(), True))
+                    else:
+                        workers.append(_Worker(shared, False))
+                # blob IDs are checked in batches as blobs are written (``hash_batches``)
+                self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.stops.stop, _check_decoded)
+                self._writes = ThreadPoolExecutor(o.workers, thread_name_prefix="image-write")
+                with fewer_collections():
+                    try:
+                        jobs = [functools.partial(self._restore_segment, w) for w in workers]
+                        run_jobs(plan.segments, jobs, self.stops, "image restore")
+                    except BaseException:
+                        self._writes.shutdown(wait=True, cancel_futures=True)  # failing: drop queued writes
+                        raise
+                    self._writes.shutdown(wait=True)  # every queued write runs
+                    # an I/O thread failed (or the run was cancelled) after the workers were done
+                    self.stops.raise_if_stopped("image restore")
+                    self._batches.finish()  # every write is done: check the blobs still waiting
+                if self.result.chunks_written != plan.data_chunks:  # a lost write must never pass as done
+                    raise E3Error(
+                        f"image restore wrote {self.result.chunks_written} of {plan.data_chunks} data chunks: "
+                        "the target is incomplete"
+                    )
+            finally:
+                _close_all(workers)
+            ok = True
+        finally:
+            if ok:
+                shared.close()
+            elif hasattr(shared, "abort"):
+                shared.abort()
+            else:
+                shared.close()
+
+    def _restore_segment(self, worker: _Worker, seg: Segment) -> None:
+        img, writer = self._image, worker.writer
+        if seg.zero:
+            zeroed = 0
+            for off, n in chunk_runs(img, seg.zero):
+                if self.result.block_device:
+                    assert isinstance(writer, RawWriter)
+                    writer.zero_range(off, n, "discard" if self.opts.discard else "zeroout")
+                    zeroed += n
+                self.progress.add(nbytes=n)
+            with self._mu:
+                self.result.chunks_zero += len(seg.zero)
+                self.result.bytes_zeroed += zeroed
+        batches = self._batches
+        for pack_id, blobs in sorted(seg.packs.items(), key=lambda kv: min(min(c) for c in kv[1].values())):
+            fetched = sum(b.length for b in blobs)
+            for blob, sealed in sealed_blobs(self.repo, pack_id, list(blobs)):
+                if self.stops.stopped():
+                    return
+                spans = [img.chunk_span(i) for i in blobs[blob]]
+                size = blob.plaintext_length
+                for i, (_, n) in zip(blobs[blob], spans, strict=True):
+                    if size != n:
+                        raise IntegrityError(
+                            f"data blob {blob.id.hex()} in pack {pack_id} holds {size} bytes, "
+                            f"chunk {i} of the disk has {n}"
+                        )
+                buffer = batches.take()
+                with batches.back_on_error(buffer):
+                    plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
+                # the write goes to the I/O threads: this worker decodes the next blob meanwhile
+                self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
+            with self._mu:
+                self.result.bytes_fetched += fetched
+                self.result.pack_reads += 1
+        self.progress.set_extra(bytes_written=self.result.bytes_written)
+
+    def _write_blob(self, writer: ImageWriter, spans: list[tuple[int, int]], d: Decoded) -> None:
+        """An I/O thread's job: write a decoded blob to its chunks, then queue it for its ID check
+        (the buffer goes back to the pool once checked). The first error stops the restore."""
+        batches = self._batches
+        try:
+            if self.stops.stopped():
+                batches.release([d.buffer])
+                return
+            with batches.back_on_error(d.buffer):
+                for off, n in spans:
+                    writer.write_at(off, d.plain)
+                    self.progress.add(nbytes=n)
+            with self._mu:
+                self.result.chunks_written += len(spans)
+                self.result.bytes_written += len(d.plain) * len(spans)
+            ready = batches.add(d)
+            if ready:
+                batches.check(ready)
+        except BaseException as e:
+            self.stops.fail(e)
+
+
+def _close_all(workers: list[_Worker]) -> None:
+    """Close every handle, then raise the first error (an fsync that failed) if any."""
+    first: BaseException | None = None
+    for w in workers:
+        try:
+            w.close()
+        except BaseException as e:
+            first = first or e
+    if first is not None:
+        raise first
+
+
+__all__ = ["Decoded", "ImageRestorer"]
