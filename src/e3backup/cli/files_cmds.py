@@ -134,6 +134,11 @@ def restore(
             f"{human_bytes(result.total_bytes)} to {target}"
             + (f"; verified {result.verified_files} files" if verify else "")
         )
+    if result.failed_files:
+        raise E3Error(
+            f"restore finished, but {len(result.failed_files)} files could not be restored "
+            "(named above; they were left out)"
+        )
     if result.errors:
         raise E3Error(f"restore finished with {len(result.errors)} errors")
 

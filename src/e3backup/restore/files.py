@@ -22,6 +22,7 @@ import hashlib
 import os
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -60,6 +61,9 @@ class RestoreResult:
     total_bytes: int = 0
     verified_files: int = 0
     workers: int = 0
+    failed_files: list[str] = field(default_factory=list)
+    """Files whose data could not be read (a corrupt or missing blob or pack): removed from the
+    target, never left holding zeros; each is also named in ``errors`` with the reason."""
     errors: list[str] = field(default_factory=list)
 
     def summary_json(self) -> dict[str, object]:
@@ -72,6 +76,7 @@ class RestoreResult:
             "bytes_written": self.bytes_written,
             "verified_files": self.verified_files,
             "workers": self.workers,
+            "files_failed": len(self.failed_files),
             "error_count": len(self.errors),
             "errors": self.errors[:100],
         }
@@ -125,6 +130,8 @@ class FileRestorer:
         self._dirs: list[tuple[bytes, Node]] = []
         self._others: list[tuple[bytes, Node]] = []
         self._links: dict[tuple[int, int], bytes] = {}
+        self._more_links: dict[bytes, list[bytes]] = {}  # first path of a hard-linked file -> the others
+        self._failed: dict[int, str] = {}  # index in _files -> why its data could not be restored
         self._is_root = os.geteuid() == 0
         self._mu = threading.Lock()
 
@@ -138,8 +145,10 @@ class FileRestorer:
         self.result.total_bytes = sum(j.node.size for j in self._files)
         self.progress.set_total(self.result.total_bytes, files=len(self._files))
         self._restore_contents()
-        for job in self._files:
-            self._apply_meta(job.path, job.node)
+        self._remove_failed()
+        for fi, job in enumerate(self._files):
+            if fi not in self._failed:
+                self._apply_meta(job.path, job.node)
         for path, node in self._others:
             self._apply_meta(path, node)
         for path, node in reversed(self._dirs):
@@ -191,13 +200,19 @@ class FileRestorer:
             self._dirs.append((path, node))
             self.result.dirs += 1
             if descend and node.subtree is not None:
-                self._walk(self.repo.load_tree(node.subtree), path, snap_path)
+                try:
+                    nodes = self.repo.load_tree(node.subtree)
+                except E3Error as e:  # the rest of the snapshot can still be restored
+                    self.result.errors.append(f"{os.fsdecode(path)}: directory contents not restored: {e}")
+                    return
+                self._walk(nodes, path, snap_path)
             return
         _remove_non_dir(path)
         if t == "file":
             key = (node.device_id, node.inode)
             if node.links > 1 and node.inode and key in self._links:
                 os.link(self._links[key], path)
+                self._more_links.setdefault(self._links[key], []).append(path)
                 self.result.files += 1
                 return
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -234,7 +249,8 @@ class FileRestorer:
             for blob_id in job.node.content or []:
                 loc = index.lookup(BlobType.DATA, blob_id)
                 if loc is None:
-                    raise IntegrityError(f"{os.fsdecode(job.path)}: data blob {blob_id.hex()} not found in index")
+                    self._fail(fi, f"data blob {blob_id.hex()} not found in index")
+                    break
                 n = loc.blob.plaintext_length
                 plan.setdefault(loc.pack_id, {}).setdefault(loc.blob, []).append((fi, offset))
                 offset += n
@@ -248,12 +264,20 @@ class FileRestorer:
         for _job in self._files:
             self.progress.add(files=1)
 
+    def _fail(self, fi: int, reason: str) -> None:
+        with self._mu:
+            self._failed.setdefault(fi, reason)
+
     def _restore_pack(self, item: tuple[str, dict[PackedBlob, list[tuple[int, int]]]]) -> None:
+        """Write every blob of one pack where it goes; a blob (or pack range) that cannot be read
+        fails the files that need it, and only them."""
         pack_id, blobs = item
         self._check_cancel()
-        for b, plain in read_blobs(self.repo, pack_id, list(blobs)):
+        for b, plain in read_blobs(self.repo, pack_id, list(blobs), on_error=self._blob_failed(blobs)):
             self._check_cancel()
             for fi, off in blobs[b]:
+                if fi in self._failed:
+                    continue
                 path = self._files[fi].path
                 fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
                 try:
@@ -266,6 +290,29 @@ class FileRestorer:
                 self.progress.add(nbytes=len(plain))
                 with self._mu:
                     self.result.bytes_written += len(plain)
+
+    def _blob_failed(self, blobs: dict[PackedBlob, list[tuple[int, int]]]) -> Callable[[PackedBlob, E3Error], None]:
+        def failed(b: PackedBlob, e: E3Error) -> None:
+            for fi, _ in blobs[b]:
+                self._fail(fi, str(e))
+
+        return failed
+
+    def _remove_failed(self) -> None:
+        """Files whose data could not be restored are removed (every hard link of them), so none
+        is left looking complete; each is named with the reason."""
+        for fi in sorted(self._failed):
+            job = self._files[fi]
+            for path in (job.path, *self._more_links.get(job.path, ())):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    self.result.errors.append(f"{os.fsdecode(path)}: removing the incomplete file: {e.strerror}")
+                self.result.failed_files.append(os.fsdecode(path))
+                self.result.errors.append(f"{os.fsdecode(path)}: not restored: {self._failed[fi]}")
+                self.result.files -= 1
 
     # -- metadata -------------------------------------------------------------------------------
 
@@ -309,7 +356,8 @@ class FileRestorer:
             return None
 
         with ThreadPoolExecutor(self.opts.workers) as ex:
-            for err in ex.map(verify, self._files):
+            restored = [job for fi, job in enumerate(self._files) if fi not in self._failed]
+            for err in ex.map(verify, restored):
                 if err:
                     self.result.errors.append("verify: " + err)
                 else:

@@ -10,9 +10,9 @@ the image restore (which decodes into its own buffers and checks blob IDs in bat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from ..errors import IntegrityError, NotFoundError
+from ..errors import E3Error, IntegrityError, NotFoundError
 from ..formats.direct import ALIGN, aligned_buffer
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
@@ -57,10 +57,35 @@ def sealed_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Ite
             yield b, view[b.offset - start : b.offset - start + b.length]
 
 
-def read_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, bytes]]:
-    """Each blob of one pack, decrypted and verified, reading every needed range of the pack once."""
-    for b, sealed in sealed_blobs(repo, pack_id, blobs):
-        yield b, repo.decode_blob(pack_id, b, sealed)
+def read_blobs(
+    repo: Repository,
+    pack_id: str,
+    blobs: list[PackedBlob],
+    on_error: Callable[[PackedBlob, E3Error], None] | None = None,
+) -> Iterator[tuple[PackedBlob, bytes]]:
+    """Each blob of one pack, decrypted and verified, reading every needed range of the pack once.
+
+    Without ``on_error`` the first blob that cannot be read raises; with it, each such blob (a
+    corrupt one, or every blob of a missing or truncated range) is passed to ``on_error`` and
+    skipped, and the others still come."""
+    if on_error is None:
+        for b, sealed in sealed_blobs(repo, pack_id, blobs):
+            yield b, repo.decode_blob(pack_id, b, sealed)
+        return
+    for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset)):
+        try:
+            view = read_pack_range(repo, pack_id, start, end)
+        except E3Error as e:
+            for b in group:
+                on_error(b, e)
+            continue
+        for b in group:
+            try:
+                plain = repo.decode_blob(pack_id, b, view[b.offset - start : b.offset - start + b.length])
+            except E3Error as e:
+                on_error(b, e)
+                continue
+            yield b, plain
 
 
 class _Scratch(threading.local):
