@@ -46,6 +46,13 @@ class EventCode(StrEnum):
     DISK_IMAGE_FINALIZING_STALLED = "DISK_IMAGE_FINALIZING_STALLED"
     DISK_IMAGE_STREAM_COMPLETED = "DISK_IMAGE_STREAM_COMPLETED"
     DISK_IMAGE_FAILED = "DISK_IMAGE_FAILED"
+    # sync engine (plain-file mirrors)
+    SYNC_STARTED = "SYNC_STARTED"
+    SYNC_SOURCE_MISSING = "SYNC_SOURCE_MISSING"
+    SYNC_FILE_FAILED = "SYNC_FILE_FAILED"
+    SYNC_FILES_FAILED = "SYNC_FILES_FAILED"
+    SYNC_DELETE_REFUSED = "SYNC_DELETE_REFUSED"
+    SYNC_COMPLETED = "SYNC_COMPLETED"
     # agent
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     RUN_REFUSED = "RUN_REFUSED"
@@ -130,6 +137,29 @@ CODES: dict[EventCode, CodeInfo] = {
     ),
     EventCode.DISK_IMAGE_STREAM_COMPLETED: CodeInfo(Level.INFO, "The disk image was stored."),
     EventCode.DISK_IMAGE_FAILED: CodeInfo(Level.ERROR, "The disk image backup failed."),
+    EventCode.SYNC_STARTED: CodeInfo(
+        Level.INFO, "The sync compared the source with the destination and started copying."
+    ),
+    EventCode.SYNC_SOURCE_MISSING: CodeInfo(
+        Level.ERROR,
+        "A source folder does not exist (unmounted drive, moved or deleted folder?). Nothing was "
+        "deleted from its part of the destination.",
+    ),
+    EventCode.SYNC_FILE_FAILED: CodeInfo(
+        Level.WARNING,
+        "A file could not be synced (unreadable, locked, or in the way); its previous copy in the "
+        "destination, if any, was kept. The other files were synced.",
+    ),
+    EventCode.SYNC_FILES_FAILED: CodeInfo(
+        Level.WARNING, "More files could not be synced than are listed one by one; the count is given."
+    ),
+    EventCode.SYNC_DELETE_REFUSED: CodeInfo(
+        Level.WARNING,
+        "The sync would have deleted more of the destination than the max_delete guard allows, so it "
+        "deleted nothing. Check that the source is complete (a vanished or emptied folder?), or raise "
+        "the job's sync_max_delete if the deletions are intended.",
+    ),
+    EventCode.SYNC_COMPLETED: CodeInfo(Level.INFO, "The destination mirrors the source."),
     EventCode.ENGINE_UNAVAILABLE: CodeInfo(
         Level.ERROR, "This backup engine is not available on this machine's operating system."
     ),

@@ -38,6 +38,7 @@ _COMMANDS = {
     "image": "image_cmds:image",
     "agent": "agent_cmds:agent",
     "mount": "mount_cmd:mount",
+    "sync": "sync_cmd:sync",
 }
 
 

@@ -109,6 +109,15 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self.location!r})"
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client, for S3 operations beyond the ``Store`` interface (the sync engine)."""
+        return self._client
+
+    def call(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a call on ``client`` about ``key``) with this store's retries and error mapping."""
+        return self._call(op, key, fn)
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
