@@ -70,6 +70,13 @@ class _Run:
         self._lock = threading.Lock()
         self._bucket = (TokenBucket(options.limit_upload * 1024, sleep=self._wait)
                         if options.limit_upload else None)
+        threading.Thread(target=self._watch, name="sync-cancel", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Turn the caller's cancel into ``stop``, which every transfer and wait looks at."""
+        while not self.stop.wait(0.1):
+            if self.cancel.is_set():
+                self.stop.set()
 
     def _wait(self, seconds: float) -> None:
         self.stop.wait(seconds)

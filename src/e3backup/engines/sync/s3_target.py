@@ -21,7 +21,7 @@ from ...store.s3_location import S3Location
 from .options import S3Target
 from .source import SourceFile
 from .state import SyncState, Uploaded
-from .target import DestFile, Pace, chunks
+from .target import DestFile, FileError, Pace, chunks
 
 PART_SIZE = 16 << 20
 MAX_PARTS = 10_000
@@ -134,6 +134,10 @@ class S3Destination:
     # -- changes ------------------------------------------------------------------------------------
 
     def upload(self, key: str, src: SourceFile, pace: Pace, cancel: threading.Event) -> None:
+        if "\\" in key:
+            # SeaweedFS (and some gateways) store "a\b" as "a/b": the next listing would not find
+            # the object and delete what it found instead. Refused, so no server can get it wrong.
+            raise FileError(src.path, "a backslash in a name cannot be kept in an S3 key on every server")
         meta = {"mtime": format_mtime(src.mtime_ns)}
         if src.size <= PART_SIZE:
             data = b"".join(chunks(src, PART_SIZE, cancel))
