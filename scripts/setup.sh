@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# gcc and python3-dev build the multi-buffer SHA-256 extension (setup.py)
-DEB_PACKAGES=(gcc python3-dev restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium)
+# gcc and python3-dev build the multi-buffer SHA-256 extension (setup.py); rclone judges the sync
+# engine's mirrors in tests and, with s3cmd, is its benchmark peer
+DEB_PACKAGES=(gcc python3-dev restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium rclone s3cmd)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

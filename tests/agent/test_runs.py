@@ -116,11 +116,6 @@ def test_unavailable_engines_fail_the_run_with_an_event(harness: Harness, tmp_pa
     r = harness.finish(agent, run)
     assert r["status"] == "failed" and "unavailable" in r["error_summary"]
     assert harness.codes(run) == ["ENGINE_UNAVAILABLE"]
-    job = harness.files_job(agent, tmp_path, engine="sync", name="sync job")
-    run = harness.run_job(job["id"])
-    assert agent.poll_once()
-    assert harness.finish(agent, run)["status"] == "failed"
-    assert harness.codes(run) == ["ENGINE_UNAVAILABLE"]
 
 
 def test_password_never_logged_or_sent(harness: Harness, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,21 @@ def repository_location(dest: S3Destination | LocalDestination) -> tuple[str, di
     return url, options
 
 
+def preflight(
+    dest: S3Destination | LocalDestination,
+    reporter: RunReporter,
+    prober: Callable[[str], ProbeResult] = probe,
+) -> None:
+    """Register the destination's secrets with the log redactor; for S3, probe the endpoint (a
+    ``STORAGE_*`` event) and raise ``StorageUnavailable`` when it cannot be reached."""
+    SECRETS.add(dest.repository_password, getattr(dest, "secret_access_key", None))
+    if isinstance(dest, S3Destination):
+        result = prober(dest.endpoint)
+        reporter.event(result.code, result.message, **result.details)
+        if not result.ok:
+            raise StorageUnavailable(f"storage preflight failed: {result.code.value}: {result.message}")
+
+
 def open_repository(
     dest: S3Destination | LocalDestination,
     reporter: RunReporter,
@@ -44,15 +59,12 @@ def open_repository(
     create: bool = True,
     kdf: KDFParams | None = None,
     prober: Callable[[str], ProbeResult] = probe,
+    limit_upload: float | None = None,
 ) -> Repository:
-    SECRETS.add(dest.repository_password, getattr(dest, "secret_access_key", None))
+    """Open (or, with ``create``, initialise) the run's repository; ``limit_upload`` in KiB/s."""
     location, options = repository_location(dest)
-    if isinstance(dest, S3Destination):
-        result = prober(dest.endpoint)
-        reporter.event(result.code, result.message, **result.details)
-        if not result.ok:
-            raise StorageUnavailable(f"storage preflight failed: {result.code.value}: {result.message}")
-    store = open_store(location, **options)
+    preflight(dest, reporter, prober)
+    store = open_store(location, limit_upload=limit_upload, **options)
     password = dest.repository_password.encode()
     try:
         repo = Repository.open(store, password)
@@ -69,4 +81,4 @@ def open_repository(
     return repo
 
 
-__all__ = ["StorageUnavailable", "open_repository", "repository_location"]
+__all__ = ["StorageUnavailable", "open_repository", "preflight", "repository_location"]

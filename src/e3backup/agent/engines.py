@@ -4,7 +4,7 @@
     backup       files        engines.files.run_backup             source paths, excludes
     backup       disk_image   engines.disk_image.run_image_backup  volume, policy (Linux)
     backup       hyperv       needs a Windows Hyper-V host          -> ENGINE_UNAVAILABLE
-    backup       sync         not in this build                     -> ENGINE_UNAVAILABLE
+    backup       sync         engines.sync.run_sync (no repository) folders, excludes, sync_* policy
     restore      files        restore.files.run_restore            RestoreRequest, restore_kopia_parallel
     restore      disk_image   restore.image.run_image_restore      RestoreRequest, policy (Linux)
     maintenance  any          maintenance.run_maintenance          MaintenanceRequest, retention
@@ -21,13 +21,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..api.agent import RunAssignment
+from ..api.agent import RunAssignment, SyncRunResult
 from ..api.common import BackupType, Engine, RunKind, RunStatus
+from ..api.jobs import S3Destination
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
+from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
 from ..repo import Repository
@@ -75,6 +78,10 @@ class Outcome:
     totals: dict[str, Any] = field(default_factory=dict)  # final counters for update_run
 
 
+DirectRunFn = Callable[[O, Progress, OnEvent, Cancel], R]
+"""``run_x(options, progress, on_event, cancel)``: a run that writes no repository (sync)."""
+
+
 @dataclass(frozen=True)
 class EngineEntry(Generic[O, R]):
     run: RunFn[O, R] | None  # None: not in this build (``why_not`` says why)
@@ -83,9 +90,11 @@ class EngineEntry(Generic[O, R]):
     create_repo: bool = False  # a backup creates the repository on first use
     platforms: tuple[str, ...] = ()  # sys.platform prefixes; () = everywhere
     why_not: str = ""
+    direct: DirectRunFn[O, R] | None = None  # instead of ``run``: no repository is opened
 
     def available(self, platform: str) -> bool:
-        return self.run is not None and (not self.platforms or platform.startswith(self.platforms))
+        runnable = self.run is not None or self.direct is not None
+        return runnable and (not self.platforms or platform.startswith(self.platforms))
 
 
 # -- files ----------------------------------------------------------------------------------------
@@ -188,6 +197,49 @@ def _maintenance_outcome(summary: dict[str, Any]) -> Outcome:
     return Outcome(RunStatus.SUCCESS, summary=summary)
 
 
+# -- sync ------------------------------------------------------------------------------------------
+
+
+def _sync_options(ctx: JobContext) -> SyncOptions:
+    """The job's folders, excludes, destination (the bucket and prefix as they are: the files
+    land there as plain objects) and ``sync_*`` policy flags."""
+    run, p = ctx.run, ctx.run.policy
+    dest = run.destination
+    target: S3Target | LocalTarget
+    if isinstance(dest, S3Destination):
+        target = S3Target(dest.endpoint, dest.bucket, dest.prefix.strip("/"), access_key=dest.access_key_id,
+                          secret_key=dest.secret_access_key, region=dest.region or None)
+    else:
+        target = LocalTarget(dest.path)
+    return SyncOptions(
+        sources=tuple(run.source_paths or [run.source_path]),
+        target=target,
+        excluder=Excluder(run.exclude),
+        compare=Compare(p.sync_compare),
+        delete=p.sync_delete,
+        max_delete_percent=p.sync_max_delete,
+        dry_run=p.sync_dry_run,
+        limit_upload=p.limit_upload,
+        state_dir=Path(ctx.config.state_dir),
+    )
+
+
+def _sync_outcome(result: SyncResult) -> Outcome:
+    """WARNING when a file failed or the guard refused deletions; the counters go to update_run."""
+    problems = []
+    if result.errors:
+        problems.append(f"{len(result.errors)} file(s) could not be synced: {result.errors[0]}")
+    if result.deletes_refused:
+        problems.append(f"{result.deletes_refused} deletion(s) refused by the max_delete guard")
+    return Outcome(
+        RunStatus.WARNING if problems else RunStatus.SUCCESS,
+        backup_type=BackupType.INCREMENTAL if result.files_unchanged or result.files_changed else BackupType.FULL,
+        summary=result.summary_json(),
+        error="; ".join(problems) or None,
+        totals={"sync_result": SyncRunResult.model_validate(result.summary_json())},
+    )
+
+
 # -- the tables -----------------------------------------------------------------------------------
 
 BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
@@ -199,7 +251,7 @@ BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
         why_not="disk image backups need Linux in this build (VSS on Windows is not wired)",
     ),
     Engine.HYPERV: EngineEntry(None, why_not="Hyper-V backups need a Windows Hyper-V host and are not in this build"),
-    Engine.SYNC: EngineEntry(None, why_not="the sync engine is not in this build; use the files engine"),
+    Engine.SYNC: EngineEntry[SyncOptions, SyncResult](None, _sync_options, _sync_outcome, direct=run_sync),
 }
 
 RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
@@ -209,7 +261,8 @@ RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
     Engine.DISK_IMAGE: EngineEntry(_run_image_restore, _image_restore_options, _image_restore_outcome,
                                    platforms=("linux",), why_not="disk image restores need Linux in this build"),
     Engine.HYPERV: EngineEntry(None, why_not="Hyper-V restore needs a Windows Hyper-V host"),
-    Engine.SYNC: EngineEntry(None, why_not="sync jobs cannot be restored by the agent"),
+    Engine.SYNC: EngineEntry(None, why_not="a sync job keeps no snapshots: its files are plain objects in the "
+                             "job's bucket under its prefix (or in its folder); copy them back with any S3 tool"),
 }
 
 MAINTENANCE: EngineEntry[Any, Any] = EngineEntry[MaintenanceOptions, dict[str, Any]](
@@ -223,7 +276,7 @@ def pick(kind: RunKind, engine: Engine, platform: str = sys.platform) -> EngineE
         return MAINTENANCE
     table = BACKUP if kind is RunKind.BACKUP else RESTORE
     entry = table.get(engine)
-    if entry is None or entry.run is None:
+    if entry is None or (entry.run is None and entry.direct is None):
         raise EngineUnavailable(entry.why_not if entry else f"unknown engine {engine}")
     if not entry.available(platform):
         raise EngineUnavailable(f"{entry.why_not} (this machine: {platform})")

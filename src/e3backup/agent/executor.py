@@ -25,7 +25,7 @@ from ..storage.probe import ProbeResult
 from .active import ActiveRuns
 from .client import MalformedRun, ServerClient
 from .config import AgentConfig
-from .destination import StorageUnavailable, open_repository
+from .destination import StorageUnavailable, open_repository, preflight
 from .engines import EngineEntry, EngineUnavailable, JobContext, Outcome, pick
 from .outbox import Outbox
 from .reporter import RunReporter
@@ -167,21 +167,27 @@ class RunExecutor:
 
     def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
         entry, ctx = self._entry(run)
-        assert entry.run is not None and entry.options is not None and entry.outcome is not None
+        assert entry.options is not None and entry.outcome is not None
         options = entry.options(ctx)
         if reporter.cancel.is_set():
             raise Cancelled("cancelled before it started")
         interval = min(0.25, self.config.progress_interval_seconds)
         with Progress(mode="quiet", interval=interval, callback=reporter.progress) as progress:
-            repo = open_repository(run.destination, reporter, create=entry.create_repo, kdf=self.kdf,
-                                   prober=self.prober)
-            try:
-                result = entry.run(repo, options, progress, reporter.on_engine_event, reporter.cancel)
-            finally:
-                repo.close()
+            if entry.direct is not None:  # no repository (sync): the storage preflight only
+                preflight(run.destination, reporter, self.prober)
+                result = entry.direct(options, progress, reporter.on_engine_event, reporter.cancel)
+            else:
+                assert entry.run is not None
+                repo = open_repository(run.destination, reporter, create=entry.create_repo, kdf=self.kdf,
+                                       prober=self.prober, limit_upload=run.policy.limit_upload)
+                try:
+                    result = entry.run(repo, options, progress, reporter.on_engine_event, reporter.cancel)
+                finally:
+                    repo.close()
         outcome = entry.outcome(result)
         snap = progress.snapshot()
         outcome.totals = {
+            **outcome.totals,
             "bytes_total": max(int(snap["total_bytes"]), int(snap["bytes_done"])),
             "bytes_processed": int(snap["bytes_done"]),
             "files_total": int(snap["total_files"]),

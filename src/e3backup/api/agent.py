@@ -101,6 +101,28 @@ class NextRunResponse(BaseModel):
 # --- update_run ------------------------------------------------------------------------------
 
 
+class SyncRunResult(BaseModel):
+    """What a ``sync`` run did (it has no snapshot): the counters of its summary."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    destination: Annotated[str, Field(max_length=2048)] = ""
+    dry_run: bool = False
+    files_new: Annotated[int, Field(ge=0)] = 0
+    files_changed: Annotated[int, Field(ge=0)] = 0
+    files_transferred: Annotated[int, Field(ge=0)] = 0
+    files_unchanged: Annotated[int, Field(ge=0)] = 0
+    files_deleted: Annotated[int, Field(ge=0)] = 0
+    files_kept: Annotated[int, Field(ge=0)] = 0
+    deletes_refused: Annotated[int, Field(ge=0)] = 0
+    files_skipped: Annotated[int, Field(ge=0)] = 0
+    bytes_transferred: Annotated[int, Field(ge=0)] = 0
+    source_files: Annotated[int, Field(ge=0)] = 0
+    source_bytes: Annotated[int, Field(ge=0)] = 0
+    error_count: Annotated[int, Field(ge=0)] = 0
+    errors: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=100)
+
+
 class UpdateRunRequest(_Request):
     """Progress or the outcome of a run. Every field but ``run_id`` is optional: send what changed.
 
@@ -127,6 +149,7 @@ class UpdateRunRequest(_Request):
         Annotated[dict[ShortText, Annotated[str, Field(max_length=128)]], Field(max_length=256)] | None
     ) = Field(None, description="disk/volume -> snapshot (manifest) ID, for multi-disk images")
     hyperv_results: Annotated[list[HyperVVMResult], Field(max_length=1024)] | None = None
+    sync_result: SyncRunResult | None = None
     error_summary: Annotated[str, Field(max_length=4000)] | None = None
 
 
@@ -267,6 +290,7 @@ __all__ = [
     "PushEventsResponse",
     "RunAssignment",
     "RunStatusView",
+    "SyncRunResult",
     "UpdateRunRequest",
     "UpdateRunResponse",
     "Volume",

@@ -58,6 +58,24 @@ class Policy(_Strict):
     restore_kopia_parallel: Annotated[StrictInt, Field(ge=1, le=32)] | None = Field(
         None, description="Repository restore parallelism (1-32; default = workers)."
     )
+    limit_upload: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = Field(
+        None, description="Upload bandwidth limit in KiB/s for this job's runs, every engine (as the CLI's "
+        "--limit-upload); none: unlimited."
+    )
+    sync_delete: StrictBool = Field(
+        True, description="Sync: delete from the destination what is gone from the source (off: keep it)."
+    )
+    sync_compare: Literal["mtime", "checksum"] = Field(
+        "mtime", description="Sync: judge files by size and modification time, or by size and MD5 "
+        "(reads every source file)."
+    )
+    sync_max_delete: Annotated[StrictInt, Field(ge=0, le=100)] = Field(
+        50, description="Sync: delete nothing when more than this percentage of the destination's files "
+        "would go (a vanished or emptied source); 100 turns the guard off."
+    )
+    sync_dry_run: StrictBool = Field(
+        False, description="Sync: only report what would be copied and deleted; change nothing."
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -250,6 +250,7 @@ class RunPublic(BaseModel):
     backup_type: BackupType | None
     disk_manifests_json: dict[str, Any] | None
     hyperv_results: list[dict[str, Any]] | None
+    sync_result: dict[str, Any] | None = None
     error_summary: str | None
     cancel_requested: bool
 

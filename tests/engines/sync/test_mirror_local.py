@@ -81,3 +81,22 @@ def test_mtime_kept_to_the_nanosecond(tmp_path: Path) -> None:
     os.utime(f, ns=(1, 1_234_567_890_123_456_789))
     sync(SyncOptions((str(src),), LocalTarget(str(dst))))
     assert (dst / "t").stat().st_mtime_ns == 1_234_567_890_123_456_789
+
+
+def test_limit_upload_paces_every_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared token bucket runs (bytes beyond the first second's burst) / rate into debt: with
+    the waits not slept, the last one asked for is the time the whole transfer must take."""
+    from e3backup.engines.sync import run as sync_run
+
+    waits: list[float] = []
+    monkeypatch.setattr(sync_run._Run, "_wait", lambda self, seconds: waits.append(seconds))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"f{i}").write_bytes(os.urandom(512 * 1024))
+    sync(SyncOptions((str(src),), LocalTarget(str(tmp_path / "free"))))
+    assert waits == []
+    sync(SyncOptions((str(src),), LocalTarget(str(tmp_path / "paced")), limit_upload=1024))
+    expected = (8 * 512 * 1024 - 1024 * 1024) / (1024 * 1024)  # 3 s at 1 MiB/s after a 1 MiB burst
+    assert expected * 0.9 <= max(waits) <= expected * 1.01
+    assert source_listing(tmp_path / "paced") == source_listing(src)

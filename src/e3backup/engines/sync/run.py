@@ -24,7 +24,6 @@ from .local_target import LocalDestination
 from .options import Compare, LocalTarget, SyncOptions
 from .plan import Plan, make_plan
 from .result import SyncResult
-from .s3_target import S3Destination
 from .source import Scan, SourceFile, scan
 from .state import SyncState
 from .target import DestFile, Destination, FileError, file_md5
@@ -45,6 +44,8 @@ def open_destination(options: SyncOptions) -> Destination:
     if isinstance(t, LocalTarget):
         _refuse_overlap(options.sources, t.path)
         return LocalDestination(t.path)
+    from .s3_target import S3Destination  # boto3 is imported for buckets only
+
     state = SyncState.for_target(None if options.dry_run else options.state_dir, t.url)
     return S3Destination(t, state, options.transfers, retry=options.retry)
 
@@ -239,9 +240,10 @@ def run_sync(options: SyncOptions, progress: Progress, on_event: EventSink,
         result = run.run()
     finally:
         run.stop.set()
-        if isinstance(dest, S3Destination) and not options.dry_run:
+        state: SyncState | None = getattr(dest, "state", None)
+        if state is not None and not options.dry_run:
             try:
-                dest.state.save()
+                state.save()
             except OSError as e:
                 log.warning("sync state not saved (%s); the next run judges files by their metadata", e)
         dest.close()

@@ -132,6 +132,7 @@ class Run(Base):
     backup_type: Mapped[str | None] = mapped_column(String(16))
     disk_manifests_json: Mapped[dict[str, Any] | None]
     hyperv_results: Mapped[list[Any] | None]
+    sync_result: Mapped[dict[str, Any] | None] = mapped_column(comment="what a sync run did (api.SyncRunResult)")
     error_summary: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     restore: Mapped[dict[str, Any] | None] = mapped_column(comment="restore options for restore runs")

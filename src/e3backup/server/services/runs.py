@@ -183,6 +183,8 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
         run.backup_type = req.backup_type.value
     if req.disk_manifests_json is not None:
         run.disk_manifests_json = dict(req.disk_manifests_json)
+    if req.sync_result is not None:
+        run.sync_result = req.sync_result.model_dump(mode="json")
     if req.status is not None:
         run.status = req.status.value
         if req.status is RunStatus.RUNNING and run.started_at is None:
@@ -251,6 +253,7 @@ def run_public(run: Run) -> RunPublic:
         backup_type=BackupType(run.backup_type) if run.backup_type else None,
         disk_manifests_json=run.disk_manifests_json,
         hyperv_results=run.hyperv_results,
+        sync_result=run.sync_result,
         error_summary=run.error_summary,
         cancel_requested=run.cancel_requested,
     )
