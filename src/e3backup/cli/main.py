@@ -81,7 +81,8 @@ class LazyGroup(click.Group):
     envvar="E3BACKUP_RETRY_MAX_TIME",
     type=click.FloatRange(min=0),
     default=None,
-    help="Give up on an unreachable S3 endpoint after this many seconds of retries (default 300).",
+    help="S3: give up once the storage has not answered for this many seconds (the whole outage, "
+    "counted from the first failed request, not per request; default 300).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @s3_options

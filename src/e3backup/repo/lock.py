@@ -268,7 +268,10 @@ class Lock:
         except NotFoundError:
             pass
 
-    def release(self) -> None:
+    def release(self, failing: bool = False) -> None:
+        """Stop refreshing and remove the lock file. ``failing``: an error is ending the command;
+        a lock that cannot be removed then (the storage is gone) is only logged at debug, as the
+        next command on this host removes it (its process is dead by then)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
@@ -278,7 +281,8 @@ class Lock:
                     self._remove(self.id)
                 except E3Error as e:
                     # never hide the error that ended the command behind this one
-                    log.warning(
+                    log.log(
+                        logging.DEBUG if failing else logging.WARNING,
                         "could not remove lock %s (%s); once the storage is back, "
                         "`e3backup unlock` removes it (it is stale once this process has exited)",
                         self.id[:8], e,
@@ -288,8 +292,8 @@ class Lock:
     def __enter__(self) -> Lock:
         return self.acquire() if not self.id else self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.release(failing=exc_type is not None)
 
 
 def _conflict_message(conflicts: list[LockInfo]) -> str:

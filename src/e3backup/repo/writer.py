@@ -292,8 +292,8 @@ class BlobWriter:
             if not success and self._unindexed:
                 try:
                     self.write_index()
-                except E3Error as e:
-                    log.warning("could not write the index of stored packs: %s", e)
+                except E3Error as e:  # the error that ended the run is the one to tell
+                    log.debug("could not write the index of stored packs (the next backup adopts them): %s", e)
 
     def __enter__(self) -> BlobWriter:
         return self

@@ -1,15 +1,19 @@
 """Retrying a storage call: exponential backoff with jitter, bounded in count and in time.
 
 Object stores fail transiently (503 SlowDown, 500, resets, timeouts); restic's ``retry`` backend
-decorator rides such failures out and so do we. The bound is both a number of attempts and a
-wall-clock window, so a dead endpoint fails an operation in predictable time. Each retry is logged
-at debug with the operation and the reason, never with credentials.
+decorator rides such failures out and so do we. The bound is a number of attempts per operation
+and a time window for the *outage*: the time since the storage stopped answering (``Outage``,
+shared by every operation of one store). So ``--retry-max-time 20`` ends a command about 20 s
+after the storage went silent, however many operations were waiting on it, rather than 20 s per
+operation one after another. Each retry is logged at debug with the operation and the reason,
+never with credentials.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +55,30 @@ class RetryPolicy:
             yield cap / 2 + rnd.uniform(0, cap / 2)
 
 
+class Outage:
+    """How long the storage has failed to answer: from the start of the first failed request after
+    its last answer (a success, or an error that is its answer, such as "not found") until now. A quiet
+    spell in which nothing was asked is no outage. Thread-safe; one per store."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._mu = threading.Lock()
+        self._since: float | None = None
+
+    def answered(self) -> None:
+        with self._mu:
+            self._since = None
+
+    def failed(self, started: float) -> float:
+        """Record a request started at ``started`` that failed; returns the seconds the outage
+        has lasted so far."""
+        now = self._clock()
+        with self._mu:
+            if self._since is None:
+                self._since = started
+            return now - self._since
+
+
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -59,31 +87,52 @@ def call_with_retry(
     what: str,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    outage: Outage | None = None,
 ) -> T:
-    """Call ``fn`` until it succeeds, raises a non-retryable error, or the policy is spent.
+    """Call ``fn`` until it succeeds, raises a non-retryable error, or the policy is spent: the
+    operation's attempts, or ``policy.max_time`` of outage (``outage`` is shared by the store's
+    operations; without one, the outage is this call's own).
 
-    The last error propagates unchanged (the caller maps it); ``what`` names the operation in the
-    debug log, e.g. ``"PUT bucket/prefix/keys/ab12…"``.
+    The last error propagates (the caller maps it), with a note saying why retrying stopped when
+    it was retried; ``what`` names the operation in the debug log, e.g. ``"PUT bucket/keys/ab12…"``.
     """
-    start = clock()
+    outage = outage or Outage(clock)
     delays = policy.delays()
     attempt = 1
     while True:
+        started = clock()
         try:
-            return fn()
+            result = fn()
         except Exception as e:
             if not retryable(e):
+                outage.answered()  # an answer, if not the one wanted
                 raise
             delay = next(delays, None)
-            elapsed = clock() - start
-            if delay is None or elapsed + delay > policy.max_time:
-                log.debug("%s: giving up after %d attempts in %.1fs: %s", what, attempt, elapsed,
-                          _reason(e))
+            silent = outage.failed(started)
+            left = policy.max_time - silent
+            if delay is None or left <= 0:
+                log.debug("%s: giving up after %d attempts, %.1fs into the outage: %s",
+                          what, attempt, silent, _reason(e))
+                if delay is None:
+                    e.add_note(f"gave up after {attempt} attempts")
+                else:
+                    e.add_note(f"gave up: no answer from the storage for {silent:.0f} s "
+                               f"(the retry limit is {policy.max_time:g} s, --retry-max-time)")
                 raise
+            delay = min(delay, left)  # the last attempt comes as the window closes, not after it
             log.debug("%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, _reason(e),
                       delay)
             sleep(delay)
             attempt += 1
+            continue
+        outage.answered()
+        return result
+
+
+def retry_note(e: BaseException) -> str:
+    """The note ``call_with_retry`` added when it gave up on ``e``, or ``""``."""
+    notes = getattr(e, "__notes__", None) or []
+    return next((n for n in reversed(notes) if n.startswith("gave up")), "")
 
 
 def _reason(e: BaseException) -> str:
@@ -94,4 +143,4 @@ def _reason(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:300] + "…"
 
 
-__all__ = ["RetryPolicy", "call_with_retry"]
+__all__ = ["Outage", "RetryPolicy", "call_with_retry", "retry_note"]

@@ -4,7 +4,8 @@ Object keys are the repository's relative paths under an optional prefix (spec 1
 atomic, so no temporary names. One boto3 client is shared by every thread (botocore clients are
 thread-safe); its connection pool is sized for ``upload_connections`` parallel uploads plus
 concurrent reads. botocore's own retries are off: ``call_with_retry`` retries each whole
-operation, body read included, bounded in count and time, and foreign errors are mapped to
+operation, body read included, bounded in count and by the time since the storage stopped answering
+(one clock for all operations), and foreign errors are mapped to
 ``StoreError`` by ``s3_errors``. Why boto3 and these settings: ``docs/storage-s3.md``.
 """
 
@@ -24,7 +25,7 @@ from botocore.config import Config
 
 from ..errors import NotFoundError, StoreUnavailableError, UsageError
 from .base import FileType, Handle, is_id
-from .retry import RetryPolicy, call_with_retry
+from .retry import Outage, RetryPolicy, call_with_retry, retry_note
 from .s3_errors import FOREIGN_ERRORS, client_error_parts, is_retryable, map_error
 from .s3_location import S3Location
 
@@ -64,6 +65,7 @@ class S3Store:
             raise UsageError("give both the S3 access key and the secret key, or neither")
         self._loc = location
         self._retry = retry or RetryPolicy()
+        self._outage = Outage()  # one outage clock for every operation (store/retry.py)
         self.upload_connections = upload_connections
         # uploaders, plus readers (restore, check) and listing running at the same time
         self.pool_size = max(10, 2 * upload_connections)
@@ -123,9 +125,14 @@ class S3Store:
     def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
         what = f"{op} {self._loc.bucket}/{key}"
         try:
-            return call_with_retry(fn, self._retry, retryable=is_retryable, what=what)
+            return call_with_retry(fn, self._retry, retryable=is_retryable, what=what,
+                                   outage=self._outage)
         except FOREIGN_ERRORS as e:
-            raise map_error(e, what=what, endpoint=self._loc.endpoint, bucket=self._loc.bucket) from e
+            err = map_error(e, what=what, endpoint=self._loc.endpoint, bucket=self._loc.bucket)
+            note = retry_note(e)
+            if note:
+                err = type(err)(f"{err}; {note}")
+            raise err from e
 
     def _key(self, h: Handle) -> str:
         return self._loc.key(h.path())
