@@ -2,13 +2,14 @@
 
 YAML, written by ``e3backup agent enroll`` with mode 0600 (it holds the agent token). Location:
 ``$E3BACKUP_AGENT_CONFIG`` if set, else ``/etc/e3backup/agent.yaml`` for root, else
-``~/.config/e3backup/agent.yaml``. Keys (the seeds' ``poll_interval_secs`` is accepted too)::
+``~/.config/e3backup/agent.yaml``. Keys::
 
-    server_url: https://backup.msp.example
-    agent_id: 12
+    server_url: https://backup.msp.example  # seeds: api_base_url (a path prefix is kept)
+    agent_id: 12                            # optional: the server knows the agent by its token
     agent_token: e3a_...
-    state_dir: /var/lib/e3backup/agent      # outbox, current-run marker, last contact
-    poll_interval_seconds: 30               # next_run; jittered by +-jitter_fraction
+    state_dir: /var/lib/e3backup/agent      # outbox, current-run marker, last contact; seeds: run_dir
+    poll_interval_seconds: 30               # next_run; jittered by +-jitter_fraction; seeds: poll_interval_secs
+    log_level: info                         # debug, info, warning or error (``agent run --debug`` wins)
     command_interval_seconds: 5             # poll_commands
     disk_report_interval_seconds: 3600      # report_disks
     progress_interval_seconds: 1            # update_run at most this often
@@ -20,6 +21,7 @@ YAML, written by ``e3backup agent enroll`` with mode 0600 (it holds the agent to
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import asdict, dataclass, field, fields
@@ -58,11 +60,14 @@ def default_restore_roots() -> list[str]:
     return [str(Path.home() / "e3backup-restores")]
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass
 class AgentConfig:
     server_url: str
-    agent_id: int
     agent_token: str
+    agent_id: int | None = None
     state_dir: str = field(default_factory=lambda: str(default_state_dir()))
     poll_interval_seconds: float = 30.0
     command_interval_seconds: float = 5.0
@@ -73,6 +78,7 @@ class AgentConfig:
     restore_roots: list[str] = field(default_factory=default_restore_roots)
     allowed_devices: list[str] = field(default_factory=list)
     tenant_id: int | None = None
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         if not self.server_url.startswith(("http://", "https://")):
@@ -86,6 +92,13 @@ class AgentConfig:
         if self.max_concurrent_runs < 1:
             raise UsageError("max_concurrent_runs must be at least 1")
         self.restore_roots = [os.path.abspath(r) for r in self.restore_roots]
+        self.log_level = str(self.log_level).lower()
+        if self.log_level not in LOG_LEVELS:
+            raise UsageError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+
+    @property
+    def logging_level(self) -> int:
+        return int(getattr(logging, self.log_level.upper()))
 
     def to_yaml(self) -> str:
         return str(yaml.safe_dump(asdict(self), sort_keys=False))
@@ -94,7 +107,11 @@ class AgentConfig:
         return f"AgentConfig(server_url={self.server_url!r}, agent_id={self.agent_id}, state_dir={self.state_dir!r})"
 
 
-_ALIASES = {"poll_interval_secs": "poll_interval_seconds"}
+# the seeds' agent.conf keys (the Go agent's names) -> ours
+_ALIASES = {"api_base_url": "server_url", "poll_interval_secs": "poll_interval_seconds", "run_dir": "state_dir"}
+
+
+_SEED_NAME = {ours: seed for seed, ours in _ALIASES.items()}
 
 
 def load_config(path: str | Path | None = None) -> AgentConfig:
@@ -115,14 +132,18 @@ def load_config(path: str | Path | None = None) -> AgentConfig:
         raise UsageError(f"agent config {p} is not valid YAML: {e}") from e
     if not isinstance(doc, dict):
         raise UsageError(f"agent config {p}: expected a mapping")
+    for seed, ours in _ALIASES.items():
+        if seed in doc and ours in doc:
+            raise UsageError(f"agent config {p}: {seed} and {ours} are the same setting; keep one")
     doc = {_ALIASES.get(k, k): v for k, v in doc.items()}
     known = {f.name for f in fields(AgentConfig)}
     unknown = set(doc) - known
     if unknown:
         raise UsageError(f"agent config {p}: unknown key(s) {', '.join(sorted(unknown))}")
-    missing = {"server_url", "agent_id", "agent_token"} - set(doc)
+    missing = {"server_url", "agent_token"} - set(doc)
     if missing:
-        raise UsageError(f"agent config {p}: missing {', '.join(sorted(missing))}")
+        names = [f"{m} (or {_SEED_NAME[m]})" if m in _SEED_NAME else m for m in sorted(missing)]
+        raise UsageError(f"agent config {p}: missing {', '.join(names)}")
     try:
         return AgentConfig(**doc)
     except TypeError as e:

@@ -38,7 +38,7 @@ from .client import AuthRejected, MalformedRun, ServerClient, ServerUnavailable
 from .commands import CommandLoop
 from .config import AgentConfig
 from .disks import DiskInventory, inventory_for
-from .engines import Outcome
+from .engines import Outcome, engines_for
 from .executor import STOPPING, RunExecutor
 from .state import StateDir
 from .transport import HttpxTransport, Transport
@@ -110,6 +110,8 @@ class Agent:
         t = threading.Thread(target=self._deliver_loop, name="agent-outbox", daemon=True)
         t.start()
         self._loops.append(t)
+        log.debug("agent config: %r; engines here: %s", self.config,
+                  ", ".join(e.value for e in engines_for(self.platform)))
         log.info("agent %s started (server %s, state %s)", self.config.agent_id, self.config.server_url,
                  self.config.state_dir)
 

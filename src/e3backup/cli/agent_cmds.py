@@ -59,7 +59,7 @@ def enroll(server_url: str, token: str, name: str | None, config: str | None, st
     path = _config_path(config)
     if path.exists() and not force:
         raise UsageError(f"{path} exists (this machine is enrolled); use --force to enroll again")
-    probe_cfg = AgentConfig(server_url=server_url, agent_id=0, agent_token="-")
+    probe_cfg = AgentConfig(server_url=server_url, agent_token="-")
     transport = HttpxTransport.network(probe_cfg.server_url)
     try:
         answer = ServerClient(transport).enroll(token, name or socket.gethostname(), _os_name(),
@@ -88,6 +88,8 @@ def run(config: str | None, log_format: str, debug: bool) -> None:
 
     setup_logging(log_format, logging.DEBUG if debug else logging.INFO)
     cfg = load_config(_config_path(config))
+    if not debug:
+        setup_logging(log_format, cfg.logging_level)  # the config file's log_level
     daemon = Agent(cfg)
 
     def on_signal(signum: int, frame: object) -> None:
