@@ -38,6 +38,7 @@ from ..api.agent import (
     UpdateRunRequest,
     UpdateRunResponse,
 )
+from ..api.common import Engine
 from ..errors import E3Error
 from .transport import Transport, TransportError
 
@@ -142,19 +143,21 @@ class ServerClient:
 
     # -- the calls --------------------------------------------------------------------------------
 
-    def enroll(self, enrollment_token: str, hostname: str, os_name: str, os_version: str = "") -> EnrollResponse:
+    def enroll(self, enrollment_token: str, hostname: str, os_name: str, os_version: str = "",
+               engines: list[Engine] | None = None, platform: str | None = None) -> EnrollResponse:
         req = EnrollRequest(enrollment_token=enrollment_token, hostname=hostname, os=os_name,
-                            os_version=os_version[:255], agent_version=__version__)
+                            os_version=os_version[:255], agent_version=__version__, engines=engines,
+                            platform=platform)
         return self._post(paths.AGENT_ENROLL, req, EnrollResponse)
 
     def next_run(self, run_id: int | None = None, kind: str | None = None, os_version: str | None = None,
-                 ) -> NextRunResponse:
+                 engines: list[Engine] | None = None, platform: str | None = None) -> NextRunResponse:
         params: dict[str, Any] = {}
         if run_id is not None:
             params["run_id"] = run_id
         if kind is not None:
             params["kind"] = kind
-        req = NextRunRequest(agent_version=__version__, os_version=os_version)
+        req = NextRunRequest(agent_version=__version__, os_version=os_version, engines=engines, platform=platform)
         body = self._call(paths.AGENT_NEXT_RUN, req, params=params or None)
         run = body.get("run") if isinstance(body, dict) else None
         run_id = run.get("run_id") if isinstance(run, dict) else None

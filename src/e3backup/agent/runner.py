@@ -11,7 +11,9 @@ their commands (``commands.py``) and run beside backups. The ``Agent`` only wire
     engines       the dispatch table (kind, engine) -> run_x          engines.py
 
 At start, markers left by a killed agent are reported as failed (``RUN_ORPHANED``) and the
-snapshots such a run created (LVM) are removed.
+snapshots such a run created (LVM) are removed, and the first poll tells the server the engines
+this agent runs (``engines_for``: its dispatch table on its platform) — they change only with a
+new agent version, hence at a start; enrollment reports them first.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Agent:
         self.runs = RunExecutor(config, self.client, self.state, self.active, host=self.host, platform=platform,
                                 clock=clock, kdf=kdf, prober=prober)
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
+        self._announce = False  # tell the server our engines with the next poll (set at start)
         self._loops: list[threading.Thread] = []
         self.commands = CommandLoop(self.client, self.outbox, self.inventory, self.active, self.runs)
 
@@ -99,6 +102,7 @@ class Agent:
 
     def start(self) -> None:
         self.recover_orphans()
+        self._announce = True
         for name, interval, body in (
             ("poll", self._poll_interval, self.poll_once),
             ("commands", lambda: self.config.command_interval_seconds, self.commands.poll_once),
@@ -187,7 +191,12 @@ class Agent:
         if not self._slots.acquire(blocking=False):
             return False
         try:
-            answer = self.client.next_run(kind=RunKind.BACKUP.value, os_version=_os_version())
+            announce = self._announce
+            answer = self.client.next_run(kind=RunKind.BACKUP.value, os_version=_os_version(),
+                                          engines=engines_for(self.platform) if announce else None,
+                                          platform=self.platform if announce else None)
+            if announce:
+                self._announce = False
         except MalformedRun as e:
             self._slots.release()
             self.refuse_malformed(e)

@@ -45,12 +45,20 @@ class _Request(BaseModel):
 # --- enrollment ------------------------------------------------------------------------------
 
 
+Engines = Annotated[list[EngineField], Field(max_length=16)]
+Platform = Annotated[str, Field(max_length=32, description="sys.platform of the agent, e.g. linux, win32")]
+
+
 class EnrollRequest(_Request):
     enrollment_token: Annotated[str, Field(min_length=1, max_length=512)]
     hostname: Annotated[str, Field(min_length=1, max_length=255)]
     os: Annotated[str, Field(min_length=1, max_length=64)] = Field(..., description="e.g. windows, linux")
     os_version: Annotated[str, Field(max_length=255)] = ""
     agent_version: Annotated[str, Field(max_length=64)] = ""
+    engines: Engines | None = Field(
+        None, description="The engines this agent can back up with (its dispatch table on its platform)."
+    )
+    platform: Platform | None = None
 
 
 class EnrollResponse(BaseModel):
@@ -67,6 +75,8 @@ class NextRunRequest(_Request):
 
     agent_version: Annotated[str, Field(max_length=64)] | None = None
     os_version: Annotated[str, Field(max_length=255)] | None = None
+    engines: Engines | None = Field(None, description="As in enrollment; the server keeps the latest.")
+    platform: Platform | None = None
 
 
 class RunAssignment(BaseModel):

@@ -54,6 +54,7 @@ def enroll(server_url: str, token: str, name: str | None, config: str | None, st
     """Register this machine with the server and write the agent config (mode 0600)."""
     from ..agent.client import ServerClient
     from ..agent.config import AgentConfig, config_values, save_config
+    from ..agent.engines import engines_for
     from ..agent.transport import HttpxTransport
 
     path = _config_path(config)
@@ -63,7 +64,7 @@ def enroll(server_url: str, token: str, name: str | None, config: str | None, st
     transport = HttpxTransport.network(probe_cfg.server_url)
     try:
         answer = ServerClient(transport).enroll(token, name or socket.gethostname(), _os_name(),
-                                                platform.platform())
+                                                platform.platform(), engines_for(sys.platform), sys.platform)
     finally:
         transport.close()
     values: dict[str, Any] = config_values({

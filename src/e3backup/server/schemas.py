@@ -102,6 +102,8 @@ class AgentPublic(BaseModel):
     revoked: bool
     created_at: datetime
     disks_reported_at: datetime | None
+    engines: list[str] | None = Field(None, description="Engines the agent reported it runs; null: never said.")
+    platform: str = ""
 
 
 class AgentDisks(BaseModel):

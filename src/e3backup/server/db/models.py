@@ -63,6 +63,9 @@ class Agent(Base):
     last_seen_at: Mapped[datetime | None]
     disks: Mapped[dict[str, Any] | None]
     disks_reported_at: Mapped[datetime | None]
+    # what the agent reports it can run (None: an agent that never said; nothing is filtered)
+    engines: Mapped[list[Any] | None]
+    platform: Mapped[str] = mapped_column(String(32), default="")
 
 
 class Job(Base):

@@ -59,6 +59,10 @@ def next_run(
             agent.agent_version = body.agent_version
         if body.os_version is not None:
             agent.os_version = body.os_version
+        if body.engines is not None:
+            agent.engines = [e.value for e in body.engines]
+        if body.platform is not None:
+            agent.platform = body.platform
     run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id, kind)
     if run is None:
         session.commit()

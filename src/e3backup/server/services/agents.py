@@ -31,6 +31,8 @@ def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, 
         revoked=False,
         created_at=now,
         last_seen_at=now,
+        engines=[e.value for e in req.engines] if req.engines is not None else None,
+        platform=req.platform or "",
     )
     session.add(agent)
     session.flush()
@@ -55,6 +57,8 @@ def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> A
         revoked=agent.revoked,
         created_at=agent.created_at,
         disks_reported_at=agent.disks_reported_at,
+        engines=agent.engines,
+        platform=agent.platform,
     )
 
 

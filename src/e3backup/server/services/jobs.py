@@ -3,6 +3,7 @@
 Rules (create and update alike; an update is merged into the job and validated whole):
 
 - every job runs on an agent the user may see; the job belongs to that agent's tenant;
+- the agent must run the job's engine, when it reported its engines (422 on ``engine``);
 - ``disk_image`` needs ``disk_source_volume``; ``disk_image_format`` defaults to ``vhdx``
   (``vhdx`` or ``raw``); ``disk_temp_dir`` is optional; ``source_path`` is set to the volume;
 - ``hyperv`` needs ``hyperv_config`` (VMs, enable_rct, consistency_level);
@@ -58,7 +59,20 @@ def _resolve_agent(session: Session, user: User, spec: JobCreate) -> Agent:
     agent = session.get(Agent, spec.agent_id)
     if agent is None or agent.revoked or not (user.is_admin or user.tenant_id == agent.tenant_id):
         raise FieldError("agent_id", f"no agent {spec.agent_id}")
+    if not agent_runs(agent, spec.engine.value):
+        runs = ", ".join(agent.engines or []) or "no engine"
+        raise FieldError(
+            "engine",
+            f"agent {agent.hostname} ({agent.platform or agent.os}) cannot run {spec.engine.value} jobs; "
+            f"it runs {runs}",
+        )
     return agent
+
+
+def agent_runs(agent: Agent, engine: str) -> bool:
+    """Whether the agent reported ``engine`` among its engines (an agent that never reported
+    its engines is not second-guessed)."""
+    return agent.engines is None or engine in agent.engines
 
 
 def _check_engine_fields(spec: JobCreate) -> JobCreate:
@@ -254,6 +268,7 @@ def destination_with_secrets(box: SecretBox, job: Job) -> dict[str, Any]:
 
 
 __all__ = [
+    "agent_runs",
     "destination_public",
     "destination_with_secrets",
     "job_public",

@@ -65,11 +65,15 @@ def _wizard(
         )
     )
     chosen = next((a for a in agents if str(a.id) == form.get("agent_id")), agents[0] if agents else None)
+    offered = [value for value, _, _ in ENGINES if chosen is None or jobs_svc.agent_runs(chosen, value)]
+    if offered and form.get("engine") not in offered and not errors:
+        form = {**form, "engine": offered[0]}  # a fresh form: the first engine the agent runs
     return page.render(
         "job_new.html",
         status_code=status,
         active="jobs",
         engines=ENGINES,
+        offered=offered,
         agents=agents,
         chosen_agent=chosen,
         volumes=disk_choices(chosen.disks) if chosen else [],

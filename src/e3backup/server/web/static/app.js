@@ -38,9 +38,29 @@
         el.hidden = el.dataset.destination !== dest;
       });
     };
+    // Only the engines the chosen agent reported (an agent that never reported gets them all).
+    const offerEngines = () => {
+      const option = document.getElementById("agent_id").selectedOptions[0];
+      const engines = option && option.dataset.engines !== undefined ? option.dataset.engines.split(" ") : null;
+      const radios = [...wizard.querySelectorAll('input[name="engine"]')];
+      radios.forEach((radio) => {
+        const off = engines !== null && !engines.includes(radio.value);
+        radio.disabled = off;
+        const note = document.getElementById(`engine-${radio.value}-unavailable`);
+        note.hidden = !off;
+        note.textContent = `Not available on this agent (${option.dataset.platform}).`;
+      });
+      const current = radios.find((r) => r.checked);
+      if (current && current.disabled) {
+        const first = radios.find((r) => !r.disabled);
+        if (first) first.checked = true;
+      }
+    };
     wizard.addEventListener("change", (event) => {
-      if (event.target.name === "engine" || event.target.name === "destination.type") showSections();
+      if (event.target.name === "agent_id") offerEngines();
+      if (["engine", "destination.type", "agent_id"].includes(event.target.name)) showSections();
     });
+    offerEngines();
     showSections();
 
     const agentSelect = document.getElementById("agent_id");
@@ -70,13 +90,14 @@
     });
 
     // Ask the agent for its disks now. The server waits up to 30 s, then answers 504 with a
-    // command_id; we keep waiting on that same command, up to 3 more times.
+    // command_id; we keep waiting on that same command: 3 attempts in all, as the seeds say.
+    const ATTEMPTS = 3;
     refresh.addEventListener("click", async () => {
       const agentId = agentSelect.value;
       refresh.disabled = true;
       let commandId = null;
       try {
-        for (let attempt = 0; attempt <= 3; attempt++) {
+        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
           if (!attempt) status.textContent = "Asking the agent for its disks…";
           const url = `/api/agents/${agentId}/disks/refresh` + (commandId ? `?command_id=${commandId}` : "");
           const response = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
@@ -86,16 +107,17 @@
             return;
           }
           const body = await response.json().catch(() => ({}));
-          if (response.status === 504 && body.command_id && attempt < 3) {
+          if (response.status === 504 && body.command_id) {
+            if (attempt === ATTEMPTS - 1) break;
             commandId = body.command_id;
-            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of 3)…`;
+            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
             await sleep(1500);
             continue;
           }
           status.textContent = `Could not refresh: ${body.detail || "HTTP " + response.status}`;
           return;
         }
-        status.textContent = "The agent did not answer. Is it online? Try again later.";
+        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
       } catch (e) {
         status.textContent = `Could not refresh: ${e.message}`;
       } finally {
