@@ -48,9 +48,9 @@ def test_cancel_stops_a_running_file_restore(harness: Harness, tmp_path: Path,
     real = files_restore.read_blobs
     started: list[bool] = []
 
-    def slow_read_blobs(repo: Any, pack_id: str, blobs: Any) -> Iterator[Any]:
+    def slow_read_blobs(repo: Any, pack_id: str, blobs: Any, **kw: Any) -> Iterator[Any]:
         started.append(True)
-        for item in real(repo, pack_id, blobs):
+        for item in real(repo, pack_id, blobs, **kw):
             for _ in range(1000):  # each blob handed out again and again: minutes for the pack
                 time.sleep(0.02)  # the throttle of the source, not a timing assumption of the test
                 yield item
