@@ -19,8 +19,8 @@ def _reported(harness: Harness, agent: Agent) -> dict[str, Any] | None:
 
 
 def test_engines_come_from_the_dispatch_table() -> None:
-    assert engines_for("linux") == [Engine.FILES, Engine.DISK_IMAGE]
-    assert engines_for("win32") == [Engine.FILES]  # no disk image on Windows in this build
+    assert engines_for("linux") == [Engine.FILES, Engine.DISK_IMAGE, Engine.SYNC]
+    assert engines_for("win32") == [Engine.FILES, Engine.SYNC]  # no disk image on Windows in this build
 
 
 def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_cannot_run(
@@ -36,7 +36,7 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
         shown = harness.wait_for(lambda: _reported(harness, agent), message="engines reported")
     finally:
         windows.stop(timeout=30)
-    assert (shown["engines"], shown["platform"]) == (["files"], "win32")
+    assert (shown["engines"], shown["platform"]) == (["files", "sync"], "win32")
 
     harness.client.cookies.clear()
     body = {"name": "image", "engine": "disk_image", "agent_id": agent.config.agent_id,
@@ -44,12 +44,12 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
             "destination": {"type": "local", "path": str(tmp_path / "r"), "repository_password": REPO_PASSWORD}}
     r = harness.client.post("/api/jobs", json=body, headers=harness.admin_headers)
     assert r.status_code == 422
-    assert "cannot run disk_image jobs; it runs files" in r.text and "engine" in r.text
+    assert "cannot run disk_image jobs; it runs files, sync" in r.text and "engine" in r.text
 
-    agent.start()  # the Linux agent: files and disk_image
+    agent.start()  # the Linux agent: files, disk_image and sync
     harness.wait_for(lambda: (_reported(harness, agent) or {}).get("platform") == "linux", message="linux")
     shown = harness.api("GET", f"/api/agents/{agent.config.agent_id}").json()
-    assert (shown["engines"], shown["platform"]) == (["files", "disk_image"], "linux")
+    assert (shown["engines"], shown["platform"]) == (["files", "disk_image", "sync"], "linux")
     harness.client.cookies.clear()
     r = harness.client.post("/api/jobs", json=body, headers=harness.admin_headers)
     assert r.status_code == 201, r.text
