@@ -194,3 +194,32 @@ def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
     assert f"agent id:      {agent_id}" in status and "current run:   none" in status
     log = (tmp / "agent.log").read_text()
     assert dest["secret_access_key"] not in log and dest["repository_password"] not in log
+
+
+def test_sync_job_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
+    """A sync job created through the HTTP API and run twice by ``e3backup agent run``: the
+    bucket mirrors the folder after each run, and the agent's log holds no secret."""
+    from tests.engines.sync.helpers import bucket_listing, make_tree, source_listing
+
+    api, s3, tmp = world["api"], world["s3"], world["tmp"]
+    agent_id = api("GET", "/api/agents")[0]["id"]
+    src = tmp / "mirror-src"
+    make_tree(src, big=20 << 20)
+    bucket = s3.make_bucket()
+    dest = {"type": "s3", "endpoint": s3.endpoint, "bucket": bucket, "prefix": "pc1",
+            "access_key_id": s3.access_key, "secret_access_key": s3.secret_key,
+            "repository_password": "unused by sync jobs"}
+    job = api("POST", "/api/jobs", json={"name": "mirror", "engine": "sync", "agent_id": agent_id,
+                                         "source_paths": [str(src)], "destination": dest})
+    for expected in ("full", "incremental"):
+        run = api("POST", f"/api/jobs/{job['id']}/run")["id"]
+        r = wait_for(lambda run=run: _finished(api, run), 180, f"sync run ({expected})")
+        assert (r["status"], r["backup_type"]) == ("success", expected), r
+        assert bucket_listing(s3.client(), bucket, "pc1") == source_listing(src)
+        codes = [e["code"] for e in api("GET", f"/api/runs/{run}/events")]
+        assert codes[0] == "STORAGE_OK" and codes[-1] == "SYNC_COMPLETED", codes
+        (src / "many" / "0" / "added.txt").write_text("for the second run")
+    assert r["sync_result"]["files_transferred"] == 1
+    assert r["sync_result"]["files_unchanged"] == len(source_listing(src)) - 1
+    log = (tmp / "agent.log").read_text()
+    assert "SYNC_COMPLETED" in log and s3.secret_key not in log
