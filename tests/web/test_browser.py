@@ -141,6 +141,30 @@ def test_wizard_creates_a_files_job_and_a_disk_image_job(ctx: Any, live_server: 
     expect(page.locator(".facts")).to_contain_text("RAW")
 
 
+def test_wizard_sync_choice_shows_the_mirror_fields_and_creates_the_job(ctx: Any, live_server: LiveServer) -> None:
+    page = ctx.new_page()
+    sign_in(page, live_server.url, "alice@acme.example", "/jobs/new")
+    page.get_by_label("Sync", exact=True).check()
+    expect(page.get_by_label("Folders or files", exact=True)).to_be_visible()
+    expect(page.get_by_label("Volume or disk", exact=True)).to_be_hidden()
+    keep = page.get_by_label("Delete from the destination what is gone from the source", exact=True)
+    expect(keep).to_be_checked()
+    assert unlabelled_controls(page) == []
+    keep.uncheck()
+    page.get_by_label("Compare files by", exact=True).select_option("checksum")
+    page.get_by_label("Job name", exact=True).fill("Share mirror")
+    page.get_by_label("Folders or files", exact=True).fill("D:\\Shares")
+    page.get_by_label("Endpoint URL", exact=True).fill("https://s3.example.net")
+    page.get_by_label("Bucket", exact=True).fill("acme-mirror")
+    page.get_by_label("Access key ID", exact=True).fill("AKIAEXAMPLE")
+    page.get_by_label("Secret access key", exact=True).fill("s3-secret")
+    page.get_by_label("Repository password", exact=True).fill("not used by sync")
+    page.get_by_role("button", name="Create job").click()
+    expect(page.get_by_role("status")).to_contain_text("Job created")
+    expect(page.locator(".restore")).to_contain_text("A sync job keeps no snapshots")
+    expect(page.locator(".restore")).to_contain_text("acme-mirror")
+
+
 def _drive_run(live: LiveServer, page: Any, backup_type: str, snapshot: str, events: list[dict[str, Any]]) -> None:
     """Play the agent for the run the page shows, checking that the page follows without reloading."""
     run = live.agent_call("acme-pc", "next_run")["run"]

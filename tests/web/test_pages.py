@@ -217,3 +217,40 @@ def test_files_job_via_wizard_defaults(world: World) -> None:
     for label in ("Files", "Disk Image", "Hyper-V", "Sync"):
         assert f">{label}</label>" in html
     assert files_job  # the API's own helper stays the reference shape
+
+
+def test_wizard_creates_a_sync_job_whose_pages_show_the_mirror(world: World, clock: FakeClock) -> None:
+    form = {
+        "name": "Share mirror", "agent_id": str(world.agent_a.id), "engine": "sync",
+        "source_paths": "/srv/share\n/home", "exclude": "*.tmp",
+        "destination.type": "s3", "destination.endpoint": "https://s3.example.net",
+        "destination.bucket": "mirror-acme", "destination.prefix": "pc1/",
+        "destination.access_key_id": "AK", "destination.secret_access_key": "sk",
+        "destination.repository_password": "long enough pw",
+        "policy.sync_compare": "checksum", "policy.sync_max_delete": "101", "policy.limit_upload": "500",
+        "enabled": "on",  # policy.sync_delete unchecked: keep what is gone from the source
+    }
+    r = form_post(world.user_a, "/jobs/new", form)
+    assert r.status_code == 422 and 'id="policy-sync_max_delete-error"' in r.text
+    form["policy.sync_max_delete"] = "20"
+    r = form_post(world.user_a, "/jobs/new", form)
+    assert r.status_code == 303, r.text
+    job_id = int(r.headers["location"].split("/")[2].split("?")[0])
+    job = world.user_a.get(f"/api/jobs/{job_id}").json()
+    assert job["engine"] == "sync" and job["source_paths"] == ["/srv/share", "/home"]
+    p = job["policy"]
+    assert (p["sync_delete"], p["sync_compare"], p["sync_max_delete"], p["limit_upload"]) == (
+        False, "checksum", 20, 500)
+    job_html = text_of(page(world.user_a, f"/jobs/{job_id}"))
+    assert "A sync job keeps no snapshots" in job_html and "bucket mirror-acme under the prefix pc1/" in job_html
+
+    result = {"destination": "s3:https://s3.example.net/mirror-acme/pc1", "files_new": 3, "files_changed": 2,
+              "files_transferred": 5, "files_unchanged": 40, "files_deleted": 0, "files_kept": 1,
+              "bytes_transferred": 3 << 20, "source_files": 45, "source_bytes": 9 << 20, "error_count": 1,
+              "errors": ["/srv/share/locked.xlsx: Permission denied"]}
+    run_id = _finished_run(world, {"id": job_id}, clock, status="warning", snapshot_id=None, sync_result=result)
+    html = text_of(page(world.user_a, f"/runs/{run_id}"))
+    assert "5 files (3 new, 2 changed), 3.0 MiB" in html
+    assert "1 gone from the source kept (policy)" in html and "/srv/share/locked.xlsx: Permission denied" in html
+    assert "Restore this snapshot" not in html and "A sync job keeps no snapshots" in html
+    assert world.user_a.get(f"/api/runs/{run_id}").json()["sync_result"]["files_unchanged"] == 40

@@ -58,6 +58,10 @@ INPUTS = (
     "policy.disk_image_bitmap",
     "policy.disk_image_strict_read_errors",
     "policy.parallel_disk_reads",
+    "policy.sync_delete",
+    "policy.sync_compare",
+    "policy.sync_max_delete",
+    "policy.limit_upload",
     "enabled",
 )
 _ALIASES = {
@@ -67,7 +71,8 @@ _ALIASES = {
     "schedule": "schedule.cron",
 }
 RETENTION_KEYS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
-CHECKBOXES = ("hyperv_config.enable_rct", "policy.disk_image_cbt", "policy.disk_image_bitmap", "enabled")
+CHECKBOXES = ("hyperv_config.enable_rct", "policy.disk_image_cbt", "policy.disk_image_bitmap",
+              "policy.sync_delete", "enabled")
 
 
 def default_form() -> dict[str, str]:
@@ -133,6 +138,13 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     else:
         spec["source_paths"] = [line.strip() for line in get("source_paths").splitlines() if line.strip()]
         spec["exclude"] = [line.strip() for line in get("exclude").splitlines() if line.strip()]
+        if engine == Engine.SYNC.value:
+            spec["policy"] = {"sync_delete": checked("policy.sync_delete"),
+                              "sync_compare": get("policy.sync_compare") or "mtime"}
+            if get("policy.sync_max_delete"):
+                spec["policy"]["sync_max_delete"] = _number(get("policy.sync_max_delete"))
+    if get("policy.limit_upload"):
+        spec.setdefault("policy", {})["limit_upload"] = _number(get("policy.limit_upload"))
     dest_type = get("destination.type")
     if dest_type == "local":
         spec["destination"] = {
