@@ -58,6 +58,8 @@ class EventCode(StrEnum):
     RUN_REFUSED = "RUN_REFUSED"
     RUN_ORPHANED = "RUN_ORPHANED"
     RUN_CANCELLED = "RUN_CANCELLED"
+    # server
+    EVENTS_CAPPED = "EVENTS_CAPPED"
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,11 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.ERROR, "The agent stopped while this run was in progress; it was marked failed."
     ),
     EventCode.RUN_CANCELLED: CodeInfo(Level.WARNING, "The run was cancelled."),
+    EventCode.EVENTS_CAPPED: CodeInfo(
+        Level.WARNING,
+        "The run sent more events than the server keeps for one run; the rest were counted "
+        "(details: dropped, by level), and errors were still kept.",
+    ),
 }
 
 

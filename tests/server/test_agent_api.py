@@ -280,11 +280,11 @@ def test_push_events_is_idempotent(world: World) -> None:
     _job, run_id = _queue(world)
     _next(world.agent_a)
     r = world.agent_a.post("/api/agent/push_events", json={"run_id": run_id, "events": _events(1, 2, 3)})
-    assert r.json() == {"accepted": 3, "duplicates": 0, "last_seq": 3}
+    assert r.json() == {"accepted": 3, "duplicates": 0, "last_seq": 3, "dropped": 0}
     r = world.agent_a.post("/api/agent/push_events", json={"run_id": run_id, "events": _events(1, 2, 3)})
-    assert r.json() == {"accepted": 0, "duplicates": 3, "last_seq": 3}
+    assert r.json() == {"accepted": 0, "duplicates": 3, "last_seq": 3, "dropped": 0}
     r = world.agent_a.post("/api/agent/push_events", json={"run_id": run_id, "events": _events(3, 4, 4)})
-    assert r.json() == {"accepted": 1, "duplicates": 2, "last_seq": 4}
+    assert r.json() == {"accepted": 1, "duplicates": 2, "last_seq": 4, "dropped": 0}
     events = world.user_a.get(f"/api/runs/{run_id}/events").json()
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     recovered, started = events[0], events[1]  # seq 1 (odd) and 2

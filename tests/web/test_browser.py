@@ -28,10 +28,18 @@ SNAPSHOT_2 = "6a" * 32
 
 @pytest.fixture
 def ctx(browser: Any) -> Any:
+    """A browser context; every test fails if the page broke the Content-Security-Policy (the
+    server sends one that allows no inline script or style)."""
     context = browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(15_000)
+    violations: list[str] = []
+    context.on(
+        "console",
+        lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     yield context
     context.close()
+    assert violations == []
 
 
 def _event(seq: int, code: str, message: str = "", **details: Any) -> dict[str, Any]:

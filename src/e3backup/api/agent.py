@@ -213,6 +213,7 @@ class PushEventsResponse(BaseModel):
     accepted: int = Field(..., description="Events stored by this call.")
     duplicates: int = Field(..., description="Events ignored because their seq was already stored.")
     last_seq: int | None = Field(None, description="Highest seq the server holds for this run.")
+    dropped: int = Field(0, description="Events not stored: the run reached the server's cap.")
 
 
 # --- commands --------------------------------------------------------------------------------

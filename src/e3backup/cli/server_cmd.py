@@ -1,6 +1,8 @@
 """``e3backup server``: run the control-plane server, and bootstrap it from the command line.
 
     e3backup server [--data-dir DIR] [--listen HOST:PORT] [--database-url URL]
+                    [--tls-cert PEM --tls-key PEM] [--cookie-secure]
+                    [--proxy-headers [--forwarded-allow-ips IPS]]
     e3backup server [...] create-admin --email EMAIL [--password-stdin]
     e3backup server [...] create-tenant --name NAME
 
@@ -24,11 +26,8 @@ DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "e3backup" / "server"
 def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
     from e3backup.server.config import Settings
 
-    opts = ctx.obj
     try:
-        return Settings.model_validate(
-            {"data_dir": opts["data_dir"], "listen": opts["listen"], "database_url": opts["database_url"]}
-        )
+        return Settings.model_validate({k: v for k, v in ctx.obj.items() if v is not None})
     except ValidationError as e:
         raise click.UsageError("; ".join(str(err["msg"]) for err in e.errors())) from e
 
@@ -64,10 +63,65 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     envvar="E3BACKUP_DATABASE_URL",
     help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite in DATA_DIR).",
 )
+@click.option(
+    "--tls-cert",
+    "tls_certfile",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="E3BACKUP_TLS_CERT",
+    help="Serve HTTPS with this certificate (PEM); cookies are then Secure and HSTS is sent.",
+)
+@click.option(
+    "--tls-key",
+    "tls_keyfile",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="E3BACKUP_TLS_KEY",
+    help="The private key (PEM) of --tls-cert.",
+)
+@click.option(
+    "--cookie-secure",
+    is_flag=True,
+    default=None,
+    envvar="E3BACKUP_COOKIE_SECURE",
+    help="Secure on every cookie even on plain-HTTP requests (TLS ends at a proxy that sends no X-Forwarded-Proto).",
+)
+@click.option(
+    "--proxy-headers",
+    is_flag=True,
+    default=None,
+    envvar="E3BACKUP_PROXY_HEADERS",
+    help="Behind a reverse proxy: take the client address and scheme from X-Forwarded-For/-Proto.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    envvar="E3BACKUP_FORWARDED_ALLOW_IPS",
+    help="Proxies trusted for --proxy-headers: comma-separated IPs or networks, or * (default 127.0.0.1).",
+)
 @click.pass_context
-def server(ctx: click.Context, data_dir: Path, listen: str, database_url: str | None) -> None:
+def server(
+    ctx: click.Context,
+    data_dir: Path,
+    listen: str,
+    database_url: str | None,
+    tls_certfile: Path | None,
+    tls_keyfile: Path | None,
+    cookie_secure: bool | None,
+    proxy_headers: bool | None,
+    forwarded_allow_ips: str | None,
+) -> None:
     """Run the control-plane server (FastAPI on uvicorn)."""
-    ctx.obj = {"data_dir": data_dir, "listen": listen, "database_url": database_url}
+    if forwarded_allow_ips is not None and not proxy_headers:
+        raise click.UsageError("--forwarded-allow-ips needs --proxy-headers")
+    ctx.obj = {
+        "data_dir": data_dir,
+        "listen": listen,
+        "database_url": database_url,
+        "tls_certfile": tls_certfile,
+        "tls_keyfile": tls_keyfile,
+        "cookie_secure": cookie_secure,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
@@ -81,8 +135,16 @@ def server(ctx: click.Context, data_dir: Path, listen: str, database_url: str | 
         raise click.ClickException(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     # open live-progress streams must not hold a shutdown for minutes
+    # proxy headers are handled inside the app (create_app), only from the trusted proxies
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False, timeout_graceful_shutdown=5
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
     )
 
 

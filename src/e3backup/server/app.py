@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from e3backup import __version__
 from e3backup.server.clock import Clock, SystemClock
@@ -24,6 +25,9 @@ from e3backup.server.problems import FieldError, field_error_handler, request_va
 from e3backup.server.routes import ROUTERS
 from e3backup.server.scheduler import Scheduler
 from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
+from e3backup.server.security.body_limit import BodyLimit
+from e3backup.server.security.headers import SecurityHeaders
+from e3backup.server.services import agents as agents_service
 from e3backup.server.services.waiters import CommandWaiters
 from e3backup.server.state import ServerState
 from e3backup.server.web import install as install_dashboard
@@ -67,11 +71,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             scheduler.stop()
             state.engine.dispose()
 
+    # /docs and /redoc would load their scripts from a public CDN on the dashboard's origin:
+    # off; the OpenAPI document itself stays at /openapi.json for any viewer
     app = FastAPI(
         title="e3backup control plane",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.e3 = state
@@ -82,7 +89,22 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_dashboard(app)
+    # outermost last: the proxy's client address and scheme, then headers, then the body limit
+    app.add_middleware(
+        BodyLimit,
+        user_limit=settings.max_body_bytes,
+        agent_limit=settings.max_agent_body_bytes,
+        known_bearer=lambda token: run_in_threadpool(_known_bearer, state, token),
+    )
+    app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure or settings.tls)
+    if settings.proxy_headers:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
+
+
+def _known_bearer(state: ServerState, token: str) -> bool:
+    with state.sessions() as session:
+        return agents_service.known_bearer(session, token, state.clock.now())
 
 
 async def _pydantic_validation_handler(request: Request, exc: Exception) -> Response:

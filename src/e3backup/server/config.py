@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from e3backup.errors import UsageError
 
@@ -31,12 +31,26 @@ class Settings(BaseModel):
     secret_key: str | None = Field(None, repr=False, description="Default: data_dir/secret.key")
     # session cookies
     session_hours: Annotated[float, Field(gt=0)] = 12.0
-    cookie_secure: bool = Field(False, description="Set Secure on cookies (behind HTTPS).")
+    cookie_secure: bool = Field(
+        False, description="Secure on every cookie even on plain-HTTP requests (TLS ends at a proxy)."
+    )
+    # TLS served by the server itself (then cookies are Secure and HSTS is sent)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # behind a reverse proxy: trust X-Forwarded-For/-Proto from these addresses only
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = Field("127.0.0.1", min_length=1, description="Comma-separated IPs/networks, or *")
+    # request bodies (bytes), refused with 413 before parsing
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    max_agent_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    # events stored per run; beyond, one EVENTS_CAPPED event counts what was dropped
+    max_events_per_run: Annotated[int, Field(ge=10)] = 20_000
     # password hashing (argon2id); tests lower the cost, production keeps the defaults
     argon2_time_cost: Annotated[int, Field(ge=1)] = 3
     argon2_memory_kib: Annotated[int, Field(ge=8)] = 65536
     # rate limits: attempts per window
-    login_attempts: Annotated[int, Field(ge=1)] = 5
+    login_attempts: Annotated[int, Field(ge=1)] = 5  # per (client address, account)
+    login_source_attempts: Annotated[int, Field(ge=1)] = 30  # per client address, any account
     login_window_seconds: Annotated[float, Field(gt=0)] = 300.0
     enroll_attempts: Annotated[int, Field(ge=1)] = 10
     enroll_window_seconds: Annotated[float, Field(gt=0)] = 300.0
@@ -55,6 +69,16 @@ class Settings(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen must be HOST:PORT, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("TLS needs both a certificate and a key file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
 
     @property
     def host(self) -> str:

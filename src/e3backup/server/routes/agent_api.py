@@ -86,7 +86,7 @@ def push_events(
     body: PushEventsRequest, agent: CurrentAgent, session: SessionDep, state: StateDep
 ) -> PushEventsResponse:
     run = _own_run(session, agent, body.run_id)
-    result = events_svc.push_events(session, run, body.events, state.clock.now())
+    result = events_svc.push_events(session, run, body.events, state.clock.now(), state.settings.max_events_per_run)
     session.commit()
     return result
 

@@ -2,7 +2,7 @@
 
 Session cookies are HttpOnly and SameSite=Lax (Secure when configured). Unsafe requests need
 the session's CSRF token (see ``security.csrf``); the pre-login forms use a double-submit cookie.
-Failed sign-ins are rate limited per client address and per email.
+Failed sign-ins are rate limited per client address and per (address, account).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from e3backup.server.deps import (
     client_ip,
 )
 from e3backup.server.schemas import LoginRequest, LoginResponse, UserPublic
+from e3backup.server.security.ratelimit import Attempt
 from e3backup.server.services import users as svc
 from e3backup.server.state import ServerState
 
@@ -29,26 +30,36 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-def _rate_limited(state: ServerState, keys: list[str]) -> None:
-    waits = [w for k in keys if (w := state.login_limiter.retry_after(k)) is not None]
-    if waits:
-        raise HTTPException(
-            status_code=429,
-            detail="too many failed sign-ins; try again later",
-            headers={"Retry-After": str(int(max(waits)) + 1)},
-        )
+def too_many(wait: float, what: str) -> HTTPException:
+    return HTTPException(
+        status_code=429, detail=f"too many {what}; try again later", headers={"Retry-After": str(int(wait) + 1)}
+    )
 
 
 def sign_in(
     session: Session, state: ServerState, request: Request, email: str, password: str
 ) -> tuple[UserSession, str]:
-    keys = [f"ip:{client_ip(request)}", f"email:{svc.normalize_email(email)}"]
-    _rate_limited(state, keys)
-    user = svc.authenticate(session, state.passwords, email, password)
+    """Check the password, rate limited per client address and per (address, account).
+
+    The budget of an (address, account) pair is ``login_attempts`` failures in the window: an
+    attacker's guesses from elsewhere never lock the account's owner out. An address alone gets
+    ``login_source_attempts`` (guessing across many accounts). Attempts in flight count, so
+    parallel guesses get no more real password checks than sequential ones.
+    """
+    address, account = client_ip(request), svc.normalize_email(email)
+    source, pair = f"ip:{address}", f"ip:{address}|email:{account}"
+    attempt = state.login_limiter.begin(
+        source, pair, limits={source: state.settings.login_source_attempts}
+    )
+    if not isinstance(attempt, Attempt):
+        raise too_many(attempt, "failed sign-ins")
+    user = None
+    try:
+        user = svc.authenticate(session, state.passwords, email, password)
+    finally:
+        attempt.end(failed=user is None, forget=(pair,) if user is not None else ())
     if user is None:
-        for k in keys:
-            state.login_limiter.hit(k)
-        log.warning("failed sign-in for %s from %s", svc.normalize_email(email), client_ip(request))
+        log.warning("failed sign-in for %s from %s", account, address)
         raise HTTPException(status_code=401, detail="wrong email or password")
     row, token = svc.start_session(session, user, state.clock.now(), state.settings.session_hours)
     session.commit()

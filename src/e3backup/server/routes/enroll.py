@@ -8,6 +8,8 @@ from fastapi import APIRouter, HTTPException, Request
 
 from e3backup.api.agent import EnrollRequest, EnrollResponse
 from e3backup.server.deps import SessionDep, StateDep, client_ip
+from e3backup.server.routes.auth import too_many
+from e3backup.server.security.ratelimit import Attempt
 from e3backup.server.services import agents as svc
 
 log = logging.getLogger(__name__)
@@ -16,17 +18,15 @@ router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 @router.post("/enroll", status_code=201)
 def enroll(body: EnrollRequest, request: Request, session: SessionDep, state: StateDep) -> EnrollResponse:
-    key = f"enroll:{client_ip(request)}"
-    wait = state.enroll_limiter.retry_after(key)
-    if wait is not None:
-        raise HTTPException(
-            status_code=429,
-            detail="too many failed enrollments; try again later",
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
-    result = svc.enroll(session, body, state.clock.now())
+    attempt = state.enroll_limiter.begin(f"enroll:{client_ip(request)}")
+    if not isinstance(attempt, Attempt):
+        raise too_many(attempt, "failed enrollments")
+    result = None
+    try:
+        result = svc.enroll(session, body, state.clock.now())
+    finally:
+        attempt.end(failed=result is None)
     if result is None:
-        state.enroll_limiter.hit(key)
         log.warning("enrollment with an unknown token from %s", client_ip(request))
         raise HTTPException(status_code=401, detail="unknown enrollment token")
     agent, token = result

@@ -84,7 +84,8 @@ def update_run(
 def push_events(
     body: PushEventsRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
 ) -> PushEventsResponse:
-    result = events_svc.push_events(session, _run(session, auth), body.events, state.clock.now())
+    run, limit = _run(session, auth), state.settings.max_events_per_run
+    result = events_svc.push_events(session, run, body.events, state.clock.now(), limit)
     session.commit()
     return result
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from e3backup.api.agent import DiskReport, EnrollRequest
-from e3backup.server.db.models import Agent, Tenant
+from e3backup.server.db.models import Agent, RecoverySession, Tenant
 from e3backup.server.schemas import AgentDisks, AgentPublic
 from e3backup.server.security.tokens import AGENT, hash_token, new_token
 
@@ -37,6 +37,15 @@ def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, 
     session.add(agent)
     session.flush()
     return agent, token
+
+
+def known_bearer(session: Session, token: str, now: datetime) -> bool:
+    """Whether ``token`` is a live agent token or recovery session token (for the body limit)."""
+    token_hash = hash_token(token)
+    if session.scalar(select(Agent.id).where(Agent.token_hash == token_hash, Agent.revoked.is_(False))):
+        return True
+    expires = session.scalar(select(RecoverySession.expires_at).where(RecoverySession.token_hash == token_hash))
+    return expires is not None and expires > now
 
 
 def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> AgentPublic:
