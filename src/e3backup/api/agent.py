@@ -118,18 +118,18 @@ class SyncRunResult(BaseModel):
 
     destination: Annotated[str, Field(max_length=2048)] = ""
     dry_run: bool = False
-    files_new: Annotated[int, Field(ge=0)] = 0
-    files_changed: Annotated[int, Field(ge=0)] = 0
-    files_transferred: Annotated[int, Field(ge=0)] = 0
-    files_unchanged: Annotated[int, Field(ge=0)] = 0
-    files_deleted: Annotated[int, Field(ge=0)] = 0
-    files_kept: Annotated[int, Field(ge=0)] = 0
-    deletes_refused: Annotated[int, Field(ge=0)] = 0
-    files_skipped: Annotated[int, Field(ge=0)] = 0
-    bytes_transferred: Annotated[int, Field(ge=0)] = 0
-    source_files: Annotated[int, Field(ge=0)] = 0
-    source_bytes: Annotated[int, Field(ge=0)] = 0
-    error_count: Annotated[int, Field(ge=0)] = 0
+    files_new: Int64 = 0
+    files_changed: Int64 = 0
+    files_transferred: Int64 = 0
+    files_unchanged: Int64 = 0
+    files_deleted: Int64 = 0
+    files_kept: Int64 = 0
+    deletes_refused: Int64 = 0
+    files_skipped: Int64 = 0
+    bytes_transferred: Int64 = 0
+    source_files: Int64 = 0
+    source_bytes: Int64 = 0
+    error_count: Int64 = 0
     errors: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=100)
 
 
