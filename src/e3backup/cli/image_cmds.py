@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..events import Event
+from ..events import Event, EventCode, Level
 from ..progress import Progress
 from .context import AppContext
 from .output import human_bytes, print_json
@@ -113,17 +113,24 @@ def backup(
     out = sys.stdout if as_json else sys.stderr
     out_lock = threading.Lock()
 
+    warnings: list[str] = []
+
     def on_event(e: Event) -> None:
         with out_lock:
             if as_json:
                 out.write(json.dumps({"message_type": "event", **e.to_json()}) + "\n")
                 out.flush()
-            else:
+            elif app.debug:
                 click.echo(f"{e.effective_level().value}: {e.message}", err=True)
+            elif e.effective_level() is not Level.INFO and e.code is not EventCode.DISK_IMAGE_FAILED:
+                warnings.append(f"{e.effective_level().value}: {e.message}")
 
     repo = app.open_repo()
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
         result = run_image_backup(repo, opts, progress, on_event)
+    # a failed backup prints its one-line error only; a finished one tells what to know about it
+    for line in warnings:
+        click.echo(line, err=True)
     if as_json:
         print_json(result.summary_json())
         return

@@ -254,6 +254,10 @@ def _map(e: OSError, what: str) -> StoreError:
         return NotFoundError(f"{what}: not found")
     if e.errno == errno.EEXIST:
         return AlreadyExistsError(f"{what}: already exists")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreUnavailableError(f"cannot write {what}: the repository's file system is full ({e.strerror})")
+    if e.errno == errno.EROFS:
+        return StoreUnavailableError(f"cannot write {what}: the repository's file system is read-only")
     return StoreUnavailableError(f"{what}: {e.strerror or e}")
 
 

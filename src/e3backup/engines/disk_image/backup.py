@@ -82,6 +82,7 @@ def run_image_backup(
     tune_malloc()
     source = os.path.abspath(opts.source)
     try:
+        _check_source(source)  # before a snapshot provider is chosen: one error, no LVM warning
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
@@ -104,6 +105,14 @@ def run_image_backup(
             details |= {"device": e.path, "offset": e.offset, "length": e.length}
         sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
         raise
+
+
+def _check_source(source: str) -> None:
+    """A source that does not exist or cannot be read fails at once, naming it."""
+    try:
+        os.close(os.open(source, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as e:
+        raise SourceError(f"cannot open {source}: {e.strerror or e}") from e
 
 
 class _ImageBackup:
@@ -131,7 +140,9 @@ class _ImageBackup:
         snap_time = self.opts.time_ns or now_ns()
         try:
             dev = opener(snap.device_path)
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            raise SourceError(f"cannot open {snap.device_path}: {e.strerror or e}") from e
+        except ValueError as e:
             raise SourceError(f"cannot open {snap.device_path}: {e}") from e
         with dev:
             self.result.device = snap.device_path
