@@ -82,7 +82,8 @@ def run_image_backup(
     tune_malloc()
     source = os.path.abspath(opts.source)
     try:
-        _check_source(source)  # before a snapshot provider is chosen: one error, no LVM warning
+        if provider is None:  # before a provider is chosen: one error, no LVM warning (a double's
+            _check_source(source)  # devices exist only behind its opener)
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
