@@ -1,7 +1,7 @@
 """runs.sync_result: what a sync run did (it has no snapshot)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0002
+Revises: 0001
 Create Date: 2026-12-03 13:40:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
