@@ -40,6 +40,8 @@ class EventCode(StrEnum):
     DISK_IMAGE_READ_PLAN_FALLBACK = "DISK_IMAGE_READ_PLAN_FALLBACK"
     DISK_IMAGE_READ_RECOVERED = "DISK_IMAGE_READ_RECOVERED"
     DISK_IMAGE_CHANGE_MAP_IGNORED = "DISK_IMAGE_CHANGE_MAP_IGNORED"
+    DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE = "DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE"
+    DISK_IMAGE_CHANGE_TRACKING_MISSED = "DISK_IMAGE_CHANGE_TRACKING_MISSED"
     DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
     DISK_IMAGE_STALLED = "DISK_IMAGE_STALLED"
     DISK_IMAGE_FINALIZING_SLOW = "DISK_IMAGE_FINALIZING_SLOW"
@@ -121,6 +123,15 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.DISK_IMAGE_CHANGE_MAP_IGNORED: CodeInfo(
         Level.WARNING,
         "The change map could not be used (chain broken or disk changed): the disk was read in full this time.",
+    ),
+    EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE: CodeInfo(
+        Level.WARNING,
+        "Change tracking could not be used for a partition (see the reason); its used blocks were read in full.",
+    ),
+    EventCode.DISK_IMAGE_CHANGE_TRACKING_MISSED: CodeInfo(
+        Level.ERROR,
+        "The periodic verify read found blocks that changed without the file system recording it (a write "
+        "that bypassed the file system). This backup is complete; earlier incrementals may hold old data there.",
     ),
     EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
         Level.WARNING,

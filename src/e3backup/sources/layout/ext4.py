@@ -174,7 +174,7 @@ def read_group_descs(source: ByteSource, sb: Superblock) -> list[GroupDesc]:
     return out
 
 
-def _reserved_super_and_bgd(sb: Superblock, g: int) -> list[tuple[int, int]]:
+def reserved_super_and_bgd(sb: Superblock, g: int) -> list[tuple[int, int]]:
     """Blocks of group ``g`` holding superblock and descriptor copies (libext2fs' rule)."""
     start = sb.group_first_block(g)
     if start == 0 and sb.block_size == 1024:
@@ -209,7 +209,7 @@ def used_blocks(source: ByteSource) -> tuple[Superblock, ExtentList]:
         first = sb.group_first_block(g)
         end = min(first + sb.blocks_per_group, sb.blocks_count)
         if sb.uninit_flags_valid and d.flags & BG_BLOCK_UNINIT:
-            used += _reserved_super_and_bgd(sb, g)
+            used += reserved_super_and_bgd(sb, g)
             own = ExtentList([(d.block_bitmap, 1), (d.inode_bitmap, 1), (d.inode_table, sb.inode_table_blocks)])
             inside = ExtentList([(first, end - first)]) & group_meta
             used += [(e.offset, e.end) for e in own | inside]
@@ -231,4 +231,12 @@ def used_extents(source: ByteSource) -> ExtentList:
     )
 
 
-__all__ = ["GroupDesc", "Superblock", "read_group_descs", "read_superblock", "used_blocks", "used_extents"]
+__all__ = [
+    "GroupDesc",
+    "Superblock",
+    "read_group_descs",
+    "read_superblock",
+    "reserved_super_and_bgd",
+    "used_blocks",
+    "used_extents",
+]

@@ -1,0 +1,210 @@
+"""NTFS change tracking by MFT compare: digests of every ``$MFT`` record, data runs of changed ones.
+
+The ``$MFT`` is read slice by slice through its own run list (record 0). Every record gets a
+digest of its raw bytes (``digest.py``): the header (sequence number, flags, ``$LogFile``
+sequence number, update sequence number), ``$STANDARD_INFORMATION`` times, ``$FILE_NAME``\\ s,
+the attribute list, sizes and run lists, resident data. Any write of a record changes it.
+
+Read at every backup (``metadata``), because their bytes change without their record changing:
+both boot sectors, and every non-resident attribute of the system files (records 0-23: ``$MFT``
+and its bitmap, ``$MFTMirr``, ``$LogFile``, ``$Bitmap``, ``$Boot``, ``$Secure``, ``$UpCase``,
+``$Extend``...) and of every record flagged as holding an index (directories' index allocations,
+the view indexes of ``$Secure``/``$ObjId``/``$Quota``/``$Reparse``) or as an ``$Extend`` system
+file (``$UsnJrnl``). Read because they changed (``changed``): every non-resident attribute of
+every record whose digest differs from the parent's, together with the other records of the same
+file (base record and extension records), so a file whose runs sit in an extension record is
+covered when only its base record's times moved. Clusters freed or newly allocated also show in
+``$Bitmap`` (the plan difference); clusters freed and reused belong to a record that changed.
+
+Not handled (``LayoutError`` -> a full read): an ``$MFT`` whose own run list continues in an
+extension record (a heavily fragmented MFT), torn records among those that must be parsed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+
+from e3backup.sources.changetrack.digest import Digests, record_digests
+from e3backup.sources.changetrack.scan import SLICE_BYTES, FsScan
+from e3backup.sources.changetrack.state import Identity
+from e3backup.sources.device import ByteSource
+from e3backup.sources.errors import LayoutError
+from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.ntfs import (
+    ATTR_DATA,
+    ATTR_END,
+    BootSector,
+    Run,
+    apply_fixups,
+    decode_runs,
+    parse_boot_sector,
+    read_boot_sector,
+)
+
+FLAG_IN_USE = 0x01
+FLAG_INDEX_PRESENT = 0x02  # a directory: $INDEX_ROOT/$INDEX_ALLOCATION named $I30
+FLAG_EXTEND_FILE = 0x04  # a system file in $Extend ($UsnJrnl, $ObjId, $Quota, $Reparse...)
+FLAG_VIEW_INDEX = 0x08  # another index ($Secure's $SDH/$SII, $ObjId's $O...)
+METADATA_FLAGS = FLAG_INDEX_PRESENT | FLAG_EXTEND_FILE | FLAG_VIEW_INDEX
+SYSTEM_RECORDS = 24  # records 0-23 are reserved for the system files
+REF_MASK = (1 << 48) - 1
+
+
+def _boot(source: ByteSource) -> tuple[BootSector, str]:
+    boot = read_boot_sector(source)
+    raw = source.read_at(0, 512)
+    if boot.from_backup:
+        raw = source.read_at(source.size - boot.bytes_per_sector, 512)
+        parse_boot_sector(raw)
+    return boot, f"{struct.unpack_from('<Q', raw, 0x48)[0]:016X}"
+
+
+def identity(source: ByteSource) -> Identity:
+    """What must stay the same for two scans' digests to be comparable."""
+    boot, serial = _boot(source)
+    return {
+        "serial": serial,
+        "cluster_size": boot.cluster_size,
+        "total_sectors": boot.total_sectors,
+        "record_size": boot.mft_record_size,
+        "mft_lcn": boot.mft_lcn,
+    }
+
+
+def _attributes(record: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, attribute bytes) of a fixed-up record."""
+    pos = struct.unpack_from("<H", record, 0x14)[0]
+    while pos + 8 <= len(record):
+        atype, alen = struct.unpack_from("<II", record, pos)
+        if atype == ATTR_END:
+            return
+        if alen < 16 or pos + alen > len(record):
+            raise LayoutError(f"MFT record: attribute at {pos} runs past the record")
+        yield atype, record[pos : pos + alen]
+        pos += alen
+    raise LayoutError("MFT record: no end marker")
+
+
+def _nonresident_runs(attr: bytes) -> list[Run]:
+    (mp_off,) = struct.unpack_from("<H", attr, 0x20)
+    if not 0x40 <= mp_off <= len(attr):
+        raise LayoutError("MFT record: mapping pairs offset out of range")
+    return decode_runs(attr[mp_off:])
+
+
+def record_clusters(raw: bytes, cluster_count: int) -> list[tuple[int, int]]:
+    """(first cluster, count) of every non-resident attribute of one raw (not fixed-up) record."""
+    record = bytes(apply_fixups(bytearray(raw)))
+    out = []
+    for _atype, attr in _attributes(record):
+        if not attr[8]:
+            continue
+        for run in _nonresident_runs(attr):
+            if run.lcn is None:
+                continue
+            if run.lcn < 0 or run.lcn + run.length > cluster_count + 1:
+                raise LayoutError(f"MFT record: run at cluster {run.lcn} (+{run.length}) is outside the volume")
+            out.append((run.lcn, run.length))
+    return out
+
+
+def _mft_runs(source: ByteSource, boot: BootSector) -> tuple[list[Run], int]:
+    """``$MFT``'s run list and data size, from record 0 at the boot sector's ``mft_lcn``."""
+    cs, rs = boot.cluster_size, boot.mft_record_size
+    raw = source.read_at(boot.mft_lcn * cs, rs)
+    if len(raw) != rs:
+        raise LayoutError("$MFT record 0 is beyond the partition end")
+    record = bytes(apply_fixups(bytearray(raw)))
+    for atype, attr in _attributes(record):
+        if atype == ATTR_DATA and attr[9] == 0:
+            if not attr[8]:
+                raise LayoutError("$MFT has resident data")
+            lowest, highest = struct.unpack_from("<qq", attr, 0x10)
+            allocated, size = struct.unpack_from("<QQ", attr, 0x28)
+            runs = _nonresident_runs(attr)
+            if lowest != 0 or (highest + 1) * cs < allocated or not runs or runs[0].lcn is None:
+                raise LayoutError("$MFT's run list continues in an extension record (fragmented MFT)")
+            return runs, size
+    raise LayoutError("$MFT record 0 has no unnamed $DATA attribute")
+
+
+def _read_stream(source: ByteSource, runs: list[Run], cs: int, offset: int, length: int) -> bytearray:
+    out = bytearray(length)
+    for run in runs:
+        start, end = run.vcn * cs, (run.vcn + run.length) * cs
+        lo, hi = max(offset, start), min(offset + length, end)
+        if lo >= hi or run.lcn is None:
+            continue
+        chunk = source.read_at(run.lcn * cs + lo - start, hi - lo)
+        if len(chunk) != hi - lo:
+            raise LayoutError("$MFT run points beyond the partition end")
+        out[lo - offset : hi - offset] = chunk
+    return out
+
+
+def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
+    """Digest every MFT record; with ``parent``, also map the records that changed since."""
+    boot, _ = _boot(source)
+    ident = identity(source)
+    cs, rs, total = boot.cluster_size, boot.mft_record_size, boot.cluster_count
+    runs, data_size = _mft_runs(source, boot)
+    count = data_size // rs
+    digests = np.zeros(count, dtype=np.uint64)
+    meta: list[tuple[int, int]] = [(0, 1)]
+    changed_clusters: list[tuple[int, int]] = []
+    parsed: set[int] = set()
+    changed_groups: set[int] = set()
+    ext_records: list[tuple[int, int]] = []  # (extension record, its base record)
+    records_changed = 0
+    per_slice = max(1, SLICE_BYTES // rs)
+    for first in range(0, count, per_slice):
+        k = min(per_slice, count - first)
+        rows = np.frombuffer(_read_stream(source, runs, cs, first * rs, k * rs), dtype=np.uint8).reshape(k, rs)
+        d = record_digests(rows)
+        digests[first : first + k] = d
+        index = np.arange(first, first + k, dtype=np.int64)
+        valid = (rows[:, :4] == np.frombuffer(b"FILE", dtype=np.uint8)).all(axis=1)
+        flags = rows[:, 0x16].astype(np.uint16) | (rows[:, 0x17].astype(np.uint16) << 8)
+        in_use = valid & ((flags & FLAG_IN_USE) != 0)
+        base = rows[:, 0x20:0x28].copy().view("<u8").ravel() & np.uint64(REF_MASK)
+        is_meta = in_use & ((index < SYSTEM_RECORDS) | ((flags & METADATA_FLAGS) != 0))
+        for r in np.flatnonzero(is_meta):
+            meta += record_clusters(rows[r].tobytes(), total)
+            parsed.add(int(index[r]))
+        if parent is None:
+            continue
+        changed = np.ones(k, dtype=bool)
+        have = max(0, min(k, len(parent) - first))
+        changed[:have] = parent[first : first + have] != d[:have]
+        records_changed += int(changed.sum())
+        extension = in_use & (base != 0)
+        group = np.where(extension, base.astype(np.int64), index)
+        changed_groups.update(np.unique(group[changed]).tolist())
+        ext_records += zip(index[extension].tolist(), base[extension].tolist(), strict=True)
+        for r in np.flatnonzero(changed & in_use & ~is_meta):
+            changed_clusters += record_clusters(rows[r].tobytes(), total)
+            parsed.add(int(index[r]))
+    if parent is not None:
+        # the rest of every changed file: its base record and extension records not parsed yet
+        rest = {r for r, b in ext_records if b in changed_groups} | {g for g in changed_groups if g < count}
+        for rec in sorted(rest - parsed):
+            raw = bytes(_read_stream(source, runs, cs, rec * rs, rs))
+            if raw[:4] == b"FILE" and struct.unpack_from("<H", raw, 0x16)[0] & FLAG_IN_USE:
+                changed_clusters += record_clusters(raw, total)
+    tail = total * cs
+    metadata = ExtentList((c * cs, n * cs) for c, n in meta) | ExtentList([(tail, max(0, source.size - tail))])
+    changed_bytes = ExtentList((c * cs, n * cs) for c, n in changed_clusters)
+    return FsScan(
+        ident,
+        digests,
+        metadata.clamp(source.size),
+        changed_bytes.clamp(source.size),
+        records_changed,
+        parent is not None,
+    )
+
+
+__all__ = ["identity", "record_clusters", "scan"]

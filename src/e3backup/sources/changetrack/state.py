@@ -1,0 +1,108 @@
+"""The change-tracking state stored with an image snapshot: one digest table per file system.
+
+Binary layout (little-endian), small and self-describing::
+
+    b"E3CT" | u16 version | u32 header length | header (JSON, UTF-8) | digest tables
+
+The header holds ``since_verify`` (incrementals since the last full hash-compare read) and, per
+tracked partition, ``partition`` (index), ``filesystem``, ``identity`` (what must not change for
+the digests to stay comparable: serial/UUID, size, cluster or block size...), ``captured_at``
+(Unix time of the scan) and ``records``. The tables follow in the same order, 8 bytes per record
+(``digest.py``), so a volume of one million files costs 8 MB before compression. The repository
+encrypts and compresses the blob like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from e3backup.sources.changetrack.digest import Digests
+from e3backup.sources.errors import SourceError
+
+MAGIC = b"E3CT"
+VERSION = 1
+DIGEST_BYTES = 8
+
+Identity = dict[str, int | str]
+
+
+class TrackingStateError(SourceError):
+    """A stored change-tracking state that cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class FsDigests:
+    """The digests of one file system at one point in time."""
+
+    partition: int
+    filesystem: str
+    identity: Identity
+    captured_at: float
+    digests: Digests = field(repr=False)
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "filesystem": self.filesystem,
+            "identity": self.identity,
+            "captured_at": self.captured_at,
+            "records": len(self.digests),
+        }
+
+
+@dataclass(frozen=True)
+class TrackingState:
+    """Every tracked file system of a disk image, and the verify-read counter."""
+
+    partitions: tuple[FsDigests, ...] = ()
+    since_verify: int = 0
+
+    def for_partition(self, index: int) -> FsDigests | None:
+        return next((p for p in self.partitions if p.partition == index), None)
+
+    def encode(self) -> bytes:
+        header = json.dumps(
+            {"since_verify": self.since_verify, "partitions": [p.header() for p in self.partitions]},
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+        parts = [MAGIC, struct.pack("<HI", VERSION, len(header)), header]
+        parts += [p.digests.astype("<u8", copy=False).tobytes() for p in self.partitions]
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, data: bytes) -> TrackingState:
+        if len(data) < 10 or data[:4] != MAGIC:
+            raise TrackingStateError("not a change-tracking state (bad magic)")
+        version, hlen = struct.unpack_from("<HI", data, 4)
+        if version > VERSION:
+            raise TrackingStateError(f"change-tracking state version {version} is newer than {VERSION}")
+        try:
+            header = json.loads(data[10 : 10 + hlen])
+            pos, parts = 10 + hlen, []
+            for p in header["partitions"]:
+                n = int(p["records"])
+                raw = data[pos : pos + n * DIGEST_BYTES]
+                if len(raw) != n * DIGEST_BYTES:
+                    raise TrackingStateError("change-tracking state is truncated")
+                pos += len(raw)
+                parts.append(
+                    FsDigests(
+                        int(p["partition"]),
+                        str(p["filesystem"]),
+                        dict(p["identity"]),
+                        float(p["captured_at"]),
+                        np.frombuffer(raw, dtype="<u8").astype(np.uint64),
+                    )
+                )
+            return cls(tuple(parts), int(header.get("since_verify", 0)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise TrackingStateError(f"unreadable change-tracking state: {e}") from e
+
+
+__all__ = ["DIGEST_BYTES", "FsDigests", "Identity", "TrackingState", "TrackingStateError"]

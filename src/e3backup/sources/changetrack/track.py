@@ -1,0 +1,173 @@
+"""Change tracking of a whole disk: per partition, the bytes an incremental must read.
+
+For every partition with a tracked file system (NTFS: MFT compare; ext2/3/4: inode-table
+compare) the scan gives its metadata (always read) and the data of records that changed since
+the parent's digests. Everything else of the disk (the partition table, gaps, partitions that
+cannot be tracked) is in the change map whole, so ``decide_chunks`` reads it as before. A
+partition falls back to a full read of its used blocks, with a reason, when its file system is
+not tracked, its metadata cannot be read, the parent has no digests for it, or the file system
+is not the one the digests describe (serial/UUID, size, cluster size...). When in doubt, read.
+The scan runs before any data is read, so a change during a live read is seen next time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from e3backup.events import Event, EventCode
+from e3backup.sources.changetrack import ext4, ntfs
+from e3backup.sources.changetrack.scan import FsScan, describe_identity_change
+from e3backup.sources.changetrack.state import FsDigests, Identity, TrackingState
+from e3backup.sources.device import ByteSource, Window
+from e3backup.sources.errors import LayoutError
+from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.model import DiskLayout, Partition
+
+READ_WHOLE_BY_DESIGN = frozenset({"efi-system", "ms-reserved", "bios-boot"})
+
+
+class Method(StrEnum):
+    NTFS_MFT = "ntfs-mft"
+    NTFS_USN = "ntfs-usn"  # reserved: USN narrowing; MFT compare alone gives the same answer
+    EXT4_INODES = "ext4-inodes"
+    CHANGED_EXTENTS_FILE = "changed-extents-file"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class _Tracker:
+    method: Method
+    what: str  # "MFT" / "inode table", for reasons
+    identity: Callable[[ByteSource], Identity]
+    scan: Callable[[ByteSource, FsDigests | None], FsScan]
+
+
+TRACKERS = {
+    "ntfs": _Tracker(Method.NTFS_MFT, "MFT", ntfs.identity, lambda s, p: ntfs.scan(s, p.digests if p else None)),
+    **{
+        fs: _Tracker(
+            Method.EXT4_INODES,
+            "inode table",
+            ext4.identity,
+            lambda s, p: ext4.scan(s, p.digests if p else None, p.captured_at if p else None),
+        )
+        for fs in ("ext2", "ext3", "ext4")
+    },
+}
+
+
+@dataclass(frozen=True)
+class PartitionTracking:
+    """How one partition is read this time. ``to_read`` (device offsets) is None: read it all."""
+
+    partition: int
+    start: int
+    size: int
+    filesystem: str | None
+    method: Method
+    reason: str
+    to_read: ExtentList | None
+    digests: FsDigests | None
+    records: int = 0
+    records_changed: int = 0
+    by_design: bool = False
+
+    @property
+    def tracked(self) -> bool:
+        return self.to_read is not None
+
+
+@dataclass(frozen=True)
+class DiskTracking:
+    partitions: tuple[PartitionTracking, ...]
+    change_map: ExtentList | None  # None: nothing narrows this run (no partition tracked)
+    state: TrackingState  # to store with the new snapshot
+
+    def unavailable_events(self) -> list[Event]:
+        return [
+            Event(
+                EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE,
+                f"partition {p.partition}: change tracking unavailable ({p.reason}); reading its used blocks",
+                details={"partition": p.partition, "filesystem": p.filesystem, "reason": p.reason},
+            )
+            for p in self.partitions
+            if not p.tracked and not p.by_design
+        ]
+
+
+def track_partition(
+    source: ByteSource, part: Partition, parent: FsDigests | None, parent_reason: str | None, now: float
+) -> PartitionTracking:
+    """Scan one partition; compare with ``parent`` unless ``parent_reason`` says why not."""
+    fs = part.filesystem
+    base = (part.index, part.start, part.size, fs)
+    if part.type_name in READ_WHOLE_BY_DESIGN:
+        why = f"read whole by design ({part.type_name})"
+        return PartitionTracking(*base, Method.NONE, why, None, None, by_design=True)
+    tracker = TRACKERS.get(fs or "")
+    if tracker is None:
+        why = f"file system {fs or 'unknown'} has no change tracking"
+        return PartitionTracking(*base, Method.NONE, why, None, None)
+    window = Window(source, part.start, part.size)
+    try:
+        reason = parent_reason
+        if reason is None:
+            if parent is None:
+                reason = "the parent image has no change-tracking digests for this partition"
+            elif parent.filesystem != fs:
+                reason = f"file system changed ({parent.filesystem} -> {fs})"
+            else:
+                changed = describe_identity_change(parent.identity, tracker.identity(window))
+                if changed:
+                    reason = f"file system identity changed ({changed})"
+        scan = tracker.scan(window, parent if reason is None else None)
+    except LayoutError as e:
+        return PartitionTracking(*base, Method.NONE, f"unreadable {tracker.what}: {e}", None, None)
+    digests = FsDigests(part.index, fs or "", scan.identity, now, scan.digests)
+    records = len(scan.digests)
+    if reason is not None:
+        return PartitionTracking(*base, Method.NONE, reason, None, digests, records)
+    what = "MFT records" if tracker.method is Method.NTFS_MFT else "inodes"
+    return PartitionTracking(
+        *base,
+        tracker.method,
+        f"{scan.records_changed} of {records} {what} changed",
+        scan.to_read.shift(part.start),
+        digests,
+        records,
+        scan.records_changed,
+    )
+
+
+def track_disk(
+    source: ByteSource,
+    layout: DiskLayout,
+    parent: TrackingState | None,
+    parent_reason: str | None,
+    now: float,
+    since_verify: int = 0,
+) -> DiskTracking:
+    """Track every partition. ``parent_reason``: why the parent image cannot serve (or None)."""
+    parts = []
+    for p in layout.partitions:
+        prev = parent.for_partition(p.index) if parent is not None else None
+        if parent is None and parent_reason is None:
+            why: str | None = "the parent image was made without change-tracking digests"
+        else:
+            why = parent_reason
+        parts.append(track_partition(source, p, prev, why, now))
+    tracked = [p for p in parts if p.to_read is not None]
+    change_map = None
+    if tracked:
+        covered = ExtentList((p.start, p.size) for p in tracked)
+        change_map = ExtentList([(0, source.size)]) - covered
+        for t in tracked:
+            change_map |= t.to_read or ExtentList()
+        change_map = change_map.clamp(source.size)
+    state = TrackingState(tuple(p.digests for p in parts if p.digests is not None), since_verify)
+    return DiskTracking(tuple(parts), change_map, state)
+
+
+__all__ = ["DiskTracking", "Method", "PartitionTracking", "track_disk", "track_partition"]
