@@ -1,0 +1,261 @@
+"""Change tracking's parts: digests, the stored state, NTFS and ext4 scans on real volumes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from e3backup.events import EventCode
+from e3backup.sources.changetrack import FsDigests, Method, TrackingState, TrackingStateError, track_partition
+from e3backup.sources.changetrack import ext4 as ext4_track
+from e3backup.sources.changetrack import ntfs as ntfs_track
+from e3backup.sources.changetrack.digest import changed_records, record_digests
+from e3backup.sources.changetrack.track import track_disk
+from e3backup.sources.device import BytesSource, open_device
+from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.model import DiskLayout, Partition
+
+from .diskimages import (
+    MiB,
+    debugfs_blocks,
+    loop_device,
+    make_ext,
+    make_ntfs,
+    mounted,
+    ntfs_file_clusters,
+    random_bytes,
+    run,
+)
+
+FILES = {"a.bin": random_bytes(300_000, 1), "b.bin": random_bytes(500_000, 2), "small.txt": b"hi\n"}
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mount)")
+
+
+# digests --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=64, max_size=64), st.integers(0, 7), st.integers(1, (1 << 64) - 1))
+def test_a_one_word_change_always_changes_the_digest(record: bytes, word: int, delta: int) -> None:
+    rows = np.frombuffer(record, dtype=np.uint8).reshape(1, 64)
+    words = rows.copy().view("<u8")
+    words[0, word] = (int(words[0, word]) + delta) % (1 << 64)
+    before, after = record_digests(rows), record_digests(words.view(np.uint8))
+    assert before[0] != after[0]
+
+
+def test_masked_bytes_do_not_count_and_others_do() -> None:
+    rows = np.frombuffer(random_bytes(16 * 256, 3), dtype=np.uint8).reshape(16, 256).copy()
+    base = record_digests(rows, [(8, 12)])
+    rows[4, 9] ^= 0xFF  # inside the mask (an inode's atime)
+    rows[7, 12] ^= 0x01  # just outside it
+    after = record_digests(rows, [(8, 12)])
+    assert changed_records(base, after).tolist() == [7]
+
+
+def test_records_the_parent_did_not_have_count_as_changed() -> None:
+    a = np.arange(5, dtype=np.uint64)
+    b = np.concatenate([a, np.array([9, 9], dtype=np.uint64)])
+    b[1] = 77
+    assert changed_records(a, b).tolist() == [1, 5, 6]
+    assert changed_records(b, a).tolist() == [1]
+
+
+# the stored state ------------------------------------------------------------------------------
+
+
+def test_state_round_trip_costs_eight_bytes_a_record() -> None:
+    parts = (
+        FsDigests(2, "ntfs", {"serial": "AB", "cluster_size": 4096}, 1.5, np.arange(1000, dtype=np.uint64)),
+        FsDigests(1, "ext4", {"uuid": "00ff"}, 2.0, np.array([1 << 63, 5], dtype=np.uint64)),
+    )
+    state = TrackingState(parts, since_verify=3)
+    raw = state.encode()
+    back = TrackingState.decode(raw)
+    assert back.since_verify == 3
+    assert [(p.partition, p.filesystem, p.identity, p.captured_at) for p in back.partitions] == [
+        (p.partition, p.filesystem, p.identity, p.captured_at) for p in parts
+    ]
+    for a, b in zip(back.partitions, parts, strict=True):
+        assert a.digests.tolist() == b.digests.tolist()
+    header_len = int.from_bytes(raw[6:10], "little")
+    assert len(raw) - 10 - header_len == 8 * 1002
+    assert back.for_partition(1) is not None and back.for_partition(3) is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda raw: b"XXXX" + raw[4:], "bad magic"),
+        (lambda raw: raw[:-3], "truncated"),
+        (lambda raw: raw[:4] + b"\x09\x00" + raw[6:], "newer"),
+        (lambda raw: raw[:10] + b"[" + raw[11:], "unreadable"),
+    ],
+)
+def test_state_refuses_damaged_input(mutate: object, match: str) -> None:
+    raw = TrackingState((FsDigests(1, "ext4", {}, 0.0, np.ones(4, dtype=np.uint64)),)).encode()
+    with pytest.raises(TrackingStateError, match=match):
+        TrackingState.decode(mutate(raw))  # type: ignore[operator]
+
+
+# NTFS ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ntfs_volume(tmp_path: Path) -> Path:
+    img = tmp_path / "ntfs.img"
+    make_ntfs(img, 32 * MiB, FILES)
+    return img
+
+
+def _scan_ntfs(img: Path, parent: np.ndarray | None = None) -> ntfs_track.FsScan:  # type: ignore[name-defined]
+    with open_device(img) as dev:
+        return ntfs_track.scan(dev, parent)
+
+
+def test_ntfs_overwrite_in_place_maps_exactly_the_changed_file(ntfs_volume: Path) -> None:
+    _need_root()
+    first = _scan_ntfs(ntfs_volume)
+    assert not first.compared and not first.changed
+    cs = 4096
+    a = ExtentList((c.offset * cs, c.length * cs) for c in ntfs_file_clusters(ntfs_volume, "a.bin"))
+    b = ExtentList((c.offset * cs, c.length * cs) for c in ntfs_file_clusters(ntfs_volume, "b.bin"))
+    mft = ExtentList((c.offset * cs, c.length * cs) for c in ntfs_file_clusters(ntfs_volume, "$MFT"))
+    logfile = ExtentList((c.offset * cs, c.length * cs) for c in ntfs_file_clusters(ntfs_volume, "$LogFile"))
+    with loop_device(ntfs_volume) as dev, mounted(dev, "ntfs-3g") as mnt, open(mnt / "a.bin", "r+b") as f:
+        f.seek(200_000)
+        f.write(b"changed!" * 100)
+    second = _scan_ntfs(ntfs_volume, first.digests)
+    assert second.compared
+    assert a and not (a - second.changed)
+    assert not (b & second.to_read), "an unchanged file's data must not be read"
+    assert not (mft - second.metadata) and not (logfile - second.metadata)
+    assert second.records_changed < 10
+    third = _scan_ntfs(ntfs_volume, second.digests)
+    assert third.records_changed == 0 and not third.changed
+
+
+def test_ntfs_identity_change_after_reformat(ntfs_volume: Path, tmp_path: Path) -> None:
+    part = Partition(1, 0, 32 * MiB, "X", filesystem="ntfs")
+    with open_device(ntfs_volume) as dev:
+        before = track_partition(dev, part, None, "no parent", 1.0)
+    assert before.digests is not None and before.method is Method.NONE
+    make_ntfs(ntfs_volume, 32 * MiB, FILES)
+    # mkntfs seeds its serial number from the clock (same second, same serial); Windows' format
+    # picks a random one: give the new volume its own, in both boot sectors
+    with open(ntfs_volume, "r+b") as f:
+        for off in (0x48, 32 * MiB - 512 + 0x48):
+            f.seek(off)
+            f.write(b"\x5a" * 8)
+    with open_device(ntfs_volume) as dev:
+        after = track_partition(dev, part, before.digests, None, 2.0)
+    assert after.to_read is None and after.method is Method.NONE
+    assert "identity changed" in after.reason and "serial" in after.reason
+    with open_device(ntfs_volume) as dev:
+        same = track_partition(dev, part, after.digests, None, 3.0)
+    assert same.method is Method.NTFS_MFT and same.to_read is not None and same.records_changed == 0
+
+
+def test_ntfs_unreadable_mft_falls_back_with_the_reason(ntfs_volume: Path) -> None:
+    data = bytearray(ntfs_volume.read_bytes())
+    with open_device(ntfs_volume) as dev:
+        boot_mft = ntfs_track.identity(dev)["mft_lcn"]
+        parent = track_partition(dev, Partition(1, 0, len(data), "X", filesystem="ntfs"), None, "x", 1.0).digests
+    off = int(boot_mft) * 4096
+    data[off : off + 4] = b"BAAD"
+    got = track_partition(
+        BytesSource(bytes(data)), Partition(1, 0, len(data), "X", filesystem="ntfs"), parent, None, 2.0
+    )
+    assert got.to_read is None and got.reason.startswith("unreadable MFT") and "bad magic" in got.reason
+
+
+# ext4 ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ext_volume(tmp_path: Path) -> Path:
+    img = tmp_path / "ext.img"
+    make_ext(img, 32 * MiB, FILES, options=("-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0"))
+    return img
+
+
+def test_ext4_overwrite_in_place_maps_exactly_the_changed_file(ext_volume: Path) -> None:
+    _need_root()
+    with open_device(ext_volume) as dev:
+        first = ext4_track.scan(dev)
+    # as if the parent had been scanned after every timestamp here: only the digests decide
+    # (the guard for one-second timestamps would count every file made in the last seconds)
+    captured = time.time() + 5
+    a = ExtentList((c.offset * 4096, c.length * 4096) for c in debugfs_blocks(ext_volume, "a.bin"))
+    b = ExtentList((c.offset * 4096, c.length * 4096) for c in debugfs_blocks(ext_volume, "b.bin"))
+    journal_blocks = run("debugfs", "-R", "blocks <8>", ext_volume).split()
+    journal = ExtentList((int(blk) * 4096, 4096) for blk in journal_blocks)
+    with loop_device(ext_volume) as dev, mounted(dev, "ext4") as mnt, open(mnt / "a.bin", "r+b") as f:
+        f.seek(200_000)
+        f.write(b"changed!" * 100)
+    with open_device(ext_volume) as dev:
+        second = ext4_track.scan(dev, first.digests, captured)
+    assert not (a - second.changed)
+    assert not (b & second.to_read), "an unchanged file's data must not be read"
+    assert journal and not (journal - second.metadata)
+    with open_device(ext_volume) as dev:
+        third = ext4_track.scan(dev, second.digests, captured)
+    assert third.records_changed == 0 and not third.changed
+
+
+def test_ext4_reformat_and_resize_change_identity(ext_volume: Path) -> None:
+    with open_device(ext_volume) as dev:
+        before = ext4_track.identity(dev)
+    subprocess.run(["resize2fs", str(ext_volume), "24M"], capture_output=True, check=True)
+    with open_device(ext_volume) as dev:
+        resized = ext4_track.identity(dev)
+    assert resized["uuid"] == before["uuid"] and resized["blocks_count"] != before["blocks_count"]
+    make_ext(ext_volume, 32 * MiB, FILES, options=("-b", "4096"))
+    with open_device(ext_volume) as dev:
+        assert ext4_track.identity(dev)["uuid"] != before["uuid"]
+
+
+# the disk ----------------------------------------------------------------------------------------
+
+
+def test_disk_map_keeps_untracked_partitions_whole_and_says_why(ntfs_volume: Path) -> None:
+    size = 48 * MiB
+    data = bytearray(size)
+    data[MiB : 33 * MiB] = ntfs_volume.read_bytes()
+    data[40 * MiB : 41 * MiB] = random_bytes(MiB, 4)
+    layout = DiskLayout(
+        512,
+        size,
+        "gpt",
+        (
+            Partition(1, MiB, 32 * MiB, "N", type_name="ms-basic-data", filesystem="ntfs"),
+            Partition(2, 33 * MiB, 4 * MiB, "E", type_name="efi-system", filesystem="vfat"),
+            Partition(3, 40 * MiB, 4 * MiB, "U", type_name="linux-fs", filesystem=None),
+        ),
+        "D",
+    )
+    src = BytesSource(bytes(data))
+    first = track_disk(src, layout, None, "no parent image", 1.0)
+    assert first.change_map is None and len(first.state.partitions) == 1
+    second = track_disk(src, layout, first.state, None, 2.0)
+    p1, p2, p3 = second.partitions
+    assert p1.method is Method.NTFS_MFT and p1.to_read is not None
+    assert p2.by_design and p3.reason == "file system unknown has no change tracking"
+    assert second.change_map is not None
+    assert second.change_map.covers(33 * MiB, 15 * MiB) and second.change_map.covers(0, MiB)
+    assert second.change_map & ExtentList([(MiB, 32 * MiB)]) == p1.to_read
+    events = second.unavailable_events()
+    assert [(e.code, e.details["partition"]) for e in events] == [(EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE, 3)]
+    no_digests = track_disk(src, layout, None, None, 3.0)
+    assert no_digests.partitions[0].reason == "the parent image was made without change-tracking digests"
