@@ -40,6 +40,7 @@ class EventCode(StrEnum):
     DISK_IMAGE_READ_PLAN_FALLBACK = "DISK_IMAGE_READ_PLAN_FALLBACK"
     DISK_IMAGE_READ_RECOVERED = "DISK_IMAGE_READ_RECOVERED"
     DISK_IMAGE_CHANGE_MAP_IGNORED = "DISK_IMAGE_CHANGE_MAP_IGNORED"
+    DISK_IMAGE_CHANGE_TRACKING = "DISK_IMAGE_CHANGE_TRACKING"
     DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE = "DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE"
     DISK_IMAGE_CHANGE_TRACKING_MISSED = "DISK_IMAGE_CHANGE_TRACKING_MISSED"
     DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
@@ -123,6 +124,9 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.DISK_IMAGE_CHANGE_MAP_IGNORED: CodeInfo(
         Level.WARNING,
         "The change map could not be used (chain broken or disk changed): the disk was read in full this time.",
+    ),
+    EventCode.DISK_IMAGE_CHANGE_TRACKING: CodeInfo(
+        Level.INFO, "How each partition was read: the change-tracking method, why, and the bytes to read."
     ),
     EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE: CodeInfo(
         Level.WARNING,

@@ -5,7 +5,8 @@
     disk_image_bitmap (true)         read_plan "auto" (used blocks); false: "full" (every byte)
     disk_image_strict_read_errors    strict_read_errors; unset: AGENT_DISK_IMAGE_STRICT_READ_ERRORS
                                      of the agent's environment, else false (the seeds' rule)
-    disk_image_cbt (true)            change_tracking
+    disk_image_cbt (true)            change_tracking (alias disk_image_change_tracking)
+    disk_image_verify_every          verify_every (default 10; 0: never)
     disk_image_stall_seconds         stall_seconds (default 300)
     disk_image_fail_on_stall         fail_on_stall
     restore_parallel_workers         workers of the image restore (default 8)
@@ -26,7 +27,7 @@ from ..api.jobs import Policy
 from ..api.requests import RestoreRequest
 from ..api.volumes import parse_volume
 from ..engines.disk_image import ImageBackupOptions
-from ..engines.disk_image.options import DEFAULT_PARALLEL, DEFAULT_STALL_SECONDS
+from ..engines.disk_image.options import DEFAULT_PARALLEL, DEFAULT_STALL_SECONDS, DEFAULT_VERIFY_EVERY
 from ..errors import UsageError
 from ..restore.image import DEFAULT_SEGMENT_MB, DEFAULT_WORKERS, ImageRestoreOptions, MiB
 from ..sources.reader import STRICT_POLICY_KEY, resolve_strict_read_errors
@@ -45,6 +46,9 @@ def backup_settings(policy: Policy, env: Mapping[str, str]) -> dict[str, Any]:
         "read_plan": "auto" if policy.disk_image_bitmap else "full",
         "strict_read_errors": strict_read_errors,
         "change_tracking": policy.disk_image_cbt,
+        "verify_every": (
+            DEFAULT_VERIFY_EVERY if policy.disk_image_verify_every is None else policy.disk_image_verify_every
+        ),
         "stall_seconds": float(policy.disk_image_stall_seconds or DEFAULT_STALL_SECONDS),
         "fail_on_stall": policy.disk_image_fail_on_stall,
     }

@@ -30,6 +30,11 @@ class Policy(_Strict):
         description="Use change tracking (CBT/USN, RCT) for incremental disk images. "
         "Alias: disk_image_change_tracking.",
     )
+    disk_image_verify_every: Annotated[StrictInt, Field(ge=0, le=1000)] | None = Field(
+        None,
+        description="Every Nth disk-image incremental reads every used block and reports any change that "
+        "change tracking missed (0: never; agent default 10).",
+    )
     disk_image_bitmap: StrictBool = Field(
         True, description="Allow file-system-bitmap fulls (read only used blocks) without CBT."
     )

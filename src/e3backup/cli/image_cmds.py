@@ -35,6 +35,13 @@ def image() -> None:
     help="Change map: JSON list of [offset, length] written since the parent; other chunks are reused.",
 )
 @click.option(
+    "--change-tracking",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="auto: incrementals read only what the file systems changed (NTFS MFT, ext4 inodes); off: every used block.",
+)
+@click.option(
     "--read-plan",
     type=click.Choice(["auto", "full"]),
     default="auto",
@@ -73,6 +80,7 @@ def backup(
     source: str,
     parent: str | None,
     changed_extents: str | None,
+    change_tracking: str,
     read_plan: str,
     parallel: int,
     strict_read_errors: bool | None,
@@ -100,6 +108,7 @@ def backup(
         source=source,
         parent=parent,
         changed_extents=changed_extents,
+        change_tracking=change_tracking == "auto",
         read_plan=read_plan,
         parallel=parallel,
         strict_read_errors=strict_read_errors,

@@ -61,8 +61,9 @@ def test_gpt_disk_on_a_loop_device(
 def test_image_file_source_gives_the_same_disk(
     repo_path: Path, repo: object, gpt_disk: GptDisk, gpt_disk_loop: str
 ) -> None:
-    a = backup(repo_path, gpt_disk_loop).result
-    b = backup(repo_path, gpt_disk.path).result
+    # without change tracking: its digests (a new blob each run, ~230 KB here) are not the point
+    a = backup(repo_path, gpt_disk_loop, change_tracking=False).result
+    b = backup(repo_path, gpt_disk.path, change_tracking=False).result
     assert b.plan_bytes == a.plan_bytes and b.bytes_read == a.bytes_read
     assert b.full and b.bytes_added < 64 * 1024  # other source, same chunks: deduplicated
     assert dump(repo_path, Path(gpt_disk_loop).name + ".img", a.snapshot_id) == dump(

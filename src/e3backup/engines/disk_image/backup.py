@@ -58,6 +58,7 @@ from .progress import EventSink, StallDetector
 from .reader import ChunkReader
 from .result import ImageBackupResult
 from .saver import ChunkSaver
+from .tracking import missed_event, missed_ranges, plan_tracking, report_rows, summary_event
 
 MONITOR_INTERVAL = 1.0
 DeviceOpener = Callable[[str], Device]
@@ -189,13 +190,30 @@ class _ImageBackup:
         r.chunks_total = grid.count
         host = opts.host or socket.gethostname()
         parent = self._parent(host)
-        change_map = load_change_map(opts.changed_extents, size) if opts.changed_extents else None
+        file_map = load_change_map(opts.changed_extents, size) if opts.changed_extents else None
         mismatch = parent_mismatch(size, opts.chunk_size, layout, parent.parent) if parent else "no parent"
+        tracking = plan_tracking(
+            self.repo,
+            dev,
+            layout,
+            parent,
+            mismatch,
+            opts.change_tracking and file_map is None,
+            opts.verify_every,
+            self.sink,
+        )
+        change_map = file_map if file_map is not None else tracking.change_map
+        if change_map is not None and parent is not None:
+            change_map |= parent.document.recovered  # stored as zeros after read errors: read again
         decisions = decide_chunks(
             opts.chunk_size, size, plan.extents, layout, change_map, parent.parent if parent else None, self.sink
         )
         r.full = mismatch is not None
         r.change_map_used = change_map is not None and decisions.ignored_reason is None
+        r.change_tracking = report_rows(
+            tracking, layout, plan.extents, decisions, file_map is not None, opts.verify_every
+        )
+        self.sink(summary_event(r.change_tracking))
         r.parent_id = parent.snapshot.id if parent else ""
         r.file_name = image_name(self.source)
         # more readers than chunks to read would only hold buffers: say so when that caps them
@@ -261,8 +279,12 @@ class _ImageBackup:
             r.chunks_known, r.chunks_new, r.bytes_read = st.chunks_known, st.chunks_new, st.bytes_read
             recovered = reader.recovered
             r.recovered_bytes = recovered.total_bytes
+            if tracking.verify and parent is not None:
+                missed = missed_ranges(tracking, layout, plan.extents, parent, content)
+                if missed:
+                    self.sink(missed_event(missed, layout))
             doc = ImageDocument(layout, r.file_name, size, opts.chunk_size, plan, recovered)
-            tree_id = save_image_tree(self.repo, writer, doc, content, snap_time)
+            tree_id = save_image_tree(self.repo, writer, doc, content, snap_time, tracking.stored())
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             writer.flush()

@@ -32,6 +32,11 @@ MAX_PARALLEL = 64  # the policy's range (``api.jobs.Policy.parallel_disk_reads``
 # ``disk_image_stall_seconds``. Five minutes: the seeds' "stalled" threshold of the tail.
 DEFAULT_STALL_SECONDS = 300.0
 
+# Every 10th incremental reads every used block and checks what change tracking would have reused
+# (policy disk_image_verify_every; 0 = never): writes behind the file system's back show up there.
+DEFAULT_VERIFY_EVERY = 10
+MAX_VERIFY_EVERY = 1000
+
 READ_PLANS = ("auto", "full")
 SNAPSHOT_MODES = ("auto", "lvm", "none")
 
@@ -45,6 +50,7 @@ class ImageBackupOptions:
     parallel: int = DEFAULT_PARALLEL  # reader threads (policy parallel_disk_reads)
     strict_read_errors: bool = False  # fail on the first read error instead of storing zeros
     change_tracking: bool = True  # policy disk_image_cbt: use change tracking where there is one
+    verify_every: int = DEFAULT_VERIFY_EVERY  # policy disk_image_verify_every; 0: never
     stall_seconds: float = DEFAULT_STALL_SECONDS  # no progress this long before the tail: DISK_IMAGE_STALLED
     fail_on_stall: bool = False  # policy disk_image_fail_on_stall: a stall fails the run
     snapshot: str = "auto"  # snapshot provider: auto, lvm, none
@@ -70,6 +76,8 @@ class ImageBackupOptions:
         check_chunk_size(self.chunk_size)
         if not 1 <= self.parallel <= MAX_PARALLEL:
             raise UsageError(f"parallel disk reads must be between 1 and {MAX_PARALLEL}, not {self.parallel}")
+        if not 0 <= self.verify_every <= MAX_VERIFY_EVERY:
+            raise UsageError(f"verify_every must be between 0 and {MAX_VERIFY_EVERY}, not {self.verify_every}")
         if not self.stall_seconds > 0:
             raise UsageError(f"stall interval must be positive, not {self.stall_seconds}")
 
@@ -97,6 +105,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_PARALLEL",
     "DEFAULT_STALL_SECONDS",
+    "DEFAULT_VERIFY_EVERY",
     "MAX_PARALLEL",
     "ImageBackupOptions",
     "check_chunk_size",

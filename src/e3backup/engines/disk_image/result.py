@@ -28,6 +28,8 @@ class ImageBackupResult:
     chunks_new: int = 0  # read and stored now
     full: bool = True  # no usable parent: every planned chunk was read and judged on its own
     change_map_used: bool = False
+    # per partition: {"partition", "method", "reason", "bytes_planned"} (engines/disk_image/tracking.py)
+    change_tracking: list[dict[str, Any]] = field(default_factory=list)
     recovered_bytes: int = 0  # unreadable bytes stored as zeros (best effort)
     duration: float = 0.0
     event_counts: dict[str, int] = field(default_factory=dict)
