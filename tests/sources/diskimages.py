@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e3backup.sources.device import open_device
 from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.read import read_layout
 
 MiB = 1 << 20
 
@@ -106,9 +108,7 @@ def debugfs_dump(path: Path | str, name: str, dest: Path) -> bytes:
 # NTFS -------------------------------------------------------------------------------------------
 
 
-def make_ntfs(
-    path: Path, size: int, files: dict[str, bytes], cluster: int = 4096, start_sector: int = 0
-) -> None:
+def make_ntfs(path: Path, size: int, files: dict[str, bytes], cluster: int = 4096, start_sector: int = 0) -> None:
     """An NTFS of ``size`` bytes in file ``path`` (mkntfs -Q), files copied in with ntfscp."""
     if not path.exists():
         with open(path, "wb") as f:
@@ -170,9 +170,7 @@ def ntfscat(path: Path | str, name: str) -> bytes:
 
 
 @contextlib.contextmanager
-def loop_device(
-    path: Path | str, offset: int = 0, size: int | None = None, ro: bool = False
-) -> Iterator[str]:
+def loop_device(path: Path | str, offset: int = 0, size: int | None = None, ro: bool = False) -> Iterator[str]:
     """Attach ``path`` (or a window of it) to a free loop device; always detached afterwards."""
     args = ["losetup", "-f", "--show"]
     if offset:
@@ -273,9 +271,7 @@ def build_gpt_disk(workdir: Path, size: int = 256 * MiB, with_stale: bool = True
         (e3 - s3 + 1) * 512,
     )
     disk.ext4_files = sample_files(1)
-    make_ext(
-        path, disk.ext4_size, disk.ext4_files, options=("-b", "4096", "-g", "4096"), offset=disk.ext4_start
-    )
+    make_ext(path, disk.ext4_size, disk.ext4_files, options=("-b", "4096", "-g", "4096"), offset=disk.ext4_start)
     ntfs_img = workdir / "ntfs.part"
     disk.ntfs_files = {k: v for k, v in sample_files(7).items() if "/" not in k}
     make_ntfs(ntfs_img, disk.ntfs_size, disk.ntfs_files, start_sector=s2)
@@ -332,14 +328,59 @@ def copy_planned(src: Path, dest: Path, extents: ExtentList, size: int) -> None:
                 left -= len(block)
 
 
+# a small GPT disk for change-tracking tests ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fs_mount(dev: str, kind: str, ro: bool = False) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="e3ct-") as mnt:
+        if kind == "ntfs":
+            run("ntfs-3g", *(["-o", "ro"] if ro else []), dev, mnt)
+        else:
+            run("mount", "-t", "ext4", *(["-o", "ro,noload"] if ro else []), dev, mnt)
+        try:
+            yield Path(mnt)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
+
+class TwoFsDisk:
+    """A GPT disk image of ``size`` bytes: partition 1 (30 MiB) for ext4, partition 2 (38 MiB) for NTFS."""
+
+    def __init__(self, path: Path, size: int = 72 * MiB) -> None:
+        self.path = path
+        with open(path, "wb") as f:
+            f.truncate(size)
+        run("sgdisk", "-Z", path)
+        run("sgdisk", "-n", "1:2048:+30M", "-t", f"1:{GPT_LINUX_FS}", "-n", "2:0:+38M", "-t", f"2:{GPT_MS_BASIC}", path)
+        with open_device(path) as dev:
+            layout = read_layout(dev)
+        self.parts = {p.index: (p.start, p.size) for p in layout.partitions}
+
+    def make_filesystems(self, ext4_inodes: int = 6000) -> None:
+        with self.partition(1) as dev:
+            opts = ("-b", "4096", "-N", str(ext4_inodes), "-E", "lazy_itable_init=0,lazy_journal_init=0")
+            run("mkfs.ext4", "-q", "-F", *opts, dev)
+        with self.partition(2) as dev:
+            run("mkntfs", "-F", "-Q", "-q", "-c", "4096", dev)
+
+    @contextlib.contextmanager
+    def partition(self, index: int, image: Path | None = None, ro: bool = False) -> Iterator[str]:
+        start, size = self.parts[index]
+        with loop_device(image or self.path, start, size, ro=ro) as dev:
+            yield dev
+
+
 __all__ = [
     "GptDisk",
     "MiB",
+    "TwoFsDisk",
     "build_gpt_disk",
     "copy_planned",
     "debugfs_blocks",
     "debugfs_dump",
     "dumpe2fs_used_blocks",
+    "fs_mount",
     "loop_device",
     "make_ext",
     "make_ntfs",

@@ -16,12 +16,9 @@ systems); ``E3_CHANGETRACK_SEED`` the seed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +35,7 @@ from e3backup.sources.layout.read import read_layout
 from e3backup.sources.plan import PlanMode, build_read_plan
 from e3backup.sources.stored_image import ParentImage
 
-from .diskimages import GPT_LINUX_FS, GPT_MS_BASIC, MiB, loop_device, run
+from .diskimages import MiB, TwoFsDisk, fs_mount, run
 
 ROUNDS = int(os.environ.get("E3_CHANGETRACK_ROUNDS", "100"))
 FULL_CHECK_EVERY = 25  # rounds between reads of every file from the image (and the last round)
@@ -47,19 +44,6 @@ SEED = int(os.environ.get("E3_CHANGETRACK_SEED", "20261203"))
 CHUNK = 64 * 1024
 DISK = 72 * MiB
 Model = dict[str, tuple[int, str]]
-
-
-@contextlib.contextmanager
-def _mount(dev: str, kind: str, ro: bool = False) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="e3ct-") as mnt:
-        if kind == "ntfs":
-            run("ntfs-3g", *(["-o", "ro"] if ro else []), dev, mnt)
-        else:
-            run("mount", "-t", "ext4", *(["-o", "ro,noload"] if ro else []), dev, mnt)
-        try:
-            yield Path(mnt)
-        finally:
-            subprocess.run(["umount", mnt], check=True)
 
 
 class Mutator:
@@ -231,24 +215,6 @@ def plan_mask(extents: ExtentList, size: int) -> np.ndarray:
     return mask
 
 
-class Disk:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with open(path, "wb") as f:
-            f.truncate(DISK)
-        run("sgdisk", "-Z", path)
-        run("sgdisk", "-n", "1:2048:+30M", "-t", f"1:{GPT_LINUX_FS}", "-n", "2:0:+38M", "-t", f"2:{GPT_MS_BASIC}", path)
-        with open_device(path) as dev:
-            layout = read_layout(dev)
-        self.parts = {p.index: (p.start, p.size) for p in layout.partitions}
-
-    @contextlib.contextmanager
-    def partition(self, index: int, image: Path | None = None, ro: bool = False) -> Iterator[str]:
-        start, size = self.parts[index]
-        with loop_device(image or self.path, start, size, ro=ro) as dev:
-            yield dev
-
-
 def apply_decisions(merged: Path, current: Path, plan: ExtentList, read: ExtentList, zero: ExtentList) -> None:
     """What a restore of the incremental gives: read chunks from the disk now (planned bytes),
     zero chunks zero, reused chunks as they were."""
@@ -265,14 +231,14 @@ def apply_decisions(merged: Path, current: Path, plan: ExtentList, read: ExtentL
                         dst.write(src.read(piece.length))
 
 
-def check_image(disk: Disk, merged: Path, models: dict[int, Model], names: dict[int, list[str]]) -> None:
+def check_image(disk: TwoFsDisk, merged: Path, models: dict[int, Model], names: dict[int, list[str]]) -> None:
     with disk.partition(1, merged, ro=True) as dev:
         run("e2fsck", "-fn", dev)
-        with _mount(dev, "ext4", ro=True) as mnt:
+        with fs_mount(dev, "ext4", ro=True) as mnt:
             check_files(mnt, models[1], names[1])
     with disk.partition(2, merged, ro=True) as dev:
         run("ntfsfix", "-n", dev)
-        with _mount(dev, "ntfs", ro=True) as mnt:
+        with fs_mount(dev, "ntfs", ro=True) as mnt:
             check_files(mnt, models[2], names[2])
 
 
@@ -289,15 +255,11 @@ def files_to_check(rng: random.Random, model: Model, before: Model, everything: 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mount)")
 def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    disk = Disk(tmp_path / "disk.img")
-    with disk.partition(1) as dev:
-        run("mkfs.ext4", "-q", "-F", "-b", "4096", "-N", "6000", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
-        with _mount(dev, "ext4") as mnt:
-            populate(mnt, rng, 1500)
-    with disk.partition(2) as dev:
-        run("mkntfs", "-F", "-Q", "-q", "-c", "4096", dev)
-        with _mount(dev, "ntfs") as mnt:
-            populate(mnt, rng, 400)
+    disk = TwoFsDisk(tmp_path / "disk.img", DISK)
+    disk.make_filesystems()
+    for index, kind, count in ((1, "ext4", 1500), (2, "ntfs", 400)):
+        with disk.partition(index) as dev, fs_mount(dev, kind) as mnt:
+            populate(mnt, rng, count)
     merged = tmp_path / "merged.img"
 
     def scan(parent: tuple[TrackingState, ExtentList, DiskLayout] | None) -> tuple[object, ...]:
@@ -326,7 +288,7 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
         before = models
         models, names = {}, {}
         for index, kind in ((1, "ext4"), (2, "ntfs")):
-            with disk.partition(index) as dev, _mount(dev, kind) as mnt:
+            with disk.partition(index) as dev, fs_mount(dev, kind) as mnt:
                 Mutator(mnt, rng).run(rng.randint(1, 4))
                 models[index] = source_model(mnt, caches[index])
             everything = rnd % FULL_CHECK_EVERY == 0 or rnd == ROUNDS - 1
@@ -343,7 +305,9 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
         assert not len(bad), f"round {rnd}: {len(bad)} planned bytes differ from the disk, first at {bad[0]}"
         assert not image[~mask].any(), f"round {rnd}: unplanned bytes are not zero"
         check_image(disk, merged, models, names)
-        read_chunks += decisions.read.total_bytes  # type: ignore[attr-defined]
-        planned_chunks += plan.chunk_ranges(CHUNK).total_bytes  # type: ignore[attr-defined]
+        if rnd:  # round 0 re-reads every file populated within the ctime guard's two seconds
+            read_chunks += decisions.read.total_bytes  # type: ignore[attr-defined]
+            planned_chunks += plan.chunk_ranges(CHUNK).total_bytes  # type: ignore[attr-defined]
         parent = (tracking.state, plan, layout)  # type: ignore[attr-defined,assignment]
-    assert read_chunks < planned_chunks * 0.8, f"tracking read {read_chunks} of {planned_chunks} planned chunks"
+    if ROUNDS >= 10:  # a handful of rounds can be dominated by one burst of writes
+        assert read_chunks < planned_chunks * 0.8, f"tracking read {read_chunks} of {planned_chunks} planned chunks"

@@ -87,13 +87,21 @@ def run_image_backup(
             _check_source(source)  # devices exist only behind its opener)
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
+            started = time.time()  # before the snapshot: change tracking's reference time
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
             if isinstance(prov, LvmSnapshotProvider):
                 prov.remove_stale()
             snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)
             with snap_cm as snap:
                 job = _ImageBackup(
-                    repo, opts, source, opts.strict_read_errors, progress or Progress(mode="quiet"), sink, cancel
+                    repo,
+                    opts,
+                    source,
+                    opts.strict_read_errors,
+                    progress or Progress(mode="quiet"),
+                    sink,
+                    cancel,
+                    started,
                 )
                 return job.run(snap, opener)
     except (Cancelled, KeyboardInterrupt) as e:
@@ -127,8 +135,10 @@ class _ImageBackup:
         progress: Progress,
         sink: EventSink,
         cancel: threading.Event,
+        started: float,
     ) -> None:
         self.repo = repo
+        self.started = started
         self.opts = opts
         self.source = source
         self.strict = strict
@@ -201,6 +211,7 @@ class _ImageBackup:
             opts.change_tracking and file_map is None,
             opts.verify_every,
             self.sink,
+            self.started,
         )
         change_map = file_map if file_map is not None else tracking.change_map
         if change_map is not None and parent is not None:

@@ -12,7 +12,6 @@ with ``DISK_IMAGE_CHANGE_TRACKING_MISSED`` naming the byte ranges.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,15 +66,19 @@ def plan_tracking(
     enabled: bool,
     verify_every: int,
     sink: EventSink,
+    started: float,
 ) -> TrackingPlan:
-    """Scan the file systems and build the change map (``mismatch``: why the parent cannot serve)."""
+    """Scan the file systems and build the change map (``mismatch``: why the parent cannot serve).
+
+    ``started``: when the run began, before its snapshot was taken; stored as the digests' time
+    (the ext4 scan's guard against same-tick writes compares with it)."""
     if not enabled:
         return TrackingPlan(None, None, off_reason="change tracking is off")
     state, problem = _parent_state(repo, parent)
     reason = mismatch or problem
     since = state.since_verify + 1 if state is not None and reason is None else 0
     verify = reason is None and verify_every > 0 and since >= verify_every
-    tracking = track_disk(dev, layout, state, reason, time.time(), 0 if verify else since)
+    tracking = track_disk(dev, layout, state, reason, started, 0 if verify else since)
     if parent is not None:
         for event in tracking.unavailable_events():
             sink(event)
@@ -105,7 +108,7 @@ def report_rows(
         elif (pt := by_index.get(part.index)) is not None:
             method, reason = pt.method.value, pt.reason
             if plan.verify and pt.tracked:
-                reason = f"verify read (every {verify_every}th incremental) of every used block; {pt.reason}"
+                reason = f"verify read (1 in {verify_every} incrementals) of every used block; {pt.reason}"
         rows.append(
             {
                 "partition": part.index,

@@ -3,9 +3,13 @@
 Every inode table is read group by group; every inode gets a digest of its raw bytes
 (``digest.py``) without the access time, its extra part and the checksum that covers it: mode,
 owner, size, ctime/mtime (with nanoseconds), flags, generation, i_version, link count, the
-extent tree root or block map, the extended-attribute block. As a guard against one-second
-timestamps (128-byte inodes) an inode whose ctime is no older than two seconds before the
-parent's scan counts as changed too.
+extent tree root or block map, the extended-attribute block. A write right after the parent's
+snapshot can leave ctime unchanged when the clock has not ticked since the write before it
+(whole seconds in 128-byte inodes, a jiffy of a few milliseconds with nanosecond times); so an
+inode whose ctime is no older than ``since`` (the parent's start, taken before its snapshot) minus
+two seconds (one with nanosecond times) counts as changed too. This assumes the file system's
+writer and the backup share a clock (the same machine); with a skewed clock the guard is off by
+the skew and only such same-tick writes are at risk.
 
 Read at every backup (``metadata``): the boot block and superblock, every superblock and
 descriptor copy with the reserved GDT blocks, the block and inode bitmaps, the inode tables,
@@ -46,7 +50,8 @@ EXTENT_MAGIC = 0xF30A
 MAX_EXTENT_DEPTH = 5
 BG_INODE_UNINIT = 0x1
 INCOMPAT_MMP = 0x100
-RECENT_SECONDS = 2
+RECENT_SECONDS = 2.0  # inodes with whole-second times
+RECENT_SECONDS_FINE = 1.0  # inodes with nanosecond times (ctime_extra): far more than a jiffy
 # superblock fields naming inodes whose blocks change in place: journal, quota files, orphan file
 SPECIAL_INODE_FIELDS = (0xE0, 0x240, 0x244, 0x26C, 0x280)
 
@@ -153,6 +158,19 @@ class _InodeBlocks:
                 self._indirect(b, level - 1, tree, data)
 
 
+def _recent(rows: np.ndarray, inode_size: int, since: float) -> np.ndarray:
+    """Inodes whose ctime is too close to ``since`` to trust the digest (see the docstring)."""
+    ctime = rows[:, 0x0C:0x10].copy().view("<u4").ravel().astype(np.float64)
+    window = np.full(len(rows), RECENT_SECONDS)
+    if inode_size >= 0x88:
+        extra_isize = rows[:, 0x80].astype(np.uint16) | (rows[:, 0x81].astype(np.uint16) << 8)
+        fine = extra_isize >= 0x08  # i_ctime_extra (0x84) is there: nanoseconds in its upper 30 bits
+        nanos = (rows[:, 0x84:0x88].copy().view("<u4").ravel() >> 2).astype(np.float64)
+        ctime = np.where(fine, ctime + nanos / 1e9, ctime)
+        window = np.where(fine, RECENT_SECONDS_FINE, window)
+    return ctime >= since - window
+
+
 def scan(source: ByteSource, parent: Digests | None = None, since: float | None = None) -> FsScan:
     """Digest every inode; with ``parent`` (taken at ``since``), map the inodes that changed."""
     sb = read_superblock(source)
@@ -207,8 +225,7 @@ def scan(source: ByteSource, parent: Digests | None = None, since: float | None 
             changed[:] = True
             changed[:have] = parent[first : first + have] != dg[:have]
             if since is not None:
-                ctime = rows[:, 0x0C:0x10].copy().view("<u4").ravel().astype(np.int64)
-                changed |= in_use & (ctime >= int(since) - RECENT_SECONDS)
+                changed |= in_use & _recent(rows, isz, since)
             records_changed += int(changed.sum())
         for r in np.flatnonzero(always):
             tree, data = walker.blocks(rows[r].tobytes(), bool(ino[r] < first_ino))
