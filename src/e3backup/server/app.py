@@ -21,7 +21,13 @@ from e3backup import __version__
 from e3backup.server.clock import Clock, SystemClock
 from e3backup.server.config import Settings
 from e3backup.server.db import make_engine, make_session_factory, upgrade
-from e3backup.server.problems import FieldError, field_error_handler, request_validation_handler
+from e3backup.server.errors import ServiceError
+from e3backup.server.problems import (
+    FieldError,
+    field_error_handler,
+    request_validation_handler,
+    service_error_handler,
+)
 from e3backup.server.routes import ROUTERS
 from e3backup.server.scheduler import Scheduler
 from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
@@ -86,6 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(ValidationError, _pydantic_validation_handler)
     app.add_exception_handler(FieldError, field_error_handler)
+    app.add_exception_handler(ServiceError, service_error_handler)
     for router in ROUTERS:
         app.include_router(router)
     install_dashboard(app)

@@ -3,7 +3,7 @@
 Every 4xx body has ``detail`` (one readable sentence). Validation errors (422) add ``errors``:
 a list of ``{"field": "policy.parallel_disk_reads", "message": ...}`` so a client can point at
 the field. Hand-written rules (engine-specific job fields) raise :class:`FieldError` and come out
-the same way.
+the same way; the services' other domain errors (``errors.py``) become 404 and 409 here.
 """
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-
-class FieldError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+from e3backup.server.errors import Conflict, FieldError, NotFound, ServiceError
 
 
 def _field_name(loc: Sequence[Any]) -> str:
@@ -51,4 +46,17 @@ async def field_error_handler(_request: Request, exc: Exception) -> JSONResponse
     )
 
 
-__all__ = ["FieldError", "field_error_handler", "request_validation_handler", "validation_body"]
+async def service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """NotFound -> 404, Conflict -> 409 (FieldError has its own handler: 422 with ``errors``)."""
+    assert isinstance(exc, ServiceError)
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+    return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+
+__all__ = [
+    "FieldError",
+    "field_error_handler",
+    "request_validation_handler",
+    "service_error_handler",
+    "validation_body",
+]

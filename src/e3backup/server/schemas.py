@@ -44,7 +44,13 @@ class LoginRequest(_In):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-class UserPublic(BaseModel):
+class _Out(BaseModel):
+    """A public view, read from the ORM row it shows (``Model.model_validate(row)``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class UserPublic(_Out):
     id: int
     email: str
     is_admin: bool
@@ -63,7 +69,7 @@ class TenantCreate(_In):
     name: Name
 
 
-class TenantPublic(BaseModel):
+class TenantPublic(_Out):
     id: int
     name: str
     has_enrollment_token: bool
@@ -90,14 +96,14 @@ class UserUpdate(_In):
 # --- agents ----------------------------------------------------------------------------------
 
 
-class AgentPublic(BaseModel):
+class AgentPublic(_Out):
     id: int
     tenant_id: int
     hostname: str
     os: str
     os_version: str
     agent_version: str
-    online: bool
+    online: bool = Field(False, description="Seen within the server's offline threshold (not a column).")
     last_seen_at: datetime | None
     revoked: bool
     created_at: datetime
@@ -227,7 +233,7 @@ class JobPublic(BaseModel):
 # --- runs, events, commands ------------------------------------------------------------------
 
 
-class RunPublic(BaseModel):
+class RunPublic(_Out):
     id: int
     tenant_id: int
     job_id: int | None
@@ -268,7 +274,7 @@ class CommandCreate(_In):
     )
 
 
-class CommandPublic(BaseModel):
+class CommandPublic(_Out):
     id: int
     agent_id: int
     type: CommandType

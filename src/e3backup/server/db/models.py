@@ -24,6 +24,10 @@ class Tenant(Base):
     enrollment_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
 
+    @property
+    def has_enrollment_token(self) -> bool:
+        return self.enrollment_token_hash is not None
+
 
 class User(Base):
     """An MSP admin (``is_admin``, no tenant) or a tenant user (sees only its tenant)."""
@@ -138,6 +142,12 @@ class Run(Base):
     sync_result: Mapped[dict[str, Any] | None] = mapped_column(comment="what a sync run did (api.SyncRunResult)")
     error_summary: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None or self.started_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
     restore: Mapped[dict[str, Any] | None] = mapped_column(comment="restore options for restore runs")
 
 

@@ -54,21 +54,7 @@ def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> A
         and agent.last_seen_at is not None
         and now - agent.last_seen_at <= timedelta(seconds=offline_after_seconds)
     )
-    return AgentPublic(
-        id=agent.id,
-        tenant_id=agent.tenant_id,
-        hostname=agent.hostname,
-        os=agent.os,
-        os_version=agent.os_version,
-        agent_version=agent.agent_version,
-        online=online,
-        last_seen_at=agent.last_seen_at,
-        revoked=agent.revoked,
-        created_at=agent.created_at,
-        disks_reported_at=agent.disks_reported_at,
-        engines=agent.engines,
-        platform=agent.platform,
-    )
+    return AgentPublic.model_validate(agent).model_copy(update={"online": online})
 
 
 def store_disks(agent: Agent, report: DiskReport, now: datetime) -> None:

@@ -7,7 +7,6 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
-from fastapi import HTTPException
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 from e3backup.api.agent import CommandAck, CommandView, DiskReport
 from e3backup.api.common import CommandStatus, CommandType
 from e3backup.server.db.models import Agent, Command
-from e3backup.server.problems import FieldError
+from e3backup.server.errors import Conflict, FieldError, NotFound
 from e3backup.server.schemas import CommandPublic
 from e3backup.server.services.agents import store_disks
 
@@ -61,13 +60,13 @@ def pending(session: Session, agent: Agent) -> list[Command]:
 def acknowledge(session: Session, agent: Agent, ack: CommandAck, now: datetime) -> Command:
     cmd = session.get(Command, ack.command_id)
     if cmd is None or cmd.agent_id != agent.id:
-        raise HTTPException(status_code=404, detail=f"command {ack.command_id} not found")
+        raise NotFound(f"command {ack.command_id} not found")
     if ack.status is CommandStatus.PENDING:
         raise FieldError("status", "must be acknowledged, completed or failed")
     if cmd.status in FINAL:
         if ack.status.value == cmd.status:
             return cmd  # a resent final acknowledgement
-        raise HTTPException(status_code=409, detail=f"command {cmd.id} already {cmd.status}")
+        raise Conflict(f"command {cmd.id} already {cmd.status}")
     if ack.status is CommandStatus.ACKNOWLEDGED:
         cmd.status = CommandStatus.ACKNOWLEDGED.value
         cmd.acknowledged_at = now
@@ -108,20 +107,7 @@ def command_view(cmd: Command) -> CommandView:
 
 
 def command_public(cmd: Command) -> CommandPublic:
-    return CommandPublic(
-        id=cmd.id,
-        agent_id=cmd.agent_id,
-        type=CommandType(cmd.type),
-        status=CommandStatus(cmd.status),
-        run_id=cmd.run_id,
-        job_id=cmd.job_id,
-        payload=cmd.payload,
-        result=cmd.result,
-        error=cmd.error,
-        created_at=cmd.created_at,
-        acknowledged_at=cmd.acknowledged_at,
-        completed_at=cmd.completed_at,
-    )
+    return CommandPublic.model_validate(cmd)
 
 
 async def wait_until_final(

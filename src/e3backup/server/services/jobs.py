@@ -27,7 +27,7 @@ from e3backup.api.common import DiskImageFormat, Engine
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
 from e3backup.api.volumes import parse_volume
 from e3backup.server.db.models import Agent, HyperVVM, Job, User
-from e3backup.server.problems import FieldError
+from e3backup.server.errors import FieldError
 from e3backup.server.scheduler import next_fire
 from e3backup.server.schemas import DestinationPublic, JobCreate, JobPublic, JobUpdate, Schedule
 from e3backup.server.security import SecretBox

@@ -6,7 +6,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -14,7 +13,7 @@ from e3backup.api.agent import RunAssignment, RunStatusView, UpdateRunRequest
 from e3backup.api.common import BackupType, RunKind, RunStatus
 from e3backup.api.jobs import HyperVVMResult, HyperVVMRun
 from e3backup.server.db.models import Agent, HyperVVM, Job, Run
-from e3backup.server.problems import FieldError
+from e3backup.server.errors import Conflict, FieldError
 from e3backup.server.schemas import RunPublic
 from e3backup.server.security import SecretBox
 from e3backup.server.services.jobs import destination_with_secrets
@@ -97,7 +96,7 @@ def _hyperv_vms(session: Session, job: Job) -> list[HyperVVMRun]:
 def assignment(session: Session, box: SecretBox, run: Run) -> RunAssignment:
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     if job is None:
-        raise HTTPException(status_code=409, detail=f"run {run.id}: its job was deleted")
+        raise Conflict(f"run {run.id}: its job was deleted")
     parent = session.scalar(
         select(Run.snapshot_id)
         .where(
@@ -163,7 +162,7 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
     if run.status in FINAL:
         new_status = changes.get("status")
         if new_status is not None and RunStatus(new_status).value != run.status:
-            raise HTTPException(status_code=409, detail=f"run {run.id} already finished as {run.status}")
+            raise Conflict(f"run {run.id} already finished as {run.status}")
         return run  # a resent final update changes nothing
     for name in (
         "progress_pct",
@@ -225,38 +224,7 @@ def status_view(run: Run) -> RunStatusView:
 
 
 def run_public(run: Run) -> RunPublic:
-    duration = (
-        (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
-    )
-    return RunPublic(
-        id=run.id,
-        tenant_id=run.tenant_id,
-        job_id=run.job_id,
-        agent_id=run.agent_id,
-        kind=RunKind(run.kind),
-        trigger=run.trigger,
-        status=RunStatus(run.status),
-        scheduled_for=run.scheduled_for,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        duration_seconds=duration,
-        progress_pct=run.progress_pct,
-        bytes_total=run.bytes_total,
-        bytes_processed=run.bytes_processed,
-        bytes_uploaded=run.bytes_uploaded,
-        files_total=run.files_total,
-        files_processed=run.files_processed,
-        speed_bytes_per_sec=run.speed_bytes_per_sec,
-        eta_seconds=run.eta_seconds,
-        snapshot_id=run.snapshot_id,
-        backup_type=BackupType(run.backup_type) if run.backup_type else None,
-        disk_manifests_json=run.disk_manifests_json,
-        hyperv_results=run.hyperv_results,
-        sync_result=run.sync_result,
-        error_summary=run.error_summary,
-        cancel_requested=run.cancel_requested,
-    )
+    return RunPublic.model_validate(run)
 
 
 __all__ = ["FINAL", "apply_update", "assignment", "claim_next_run", "create_run", "run_public", "status_view"]

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from e3backup.server.db.models import Tenant, User, UserSession
-from e3backup.server.problems import FieldError
+from e3backup.server.errors import FieldError
 from e3backup.server.schemas import TenantPublic, UserPublic
 from e3backup.server.security import PasswordHasher
 from e3backup.server.security.tokens import ENROLLMENT, SESSION, hash_token, new_token
@@ -101,7 +101,7 @@ def end_sessions(session: Session, user_id: int) -> None:
 
 
 def user_public(user: User) -> UserPublic:
-    return UserPublic.model_validate(user, from_attributes=True)
+    return UserPublic.model_validate(user)
 
 
 def create_tenant(session: Session, name: str, now: datetime) -> Tenant:
@@ -123,12 +123,7 @@ def rotate_enrollment_token(tenant: Tenant) -> str:
 
 
 def tenant_public(tenant: Tenant) -> TenantPublic:
-    return TenantPublic(
-        id=tenant.id,
-        name=tenant.name,
-        has_enrollment_token=tenant.enrollment_token_hash is not None,
-        created_at=tenant.created_at,
-    )
+    return TenantPublic.model_validate(tenant)
 
 
 __all__ = [
