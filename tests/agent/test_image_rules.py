@@ -238,6 +238,12 @@ def test_image_runs_emit_repository_events_and_restore_with_the_policys_workers(
     assert target.read_bytes() == image.read_bytes()
     result = harness.api("GET", f"/api/commands/{cmd['id']}").json()["result"]
     assert (result["workers"], result["segment_size"]) == (3, 8 * MiB)
+    # the same restore again: the target exists, and the error names the request's field, not a flag
+    cmd = harness.command(agent, "restore", job["id"], snapshot_id=r["snapshot_id"], target_path=str(target))
+    assert agent.commands.poll_once() == 1
+    again = harness.finish(agent, cmd["run_id"])
+    assert again["status"] == "failed" and "force: true in the restore request" in again["error_summary"], again
+    assert "--" not in again["error_summary"]
 
 
 # -- cancel: image backup and image restore end CANCELLED with RUN_CANCELLED -----------------------

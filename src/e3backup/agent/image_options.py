@@ -30,6 +30,7 @@ from ..engines.disk_image import ImageBackupOptions
 from ..engines.disk_image.options import DEFAULT_PARALLEL, DEFAULT_STALL_SECONDS, DEFAULT_VERIFY_EVERY
 from ..errors import UsageError
 from ..restore.image import DEFAULT_SEGMENT_MB, DEFAULT_WORKERS, ImageRestoreOptions, MiB
+from ..restore.target import REQUEST_NAMES
 from ..sources.reader import STRICT_POLICY_KEY, resolve_strict_read_errors
 
 
@@ -89,6 +90,7 @@ def image_restore_options(run: RunAssignment, request: RestoreRequest) -> ImageR
         verify=request.verify,
         discard=request.discard,
         force=request.force,
+        setting_names=REQUEST_NAMES,  # errors name the request's fields, not CLI flags
     )
 
 

@@ -23,7 +23,22 @@ class Target:
     existed: bool
 
 
-def check_target(path: str, image_format: str, device_size: int, force: bool = False) -> Target:
+@dataclass(frozen=True)
+class SettingNames:
+    """How the caller names the settings an error may point to: the CLI's flags, or the agent's
+    restore request fields (an agent run's error must not tell a dashboard user to pass a flag)."""
+
+    force: str = "--force"
+    raw_format: str = "--format raw"
+
+
+CLI_NAMES = SettingNames()
+REQUEST_NAMES = SettingNames(force="force: true in the restore request", raw_format="format raw")
+
+
+def check_target(
+    path: str, image_format: str, device_size: int, force: bool = False, names: SettingNames = CLI_NAMES
+) -> Target:
     """The target, or ``UsageError`` saying why it cannot take this image."""
     try:
         st = os.stat(path)
@@ -34,7 +49,7 @@ def check_target(path: str, image_format: str, device_size: int, force: bool = F
         return Target(path, False, False)
     if stat.S_ISBLK(st.st_mode):
         if image_format != "raw":
-            raise UsageError(f"restore target {path} is a block device: only --format raw can be written to it")
+            raise UsageError(f"restore target {path} is a block device: only {names.raw_format} can be written to it")
         with RawReader(path) as r:
             size = r.virtual_size
         if size < device_size:
@@ -48,7 +63,7 @@ def check_target(path: str, image_format: str, device_size: int, force: bool = F
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"restore target {path} is neither a regular file nor a block device")
     if not force:
-        raise UsageError(f"restore target {path} exists: use --force to overwrite it")
+        raise UsageError(f"restore target {path} exists: use {names.force} to overwrite it")
     return Target(path, False, True)
 
 
@@ -92,4 +107,4 @@ def device_user(rdev: int) -> str | None:
     return None
 
 
-__all__ = ["Target", "check_target", "device_user"]
+__all__ = ["CLI_NAMES", "REQUEST_NAMES", "SettingNames", "Target", "check_target", "device_user"]

@@ -12,6 +12,7 @@ from ...errors import UsageError
 from ...formats.factory import FORMATS
 from ...formats.vhdx.layout import VhdxOptions
 from ...repo.snapshot_filter import SnapshotFilter
+from ..target import CLI_NAMES, SettingNames
 
 MiB = 1 << 20
 DEFAULT_WORKERS = 8
@@ -37,6 +38,8 @@ class ImageRestoreOptions:
     sectors as zero — true for loop devices and most SSDs with deterministic TRIM)."""
     force: bool = False
     vhdx_options: VhdxOptions | None = None
+    setting_names: SettingNames = CLI_NAMES
+    """How errors name the settings: the CLI's flags (default) or the agent's request fields."""
 
     def __post_init__(self) -> None:
         if self.image_format not in FORMATS:

@@ -110,7 +110,7 @@ class ImageRestorer:
         started = time.monotonic()
         self._image = img
         o, r = self.opts, self.result
-        target = check_target(o.target, o.image_format, img.device_size, o.force)
+        target = check_target(o.target, o.image_format, img.device_size, o.force, o.setting_names)
         plan = plan_restore(self.repo, img, o.segment_size)
         r.snapshot_id, r.target, r.image_format = img.snapshot.id, o.target, o.image_format
         r.block_device, r.file_name, r.device_size = target.is_block_device, img.file_name, img.device_size
