@@ -67,3 +67,25 @@ def test_formatting_and_disk_choices() -> None:
     )
     assert [c["value"] for c in choices] == ["/dev/sda", "/dev/sda1", "/dev/md0"]
     assert choices[2]["label"] == "/dev/md0 at /srv"
+
+
+def test_disk_image_form_leaves_strict_unset_and_carries_the_stall_settings() -> None:
+    """Unchecked "stop on a read error" is *unset* (the agent's AGENT_DISK_IMAGE_STRICT_READ_ERRORS
+    then applies), not false; the stall settings reach the policy."""
+    form = {
+        **default_form(),
+        "name": "Server disk",
+        "agent_id": "3",
+        "engine": "disk_image",
+        "disk_source_volume": "\\\\?\\Volume{0b6e3d4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b}\\",
+        "destination.type": "local",
+        "destination.path": "/srv/repo",
+        "destination.repository_password": "long enough",
+        "policy.disk_image_stall_seconds": "120",
+        "policy.disk_image_fail_on_stall": "on",
+    }
+    job = JobCreate.model_validate(spec_from_form(form))
+    assert job.policy.disk_image_strict_read_errors is None
+    assert (job.policy.disk_image_stall_seconds, job.policy.disk_image_fail_on_stall) == (120, True)
+    strict = JobCreate.model_validate(spec_from_form({**form, "policy.disk_image_strict_read_errors": "on"}))
+    assert strict.policy.disk_image_strict_read_errors is True

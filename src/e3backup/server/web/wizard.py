@@ -62,6 +62,8 @@ INPUTS = (
     "policy.sync_compare",
     "policy.sync_max_delete",
     "policy.limit_upload",
+    "policy.disk_image_stall_seconds",
+    "policy.disk_image_fail_on_stall",
     "enabled",
 )
 _ALIASES = {
@@ -126,8 +128,11 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         # AGENT_DISK_IMAGE_STRICT_READ_ERRORS (the seeds' rule), else best effort
         if checked("policy.disk_image_strict_read_errors"):
             policy["disk_image_strict_read_errors"] = True
-        if get("policy.parallel_disk_reads"):
-            policy["parallel_disk_reads"] = _number(get("policy.parallel_disk_reads"))
+        for name in ("parallel_disk_reads", "disk_image_stall_seconds"):
+            if get(f"policy.{name}"):
+                policy[name] = _number(get(f"policy.{name}"))
+        if checked("policy.disk_image_fail_on_stall"):
+            policy["disk_image_fail_on_stall"] = True
         spec["policy"] = policy
     elif engine == Engine.HYPERV.value:
         spec["hyperv_config"] = {
