@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ntpath
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 
@@ -42,13 +43,15 @@ class Scan:
 
 
 def source_name(path: str) -> str:
-    """The first key component a source gets when there are several: its folder name."""
+    """The first key component a source gets when there are several: its folder name (a drive
+    letter for a drive root, ``root`` for ``/``)."""
     stripped = path.rstrip("/\\")
-    name = ntpath.basename(stripped) if "\\" in stripped else os.path.basename(stripped)
-    if not name:
-        drive = ntpath.splitdrive(path)[0].rstrip(":")
-        name = drive or "root"
-    return name
+    if "\\" in path or re.match(r"^[A-Za-z]:", path):
+        drive, rest = ntpath.splitdrive(stripped)
+        name = ntpath.basename(rest) or drive.rstrip(":")
+    else:
+        name = os.path.basename(stripped)
+    return name or "root"
 
 
 def key_prefixes(sources: tuple[str, ...]) -> dict[str, str]:
