@@ -7,11 +7,11 @@ import threading
 
 import click
 
-from ..engines.files import Excluder
 from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..errors import E3Error, UsageError
 from ..events import Event
 from ..progress import Progress
+from ..sources.excludes import Excluder
 from .context import AppContext
 from .output import human_bytes, print_json
 
@@ -66,11 +66,15 @@ def sync(app: AppContext, paths: tuple[str, ...], excludes: tuple[str, ...], exc
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one SOURCE and the DEST")
-    from ..repo.cache import default_cache_dir
     from ..store.retry import RetryPolicy
 
     *sources, dest = paths
     target = target_for(dest, app)
+    state_dir = None
+    if isinstance(target, S3Target) and not app.no_cache:
+        from ..repo.cache import default_cache_dir  # where the listing cache lives (a bucket only)
+
+        state_dir = default_cache_dir()
     options = SyncOptions(
         sources=tuple(sources),
         target=target,
@@ -81,7 +85,7 @@ def sync(app: AppContext, paths: tuple[str, ...], excludes: tuple[str, ...], exc
         dry_run=dry_run,
         transfers=transfers or int(app.store_options.get("upload_connections", 8)),
         limit_upload=app.store_options.get("limit_upload"),
-        state_dir=None if app.no_cache else default_cache_dir(),
+        state_dir=state_dir,
         retry=RetryPolicy(max_attempts=10_000, max_time=app.retry_max_time)
         if app.retry_max_time is not None else None,
     )

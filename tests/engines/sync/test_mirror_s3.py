@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from e3backup.engines.files import Excluder
 from e3backup.engines.sync import Compare, S3Target, SyncOptions, SyncResult, run_sync
 from e3backup.engines.sync.s3_target import PART_SIZE
 from e3backup.events import Event, EventCode
 from e3backup.progress import Progress
+from e3backup.sources.excludes import Excluder
 from tests.plugins.seaweedfs import SeaweedServer
 
 from .helpers import bucket_listing, make_tree, source_listing

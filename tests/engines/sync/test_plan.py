@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from e3backup.engines.files import Excluder
 from e3backup.engines.sync.plan import guard_allows, make_plan
 from e3backup.engines.sync.source import Scan, SourceFile, key_prefixes, source_name
 from e3backup.errors import UsageError
+from e3backup.sources.excludes import Excluder
 
 
 def scan_of(keys: list[str], roots: dict[str, str] | None = None, protected: list[str] | None = None) -> Scan:

@@ -1,7 +1,7 @@
 """The ``files`` engine (the original system's ``kopia``): directory trees into snapshots."""
 
+from ...sources.excludes import Excluder
 from .archiver import Archiver, run_backup
-from .excludes import Excluder
 from .options import BackupOptions
 from .result import BackupResult
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .excludes import Excluder
+from ...sources.excludes import Excluder
 
 MIN_CHUNK = 512 * 1024
 AVG_CHUNK = 1024 * 1024

@@ -10,7 +10,7 @@ import os
 import stat
 
 from ...progress import Progress
-from .excludes import Excluder
+from ...sources.excludes import Excluder
 
 _REPORT_EVERY = 1000  # files between two updates of the totals
 

@@ -11,8 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from ...errors import UsageError
+from ...sources.excludes import Excluder
 from ...store.retry import RetryPolicy
-from ..files.excludes import Excluder
 
 #: The guard's default: refuse a run that would delete more than half the destination's files.
 DEFAULT_MAX_DELETE_PERCENT = 50

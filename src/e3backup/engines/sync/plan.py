@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..files.excludes import Excluder
+from ...sources.excludes import Excluder
 from .source import Scan
 
 

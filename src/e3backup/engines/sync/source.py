@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 
 from ...errors import UsageError
-from ..files.excludes import Excluder
+from ...sources.excludes import Excluder
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key
 

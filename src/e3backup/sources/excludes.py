@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from ...errors import UsageError
+from ..errors import UsageError
 
 
 @lru_cache(maxsize=1024)
