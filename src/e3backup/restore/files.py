@@ -36,6 +36,7 @@ from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
 from ..repo.snapshot import Snapshot
 from .packs import read_blobs
+from .writable import refuse_unwritable_directory
 
 DEFAULT_WORKERS = 8
 MAX_WORKERS = 32  # the seeds cap ``restore_kopia_parallel`` at 32
@@ -138,6 +139,7 @@ class FileRestorer:
     def run(self, snap: Snapshot, subpath: str = "") -> RestoreResult:
         top, prefix = resolve(self.repo, snap, subpath)
         target = os.fsencode(os.path.abspath(self.opts.target))
+        refuse_unwritable_directory(self.opts.target)
         os.makedirs(target, exist_ok=True)
         if not os.path.isdir(target) or os.path.islink(target):
             raise UsageError(f"restore target {self.opts.target} is not a directory")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..formats.raw import RawReader
+from .writable import read_only_reason, refuse_read_only
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ def check_target(
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise UsageError(f"restore target {path}: directory {parent} does not exist") from None
+        why = read_only_reason(parent)
+        if why is not None:
+            raise UsageError(f"restore target {path} cannot be created: directory {parent} {why}") from None
         return Target(path, False, False)
     if stat.S_ISBLK(st.st_mode):
         if image_format != "raw":
@@ -57,11 +61,13 @@ def check_target(
         user = device_user(st.st_rdev)
         if user:
             raise UsageError(f"restore target {path} is in use ({user}): unmount it first")
+        refuse_read_only(path)
         return Target(path, True, True)
     if stat.S_ISDIR(st.st_mode):
         raise UsageError(f"restore target {path} is a directory; give a file name or a block device")
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"restore target {path} is neither a regular file nor a block device")
+    refuse_read_only(path)
     if not force:
         raise UsageError(f"restore target {path} exists: use {names.force} to overwrite it")
     return Target(path, False, True)

@@ -39,8 +39,14 @@ def parse_s3_url(url: str) -> S3Location:
         raise UsageError(f"not an S3 repository URL (must start with s3:): {url!r}")
     rest = url[3:]
     if rest.startswith("//"):
-        rest = "https:" + rest
-    elif "://" not in rest:
+        # the AWS CLI's s3://BUCKET/PREFIX names no endpoint, and reading it as s3:https://...
+        # would take the bucket for a host; say what to write instead (docs/storage-s3.md)
+        path = rest[2:].strip("/") if "@" not in rest else "BUCKET/PREFIX"
+        raise UsageError(
+            f"{'s3://' + path!r} is the AWS CLI's form, which names no endpoint: write "
+            f"s3:https://HOST[:PORT]/{path} (on AWS: s3:https://s3.REGION.amazonaws.com/{path})"
+        )
+    if "://" not in rest:
         rest = "https://" + rest
     try:
         parts = urlsplit(rest)
