@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from ..errors import E3Error
+from ..errors import E3Error, UsageError
 from ..maintenance import MODES, MaintenanceOptions, forget, prune, run_maintenance
 from ..progress import Progress
 from ..repo.forget import Duration, ForgetPolicy, Group, parse_group_by
@@ -18,7 +18,18 @@ from ..repo.timefmt import format_ns
 from .context import AppContext
 from .output import human_bytes, print_json
 
+T = TypeVar("T")
+
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def flag(name: str, parse: Callable[[str], T], value: str) -> T:
+    """Parse a flag's value; the repository layer's error, prefixed with the flag it came from
+    (the layer itself names no CLI flag: the agent calls it too)."""
+    try:
+        return parse(value)
+    except UsageError as e:
+        raise UsageError(f"{name}: {e}") from None
 
 
 def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -149,8 +160,8 @@ def _print_result(r: PruneResult) -> None:
 def _run_prune(
     repo: Repository, max_unused: str, max_repack_size: str | None, dry_run: bool, as_json: bool
 ) -> dict[str, Any]:
-    parse_max_unused(max_unused)
-    max_repack = parse_size(max_repack_size) if max_repack_size else None
+    flag("--max-unused", parse_max_unused, max_unused)
+    max_repack = flag("--max-repack-size", parse_size, max_repack_size) if max_repack_size else None
     show = not as_json and sys.stderr.isatty()
     plan, result = prune(repo, max_unused, max_repack, dry_run, progress=_stage_printer(show))
     if not as_json:
@@ -183,7 +194,7 @@ def forget_cmd(
 ) -> None:
     """Remove snapshots by a retention policy (and optionally prune)."""
     policy = _policy(kw)
-    fields = parse_group_by(group_by)
+    fields = flag("--group-by", parse_group_by, group_by)
     repo = app.open_repo()
     with repo.lock(exclusive=True):
         if policy.empty:
@@ -242,14 +253,14 @@ def maintenance_cmd(
     **kw: Any,
 ) -> None:
     """Run QUICK (forget + delete unused packs) or FULL (+ repack + check) maintenance."""
-    parse_max_unused(max_unused)
+    flag("--max-unused", parse_max_unused, max_unused)
     opts = MaintenanceOptions(
         mode=mode,
         policy=_policy(kw),
-        group_by=parse_group_by(group_by),
+        group_by=flag("--group-by", parse_group_by, group_by),
         hosts=hosts,
         max_unused=max_unused,
-        max_repack=parse_size(max_repack_size) if max_repack_size else None,
+        max_repack=flag("--max-repack-size", parse_size, max_repack_size) if max_repack_size else None,
         read_data_subset=read_data_subset,
     )
     repo = app.open_repo()

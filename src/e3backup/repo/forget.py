@@ -135,7 +135,7 @@ def parse_group_by(spec: str) -> tuple[str, ...]:
     fields = tuple(f.strip() for f in spec.split(",") if f.strip())
     for f in fields:
         if f not in GROUP_FIELDS:
-            raise UsageError(f"invalid --group-by field {f!r}: use host, paths and/or tags")
+            raise UsageError(f"invalid grouping field {f!r}: use host, paths and/or tags")
     return fields
 
 

@@ -160,9 +160,9 @@ def parse_max_unused(s: str) -> Callable[[int], int]:
         try:
             p = float(s[:-1])
         except ValueError as e:
-            raise UsageError(f"invalid --max-unused {s!r}") from e
+            raise UsageError(f"invalid unused-space limit {s!r}: expected e.g. 5%, 500M or unlimited") from e
         if not 0 <= p <= 100:
-            raise UsageError(f"invalid --max-unused {s!r}: percentage must be in [0, 100]")
+            raise UsageError(f"invalid unused-space limit {s!r}: percentage must be in [0, 100]")
         if p == 100:
             return lambda used: 1 << 62
         # unused / (used + unused) <= p%  <=>  unused <= p / (100 - p) * used
