@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from e3backup.api.common import CommandType, RunKind
+from e3backup.api.requests import RestoreRequest
 from e3backup.server.db.models import Command, Job
 from e3backup.server.deps import (
     CurrentUser,
@@ -31,6 +33,15 @@ _RUN_KIND = {
 }
 
 
+def _check_restore(payload: dict[str, Any]) -> None:
+    """The agent reads the payload as a ``RestoreRequest``: refuse here what it would refuse."""
+    try:
+        RestoreRequest.model_validate({"type": CommandType.RESTORE.value, **payload})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise FieldError(".".join(["payload", *(str(p) for p in first["loc"])]), first["msg"]) from None
+
+
 @router.post("/api/agents/{agent_id}/commands", status_code=201)
 def create_command(
     body: CommandCreate, agent: VisibleAgent, session: SessionDep, state: StateDep, user: CurrentUser
@@ -41,8 +52,10 @@ def create_command(
     job = session.get(Job, body.job_id)
     if job is None or not can_see_tenant(user, job.tenant_id) or job.tenant_id != agent.tenant_id:
         raise FieldError("job_id", f"no job {body.job_id} of this agent's tenant")
-    if body.type is CommandType.RESTORE and not str(body.payload.get("snapshot_id", "")).strip():
-        raise FieldError("payload.snapshot_id", "required for restore")
+    if body.type is CommandType.RESTORE:
+        if not str(body.payload.get("snapshot_id", "")).strip():
+            raise FieldError("payload.snapshot_id", "required for restore")
+        _check_restore(body.payload)
     now = state.clock.now()
     run = runs_svc.create_run(
         session,
