@@ -60,9 +60,13 @@ def test_policy_switches_change_tracking_and_the_verify_read(harness: Harness, t
         run(tracked)
         with disk.partition(2) as part, fs_mount(part, "ntfs") as mnt:
             (mnt / "new.bin").write_bytes(random_bytes(300_000, 5))
-        second = _tracking_event(harness, run(tracked))
+        second_run = run(tracked)
+        second = _tracking_event(harness, second_run)
         methods = [(p["partition"], p["method"]) for p in second["details"]["partitions"]]
         assert methods == [(1, "ext4-inodes"), (2, "ntfs-mft")] and "ntfs-mft" in second["message"]
+        page = harness.client.get(f"/runs/{second_run}", headers=harness.admin_headers)
+        assert page.status_code == 200 and "DISK_IMAGE_CHANGE_TRACKING" in page.text, page.status_code
+        assert "partition 2: ntfs-mft" in page.text  # the dashboard's run page shows it
         # policy disk_image_cbt false: the same disk, every used block read again
         third = _tracking_event(harness, run(off))
         assert {p["reason"] for p in third["details"]["partitions"]} == {"change tracking is off"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from e3backup.events import EventCode
 from e3backup.sources.changetrack import FsDigests, Method, TrackingState, TrackingStateError, track_partition
 from e3backup.sources.changetrack import ext4 as ext4_track
 from e3backup.sources.changetrack import ntfs as ntfs_track
-from e3backup.sources.changetrack.digest import changed_records, record_digests
+from e3backup.sources.changetrack.digest import Digests, changed_records, record_digests
+from e3backup.sources.changetrack.scan import FsScan
 from e3backup.sources.changetrack.track import track_disk
 from e3backup.sources.device import BytesSource, open_device
 from e3backup.sources.extents import ExtentList
@@ -119,7 +121,7 @@ def ntfs_volume(tmp_path: Path) -> Path:
     return img
 
 
-def _scan_ntfs(img: Path, parent: np.ndarray | None = None) -> ntfs_track.FsScan:  # type: ignore[name-defined]
+def _scan_ntfs(img: Path, parent: Digests | None = None) -> FsScan:
     with open_device(img) as dev:
         return ntfs_track.scan(dev, parent)
 
@@ -259,3 +261,42 @@ def test_disk_map_keeps_untracked_partitions_whole_and_says_why(ntfs_volume: Pat
     assert [(e.code, e.details["partition"]) for e in events] == [(EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE, 3)]
     no_digests = track_disk(src, layout, None, None, 3.0)
     assert no_digests.partitions[0].reason == "the parent image was made without change-tracking digests"
+
+
+@pytest.mark.parametrize("mkfs", ["mkfs.ext2", "mkfs.ext3"])
+def test_block_mapped_files_map_their_indirect_blocks(tmp_path: Path, mkfs: str) -> None:
+    """ext2/ext3 files have block maps: data, indirect and double-indirect blocks."""
+    _need_root()
+    img = tmp_path / "ext.img"
+    files = {"big.bin": random_bytes(6_000_000, 8), "other.bin": random_bytes(400_000, 9)}
+    make_ext(img, 32 * MiB, files, mkfs=mkfs, options=("-b", "1024"))
+    with open_device(img) as dev:
+        first = ext4_track.scan(dev)
+    with loop_device(img) as dev, mounted(dev) as mnt, open(mnt / "big.bin", "r+b") as f:
+        f.seek(5_000_000)
+        f.write(b"x" * 1000)
+    # every block debugfs lists for the file, indirect blocks included
+    big = ExtentList((int(b) * 1024, 1024) for b in run("debugfs", "-R", "blocks /big.bin", img).split())
+    stat = run("debugfs", "-R", "stat /big.bin", img)
+    assert "(IND)" in stat and "(DIND)" in stat
+    ind = [int(x) for x in re.findall(r"\((?:D?IND)\):(\d+)", stat)]
+    other = ExtentList((int(b) * 1024, 1024) for b in run("debugfs", "-R", "blocks /other.bin", img).split())
+    with open_device(img) as dev:
+        second = ext4_track.scan(dev, first.digests, time.time() + 5)
+    assert not (big - second.changed)
+    assert all(second.changed.covers(b * 1024, 1024) for b in ind)
+    assert not (other & second.to_read)
+
+
+@pytest.mark.parametrize("cluster", [512, 65536])
+def test_ntfs_cluster_sizes(tmp_path: Path, cluster: int) -> None:
+    _need_root()
+    img = tmp_path / "ntfs.img"
+    make_ntfs(img, 48 * MiB, FILES, cluster=cluster)
+    first = _scan_ntfs(img)
+    with loop_device(img) as dev, mounted(dev, "ntfs-3g") as mnt, open(mnt / "b.bin", "r+b") as f:
+        f.write(b"y" * 10)
+    second = _scan_ntfs(img, first.digests)
+    b = ExtentList((c.offset * cluster, c.length * cluster) for c in ntfs_file_clusters(img, "b.bin"))
+    a = ExtentList((c.offset * cluster, c.length * cluster) for c in ntfs_file_clusters(img, "a.bin"))
+    assert b and not (b - second.changed) and not (a & second.to_read)
