@@ -22,6 +22,7 @@ from e3backup.sources.changetrack.scan import FsScan
 from e3backup.sources.changetrack.track import track_disk
 from e3backup.sources.device import BytesSource, open_device
 from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.ext4 import read_group_descs, read_superblock
 from e3backup.sources.layout.model import DiskLayout, Partition
 
 from .diskimages import (
@@ -35,6 +36,7 @@ from .diskimages import (
     random_bytes,
     run,
 )
+from .faultyfuse import faulty_image
 
 FILES = {"a.bin": random_bytes(300_000, 1), "b.bin": random_bytes(500_000, 2), "small.txt": b"hi\n"}
 
@@ -300,3 +302,16 @@ def test_ntfs_cluster_sizes(tmp_path: Path, cluster: int) -> None:
     b = ExtentList((c.offset * cluster, c.length * cluster) for c in ntfs_file_clusters(img, "b.bin"))
     a = ExtentList((c.offset * cluster, c.length * cluster) for c in ntfs_file_clusters(img, "a.bin"))
     assert b and not (b - second.changed) and not (a & second.to_read)
+
+
+def test_unreadable_inode_table_falls_back_with_the_reason(ext_volume: Path) -> None:
+    """EIO inside an inode table (the allocation map reads fine): that partition is read in full."""
+    _need_root()
+    part = Partition(1, 0, 32 * MiB, "X", filesystem="ext4")
+    with open_device(ext_volume) as dev:
+        parent = track_partition(dev, part, None, "no parent", 1.0).digests
+        sb_descs = read_group_descs(dev, read_superblock(dev))
+    table = sb_descs[0].inode_table * 4096
+    with faulty_image(ext_volume, [(table + 8192, 4096)]) as path, open_device(path) as dev:
+        got = track_partition(dev, part, parent, None, 2.0)
+    assert got.to_read is None and got.reason.startswith("unreadable inode table") and "Errno 5" in got.reason

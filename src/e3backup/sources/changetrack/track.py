@@ -12,6 +12,7 @@ The scan runs before any data is read, so a change during a live read is seen ne
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -123,7 +124,8 @@ def track_partition(
                 if changed:
                     reason = f"file system identity changed ({changed})"
         scan = tracker.scan(window, parent if reason is None else None)
-    except LayoutError as e:
+    except (LayoutError, ValueError, IndexError, struct.error, OSError) as e:
+        # a damaged or unreadable structure: never guess, read the partition's used blocks
         return PartitionTracking(*base, Method.NONE, f"unreadable {tracker.what}: {e}", None, None)
     digests = FsDigests(part.index, fs or "", scan.identity, now, scan.digests)
     records = len(scan.digests)
