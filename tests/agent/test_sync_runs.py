@@ -169,3 +169,25 @@ def test_limit_upload_reaches_the_files_engine_store(harness: Harness, tmp_path:
     job = harness.files_job(agent, tmp_path / "src", policy={"limit_upload": 250})
     assert run_once(harness, agent, job)["status"] == "success"
     assert seen == [(250, None)]
+
+
+def test_cancel_from_the_dashboard_stops_a_sync_and_deletes_nothing(harness: Harness, s3_server: SeaweedServer,
+                                                                    tmp_path: Path) -> None:
+    """40 files of 256 KiB at 256 KiB/s would take 40 s; cancel ends the run within the bounded
+    wait, with the stale object (which a finished run deletes) still there."""
+    agent, _ = harness.make_agent()
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(256 * 1024))
+    bucket = s3_server.make_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="mirror/pc1/stale", Body=b"old")
+    job = sync_job(harness, agent, [src], s3_server, bucket, limit_upload=256, sync_max_delete=100)
+    run_id = harness.run_job(job["id"])
+    agent.start()
+    harness.wait_for(lambda: "SYNC_STARTED" in harness.codes(run_id), message="sync started")
+    harness.api("POST", f"/api/runs/{run_id}/cancel")
+    harness.wait_for(lambda: harness.run(run_id)["status"] == "cancelled", timeout=20, message="cancelled")
+    assert "RUN_CANCELLED" in harness.codes(run_id)
+    left = mirror_of(s3_server, bucket)
+    assert "stale" in left and len(left) < 41

@@ -56,7 +56,7 @@ class S3Destination:
         self._lock = threading.Lock()
         self._heads: dict[str, dict[str, str]] = {}
         self._parts = ThreadPoolExecutor(transfers, thread_name_prefix="sync-part")
-        self._part_slots = threading.BoundedSemaphore(transfers * 2)  # bounds part buffers in memory
+        self._part_slots = threading.BoundedSemaphore(transfers)  # part buffers in memory: transfers x 16 MiB
 
     @property
     def url(self) -> str:
