@@ -75,6 +75,13 @@ def test_sync_job_full_then_again_through_the_agent(harness: Harness, s3_server:
     assert again["backup_type"] == "incremental"
     assert mirror_of(s3_server, bucket) == source_listing(src)
 
+    for kind, payload in (("restore", {"snapshot_id": "latest", "target_path": "/tmp/x"}), ("maintenance", {})):
+        harness.client.cookies.clear()
+        refused = harness.client.post(f"/api/agents/{agent.config.agent_id}/commands", headers=harness.admin_headers,
+                                      json={"type": kind, "job_id": job["id"], "payload": payload})
+        assert refused.status_code == 422, refused.text
+        assert (f"is a sync job: its files are plain objects in bucket {bucket} under the prefix mirror/pc1/ "
+                f"at {s3_server.endpoint}") in refused.text
     html = harness.client.get(f"/runs/{again['id']}", headers={**harness.admin_headers, "Accept": "text/html"}).text
     assert 'data-sync="deleted">1 files' in html and f"{n - 2} files" in html
     assert f"bucket <code>{bucket}</code> under the prefix <code>mirror/pc1/</code>" in html

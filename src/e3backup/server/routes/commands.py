@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from e3backup.api.common import CommandType, RunKind
+from e3backup.api.common import CommandType, Engine, RunKind
 from e3backup.api.requests import RestoreRequest
 from e3backup.server.db.models import Command, Job
 from e3backup.server.deps import (
@@ -25,6 +25,16 @@ from e3backup.server.services import commands as svc
 from e3backup.server.services import runs as runs_svc
 
 router = APIRouter(tags=["commands"])
+
+
+def sync_files_where(destination: dict[str, object]) -> str:
+    """Where a sync job's files are, in words (the destination as stored: no secrets)."""
+    if destination.get("type") == "s3":
+        prefix = str(destination.get("prefix") or "").strip("/")
+        under = f" under the prefix {prefix}/" if prefix else ""
+        return (f"its files are plain objects in bucket {destination.get('bucket')}{under} at "
+                f"{destination.get('endpoint')}, readable with any S3 tool")
+    return f"its files are plain files in the folder {destination.get('path')} on the agent machine"
 
 _RUN_KIND = {
     CommandType.RESTORE: RunKind.RESTORE,
@@ -52,6 +62,9 @@ def create_command(
     job = session.get(Job, body.job_id)
     if job is None or not can_see_tenant(user, job.tenant_id) or job.tenant_id != agent.tenant_id:
         raise FieldError("job_id", f"no job {body.job_id} of this agent's tenant")
+    if job.engine == Engine.SYNC.value:
+        raise FieldError("job_id", f"job {job.id} is a sync job: {sync_files_where(job.destination)}; it has no "
+                         "snapshots to restore and no repository to maintain")
     if body.type is CommandType.RESTORE:
         if not str(body.payload.get("snapshot_id", "")).strip():
             raise FieldError("payload.snapshot_id", "required for restore")
