@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from ..crashpoints import crash_point
 from ..errors import AlreadyExistsError, NotFoundError, StoreError, StoreUnavailableError
 from .base import FileType, Handle, is_id
 from .temporaries import TMP_MARK, Temporary, parse_temporary, temporary_name
@@ -77,12 +78,14 @@ class LocalStore:
             finally:
                 os.close(fd)
             os.chmod(tmp, _FILE_MODE)
+            crash_point(f"save-{h.type.value}-tmp")
             os.replace(tmp, path)
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+            crash_point(f"save-{h.type.value}")
         except OSError as e:
             try:
                 tmp.unlink()
@@ -201,6 +204,7 @@ class LocalStore:
 
     def remove(self, h: Handle) -> None:
         path = self._path(h)
+        crash_point(f"remove-{h.type.value}")
         try:
             os.chmod(path, 0o600)
             path.unlink()
