@@ -51,12 +51,6 @@ def _event(harness: Harness, run_id: int, code: str) -> dict[str, Any]:
     return found[0]
 
 
-def _cancel_done(harness: Harness, agent: Any) -> bool:
-    """The agent acknowledged the dashboard's cancel command (after setting the run's cancel)."""
-    cmds = harness.api("GET", f"/api/agents/{agent.config.agent_id}/commands").json()
-    return any(c["type"] == "cancel" and c["status"] == "completed" for c in cmds)
-
-
 @contextmanager
 def _held_loop(tmp_path: Path, size: int, hold_at: int) -> Iterator[tuple[str, Callable[[], None]]]:
     """A loop device over a FUSE file whose reads at ``hold_at`` hang until released."""
@@ -174,7 +168,9 @@ def test_a_read_that_hangs_gives_disk_image_stalled_and_the_policy_decides(
         run = harness.run_job(job["id"])
         agent.start()
         harness.wait_for(lambda: "DISK_IMAGE_STALLED" in harness.codes(run), timeout=60, message="stall event")
-        release()
+        if not fail:
+            release()  # the disk comes back: the run goes on
+        # failing by policy does not wait for the disk: the read still hangs here
         harness.wait_for(lambda: harness.run(run)["status"] not in ("queued", "running"), timeout=60,
                          message="the run ended")
         r = harness.run(run)
@@ -251,14 +247,13 @@ def test_image_runs_emit_repository_events_and_restore_with_the_policys_workers(
 
 def test_cancel_stops_an_image_backup(harness: Harness, tmp_path: Path) -> None:
     agent, _ = harness.make_agent()
-    with _held_loop(tmp_path, 64 * MiB, 40 * MiB) as (dev, release):
+    with _held_loop(tmp_path, 64 * MiB, 40 * MiB) as (dev, _release):  # released on exit
         job = _image_job(harness, agent, dev)
         run = harness.run_job(job["id"])
         agent.start()
         harness.wait_for(lambda: "DISK_IMAGE_STREAM_START" in harness.codes(run), timeout=60, message="started")
         harness.api("POST", f"/api/runs/{run}/cancel")
-        harness.wait_for(lambda: _cancel_done(harness, agent), timeout=60, message="the agent took the cancel")
-        release()  # the read that hangs returns; the pipeline stops at the next chunk
+        # the read still hangs: a cancel does not wait for it (the reader thread is left to it)
         harness.wait_for(lambda: harness.run(run)["status"] == "cancelled", timeout=60, message="cancelled")
     r = harness.run(run)
     assert r["snapshot_id"] is None
