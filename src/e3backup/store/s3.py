@@ -113,7 +113,7 @@ class S3Store:
 
     @property
     def client(self) -> Any:
-        """The boto3 client, for S3 operations beyond the ``Store`` interface (the sync engine)."""
+        """The boto3 client, for S3 operations beyond the ``Store`` interface (``s3_objects``)."""
         return self._client
 
     def call(self, op: str, key: str, fn: Callable[[], T]) -> T:

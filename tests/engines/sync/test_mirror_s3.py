@@ -110,7 +110,7 @@ def test_unchanged_run_needs_no_head_with_the_cache_and_one_per_file_without(
 
     def init(self: Any, *a: Any, **kw: Any) -> None:
         real_init(self, *a, **kw)
-        self.client.meta.events.register("before-call.s3.HeadObject", count)
+        self.bucket.client.meta.events.register("before-call.s3.HeadObject", count)
 
     s3_target.S3Destination.__init__ = init  # type: ignore[method-assign]
     try:

@@ -7,7 +7,7 @@ than a driven rclone: ``docs/sync.md``.
 options.py       SyncOptions, Compare, the S3 and local targets
 source.py        the walk: keys, sizes, modification times; excludes; protected parts
 target.py        the destination protocol; reading a source file (FileError)
-s3_target.py     a bucket: listing, HEAD metadata (rclone's mtime), PUT / multipart, DeleteObjects
+s3_target.py     a bucket: rclone's mtime metadata, judging, PUT / parallel multipart (on store.s3_objects)
 state.py         the local cache of what was uploaded (no HEAD per unchanged file)
 local_target.py  a folder: temp file + rename, modification times kept
 plan.py          new / changed / unchanged / delete, and the max_delete guard (pure)

@@ -1,10 +1,10 @@
-"""A bucket (and key prefix) as the sync destination, on the project's S3 store.
+"""A bucket (and key prefix) as the sync destination, on the store's ``ObjectBucket``.
 
 Objects carry the source file's modification time in the ``mtime`` user metadata, in rclone's
 format (seconds with a fraction), so rclone and e3backup read each other's mirrors. Files up to
-``PART_SIZE`` go in one PUT with ``Content-MD5`` (the server checks the bytes; the ETag is
-then the MD5); larger ones in parts uploaded in parallel, each with its ``Content-MD5``, and an
-interrupted upload is aborted. Every request goes through the store's retries and error mapping.
+``PART_SIZE`` go in one PUT (the server checks its ``Content-MD5``; the ETag is then the MD5);
+larger ones in parts uploaded in parallel, and an interrupted upload is aborted. What this
+machine uploaded is remembered in the ``SyncState``, so an unchanged file costs no HEAD.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ...errors import Cancelled
+from ...store.retry import RetryPolicy
 from ...store.s3 import S3Store
 from ...store.s3_location import S3Location
+from ...store.s3_objects import MAX_PARTS, ObjectBucket
 from .options import S3Target
 from .source import SourceFile
 from .state import SyncState, Uploaded
 from .target import DestFile, FileError, Pace, chunks
 
 PART_SIZE = 16 << 20
-MAX_PARTS = 10_000
-DELETE_BATCH = 1000  # DeleteObjects' limit
 
 
 def format_mtime(ns: int) -> str:
@@ -40,18 +40,13 @@ def parse_mtime(text: str) -> int | None:
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-def _b64md5(data: bytes) -> tuple[str, bytes]:
-    digest = hashlib.md5(data, usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode(), digest
-
-
 class S3Destination:
-    def __init__(self, target: S3Target, state: SyncState, transfers: int, **store_options: Any) -> None:
-        self.loc = S3Location(target.endpoint, target.bucket, target.prefix.strip("/"))
-        self.store = S3Store(self.loc, upload_connections=transfers, region=target.region or None,
-                             access_key=target.access_key, secret_key=target.secret_key,
-                             ca_bundle=target.ca_bundle, insecure_tls=target.insecure_tls, **store_options)
-        self.client = self.store.client
+    def __init__(self, target: S3Target, state: SyncState, transfers: int, retry: RetryPolicy | None = None) -> None:
+        loc = S3Location(target.endpoint, target.bucket, target.prefix.strip("/"))
+        store = S3Store(loc, upload_connections=transfers, region=target.region or None,
+                        access_key=target.access_key, secret_key=target.secret_key,
+                        ca_bundle=target.ca_bundle, insecure_tls=target.insecure_tls, retry=retry)
+        self.bucket = ObjectBucket(store, loc)
         self.state = state
         self._lock = threading.Lock()
         self._heads: dict[str, dict[str, str]] = {}
@@ -60,30 +55,12 @@ class S3Destination:
 
     @property
     def url(self) -> str:
-        return str(self.loc)
-
-    def _key(self, key: str) -> str:
-        return self.loc.key(key)
+        return str(self.bucket.location)
 
     # -- listing and judging ----------------------------------------------------------------------
 
     def listing(self) -> dict[str, DestFile]:
-        prefix = self.loc.key("") if self.loc.prefix else ""
-        out: dict[str, DestFile] = {}
-        token: str | None = None
-        while True:
-            args: dict[str, Any] = {"Bucket": self.loc.bucket, "Prefix": prefix, "MaxKeys": 1000}
-            if token:
-                args["ContinuationToken"] = token
-            page: dict[str, Any] = self.store.call(
-                "LIST", prefix, lambda a=args: self.client.list_objects_v2(**a))  # type: ignore[misc]
-            for obj in page.get("Contents", ()):
-                key = obj["Key"][len(prefix):]
-                if key and not key.endswith("/"):  # "folder" marker objects of some tools
-                    out[key] = DestFile(int(obj["Size"]), obj.get("ETag", "").strip('"'))
-            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-            if not token:
-                break
+        out = {o.key: DestFile(o.size, o.etag) for o in self.bucket.objects()}
         with self._lock:  # forget what is no longer there
             self.state.entries = {k: v for k, v in self.state.entries.items() if k in out}
         return out
@@ -97,9 +74,7 @@ class S3Destination:
         with self._lock:
             if key in self._heads:
                 return self._heads[key]
-        k = self._key(key)
-        resp = self.store.call("HEAD", k, lambda: self.client.head_object(Bucket=self.loc.bucket, Key=k))
-        meta = {m.lower(): v for m, v in (resp.get("Metadata") or {}).items()}
+        meta = self.bucket.metadata(key)
         with self._lock:
             self._heads[key] = meta
         return meta
@@ -141,13 +116,8 @@ class S3Destination:
         meta = {"mtime": format_mtime(src.mtime_ns)}
         if src.size <= PART_SIZE:
             data = b"".join(chunks(src, PART_SIZE, cancel))
-            b64, digest = _b64md5(data)
             pace(len(data))
-            k = self._key(key)
-            resp = self.store.call("PUT", k, lambda: self.client.put_object(
-                Bucket=self.loc.bucket, Key=k, Body=data, ContentLength=len(data), ContentMD5=b64,
-                ContentType="application/octet-stream", Metadata=meta))
-            etag, md5 = str(resp.get("ETag", "")).strip('"'), digest.hex()
+            etag, md5 = self.bucket.put(key, data, meta)
         else:
             etag, md5 = self._multipart(key, src, meta, pace, cancel)
         with self._lock:
@@ -155,73 +125,54 @@ class S3Destination:
 
     def _multipart(self, key: str, src: SourceFile, meta: dict[str, str], pace: Pace,
                    cancel: threading.Event) -> tuple[str, str]:
-        k, bucket = self._key(key), self.loc.bucket
         part_size = max(PART_SIZE, -(-src.size // MAX_PARTS))
-        upload_id = self.store.call("CREATE MULTIPART", k, lambda: self.client.create_multipart_upload(
-            Bucket=bucket, Key=k, ContentType="application/octet-stream", Metadata=meta))["UploadId"]
+        upload = self.bucket.start_multipart(key, meta)
         whole = hashlib.md5(usedforsecurity=False)
         futures: list[Future[dict[str, Any]]] = []
 
-        def send(number: int, data: bytes, b64: str) -> dict[str, Any]:
+        def send(number: int, data: bytes) -> dict[str, Any]:
             try:
                 if cancel.is_set():
                     raise Cancelled("sync cancelled")
                 pace(len(data))
-                resp = self.store.call(f"PUT part {number}", k, lambda: self.client.upload_part(
-                    Bucket=bucket, Key=k, UploadId=upload_id, PartNumber=number, Body=data,
-                    ContentLength=len(data), ContentMD5=b64))
-                return {"PartNumber": number, "ETag": resp["ETag"]}
+                return upload.upload_part(number, data)
             finally:
                 self._part_slots.release()
 
         try:
             for number, data in enumerate(chunks(src, part_size, cancel), start=1):
                 whole.update(data)
-                b64, _ = _b64md5(data)
                 self._part_slots.acquire()
-                futures.append(self._parts.submit(send, number, data, b64))
-                done = [f for f in futures if f.done() and f.exception() is not None]
-                if done:
-                    done[0].result()  # the first failed part stops reading the file
+                futures.append(self._parts.submit(send, number, data))
+                failed = [f for f in futures if f.done() and f.exception() is not None]
+                if failed:
+                    failed[0].result()  # the first failed part stops reading the file
             parts = [f.result() for f in futures]
             if cancel.is_set():
                 raise Cancelled("sync cancelled")
-            resp = self.store.call("COMPLETE MULTIPART", k, lambda: self.client.complete_multipart_upload(
-                Bucket=bucket, Key=k, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+            etag = upload.complete(parts)
         except BaseException:
             for f in futures:
                 f.cancel()
             for f in futures:
                 if not f.cancelled():
                     f.exception()  # wait: no part may land after the abort
-            try:
-                self.client.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=upload_id)
-            except Exception:  # best effort: the bucket's lifecycle rules clean up the rest
-                pass
+            upload.abort()
             raise
-        return str(resp.get("ETag", "")).strip('"'), whole.hexdigest()
+        return etag, whole.hexdigest()
 
     def delete(self, keys: list[str]) -> list[tuple[str, str]]:
-        failed: list[tuple[str, str]] = []
-        for i in range(0, len(keys), DELETE_BATCH):
-            batch = keys[i: i + DELETE_BATCH]
-            objects = [{"Key": self._key(k)} for k in batch]
-            resp = self.store.call("DELETE", f"{len(batch)} objects", lambda o=objects: self.client.delete_objects(  # type: ignore[misc]
-                Bucket=self.loc.bucket, Delete={"Objects": o, "Quiet": True}))
-            bad = {e["Key"]: f"{e.get('Code', '')}: {e.get('Message', '')}" for e in resp.get("Errors", ())}
-            for k in batch:
-                reason = bad.get(self._key(k))
-                if reason is not None:
-                    failed.append((k, reason))
-            with self._lock:
-                for k in batch:
-                    if self._key(k) not in bad:
-                        self.state.entries.pop(k, None)
+        failed = self.bucket.delete(keys)
+        refused = {k for k, _ in failed}
+        with self._lock:
+            for k in keys:
+                if k not in refused:
+                    self.state.entries.pop(k, None)
         return failed
 
     def close(self) -> None:
         self._parts.shutdown(wait=True, cancel_futures=True)
-        self.store.close()
+        self.bucket.close()
 
 
 __all__ = ["PART_SIZE", "S3Destination", "format_mtime", "parse_mtime"]
