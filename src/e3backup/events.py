@@ -56,6 +56,7 @@ class EventCode(StrEnum):
     SYNC_FILES_FAILED = "SYNC_FILES_FAILED"
     SYNC_DELETE_REFUSED = "SYNC_DELETE_REFUSED"
     SYNC_COMPLETED = "SYNC_COMPLETED"
+    SYNC_FAILED = "SYNC_FAILED"
     # agent
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     RUN_REFUSED = "RUN_REFUSED"
@@ -177,6 +178,11 @@ CODES: dict[EventCode, CodeInfo] = {
         "the job's sync_max_delete if the deletions are intended.",
     ),
     EventCode.SYNC_COMPLETED: CodeInfo(Level.INFO, "The destination mirrors the source."),
+    EventCode.SYNC_FAILED: CodeInfo(
+        Level.ERROR,
+        "The destination could not be written (unreachable after retries, access denied, full). What "
+        "was copied stays; nothing was deleted. Check the bucket, its credentials and the network.",
+    ),
     EventCode.ENGINE_UNAVAILABLE: CodeInfo(
         Level.ERROR, "This backup engine is not available on this machine's operating system."
     ),

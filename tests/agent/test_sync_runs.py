@@ -23,13 +23,13 @@ from tests.sources.faultyfuse import faulty_image
 from .conftest import REPO_PASSWORD, Harness
 
 
-def sync_job(h: Harness, agent: Any, sources: list[Path], s3: SeaweedServer, bucket: str,
+def sync_job(h: Harness, agent: Any, sources: list[Path], s3: SeaweedServer, bucket: str, secret: str = "",
              **policy: Any) -> dict[str, Any]:
     body = {
         "name": "mirror", "engine": "sync", "agent_id": agent.config.agent_id,
         "source_paths": [str(s) for s in sources],
         "destination": {"type": "s3", "endpoint": s3.endpoint, "bucket": bucket, "prefix": "mirror/pc1",
-                        "access_key_id": s3.access_key, "secret_access_key": s3.secret_key,
+                        "access_key_id": s3.access_key, "secret_access_key": secret or s3.secret_key,
                         "repository_password": REPO_PASSWORD},
         "policy": policy,
     }
@@ -198,3 +198,18 @@ def test_cancel_from_the_dashboard_stops_a_sync_and_deletes_nothing(harness: Har
     assert "RUN_CANCELLED" in harness.codes(run_id)
     left = mirror_of(s3_server, bucket)
     assert "stale" in left and len(left) < 41
+
+
+def test_a_destination_that_refuses_fails_the_run_with_sync_failed(harness: Harness, s3_server: SeaweedServer,
+                                                                   tmp_path: Path) -> None:
+    agent, _ = harness.make_agent()
+    src = tmp_path / "src"
+    make_tree(src)
+    bucket = s3_server.make_bucket()
+    wrong = "W" + s3_server.secret_key[1:]
+    job = sync_job(harness, agent, [src], s3_server, bucket, secret=wrong)
+    r = run_once(harness, agent, job)
+    assert r["status"] == "failed" and "access denied" in r["error_summary"].lower()
+    codes = harness.codes(r["id"])
+    assert "SYNC_FAILED" in codes and "REPOSITORY_FAILED" not in codes
+    assert wrong not in str(harness.events(r["id"])) + str(r)

@@ -17,7 +17,7 @@ result.py        SyncResult and its summary
 
 from .options import DEFAULT_MAX_DELETE_PERCENT, Compare, LocalTarget, S3Target, SyncOptions
 from .result import SyncResult
-from .run import SourceMissing, run_sync
+from .run import SourceMissing, SyncFailed, run_sync
 from .target import FileError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "LocalTarget",
     "S3Target",
     "SourceMissing",
+    "SyncFailed",
     "SyncOptions",
     "SyncResult",
     "run_sync",

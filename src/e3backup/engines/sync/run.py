@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ...errors import Cancelled, E3Error, UsageError
+from ...errors import Cancelled, E3Error, StoreError, UsageError
 from ...events import Event, EventCode
 from ...progress import Progress
 from ...store.limiter import TokenBucket
@@ -37,6 +37,10 @@ EventSink = Callable[[Event], None]
 
 class SourceMissing(E3Error):
     """No source folder exists: nothing to mirror, and nothing deleted."""
+
+
+class SyncFailed(E3Error):
+    """The destination failed (the store's error, retried already); nothing was deleted."""
 
 
 def open_destination(options: SyncOptions) -> Destination:
@@ -238,6 +242,10 @@ def run_sync(options: SyncOptions, progress: Progress, on_event: EventSink,
     run = _Run(options, dest, progress, on_event, cancel or threading.Event())
     try:
         result = run.run()
+    except StoreError as e:
+        on_event(Event(EventCode.SYNC_FAILED, f"{dest.url}: {e}; {run.result.files_transferred} files "
+                       "transferred, nothing deleted", details={"error_type": type(e).__name__}))
+        raise SyncFailed(str(e)) from e
     finally:
         run.stop.set()
         state: SyncState | None = getattr(dest, "state", None)
@@ -260,4 +268,4 @@ def run_sync(options: SyncOptions, progress: Progress, on_event: EventSink,
     return result
 
 
-__all__ = ["MAX_FILE_EVENTS", "SourceMissing", "open_destination", "run_sync"]
+__all__ = ["MAX_FILE_EVENTS", "SourceMissing", "SyncFailed", "open_destination", "run_sync"]
