@@ -149,7 +149,12 @@ def backup(
         f"Read {human_bytes(result.bytes_read)} of {human_bytes(result.plan_bytes)} planned; "
         f"chunks: {result.chunks_new} new, {result.chunks_known} known, {result.chunks_reused} reused, "
         f"{result.chunks_zero} zero\n"
-        f"Added to the repository: {human_bytes(result.bytes_added)} ({human_bytes(result.bytes_stored)} stored)\n"
+        + "".join(
+            f"  partition {row['partition']}: {row['method']}, {human_bytes(row['bytes_planned'])} to read "
+            f"({row['reason']})\n"
+            for row in result.change_tracking
+        )
+        + f"Added to the repository: {human_bytes(result.bytes_added)} ({human_bytes(result.bytes_stored)} stored)\n"
         f"in {result.duration:.1f}s; snapshot {result.snapshot_id[:8]} saved"
     )
 

@@ -243,5 +243,8 @@ def test_cli_change_tracking_flag_and_json_summary(
     assert [set(r) for r in auto["change_tracking"]] == [ROW_KEYS, ROW_KEYS]
     assert [r["method"] for r in auto["change_tracking"]] == ["ext4-inodes", "ntfs-mft"]
     assert auto["bytes_read"] < off["bytes_read"]
+    human = run_cli(capsys, *args[:-3], "--chunk-size", "64K")  # without --json: a line per partition
+    assert human.code == 0 and "partition 1: ext4-inodes" in human.err + human.out
+    assert "partition 2: ntfs-mft" in human.err + human.out
     bad = run_cli(capsys, *args, "--change-tracking", "sometimes")
     assert bad.code != 0 and "--change-tracking" in bad.err
