@@ -22,12 +22,13 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from e3backup.sources.changemap import decide_chunks
-from e3backup.sources.changetrack import Method, TrackingState, track_disk
+from e3backup.sources.changemap import ChunkDecisions, decide_chunks
+from e3backup.sources.changetrack import DiskTracking, Method, track_disk
 from e3backup.sources.device import open_device
 from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.model import DiskLayout
@@ -208,6 +209,14 @@ def check_files(root: Path, want: Model, names: list[str]) -> None:
         assert _digest(root / name) == want[name], name
 
 
+class Backup(NamedTuple):
+    """What one round's backup recorded: the parent of the next round."""
+
+    layout: DiskLayout
+    plan: ExtentList
+    tracking: DiskTracking
+
+
 def plan_mask(extents: ExtentList, size: int) -> np.ndarray:
     mask = np.zeros(size, dtype=bool)
     for e in extents:
@@ -262,29 +271,25 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
             populate(mnt, rng, count)
     merged = tmp_path / "merged.img"
 
-    def scan(parent: tuple[TrackingState, ExtentList, DiskLayout] | None, rnd: int = 0) -> tuple[object, ...]:
+    def scan(parent: Backup | None, rnd: int = 0) -> tuple[Backup, ChunkDecisions | None]:
         # Odd rounds record a reference time an hour ahead, which switches ext4's ctime guard off
         # for the next round: the digests alone must find every change then. Even rounds run as
         # the product does (the guard only adds inodes).
         now = time.time() + (3600 if rnd % 2 else 0)
         with open_device(disk.path) as dev:
             layout = read_layout(dev)
-            plan = build_read_plan(dev, layout, PlanMode.USED)
+            plan = build_read_plan(dev, layout, PlanMode.USED).extents
             if parent is None:
                 tracking = track_disk(dev, layout, None, "no parent image", now)
-                return layout, plan.extents, tracking, None
-            state, prev_plan, prev_layout = parent
-            tracking = track_disk(dev, layout, state, None, now)
-            decisions = decide_chunks(
-                CHUNK, DISK, plan.extents, layout, tracking.change_map, ParentImage(DISK, CHUNK, prev_plan, prev_layout)
-            )
-            return layout, plan.extents, tracking, decisions
+                return Backup(layout, plan, tracking), None
+            tracking = track_disk(dev, layout, parent.tracking.state, None, now)
+            image = ParentImage(DISK, CHUNK, parent.plan, parent.layout)
+            return Backup(layout, plan, tracking), decide_chunks(CHUNK, DISK, plan, layout, tracking.change_map, image)
 
-    layout, plan, tracking, _ = scan(None)
+    parent, _ = scan(None)
     merged.write_bytes(b"")
     os.truncate(merged, DISK)
-    apply_decisions(merged, disk.path, plan, plan.chunk_ranges(CHUNK), ExtentList())
-    parent = (tracking.state, plan, layout)  # type: ignore[attr-defined]
+    apply_decisions(merged, disk.path, parent.plan, parent.plan.chunk_ranges(CHUNK), ExtentList())
     read_chunks = planned_chunks = 0
     caches: dict[int, dict[tuple[int, ...], tuple[int, str]]] = {1: {}, 2: {}}
     models: dict[int, Model] = {1: {}, 2: {}}
@@ -297,22 +302,22 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
                 models[index] = source_model(mnt, caches[index])
             everything = rnd % FULL_CHECK_EVERY == 0 or rnd == ROUNDS - 1
             names[index] = files_to_check(rng, models[index], before[index], everything)
-        layout, plan, tracking, decisions = scan(parent, rnd)
-        methods = [p.method for p in tracking.partitions]  # type: ignore[attr-defined]
-        assert methods == [Method.EXT4_INODES, Method.NTFS_MFT], (rnd, tracking)
-        assert decisions.ignored_reason is None  # type: ignore[attr-defined]
-        apply_decisions(merged, disk.path, plan, decisions.read, decisions.zero)  # type: ignore[attr-defined]
+        current, decisions = scan(parent, rnd)
+        assert decisions is not None and decisions.ignored_reason is None
+        methods = [p.method for p in current.tracking.partitions]
+        assert methods == [Method.EXT4_INODES, Method.NTFS_MFT], (rnd, current.tracking)
+        apply_decisions(merged, disk.path, current.plan, decisions.read, decisions.zero)
         image = np.fromfile(merged, dtype=np.uint8)
         now = np.fromfile(disk.path, dtype=np.uint8)
-        mask = plan_mask(plan, DISK)  # type: ignore[arg-type]
+        mask = plan_mask(current.plan, DISK)
         bad = np.flatnonzero((image != now) & mask)
         assert not len(bad), f"round {rnd}: {len(bad)} planned bytes differ from the disk, first at {bad[0]}"
         assert not image[~mask].any(), f"round {rnd}: unplanned bytes are not zero"
         check_image(disk, merged, models, names)
         if rnd:  # round 0 re-reads every file populated within the ctime guard's two seconds
-            read_chunks += decisions.read.total_bytes  # type: ignore[attr-defined]
-            planned_chunks += plan.chunk_ranges(CHUNK).total_bytes  # type: ignore[attr-defined]
-        parent = (tracking.state, plan, layout)  # type: ignore[attr-defined,assignment]
+            read_chunks += decisions.read.total_bytes
+            planned_chunks += current.plan.chunk_ranges(CHUNK).total_bytes
+        parent = current
     print(f"change tracking read {read_chunks} of {planned_chunks} planned chunks over rounds 1-{ROUNDS - 1}")
     if ROUNDS >= 10:  # a handful of rounds can be dominated by one burst of writes
         assert read_chunks < planned_chunks * 0.8, f"tracking read {read_chunks} of {planned_chunks} planned chunks"
