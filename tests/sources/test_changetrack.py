@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,10 @@ def test_state_round_trip_costs_eight_bytes_a_record() -> None:
         (lambda raw: raw[:10] + b"[" + raw[11:], "unreadable"),
     ],
 )
-def test_state_refuses_damaged_input(mutate: object, match: str) -> None:
+def test_state_refuses_damaged_input(mutate: Callable[[bytes], bytes], match: str) -> None:
     raw = TrackingState((FsDigests(1, "ext4", {}, 0.0, np.ones(4, dtype=np.uint64)),)).encode()
     with pytest.raises(TrackingStateError, match=match):
-        TrackingState.decode(mutate(raw))  # type: ignore[operator]
+        TrackingState.decode(mutate(raw))
 
 
 # NTFS ------------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_ext4_overwrite_in_place_maps_exactly_the_changed_file(ext_volume: Path)
     b = ExtentList((c.offset * 4096, c.length * 4096) for c in debugfs_blocks(ext_volume, "b.bin"))
     journal_blocks = run("debugfs", "-R", "blocks <8>", ext_volume).split()
     journal = ExtentList((int(blk) * 4096, 4096) for blk in journal_blocks)
-    with loop_device(ext_volume) as dev, mounted(dev, "ext4") as mnt, open(mnt / "a.bin", "r+b") as f:
+    with loop_device(ext_volume) as loop, mounted(loop, "ext4") as mnt, open(mnt / "a.bin", "r+b") as f:
         f.seek(200_000)
         f.write(b"changed!" * 100)
     with open_device(ext_volume) as dev:
@@ -274,7 +275,7 @@ def test_block_mapped_files_map_their_indirect_blocks(tmp_path: Path, mkfs: str)
     make_ext(img, 32 * MiB, files, mkfs=mkfs, options=("-b", "1024"))
     with open_device(img) as dev:
         first = ext4_track.scan(dev)
-    with loop_device(img) as dev, mounted(dev) as mnt, open(mnt / "big.bin", "r+b") as f:
+    with loop_device(img) as loop, mounted(loop) as mnt, open(mnt / "big.bin", "r+b") as f:
         f.seek(5_000_000)
         f.write(b"x" * 1000)
     # every block debugfs lists for the file, indirect blocks included

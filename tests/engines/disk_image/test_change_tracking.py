@@ -26,7 +26,7 @@ from e3backup.sources.plan import PlanMode, build_read_plan
 from tests.helpers import restic, run_cli
 from tests.sources.diskimages import TwoFsDisk, debugfs_blocks, fs_mount, ntfs_file_clusters, random_bytes, run
 
-from .conftest import backup, counting_opener, dump
+from .conftest import Run, backup, counting_opener, dump
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mount)")
 CHUNK = 64 * 1024
@@ -142,10 +142,10 @@ def test_direct_device_write_is_missed_by_tracking_and_caught_by_the_verify_read
     assert not fourth.result.change_tracking[0]["reason"].startswith("verify read")
 
 
-def _unavailable(run: object) -> dict[int, str]:
+def _unavailable(run: Run) -> dict[int, str]:
     return {
         e.details["partition"]: e.details["reason"]
-        for e in run.events  # type: ignore[attr-defined]
+        for e in run.events
         if e.code is EventCode.DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE
     }
 
