@@ -25,6 +25,7 @@ from e3backup.sources.device import BytesSource, open_device
 from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.ext4 import read_group_descs, read_superblock
 from e3backup.sources.layout.model import DiskLayout, Partition
+from e3backup.sources.layout.ntfs import apply_fixups, read_boot_sector
 
 from .diskimages import (
     MiB,
@@ -316,3 +317,29 @@ def test_unreadable_inode_table_falls_back_with_the_reason(ext_volume: Path) -> 
     with faulty_image(ext_volume, [(table + 8192, 4096)]) as path, open_device(path) as dev:
         got = track_partition(dev, part, parent, None, 2.0)
     assert got.to_read is None and got.reason.startswith("unreadable inode table") and "Errno 5" in got.reason
+
+
+def test_ntfs_index_walk_finds_every_child_and_the_extend_files(tmp_path: Path) -> None:
+    """Directory indexes (root + INDX blocks) name every child; ``$Extend``'s children are metadata."""
+    _need_root()
+    img = tmp_path / "ntfs.img"
+    make_ntfs(img, 32 * MiB, {})
+    with loop_device(img) as loop, mounted(loop, "ntfs-3g") as mnt:
+        (mnt / "many").mkdir()
+        for i in range(300):  # long names: the index spills into several INDX blocks
+            (mnt / "many" / f"file-with-a-rather-long-name-{i:04d}").write_bytes(b"x")
+        want = {p.stat().st_ino for p in (mnt / "many").iterdir()}
+        many = (mnt / "many").stat().st_ino
+    dumps = [run("ntfsinfo", "-F", f"/$Extend/{name}", img) for name in ("$ObjId", "$Quota", "$Reparse")]
+    extend = {int(m.group(1)) for d in dumps if (m := re.search(r"Dumping Inode (\d+)", d))}
+    assert len(extend) == 3
+    with open_device(img) as dev:
+        boot = read_boot_sector(dev)
+        runs, size = ntfs_track._mft_runs(dev, boot)
+        cs, rs = boot.cluster_size, boot.mft_record_size
+        record = bytes(apply_fixups(bytearray(dev.read_at(runs[0].lcn * cs + many * rs, rs))))  # type: ignore[operator]
+        assert set(ntfs_track._children(dev, cs, record)) == want
+        assert ntfs_track._extend_files(dev, runs, cs, rs, size // rs) == {11} | extend
+        scan = ntfs_track.scan(dev)
+    for n in extend:  # their (resident or not) data is in the metadata: the records themselves are in $MFT
+        assert scan.metadata.covers(runs[0].lcn * cs + n * rs, rs)  # type: ignore[operator]

@@ -8,9 +8,10 @@ the attribute list, sizes and run lists, resident data. Any write of a record ch
 Read at every backup (``metadata``), because their bytes change without their record changing:
 both boot sectors, and every non-resident attribute of the system files (records 0-23: ``$MFT``
 and its bitmap, ``$MFTMirr``, ``$LogFile``, ``$Bitmap``, ``$Boot``, ``$Secure``, ``$UpCase``,
-``$Extend``...) and of every record flagged as holding an index (directories' index allocations,
-the view indexes of ``$Secure``/``$ObjId``/``$Quota``/``$Reparse``) or as an ``$Extend`` system
-file (``$UsnJrnl``). Read because they changed (``changed``): every non-resident attribute of
+``$Extend``...), of every record under ``$Extend`` (found by walking its indexes: ``$UsnJrnl``,
+``$ObjId``, ``$Quota``, ``$Reparse``, ``$RmMetadata`` with the transaction logs), and of every
+record flagged as holding an index (directories' index allocations, view indexes) or as an
+``$Extend`` system file. Read because they changed (``changed``): every non-resident attribute of
 every record whose digest differs from the parent's, together with the other records of the same
 file (base record and extension records), so a file whose runs sit in an extension record is
 covered when only its base record's times moved. Clusters freed or newly allocated also show in
@@ -51,6 +52,11 @@ FLAG_VIEW_INDEX = 0x08  # another index ($Secure's $SDH/$SII, $ObjId's $O...)
 METADATA_FLAGS = FLAG_INDEX_PRESENT | FLAG_EXTEND_FILE | FLAG_VIEW_INDEX
 SYSTEM_RECORDS = 24  # records 0-23 are reserved for the system files
 REF_MASK = (1 << 48) - 1
+EXTEND_RECORD = 11  # $Extend: the directory of the newer system files
+ATTR_INDEX_ROOT = 0x90
+ATTR_INDEX_ALLOCATION = 0xA0
+ENTRY_LAST = 0x02
+MAX_EXTEND_FILES = 4096  # a bound on the walk of $Extend, against a looping (damaged) index
 
 
 def _boot(source: ByteSource) -> tuple[BootSector, str]:
@@ -111,6 +117,78 @@ def record_clusters(raw: bytes, cluster_count: int) -> list[tuple[int, int]]:
     return out
 
 
+def _fixed_up(block: bytearray, magic: bytes) -> bytearray:
+    """Apply an update sequence array to an index block (``INDX``), as for MFT records."""
+    if block[:4] != magic:
+        raise LayoutError(f"NTFS index block: bad magic {bytes(block[:4])!r}")
+    usa_off, usa_count = struct.unpack_from("<HH", block, 4)
+    if usa_count == 0 or usa_off + 2 * usa_count > len(block) or (usa_count - 1) * 512 > len(block):
+        raise LayoutError("NTFS index block: update sequence array out of bounds")
+    for i in range(1, usa_count):
+        end = i * 512
+        if block[end - 2 : end] != block[usa_off : usa_off + 2]:
+            raise LayoutError(f"NTFS index block: torn write (fixup {i} does not match)")
+        block[end - 2 : end] = block[usa_off + 2 * i : usa_off + 2 * i + 2]
+    return block
+
+
+def _index_entries(data: bytes | bytearray, start: int, end: int) -> list[int]:
+    """MFT record numbers named by the index entries in ``data[start:end]``."""
+    out, pos = [], start
+    while pos + 16 <= min(end, len(data)):
+        ref, length, _key_len, flags = struct.unpack_from("<QHHI", data, pos)
+        if flags & ENTRY_LAST or length < 16:
+            break
+        out.append(ref & REF_MASK)
+        pos += length
+    return out
+
+
+def _children(source: ByteSource, cs: int, record: bytes) -> list[int]:
+    """Every record an index of this (fixed-up) directory record names: the root's entries and
+    those of every block of its index allocation (stale blocks only add records, never hide one)."""
+    out: list[int] = []
+    block_size = 0
+    for atype, attr in _attributes(record):
+        if atype == ATTR_INDEX_ROOT and not attr[8]:
+            vlen, voff = struct.unpack_from("<IH", attr, 0x10)
+            value = attr[voff : voff + vlen]
+            block_size = struct.unpack_from("<I", value, 8)[0]
+            first, used = struct.unpack_from("<II", value, 0x10)
+            out += _index_entries(value, 0x10 + first, 0x10 + used)
+        elif atype == ATTR_INDEX_ALLOCATION and attr[8]:
+            (size,) = struct.unpack_from("<Q", attr, 0x30)
+            data = _read_stream(source, _nonresident_runs(attr), cs, 0, size)
+            step = block_size or 4096
+            for off in range(0, len(data) - step + 1, step):
+                block = data[off : off + step]
+                if block[:4] != b"INDX":
+                    continue  # never used
+                block = _fixed_up(block, b"INDX")
+                first, used = struct.unpack_from("<II", block, 0x18)
+                out += _index_entries(block, 0x18 + first, 0x18 + used)
+    return out
+
+
+def _extend_files(source: ByteSource, runs: list[Run], cs: int, rs: int, count: int) -> set[int]:
+    """Every record under ``$Extend`` (``$UsnJrnl``, ``$RmMetadata\\$TxfLog``...): their data is
+    written in place (logs, journals) and is read at every backup, whatever their flags say."""
+    found: set[int] = set()
+    queue = [EXTEND_RECORD]
+    while queue and len(found) < MAX_EXTEND_FILES:
+        n = queue.pop()
+        raw = bytes(_read_stream(source, runs, cs, n * rs, rs))
+        if raw[:4] != b"FILE":
+            continue
+        record = bytes(apply_fixups(bytearray(raw)))
+        if not struct.unpack_from("<H", record, 0x16)[0] & FLAG_IN_USE:
+            continue
+        found.add(n)
+        if struct.unpack_from("<H", record, 0x16)[0] & FLAG_INDEX_PRESENT:
+            queue += [c for c in _children(source, cs, record) if c < count and c not in found]
+    return found
+
+
 def _mft_runs(source: ByteSource, boot: BootSector) -> tuple[list[Run], int]:
     """``$MFT``'s run list and data size, from record 0 at the boot sector's ``mft_lcn``."""
     cs, rs = boot.cluster_size, boot.mft_record_size
@@ -152,6 +230,7 @@ def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
     cs, rs, total = boot.cluster_size, boot.mft_record_size, boot.cluster_count
     runs, data_size = _mft_runs(source, boot)
     count = data_size // rs
+    extend = np.array(sorted(_extend_files(source, runs, cs, rs, count)), dtype=np.int64)
     digests = np.zeros(count, dtype=np.uint64)
     meta: list[tuple[int, int]] = [(0, 1)]
     changed_clusters: list[tuple[int, int]] = []
@@ -170,7 +249,7 @@ def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
         flags = rows[:, 0x16].astype(np.uint16) | (rows[:, 0x17].astype(np.uint16) << 8)
         in_use = valid & ((flags & FLAG_IN_USE) != 0)
         base = rows[:, 0x20:0x28].copy().view("<u8").ravel() & np.uint64(REF_MASK)
-        is_meta = in_use & ((index < SYSTEM_RECORDS) | ((flags & METADATA_FLAGS) != 0))
+        is_meta = in_use & ((index < SYSTEM_RECORDS) | ((flags & METADATA_FLAGS) != 0) | np.isin(index, extend))
         for r in np.flatnonzero(is_meta):
             meta += record_clusters(rows[r].tobytes(), total)
             parsed.add(int(index[r]))
