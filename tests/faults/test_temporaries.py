@@ -20,6 +20,7 @@ from e3backup.store import LocalStore
 from e3backup.store.temporaries import parse_temporary
 
 from ..helpers import PASSWORD, e3, restic
+from ..plugins.seaweedfs import SeaweedServer
 
 pytestmark = pytest.mark.restic
 
@@ -105,3 +106,25 @@ def test_prune_removes_temporaries_of_unknown_and_other_hosts_writers(setup: tup
     assert "removed 2 temporary files" in p.stdout + p.stderr
     assert _temporaries(repo) == []
     restic(repo, "check", "--read-data")
+
+
+def test_prune_aborts_unfinished_s3_multipart_uploads(s3_server: SeaweedServer, tmp_path: Path) -> None:
+    """e3backup's PUTs are single requests; restic uploads large packs in parts, and a killed
+    restic leaves the upload open (the server keeps its parts). check names it, prune aborts it."""
+    bucket = s3_server.make_bucket()
+    url = s3_server.url(bucket, "repo")
+    env = {**ENV, **s3_server.env()}
+    e3("-r", url, "init", env=env)
+    client = s3_server.client()
+    key = "repo/data/ab/" + "ab" * 32
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=os.urandom(1000))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    e3("-r", url, "backup", str(src), env=env)  # owners unknown: a backup leaves it
+    assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])] == [upload]
+    p = e3("-r", url, "check", env=env)
+    assert f"unfinished multipart upload of {key}" in p.stdout + p.stderr
+    e3("-r", url, "prune", env=env)
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -1,4 +1,5 @@
-"""Removing what killed runs leave in the store: temporary files of interrupted saves.
+"""Removing what killed runs leave in the store: temporary files of interrupted saves (and an
+S3 repository's unfinished multipart uploads, which other writers such as restic may leave).
 
 Every writer (``BlobWriter``) removes, once per repository it opens, the temporaries of dead
 processes of this host, so a SIGKILLed backup's half-written pack is gone after the next backup.
@@ -28,8 +29,8 @@ def remove_temporaries(store: Store, exclusive: bool = False) -> list[Temporary]
     ``exclusive``: the caller holds the exclusive lock. A failure to list or remove is logged
     and skipped: leftovers never stop the command that found them."""
     keeper = temporaries_of(store)
-    if keeper is None:
-        return []
+    if keeper is None or not (exclusive or keeper.owners_known):
+        return []  # without the exclusive lock, only a leftover naming its dead writer may go
     removed = []
     try:
         for t in keeper.temporaries():

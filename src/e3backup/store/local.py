@@ -167,6 +167,8 @@ class LocalStore:
                     except FileNotFoundError:
                         continue
 
+    owners_known = True  # temporary names carry host and PID (``temporaries``)
+
     def temporaries(self) -> builtins.list[Temporary]:
         """Temporary files of saves in progress or of killed processes, anywhere in the layout."""
         dirs = [self.root] + [self.root / t.value for t in FileType if t is not FileType.CONFIG]

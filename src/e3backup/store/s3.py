@@ -11,6 +11,7 @@ operation, body read included, bounded in count and by the time since the storag
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import os
@@ -28,6 +29,7 @@ from .base import FileType, Handle, is_id
 from .retry import Outage, RetryPolicy, call_with_retry, retry_note
 from .s3_errors import FOREIGN_ERRORS, client_error_parts, is_retryable, map_error
 from .s3_location import S3Location
+from .temporaries import Temporary
 
 T = TypeVar("T")
 
@@ -262,6 +264,29 @@ class S3Store:
                 raise StoreUnavailableError(
                     f"LIST {self._loc.bucket}/{prefix}: truncated listing without a continuation token"
                 )
+
+    def temporaries(self) -> builtins.list[Temporary]:
+        """Unfinished multipart uploads under the repository's prefix (their owner is unknown:
+        only a command holding the exclusive lock aborts them, see ``repo.leftovers``)."""
+        prefix = self._loc.key("")
+        found: builtins.list[Temporary] = []
+        kwargs: dict[str, Any] = {"Bucket": self._loc.bucket, "Prefix": prefix}
+        while True:
+            page: dict[str, Any] = self._call("LIST UPLOADS", prefix, functools.partial(
+                self._client.list_multipart_uploads, **kwargs))
+            found += [Temporary(u["Key"], 0, None, None, u["UploadId"]) for u in page.get("Uploads", ())]
+            if not page.get("IsTruncated"):
+                return found
+            kwargs.update(KeyMarker=page.get("NextKeyMarker"), UploadIdMarker=page.get("NextUploadIdMarker"))
+
+    owners_known = False  # an upload names no process: see ``temporaries``
+
+    def remove_temporary(self, t: Temporary) -> None:
+        try:
+            self._call("ABORT UPLOAD", t.path, lambda: self._client.abort_multipart_upload(
+                Bucket=self._loc.bucket, Key=t.path, UploadId=t.upload_id))
+        except NotFoundError:
+            pass
 
     def remove(self, h: Handle) -> None:
         self.stat(h)  # S3 DELETE of a missing key succeeds; the contract wants NotFoundError

@@ -58,6 +58,8 @@ class Temporary:
     size: int
     host: str | None
     pid: int | None
+    upload_id: str = ""
+    """For an S3 multipart upload left open: its ID (``path`` is its key)."""
 
     @property
     def writer_is_dead(self) -> bool:
@@ -69,6 +71,8 @@ class Temporary:
         return self.host == host_tag() and self.pid is not None and process_alive(self.pid)
 
     def describe(self) -> str:
+        if self.upload_id:
+            return f"unfinished multipart upload of {self.path}"
         who = f"PID {self.pid} on {self.host}" if self.host is not None else "an unknown process"
         return f"temporary file {self.path} ({self.size} bytes, written by {who})"
 
@@ -86,8 +90,12 @@ def parse_temporary(rel_path: str, size: int) -> Temporary | None:
 
 @runtime_checkable
 class KeepsTemporaries(Protocol):
-    """A store whose saves go through temporary files (the local store; S3's PUT is atomic and
-    e3backup starts no multipart uploads, so an S3 store leaves nothing behind)."""
+    """A store that can find what interrupted saves left: the local store's temporary files;
+    an S3 store's unfinished multipart uploads (e3backup's PUTs are single requests, atomic, but
+    other writers of the repository, such as restic, upload large packs in parts)."""
+
+    owners_known: bool
+    """Whether a temporary names its writer (host, PID), so a dead one's can be told apart."""
 
     def temporaries(self) -> list[Temporary]:
         """Every temporary file in the repository."""
