@@ -63,7 +63,7 @@ def test_corrupt_blob_fails_only_its_file(tmp_path: Path) -> None:
     assert p.returncode == 1
     restored = out / str(src).lstrip("/")
     assert f"{restored / 'd2' / 'f07'}: not restored" in p.stderr, p.stderr
-    assert "1 files could not be restored" in p.stderr.splitlines()[-1]
+    assert "1 file could not be restored" in p.stderr.splitlines()[-1]
     assert not (restored / "d2" / "f07").exists()  # absent, not zeros
     want = _tree(src)
     del want["d2/f07"]

@@ -75,7 +75,7 @@ def test_check_reports_and_the_next_backup_removes_a_killed_writers_temporary(se
     assert left[0] in p.stdout + p.stderr and "interrupted" in p.stdout + p.stderr
 
     p = e3("-r", str(repo), "backup", str(src), env=ENV)
-    assert "removed 1 temporary files left by interrupted runs" in p.stderr, p.stderr
+    assert "removed 1 temporary file left by interrupted runs" in p.stderr, p.stderr
     assert _temporaries(repo) == []
     restic(repo, "check", "--read-data")
 

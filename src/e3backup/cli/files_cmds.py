@@ -136,7 +136,8 @@ def restore(
         )
     if result.failed_files:
         raise E3Error(
-            f"restore finished, but {len(result.failed_files)} files could not be restored "
+            f"restore finished, but {len(result.failed_files)} "
+            f"{'file' if len(result.failed_files) == 1 else 'files'} could not be restored "
             "(named above; they were left out)"
         )
     if result.errors:

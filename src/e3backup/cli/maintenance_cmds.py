@@ -150,9 +150,7 @@ def _print_result(r: PruneResult) -> None:
     click.echo(
         f"deleted {r.packs_deleted} packs ({human_bytes(r.bytes_deleted)}), repacked {r.packs_repacked} into "
         f"{r.packs_written} new packs ({human_bytes(r.bytes_written)}), rewrote the index "
-        f"({r.index_files_written} written, {r.index_files_deleted} removed)"
-        + (f", removed {r.temporaries_removed} temporary files of interrupted runs" if r.temporaries_removed else "")
-        + "\n"
+        f"({r.index_files_written} written, {r.index_files_deleted} removed)\n"
         f"freed {human_bytes(r.bytes_freed)} in {r.duration:.1f}s"
     )
 

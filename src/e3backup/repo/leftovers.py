@@ -41,7 +41,8 @@ def remove_temporaries(store: Store, exclusive: bool = False) -> list[Temporary]
         log.warning("could not remove temporary files left by interrupted runs: %s", e)
     if removed:
         mib = sum(t.size for t in removed) / (1 << 20)
-        log.warning("removed %d temporary files left by interrupted runs (%.1f MiB)", len(removed), mib)
+        files = "file" if len(removed) == 1 else "files"
+        log.warning("removed %d temporary %s left by interrupted runs (%.1f MiB)", len(removed), files, mib)
         for t in removed:
             log.debug("removed %s", t.describe())
     return removed
