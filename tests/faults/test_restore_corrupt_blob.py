@@ -73,3 +73,15 @@ def test_corrupt_blob_fails_only_its_file(tmp_path: Path) -> None:
     rp = restic(repo, "restore", "latest", "--target", str(tmp_path / "restic-out"), check=False)
     assert rp.returncode == 1 and b"f07" in rp.stderr
     assert _tree(tmp_path / "restic-out" / str(src).lstrip("/")) == want  # restic 0.14 leaves it absent too
+
+
+def test_the_agent_fails_a_restore_that_left_files_out() -> None:
+    from e3backup.agent.engines import _files_restore_outcome
+    from e3backup.api.common import RunStatus
+    from e3backup.restore.files import RestoreResult
+
+    bad = RestoreResult(files=3, failed_files=["/t/a"], errors=["/t/a: not restored: data blob 12 in pack 34: corrupt"])
+    out = _files_restore_outcome(bad)
+    assert out.status is RunStatus.FAILED and out.error == "1 file(s) could not be restored: " + bad.errors[0]
+    meta_only = RestoreResult(files=3, errors=["/t/b: setting metadata: Operation not permitted"])
+    assert _files_restore_outcome(meta_only).status is RunStatus.WARNING

@@ -132,6 +132,12 @@ def _files_restore_options(ctx: JobContext) -> RestoreOptions:
 
 
 def _files_restore_outcome(result: RestoreResult) -> Outcome:
+    """Files that could not be restored (a corrupt or missing blob) fail the run, as they make
+    the CLI exit 1; other problems (metadata) make it a warning."""
+    if result.failed_files:
+        first = next(e for e in result.errors if ": not restored: " in e)
+        return Outcome(RunStatus.FAILED, snapshot_id=None, summary=result.summary_json(),
+                       error=f"{len(result.failed_files)} file(s) could not be restored: {first}")
     status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
     return Outcome(status, snapshot_id=None, summary=result.summary_json(),
                    error=f"{len(result.errors)} error(s): {result.errors[0]}" if result.errors else None)
