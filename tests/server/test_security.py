@@ -41,7 +41,8 @@ def test_no_secret_or_token_reaches_the_logs(
         )
         run = world.user_a.post(f"/api/jobs/{job['id']}/run").json()
         world.agent_a.post("/api/agent/next_run")
-        r = world.user_a.post("/api/recovery/sessions", json={"job_id": job["id"], "snapshot_id": "s"})
+        image = world.job(engine="disk_image", disk_source_volume="C:", source_path="")
+        r = world.user_a.post("/api/recovery/sessions", json={"job_id": image["id"], "snapshot_id": "s"})
         recovery_token = r.json()["session_token"]
         rotated = world.admin.post(f"/api/tenants/{world.tenant_a['id']}/enrollment-token").json()[
             "enrollment_token"

@@ -1,6 +1,6 @@
 """``e3backup agent``: enroll this machine, run the daemon, show its state.
 
-    e3backup agent enroll --server URL --token ENROLLMENT_TOKEN [--name NAME] [--config FILE]
+    e3backup agent enroll --server URL [--name NAME] [--config FILE]   (asks for the token)
     e3backup agent run [--config FILE] [--log-format text|json]
     e3backup agent status [--config FILE] [--json]
 """
@@ -34,7 +34,10 @@ def agent() -> None:
 
 @agent.command()
 @click.option("--server", "server_url", required=True, help="The control-plane server, e.g. https://backup.msp.example")
-@click.option("--token", required=True, envvar="E3BACKUP_ENROLLMENT_TOKEN", help="The tenant's enrollment token.")
+@click.option("--token", default=None, envvar="E3BACKUP_ENROLLMENT_TOKEN",
+              help="The tenant's enrollment token. Leave it out to be asked for it (or set "
+              "E3BACKUP_ENROLLMENT_TOKEN): on the command line it lands in the shell history and the "
+              "process list.")
 @click.option("--name", default=None, help="Name of this machine on the dashboard (default: the host name).")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Where to write the config (default: $E3BACKUP_AGENT_CONFIG, /etc/e3backup/agent.yaml "
@@ -48,7 +51,7 @@ def agent() -> None:
 @click.option("--command-interval", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between command polls.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file.")
-def enroll(server_url: str, token: str, name: str | None, config: str | None, state_dir: str | None,
+def enroll(server_url: str, token: str | None, name: str | None, config: str | None, state_dir: str | None,
            restore_roots: tuple[str, ...], allowed_devices: tuple[str, ...], poll_interval: float | None,
            command_interval: float | None, force: bool) -> None:
     """Register this machine with the server and write the agent config (mode 0600)."""
@@ -60,6 +63,10 @@ def enroll(server_url: str, token: str, name: str | None, config: str | None, st
     path = _config_path(config)
     if path.exists() and not force:
         raise UsageError(f"{path} exists (this machine is enrolled); use --force to enroll again")
+    if not token:
+        token = click.prompt("Enrollment token", hide_input=True).strip()
+    if not token:
+        raise UsageError("no enrollment token given")
     probe_cfg = AgentConfig(server_url=server_url, agent_token="-")
     transport = HttpxTransport.network(probe_cfg.server_url)
     try:

@@ -13,7 +13,7 @@ Authentication and permission checks live here, not in handlers:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -26,6 +26,7 @@ from e3backup.api.common import INT32_MAX, Id
 from e3backup.server.db.models import Agent, Command, Job, RecoverySession, Run, Tenant, User, UserSession
 from e3backup.server.problems import FieldError
 from e3backup.server.security import csrf
+from e3backup.server.security.roles import Permission
 from e3backup.server.security.tokens import hash_token
 from e3backup.server.services import recovery as recovery_service
 from e3backup.server.services import users as users_service
@@ -101,6 +102,30 @@ def admin_user(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
+
+_NEEDS = {
+    Permission.OPERATE: "an operator or administrator",
+    Permission.MANAGE: "an administrator",
+    Permission.USERS: "an administrator",
+}
+
+
+def require(permission: Permission) -> Callable[[User], User]:
+    """A dependency: the signed-in user, if their role grants ``permission`` (else 403)."""
+
+    def check(user: CurrentUser) -> User:
+        if not user.can(permission):
+            raise HTTPException(
+                status_code=403, detail=f"your role ({user.role}) may not do this: it needs {_NEEDS[permission]}"
+            )
+        return user
+
+    return check
+
+
+OperatorUser = Annotated[User, Depends(require(Permission.OPERATE))]
+ManagerUser = Annotated[User, Depends(require(Permission.MANAGE))]
+UsersAdmin = Annotated[User, Depends(require(Permission.USERS))]
 
 
 def can_see_tenant(user: User, tenant_id: int | None) -> bool:
@@ -194,6 +219,9 @@ async def recovery_auth(request: Request, state: StateDep) -> RecoverySession:
                 raise _unauthorized("session token expired or unknown")
             if row.run_id != run_id:
                 raise HTTPException(status_code=403, detail=f"this session is not for run {run_id}")
+            why = recovery_service.ended(session, row)
+            if why is not None:
+                raise _unauthorized(f"recovery session ended: {why}")
             recovery_service.touch(row, now)
             session.commit()
             return row
@@ -209,9 +237,12 @@ __all__ = [
     "CurrentAgent",
     "CurrentUser",
     "CurrentUserSession",
+    "ManagerUser",
+    "OperatorUser",
     "RecoveryAuth",
     "SessionDep",
     "StateDep",
+    "UsersAdmin",
     "VisibleAgent",
     "VisibleCommand",
     "VisibleJob",
@@ -219,4 +250,5 @@ __all__ = [
     "VisibleTenant",
     "can_see_tenant",
     "client_ip",
+    "require",
 ]

@@ -24,6 +24,7 @@ from e3backup.api.common import (
     RunStatus,
 )
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
+from e3backup.server.security.roles import Role
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -53,7 +54,8 @@ class _Out(BaseModel):
 class UserPublic(_Out):
     id: int
     email: str
-    is_admin: bool
+    role: Role
+    is_admin: bool = Field(..., description="MSP staff (role msp_admin): every tenant.")
     tenant_id: int | None
     disabled: bool
     created_at: datetime
@@ -72,25 +74,40 @@ class TenantCreate(_In):
 class TenantPublic(_Out):
     id: int
     name: str
-    has_enrollment_token: bool
+    has_enrollment_token: bool = Field(..., description="A token that still works (not expired or used up).")
+    enrollment_token_expires_at: datetime | None = None
+    enrollment_token_uses_left: int | None = Field(None, description="None: any number of agents.")
     created_at: datetime
+
+
+class EnrollmentTokenCreate(_In):
+    expires_in_hours: Annotated[float, Field(gt=0, le=24 * 90)] = Field(
+        7 * 24, description="The token stops working after this (default 7 days, at most 90)."
+    )
+    max_uses: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        None, description="How many agents may enroll with it (default: any number until it expires)."
+    )
 
 
 class EnrollmentTokenPublic(BaseModel):
     tenant_id: int
     enrollment_token: str = Field(..., description="Shown once; replaces the previous token.")
+    expires_at: datetime
+    uses_left: int | None
 
 
 class UserCreate(_In):
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     password: Annotated[str, Field(min_length=10, max_length=1024)]
-    is_admin: StrictBool = False
-    tenant_id: Id | None = Field(None, description="Required for tenant users, absent for admins.")
+    is_admin: StrictBool = Field(False, description="MSP staff (the same as role msp_admin).")
+    role: Role | None = Field(None, description="admin (default for tenant users), operator, read_only, msp_admin.")
+    tenant_id: Id | None = Field(None, description="Required for tenant users, absent for MSP staff.")
 
 
 class UserUpdate(_In):
     password: Annotated[str, Field(min_length=10, max_length=1024)] | None = None
     disabled: StrictBool | None = None
+    role: Role | None = Field(None, description="A tenant user's role (admin, operator, read_only).")
 
 
 # --- agents ----------------------------------------------------------------------------------
@@ -301,6 +318,12 @@ class RecoverySessionPublic(BaseModel):
     session_expires_at: datetime
 
 
+class RecoveryRevoked(BaseModel):
+    run_id: int
+    sessions_ended: int
+    run_status: RunStatus
+
+
 __all__ = [
     "AgentDisks",
     "AgentPublic",
@@ -309,6 +332,7 @@ __all__ = [
     "DestinationIn",
     "DestinationPublic",
     "DiskRefreshPending",
+    "EnrollmentTokenCreate",
     "EnrollmentTokenPublic",
     "JobCreate",
     "JobPublic",
@@ -316,6 +340,7 @@ __all__ = [
     "LocalDestinationIn",
     "LoginRequest",
     "LoginResponse",
+    "RecoveryRevoked",
     "RecoverySessionCreate",
     "RecoverySessionPublic",
     "RunPublic",

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from e3backup.server.db.types import UTCDateTime
+from e3backup.server.security.roles import Permission, allows
 
 
 class Base(DeclarativeBase):
@@ -22,6 +23,8 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     enrollment_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    enrollment_token_expires_at: Mapped[datetime | None]
+    enrollment_token_uses_left: Mapped[int | None]  # None: any number of agents
     created_at: Mapped[datetime]
 
     @property
@@ -30,16 +33,25 @@ class Tenant(Base):
 
 
 class User(Base):
-    """An MSP admin (``is_admin``, no tenant) or a tenant user (sees only its tenant)."""
+    """MSP staff (role ``msp_admin``, no tenant) or a tenant's user (``admin``, ``operator``,
+    ``read_only``; sees only its tenant). See ``security.roles``."""
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str] = mapped_column(String(16))
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+
+    @property
+    def is_admin(self) -> bool:
+        """MSP staff: every tenant."""
+        return self.role == "msp_admin"
+
+    def can(self, permission: Permission) -> bool:
+        return allows(self.role, permission)
 
 
 class UserSession(Base):

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.common import CommandStatus, CommandType, Id
 from e3backup.server.db.models import Agent, Command
-from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleAgent
+from e3backup.server.deps import CurrentUser, ManagerUser, OperatorUser, SessionDep, StateDep, VisibleAgent
 from e3backup.server.schemas import AgentDisks, AgentPublic, DiskRefreshPending
 from e3backup.server.services import agents as svc
 from e3backup.server.services import commands as commands_svc
@@ -43,7 +43,7 @@ def get_agent(agent: VisibleAgent, state: StateDep) -> AgentPublic:
 
 
 @router.post("/{agent_id}/revoke")
-def revoke_agent(agent: VisibleAgent, session: SessionDep, state: StateDep) -> AgentPublic:
+def revoke_agent(agent: VisibleAgent, session: SessionDep, state: StateDep, _user: ManagerUser) -> AgentPublic:
     """The agent's token stops working at once; it must enroll again."""
     agent.revoked = True
     session.commit()
@@ -65,7 +65,7 @@ async def refresh_disks(
     agent: VisibleAgent,
     session: SessionDep,
     state: StateDep,
-    user: CurrentUser,
+    user: OperatorUser,
     command_id: Id | None = None,
 ) -> AgentDisks | JSONResponse:
     agent_id, user_id = agent.id, user.id

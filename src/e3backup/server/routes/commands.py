@@ -12,7 +12,7 @@ from e3backup.api.common import CommandType, Engine, RunKind
 from e3backup.api.requests import RestoreRequest
 from e3backup.server.db.models import Command, Job
 from e3backup.server.deps import (
-    CurrentUser,
+    OperatorUser,
     SessionDep,
     StateDep,
     VisibleAgent,
@@ -54,7 +54,7 @@ def _check_restore(payload: dict[str, Any]) -> None:
 
 @router.post("/api/agents/{agent_id}/commands", status_code=201)
 def create_command(
-    body: CommandCreate, agent: VisibleAgent, session: SessionDep, state: StateDep, user: CurrentUser
+    body: CommandCreate, agent: VisibleAgent, session: SessionDep, state: StateDep, user: OperatorUser
 ) -> CommandPublic:
     """Queue a command. Restore and maintenance get a run (``run_id``) the agent reports on."""
     if agent.revoked:

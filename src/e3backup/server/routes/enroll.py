@@ -27,8 +27,8 @@ def enroll(body: EnrollRequest, request: Request, session: SessionDep, state: St
     finally:
         attempt.end(failed=result is None)
     if result is None:
-        log.warning("enrollment with an unknown token from %s", client_ip(request))
-        raise HTTPException(status_code=401, detail="unknown enrollment token")
+        log.warning("enrollment with an unknown, expired or used-up token from %s", client_ip(request))
+        raise HTTPException(status_code=401, detail="unknown, expired or used-up enrollment token")
     agent, token = result
     session.commit()
     log.info(

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from e3backup.api.common import Id
 from e3backup.server.db.models import Job, Run
-from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleJob
+from e3backup.server.deps import CurrentUser, ManagerUser, OperatorUser, SessionDep, StateDep, VisibleJob
 from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
 from e3backup.server.services import jobs as svc
 from e3backup.server.services import runs as runs_svc
@@ -34,7 +34,7 @@ def list_jobs(
 
 
 @router.post("", status_code=201)
-def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: CurrentUser) -> JobPublic:
+def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: ManagerUser) -> JobPublic:
     job = svc.save_job(session, state.box, user, body, state.clock.now())
     session.commit()
     log.info("job %s (%s) created by user %s", job.id, job.engine, user.id)
@@ -48,7 +48,7 @@ def get_job(job: VisibleJob) -> JobPublic:
 
 @router.patch("/{job_id}")
 def update_job(
-    body: JobUpdate, job: VisibleJob, session: SessionDep, state: StateDep, user: CurrentUser
+    body: JobUpdate, job: VisibleJob, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> JobPublic:
     spec = svc.merged_spec(job, body)
     svc.save_job(session, state.box, user, spec, state.clock.now(), job=job)
@@ -58,7 +58,7 @@ def update_job(
 
 
 @router.delete("/{job_id}", status_code=204)
-def delete_job(job: VisibleJob, session: SessionDep, state: StateDep) -> None:
+def delete_job(job: VisibleJob, session: SessionDep, state: StateDep, _user: ManagerUser) -> None:
     """Delete the job; its queued runs are cancelled (history stays, without the job)."""
     session.execute(
         update(Run)
@@ -70,7 +70,7 @@ def delete_job(job: VisibleJob, session: SessionDep, state: StateDep) -> None:
 
 
 @router.post("/{job_id}/run", status_code=201)
-def run_now(job: VisibleJob, session: SessionDep, state: StateDep) -> RunPublic:
+def run_now(job: VisibleJob, session: SessionDep, state: StateDep, _user: OperatorUser) -> RunPublic:
     """Queue a backup run now (the agent picks it up with its next ``next_run``)."""
     active = session.scalar(
         select(Run.id).where(

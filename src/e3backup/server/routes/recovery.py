@@ -1,14 +1,18 @@
 """Recovery sessions for bare-metal restores.
 
-A user creates a session for a job's snapshot: a restore run (no agent; the recovery console
-does the work) and a session token shown once. The console then calls the endpoints below with
-``Authorization: Bearer <session token>`` and the run's ``run_id``; each call slides the expiry
-(see :mod:`e3backup.server.services.recovery`).
+An administrator (of the tenant, or MSP staff) creates a session for a disk image job's
+snapshot: a restore run (no agent; the recovery console does the work) and a session token
+shown once. Only administrators, because the console receives the job's destination secrets
+(it reads the repository itself), which operators never see; only disk image jobs, because a
+bare-metal restore writes a whole disk. The console then calls the endpoints below with
+``Authorization: Bearer <session token>`` and the run's ``run_id``; each call slides the expiry.
+The token ends with its run (final state), with its creator (disabled) and on revoke (see
+:mod:`e3backup.server.services.recovery`).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from e3backup.api.agent import (
     PushEventsRequest,
@@ -17,7 +21,7 @@ from e3backup.api.agent import (
     UpdateRunRequest,
     UpdateRunResponse,
 )
-from e3backup.api.common import RunKind
+from e3backup.api.common import Engine, RunKind, RunStatus
 from e3backup.api.recovery import (
     PollCancelResponse,
     RecoveryRunRequest,
@@ -27,9 +31,9 @@ from e3backup.api.recovery import (
     RunEventsResponse,
 )
 from e3backup.server.db.models import Job, RecoverySession, Run
-from e3backup.server.deps import CurrentUser, RecoveryAuth, SessionDep, StateDep, can_see_tenant
+from e3backup.server.deps import ManagerUser, RecoveryAuth, SessionDep, StateDep, VisibleRun, can_see_tenant
 from e3backup.server.problems import FieldError
-from e3backup.server.schemas import RecoverySessionCreate, RecoverySessionPublic
+from e3backup.server.schemas import RecoveryRevoked, RecoverySessionCreate, RecoverySessionPublic
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import recovery as svc
 from e3backup.server.services import runs as runs_svc
@@ -40,11 +44,13 @@ router = APIRouter(prefix="/api/recovery", tags=["recovery"])
 
 @user_router.post("/sessions", status_code=201)
 def create_session(
-    body: RecoverySessionCreate, session: SessionDep, state: StateDep, user: CurrentUser
+    body: RecoverySessionCreate, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> RecoverySessionPublic:
     job = session.get(Job, body.job_id)
     if job is None or not can_see_tenant(user, job.tenant_id):
         raise FieldError("job_id", f"no job {body.job_id}")
+    if job.engine != Engine.DISK_IMAGE.value:
+        raise FieldError("job_id", f"job {job.id} is a {job.engine} job: recovery restores disk images only")
     now = state.clock.now()
     restore = {"type": "bare_metal", "snapshot_id": body.snapshot_id, "target_disk": body.target_disk}
     run = runs_svc.create_run(session, job, now, trigger="recovery", kind=RunKind.RESTORE, restore=restore)
@@ -52,6 +58,17 @@ def create_session(
     row, token = svc.create_session(session, run, user.id, now)
     session.commit()
     return RecoverySessionPublic(run_id=run.id, session_token=token, session_expires_at=row.expires_at)
+
+
+@user_router.post("/sessions/{run_id}/revoke")
+def revoke_session(run: VisibleRun, session: SessionDep, state: StateDep, _user: ManagerUser) -> RecoveryRevoked:
+    """End the recovery console's token for this run at once; the run, if still going, is
+    cancelled (nothing can report on it any more)."""
+    if run.trigger != "recovery":
+        raise HTTPException(status_code=409, detail=f"run {run.id} is not a recovery run")
+    count = svc.revoke(session, run, state.clock.now())
+    session.commit()
+    return RecoveryRevoked(run_id=run.id, sessions_ended=count, run_status=RunStatus(run.status))
 
 
 def _run(session: SessionDep, auth: RecoverySession) -> Run:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from e3backup.api.common import CommandType, Id, RunStatus
 from e3backup.api.recovery import RunEventView
 from e3backup.server.db.models import Agent, Run
-from e3backup.server.deps import CurrentUser, SessionDep, StateDep, VisibleRun
+from e3backup.server.deps import CurrentUser, OperatorUser, SessionDep, StateDep, VisibleRun
 from e3backup.server.schemas import RunPublic
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
@@ -60,7 +60,7 @@ def get_events(
 
 
 @router.post("/{run_id}/cancel")
-def cancel_run(run: VisibleRun, session: SessionDep, state: StateDep, user: CurrentUser) -> RunPublic:
+def cancel_run(run: VisibleRun, session: SessionDep, state: StateDep, user: OperatorUser) -> RunPublic:
     """A queued run is cancelled at once; a running one gets a ``cancel`` command for its agent."""
     now = state.clock.now()
     if run.status in svc.FINAL:

@@ -6,20 +6,21 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from e3backup.server.db.models import Tenant
-from e3backup.server.deps import AdminUser, CurrentUser, SessionDep, StateDep, VisibleTenant
-from e3backup.server.schemas import EnrollmentTokenPublic, TenantCreate, TenantPublic
+from e3backup.server.deps import AdminUser, CurrentUser, ManagerUser, SessionDep, StateDep, VisibleTenant
+from e3backup.server.schemas import EnrollmentTokenCreate, EnrollmentTokenPublic, TenantCreate, TenantPublic
 from e3backup.server.services import users as svc
 
 router = APIRouter(prefix="/api/tenants", tags=["tenants"])
 
 
 @router.get("")
-def list_tenants(session: SessionDep, user: CurrentUser) -> list[TenantPublic]:
+def list_tenants(session: SessionDep, state: StateDep, user: CurrentUser) -> list[TenantPublic]:
     """Admins see every tenant (the dashboard's tenant switcher); tenant users their own."""
     query = select(Tenant).order_by(Tenant.name)
     if not user.is_admin:
         query = query.where(Tenant.id == user.tenant_id)
-    return [svc.tenant_public(t) for t in session.scalars(query)]
+    now = state.clock.now()
+    return [svc.tenant_public(t, now) for t in session.scalars(query)]
 
 
 @router.post("", status_code=201)
@@ -28,17 +29,31 @@ def create_tenant(
 ) -> TenantPublic:
     tenant = svc.create_tenant(session, body.name, state.clock.now())
     session.commit()
-    return svc.tenant_public(tenant)
+    return svc.tenant_public(tenant, state.clock.now())
 
 
 @router.get("/{tenant_id}")
-def get_tenant(tenant: VisibleTenant) -> TenantPublic:
-    return svc.tenant_public(tenant)
+def get_tenant(tenant: VisibleTenant, state: StateDep) -> TenantPublic:
+    return svc.tenant_public(tenant, state.clock.now())
 
 
 @router.post("/{tenant_id}/enrollment-token", status_code=201)
-def rotate_enrollment_token(tenant: VisibleTenant, session: SessionDep) -> EnrollmentTokenPublic:
-    """A new enrollment token for agents of this tenant (the old one stops working)."""
-    token = svc.rotate_enrollment_token(tenant)
+def rotate_enrollment_token(
+    tenant: VisibleTenant,
+    session: SessionDep,
+    state: StateDep,
+    _user: ManagerUser,
+    body: EnrollmentTokenCreate | None = None,
+) -> EnrollmentTokenPublic:
+    """A new enrollment token for agents of this tenant (the old one stops working): it expires
+    (default 7 days) and may be limited to a number of enrollments."""
+    body = body or EnrollmentTokenCreate.model_validate({})
+    token = svc.rotate_enrollment_token(tenant, state.clock.now(), body.expires_in_hours, body.max_uses)
     session.commit()
-    return EnrollmentTokenPublic(tenant_id=tenant.id, enrollment_token=token)
+    assert tenant.enrollment_token_expires_at is not None
+    return EnrollmentTokenPublic(
+        tenant_id=tenant.id,
+        enrollment_token=token,
+        expires_at=tenant.enrollment_token_expires_at,
+        uses_left=tenant.enrollment_token_uses_left,
+    )

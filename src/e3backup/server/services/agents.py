@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from e3backup.api.agent import DiskReport, EnrollRequest
 from e3backup.server.db.models import Agent, RecoverySession, Tenant
 from e3backup.server.schemas import AgentDisks, AgentPublic
 from e3backup.server.security.tokens import AGENT, hash_token, new_token
+from e3backup.server.services.users import enrollment_token_live
 
 
 def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, str] | None:
-    """A new agent of the tenant whose enrollment token this is; None if the token is unknown."""
+    """A new agent of the tenant whose enrollment token this is; None if the token is unknown,
+    expired or used up (a use is taken atomically, so parallel enrollments cannot overspend)."""
     tenant = session.scalar(
         select(Tenant).where(Tenant.enrollment_token_hash == hash_token(req.enrollment_token))
     )
-    if tenant is None:
+    if tenant is None or not enrollment_token_live(tenant, now):
         return None
+    if tenant.enrollment_token_uses_left is not None:
+        taken = session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant.id, Tenant.enrollment_token_uses_left > 0)
+            .values(enrollment_token_uses_left=Tenant.enrollment_token_uses_left - 1)
+            .execution_options(synchronize_session="fetch")
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
     token = new_token(AGENT)
     agent = Agent(
         tenant_id=tenant.id,

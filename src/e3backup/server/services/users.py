@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -12,6 +12,7 @@ from e3backup.server.db.models import Tenant, User, UserSession
 from e3backup.server.errors import FieldError
 from e3backup.server.schemas import TenantPublic, UserPublic
 from e3backup.server.security import PasswordHasher
+from e3backup.server.security.roles import Role
 from e3backup.server.security.tokens import ENROLLMENT, SESSION, hash_token, new_token
 
 
@@ -31,11 +32,15 @@ def create_user(
     password: str,
     is_admin: bool,
     tenant_id: int | None,
+    role: Role | None = None,
 ) -> User:
+    """MSP staff when ``is_admin`` (or ``role`` msp_admin); else a tenant user, ``admin`` unless
+    ``role`` says otherwise (a tenant's first users administer it)."""
     email = normalize_email(email)
-    if is_admin and tenant_id is not None:
+    role = Role.MSP_ADMIN if is_admin else (role or Role.ADMIN)
+    if role is Role.MSP_ADMIN and tenant_id is not None:
         raise FieldError("tenant_id", "administrators belong to no tenant")
-    if not is_admin:
+    if role is not Role.MSP_ADMIN:
         if tenant_id is None:
             raise FieldError("tenant_id", "required for tenant users")
         if session.get(Tenant, tenant_id) is None:
@@ -45,7 +50,7 @@ def create_user(
     user = User(
         email=email,
         password_hash=hasher.hash(password),
-        is_admin=is_admin,
+        role=role.value,
         tenant_id=tenant_id,
         disabled=False,
         created_at=now,
@@ -116,14 +121,40 @@ def create_tenant(session: Session, name: str, now: datetime) -> Tenant:
     return tenant
 
 
-def rotate_enrollment_token(tenant: Tenant) -> str:
+ENROLLMENT_HOURS = 7 * 24
+
+
+def rotate_enrollment_token(
+    tenant: Tenant, now: datetime | None = None, hours: float = ENROLLMENT_HOURS, uses: int | None = None
+) -> str:
+    """A new enrollment token (the old one stops working), valid for ``hours`` from ``now``
+    (default: the wall clock) and, if given, for ``uses`` enrollments."""
     token = new_token(ENROLLMENT)
     tenant.enrollment_token_hash = hash_token(token)
+    tenant.enrollment_token_expires_at = (now or datetime.now(UTC)) + timedelta(hours=hours)
+    tenant.enrollment_token_uses_left = uses
     return token
 
 
-def tenant_public(tenant: Tenant) -> TenantPublic:
-    return TenantPublic.model_validate(tenant)
+def tenant_public(tenant: Tenant, now: datetime | None = None) -> TenantPublic:
+    live = enrollment_token_live(tenant, now or datetime.now(UTC))
+    return TenantPublic(
+        id=tenant.id,
+        name=tenant.name,
+        has_enrollment_token=live,
+        enrollment_token_expires_at=tenant.enrollment_token_expires_at if live else None,
+        enrollment_token_uses_left=tenant.enrollment_token_uses_left if live else None,
+        created_at=tenant.created_at,
+    )
+
+
+def enrollment_token_live(tenant: Tenant, now: datetime) -> bool:
+    expires, uses = tenant.enrollment_token_expires_at, tenant.enrollment_token_uses_left
+    return (
+        tenant.enrollment_token_hash is not None
+        and (expires is None or expires > now)
+        and (uses is None or uses > 0)
+    )
 
 
 __all__ = [
@@ -131,6 +162,7 @@ __all__ = [
     "create_tenant",
     "create_user",
     "end_sessions",
+    "enrollment_token_live",
     "live_session",
     "live_session_by_hash",
     "normalize_email",

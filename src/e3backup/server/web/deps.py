@@ -10,6 +10,7 @@ all tenants). Tenant users always see only their own tenant; the cookie is ignor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -23,6 +24,7 @@ from e3backup.server import deps as api_deps
 from e3backup.server.db.models import Agent, Job, Run, Tenant, User, UserSession
 from e3backup.server.deps import SESSION_COOKIE, SessionDep, StateDep
 from e3backup.server.security import csrf
+from e3backup.server.security.roles import Permission
 from e3backup.server.services import users as users_service
 
 TENANT_COOKIE = "e3_tenant"
@@ -61,6 +63,21 @@ def form_session(user_session: PageSession, csrf_token: Annotated[str | None, Fo
 
 
 FormSession = Annotated[UserSession, Depends(form_session)]
+
+
+def page_require(permission: Permission) -> Callable[[UserSession], UserSession]:
+    """A page dependency: the signed-in user's session if their role grants ``permission``, the
+    same rule as the API (``deps.require``); the templates hide what a role may not do."""
+
+    def check(user_session: PageSession) -> UserSession:
+        api_deps.require(permission)(user_session.user)
+        return user_session
+
+    return check
+
+
+PageOperator = Annotated[UserSession, Depends(page_require(Permission.OPERATE))]
+PageManager = Annotated[UserSession, Depends(page_require(Permission.MANAGE))]
 
 
 @dataclass
@@ -156,6 +173,8 @@ __all__ = [
     "PageAgent",
     "PageDep",
     "PageJob",
+    "PageManager",
+    "PageOperator",
     "PageRun",
     "PageSession",
     "Scope",

@@ -20,7 +20,7 @@ from e3backup.server.services import jobs as jobs_svc
 from e3backup.server.services.runs import FINAL
 from e3backup.server.web import format as fmt
 from e3backup.server.web.chart import ChartPoint, line_chart
-from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageJob
+from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageJob, PageManager, PageOperator
 from e3backup.server.web.views import disk_choices, run_display
 from e3backup.server.web.wizard import ENGINES, default_form, field_errors, spec_from_form
 
@@ -84,7 +84,7 @@ def _wizard(
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job(page: PageDep, session: SessionDep, agent_id: Id | None = None) -> HTMLResponse:
+def new_job(page: PageDep, _can: PageManager, session: SessionDep, agent_id: Id | None = None) -> HTMLResponse:
     form = default_form()
     if agent_id is not None:
         form["agent_id"] = str(agent_id)
@@ -92,7 +92,9 @@ def new_job(page: PageDep, session: SessionDep, agent_id: Id | None = None) -> H
 
 
 @router.post("/jobs/new", response_model=None)
-def create_job(page: PageDep, _form: FormSession, form: FormData, session: SessionDep, state: StateDep) -> Response:
+def create_job(
+    page: PageDep, _can: PageManager, _form: FormSession, form: FormData, session: SessionDep, state: StateDep
+) -> Response:
     try:
         spec = JobCreate.model_validate(spec_from_form(form))
         job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now())
@@ -152,10 +154,12 @@ def job_page(job: PageJob, page: PageDep, session: SessionDep, notice: str = "")
 
 
 @router.post("/jobs/{job_id}/run", response_model=None)
-def run_job_now(job: PageJob, _form: FormSession, session: SessionDep, state: StateDep) -> Response:
+def run_job_now(
+    job: PageJob, can: PageOperator, _form: FormSession, session: SessionDep, state: StateDep
+) -> Response:
     """Queue a run now through the jobs API's own handler (same checks: one active run, an agent)."""
     try:
-        run = jobs_api.run_now(job, session, state)
+        run = jobs_api.run_now(job, session, state, can.user)
     except HTTPException as e:
         if e.status_code != 409:
             raise

@@ -15,7 +15,7 @@ from e3backup.server.deps import SessionDep, StateDep, visible_tenant
 from e3backup.server.services import agents as agents_svc
 from e3backup.server.services import users as users_svc
 from e3backup.server.web.auth import safe_next
-from e3backup.server.web.deps import TENANT_COOKIE, FormSession, PageDep
+from e3backup.server.web.deps import TENANT_COOKIE, FormSession, PageDep, PageManager
 from e3backup.server.web.views import run_display
 
 router = APIRouter(include_in_schema=False)
@@ -120,6 +120,7 @@ def new_tenant(page: PageDep) -> HTMLResponse:
 @router.post("/enrollment-token", response_class=HTMLResponse)
 def enrollment_token(
     page: PageDep,
+    _can: PageManager,
     _form: FormSession,
     request: Request,
     session: SessionDep,
@@ -129,7 +130,7 @@ def enrollment_token(
     if page.scope.tenant is None:
         raise HTTPException(status_code=409, detail="choose a tenant first (tenant switcher)")
     tenant = visible_tenant(page.scope.tenant.id, session, page.user)
-    token = users_svc.rotate_enrollment_token(tenant)
+    token = users_svc.rotate_enrollment_token(tenant, state.clock.now())
     session.commit()
     return page.render(
         "agents.html",

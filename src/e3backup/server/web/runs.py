@@ -22,15 +22,24 @@ from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.common import INT32_MAX, CommandType, Id, RunKind, RunStatus
 from e3backup.server import deps as api_deps
-from e3backup.server.db.models import Agent, Job, Run
+from e3backup.server.db.models import Agent, Job, RecoverySession, Run
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
 from e3backup.server.routes import commands as commands_api
+from e3backup.server.routes import recovery as recovery_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import users as users_svc
 from e3backup.server.state import ServerState
-from e3backup.server.web.deps import FormSession, LoginRequired, PageDep, PageRun, page_session
+from e3backup.server.web.deps import (
+    FormSession,
+    LoginRequired,
+    PageDep,
+    PageManager,
+    PageOperator,
+    PageRun,
+    page_session,
+)
 from e3backup.server.web.views import event_display, run_display
 
 router = APIRouter(include_in_schema=False)
@@ -95,6 +104,8 @@ def _run_page(
         agent=agent,
         restore=run.restore or {},
         restorable=restorable(run) and job is not None and agent is not None and not agent.revoked,
+        recovery_open=run.trigger == "recovery"
+        and session.scalar(select(RecoverySession.id).where(RecoverySession.run_id == run.id)) is not None,
         notice=notice,
         errors=errors or {},
         target_path=target_path,
@@ -110,6 +121,7 @@ def run_page(run: PageRun, page: PageDep, session: SessionDep, notice: str = "")
 def restore_run(
     run: PageRun,
     page: PageDep,
+    _can: PageOperator,
     _form: FormSession,
     session: SessionDep,
     state: StateDep,
@@ -142,6 +154,15 @@ def restore_run(
             page, run, session, errors={"target_path": str(e.detail)}, target_path=target_path, status_code=409
         )
     return RedirectResponse(f"/runs/{cmd.run_id}?notice=restore-queued", status_code=303)
+
+
+@router.post("/runs/{run_id}/recovery/revoke", response_model=None)
+def revoke_recovery(
+    run: PageRun, can: PageManager, _form: FormSession, session: SessionDep, state: StateDep
+) -> Response:
+    """End the recovery console's session through the API's handler (the run is cancelled)."""
+    recovery_api.revoke_session(run, session, state, can.user)
+    return RedirectResponse(f"/runs/{run.id}?notice=recovery-revoked", status_code=303)
 
 
 # --- live progress ---------------------------------------------------------------------------
