@@ -50,7 +50,7 @@ def open_destination(options: SyncOptions) -> Destination:
         return LocalDestination(t.path)
     from .s3_target import S3Destination  # boto3 is imported for buckets only
 
-    state = SyncState.for_target(None if options.dry_run else options.state_dir, t.url)
+    state = SyncState.for_target(options.state_dir, t.url)  # read on a dry run too, saved only after a real one
     return S3Destination(t, state, options.transfers, retry=options.retry)
 
 
