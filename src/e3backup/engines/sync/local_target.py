@@ -48,6 +48,9 @@ class LocalDestination:
                     out[base + entry.name] = DestFile(st.st_size, mtime_ns=st.st_mtime_ns)
         return out
 
+    def known_mtime(self, key: str, dest: DestFile) -> int | None:
+        return dest.mtime_ns
+
     def mtime_ns(self, key: str, dest: DestFile) -> int | None:
         return dest.mtime_ns
 

@@ -115,8 +115,27 @@ class _Run:
             self.dest.remember(key, src, d)
         return changed
 
+    def quick_judge(self, key: str, src: SourceFile, d: DestFile) -> bool | None:
+        """``judge`` when no request or read is needed (most files of a nightly run), else None."""
+        if src.size != d.size:
+            return True
+        if self.o.compare is Compare.CHECKSUM:
+            return None
+        known = self.dest.known_mtime(key, d)
+        return None if known is None else known != src.mtime_ns
+
     def changed_keys(self, sc: Scan, listing: dict[str, DestFile], pool: ThreadPoolExecutor) -> set[str]:
-        both = [k for k in sc.files if k in listing]
+        changed: set[str] = set()
+        both = []
+        for key, src in sc.files.items():
+            d = listing.get(key)
+            if d is None:
+                continue
+            quick = self.quick_judge(key, src, d)
+            if quick is None:
+                both.append(key)  # to be judged on the pool: a HEAD, or a checksum
+            elif quick:
+                changed.add(key)
 
         def one(key: str) -> str | None:
             if self.stop.is_set():
@@ -127,7 +146,7 @@ class _Run:
                 self.file_failed(e.path, e.reason)
                 return None
 
-        changed = {k for k in pool.map(one, both) if k is not None}
+        changed.update(k for k in pool.map(one, both) if k is not None)
         self._check()
         return changed
 

@@ -79,6 +79,10 @@ class S3Destination:
             self._heads[key] = meta
         return meta
 
+    def known_mtime(self, key: str, dest: DestFile) -> int | None:
+        known = self._known(key, dest)
+        return known.mtime_ns if known is not None else None
+
     def mtime_ns(self, key: str, dest: DestFile) -> int | None:
         known = self._known(key, dest)
         if known is not None:

@@ -51,6 +51,9 @@ class Destination(Protocol):
     def listing(self) -> dict[str, DestFile]:
         """Every file under the destination, by key."""
 
+    def known_mtime(self, key: str, dest: DestFile) -> int | None:
+        """``mtime_ns`` if it is known without a request (the listing, the cache), else None."""
+
     def mtime_ns(self, key: str, dest: DestFile) -> int | None:
         """The source modification time the destination recorded for ``key`` (None: unknown)."""
 
