@@ -100,3 +100,20 @@ def test_limit_upload_paces_every_byte(tmp_path: Path, monkeypatch: pytest.Monke
     expected = (8 * 512 * 1024 - 1024 * 1024) / (1024 * 1024)  # 3 s at 1 MiB/s after a 1 MiB burst
     assert expected * 0.9 <= max(waits) <= expected * 1.01
     assert source_listing(tmp_path / "paced") == source_listing(src)
+
+
+def test_one_missing_source_of_two_keeps_its_part_and_syncs_the_other(tmp_path: Path) -> None:
+    a, b, dst = tmp_path / "a", tmp_path / "b", tmp_path / "dst"
+    make_tree(a)
+    (b / "x").mkdir(parents=True)
+    (b / "x" / "y.txt").write_text("y")
+    opts = SyncOptions((str(a), str(b)), LocalTarget(str(dst)), max_delete_percent=100)
+    sync(opts)
+    b.rename(tmp_path / "b-unmounted")
+    (a / "new.txt").write_text("new")
+    events: list[Event] = []
+    result = sync(opts, events)
+    assert result.errors == [f"{b}: source folder does not exist"] and result.files_deleted == 0
+    assert [e.code.value for e in events if e.code.value.startswith("SYNC_SOURCE")] == ["SYNC_SOURCE_MISSING"]
+    assert (dst / "b" / "x" / "y.txt").read_text() == "y"  # its part is protected
+    assert (dst / "a" / "new.txt").read_text() == "new"
