@@ -214,3 +214,26 @@ def test_one_gib_file(s3_server: SeaweedServer, tmp_path: Path) -> None:
     assert sync(opts).bytes_transferred == sum(v[0] for v in source_listing(src).values())
     assert_mirror(s3_server, bucket, src)
     assert sync(opts).bytes_transferred == 0
+
+
+def test_rclone_reads_the_modification_times_we_write(s3_server: SeaweedServer, tmp_path: Path, rclone: None) -> None:
+    """The ``mtime`` metadata is rclone's: ``rclone lsjson`` shows each source file's time."""
+    import json
+    from datetime import datetime
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, ns in enumerate((1_600_000_000_123_456_789, 1_700_000_000_000_000_000, 946_684_800_999_999_999)):
+        (src / f"f{i}").write_text(str(i))
+        os.utime(src / f"f{i}", ns=(ns, ns))
+    bucket = s3_server.make_bucket()
+    sync(SyncOptions((str(src),), target(s3_server, bucket)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
+    env.update(RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_E3_TYPE="s3", RCLONE_CONFIG_E3_PROVIDER="Other",
+               RCLONE_CONFIG_E3_ENDPOINT=s3_server.endpoint, RCLONE_CONFIG_E3_ACCESS_KEY_ID=s3_server.access_key,
+               RCLONE_CONFIG_E3_SECRET_ACCESS_KEY=s3_server.secret_key)
+    out = subprocess.run(["rclone", "lsjson", f"e3:{bucket}"], env=env, capture_output=True, text=True, check=True)
+    for entry in json.loads(out.stdout):
+        want = (src / entry["Path"]).stat().st_mtime_ns
+        got = datetime.fromisoformat(entry["ModTime"].replace("Z", "+00:00")).timestamp()
+        assert abs(got * 1e9 - want) < 1e3, entry  # within a microsecond (rclone parses a float)
