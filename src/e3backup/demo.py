@@ -149,6 +149,7 @@ def main() -> int:
         print(f"$ e3backup agent enroll --server {url} --token e3e_... --config {config}", flush=True)
         print(_e3("agent", "enroll", "--server", url, "--token", token.strip(), "--config", str(config),
                   "--state-dir", str(base / "agent" / "state"), "--restore-root", str(restores),
+                  "--destination-root", str(base),
                   "--poll-interval", "0.5", "--command-interval", "0.5").strip())
         print(f"$ e3backup agent run --config {config}   (logs: {base / 'agent.log'})", flush=True)
         with open(base / "agent.log", "wb") as log:

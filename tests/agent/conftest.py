@@ -80,6 +80,7 @@ class Harness:
             "disk_report_interval_seconds": 3600,
             "progress_interval_seconds": 0.2,
             "restore_roots": [str(self.tmp / "restores")],
+            "local_destination_roots": [str(self.tmp)],
         }
         values.update(config)
         lsblk = (RECORDINGS / "lsblk.json").read_text()

@@ -102,6 +102,7 @@ def world(tmp_path: Path, s3_server: SeaweedServer) -> Iterator[dict[str, Any]]:
     (tmp_path / "restores").mkdir()
     e3("agent", "enroll", "--server", server.url, "--token", token, "--config", str(config),
        "--state-dir", str(tmp_path / "agent" / "state"), "--restore-root", str(tmp_path / "restores"),
+       "--destination-root", str(tmp_path),
        "--poll-interval", "0.3", "--command-interval", "0.3")
     assert config.stat().st_mode & 0o777 == 0o600
     agent_log = open(tmp_path / "agent.log", "ab")  # noqa: SIM115

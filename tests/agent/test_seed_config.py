@@ -95,7 +95,8 @@ def test_an_agent_configured_with_the_seeds_keys_backs_up(server: tuple[ServerPr
     run_dir = tmp_path / "runs"
     config = _write(tmp_path / "agent.conf", (
         f'api_base_url: "{srv.url}"\nagent_token: "{answer["agent_token"]}"\npoll_interval_secs: 1\n'
-        f'run_dir: "{run_dir}"\nlog_level: debug\n'))
+        f'run_dir: "{run_dir}"\nlog_level: debug\n'
+        f'local_destination_roots: ["{tmp_path}"]\n'))  # ours: local repositories only below these
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("seeds\n" * 1000)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from e3backup.agent.config import load_config
 from e3backup.cli.agent_cmds import agent
 from e3backup.server import create_app
 from e3backup.server.db.models import Agent, Tenant
@@ -106,8 +107,15 @@ def test_enroll_command_asks_for_the_token_or_reads_the_environment(tmp_path: Pa
         assert r.exit_code == 0, r.output
         assert "Enrollment token" not in r.output
         flag = tmp_path / "flag.yaml"  # still works, documented as less safe
-        r = CliRunner().invoke(agent, ["enroll", "--server", url, "--config", str(flag), "--token", _token(app)])
+        r = CliRunner().invoke(agent, [
+            "enroll", "--server", url, "--config", str(flag), "--token", _token(app),
+            "--allow-source", "/srv/data", "--allow-source", "C:\\Users", "--destination-root", "/srv/repos",
+        ])
         assert r.exit_code == 0, r.output
+        written = load_config(flag)
+        assert written.allowed_sources == ["/srv/data", "C:\\Users"]
+        assert written.local_destination_roots == ["/srv/repos"]
+        assert load_config(asked).allowed_sources is None  # default: any source
         r = CliRunner().invoke(
             agent, ["enroll", "--server", url, "--config", str(tmp_path / "no.yaml")], input="e3e_wrong\n"
         )

@@ -17,6 +17,12 @@ YAML, written by ``e3backup agent enroll`` with mode 0600 (it holds the agent to
     max_concurrent_runs: 1
     restore_roots: [/var/lib/e3backup/restores]   # file restores only below these
     allowed_devices: []                     # image restores only onto these devices
+    allowed_sources: null                   # null: back up anything; a list: only these paths
+                                            #   (and below), volumes and devices
+    local_destination_roots: [/var/lib/e3backup/repositories]   # local repositories only below these
+
+The allow-lists are the agent's own: it runs as root and does not trust the server (or whoever
+can edit a job) to point it at ``/etc/shadow`` or to write a repository over ``/boot``.
 """
 
 from __future__ import annotations
@@ -60,6 +66,12 @@ def default_restore_roots() -> list[str]:
     return [str(Path.home() / "e3backup-restores")]
 
 
+def default_destination_roots() -> list[str]:
+    if _is_root():
+        return ["/var/lib/e3backup/repositories"]
+    return [str(Path.home() / "e3backup-repositories")]
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -77,6 +89,8 @@ class AgentConfig:
     max_concurrent_runs: int = 1
     restore_roots: list[str] = field(default_factory=default_restore_roots)
     allowed_devices: list[str] = field(default_factory=list)
+    allowed_sources: list[str] | None = None
+    local_destination_roots: list[str] = field(default_factory=default_destination_roots)
     tenant_id: int | None = None
     log_level: str = "info"
 
@@ -92,6 +106,9 @@ class AgentConfig:
         if self.max_concurrent_runs < 1:
             raise UsageError("max_concurrent_runs must be at least 1")
         self.restore_roots = [os.path.abspath(r) for r in self.restore_roots]
+        self.local_destination_roots = [os.path.abspath(r) for r in self.local_destination_roots]
+        if self.allowed_sources is not None and not all(isinstance(s, str) and s for s in self.allowed_sources):
+            raise UsageError("allowed_sources must be a list of paths, volumes or devices (or null: anything)")
         self.log_level = str(self.log_level).lower()
         if self.log_level not in LOG_LEVELS:
             raise UsageError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
@@ -177,6 +194,7 @@ __all__ = [
     "AgentConfig",
     "config_values",
     "default_config_path",
+    "default_destination_roots",
     "default_restore_roots",
     "default_state_dir",
     "load_config",

@@ -30,7 +30,7 @@ from .engines import EngineEntry, EngineUnavailable, JobContext, Outcome, pick
 from .outbox import Outbox
 from .reporter import RunReporter
 from .state import RunMarker, StateDir
-from .validate import RunRefused, validate_backup, validate_maintenance, validate_restore
+from .validate import RunRefused, validate_backup, validate_destination, validate_maintenance, validate_restore
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,9 @@ class RunExecutor:
     def _entry(self, run: RunAssignment) -> tuple[EngineEntry[object, object], JobContext]:
         """Check the run, pick its engine and read its typed request."""
         request: RestoreRequest | MaintenanceRequest | None = None
+        validate_destination(run, self.config)
         if run.kind is RunKind.BACKUP:
-            validate_backup(run)
+            validate_backup(run, self.config)
         elif run.kind is RunKind.RESTORE:
             request = validate_restore(run, self.config)
         else:

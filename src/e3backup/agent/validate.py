@@ -2,7 +2,10 @@
 
 The server is trusted to schedule, not to point the agent anywhere: a restore target must lie
 under one of the configured ``restore_roots`` (no ``..``), an image restore device must be
-listed in ``allowed_devices``, and sizes and counts must be sane. A refusal is a
+listed in ``allowed_devices``, a backup source must be one of ``allowed_sources`` (or below one;
+unset: anything), a local repository must lie under ``local_destination_roots``, and sizes and
+counts must be sane. Paths are compared after resolving symbolic links, so a link inside an
+allowed directory does not lead out of it. A refusal is a
 ``RUN_REFUSED`` event naming the field and the reason, and a failed run. Restore and
 maintenance requests are read into their ``api.requests`` models here: the engines get typed
 values, never the payload dict.
@@ -65,7 +68,35 @@ def _under(path: str, roots: list[str]) -> bool:
     return False
 
 
-def validate_backup(run: RunAssignment) -> None:
+def _windows(path: str) -> bool:
+    return bool(re.match(r"^[A-Za-z]:", path)) or path.startswith("\\\\")
+
+
+def _allowed(value: str, entries: list[str]) -> bool:
+    """``value`` is one of ``entries`` or below one (Windows forms compared without case)."""
+    if _windows(value):
+        v = value.replace("/", "\\").rstrip("\\").lower()
+        wins = [e.replace("/", "\\").rstrip("\\").lower() for e in entries if _windows(e)]
+        return any(v == e or v.startswith(e + "\\") for e in wins)
+    return _under(value, [e for e in entries if not _windows(e)])
+
+
+def validate_destination(run: RunAssignment, config: AgentConfig) -> None:
+    """A local repository only under ``local_destination_roots`` (any kind of run: backups and
+    prunes write there, restores read)."""
+    dest = run.destination
+    if getattr(dest, "type", "") != "local":
+        return
+    path = _path("destination.path", getattr(dest, "path", ""))
+    if not _allowed(path, config.local_destination_roots):
+        raise RunRefused(
+            "destination.path",
+            f"{path} is outside this agent's local_destination_roots ({', '.join(config.local_destination_roots)})",
+        )
+
+
+def validate_backup(run: RunAssignment, config: AgentConfig | None = None) -> None:
+    """Sizes and forms; with ``config``, its ``allowed_sources`` too."""
     paths = run.source_paths or ([run.source_path] if run.source_path else [])
     if run.engine in (Engine.FILES, Engine.SYNC):
         if not paths:
@@ -84,6 +115,13 @@ def validate_backup(run: RunAssignment) -> None:
             parse_volume(run.disk_source_volume or "")  # with ENGINE_UNAVAILABLE naming the platform
         except ValueError as e:
             raise RunRefused("disk_source_volume", str(e)) from None
+    if config is not None and config.allowed_sources is not None:
+        sources = [("disk_source_volume", run.disk_source_volume or "")] if run.engine is Engine.DISK_IMAGE else []
+        if run.engine in (Engine.FILES, Engine.SYNC):
+            sources = [(f"source_paths.{i}", p) for i, p in enumerate(paths)]
+        for field_name, source in sources:
+            if not _allowed(source, config.allowed_sources):
+                raise RunRefused(field_name, f"{source} is not in this agent's allowed_sources")
 
 
 def _request(model: type[R], run: RunAssignment) -> R:
@@ -131,12 +169,20 @@ def validate_maintenance(run: RunAssignment) -> MaintenanceRequest:
 
 
 def validate_run(run: RunAssignment, config: AgentConfig) -> None:
+    validate_destination(run, config)
     if run.kind is RunKind.BACKUP:
-        validate_backup(run)
+        validate_backup(run, config)
     elif run.kind is RunKind.RESTORE:
         validate_restore(run, config)
     else:
         validate_maintenance(run)
 
 
-__all__ = ["RunRefused", "validate_backup", "validate_maintenance", "validate_restore", "validate_run"]
+__all__ = [
+    "RunRefused",
+    "validate_backup",
+    "validate_destination",
+    "validate_maintenance",
+    "validate_restore",
+    "validate_run",
+]

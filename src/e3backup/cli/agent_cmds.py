@@ -47,12 +47,17 @@ def agent() -> None:
               "(repeatable).")
 @click.option("--allow-device", "allowed_devices", multiple=True, help="Allow image restores onto this device "
               "(repeatable).")
+@click.option("--allow-source", "allowed_sources", multiple=True, help="Back up only this path, volume or device "
+              "and what lies below it (repeatable; default: anything).")
+@click.option("--destination-root", "destination_roots", multiple=True, help="Allow local repositories below this "
+              "directory (repeatable; default /var/lib/e3backup/repositories for root).")
 @click.option("--poll-interval", type=click.FloatRange(min=0.1), default=None, help="Seconds between next_run polls.")
 @click.option("--command-interval", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between command polls.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file.")
 def enroll(server_url: str, token: str | None, name: str | None, config: str | None, state_dir: str | None,
-           restore_roots: tuple[str, ...], allowed_devices: tuple[str, ...], poll_interval: float | None,
+           restore_roots: tuple[str, ...], allowed_devices: tuple[str, ...], allowed_sources: tuple[str, ...],
+           destination_roots: tuple[str, ...], poll_interval: float | None,
            command_interval: float | None, force: bool) -> None:
     """Register this machine with the server and write the agent config (mode 0600)."""
     from ..agent.client import ServerClient
@@ -78,6 +83,7 @@ def enroll(server_url: str, token: str | None, name: str | None, config: str | N
         "server_url": probe_cfg.server_url, "agent_id": answer.agent_id, "agent_token": answer.agent_token,
         "tenant_id": answer.tenant_id, "state_dir": state_dir,
         "restore_roots": list(restore_roots) or None, "allowed_devices": list(allowed_devices) or None,
+        "allowed_sources": list(allowed_sources) or None, "local_destination_roots": list(destination_roots) or None,
         "poll_interval_seconds": poll_interval, "command_interval_seconds": command_interval,
     })
     written = save_config(AgentConfig(**values), path)
