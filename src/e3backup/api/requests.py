@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from e3backup.api.common import DiskImageFormat
+from e3backup.api.common import DiskImageFormat, Id
 
 MAX_PATHS = 1000
 MAX_PATH_LEN = 4096
@@ -40,7 +40,7 @@ class RestoreRequest(_Request):
     format: DiskImageFormat | None = Field(None, description="Image restore to a file: raw or vhdx.")
     discard: StrictBool = Field(False, description="Image restore to a device: discard unused blocks.")
     force: StrictBool = Field(False, description="Image restore: overwrite an existing target.")
-    source_run_id: int | None = Field(None, description="The backup run the dashboard restores from.")
+    source_run_id: Id | None = Field(None, description="The backup run the dashboard restores from.")
 
 
 class MaintenanceRequest(_Request):
