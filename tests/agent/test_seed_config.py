@@ -29,7 +29,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_a_seeds_config_file_loads_and_is_checked(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path / "agent.conf", (
+    conf = tmp_path / "agent.conf"
+    cfg = load_config(_write(conf, (
         'api_base_url: "https://your-whmcs-server/modules/addons/cloudstorage"\n'
         'agent_token: "your-test-token"\npoll_interval_secs: 10\n'
         f'run_dir: "{tmp_path / "runs"}"\nlog_level: debug\n')))
@@ -37,6 +38,9 @@ def test_a_seeds_config_file_loads_and_is_checked(tmp_path: Path) -> None:
     assert (cfg.agent_token, cfg.poll_interval_seconds) == ("your-test-token", 10)
     assert cfg.state_dir == str(tmp_path / "runs")
     assert cfg.log_level == "debug" and cfg.agent_id is None
+    status = e3("agent", "status", "--config", str(conf))
+    assert "agent id:      not in the config (the token identifies it)" in status
+    assert f"state dir:     {tmp_path / 'runs'}" in status
     with pytest.raises(UsageError, match="run_dir and state_dir are the same setting"):
         load_config(_write(tmp_path / "both.conf",
                            "api_base_url: https://x\nagent_token: t\nrun_dir: /a\nstate_dir: /b\n"))

@@ -132,7 +132,8 @@ def status(config: str | None, as_json: bool) -> None:
         return
     click.echo(f"config:        {doc['config']}")
     click.echo(f"server:        {doc['server_url']}")
-    click.echo(f"agent id:      {doc['agent_id']}")
+    agent_id = doc["agent_id"] if doc["agent_id"] is not None else "not in the config (the token identifies it)"
+    click.echo(f"agent id:      {agent_id}")
     click.echo(f"state dir:     {doc['state_dir']}")
     click.echo(f"last contact:  {doc['last_contact'] or 'never'}")
     runs = doc["current_runs"]
