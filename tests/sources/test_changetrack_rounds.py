@@ -16,6 +16,7 @@ systems); ``E3_CHANGETRACK_SEED`` the seed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -74,9 +75,16 @@ class Mutator:
         return self.pick_dir() / f"f{self.rng.getrandbits(40):x}"
 
     def run(self, count: int) -> list[str]:
-        ops = [self.rng.choice(OPS) for _ in range(count)]
+        """``count`` random operations; a file system two thirds full or more mostly shrinks (a long
+        soak would fill it), and a write that meets a full file system stays as written."""
+        st = os.statvfs(self.root)
+        ops = [self.rng.choice(SHRINK if st.f_bavail < st.f_blocks / 3 else OPS) for _ in range(count)]
         for op in ops:
-            getattr(self, op)()
+            try:
+                getattr(self, op)()
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
         return ops
 
     def create(self) -> None:
@@ -157,6 +165,7 @@ class Mutator:
         self.dirs.append(d)
 
 
+SHRINK = ["delete", "delete", "delete", "truncate", "overwrite", "rename"]
 OPS = [
     "create", "append", "overwrite", "overwrite", "truncate", "delete", "rename", "hardlink",
     "sparse", "burst", "fragmented", "fragmented", "dirmove", "mkdir",
