@@ -65,7 +65,7 @@ def test_list_and_dict_fields_are_bounded(world: World) -> None:
     job = world.job()
     run = world.user_a.post(f"/api/jobs/{job['id']}/run").json()
     world.agent_a.post("/api/agent/next_run")
-    big_details = {"events": [{"seq": 1, "code": "X", "details": {"blob": "y" * 20_000}}], "run_id": run["id"]}
+    big_details = {"events": [{"seq": 1, "code": "X", "details": {"blob": "y" * 40_000}}], "run_id": run["id"]}
     r = world.agent_a.post("/api/agent/push_events", json=big_details)
     assert r.status_code == 422 and _fields(r) == ["events.0.details"], r.text
     many_keys = {"events": [{"seq": 1, "code": "X", "details": {f"k{i}": i for i in range(65)}}], "run_id": run["id"]}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.agent import AgentEvent, CommandAck, PushEventsRequest, UpdateRunRequest
+from ..api.common import fit_event_details
 from .client import ServerClient, ServerRefused
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Outbox:
                   details: dict[str, Any] | None = None, ts: datetime | None = None) -> int:
         seq = self.next_seq(run_id)
         event = AgentEvent(seq=seq, ts=ts or datetime.now(UTC), code=code, level=level,  # type: ignore[arg-type]
-                           message=message[:8000], details=details or {})
+                           message=message[:8000], details=fit_event_details(details or {}))
         self._add({"kind": "event", "run_id": run_id, "event": event.model_dump(mode="json")})
         return seq
 

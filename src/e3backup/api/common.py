@@ -36,7 +36,20 @@ def max_encoded(max_bytes: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-EventDetails = Annotated[dict[str, Any], Field(max_length=64), max_encoded(16 * 1024)]
+EVENT_DETAILS_KEYS = 64
+EVENT_DETAILS_BYTES = 32 * 1024
+EventDetails = Annotated[dict[str, Any], Field(max_length=EVENT_DETAILS_KEYS), max_encoded(EVENT_DETAILS_BYTES)]
+
+
+def fit_event_details(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` if within the bounds of :data:`EventDetails`, else a small stand-in saying what
+    was cut (the agent sends events it did not write itself: an engine's long list of files must
+    not get its whole batch refused)."""
+    size = len(json.dumps(details, separators=(",", ":"), default=str))
+    if len(details) <= EVENT_DETAILS_KEYS and size <= EVENT_DETAILS_BYTES:
+        return details
+    keys = [str(k)[:64] for k in list(details)[:32]]
+    return {"truncated": True, "encoded_bytes": size, "keys": keys}
 CommandPayload = Annotated[dict[str, Any], Field(max_length=32), max_encoded(256 * 1024)]
 CommandResult = Annotated[dict[str, Any], Field(max_length=64), max_encoded(4 * 1024 * 1024)]
 
@@ -134,6 +147,8 @@ class EventLevel(StrEnum):
 
 __all__ = [
     "ENGINE_ALIASES",
+    "EVENT_DETAILS_BYTES",
+    "EVENT_DETAILS_KEYS",
     "FINAL_RUN_STATUSES",
     "INT32_MAX",
     "INT64_MAX",
@@ -154,5 +169,6 @@ __all__ = [
     "RunKind",
     "RunStatus",
     "ShortText",
+    "fit_event_details",
     "max_encoded",
 ]
