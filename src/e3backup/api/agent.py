@@ -164,9 +164,14 @@ class UpdateRunRequest(_Request):
 
 
 class RunStatusView(BaseModel):
-    """A run's state as the server holds it (also ``get_run_status`` of recovery sessions)."""
+    """A run's state as the server holds it (also ``get_run_status`` of recovery sessions).
 
-    run_id: int
+    The server reads it from its run row (``from_attributes``: ``run_id`` is the row's ``id``).
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    run_id: int = Field(validation_alias=AliasChoices("run_id", "id"))
     job_id: int | None
     kind: RunKind
     status: RunStatus
@@ -220,7 +225,11 @@ class PushEventsResponse(BaseModel):
 
 
 class CommandView(BaseModel):
-    command_id: int
+    """A command as the agent sees it; the server reads it from its row (``command_id`` is ``id``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    command_id: int = Field(validation_alias=AliasChoices("command_id", "id"))
     type: CommandType
     status: CommandStatus
     run_id: int | None = None

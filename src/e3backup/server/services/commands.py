@@ -91,19 +91,7 @@ def acknowledge(session: Session, agent: Agent, ack: CommandAck, now: datetime) 
 
 
 def command_view(cmd: Command) -> CommandView:
-    return CommandView(
-        command_id=cmd.id,
-        type=CommandType(cmd.type),
-        status=CommandStatus(cmd.status),
-        run_id=cmd.run_id,
-        job_id=cmd.job_id,
-        payload=cmd.payload,
-        result=cmd.result,
-        error=cmd.error,
-        created_at=cmd.created_at,
-        acknowledged_at=cmd.acknowledged_at,
-        completed_at=cmd.completed_at,
-    )
+    return CommandView.model_validate(cmd)
 
 
 def command_public(cmd: Command) -> CommandPublic:

@@ -203,24 +203,7 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
 
 
 def status_view(run: Run) -> RunStatusView:
-    return RunStatusView(
-        run_id=run.id,
-        job_id=run.job_id,
-        kind=RunKind(run.kind),
-        status=RunStatus(run.status),
-        progress_pct=run.progress_pct,
-        bytes_total=run.bytes_total,
-        bytes_processed=run.bytes_processed,
-        bytes_uploaded=run.bytes_uploaded,
-        speed_bytes_per_sec=run.speed_bytes_per_sec,
-        eta_seconds=run.eta_seconds,
-        snapshot_id=run.snapshot_id,
-        backup_type=BackupType(run.backup_type) if run.backup_type else None,
-        error_summary=run.error_summary,
-        cancel_requested=run.cancel_requested,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
+    return RunStatusView.model_validate(run)
 
 
 def run_public(run: Run) -> RunPublic:
