@@ -5,7 +5,7 @@ chunker.py   the fixed grid, planned pieces per chunk, the all-zero blobs
 reader.py    pooled buffers; one chunk read (planned bytes) under the read-error policy
 saver.py     zero check, SHA-256, dedup lookup, blob writer
 pipeline.py  dispatcher -> readers -> savers over bounded queues; one stop event
-progress.py  event sink and the tail stall detector (FINALIZING_SLOW / _STALLED)
+progress.py  event sink and stall detection (STALLED before the tail, FINALIZING_* in it)
 backup.py    run_image_backup: lock, snapshot provider, plan, decisions, pipeline, snapshot
 result.py    ImageBackupResult and its summary JSON
 
