@@ -27,6 +27,7 @@ from .errors import Cancelled
 from .events import Event, EventCode, Level
 from .progress import Progress
 from .repo.repository import Repository
+from .repo.writer import WriterStats
 
 OnEvent = Callable[[Event], None]
 """The events sink of a run."""
@@ -63,10 +64,18 @@ def emit(on_event: OnEvent | None, code: EventCode, message: str, level: Level |
         on_event(Event(code, message, level, details))
 
 
+def index_written(on_event: OnEvent | None, stats: WriterStats) -> None:
+    """``REPOSITORY_INDEX_WRITTEN`` once a backup's packs and index are flushed: one wording and
+    one set of details for every engine that writes through a ``BlobWriter``."""
+    emit(on_event, EventCode.REPOSITORY_INDEX_WRITTEN,
+         f"index written: {stats.packs} new pack(s) in {stats.index_files} index file(s)",
+         packs=stats.packs, index_files=stats.index_files)
+
+
 def check_cancel(cancel: Cancel | None, message: str) -> None:
     """Raise ``Cancelled(message)`` if the run was asked to stop."""
     if cancel is not None and cancel.is_set():
         raise Cancelled(message)
 
 
-__all__ = ["Cancel", "OnEvent", "RunFn", "check_cancel", "emit", "no_events"]
+__all__ = ["Cancel", "OnEvent", "RunFn", "check_cancel", "emit", "index_written", "no_events"]

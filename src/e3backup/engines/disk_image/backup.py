@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from ... import __version__
+from ...contract import index_written
 from ...errors import Cancelled, E3Error
 from ...events import Event, EventCode
 from ...progress import Progress
@@ -310,12 +311,7 @@ class _ImageBackup:
                 monitor.join()
         ws = writer.stats
         r.bytes_added, r.bytes_stored = ws.bytes_added, ws.bytes_stored
-        self.sink.emit(
-            EventCode.REPOSITORY_INDEX_WRITTEN,
-            f"index written: {ws.packs} new pack(s) in {ws.index_files} index file(s)",
-            packs=ws.packs,
-            index_files=ws.index_files,
-        )
+        index_written(self.sink, ws)
         return Snapshot(
             time=snap_time,
             tree=tree_id,

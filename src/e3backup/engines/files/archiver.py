@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ... import __version__
-from ...contract import Cancel, OnEvent, emit
+from ...contract import Cancel, OnEvent, emit, index_written
 from ...errors import E3Error
 from ...events import EventCode
 from ...progress import Progress
@@ -114,9 +114,7 @@ class Archiver:
         result.tree_blobs = st.blobs_added - state.data_blobs
         result.bytes_added = st.bytes_added
         result.bytes_stored = st.bytes_stored
-        emit(self.on_event, EventCode.REPOSITORY_INDEX_WRITTEN,
-             f"index written: {st.packs} new pack(s) in {st.index_files} index file(s)",
-             packs=st.packs, index_files=st.index_files)
+        index_written(self.on_event, st)
         snap = Snapshot(
             time=snap_time,
             tree=top.tree_id,
