@@ -198,3 +198,26 @@ def test_settings_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Monk
     settings = app.state.e3.settings
     assert settings.proxy_headers and settings.forwarded_allow_ips == "127.0.0.1"
     assert not settings.cookie_secure and not settings.tls
+
+
+def test_body_limits_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e3backup.server.services import users
+
+    app = _launch(tmp_path, monkeypatch, "--max-body-bytes", "4096", "--max-agent-body-bytes", "65536")["app"]
+    state = app.state.e3
+    with state.sessions() as s:
+        token = users.rotate_enrollment_token(users.create_tenant(s, "Acme", state.clock.now()), state.clock.now())
+        s.commit()
+    json_headers = {"Content-Type": "application/json"}
+    with TestClient(app) as c:
+        assert c.post("/api/auth/login", content=b" " * 5000, headers=json_headers).status_code == 413
+        assert c.post("/api/auth/login", content=b" " * 3000, headers=json_headers).status_code == 422
+        enrolled = c.post("/api/agent/enroll", json={"enrollment_token": token, "hostname": "h", "os": "linux"})
+        agent = {**json_headers, "Authorization": f"Bearer {enrolled.json()['agent_token']}"}
+        body = b'{"run_id": 1, "events": []' + b" " * 20_000 + b"}"
+        assert c.post("/api/agent/push_events", content=body, headers=json_headers).status_code == 413
+        assert c.post("/api/agent/push_events", content=body, headers=agent).status_code == 404  # size ok
+        big = b'{"run_id": 1, "events": []' + b" " * 70_000 + b"}"
+        assert c.post("/api/agent/push_events", content=big, headers=agent).status_code == 413
+    r = CliRunner().invoke(server, ["--data-dir", str(tmp_path / "d"), "--max-body-bytes", "10"])
+    assert r.exit_code == 2 and "--max-body-bytes" in r.output

@@ -3,6 +3,7 @@
     e3backup server [--data-dir DIR] [--listen HOST:PORT] [--database-url URL]
                     [--tls-cert PEM --tls-key PEM] [--cookie-secure]
                     [--proxy-headers [--forwarded-allow-ips IPS]]
+                    [--max-body-bytes N] [--max-agent-body-bytes N]
     e3backup server [...] create-admin --email EMAIL [--password-stdin]
     e3backup server [...] create-tenant --name NAME
 
@@ -97,6 +98,20 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     envvar="E3BACKUP_FORWARDED_ALLOW_IPS",
     help="Proxies trusted for --proxy-headers: comma-separated IPs or networks, or * (default 127.0.0.1).",
 )
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=None,
+    envvar="E3BACKUP_MAX_BODY_BYTES",
+    help="Largest request body from users and anonymous callers (default 1 MiB); larger: 413 before parsing.",
+)
+@click.option(
+    "--max-agent-body-bytes",
+    type=click.IntRange(min=1024),
+    default=None,
+    envvar="E3BACKUP_MAX_AGENT_BODY_BYTES",
+    help="Largest request body from a known agent or recovery console (default 8 MiB).",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -108,6 +123,8 @@ def server(
     cookie_secure: bool | None,
     proxy_headers: bool | None,
     forwarded_allow_ips: str | None,
+    max_body_bytes: int | None,
+    max_agent_body_bytes: int | None,
 ) -> None:
     """Run the control-plane server (FastAPI on uvicorn)."""
     if forwarded_allow_ips is not None and not proxy_headers:
@@ -121,6 +138,8 @@ def server(
         "cookie_secure": cookie_secure,
         "proxy_headers": proxy_headers,
         "forwarded_allow_ips": forwarded_allow_ips,
+        "max_body_bytes": max_body_bytes,
+        "max_agent_body_bytes": max_agent_body_bytes,
     }
     if ctx.invoked_subcommand is not None:
         return
