@@ -24,6 +24,7 @@ from .errors import NotFoundError, UsageError
 from .progress import Progress
 from .repo.check import Checker
 from .repo.forget import DEFAULT_GROUP_BY, ForgetPolicy, Group, apply_policy_by_group
+from .repo.leftovers import remove_temporaries
 from .repo.prune import Action, PrunePlan, PruneResult, crash_point, execute, plan_prune
 from .repo.repository import Repository
 from .repo.snapshot import Snapshot
@@ -53,11 +54,14 @@ def forget(
     """Apply the policy and (unless ``dry_run``) delete the snapshot files it does not keep.
 
     The caller holds an exclusive lock. Only snapshot files are removed; their data stays
-    until a prune.
+    until a prune. Temporary files of killed runs go too (as in prune: under the exclusive lock
+    they are all abandoned), so a forget that follows a killed ``forget --prune``, and finds
+    nothing left to forget, still leaves none behind.
     """
     snaps = [s for s in repo.snapshots() if select is None or select(s)]
     groups = apply_policy_by_group(snaps, policy, group_by)
     if not dry_run:
+        remove_temporaries(repo.store, exclusive=True)
         for i, s in enumerate(s for g in groups for s in g.remove):
             try:
                 repo.store.remove(Handle(FileType.SNAPSHOT, s.id))

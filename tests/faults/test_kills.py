@@ -42,3 +42,11 @@ def test_kills_leave_nothing_behind(kind: str, template: World, tmp_path: Path) 
             raise AssertionError(f"{kind} killed at {point} (E3BACKUP_KILL_SEED={SEED}): {e}") from e
         killed += outcome.killed
     assert killed >= 1, f"no kill happened among the drawn points (E3BACKUP_KILL_SEED={SEED})"
+
+
+def test_prune_killed_with_an_index_half_written(template: World, tmp_path: Path) -> None:
+    """Found by the soak: forget had removed the snapshots, so the next ``forget --prune`` has
+    nothing to forget and does not prune (restic's rule); it must still remove the temporary."""
+    world = template.copy(tmp_path / "world", seed=SEED)
+    out = kill_and_verify(world, "prune", "E3BACKUP_CRASH_AT", "save-index-tmp#1", tmp_path / "work")
+    assert out.killed
