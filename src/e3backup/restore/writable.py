@@ -3,14 +3,15 @@
 A target on a file system mounted read-only, a read-only block device, a file of a kernel file
 system (``/proc``, ``/sys``) or one this user may not write would otherwise fail deep inside the
 restore with a raw ``OSError`` (EINVAL, EPERM from BLKZEROOUT, EROFS) that names no target.
+The checks are Linux's (mountinfo, statvfs, BLKROGET); elsewhere only the permission check runs.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import struct
+import sys
 
 from ..errors import UsageError
 
@@ -45,29 +46,42 @@ def file_system_type(path: str) -> str:
 def read_only_reason(path: str) -> str | None:
     """Why the existing ``path`` (a file, device or directory) cannot be written, as the end of
     a sentence that names it ("... is read-only: ..."), or ``None``."""
-    fs = file_system_type(path)
-    if fs in _KERNEL_FS:
-        return f"is read-only: it is on the kernel's {fs} file system, not storage"
-    try:
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
-            return "is read-only: its file system is mounted read-only"
-        st = os.stat(path)
-    except OSError as e:
-        return f"cannot be written: {e.strerror or e}"
-    if stat.S_ISBLK(st.st_mode):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                ro = struct.unpack("i", fcntl.ioctl(fd, _BLKROGET, b"\0" * 4))[0]
-            finally:
-                os.close(fd)
-        except OSError:
-            ro = 0
-        if ro:
-            return "is read-only: the block device is set read-only"
+    if sys.platform != "win32":
+        why = _read_only_on_unix(path)
+        if why is not None:
+            return why
     if not os.access(path, os.W_OK):
         return "is not writable: permission denied"
     return None
+
+
+if sys.platform != "win32":
+
+    def _read_only_on_unix(path: str) -> str | None:
+        fs = file_system_type(path)
+        if fs in _KERNEL_FS:
+            return f"is read-only: it is on the kernel's {fs} file system, not storage"
+        try:
+            if os.statvfs(path).f_flag & os.ST_RDONLY:
+                return "is read-only: its file system is mounted read-only"
+            st = os.stat(path)
+        except OSError as e:
+            return f"cannot be written: {e.strerror or e}"
+        if stat.S_ISBLK(st.st_mode) and _block_device_read_only(path):
+            return "is read-only: the block device is set read-only"
+        return None
+
+    def _block_device_read_only(path: str) -> bool:
+        import fcntl  # here: file restores also run on Windows, which has no fcntl
+
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return bool(struct.unpack("i", fcntl.ioctl(fd, _BLKROGET, b"\0" * 4))[0])
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
 
 
 def refuse_read_only(path: str, what: str = "restore target") -> None:
