@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -37,7 +38,12 @@ def temporary_name(final: str) -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """True if a process with this PID exists on this host (or may: not ours to signal)."""
+    """True if a process with this PID exists on this host (or may: not ours to signal).
+
+    On Windows ``os.kill(pid, 0)`` would terminate the process (TerminateProcess with exit code
+    0), so there every PID counts as alive: a lock or temporary is then left to age or to prune."""
+    if sys.platform == "win32":
+        return True
     if pid <= 0:
         return False
     try:
