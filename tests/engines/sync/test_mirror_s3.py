@@ -204,7 +204,7 @@ def test_dry_run_changes_nothing(s3_server: SeaweedServer, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("E3BACKUP_TEST_SYNC_GIB"), reason="set E3BACKUP_TEST_SYNC_GIB=1 (70 s)")
+@pytest.mark.skipif(not os.environ.get("E3BACKUP_TEST_SYNC_GIB"), reason="set E3BACKUP_TEST_SYNC_GIB=1 (20-70 s)")
 def test_one_gib_file(s3_server: SeaweedServer, tmp_path: Path) -> None:
     """The 1 GiB file of the issue; the default suite sends 32 MiB in three parts above."""
     src = tmp_path / "src"
