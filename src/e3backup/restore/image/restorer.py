@@ -63,17 +63,6 @@ def _check_decoded(batch: list[Decoded]) -> None:
     check_blob_ids([(d.pack_id, d.blob, d.plain) for d in batch])
 
 
-@dataclass(frozen=True)
-class ReadBack:
-    """A data chunk read back from the target for ``verify``, at the start of its pool ``buffer``."""
-
-    index: int
-    offset: int
-    want: bytes
-    data: memoryview
-    buffer: memoryview
-
-
 class _Worker:
     """One worker's handle on the target."""
 
