@@ -324,9 +324,33 @@ class RecoveryRevoked(BaseModel):
     run_status: RunStatus
 
 
+# --- audit log ---------------------------------------------------------------------------------
+
+
+class AuditEventPublic(_Out):
+    id: int
+    ts: datetime
+    tenant_id: int | None
+    user_id: int | None
+    actor: str
+    action: str
+    target_type: str | None
+    target_id: int | None
+    ip: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    total: int
+    offset: int
+    items: list[AuditEventPublic]
+
+
 __all__ = [
     "AgentDisks",
     "AgentPublic",
+    "AuditEventPublic",
+    "AuditPage",
     "CommandCreate",
     "CommandPublic",
     "DestinationIn",

@@ -209,8 +209,27 @@ class RecoverySession(Base):
     expires_at: Mapped[datetime]
 
 
+class AuditEvent(Base):
+    """Who did what, when (sign-ins, job changes, restores, recoveries). Rows are only added;
+    ``actor`` keeps the email so the trail survives the user's deletion."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_ts", "tenant_id", "ts"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[int | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 __all__ = [
     "Agent",
+    "AuditEvent",
     "Base",
     "Command",
     "HyperVVM",

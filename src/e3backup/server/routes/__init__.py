@@ -3,6 +3,7 @@
 from e3backup.server.routes import (
     agent_api,
     agents,
+    audit,
     auth,
     commands,
     enroll,
@@ -19,6 +20,7 @@ ROUTERS = [
     auth.router,
     tenants.router,
     users.router,
+    audit.router,
     agents.router,
     jobs.router,
     runs.router,

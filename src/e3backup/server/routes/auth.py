@@ -23,6 +23,7 @@ from e3backup.server.deps import (
 )
 from e3backup.server.schemas import LoginRequest, LoginResponse, UserPublic
 from e3backup.server.security.ratelimit import Attempt
+from e3backup.server.services import audit
 from e3backup.server.services import users as svc
 from e3backup.server.state import ServerState
 
@@ -60,8 +61,11 @@ def sign_in(
         attempt.end(failed=user is None, forget=(pair,) if user is not None else ())
     if user is None:
         log.warning("failed sign-in for %s from %s", account, address)
+        audit.record(session, state.clock.now(), "auth.login_failed", actor=account, ip=address)
+        session.commit()
         raise HTTPException(status_code=401, detail="wrong email or password")
     row, token = svc.start_session(session, user, state.clock.now(), state.settings.session_hours)
+    audit.record(session, state.clock.now(), "auth.login", user=user, ip=address)
     session.commit()
     log.info("user %s signed in", user.id)
     return row, token
@@ -89,7 +93,10 @@ def login(
 
 
 @router.post("/logout", status_code=204)
-def logout(user_session: CurrentUserSession, session: SessionDep, response: Response) -> None:
+def logout(
+    user_session: CurrentUserSession, session: SessionDep, state: StateDep, request: Request, response: Response
+) -> None:
+    audit.record(session, state.clock.now(), "auth.logout", user=user_session.user, ip=client_ip(request))
     session.delete(user_session)
     session.commit()
     response.delete_cookie(SESSION_COOKIE, path="/")

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from e3backup.api.common import Id
-from e3backup.server.db.models import Job, Run
+from e3backup.server.db.models import Job, Run, User
 from e3backup.server.deps import CurrentUser, ManagerUser, OperatorUser, SessionDep, StateDep, VisibleJob
 from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
+from e3backup.server.services import audit
 from e3backup.server.services import jobs as svc
 from e3backup.server.services import runs as runs_svc
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+def record_job(session: Session, now: datetime, user: User, action: str, job: Job, **details: Any) -> None:
+    """The audit entry of a change to ``job`` (no destination secrets: only names and ids)."""
+    audit.record(
+        session, now, action, user=user, tenant_id=job.tenant_id, target_type="job", target_id=job.id,
+        details={"name": job.name, "engine": job.engine, **details},
+    )
 
 
 @router.get("")
@@ -36,6 +47,7 @@ def list_jobs(
 @router.post("", status_code=201)
 def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: ManagerUser) -> JobPublic:
     job = svc.save_job(session, state.box, user, body, state.clock.now())
+    record_job(session, state.clock.now(), user, "job.create", job)
     session.commit()
     log.info("job %s (%s) created by user %s", job.id, job.engine, user.id)
     return svc.job_public(job)
@@ -52,25 +64,28 @@ def update_job(
 ) -> JobPublic:
     spec = svc.merged_spec(job, body)
     svc.save_job(session, state.box, user, spec, state.clock.now(), job=job)
+    record_job(session, state.clock.now(), user, "job.update", job,
+               fields=sorted(body.model_dump(exclude_unset=True)))
     session.commit()
     log.info("job %s updated by user %s", job.id, user.id)
     return svc.job_public(job)
 
 
 @router.delete("/{job_id}", status_code=204)
-def delete_job(job: VisibleJob, session: SessionDep, state: StateDep, _user: ManagerUser) -> None:
+def delete_job(job: VisibleJob, session: SessionDep, state: StateDep, user: ManagerUser) -> None:
     """Delete the job; its queued runs are cancelled (history stays, without the job)."""
     session.execute(
         update(Run)
         .where(Run.job_id == job.id, Run.status == "queued")
         .values(status="cancelled", finished_at=state.clock.now())
     )
+    record_job(session, state.clock.now(), user, "job.delete", job)
     session.delete(job)
     session.commit()
 
 
 @router.post("/{job_id}/run", status_code=201)
-def run_now(job: VisibleJob, session: SessionDep, state: StateDep, _user: OperatorUser) -> RunPublic:
+def run_now(job: VisibleJob, session: SessionDep, state: StateDep, user: OperatorUser) -> RunPublic:
     """Queue a backup run now (the agent picks it up with its next ``next_run``)."""
     active = session.scalar(
         select(Run.id).where(
@@ -84,6 +99,7 @@ def run_now(job: VisibleJob, session: SessionDep, state: StateDep, _user: Operat
     if job.agent_id is None:
         raise HTTPException(status_code=409, detail=f"job {job.id} has no agent")
     run = runs_svc.create_run(session, job, state.clock.now(), trigger="manual")
+    record_job(session, state.clock.now(), user, "job.run", job, run_id=run.id)
     session.commit()
     return runs_svc.run_public(run)
 

@@ -15,6 +15,7 @@ from e3backup.server.deps import SessionDep, StateDep, UsersAdmin
 from e3backup.server.problems import FieldError
 from e3backup.server.schemas import UserCreate, UserPublic, UserUpdate
 from e3backup.server.security.roles import Role
+from e3backup.server.services import audit
 from e3backup.server.services import recovery as recovery_svc
 from e3backup.server.services import users as svc
 
@@ -51,6 +52,8 @@ def create_user(body: UserCreate, session: SessionDep, state: StateDep, actor: U
         tenant_id,
         role,
     )
+    audit.record(session, state.clock.now(), "user.create", user=actor, tenant_id=user.tenant_id,
+                 target_type="user", target_id=user.id, details={"email": user.email, "role": user.role})
     session.commit()
     return svc.user_public(user)
 
@@ -78,5 +81,10 @@ def update_user(
     if body.password is not None:
         user.password_hash = state.passwords.hash(body.password)
         svc.end_sessions(session, user.id)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    if "password" in changes:
+        changes["password"] = "changed"
+    audit.record(session, state.clock.now(), "user.update", user=actor, tenant_id=user.tenant_id,
+                 target_type="user", target_id=user.id, details={"email": user.email, **changes})
     session.commit()
     return svc.user_public(user)

@@ -13,9 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from e3backup.server.deps import SESSION_COOKIE, SessionDep, StateDep
+from e3backup.server.deps import SESSION_COOKIE, SessionDep, StateDep, client_ip
 from e3backup.server.routes.auth import set_session_cookie, sign_in
 from e3backup.server.security import csrf
+from e3backup.server.services import audit
 from e3backup.server.services import users as svc
 from e3backup.server.web.deps import TENANT_COOKIE
 from e3backup.server.web.templating import render
@@ -81,6 +82,7 @@ def logout_form(
     if row is not None:
         if not csrf.tokens_match(row.csrf_token, csrf_token):
             raise HTTPException(status_code=403, detail="missing or wrong CSRF token (csrf_token form field)")
+        audit.record(session, state.clock.now(), "auth.logout", user=row.user, ip=client_ip(request))
         session.delete(row)
         session.commit()
     response = RedirectResponse("/login", status_code=303)
@@ -116,7 +118,11 @@ def setup_form(
         errors["password"] = "At least 10 characters."
     if errors:
         return _form(request, "setup.html", 422, email=email, errors=errors)
-    svc.create_user(session, state.passwords, state.clock.now(), email, password, is_admin=True, tenant_id=None)
+    user = svc.create_user(
+        session, state.passwords, state.clock.now(), email, password, is_admin=True, tenant_id=None
+    )
+    audit.record(session, state.clock.now(), "user.create", user=user, target_type="user", target_id=user.id,
+                 ip=client_ip(request), details={"role": user.role, "first_admin": True})
     session.commit()
     return RedirectResponse("/login", status_code=303)
 

@@ -98,6 +98,7 @@ def create_job(
     try:
         spec = JobCreate.model_validate(spec_from_form(form))
         job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now())
+        jobs_api.record_job(session, state.clock.now(), page.user, "job.create", job)
         session.commit()
     except (ValidationError, FieldError) as e:
         session.rollback()
