@@ -77,7 +77,7 @@ def test_files_job_full_then_incremental_then_restore(harness: Harness, tmp_path
 
 
 def test_maintenance_and_list_disks_commands(harness: Harness, tmp_path: Path) -> None:
-    agent, _ = harness.make_agent()
+    agent, _ = harness.make_agent(allowed_devices=["/dev/loop9"])
     job = harness.files_job(agent, _tree(tmp_path / "src"), retention={"keep_last": 1})
     for _ in range(2):
         run = harness.run_job(job["id"])
@@ -95,6 +95,9 @@ def test_maintenance_and_list_disks_commands(harness: Harness, tmp_path: Path) -
     disks = r.json()["disks"]
     assert [d["path"] for d in disks] == ["/dev/sda"]
     assert [v["mount_point"] for v in disks[0]["volumes"]] == ["/boot/efi", "/"]
+    # where it may restore comes along, for the dashboard's restore form
+    assert r.json()["restore_roots"] == [str(harness.tmp / "restores")]
+    assert r.json()["allowed_devices"] == ["/dev/loop9"]
 
 
 def test_lsblk_recording_and_the_live_machine() -> None:

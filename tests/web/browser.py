@@ -134,6 +134,7 @@ DISKS: dict[str, Any] = {
         }
     ],
     "volumes": [],
+    "restore_roots": ["D:\\Restore"],
 }
 
 

@@ -259,14 +259,19 @@ def test_watch_runs_live_then_chart_and_restore(ctx: Any, live_server: LiveServe
     expect(page.locator("dd[data-field=backup_type]")).to_have_text("Incremental")
     shot(page, "06-run-finished")
 
-    page.get_by_label("Restore to", exact=True).fill("D:\\Restore")
+    expect(page.get_by_label("Onto a disk device of acme-pc")).to_be_disabled()  # none allowed
+    page.get_by_label("To an image file (raw or VHDX) in a restore folder").check()
+    page.get_by_label("Restore folder", exact=True).select_option("D:\\Restore")
+    page.get_by_label("Image file name", exact=True).fill("system.vhdx")
+    page.get_by_label("Image file format", exact=True).select_option("vhdx")
     page.get_by_role("button", name="Restore this snapshot").click()
     expect(page.get_by_role("status")).to_contain_text("Restore queued")
     commands = live_server.agent_call("acme-pc", "poll_commands")["commands"]
     restore = [c for c in commands if c["type"] == "restore"]
     assert len(restore) == 1
     assert restore[0]["payload"]["snapshot_id"] == SNAPSHOT_2
-    assert restore[0]["payload"]["target_path"] == "D:\\Restore"
+    assert restore[0]["payload"]["target_path"] == "D:\\Restore\\system.vhdx"
+    assert restore[0]["payload"]["format"] == "vhdx"
     expect(page.locator("#run")).to_have_attribute("data-run-id", str(restore[0]["run_id"]))
 
     page.get_by_role("link", name="System disk").first.click()

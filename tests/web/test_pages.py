@@ -177,14 +177,15 @@ def test_run_page_restore_and_chart(world: World, clock: FakeClock) -> None:
     run_html = text_of(page(world.user_a, f"/runs/{second}"))
     assert "Incremental" in run_html and "5.0 GiB" in run_html
     assert "Full" in text_of(page(world.user_a, f"/runs/{first}"))
-    r = form_post(world.user_a, f"/runs/{second}/restore", {"target_path": ""})
-    assert r.status_code == 422 and 'id="target_path-error"' in r.text
-    r = form_post(world.user_a, f"/runs/{second}/restore", {"target_path": "D:\\Restore"})
+    world.agent_a.post("/api/agent/report_disks", json={"restore_roots": ["D:\\Restore", "E:\\R"]})
+    r = form_post(world.user_a, f"/runs/{second}/restore", {"target_root": "C:\\Windows"})
+    assert r.status_code == 422 and 'id="target_root-error"' in r.text
+    r = form_post(world.user_a, f"/runs/{second}/restore", {"target_root": "D:\\Restore", "target_sub": "ticket 42"})
     assert r.status_code == 303
     commands = world.user_a.get(f"/api/agents/{world.agent_a.id}/commands").json()
     assert commands[0]["type"] == "restore"
     assert commands[0]["payload"]["snapshot_id"] == "ab" * 32
-    assert commands[0]["payload"]["target_path"] == "D:\\Restore"
+    assert commands[0]["payload"]["target_path"] == "D:\\Restore\\ticket 42"
     assert r.headers["location"] == f"/runs/{commands[0]['run_id']}?notice=restore-queued"
 
 

@@ -33,7 +33,8 @@ def test_operators_run_and_restore_but_do_not_create_jobs(app: FastAPI, world: W
     r = form_post(operator, f"/jobs/{job['id']}/run", {})
     assert r.status_code == 303 and r.headers["location"].startswith("/runs/")
     assert form_post(operator, "/jobs/new", {"name": "x"}).status_code == 403
-    # the restore form is on a finished backup's page
+    # the restore form is on a finished backup's page (offering the folders the agent reported)
+    world.agent_a.post("/api/agent/report_disks", json={"restore_roots": ["D:\\Restore"]})
     run_id = int(r.headers["location"].rsplit("/", 1)[1])
     world.agent_a.post("/api/agent/next_run")
     world.agent_a.post("/api/agent/update_run", json={"run_id": run_id, "status": "success", "snapshot_id": "ab" * 32})

@@ -96,8 +96,32 @@ class EmptyInventory:
         return DiskReport()
 
 
+class WithRestoreTargets:
+    """Adds where this agent may restore to every report, so the dashboard offers the agent's
+    own restore folders and devices instead of letting users guess them."""
+
+    def __init__(self, inner: DiskInventory, restore_roots: list[str], allowed_devices: list[str]) -> None:
+        self.inner = inner
+        self.restore_roots = restore_roots
+        self.allowed_devices = allowed_devices
+
+    def report(self) -> DiskReport:
+        r = self.inner.report()
+        # built with every field given, so the client's ``exclude_unset`` keeps them all
+        return DiskReport(disks=r.disks, volumes=r.volumes, restore_roots=list(self.restore_roots),
+                          allowed_devices=list(self.allowed_devices))
+
+
 def inventory_for(platform: str = sys.platform) -> DiskInventory:
     return LsblkInventory() if platform.startswith("linux") else EmptyInventory()
 
 
-__all__ = ["LSBLK_ARGS", "DiskInventory", "EmptyInventory", "LsblkInventory", "inventory_for", "parse_lsblk"]
+__all__ = [
+    "LSBLK_ARGS",
+    "DiskInventory",
+    "EmptyInventory",
+    "LsblkInventory",
+    "WithRestoreTargets",
+    "inventory_for",
+    "parse_lsblk",
+]

@@ -39,7 +39,7 @@ from .active import ActiveRuns
 from .client import AuthRejected, MalformedRun, ServerClient, ServerUnavailable
 from .commands import CommandLoop
 from .config import AgentConfig
-from .disks import DiskInventory, inventory_for
+from .disks import DiskInventory, WithRestoreTargets, inventory_for
 from .engines import Outcome, engines_for
 from .executor import STOPPING, RunExecutor
 from .state import StateDir
@@ -83,7 +83,8 @@ class Agent:
                                    sleep=self._stop.wait, on_contact=self.state.record_contact)
         self.clock = clock
         self.platform = platform
-        self.inventory = inventory or inventory_for(platform)
+        self.inventory = WithRestoreTargets(inventory or inventory_for(platform), config.restore_roots,
+                                            config.allowed_devices)
         self.snapshot_cleanup = snapshot_cleanup
         self.kdf = kdf
         self.prober = prober

@@ -288,6 +288,14 @@ class DiskReport(BaseModel):
     volumes: list[Volume] = Field(
         default_factory=list, max_length=1024, description="Volumes not on a listed disk too."
     )
+    restore_roots: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list, max_length=256,
+        description="Folders this agent restores into (its restore_roots): the dashboard offers these.",
+    )
+    allowed_devices: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=256,
+        description="Devices an image may be restored onto (its allowed_devices).",
+    )
 
 
 class DiskReportResponse(BaseModel):

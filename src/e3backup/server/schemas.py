@@ -134,6 +134,8 @@ class AgentDisks(BaseModel):
     reported_at: datetime | None
     disks: list[dict[str, Any]] = Field(default_factory=list)
     volumes: list[dict[str, Any]] = Field(default_factory=list)
+    restore_roots: list[str] = Field(default_factory=list, description="Folders the agent restores into.")
+    allowed_devices: list[str] = Field(default_factory=list, description="Devices an image may be restored onto.")
 
 
 class DiskRefreshPending(BaseModel):

@@ -80,6 +80,8 @@ def agent_disks(agent: Agent) -> AgentDisks:
         reported_at=agent.disks_reported_at,
         disks=disks.get("disks", []),
         volumes=disks.get("volumes", []),
+        restore_roots=disks.get("restore_roots", []),
+        allowed_devices=disks.get("allowed_devices", []),
     )
 
 

@@ -30,6 +30,7 @@ from e3backup.server.routes import recovery as recovery_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import users as users_svc
+from e3backup.server.services.restore_targets import AgentTargets, restore_target
 from e3backup.server.state import ServerState
 from e3backup.server.web.deps import (
     FormSession,
@@ -86,12 +87,13 @@ def _run_page(
     session: SessionDep,
     notice: str = "",
     errors: dict[str, str] | None = None,
-    target_path: str = "",
+    form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     events = [event_display(e) for e in events_svc.list_events(session, run.id, 0, 1000)]
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
+    can_restore = restorable(run) and job is not None and agent is not None and not agent.revoked
     return page.render(
         "run.html",
         status_code=status_code,
@@ -103,12 +105,13 @@ def _run_page(
         job=job,
         agent=agent,
         restore=run.restore or {},
-        restorable=restorable(run) and job is not None and agent is not None and not agent.revoked,
+        restorable=can_restore,
+        targets=AgentTargets.of(agent) if can_restore and agent is not None else None,
         recovery_open=run.trigger == "recovery"
         and session.scalar(select(RecoverySession.id).where(RecoverySession.run_id == run.id)) is not None,
         notice=notice,
         errors=errors or {},
-        target_path=target_path,
+        form=form or {},
     )
 
 
@@ -125,34 +128,42 @@ def restore_run(
     _form: FormSession,
     session: SessionDep,
     state: StateDep,
-    target_path: Annotated[str, Form()] = "",
+    target_kind: Annotated[str, Form()] = "folder",
+    target_root: Annotated[str, Form()] = "",
+    target_sub: Annotated[str, Form()] = "",
+    target_disk: Annotated[str, Form()] = "",
+    image_format: Annotated[str, Form()] = "raw",
 ) -> Response:
-    """Queue a ``restore`` command for the run's snapshot through the commands API's handler."""
-    target_path = target_path.strip()
+    """Queue a ``restore`` command for the run's snapshot through the commands API's handler.
+
+    The target is one of the agent's reported restore folders (plus a sub-folder, or for an
+    image a file name) or one of its allowed devices: a device goes as ``target_disk``, which
+    is what the agent checks against ``allowed_devices``."""
+    form = {"target_kind": target_kind, "target_root": target_root, "target_sub": target_sub,
+            "target_disk": target_disk, "image_format": image_format}
     agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
-    if not restorable(run) or agent is None or run.job_id is None:
+    job = session.get(Job, run.job_id) if run.job_id is not None else None
+    if not restorable(run) or agent is None or job is None:
         raise HTTPException(status_code=409, detail=f"run {run.id} has no snapshot to restore")
-    if not target_path:
-        errors = {"target_path": "Where should the files go? Give a folder (or disk) on the agent machine."}
-        return _run_page(page, run, session, errors=errors, status_code=422)
+    try:
+        target = restore_target(AgentTargets.of(agent), job.engine, target_kind, target_root, target_sub,
+                                target_disk, image_format)
+    except FieldError as e:
+        return _run_page(page, run, session, errors={e.field: e.message}, form=form, status_code=422)
     body = CommandCreate(
         type=CommandType.RESTORE,
-        job_id=run.job_id,
-        payload={"snapshot_id": run.snapshot_id, "target_path": target_path, "source_run_id": run.id},
+        job_id=job.id,
+        payload={"snapshot_id": run.snapshot_id, **target, "source_run_id": run.id},
     )
     try:
         cmd = commands_api.create_command(body, agent, session, state, page.user)
     except FieldError as e:
         session.rollback()
-        return _run_page(
-            page, run, session, errors={"target_path": e.message}, target_path=target_path, status_code=422
-        )
+        return _run_page(page, run, session, errors={"target_root": e.message}, form=form, status_code=422)
     except HTTPException as e:
         if e.status_code != 409:
             raise
-        return _run_page(
-            page, run, session, errors={"target_path": str(e.detail)}, target_path=target_path, status_code=409
-        )
+        return _run_page(page, run, session, errors={"target_root": str(e.detail)}, form=form, status_code=409)
     return RedirectResponse(f"/runs/{cmd.run_id}?notice=restore-queued", status_code=303)
 
 
