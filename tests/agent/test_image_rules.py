@@ -97,7 +97,8 @@ def test_strict_read_errors_from_the_agents_environment_when_the_policy_is_unset
         assert agent.poll_once()
         r = harness.finish(agent, run)
         assert r["status"] == "warning", r
-        assert _event(harness, run, "DISK_IMAGE_READ_RECOVERED")["details"]["offset"] == 9 * MiB
+        recovered = _event(harness, run, "DISK_IMAGE_READ_RECOVERED")["details"]
+        assert (recovered["offset"], recovered["length"]) == (9 * MiB, 4096)  # only the bad sectors
 
 
 # -- disk_image_bitmap: unchecked means every byte of every partition is read ---------------------

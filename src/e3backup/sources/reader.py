@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from e3backup.events import Event, EventCode
 from e3backup.sources.errors import ReadError
@@ -37,6 +37,14 @@ class ReadableDevice(Protocol):
     def size(self) -> int: ...
 
     def read_into(self, offset: int, buf: bytearray | memoryview) -> int: ...
+
+
+@runtime_checkable
+class UncachedReads(Protocol):
+    """A device that can read past the page cache: recovery uses it to find the exact bad
+    sectors (a cached read fails for the whole readahead window around one)."""
+
+    def read_uncached(self, offset: int, buf: bytearray | memoryview) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -126,11 +134,12 @@ class DeviceReader:
                 )
             )
 
-    def _attempt(self, offset: int, view: memoryview, tries: int) -> OSError | None:
+    def _attempt(self, offset: int, view: memoryview, tries: int, uncached: bool = False) -> OSError | None:
+        read = self.device.read_uncached if uncached and isinstance(self.device, UncachedReads) else None
         error: OSError | None = None
         for _ in range(tries):
             try:
-                n = self.device.read_into(offset, view)
+                n = read(offset, view) if read else self.device.read_into(offset, view)
             except OSError as e:
                 error = e
                 continue
@@ -140,14 +149,15 @@ class DeviceReader:
         return error
 
     def _recover(self, offset: int, view: memoryview) -> list[tuple[int, int]]:
-        """Bisect a failing span; zero-fill the sectors that still fail. Returns them."""
+        """Bisect a failing span past the page cache; zero-fill the sectors that still fail.
+        Returns them."""
         sector = max(1, self.device.sector_size)
         bad: list[tuple[int, int]] = []
         stack = [(offset, view)]
         while stack:
             off, part = stack.pop()
             if len(part) <= sector:
-                if self._attempt(off, part, 1 + self.policy.retries) is not None:
+                if self._attempt(off, part, 1 + self.policy.retries, uncached=True) is not None:
                     part[:] = bytes(len(part))
                     bad.append((off, len(part)))
                 continue
@@ -156,7 +166,7 @@ class DeviceReader:
                 split = off + len(part) // 2
             left, right = part[: split - off], part[split - off :]
             for sub_off, sub in ((split, right), (off, left)):  # popped left first
-                if self._attempt(sub_off, sub, 1) is not None:
+                if self._attempt(sub_off, sub, 1, uncached=True) is not None:
                     stack.append((sub_off, sub))
         return bad
 
