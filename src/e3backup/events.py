@@ -57,6 +57,17 @@ class EventCode(StrEnum):
     SYNC_DELETE_REFUSED = "SYNC_DELETE_REFUSED"
     SYNC_COMPLETED = "SYNC_COMPLETED"
     SYNC_FAILED = "SYNC_FAILED"
+    # hyperv engine
+    HYPERV_VM_STARTED = "HYPERV_VM_STARTED"
+    HYPERV_CHECKPOINT_CREATED = "HYPERV_CHECKPOINT_CREATED"
+    HYPERV_CONSISTENCY_FALLBACK = "HYPERV_CONSISTENCY_FALLBACK"
+    HYPERV_CHECKPOINT_LEFTOVER_REMOVED = "HYPERV_CHECKPOINT_LEFTOVER_REMOVED"
+    HYPERV_CHECKPOINT_REMOVED = "HYPERV_CHECKPOINT_REMOVED"
+    HYPERV_RCT_ENABLED = "HYPERV_RCT_ENABLED"
+    HYPERV_RCT_CHAIN_BROKEN = "HYPERV_RCT_CHAIN_BROKEN"
+    HYPERV_REFERENCE_POINT_CREATED = "HYPERV_REFERENCE_POINT_CREATED"
+    HYPERV_VM_COMPLETED = "HYPERV_VM_COMPLETED"
+    HYPERV_VM_FAILED = "HYPERV_VM_FAILED"
     # agent
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     RUN_REFUSED = "RUN_REFUSED"
@@ -137,6 +148,34 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.ERROR,
         "The periodic verify read found blocks that changed without the file system recording it (a write "
         "that bypassed the file system). This backup is complete; earlier incrementals may hold old data there.",
+    ),
+    EventCode.HYPERV_VM_STARTED: CodeInfo(Level.INFO, "The backup of a virtual machine started."),
+    EventCode.HYPERV_CHECKPOINT_CREATED: CodeInfo(
+        Level.INFO, "A recovery checkpoint of the VM was taken; its disks are read while the VM runs on."
+    ),
+    EventCode.HYPERV_CONSISTENCY_FALLBACK: CodeInfo(
+        Level.WARNING,
+        "The guest could not freeze for an application-consistent checkpoint, so the backup is "
+        "crash-consistent. Check the VSS integration service (Windows) or hv_vss_daemon (Linux guests).",
+    ),
+    EventCode.HYPERV_CHECKPOINT_LEFTOVER_REMOVED: CodeInfo(
+        Level.WARNING, "A recovery checkpoint left by an interrupted backup was found and removed."
+    ),
+    EventCode.HYPERV_CHECKPOINT_REMOVED: CodeInfo(
+        Level.INFO, "The backup's recovery checkpoint was removed without keeping a reference point."
+    ),
+    EventCode.HYPERV_RCT_ENABLED: CodeInfo(Level.INFO, "Resilient Change Tracking was turned on for the VM's disks."),
+    EventCode.HYPERV_RCT_CHAIN_BROKEN: CodeInfo(
+        Level.WARNING,
+        "The disk's change tracking chain is broken (the reason says why), so this disk is backed "
+        "up in full; the next backup is incremental again.",
+    ),
+    EventCode.HYPERV_REFERENCE_POINT_CREATED: CodeInfo(
+        Level.INFO, "The checkpoint became a reference point: the next backup reads only what changed since."
+    ),
+    EventCode.HYPERV_VM_COMPLETED: CodeInfo(Level.INFO, "The virtual machine was backed up."),
+    EventCode.HYPERV_VM_FAILED: CodeInfo(
+        Level.ERROR, "The backup of this virtual machine failed; the others went on. The message says why."
     ),
     EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
         Level.WARNING,

@@ -36,6 +36,7 @@ _COMMANDS = {
     "maintenance": "maintenance_cmds:maintenance_cmd",
     "server": "server_cmd:server",
     "image": "image_cmds:image",
+    "hyperv": "hyperv_cmds:hyperv",
     "agent": "agent_cmds:agent",
     "mount": "mount_cmd:mount",
     "sync": "sync_cmd:sync",

@@ -129,6 +129,7 @@ class VhdxReader:
             )
         regions = self._region_table(section)
         bat_region, metadata_region = regions[BAT_REGION_GUID], regions[METADATA_REGION_GUID]
+        self.bat_offset = bat_region.file_offset  # where the BAT sits (the in-place updater writes there)
         self._read_metadata(metadata_region)
         self.geometry = Geometry(self.virtual_size, self.block_size, self.logical_sector_size, self.has_parent)
         self._read_bat(bat_region)

@@ -1,0 +1,94 @@
+"""Creating an empty differencing VHDX (an AVHDX): what Hyper-V makes when it takes a checkpoint.
+
+The child has the parent's virtual size, block size and sector sizes, every payload block
+`NOT_PRESENT` (read from the parent) and a parent locator with `parent_linkage` = the parent's
+DataWriteGuid, `relative_path` (the parent's file name: Hyper-V keeps a disk's AVHDX files beside
+it) and `absolute_win32_path`. Laid out as our dynamic files are ([MS-VHDX] 2.1, 1 MiB aligned):
+headers and region tables, a 1 MiB empty log, 1 MiB of metadata, the BAT (whole chunks: a
+differencing BAT ends with a sector bitmap entry). Data then goes in through `VhdxUpdater`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+
+from e3backup.formats.vhdx import constants as c
+from e3backup.formats.vhdx.geometry import Geometry
+from e3backup.formats.vhdx.reader import VhdxReader
+from e3backup.formats.vhdx.structures import (
+    ZERO_GUID,
+    FileParameters,
+    Header,
+    MetadataTableEntry,
+    RegionTableEntry,
+    encode_file_identifier,
+    encode_file_parameters,
+    encode_header,
+    encode_metadata_table,
+    encode_parent_locator,
+    encode_region_table,
+    encode_u32,
+    encode_u64,
+    guid_string,
+)
+
+MiB = 1 << 20
+
+
+def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike[str]) -> uuid.UUID:
+    """Write an empty child of ``parent`` at ``child`` (which must not exist); returns the child's
+    DataWriteGuid."""
+    child, parent = os.fspath(child), os.fspath(parent)
+    with VhdxReader(parent) as p:
+        size, block, lss, pss, linkage = (p.virtual_size, p.block_size, p.logical_sector_size,
+                                          p.physical_sector_size, p.header.data_write_guid)
+    g = Geometry(size, block, lss, has_parent=True)
+    metadata_offset, bat_offset = 2 * MiB, 3 * MiB
+    bat_length = -(-g.bat_entries * c.BAT_ENTRY_SIZE // MiB) * MiB
+    locator = {
+        c.PARENT_LINKAGE: guid_string(linkage),
+        c.RELATIVE_PATH: os.path.basename(parent),
+        c.ABSOLUTE_WIN32_PATH: os.path.abspath(parent),
+    }
+    items = [
+        (c.FILE_PARAMETERS_GUID, encode_file_parameters(FileParameters(block, False, True)), False),
+        (c.VIRTUAL_DISK_SIZE_GUID, encode_u64(size), True),
+        (c.PAGE_83_DATA_GUID, uuid.uuid4().bytes_le, True),
+        (c.LOGICAL_SECTOR_SIZE_GUID, encode_u32(lss), True),
+        (c.PHYSICAL_SECTOR_SIZE_GUID, encode_u32(pss), True),
+        (c.PARENT_LOCATOR_GUID, encode_parent_locator(c.VHDX_PARENT_LOCATOR_TYPE_GUID, locator), True),
+    ]
+    table, blob, at = [], b"", c.METADATA_TABLE_SIZE
+    for guid, item, virtual_disk in items:
+        table.append(MetadataTableEntry(guid, at, len(item), False, virtual_disk, True))
+        blob += item
+        at += len(item)
+    data_write_guid = uuid.uuid4()
+    regions = encode_region_table([
+        RegionTableEntry(c.BAT_REGION_GUID, bat_offset, bat_length, True),
+        RegionTableEntry(c.METADATA_REGION_GUID, metadata_offset, MiB, True),
+    ])
+    pieces = [
+        (0, encode_file_identifier("e3backup")),
+        (c.REGION_TABLE1_OFFSET, regions),
+        (c.REGION_TABLE2_OFFSET, regions),
+        (metadata_offset, encode_metadata_table(table) + blob),
+        (bat_offset, struct.pack(f"<{g.bat_entries}Q", *([0] * g.bat_entries))),
+    ]
+    for seq, offset in ((1, c.HEADER1_OFFSET), (2, c.HEADER2_OFFSET)):
+        pieces.append((offset, encode_header(Header(seq, uuid.uuid4(), data_write_guid, ZERO_GUID, 0,
+                                                    c.HEADER_VERSION, MiB, MiB))))
+    fd = os.open(child, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.ftruncate(fd, bat_offset + bat_length)
+        for offset, data in pieces:
+            os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return data_write_guid
+
+
+__all__ = ["create_differencing"]
