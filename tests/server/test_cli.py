@@ -50,9 +50,11 @@ def test_server_runs_uvicorn_on_the_listen_address(tmp_path: Path, monkeypatch: 
         seen.update(app=app, host=host, port=port)
 
     monkeypatch.setattr("uvicorn.run", fake_run)
-    r = CliRunner().invoke(server, ["--data-dir", str(tmp_path), "--listen", "127.0.0.1:18080"])
+    r = CliRunner().invoke(server, ["--data-dir", str(tmp_path), "--listen", "127.0.0.1:18080",
+                                    "--browse-local-root", "/srv/repos", "--browse-local-root", "/mnt/r"])
     assert r.exit_code == 0, r.output
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 18080)
+    assert seen["app"].state.e3.settings.browse_local_roots == [Path("/srv/repos"), Path("/mnt/r")]
     assert seen["app"].title == "e3backup control plane"
     assert (tmp_path / "secret.key").exists()
 

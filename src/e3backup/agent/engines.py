@@ -128,7 +128,7 @@ def _files_restore_options(ctx: JobContext) -> RestoreOptions:
     req = ctx.restore
     assert req.target_path is not None  # validate_restore refused it otherwise
     return RestoreOptions(target=req.target_path, includes=list(req.paths), verify=req.verify,
-                          workers=files_restore_workers(ctx.run), snapshot=req.snapshot_id)
+                          workers=files_restore_workers(ctx.run), snapshot=req.snapshot_id, conflict=req.conflict)
 
 
 def _files_restore_outcome(result: RestoreResult) -> Outcome:

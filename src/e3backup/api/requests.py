@@ -36,6 +36,10 @@ class RestoreRequest(_Request):
     target_disk: Annotated[str, Field(max_length=MAX_PATH_LEN)] | None = None
     paths: list[_Path] = Field(default_factory=list, max_length=MAX_PATHS,
                                description="Files restore: only these paths of the snapshot.")
+    conflict: Literal["overwrite", "skip", "keep_both"] = Field(
+        "overwrite", description="Files restore: an existing file is overwritten, left alone, or kept beside "
+        "the restored one ('name (restored).ext')."
+    )
     verify: StrictBool = Field(True, description="Read back and compare what was written.")
     format: DiskImageFormat | None = Field(None, description="Image restore to a file: raw or vhdx.")
     discard: StrictBool = Field(False, description="Image restore to a device: discard unused blocks.")

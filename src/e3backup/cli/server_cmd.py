@@ -112,6 +112,15 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     envvar="E3BACKUP_MAX_AGENT_BODY_BYTES",
     help="Largest request body from a known agent or recovery console (default 8 MiB).",
 )
+@click.option(
+    "--browse-local-root",
+    "browse_local_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="E3BACKUP_BROWSE_LOCAL_ROOTS",
+    help="A folder whose local-path repositories the dashboard's snapshot browser may read (repeatable; "
+    "default none: only S3 repositories are browsed).",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -125,6 +134,7 @@ def server(
     forwarded_allow_ips: str | None,
     max_body_bytes: int | None,
     max_agent_body_bytes: int | None,
+    browse_local_roots: tuple[Path, ...],
 ) -> None:
     """Run the control-plane server (FastAPI on uvicorn)."""
     if forwarded_allow_ips is not None and not proxy_headers:
@@ -140,6 +150,7 @@ def server(
         "forwarded_allow_ips": forwarded_allow_ips,
         "max_body_bytes": max_body_bytes,
         "max_agent_body_bytes": max_agent_body_bytes,
+        "browse_local_roots": list(browse_local_roots) or None,
     }
     if ctx.invoked_subcommand is not None:
         return

@@ -51,6 +51,7 @@ class RestoreOptions:
     workers: int = DEFAULT_WORKERS  # pack readers/writers in parallel
     sparse: bool = True
     snapshot: str = "latest"  # snapshot ID, prefix or "latest", optionally ":sub/path"
+    conflict: str = "overwrite"  # an existing file at a path: "overwrite", "skip" or "keep_both"
 
 
 @dataclass
@@ -62,6 +63,8 @@ class RestoreResult:
     total_bytes: int = 0
     verified_files: int = 0
     workers: int = 0
+    skipped: int = 0  # existing files left alone (conflict "skip")
+    renamed: list[str] = field(default_factory=list)  # restored beside an existing file ("keep_both")
     failed_files: list[str] = field(default_factory=list)
     """Files whose data could not be read (a corrupt or missing blob or pack): removed from the
     target, never left holding zeros; each is also named in ``errors`` with the reason."""
@@ -76,11 +79,28 @@ class RestoreResult:
             "total_bytes": self.total_bytes,
             "bytes_written": self.bytes_written,
             "verified_files": self.verified_files,
+            "files_skipped": self.skipped,
+            "files_renamed": len(self.renamed),
             "workers": self.workers,
             "files_failed": len(self.failed_files),
             "error_count": len(self.errors),
             "errors": self.errors[:100],
         }
+
+
+CONFLICTS = ("overwrite", "skip", "keep_both")
+
+
+def free_name(path: bytes) -> bytes:
+    """``name (restored).ext``, then ``name (restored 2).ext``...: the first that does not exist."""
+    head, _, name = path.rpartition(b"/")
+    stem, dot, ext = name.rpartition(b".") if b"." in name.lstrip(b".") else (name, b"", b"")
+    for n in range(1, 10_000):
+        mark = b" (restored)" if n == 1 else b" (restored %d)" % n
+        candidate = head + b"/" + stem + mark + dot + ext
+        if not os.path.lexists(candidate):
+            return candidate
+    raise UsageError(f"{os.fsdecode(path)}: no free name left beside it")
 
 
 @dataclass
@@ -137,6 +157,8 @@ class FileRestorer:
         self._mu = threading.Lock()
 
     def run(self, snap: Snapshot, subpath: str = "") -> RestoreResult:
+        if self.opts.conflict not in CONFLICTS:
+            raise UsageError(f"conflict must be one of {', '.join(CONFLICTS)}, not {self.opts.conflict!r}")
         top, prefix = resolve(self.repo, snap, subpath)
         target = os.fsencode(os.path.abspath(self.opts.target))
         refuse_unwritable_directory(self.opts.target)
@@ -209,6 +231,12 @@ class FileRestorer:
                     return
                 self._walk(nodes, path, snap_path)
             return
+        if self.opts.conflict != "overwrite" and os.path.lexists(path):
+            if self.opts.conflict == "skip":
+                self.result.skipped += 1
+                return
+            path = free_name(path)  # keep_both
+            self.result.renamed.append(os.fsdecode(path))
         _remove_non_dir(path)
         if t == "file":
             key = (node.device_id, node.inode)
@@ -431,12 +459,14 @@ def run_restore(
 
 
 __all__ = [
+    "CONFLICTS",
     "DEFAULT_WORKERS",
     "MAX_WORKERS",
     "FileRestorer",
     "RestoreOptions",
     "RestoreResult",
     "check_name",
+    "free_name",
     "resolve",
     "run_restore",
 ]

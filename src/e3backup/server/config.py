@@ -58,6 +58,8 @@ class Settings(BaseModel):
     agent_offline_after_seconds: Annotated[float, Field(gt=0)] = 180.0
     disk_list_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     command_poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
+    # snapshot browsing and downloads: local-path repositories the server may read (none: S3 only)
+    browse_local_roots: list[Path] = Field(default_factory=list)
     # scheduler
     scheduler_enabled: bool = True
     scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0

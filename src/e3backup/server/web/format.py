@@ -48,6 +48,13 @@ def when(ts: datetime | None) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def ns_when(ns: int | None) -> str:
+    """A snapshot node's time (nanoseconds since the epoch), like :func:`when`."""
+    if not ns:
+        return "—"
+    return when(datetime.fromtimestamp(ns / 1e9, UTC))
+
+
 def ago(ts: datetime | None, now: datetime) -> str:
     if ts is None:
         return "never"
@@ -65,4 +72,4 @@ def percent(pct: float | None) -> str:
     return "—" if pct is None else f"{pct:.0f} %"
 
 
-__all__ = ["ago", "duration", "percent", "size", "speed", "when"]
+__all__ = ["ago", "duration", "ns_when", "percent", "size", "speed", "when"]

@@ -32,6 +32,7 @@ def environment() -> Environment:
         speed=fmt.speed,
         duration=fmt.duration,
         when=fmt.when,
+        ns_when=fmt.ns_when,
         percent=fmt.percent,
         engine_label=lambda e: ENGINE_LABELS.get(str(e), str(e)),
         meaning=meaning,

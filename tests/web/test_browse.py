@@ -1,0 +1,168 @@
+"""Browsing a files snapshot from the dashboard, search, preview and downloads (a file, ZIP,
+tar) read from a real repository; hostile names in the snapshot never show up or escape."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from e3backup.repo import BlobType, Node, Repository, Snapshot
+from e3backup.server.db.models import AuditEvent
+from e3backup.server.security.roles import Role
+from e3backup.server.web import browse as browse_web
+from e3backup.store import LocalStore
+from tests.conftest import FAST_KDF
+from tests.server.conftest import FakeClock, World
+from tests.server.test_authorization import role_user
+from tests.web.conftest import HTML, form_post, page, text_of
+
+REPO_PASSWORD = "browse-repo-password-4711"
+LONG = "L" * 300  # longer than most file systems allow; still one safe component
+HOSTILE = ["..", "../escape", "/etc/passwd", "nul\x00byte", ".", ""]
+BIN = os.urandom(300_000)
+
+
+@pytest.fixture
+def settings_overrides(tmp_path: Path) -> dict[str, Any]:
+    return {"browse_local_roots": [tmp_path / "repos"]}
+
+
+def _raw_tree(nodes: list[dict[str, object]]) -> bytes:
+    # hand-written JSON: encode_tree() refuses the names a hostile writer would put here
+    return ('{"nodes":[' + ",".join(json.dumps(n) for n in nodes) + "]}\n").encode()
+
+
+def _file(name: bytes, data_ids: list[bytes], size: int) -> Node:
+    return Node(name=name, type="file", mode=0o644, size=size, content=data_ids, mtime=1_700_000_000 * 10**9)
+
+
+def _snapshot(path: Path) -> str:
+    repo = Repository.init(LocalStore(path), REPO_PASSWORD.encode(), FAST_KDF)
+    with repo.lock(), repo.writer() as w:
+        text_id, _ = w.save(BlobType.DATA, b"hello from the snapshot\n")
+        bin_ids = [w.save(BlobType.DATA, BIN[i : i + 100_000])[0] for i in range(0, len(BIN), 100_000)]
+        sub = repo.save_tree(w, [_file(b"b.bin", bin_ids, len(BIN))])
+        docs = repo.save_tree(w, [
+            _file(b"a.txt", [text_id], 24),
+            Node(name=b"sub", type="dir", mode=0o755 | (1 << 31), subtree=sub, mtime=1),
+        ])
+        nodes = [Node(name=b"docs", type="dir", mode=0o755 | (1 << 31), subtree=docs, mtime=1).to_json(),
+                 _file(LONG.encode(), [text_id], 24).to_json()]
+        for bad in HOSTILE:
+            evil = _file(b"x", [text_id], 24).to_json()
+            evil["name"] = bad
+            nodes.append(evil)
+        root, _ = w.save(BlobType.TREE, _raw_tree(nodes))
+    snap_id = repo.save_snapshot(Snapshot(time=1_700_000_000 * 10**9, tree=root, paths=["/data"]))
+    repo.close()
+    return snap_id
+
+
+def _browsable_run(world: World, clock: FakeClock, tmp_path: Path, where: str = "repos") -> tuple[int, str]:
+    repo_dir = tmp_path / where / "acme"
+    snap_id = _snapshot(repo_dir)
+    job = world.job(destination={"type": "local", "path": str(repo_dir), "repository_password": REPO_PASSWORD})
+    assert world.admin.post(f"/api/jobs/{job['id']}/run").status_code == 201
+    claimed = world.agent_a.post("/api/agent/next_run", json={}).json()["run"]
+    clock.advance(seconds=30)
+    body = {"run_id": claimed["run_id"], "status": "success", "snapshot_id": snap_id, "files_total": 3}
+    assert world.agent_a.post("/api/agent/update_run", json=body).status_code == 200
+    return int(claimed["run_id"]), snap_id
+
+
+def _audit(world: World) -> list[tuple[str, dict[str, Any]]]:
+    with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action.startswith("snapshot.")).order_by(AuditEvent.id))
+        return [(r.action, r.details) for r in rows]
+
+
+def test_browse_search_and_preview_hide_hostile_names(world: World, clock: FakeClock, tmp_path: Path) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path)
+    html = page(world.user_a, f"/runs/{run_id}/browse")
+    paths = [p.split('"')[0] for p in html.split('<tr data-path="')[1:]]
+    assert paths == ["docs", LONG]  # folders first; the hostile nodes are not shown
+    assert "passwd" not in html and "escape" not in html and "nul" not in html
+    assert [p.split('"')[0] for p in page(world.user_a, f"/runs/{run_id}/browse?path=docs").split(
+        '<tr data-path="')[1:]] == ["docs/sub", "docs/a.txt"]
+    found = page(world.user_a, f"/runs/{run_id}/browse?q=B.BIN")
+    assert 'data-path="docs/sub/b.bin"' in found and "1 entry named like" in text_of(found)
+    assert "293.0 KiB" in text_of(found)
+    preview = page(world.user_a, f"/runs/{run_id}/browse/preview?path=docs/a.txt")
+    assert '<pre class="preview" id="preview" tabindex="0">hello from the snapshot' in preview
+    assert 'id="no-preview"' in page(world.user_a, f"/runs/{run_id}/browse/preview?path=docs/sub/b.bin")
+    for bad in ("../escape", "docs/../..", "/etc/passwd"):
+        r = world.user_a.get(f"/runs/{run_id}/browse/preview", params={"path": bad}, headers=HTML)
+        assert r.status_code in (404, 422), bad
+    assert world.user_b.get(f"/runs/{run_id}/browse", headers=HTML).status_code == 404
+    assert world.user_b.get(f"/runs/{run_id}/browse/file?path=docs/a.txt").status_code == 404
+    actions = _audit(world)
+    assert actions[:4] == [("snapshot.browse", {"path": "/"}), ("snapshot.browse", {"path": "/docs"}),
+                           ("snapshot.search", {"path": "/", "q": "B.BIN"}),
+                           ("snapshot.preview", {"path": "/docs/a.txt"})]
+
+
+def test_downloads_stream_the_bytes_and_archives_stay_inside(world: World, clock: FakeClock, tmp_path: Path) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path)
+    r = world.user_a.get(f"/runs/{run_id}/browse/file", params={"path": "docs/sub/b.bin"})
+    assert r.status_code == 200 and r.content == BIN
+    assert r.headers["content-disposition"].startswith('attachment; filename="b.bin"')
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"base": "docs", "paths": "docs", "format": "zip"})
+    assert r.status_code == 422  # a selection is below the folder it was picked in
+    r = world.user_a.post(f"/runs/{run_id}/browse/download", data={
+        "csrf_token": world.user_a.headers["X-CSRF-Token"], "base": "", "paths": ["docs", LONG], "format": "zip"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert z.testzip() is None
+        names = sorted(z.namelist())
+        assert names == sorted(["docs/", "docs/a.txt", "docs/sub/", "docs/sub/b.bin", LONG])
+        assert z.read("docs/sub/b.bin") == BIN and z.read(LONG) == b"hello from the snapshot\n"
+    r = world.user_a.post(f"/runs/{run_id}/browse/download", data={
+        "csrf_token": world.user_a.headers["X-CSRF-Token"], "base": "docs", "paths": ["docs/sub"], "format": "tar"})
+    assert r.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as t:
+        out = tmp_path / "untar"
+        t.extractall(out, filter="data")  # the strict filter refuses any escaping member
+    assert (out / "sub" / "b.bin").read_bytes() == BIN and sorted(os.listdir(out)) == ["sub"]
+    for bad in (["../escape"], ["docs/../../x"], ["/etc/passwd"], ["nul\x00byte"]):
+        r = world.user_a.post(f"/runs/{run_id}/browse/download", data={
+            "csrf_token": world.user_a.headers["X-CSRF-Token"], "base": "", "paths": bad, "format": "tar"})
+        assert r.status_code in (404, 422), bad
+    downloads = [d for a, d in _audit(world) if a == "snapshot.download"]
+    assert [d["format"] for d in downloads] == ["file", "zip", "tar"]
+    assert downloads[1]["files"] == 3 and downloads[1]["bytes"] == len(BIN) + 48
+
+
+def test_a_large_selection_asks_first_and_readers_may_not_download(
+    app: FastAPI, world: World, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path)
+    reader = role_user(app, world, "rita@acme.example", world.tenant_a, Role.READ_ONLY)
+    listing = page(reader, f"/runs/{run_id}/browse?path=docs")  # names and sizes: yes
+    assert 'data-path="docs/a.txt"' in listing and "Download selected" not in listing
+    assert reader.get(f"/runs/{run_id}/browse/file?path=docs/a.txt", headers=HTML).status_code == 403
+    assert reader.get(f"/runs/{run_id}/browse/preview?path=docs/a.txt", headers=HTML).status_code == 403
+    assert form_post(reader, f"/runs/{run_id}/browse/download", {"paths": "docs", "format": "zip"}).status_code == 403
+    monkeypatch.setattr(browse_web, "LARGE_DOWNLOAD", 100_000)
+    form = {"base": "docs", "paths": "docs/sub", "format": "zip"}
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", form)
+    assert r.status_code == 200 and 'id="size-warning"' in r.text and "1 files, 293.0 KiB" in text_of(r.text)
+    assert [a for a, _ in _audit(world)] == ["snapshot.browse"]  # the reader's listing; nothing downloaded yet
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {**form, "confirmed": "1"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert form_post(world.user_a, f"/runs/{run_id}/browse/download", {**form, "confirmed": "1"},
+                     csrf=False).status_code == 403
+
+
+def test_a_repository_out_of_the_servers_reach_is_said(world: World, clock: FakeClock, tmp_path: Path) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path, where="elsewhere")
+    r = world.user_a.get(f"/runs/{run_id}/browse", headers=HTML)
+    assert r.status_code == 409 and "out of the server&#39;s reach (browse_local_roots)" in r.text
