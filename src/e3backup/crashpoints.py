@@ -13,8 +13,9 @@ comparison.
 from __future__ import annotations
 
 import os
-import signal
 import threading
+
+from .platform.compat import kill_self
 
 CRASH_ENV = "E3BACKUP_CRASH_AT"
 TRACE_ENV = "E3BACKUP_CRASH_TRACE"
@@ -40,7 +41,7 @@ def crash_point(name: str) -> None:
         _count += 1
         if _count < int(_nth or 1):
             return
-    os.kill(os.getpid(), signal.SIGKILL)
+    kill_self()
 
 
 __all__ = ["CRASH_ENV", "TRACE_ENV", "crash_point"]

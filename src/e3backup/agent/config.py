@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,13 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..platform.compat import is_superuser
 
 ENV_CONFIG = "E3BACKUP_AGENT_CONFIG"
 
 
 def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
+    return is_superuser()
 
 
 def default_config_path() -> Path:
@@ -174,7 +176,8 @@ def save_config(config: AgentConfig, path: str | Path | None = None) -> Path:
     tmp = p.with_name(p.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
+        if sys.platform != "win32":  # Windows: the ACL of %ProgramData%\E3Backup protects it
+            os.fchmod(fd, 0o600)
         os.write(fd, config.to_yaml().encode())
         os.fsync(fd)
     finally:

@@ -27,6 +27,7 @@ import ctypes
 import errno
 import mmap
 import os
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -34,6 +35,8 @@ import numpy as np
 
 from e3backup.formats.image import Extent, nonzero_runs, pwrite_all
 from e3backup.formats.writeback import libc_function, start_writeback
+
+from ..platform.compat import O_BINARY, O_CLOEXEC
 
 ALIGN = 4096
 """Offsets, lengths and memory of direct writes are multiples of this (the largest logical block
@@ -62,7 +65,7 @@ def aligned_buffer(size: int) -> memoryview:
     From 2 MiB up it asks for transparent huge pages: every restored byte passes through these
     buffers four times (decrypt, decompress, hash, write), and with 4 KiB pages the TLB misses
     showed (measured on a dense 2 GiB restore, medians of 4: 4.96 s against 5.83 s)."""
-    if size < _HUGE or not hasattr(mmap, "MAP_PRIVATE"):  # small, or Windows
+    if size < _HUGE or sys.platform == "win32":  # small, or Windows
         return memoryview(mmap.mmap(-1, max(ALIGN, -(-size // ALIGN) * ALIGN)))
     m = mmap.mmap(-1, -(-size // _HUGE) * _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_HUGEPAGE"):
@@ -82,7 +85,7 @@ class DirectWriter:
         self._local = threading.local()
         if direct and _O_DIRECT:
             try:
-                self._opened = os.open(path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
+                self._opened = os.open(path, os.O_WRONLY | O_BINARY | O_CLOEXEC | _O_DIRECT)
             except OSError:
                 pass  # EINVAL (old tmpfs, FUSE): the cache path works everywhere
         # set to None (never closed before `close`: another thread may be writing through it)

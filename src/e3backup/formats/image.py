@@ -8,12 +8,13 @@ finishes the file. Offsets and lengths are in virtual disk bytes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from ..platform.compat import pwrite
 
 Extent = tuple[int, int]
 """(offset, length) of a range of the virtual disk."""
@@ -103,7 +104,7 @@ def nonzero_runs(data: memoryview, granularity: int = ZERO_RUN_GRANULARITY) -> I
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     """`os.pwrite` until every byte is written."""
     while data:
-        written = os.pwrite(fd, data, offset)
+        written = pwrite(fd, data, offset)
         if written <= 0:  # never for files and devices; do not spin if it happens
             raise OSError(f"pwrite wrote nothing at offset {offset}")
         data, offset = data[written:], offset + written

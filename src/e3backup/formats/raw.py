@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 import struct
+import sys
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Literal
@@ -20,6 +21,8 @@ from typing import Literal
 from e3backup.errors import FormatError
 from e3backup.formats.direct import DirectWriter, Preallocation
 from e3backup.formats.image import Buffer, Extent, check_range
+
+from ..platform.compat import O_BINARY, O_CLOEXEC, READ_FLAGS, preadv
 
 BLKDISCARD = 0x1277  # _IO(0x12, 119)
 BLKZEROOUT = 0x127F  # _IO(0x12, 127)
@@ -30,7 +33,7 @@ ZeroHow = Literal["write", "zeroout", "discard"]
 
 def _size_of(fd: int) -> int:
     st = os.fstat(fd)
-    if stat.S_ISBLK(st.st_mode):
+    if sys.platform != "win32" and stat.S_ISBLK(st.st_mode):
         import fcntl  # here: block devices are Linux-only, and the module must import on Windows
 
         buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
@@ -61,7 +64,7 @@ class RawWriter:
         self.path = os.fspath(path)
         self._virtual_size = virtual_size
         is_device = os.path.exists(self.path) and stat.S_ISBLK(os.stat(self.path).st_mode)
-        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create and not is_device else 0)
+        flags = os.O_RDWR | O_BINARY | O_CLOEXEC | (os.O_CREAT | os.O_TRUNC if create and not is_device else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
         self.is_block_device = is_device
         self._direct = direct
@@ -111,7 +114,7 @@ class RawWriter:
         check_range(offset, length, self._virtual_size, f"{self.path}: zero_range")
         if not self.is_block_device or length == 0:
             return
-        if how in ("zeroout", "discard"):
+        if how in ("zeroout", "discard") and sys.platform != "win32":
             request = BLKZEROOUT if how == "zeroout" else BLKDISCARD
             try:
                 import fcntl
@@ -151,7 +154,7 @@ class RawReader:
 
     def __init__(self, path: str | os.PathLike[str], virtual_size: int | None = None) -> None:
         self.path = os.fspath(path)
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = os.open(self.path, READ_FLAGS)
         self._file_size = _size_of(self._fd)
         self._virtual_size = self._file_size if virtual_size is None else virtual_size
 
@@ -164,7 +167,7 @@ class RawReader:
         check_range(offset, len(view), self._virtual_size, f"{self.path}: read")
         done = 0
         while done < len(view):
-            n = os.preadv(self._fd, [view[done:]], offset + done)
+            n = preadv(self._fd, [view[done:]], offset + done)
             if n == 0:
                 view[done:] = bytes(len(view) - done)
                 return
@@ -180,6 +183,9 @@ class RawReader:
         end = min(self._file_size, self._virtual_size)
         pos = 0
         while pos < end:
+            if sys.platform == "win32":  # no SEEK_DATA: assume data
+                yield pos, end - pos
+                return
             try:
                 start = os.lseek(self._fd, pos, os.SEEK_DATA)
                 stop = os.lseek(self._fd, start, os.SEEK_HOLE)

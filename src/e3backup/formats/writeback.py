@@ -27,7 +27,8 @@ def libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None:
         return None
     fn.argtypes = argtypes
     fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    typed: Callable[..., int] = fn
+    return typed
 
 
 _sync_file_range = libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])

@@ -68,7 +68,7 @@ class RepositoryFS(fuse.Operations):  # type: ignore[misc]
         return entry.link_target.decode("utf-8", "surrogateescape")
 
     def open(self, path: str, flags: int) -> int:
-        if flags & os.O_ACCMODE != os.O_RDONLY:
+        if flags & (os.O_WRONLY | os.O_RDWR):
             raise fuse.FuseOSError(errno.EROFS)
         entry = self._entry(path)
         if entry.kind != "file" or entry.open_content is None:

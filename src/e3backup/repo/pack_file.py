@@ -11,14 +11,14 @@ then streams that file (``Store.save_file``).
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import RepoError
+from ..platform.compat import pread
 from .blob import BlobType
 from .crypto import Key
 from .pack import PackedBlob, check_tail, pack_tail
@@ -28,7 +28,7 @@ _PIECE = 256 * 1024
 
 def _temporary_file(tmp_dir: str | None) -> BinaryIO:
     """An anonymous file: the kernel deletes it when it is closed or the process dies."""
-    return tempfile.TemporaryFile(dir=tmp_dir)
+    return cast(BinaryIO, tempfile.TemporaryFile(dir=tmp_dir))  # a wrapper object on Windows
 
 
 @contextmanager
@@ -94,7 +94,7 @@ class PackFileWriter:
             for b in order:
                 end = b.offset + b.length
                 for start in range(b.offset, end, _PIECE):
-                    piece = os.pread(spill, min(_PIECE, end - start), start)
+                    piece = pread(spill, min(_PIECE, end - start), start)
                     if len(piece) != min(_PIECE, end - start):
                         raise RepoError(f"temporary pack file ends inside blob {b.id.hex()}")
                     digest.update(piece)

@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ..errors import E3Error, NotFoundError, RepoError, UsageError
+from ..platform.compat import kill_self
 from ..store.base import FileType, Handle
 from .blob import BlobType
 from .index import IndexPack, split_into_files
@@ -58,7 +58,7 @@ STEPS = (
 def crash_point(step: str) -> None:
     """Test hook: SIGKILL this process at ``step`` when ``E3BACKUP_PRUNE_CRASH_AT`` names it."""
     if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+        kill_self()
 
 
 class Action(Enum):

@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from ..contract import Cancel, OnEvent, check_cancel
 from ..errors import E3Error, IntegrityError, UsageError
 from ..formats.image import nonzero_runs, pwrite_all
+from ..platform.compat import O_BINARY, O_NOFOLLOW, is_superuser
 from ..progress import Progress
 from ..repo.blob import BlobType
 from ..repo.node import Node, unix_perm
@@ -153,7 +155,7 @@ class FileRestorer:
         self._links: dict[tuple[int, int], bytes] = {}
         self._more_links: dict[bytes, list[bytes]] = {}  # first path of a hard-linked file -> the others
         self._failed: dict[int, str] = {}  # index in _files -> why its data could not be restored
-        self._is_root = os.geteuid() == 0
+        self._is_root = is_superuser()
         self._mu = threading.Lock()
 
     def run(self, snap: Snapshot, subpath: str = "") -> RestoreResult:
@@ -245,7 +247,7 @@ class FileRestorer:
                 self._more_links.setdefault(self._links[key], []).append(path)
                 self.result.files += 1
                 return
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_NOFOLLOW | O_BINARY, 0o600)
             try:
                 if node.size:
                     os.ftruncate(fd, node.size)
@@ -258,11 +260,14 @@ class FileRestorer:
             return
         if t == "symlink":
             os.symlink(node.linktarget or b"", path)
-        elif t == "fifo":
-            os.mkfifo(path, 0o600)
-        elif t in ("dev", "chardev"):
-            kind = stat.S_IFBLK if t == "dev" else stat.S_IFCHR
-            os.mknod(path, kind | 0o600, node.device)
+        elif t in ("fifo", "dev", "chardev"):
+            if sys.platform == "win32":
+                self.result.errors.append(f"{os.fsdecode(path)}: a {t} cannot be restored on Windows")
+            elif t == "fifo":
+                os.mkfifo(path, 0o600)
+            else:
+                kind = stat.S_IFBLK if t == "dev" else stat.S_IFCHR
+                os.mknod(path, kind | 0o600, node.device)
         else:
             self.result.errors.append(f"{os.fsdecode(path)}: cannot restore node of type {t!r}")
             return
@@ -309,7 +314,7 @@ class FileRestorer:
                 if fi in self._failed:
                     continue
                 path = self._files[fi].path
-                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+                fd = os.open(path, os.O_WRONLY | O_NOFOLLOW | O_BINARY)
                 try:
                     if self.opts.sparse:
                         pwrite_sparse(fd, plain, off)
@@ -349,6 +354,11 @@ class FileRestorer:
     def _apply_meta(self, path: bytes, node: Node) -> None:
         is_link = node.type == "symlink"
         try:
+            if sys.platform == "win32":  # no owners by number, no xattrs; utime cannot skip a link
+                if not is_link:
+                    os.chmod(path, unix_perm(node.mode))  # only the read-only attribute
+                    os.utime(path, ns=(node.atime or node.mtime, node.mtime))
+                return
             if self._is_root:
                 os.lchown(path, node.uid, node.gid)
             if not is_link:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -51,7 +52,7 @@ def check_target(
         if why is not None:
             raise UsageError(f"restore target {path} cannot be created: directory {parent} {why}") from None
         return Target(path, False, False)
-    if stat.S_ISBLK(st.st_mode):
+    if sys.platform != "win32" and stat.S_ISBLK(st.st_mode):  # Windows disks: not in this build
         if image_format != "raw":
             raise UsageError(f"restore target {path} is a block device: only {names.raw_format} can be written to it")
         with RawReader(path) as r:
@@ -74,6 +75,8 @@ def check_target(
 
 
 def _sys_path(rdev: int) -> str:
+    if sys.platform == "win32":
+        raise OSError("no /sys on Windows")
     return os.path.realpath(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}")
 
 
@@ -94,7 +97,7 @@ def device_user(rdev: int) -> str | None:
             s = os.stat(source)
         except OSError:
             return False
-        return stat.S_ISBLK(s.st_mode) and _sys_path(s.st_rdev) in family
+        return sys.platform != "win32" and stat.S_ISBLK(s.st_mode) and _sys_path(s.st_rdev) in family
 
     for table, what in (("/proc/self/mounts", "mounted on"), ("/proc/swaps", "swap")):
         try:

@@ -14,6 +14,7 @@ import struct
 import sys
 
 from ..errors import UsageError
+from ..platform.compat import READ_FLAGS
 
 _BLKROGET = 0x125E  # linux/fs.h: _IO(0x12, 94)
 _KERNEL_FS = frozenset({
@@ -75,7 +76,7 @@ if sys.platform != "win32":
         import fcntl  # here: file restores also run on Windows, which has no fcntl
 
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, READ_FLAGS)
             try:
                 return bool(struct.unpack("i", fcntl.ioctl(fd, _BLKROGET, b"\0" * 4))[0])
             finally:

@@ -10,13 +10,15 @@ The size of a block device comes from ``ioctl(BLKGETSIZE64)`` and its logical se
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import stat
 import struct
+import sys
 import threading
 from typing import Protocol, runtime_checkable
+
+from ..platform.compat import READ_FLAGS, preadv
 
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
@@ -57,7 +59,7 @@ class Device:
         view = memoryview(buf).cast("B")
         done = 0
         while done < len(view):
-            n = os.preadv(self.fd, [view[done:]], offset + done)
+            n = preadv(self.fd, [view[done:]], offset + done)
             if n == 0:
                 break
             done += n
@@ -80,7 +82,7 @@ class Device:
         # O_DIRECT needs an aligned buffer: an anonymous mapping is page-aligned
         with mmap.mmap(-1, len(view)) as aligned:
             try:
-                n = os.preadv(fd, [aligned], offset)
+                n = preadv(fd, [aligned], offset)
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
@@ -90,7 +92,9 @@ class Device:
 
     def _direct(self) -> int:
         with self._direct_lock:
-            if self._direct_fd is None:
+            if self._direct_fd is None and sys.platform == "win32":
+                self._direct_fd = -1  # Windows devices are read unbuffered by platform.windows.rawdisk
+            elif self._direct_fd is None:
                 try:
                     self._direct_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
                 except OSError:
@@ -126,10 +130,12 @@ class Device:
 def open_device(path: str | os.PathLike[str]) -> Device:
     """Open ``path`` read-only and learn its size and logical sector size."""
     p = os.fspath(path)
-    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(p, READ_FLAGS)
     try:
         st = os.fstat(fd)
-        if stat.S_ISBLK(st.st_mode):
+        if sys.platform != "win32" and stat.S_ISBLK(st.st_mode):
+            import fcntl  # here: the module must import on Windows
+
             size = struct.unpack("Q", fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8))[0]
             sector = struct.unpack("i", fcntl.ioctl(fd, BLKSSZGET, b"\0" * 4))[0]
             return Device(p, fd, size, sector, True)

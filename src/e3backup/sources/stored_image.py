@@ -41,6 +41,8 @@ from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.model import DiskLayout
 from e3backup.sources.plan import ReadPlan
 
+from ..platform.compat import owner_ids
+
 ENGINE_TAG = "engine:disk_image"
 LAYOUT_NAME = "layout.json"
 FULL_TAG = "type:full"
@@ -336,8 +338,8 @@ def _file_node(name: str, size: int, content: list[bytes], time_ns: int) -> Node
         mtime=time_ns,
         atime=time_ns,
         ctime=time_ns,
-        uid=os.getuid(),
-        gid=os.getgid(),
+        uid=owner_ids()[0],
+        gid=owner_ids()[1],
         size=size,
         content=content,
     )

@@ -11,12 +11,14 @@ import builtins
 import errno
 import mmap
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..crashpoints import crash_point
 from ..errors import AlreadyExistsError, NotFoundError, StoreError, StoreUnavailableError
+from ..platform.compat import READ_FLAGS, pread
 from .base import FileType, Handle, is_id
 from .temporaries import TMP_MARK, Temporary, parse_temporary, temporary_name
 
@@ -112,14 +114,14 @@ class LocalStore:
         truncated pack gives a short view, as ``load`` gives short bytes).
         """
         try:
-            fd = os.open(self._path(h), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._path(h), READ_FLAGS)
         except OSError as e:
             raise _map(e, str(self._path(h))) from e
         try:
             size = os.fstat(fd).st_size
             end = min(size, offset + length)
-            if end - offset < MAP_MIN:
-                return memoryview(os.pread(fd, max(0, end - offset), offset))
+            if end - offset < MAP_MIN or sys.platform == "win32":  # Windows: a mapped pack could not be deleted
+                return memoryview(pread(fd, max(0, end - offset), offset))
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             # MAP_POPULATE maps every page in the mmap call itself, which runs without the GIL;
             # otherwise the first reader (the MAC, which holds the GIL) takes the page faults
@@ -225,6 +227,8 @@ def _copy_file(src: int, dst: int, size: int) -> None:
     """Copy the first ``size`` bytes of ``src`` in the kernel (sendfile): no buffer in this process."""
     offset = 0
     try:
+        if sys.platform == "win32":
+            raise OSError(errno.ENOSYS, "no sendfile on Windows")
         while offset < size:
             n = os.sendfile(dst, src, offset, size - offset)
             if n == 0:
@@ -234,7 +238,7 @@ def _copy_file(src: int, dst: int, size: int) -> None:
         if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP):
             raise
         while offset < size:  # no file-to-file sendfile here: copy through a small buffer
-            chunk = os.pread(src, min(size - offset, 1 << 20), offset)
+            chunk = pread(src, min(size - offset, 1 << 20), offset)
             if not chunk:
                 raise OSError(errno.EIO, f"source file ends at {offset} of {size} bytes") from e
             view = memoryview(chunk)

@@ -26,6 +26,7 @@ from ... import __version__
 from ...contract import index_written
 from ...errors import Cancelled, E3Error
 from ...events import Event, EventCode
+from ...platform.compat import READ_FLAGS, owner_ids
 from ...progress import Progress
 from ...repo.blob import BlobType
 from ...repo.repository import Repository
@@ -121,7 +122,7 @@ def run_image_backup(
 def _check_source(source: str) -> None:
     """A source that does not exist or cannot be read fails at once, naming it."""
     try:
-        os.close(os.open(source, os.O_RDONLY | os.O_CLOEXEC))
+        os.close(os.open(source, READ_FLAGS))
     except OSError as e:
         raise SourceError(f"cannot open {source}: {e.strerror or e}") from e
 
@@ -318,8 +319,8 @@ class _ImageBackup:
             paths=[self.source],
             hostname=host,
             username=_username(),
-            uid=os.getuid(),
-            gid=os.getgid(),
+            uid=owner_ids()[0],
+            gid=owner_ids()[1],
             tags=image_tags(self.source, r.full, opts.tags),
             parent=r.parent_id,
             program_version=f"e3backup {__version__}",

@@ -28,6 +28,7 @@ from ... import __version__
 from ...contract import Cancel, OnEvent, emit, index_written
 from ...errors import E3Error
 from ...events import EventCode
+from ...platform.compat import owner_ids
 from ...progress import Progress
 from ...repo.repository import Repository, warn_unreadable_snapshot
 from ...repo.snapshot import Snapshot
@@ -121,8 +122,8 @@ class Archiver:
             paths=abs_paths,
             hostname=host,
             username=_username(),
-            uid=os.getuid(),
-            gid=os.getgid(),
+            uid=owner_ids()[0],
+            gid=owner_ids()[1],
             excludes=list(self.opts.excluder.patterns),
             tags=list(self.opts.tags),
             parent=parent.id if parent else "",

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from fastcdc import fastcdc as cdc_chunks
 
+from ...platform.compat import O_NOFOLLOW, O_NONBLOCK, READ_FLAGS, readinto
 from ...repo.blob import BlobType
 from ...repo.node import Node
 from .metadata import node_from_stat
@@ -28,7 +29,7 @@ from .state import BackupState, Tally
 _INLINE_SAVE = 256 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 # O_NONBLOCK: a file replaced by a FIFO after the listing must not block the open
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_OPEN = READ_FLAGS | O_NOFOLLOW | O_NONBLOCK
 
 # one reader job: (name, path, parent entry, listed as a regular file)
 Job = tuple[bytes, bytes, Raw | None, bool]
@@ -242,7 +243,7 @@ def stream_chunks(fd: int) -> Iterator[bytes]:
         while not eof:
             n = kept
             while n < _WINDOW:
-                got = os.readv(fd, [view[n:]])
+                got = readinto(fd, view[n:])
                 if not got:
                     eof = True
                     break

@@ -1,11 +1,15 @@
-"""Tree nodes from ``lstat``, as restic's archiver fills them (spec 7.3)."""
+"""Tree nodes from ``lstat``, as restic's archiver fills them (spec 7.3).
+
+On Windows there are no owners by number, no extended attributes through ``os`` and no device
+numbers: nodes carry uid/gid 0 and no xattrs, as restic 0.14 writes them there; ``pwd``/``grp``
+are imported only on POSIX.
+"""
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import stat
+import sys
 from functools import lru_cache
 
 from ...repo.node import Node, go_mode
@@ -23,6 +27,10 @@ _TYPES = {
 
 @lru_cache(maxsize=4096)
 def user_name(uid: int) -> str:
+    if sys.platform == "win32":
+        return ""
+    import pwd
+
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -31,6 +39,10 @@ def user_name(uid: int) -> str:
 
 @lru_cache(maxsize=4096)
 def group_name(gid: int) -> str:
+    if sys.platform == "win32":
+        return ""
+    import grp
+
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
@@ -43,6 +55,8 @@ def node_type(st: os.stat_result) -> str:
 
 def read_xattrs(path: bytes | int) -> list[tuple[str, bytes]]:
     """Extended attributes by name, of ``path`` (not followed) or of an open descriptor."""
+    if sys.platform == "win32":
+        return []  # no xattr calls there (NTFS extended attributes and ADS are not stored)
     follow = isinstance(path, int)  # a descriptor: nothing to follow, and lgetxattr refuses it
     try:
         names = os.listxattr(path, follow_symlinks=follow)
@@ -91,7 +105,7 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
     )
     if t == "symlink":
         node.linktarget = os.readlink(path)
-    elif t in ("dev", "chardev"):
+    elif t in ("dev", "chardev") and sys.platform != "win32":
         node.device = st.st_rdev
     return node
 

@@ -70,6 +70,8 @@ from e3backup.formats.vhdx.structures import (
     parse_uint,
 )
 
+from ...platform.compat import READ_FLAGS, pread, preadv
+
 _KNOWN_METADATA = {
     FILE_PARAMETERS_GUID,
     VIRTUAL_DISK_SIZE_GUID,
@@ -101,7 +103,7 @@ class VhdxReader:
     def __init__(self, path: str | os.PathLike[str], parent_path: str | None = None, _depth: int = 0) -> None:
         self.path = os.fspath(path)
         self.parent: VhdxReader | None = None
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = os.open(self.path, READ_FLAGS)
         try:
             self._open(parent_path, _depth)
         except BaseException:
@@ -111,7 +113,7 @@ class VhdxReader:
     # -- opening ---------------------------------------------------------------------------------
 
     def _pread(self, offset: int, length: int) -> bytes:
-        data = os.pread(self._fd, length, offset)
+        data = pread(self._fd, length, offset)
         return data + bytes(length - len(data)) if len(data) < length else data
 
     def _error(self, structure: str, offset: int, reason: str) -> InvalidVhdxError:
@@ -273,7 +275,7 @@ class VhdxReader:
     def _file_into(self, view: memoryview, offset: int) -> None:
         done = 0
         while done < len(view):
-            n = os.preadv(self._fd, [view[done:]], offset + done)
+            n = preadv(self._fd, [view[done:]], offset + done)
             if n == 0:  # past the end of the file: the rest of the block was never written
                 view[done:] = bytes(len(view) - done)
                 return

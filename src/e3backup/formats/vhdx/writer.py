@@ -21,6 +21,8 @@ from e3backup.formats.direct import DirectWriter, Preallocation
 from e3backup.formats.image import Buffer, Extent, check_range, nonzero_runs, pwrite_all
 from e3backup.formats.vhdx.layout import UNALLOCATED, VhdxLayout, VhdxOptions, plan_layout
 
+from ...platform.compat import O_BINARY, O_CLOEXEC
+
 
 class VhdxWriter:
     """`VhdxWriter(path, virtual_size, allocated)`; then `write_at(...)` from any thread; `close()`."""
@@ -39,7 +41,7 @@ class VhdxWriter:
         self.layout: VhdxLayout = plan_layout(virtual_size, extents, options)
         self._block_size = self.layout.geometry.block_size
         self._offsets = self.layout.block_offsets
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | O_BINARY | O_CLOEXEC, 0o644)
         self._out: DirectWriter | None = None
         self._prealloc: Preallocation | None = None
         try:
