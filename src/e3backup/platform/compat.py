@@ -14,6 +14,7 @@ The Windows branches have not run on a real Windows machine yet (docs/windows.md
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import sys
@@ -33,6 +34,8 @@ else:
     O_NOFOLLOW = os.O_NOFOLLOW
     O_NONBLOCK = os.O_NONBLOCK
     KILL_SIGNAL = signal.SIGKILL
+
+WritableBuffer = memoryview | bytearray | mmap.mmap
 
 READ_FLAGS = os.O_RDONLY | O_BINARY | O_CLOEXEC
 """Open a file for reading, binary, not inherited by child processes."""
@@ -89,7 +92,7 @@ if sys.platform == "win32":
 
 if sys.platform == "win32":
 
-    def preadv(fd: int, buffers: Sequence[memoryview | bytearray], offset: int) -> int:
+    def preadv(fd: int, buffers: Sequence[WritableBuffer], offset: int) -> int:
         """Fill ``buffers`` from ``offset`` without moving a shared file position; bytes read."""
         done = 0
         for b in buffers:
@@ -121,7 +124,7 @@ if sys.platform == "win32":
 
 else:
 
-    def preadv(fd: int, buffers: Sequence[memoryview | bytearray], offset: int) -> int:
+    def preadv(fd: int, buffers: Sequence[WritableBuffer], offset: int) -> int:
         """Fill ``buffers`` from ``offset`` without moving a shared file position; bytes read."""
         return os.preadv(fd, buffers, offset)
 

@@ -92,13 +92,8 @@ class Device:
 
     def _direct(self) -> int:
         with self._direct_lock:
-            if self._direct_fd is None and sys.platform == "win32":
-                self._direct_fd = -1  # Windows devices are read unbuffered by platform.windows.rawdisk
-            elif self._direct_fd is None:
-                try:
-                    self._direct_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
-                except OSError:
-                    self._direct_fd = -1
+            if self._direct_fd is None:
+                self._direct_fd = _open_direct(self.path)
             return self._direct_fd
 
     def read_at(self, offset: int, length: int) -> bytes:
@@ -125,6 +120,18 @@ class Device:
     def __repr__(self) -> str:
         kind = "block device" if self.is_block_device else "image file"
         return f"Device({self.path!r}, {kind}, size={self._size}, sector={self.sector_size})"
+
+
+def _open_direct(path: str) -> int:
+    """``path`` opened past the page cache, or -1 where that is not possible (Windows devices are
+    read unbuffered by ``platform.windows.rawdisk`` instead)."""
+    if sys.platform == "win32":
+        return -1
+    else:
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+        except OSError:
+            return -1
 
 
 def open_device(path: str | os.PathLike[str]) -> Device:
