@@ -20,7 +20,17 @@ def _reported(harness: Harness, agent: Agent) -> dict[str, Any] | None:
 
 def test_engines_come_from_the_dispatch_table() -> None:
     assert engines_for("linux") == [Engine.FILES, Engine.DISK_IMAGE, Engine.SYNC]
-    assert engines_for("win32") == [Engine.FILES, Engine.SYNC]  # no disk image on Windows in this build
+    assert engines_for("win32") == [Engine.FILES, Engine.HYPERV, Engine.SYNC]  # no disk image on Windows yet
+
+
+def test_hyperv_is_offered_where_there_is_a_hyperv_host(tmp_path: Path) -> None:
+    from e3backup.agent.config import AgentConfig
+
+    plain = AgentConfig(server_url="http://s", agent_token="t", state_dir=str(tmp_path))
+    sim = AgentConfig(server_url="http://s", agent_token="t", state_dir=str(tmp_path), hyperv_host="sim:/srv/vms")
+    assert Engine.HYPERV not in engines_for("linux", plain)
+    assert engines_for("linux", sim) == [Engine.FILES, Engine.DISK_IMAGE, Engine.HYPERV, Engine.SYNC]
+    assert Engine.HYPERV in engines_for("win32", plain)  # the local Hyper-V
 
 
 def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_cannot_run(
@@ -36,7 +46,7 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
         shown = harness.wait_for(lambda: _reported(harness, agent), message="engines reported")
     finally:
         windows.stop(timeout=30)
-    assert (shown["engines"], shown["platform"]) == (["files", "sync"], "win32")
+    assert (shown["engines"], shown["platform"]) == (["files", "hyperv", "sync"], "win32")
 
     harness.client.cookies.clear()
     body = {"name": "image", "engine": "disk_image", "agent_id": agent.config.agent_id,
@@ -44,7 +54,7 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
             "destination": {"type": "local", "path": str(tmp_path / "r"), "repository_password": REPO_PASSWORD}}
     r = harness.client.post("/api/jobs", json=body, headers=harness.admin_headers)
     assert r.status_code == 422
-    assert "cannot run disk_image jobs; it runs files, sync" in r.text and "engine" in r.text
+    assert "cannot run disk_image jobs; it runs files, hyperv, sync" in r.text and "engine" in r.text
 
     agent.start()  # the Linux agent: files, disk_image and sync
     harness.wait_for(lambda: (_reported(harness, agent) or {}).get("platform") == "linux", message="linux")

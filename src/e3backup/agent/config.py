@@ -20,6 +20,9 @@ YAML, written by ``e3backup agent enroll`` with mode 0600 (it holds the agent to
     allowed_sources: null                   # null: back up anything; a list: only these paths
                                             #   (and below), volumes and devices
     local_destination_roots: [/var/lib/e3backup/repositories]   # local repositories only below these
+    hyperv_host: null                       # Hyper-V jobs: local (this Windows machine's Hyper-V;
+                                            #   the default on Windows) or sim:DIR (the simulated
+                                            #   host); null elsewhere: no hyperv engine
 
 The allow-lists are the agent's own: it runs as root and does not trust the server (or whoever
 can edit a job) to point it at ``/etc/shadow`` or to write a repository over ``/boot``.
@@ -95,6 +98,7 @@ class AgentConfig:
     local_destination_roots: list[str] = field(default_factory=default_destination_roots)
     tenant_id: int | None = None
     log_level: str = "info"
+    hyperv_host: str | None = None
 
     def __post_init__(self) -> None:
         if not self.server_url.startswith(("http://", "https://")):
@@ -111,6 +115,8 @@ class AgentConfig:
         self.local_destination_roots = [os.path.abspath(r) for r in self.local_destination_roots]
         if self.allowed_sources is not None and not all(isinstance(s, str) and s for s in self.allowed_sources):
             raise UsageError("allowed_sources must be a list of paths, volumes or devices (or null: anything)")
+        if self.hyperv_host is not None and not (self.hyperv_host == "local" or self.hyperv_host.startswith("sim:")):
+            raise UsageError(f"hyperv_host must be local or sim:DIR, not {self.hyperv_host!r}")
         self.log_level = str(self.log_level).lower()
         if self.log_level not in LOG_LEVELS:
             raise UsageError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")

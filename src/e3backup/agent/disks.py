@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..api.agent import Disk, DiskReport, Volume
+from ..api.agent import Disk, DiskReport, HyperVVmInfo, Volume
 from ..errors import E3Error
 
 LSBLK_ARGS = ["lsblk", "--json", "-b", "-o", "NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL"]
@@ -96,20 +96,26 @@ class EmptyInventory:
         return DiskReport()
 
 
+VmLister = Callable[[], tuple[list[HyperVVmInfo] | None, str | None]]
+
+
 class WithRestoreTargets:
     """Adds where this agent may restore to every report, so the dashboard offers the agent's
     own restore folders and devices instead of letting users guess them."""
 
-    def __init__(self, inner: DiskInventory, restore_roots: list[str], allowed_devices: list[str]) -> None:
+    def __init__(self, inner: DiskInventory, restore_roots: list[str], allowed_devices: list[str],
+                 vms: VmLister | None = None) -> None:
         self.inner = inner
         self.restore_roots = restore_roots
         self.allowed_devices = allowed_devices
+        self.vms = vms  # the Hyper-V host's VMs (agent.hyperv.discover), if this agent has one
 
     def report(self) -> DiskReport:
         r = self.inner.report()
+        vms, error = self.vms() if self.vms is not None else (None, None)
         # built with every field given, so the client's ``exclude_unset`` keeps them all
         return DiskReport(disks=r.disks, volumes=r.volumes, restore_roots=list(self.restore_roots),
-                          allowed_devices=list(self.allowed_devices))
+                          allowed_devices=list(self.allowed_devices), hyperv_vms=vms, hyperv_error=error)
 
 
 def inventory_for(platform: str = sys.platform) -> DiskInventory:

@@ -3,10 +3,12 @@
     kind         engine       run                                  options from
     backup       files        engines.files.run_backup             source paths, excludes
     backup       disk_image   engines.disk_image.run_image_backup  volume, policy (Linux)
-    backup       hyperv       needs a Windows Hyper-V host          -> ENGINE_UNAVAILABLE
+    backup       hyperv       engines.hyperv.run_hyperv            hyperv_config, chain state, policy; a host
+                                                                       (Windows, or hyperv_host: sim:DIR)
     backup       sync         engines.sync.run_sync (no repository) folders, excludes, sync_* policy
     restore      files        restore.files.run_restore            RestoreRequest, restore_kopia_parallel
     restore      disk_image   restore.image.run_image_restore      RestoreRequest, policy (Linux)
+    restore      hyperv       engines.hyperv.run_hyperv_restore    RestoreRequest (hyperv_restore command)
     maintenance  any          maintenance.run_maintenance          MaintenanceRequest, retention
 
 Every entry pairs a ``run_x`` that follows the run contract (``e3backup.contract``) with the
@@ -38,6 +40,7 @@ from ..repo.forget import ForgetPolicy
 from ..restore.files import DEFAULT_WORKERS, MAX_WORKERS, RestoreOptions, RestoreResult, run_restore
 from .client import AgentError
 from .config import AgentConfig
+from .hyperv import host_spec, hyperv_options, hyperv_outcome, hyperv_restore_options, hyperv_restore_outcome
 
 O = TypeVar("O")  # noqa: E741 - the options type, as in the contract
 R = TypeVar("R")
@@ -56,6 +59,7 @@ class JobContext:
     config: AgentConfig
     host: str
     request: RestoreRequest | MaintenanceRequest | None = None
+    platform: str = sys.platform
 
     @property
     def restore(self) -> RestoreRequest:
@@ -188,6 +192,23 @@ def _image_restore_outcome(result: Any) -> Outcome:
     return Outcome(RunStatus.SUCCESS, summary=result.summary_json())
 
 
+# -- hyperv ---------------------------------------------------------------------------------------
+
+
+def _run_hyperv(repo: Repository, options: Any, progress: Progress | None = None,
+                on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
+    from ..engines.hyperv import run_hyperv
+
+    return run_hyperv(repo, options, progress, on_event, cancel)
+
+
+def _run_hyperv_restore(repo: Repository, options: Any, progress: Progress | None = None,
+                        on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
+    from ..engines.hyperv import run_hyperv_restore
+
+    return run_hyperv_restore(repo, options, progress, on_event, cancel)
+
+
 # -- maintenance ----------------------------------------------------------------------------------
 
 
@@ -256,7 +277,8 @@ BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
         _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True, platforms=("linux",),
         why_not="disk image backups need Linux in this build (VSS on Windows is not wired)",
     ),
-    Engine.HYPERV: EngineEntry(None, why_not="Hyper-V backups need a Windows Hyper-V host and are not in this build"),
+    Engine.HYPERV: EngineEntry(_run_hyperv, hyperv_options, hyperv_outcome, create_repo=True,
+                               why_not="Hyper-V backups need a Hyper-V host: Windows, or hyperv_host: sim:DIR"),
     Engine.SYNC: EngineEntry[SyncOptions, SyncResult](None, _sync_options, _sync_outcome, direct=run_sync),
 }
 
@@ -266,7 +288,7 @@ RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
     ),
     Engine.DISK_IMAGE: EngineEntry(_run_image_restore, _image_restore_options, _image_restore_outcome,
                                    platforms=("linux",), why_not="disk image restores need Linux in this build"),
-    Engine.HYPERV: EngineEntry(None, why_not="Hyper-V restore needs a Windows Hyper-V host"),
+    Engine.HYPERV: EngineEntry(_run_hyperv_restore, hyperv_restore_options, hyperv_restore_outcome),
     Engine.SYNC: EngineEntry(None, why_not="a sync job keeps no snapshots: its files are plain objects in the "
                              "job's bucket under its prefix (or in its folder); copy them back with any S3 tool"),
 }
@@ -289,9 +311,14 @@ def pick(kind: RunKind, engine: Engine, platform: str = sys.platform) -> EngineE
     return entry
 
 
-def engines_for(platform: str = sys.platform) -> list[Engine]:
-    """The engines this agent can back up with on ``platform`` (reported to the server)."""
-    return [engine for engine, entry in BACKUP.items() if entry.available(platform)]
+def engines_for(platform: str = sys.platform, config: AgentConfig | None = None) -> list[Engine]:
+    """The engines this agent can back up with on ``platform`` (reported to the server);
+    ``hyperv`` only with a Hyper-V host (Windows, or the config's ``hyperv_host``)."""
+    return [
+        engine for engine, entry in BACKUP.items()
+        if entry.available(platform)
+        and (engine is not Engine.HYPERV or (host_spec(config, platform) if config else platform == "win32"))
+    ]
 
 
 __all__ = [

@@ -164,7 +164,7 @@ class RunExecutor:
         else:
             request = validate_maintenance(run)
         entry = pick(run.kind, run.engine, self.platform)
-        return entry, JobContext(run, self.config, self.host, request)
+        return entry, JobContext(run, self.config, self.host, request, self.platform)
 
     def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
         entry, ctx = self._entry(run)

@@ -42,6 +42,7 @@ from .config import AgentConfig
 from .disks import DiskInventory, WithRestoreTargets, inventory_for
 from .engines import Outcome, engines_for
 from .executor import STOPPING, RunExecutor
+from .hyperv import discover
 from .state import StateDir
 from .transport import HttpxTransport, Transport
 
@@ -84,7 +85,8 @@ class Agent:
         self.clock = clock
         self.platform = platform
         self.inventory = WithRestoreTargets(inventory or inventory_for(platform), config.restore_roots,
-                                            config.allowed_devices)
+                                            config.allowed_devices,
+                                            vms=lambda: discover(config, platform, self._stop.wait))
         self.snapshot_cleanup = snapshot_cleanup
         self.kdf = kdf
         self.prober = prober
@@ -116,7 +118,7 @@ class Agent:
         t.start()
         self._loops.append(t)
         log.debug("agent config: %r; engines here: %s", self.config,
-                  ", ".join(e.value for e in engines_for(self.platform)))
+                  ", ".join(e.value for e in engines_for(self.platform, self.config)))
         log.info("agent %s started (server %s, state %s)", self.config.agent_id, self.config.server_url,
                  self.config.state_dir)
 
@@ -194,7 +196,7 @@ class Agent:
         try:
             announce = self._announce
             answer = self.client.next_run(kind=RunKind.BACKUP.value, os_version=_os_version(),
-                                          engines=engines_for(self.platform) if announce else None,
+                                          engines=engines_for(self.platform, self.config) if announce else None,
                                           platform=self.platform if announce else None)
             if announce:
                 self._announce = False

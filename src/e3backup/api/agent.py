@@ -283,8 +283,37 @@ class Disk(BaseModel):
     volumes: list[Volume] = Field(default_factory=list, max_length=256)
 
 
+class HyperVDiskInfo(BaseModel):
+    identifier: Annotated[str, Field(max_length=256)]
+    path: Annotated[str, Field(max_length=4096)]
+    size: Int64 = 0
+    file_size: Int64 = 0
+    controller: Annotated[str, Field(max_length=64)] = ""
+
+
+class HyperVVmInfo(BaseModel):
+    """One VM of the agent's Hyper-V host (discovery: the job wizard picks VMs from these)."""
+
+    id: Annotated[str, Field(max_length=64)]
+    name: Annotated[str, Field(max_length=256)]
+    state: Annotated[str, Field(max_length=32)] = ""
+    generation: int = 0
+    version: Annotated[str, Field(max_length=16)] = ""
+    rct_supported: bool = False
+    change_tracking: bool = False
+    guest_os: Annotated[str, Field(max_length=32)] = ""
+    integration_services: dict[Annotated[str, Field(max_length=128)], bool] = Field(default_factory=dict)
+    disks: list[HyperVDiskInfo] = Field(default_factory=list, max_length=256)
+
+
 class DiskReport(BaseModel):
     disks: list[Disk] = Field(default_factory=list, max_length=256)
+    hyperv_vms: list[HyperVVmInfo] | None = Field(
+        default=None, max_length=4096, description="The Hyper-V host's VMs; null: this agent has no Hyper-V host."
+    )
+    hyperv_error: Annotated[str, Field(max_length=4000)] | None = Field(
+        default=None, description="Why the VMs could not be listed (after retries)."
+    )
     volumes: list[Volume] = Field(
         default_factory=list, max_length=1024, description="Volumes not on a listed disk too."
     )
@@ -311,6 +340,8 @@ __all__ = [
     "DiskReportResponse",
     "EnrollRequest",
     "EnrollResponse",
+    "HyperVDiskInfo",
+    "HyperVVmInfo",
     "NextRunRequest",
     "NextRunResponse",
     "PollCommandsResponse",

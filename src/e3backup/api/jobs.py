@@ -54,6 +54,9 @@ class Policy(_Strict):
     disk_image_fail_on_stall: StrictBool = Field(
         False, description="A DISK_IMAGE_STALLED fails the run instead of waiting for the disk."
     )
+    parallel_vms: Annotated[StrictInt, Field(ge=1, le=16)] | None = Field(
+        None, description="Hyper-V: virtual machines backed up at the same time (1-16; default 2)."
+    )
     restore_parallel_workers: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
         None, description="Parallel disk-restore workers (1-64; agent default 8-16)."
     )
@@ -120,7 +123,7 @@ class HyperVVMRun(BaseModel):
     vm_name: str
     vm_guid: str = ""
     last_checkpoint_id: str = ""
-    last_rct_ids: dict[str, str] = Field(default_factory=dict, description="disk path -> RCT ID")
+    last_rct_ids: dict[str, str] = Field(default_factory=dict, description="disk identifier -> RCT ID")
 
 
 class HyperVVMResult(_Strict):

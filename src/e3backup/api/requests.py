@@ -45,6 +45,18 @@ class RestoreRequest(_Request):
     discard: StrictBool = Field(False, description="Image restore to a device: discard unused blocks.")
     force: StrictBool = Field(False, description="Image restore: overwrite an existing target.")
     source_run_id: Id | None = Field(None, description="The backup run the dashboard restores from.")
+    # hyperv_restore: the VM backup is the one ``snapshot_id`` belongs to (any of its snapshots),
+    # or VM ``vm`` at ``checkpoint_id`` (snapshot_id 'latest')
+    vm: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(None, description="Hyper-V: VM name or ID.")
+    checkpoint_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    disk: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="Hyper-V: restore only this disk (identifier or file name)."
+    )
+    register_vm: Literal["none", "new", "replace"] = Field(
+        "none", description="Hyper-V: import the restored VM as a new VM, or in place of the original."
+    )
+    confirm_replace: StrictBool = Field(False, description="Hyper-V: confirms register_vm=replace.")
+    vm_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
 
 class MaintenanceRequest(_Request):

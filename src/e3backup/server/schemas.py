@@ -136,6 +136,10 @@ class AgentDisks(BaseModel):
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     restore_roots: list[str] = Field(default_factory=list, description="Folders the agent restores into.")
     allowed_devices: list[str] = Field(default_factory=list, description="Devices an image may be restored onto.")
+    hyperv_vms: list[dict[str, Any]] | None = Field(
+        default=None, description="The agent's Hyper-V VMs (null: no Hyper-V host there)."
+    )
+    hyperv_error: str | None = Field(default=None, description="Why the VMs could not be listed.")
 
 
 class DiskRefreshPending(BaseModel):

@@ -70,8 +70,9 @@ class HyperVRestoreOptions:
     configuration; ``register`` then imports it (``new`` ID or ``replace`` the original)."""
 
     target: str
-    vm: str  # VM name or ID as backed up
+    vm: str = ""  # VM name or ID as backed up ("": the VM of ``snapshot``)
     checkpoint: str = "latest"  # the checkpoint ID the snapshots are tagged with, or latest
+    snapshot: str | None = None  # any snapshot of the VM backup: picks VM and checkpoint
     disk: str | None = None  # one disk identifier (or its file name); None: all
     image_format: str = "vhdx"
     register: str = "none"  # none, new, replace
@@ -82,6 +83,8 @@ class HyperVRestoreOptions:
     workers: int = 8
 
     def __post_init__(self) -> None:
+        if not self.vm and not self.snapshot:
+            raise UsageError("which VM backup to restore: give a VM or a snapshot of it")
         if self.image_format not in ("vhdx", "raw"):
             raise UsageError(f"disk format must be vhdx or raw, not {self.image_format!r}")
         if self.register not in ("none", "new", "replace"):

@@ -82,7 +82,12 @@ def _disk_file(s: Snapshot) -> str | None:
 
 def _vm_snapshots(repo: Repository, options: HyperVRestoreOptions) -> list[Snapshot]:
     """The snapshots of the asked checkpoint (or of the VM's latest), oldest first."""
-    want = options.vm.lower()
+    want, checkpoint = options.vm.lower(), options.checkpoint
+    if options.snapshot and options.snapshot != "latest":
+        snap = repo.find_snapshot(options.snapshot)
+        if HYPERV_TAG not in snap.tags:
+            raise UsageError(f"snapshot {snap.id[:8]} is not part of a Hyper-V backup")
+        want, checkpoint = (tag_value(snap.tags, "vm") or "").lower(), tag_value(snap.tags, "checkpoint") or ""
     mine = [
         s for s in repo.snapshots(on_error=warn_unreadable_snapshot)
         if HYPERV_TAG in s.tags
@@ -91,7 +96,6 @@ def _vm_snapshots(repo: Repository, options: HyperVRestoreOptions) -> list[Snaps
     ]
     if not mine:
         raise UsageError(f"no Hyper-V backup of VM {options.vm!r} in this repository")
-    checkpoint = options.checkpoint
     if checkpoint == "latest":
         checkpoint = tag_value(max(mine, key=lambda s: s.time).tags, "checkpoint") or ""
     picked = [s for s in mine if tag_value(s.tags, "checkpoint") == checkpoint]

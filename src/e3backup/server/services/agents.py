@@ -82,6 +82,8 @@ def agent_disks(agent: Agent) -> AgentDisks:
         volumes=disks.get("volumes", []),
         restore_roots=disks.get("restore_roots", []),
         allowed_devices=disks.get("allowed_devices", []),
+        hyperv_vms=disks.get("hyperv_vms"),
+        hyperv_error=disks.get("hyperv_error"),
     )
 
 

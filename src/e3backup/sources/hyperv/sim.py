@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ...errors import E3Error
 from ...formats.vhdx.differencing import create_differencing
 from ...formats.vhdx.reader import VhdxReader
 from ...formats.vhdx.update import VhdxUpdater
@@ -329,9 +330,13 @@ class SimHost:
         disks = []
         for d in doc["disks"]:
             path = self._path(doc, d["file"])
-            with VhdxReader(path) as r:
-                size = r.virtual_size
-            disks.append(VirtualDisk(d["identifier"], path, size, os.path.getsize(path), d.get("controller", "")))
+            try:
+                with VhdxReader(path) as r:
+                    size = r.virtual_size
+            except (OSError, E3Error):
+                size = 0  # listed all the same: its backup fails and says why
+            file_size = os.path.getsize(path) if os.path.exists(path) else 0
+            disks.append(VirtualDisk(d["identifier"], path, size, file_size, d.get("controller", "")))
         return VmInfo(
             id=doc["id"],
             name=doc["name"],
