@@ -60,6 +60,8 @@ class Settings(BaseModel):
     command_poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
     # snapshot browsing and downloads: local-path repositories the server may read (none: S3 only)
     browse_local_roots: list[Path] = Field(default_factory=list)
+    # recovery codes (the dashboard's "Recover this machine"): unused ones expire after this
+    recovery_code_minutes: Annotated[float, Field(gt=0)] = 240.0
     # scheduler
     scheduler_enabled: bool = True
     scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -324,6 +324,22 @@ class RecoverySessionPublic(BaseModel):
     session_expires_at: datetime
 
 
+class RecoveryCodeCreate(_In):
+    agent_id: Id
+    snapshot_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class RecoveryCodePublic(BaseModel):
+    code: str = Field(..., description="Shown once; typed into the recovery console. Single use.")
+    expires_at: datetime = Field(..., description="When the code stops working if unused.")
+    agent_id: int
+    snapshot_id: str
+
+
+class RecoveryRedeem(_In):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class RecoveryRevoked(BaseModel):
     run_id: int
     sessions_ended: int
@@ -370,6 +386,9 @@ __all__ = [
     "LocalDestinationIn",
     "LoginRequest",
     "LoginResponse",
+    "RecoveryCodeCreate",
+    "RecoveryCodePublic",
+    "RecoveryRedeem",
     "RecoveryRevoked",
     "RecoverySessionCreate",
     "RecoverySessionPublic",

@@ -227,6 +227,25 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class RecoveryCode(Base):
+    """A one-time code for the recovery console: one agent's image snapshot, redeemed once for a
+    restore run and its session. Stored as a hash; ``used_at`` is set by the single redeem."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    source_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    snapshot_id: Mapped[str] = mapped_column(String(128))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+
+
 __all__ = [
     "Agent",
     "AuditEvent",
@@ -234,6 +253,7 @@ __all__ = [
     "Command",
     "HyperVVM",
     "Job",
+    "RecoveryCode",
     "RecoverySession",
     "Run",
     "RunEvent",

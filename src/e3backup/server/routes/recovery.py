@@ -12,7 +12,9 @@ The token ends with its run (final state), with its creator (disabled) and on re
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+import logging
+
+from fastapi import APIRouter, HTTPException, Request
 
 from e3backup.api.agent import (
     PushEventsRequest,
@@ -30,16 +32,74 @@ from e3backup.api.recovery import (
     RunEventsRequest,
     RunEventsResponse,
 )
-from e3backup.server.db.models import Job, RecoverySession, Run
-from e3backup.server.deps import ManagerUser, RecoveryAuth, SessionDep, StateDep, VisibleRun, can_see_tenant
+from e3backup.server.db.models import Agent, Job, RecoverySession, Run
+from e3backup.server.deps import (
+    ManagerUser,
+    RecoveryAuth,
+    SessionDep,
+    StateDep,
+    VisibleRun,
+    can_see_tenant,
+    client_ip,
+)
 from e3backup.server.problems import FieldError
-from e3backup.server.schemas import RecoveryRevoked, RecoverySessionCreate, RecoverySessionPublic
+from e3backup.server.routes.auth import too_many
+from e3backup.server.schemas import (
+    RecoveryCodeCreate,
+    RecoveryCodePublic,
+    RecoveryRedeem,
+    RecoveryRevoked,
+    RecoverySessionCreate,
+    RecoverySessionPublic,
+)
+from e3backup.server.security.ratelimit import Attempt
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import recovery as svc
+from e3backup.server.services import recovery_codes as codes
 from e3backup.server.services import runs as runs_svc
 
+log = logging.getLogger(__name__)
 user_router = APIRouter(prefix="/api/recovery", tags=["recovery"])
 router = APIRouter(prefix="/api/recovery", tags=["recovery"])
+
+
+@user_router.post("/codes", status_code=201)
+def create_code(
+    body: RecoveryCodeCreate, session: SessionDep, state: StateDep, user: ManagerUser
+) -> RecoveryCodePublic:
+    """A one-time code for one of the agent's image snapshots ("Recover this machine")."""
+    agent = session.get(Agent, body.agent_id)
+    if agent is None or not can_see_tenant(user, agent.tenant_id):
+        raise FieldError("agent_id", f"no agent {body.agent_id}")
+    row, code = codes.issue(
+        session, agent, body.snapshot_id, user.id, state.clock.now(), state.settings.recovery_code_minutes
+    )
+    session.commit()
+    log.info("recovery code issued for agent %s snapshot %s by user %s", agent.id, body.snapshot_id[:12], user.id)
+    return RecoveryCodePublic(code=code, expires_at=row.expires_at, agent_id=agent.id, snapshot_id=row.snapshot_id)
+
+
+@router.post("/redeem", status_code=201)
+def redeem_code(
+    body: RecoveryRedeem, request: Request, session: SessionDep, state: StateDep
+) -> RecoverySessionPublic:
+    """The console's sign-in: the code (once) for the restore run and its session token.
+    Rate limited per client address, like enrollment: a wrong guess counts against it."""
+    attempt = state.enroll_limiter.begin(f"recovery-code:{client_ip(request)}")
+    if not isinstance(attempt, Attempt):
+        raise too_many(attempt, "failed recovery codes")
+    result = None
+    try:
+        result = codes.redeem(session, body.code, state.clock.now())
+    except codes.CodeRefused as e:
+        log.warning("recovery code refused from %s: %s", client_ip(request), e)
+        raise HTTPException(status_code=401, detail=str(e)) from None
+    finally:
+        attempt.end(failed=result is None)
+    run, row, token = result
+    session.commit()
+    log.info("recovery code redeemed: run %s for agent %s", run.id, (run.restore or {}).get("agent_id"))
+    return RecoverySessionPublic(run_id=run.id, session_token=token, session_expires_at=row.expires_at)
 
 
 @user_router.post("/sessions", status_code=201)
