@@ -39,6 +39,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "restore": ("e3backup.agent", "e3backup.server", "e3backup.cli"),
         "api": ("e3backup.agent", "e3backup.server", "e3backup.cli", "e3backup.engines", "sqlalchemy", "fastapi"),
         "agent": ("e3backup.server", "e3backup.cli"),
+        "recovery": ("e3backup.server", "e3backup.cli"),
     }
     wrong = [
         f"{path.relative_to(SRC)} imports {name}"

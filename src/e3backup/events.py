@@ -73,6 +73,13 @@ class EventCode(StrEnum):
     RUN_REFUSED = "RUN_REFUSED"
     RUN_ORPHANED = "RUN_ORPHANED"
     RUN_CANCELLED = "RUN_CANCELLED"
+    # recovery console (bare-metal restore)
+    RECOVERY_STARTED = "RECOVERY_STARTED"
+    RECOVERY_REPOSITORY_UNREACHABLE = "RECOVERY_REPOSITORY_UNREACHABLE"
+    RECOVERY_RESUMED = "RECOVERY_RESUMED"
+    RECOVERY_GPT_MOVED = "RECOVERY_GPT_MOVED"
+    RECOVERY_COMPLETED = "RECOVERY_COMPLETED"
+    RECOVERY_FAILED = "RECOVERY_FAILED"
     # server
     EVENTS_CAPPED = "EVENTS_CAPPED"
 
@@ -232,6 +239,26 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.ERROR, "The agent stopped while this run was in progress; it was marked failed."
     ),
     EventCode.RUN_CANCELLED: CodeInfo(Level.WARNING, "The run was cancelled."),
+    EventCode.RECOVERY_STARTED: CodeInfo(
+        Level.INFO, "The recovery console started writing the image to the target disk it was given."
+    ),
+    EventCode.RECOVERY_REPOSITORY_UNREACHABLE: CodeInfo(
+        Level.WARNING,
+        "The recovery console lost the repository. It keeps what it wrote and tries again; check the "
+        "rescue machine's network and the storage endpoint if this repeats.",
+    ),
+    EventCode.RECOVERY_RESUMED: CodeInfo(
+        Level.INFO, "The repository answers again; the restore continues with the segments not yet written."
+    ),
+    EventCode.RECOVERY_GPT_MOVED: CodeInfo(
+        Level.INFO, "The target disk is larger than the source: the backup partition table was moved to its end."
+    ),
+    EventCode.RECOVERY_COMPLETED: CodeInfo(
+        Level.INFO, "The disk was restored and every chunk verified; the machine can boot from it."
+    ),
+    EventCode.RECOVERY_FAILED: CodeInfo(
+        Level.ERROR, "The bare-metal restore failed; the message says why. The target disk is incomplete."
+    ),
     EventCode.EVENTS_CAPPED: CodeInfo(
         Level.WARNING,
         "The run sent more events than the server keeps for one run; the rest were counted "

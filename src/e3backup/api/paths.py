@@ -14,6 +14,7 @@ AGENT_POLL_COMMANDS = "/api/agent/poll_commands"
 AGENT_ACK_COMMAND = "/api/agent/ack_command"
 AGENT_REPORT_DISKS = "/api/agent/report_disks"
 
+RECOVERY_REDEEM = "/api/recovery/redeem"
 RECOVERY_GET_RUN = "/api/recovery/get_run"
 RECOVERY_UPDATE_RUN = "/api/recovery/update_run"
 RECOVERY_PUSH_EVENTS = "/api/recovery/push_events"
@@ -32,6 +33,7 @@ AGENT_PATHS = (
     AGENT_REPORT_DISKS,
 )
 RECOVERY_PATHS = (
+    RECOVERY_REDEEM,
     RECOVERY_GET_RUN,
     RECOVERY_UPDATE_RUN,
     RECOVERY_PUSH_EVENTS,
@@ -56,6 +58,7 @@ __all__ = [
     "RECOVERY_PATHS",
     "RECOVERY_POLL_CANCEL",
     "RECOVERY_PUSH_EVENTS",
+    "RECOVERY_REDEEM",
     "RECOVERY_REFRESH_SESSION",
     "RECOVERY_UPDATE_RUN",
 ]

@@ -40,6 +40,7 @@ _COMMANDS = {
     "agent": "agent_cmds:agent",
     "mount": "mount_cmd:mount",
     "sync": "sync_cmd:sync",
+    "recovery": "recovery_cmd:recovery",
 }
 
 

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from ...errors import E3Error, IntegrityError
@@ -45,6 +45,7 @@ from ..packs import scratch_buffer, sealed_blobs
 from ..target import Target, check_target
 from .options import ImageRestoreOptions, ImageRestoreResult
 from .plan import RestorePlan, Segment, chunk_runs, plan_restore
+from .resume import WrittenSegments
 from .verify import verify_target
 from .workers import Stops, run_jobs
 
@@ -86,8 +87,10 @@ class ImageRestorer:
         after_write: Callable[[], None] | None = None,
         cancel: threading.Event | None = None,
         stop: threading.Event | None = None,
+        written: WrittenSegments | None = None,
     ) -> None:
         self.repo = repo
+        self.written = written
         self.opts = opts
         self.progress = progress or Progress(mode="quiet")
         self.after_write = after_write
@@ -107,6 +110,11 @@ class ImageRestorer:
         r.workers, r.segment_size = o.workers, max(1, o.segment_size // img.chunk_size) * img.chunk_size
         self.progress.set_total(img.device_size)
         self.progress.set_extra(device_size=img.device_size, plan_bytes=r.plan_bytes, bytes_written=0)
+        if self.written is not None:  # resuming: what earlier attempts wrote counts as done
+            for seg in plan.segments:
+                if seg.first in self.written:
+                    start, (last, n) = img.chunk_span(seg.first)[0], img.chunk_span(seg.end - 1)
+                    self.progress.add(nbytes=last + n - start)
         try:
             self._write(plan, target)
             if self.after_write is not None:
@@ -137,6 +145,7 @@ class ImageRestorer:
             o.vhdx_options,
             direct=o.workers > 1,
         )
+        segments = self._to_write(plan)
         ok = False
         try:
             workers: list[_Worker] = []
@@ -152,7 +161,7 @@ class ImageRestorer:
                 with fewer_collections():
                     try:
                         jobs = [functools.partial(self._restore_segment, w) for w in workers]
-                        run_jobs(plan.segments, jobs, self.stops, "image restore")
+                        run_jobs(segments, jobs, self.stops, "image restore")
                     except BaseException:
                         self._writes.shutdown(wait=True, cancel_futures=True)  # failing: drop queued writes
                         raise
@@ -160,9 +169,10 @@ class ImageRestorer:
                     # an I/O thread failed (or the run was cancelled) after the workers were done
                     self.stops.raise_if_stopped("image restore")
                     self._batches.finish()  # every write is done: check the blobs still waiting
-                if self.result.chunks_written != plan.data_chunks:  # a lost write must never pass as done
+                expected = sum(_data_chunks(seg) for seg in segments)
+                if self.result.chunks_written != expected:  # a lost write must never pass as done
                     raise E3Error(
-                        f"image restore wrote {self.result.chunks_written} of {plan.data_chunks} data chunks: "
+                        f"image restore wrote {self.result.chunks_written} of {expected} data chunks: "
                         "the target is incomplete"
                     )
             finally:
@@ -176,8 +186,15 @@ class ImageRestorer:
             else:
                 shared.close()
 
+    def _to_write(self, plan: RestorePlan) -> list[Segment]:
+        """The plan's segments, less those an earlier attempt wrote (``written``)."""
+        if self.written is None:
+            return plan.segments
+        return [seg for seg in plan.segments if seg.first not in self.written]
+
     def _restore_segment(self, worker: _Worker, seg: Segment) -> None:
         img, writer = self._image, worker.writer
+        futures: list[Future[None]] = []
         if seg.zero:
             zeroed = 0
             for off, n in chunk_runs(img, seg.zero):
@@ -207,11 +224,17 @@ class ImageRestorer:
                 with batches.back_on_error(buffer):
                     plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
                 # the write goes to the I/O threads: this worker decodes the next blob meanwhile
-                self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
+                futures.append(
+                    self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
+                )
             with self._mu:
                 self.result.bytes_fetched += fetched
                 self.result.pack_reads += 1
         self.progress.set_extra(bytes_written=self.result.bytes_written)
+        if self.written is not None:  # resumable: the segment counts once all its writes are done
+            wait(futures)
+            if not self.stops.stopped():
+                self.written.add(seg.first)
 
     def _write_blob(self, writer: ImageWriter, spans: list[tuple[int, int]], d: Decoded) -> None:
         """An I/O thread's job: write a decoded blob to its chunks, then queue it for its ID check
@@ -233,6 +256,10 @@ class ImageRestorer:
                 batches.check(ready)
         except BaseException as e:
             self.stops.fail(e)
+
+
+def _data_chunks(seg: Segment) -> int:
+    return sum(len(chunks) for blobs in seg.packs.values() for chunks in blobs.values())
 
 
 def _close_all(workers: list[_Worker]) -> None:

@@ -13,6 +13,7 @@ from ...repo.repository import Repository
 from ...sources.stored_image import image_snapshots, load_image_snapshot
 from .options import ImageRestoreOptions, ImageRestoreResult
 from .restorer import ImageRestorer
+from .resume import WrittenSegments
 
 
 def run_image_restore(
@@ -23,12 +24,15 @@ def run_image_restore(
     cancel: threading.Event | None = None,
     *,
     after_write: Callable[[], None] | None = None,
+    written: WrittenSegments | None = None,
 ) -> ImageRestoreResult:
     """Restore (or export) image snapshot ``options.snapshot`` to ``options.target``.
 
     A set ``cancel`` stops every worker within a blob: ``Cancelled`` (and ``RUN_CANCELLED`` to
     ``on_event``), a new target file removed, a device left incomplete (the message says which).
-    ``after_write`` is a seam for tests, called between writing and verifying.
+    ``after_write`` is a seam for tests, called between writing and verifying. ``written``
+    makes the restore resumable: segments in it are skipped, each segment written is added (see
+    ``resume.py``; the recovery console runs a restore again after a repository outage).
 
     Into a new file, the lock's re-check for a competitor that locked at the same moment runs
     while the restore does: a restore only reads the repository and verifies every blob, so such
@@ -53,7 +57,7 @@ def run_image_restore(
             img = load_image_snapshot(repo, snap)
             if conflict:
                 raise conflict[0]
-            return ImageRestorer(repo, options, progress, after_write, cancel, stop).run(img)
+            return ImageRestorer(repo, options, progress, after_write, cancel, stop, written).run(img)
         except E3Error as e:
             if conflict and conflict[0] is not e:
                 raise conflict[0] from e
