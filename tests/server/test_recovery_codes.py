@@ -49,6 +49,13 @@ def test_code_is_short_typeable_and_redeemed_once_for_a_session(world: World) ->
     assert again.status_code == 401 and "already used" in again.json()["detail"]
     public = world.user_a.get(f"/api/runs/{body['run_id']}").json()
     assert (public["kind"], public["trigger"], public["status"]) == ("restore", "recovery", "queued")
+    audit = world.user_a.get("/api/audit", params={"action": "recovery."}).json()["items"]
+    assert [(e["action"], e["actor"]) for e in audit] == [
+        ("recovery.start", "alice@acme.example"),
+        ("recovery.code_issued", "alice@acme.example"),
+    ]
+    assert audit[0]["target_id"] == body["run_id"] and audit[0]["details"]["snapshot_id"] == "a1" * 32
+    assert code not in str(audit)  # the code itself is never recorded
 
 
 def test_an_unused_code_expires(world: World, clock: FakeClock) -> None:

@@ -65,14 +65,15 @@ router = APIRouter(prefix="/api/recovery", tags=["recovery"])
 
 @user_router.post("/codes", status_code=201)
 def create_code(
-    body: RecoveryCodeCreate, session: SessionDep, state: StateDep, user: ManagerUser
+    body: RecoveryCodeCreate, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> RecoveryCodePublic:
     """A one-time code for one of the agent's image snapshots ("Recover this machine")."""
     agent = session.get(Agent, body.agent_id)
     if agent is None or not can_see_tenant(user, agent.tenant_id):
         raise FieldError("agent_id", f"no agent {body.agent_id}")
     row, code = codes.issue(
-        session, agent, body.snapshot_id, user.id, state.clock.now(), state.settings.recovery_code_minutes
+        session, agent, body.snapshot_id, user, state.clock.now(), state.settings.recovery_code_minutes,
+        client_ip(request),
     )
     session.commit()
     log.info("recovery code issued for agent %s snapshot %s by user %s", agent.id, body.snapshot_id[:12], user.id)
@@ -90,7 +91,7 @@ def redeem_code(
         raise too_many(attempt, "failed recovery codes")
     result = None
     try:
-        result = codes.redeem(session, body.code, state.clock.now())
+        result = codes.redeem(session, body.code, state.clock.now(), client_ip(request))
     except codes.CodeRefused as e:
         log.warning("recovery code refused from %s: %s", client_ip(request), e)
         raise HTTPException(status_code=401, detail=str(e)) from None

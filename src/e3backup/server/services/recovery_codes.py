@@ -21,6 +21,7 @@ from e3backup.api.common import Engine, RunKind, RunStatus
 from e3backup.server.db.models import Agent, Job, RecoveryCode, RecoverySession, Run, User
 from e3backup.server.errors import FieldError, ServiceError
 from e3backup.server.security.tokens import hash_token
+from e3backup.server.services import audit
 from e3backup.server.services import recovery as sessions
 from e3backup.server.services import runs as runs_svc
 
@@ -70,9 +71,15 @@ def restore_points(session: Session, agent: Agent, limit: int = 50) -> list[Run]
 
 
 def issue(
-    session: Session, agent: Agent, snapshot_id: str, user_id: int | None, now: datetime, minutes: float
+    session: Session,
+    agent: Agent,
+    snapshot_id: str,
+    user: User,
+    now: datetime,
+    minutes: float,
+    ip: str | None = None,
 ) -> tuple[RecoveryCode, str]:
-    """A code for ``snapshot_id``, which must be one of ``agent``'s image snapshots."""
+    """A code for ``snapshot_id``, which must be one of ``agent``'s image snapshots (audited)."""
     source = next((r for r in restore_points(session, agent, 10_000) if r.snapshot_id == snapshot_id), None)
     if source is None or source.job_id is None:
         why = f"{snapshot_id[:16]} is not an image snapshot of {agent.hostname}: pick one of its restore points"
@@ -85,17 +92,29 @@ def issue(
         source_run_id=source.id,
         snapshot_id=snapshot_id,
         code_hash=code_hash(normalize(code) or ""),
-        created_by=user_id,
+        created_by=user.id,
         created_at=now,
         expires_at=now + timedelta(minutes=minutes),
     )
     session.add(row)
     session.flush()
+    audit.record(
+        session,
+        now,
+        "recovery.code_issued",
+        user=user,
+        tenant_id=agent.tenant_id,
+        target_type="agent",
+        target_id=agent.id,
+        ip=ip,
+        details={"hostname": agent.hostname, "snapshot_id": snapshot_id, "expires_at": row.expires_at.isoformat()},
+    )
     return row, code
 
 
-def redeem(session: Session, code: str, now: datetime) -> tuple[Run, RecoverySession, str]:
-    """Use the code once: the restore run, its session and the session token (shown once)."""
+def redeem(session: Session, code: str, now: datetime, ip: str | None = None) -> tuple[Run, RecoverySession, str]:
+    """Use the code once: the restore run, its session and the session token (shown once). The
+    recovery's start is audited in the name of the user who issued the code."""
     canonical = normalize(code)
     row = None
     if canonical is not None:
@@ -131,6 +150,17 @@ def redeem(session: Session, code: str, now: datetime) -> tuple[Run, RecoverySes
     recovery, token = sessions.create_session(session, run, row.created_by, now)
     row.run_id = run.id
     session.flush()
+    audit.record(
+        session,
+        now,
+        "recovery.start",
+        user=creator,
+        tenant_id=run.tenant_id,
+        target_type="run",
+        target_id=run.id,
+        ip=ip,
+        details={"hostname": agent.hostname, "snapshot_id": row.snapshot_id, "via": "recovery code"},
+    )
     return run, recovery, token
 
 
