@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e3backup.events import EventCode
-from e3backup.sources.changetrack import FsDigests, Method, TrackingState, TrackingStateError, track_partition
+from e3backup.sources.changetrack import (
+    FsDigests,
+    MetaChunks,
+    Method,
+    TrackingState,
+    TrackingStateError,
+    track_partition,
+)
 from e3backup.sources.changetrack import ext4 as ext4_track
 from e3backup.sources.changetrack import ntfs as ntfs_track
 from e3backup.sources.changetrack.digest import Digests, changed_records, record_digests
@@ -113,6 +121,50 @@ def test_state_refuses_damaged_input(mutate: Callable[[bytes], bytes], match: st
     raw = TrackingState((FsDigests(1, "ext4", {}, 0.0, np.ones(4, dtype=np.uint64)),)).encode()
     with pytest.raises(TrackingStateError, match=match):
         TrackingState.decode(mutate(raw))
+
+
+def test_state_keeps_the_chunk_digests_and_reads_version_1() -> None:
+    parts = (FsDigests(1, "ext4", {"uuid": "00ff"}, 2.0, np.arange(3, dtype=np.uint64)),)
+    meta = {7: b"\x01" * 16, 0: b"\x02" * 16, 1 << 40: b"\x03" * 16}
+    raw = TrackingState(parts, 2, 65536, meta).encode()
+    back = TrackingState.decode(raw)
+    assert (back.chunk_size, dict(back.meta_chunks), back.since_verify) == (65536, meta, 2)
+    header_len = int.from_bytes(raw[6:10], "little")
+    assert len(raw) - 10 - header_len == 8 * 3 + 24 * 3  # 24 bytes a chunk digest
+    with pytest.raises(TrackingStateError, match="truncated"):
+        TrackingState.decode(raw[:-1])
+    # a state written before the chunk digests (version 1): no digests, so metadata is read
+    part = {"captured_at": 2.0, "filesystem": "ext4", "identity": {}, "partition": 1, "records": 3}
+    v1_header = json.dumps({"partitions": [part], "since_verify": 0}).encode()
+    v1 = b"E3CT" + (1).to_bytes(2, "little") + len(v1_header).to_bytes(4, "little") + v1_header + bytes(24)
+    old = TrackingState.decode(v1)
+    assert old.meta_chunks == {} and old.chunk_size == 0 and len(old.partitions[0].digests) == 3
+
+
+def test_chunk_digests_cover_the_metadata_bytes_and_their_places() -> None:
+    cs = 4096
+    disk = bytearray(random_bytes(4 * cs, 9))
+    metadata = ExtentList([(100, 50), (cs - 10, 30), (3 * cs, cs)])  # the second straddles chunks 0-1
+    meta = MetaChunks.of(metadata, cs)
+    assert dict(meta.ranges) == {0: ((100, 50), (cs - 10, 10)), 1: ((0, 20),), 3: ((0, cs),)}
+    assert meta.chunks() == ExtentList([(0, 2), (3, 1)])
+
+    def digests(data: bytes | bytearray, m: MetaChunks = meta) -> dict[int, bytes]:
+        got = m.digest_source(BytesSource(bytes(data)), range(4))
+        for i in range(4):  # from the stored chunk or from the source: the same digest
+            assert m.digest_chunk(i, data[i * cs : (i + 1) * cs]) == got.get(i)
+        return got
+
+    before = digests(disk)
+    assert set(before) == {0, 1, 3} and all(len(d) == 16 for d in before.values())
+    disk[2000] ^= 1  # not metadata: same digests
+    disk[2 * cs + 5] ^= 1
+    assert digests(disk) == before
+    disk[cs + 19] ^= 1  # the last metadata byte of chunk 1
+    after = digests(disk)
+    assert after[1] != before[1] and after[0] == before[0] and after[3] == before[3]
+    moved = MetaChunks.of(ExtentList([(101, 50), (cs - 10, 30), (3 * cs, cs)]), cs)
+    assert digests(disk, moved)[0] != after[0]  # same chunk, other ranges: another digest
 
 
 # NTFS ------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from e3backup.sources.changemap import ChunkDecisions, decide_chunks
-from e3backup.sources.changetrack import DiskTracking, Method, track_disk
+from e3backup.sources.changetrack import DiskTracking, Grid, Method, TrackingState, track_disk
 from e3backup.sources.device import open_device
 from e3backup.sources.extents import ExtentList
 from e3backup.sources.layout.model import DiskLayout
@@ -224,6 +224,23 @@ class Backup(NamedTuple):
     layout: DiskLayout
     plan: ExtentList
     tracking: DiskTracking
+    state: TrackingState | None = None  # as stored: with the digests of the chunks read
+
+
+def stored_state(backup: Backup, merged: Path, read: ExtentList) -> Backup:
+    """What the engine stores: the chunks read get their metadata digest from the stored bytes.
+    Every stored digest must then describe the stored (merged) chunk: the reuse rule's premise."""
+    meta = backup.tracking.meta
+    assert meta is not None
+    image = merged.read_bytes()
+    digests = {}
+    for i in read.chunk_indexes(1):
+        if (d := meta.digest_chunk(i, image[i * CHUNK : (i + 1) * CHUNK])) is not None:
+            digests[i] = d
+    state = backup.tracking.with_read_digests(digests)
+    for i, d in state.meta_chunks.items():
+        assert meta.digest_chunk(i, image[i * CHUNK : (i + 1) * CHUNK]) == d, f"chunk {i}: stale digest"
+    return backup._replace(state=state)
 
 
 def plan_mask(extents: ExtentList, size: int) -> np.ndarray:
@@ -289,10 +306,11 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
         with open_device(disk.path) as dev:
             layout = read_layout(dev)
             plan = build_read_plan(dev, layout, PlanMode.USED).extents
+            grid = Grid(CHUNK, plan)
             if parent is None:
-                tracking = track_disk(dev, layout, None, "no parent image", now)
+                tracking = track_disk(dev, layout, None, "no parent image", now, grid=grid)
                 return Backup(layout, plan, tracking), None
-            tracking = track_disk(dev, layout, parent.tracking.state, None, now)
+            tracking = track_disk(dev, layout, parent.state, None, now, grid=grid)
             image = ParentImage(DISK, CHUNK, parent.plan, parent.layout)
             return Backup(layout, plan, tracking), decide_chunks(CHUNK, DISK, plan, layout, tracking.change_map, image)
 
@@ -300,6 +318,7 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
     merged.write_bytes(b"")
     os.truncate(merged, DISK)
     apply_decisions(merged, disk.path, parent.plan, parent.plan.chunk_ranges(CHUNK), ExtentList())
+    parent = stored_state(parent, merged, parent.plan.chunk_ranges(CHUNK))
     read_chunks = planned_chunks = 0
     caches: dict[int, dict[tuple[int, ...], tuple[int, str]]] = {1: {}, 2: {}}
     models: dict[int, Model] = {1: {}, 2: {}}
@@ -317,6 +336,7 @@ def test_randomised_rounds_give_the_image_a_full_backup_would(tmp_path: Path) ->
         methods = [p.method for p in current.tracking.partitions]
         assert methods == [Method.EXT4_INODES, Method.NTFS_MFT], (rnd, current.tracking)
         apply_decisions(merged, disk.path, current.plan, decisions.read, decisions.zero)
+        current = stored_state(current, merged, decisions.read)
         image = np.fromfile(merged, dtype=np.uint8)
         now = np.fromfile(disk.path, dtype=np.uint8)
         mask = plan_mask(current.plan, DISK)

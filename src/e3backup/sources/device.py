@@ -35,6 +35,13 @@ class ByteSource(Protocol):
     def read_at(self, offset: int, length: int) -> bytes: ...
 
 
+@runtime_checkable
+class BufferSource(ByteSource, Protocol):
+    """A ``ByteSource`` that can also read straight into a caller's buffer (one copy)."""
+
+    def read_into(self, offset: int, buf: bytearray | memoryview) -> int: ...
+
+
 class Device:
     """An open block device or image file. Thread-safe: ``preadv`` keeps no file position."""
 
@@ -98,9 +105,15 @@ class Device:
 
     def read_at(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self._size - offset))
-        buf = bytearray(length)
-        n = self.read_into(offset, buf)
-        return bytes(buf[:n])
+        data = os.pread(self.fd, length, offset)  # one copy (a bytearray + bytes() made two)
+        if 0 < len(data) < length:  # a short read before the end: go on
+            parts = [data]
+            done = len(data)
+            while done < length and (more := os.pread(self.fd, length - done, offset + done)):
+                parts.append(more)
+                done += len(more)
+            data = b"".join(parts)
+        return data
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -172,6 +185,28 @@ class Window:
         return self.source.read_at(self.start + offset, min(length, self._size - offset))
 
 
+class CountingSource:
+    """``source`` with the bytes read through it counted (what change tracking read)."""
+
+    def __init__(self, source: BufferSource) -> None:
+        self.source = source
+        self.bytes_read = 0
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        data = self.source.read_at(offset, length)
+        self.bytes_read += len(data)
+        return data
+
+    def read_into(self, offset: int, buf: bytearray | memoryview) -> int:
+        n = self.source.read_into(offset, buf)
+        self.bytes_read += n
+        return n
+
+
 class BytesSource:
     """An in-memory ``ByteSource`` (unit tests, already-read headers)."""
 
@@ -186,4 +221,4 @@ class BytesSource:
         return self.data[offset : offset + length]
 
 
-__all__ = ["ByteSource", "BytesSource", "Device", "Window", "open_device"]
+__all__ = ["BufferSource", "ByteSource", "BytesSource", "CountingSource", "Device", "Window", "open_device"]

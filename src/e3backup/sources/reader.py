@@ -67,9 +67,7 @@ def _flag(value: object, name: str) -> bool:
     raise ValueError(f"{name}: expected a boolean (1/0/true/false), got {value!r}")
 
 
-def resolve_strict_read_errors(
-    policy: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> bool:
+def resolve_strict_read_errors(policy: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> bool:
     """Strict mode from the job policy; the environment variable is the fallback when the policy
     does not set it (the seeds' rule). Unset everywhere: best effort."""
     value = (policy or {}).get(STRICT_POLICY_KEY)
@@ -123,8 +121,7 @@ class DeviceReader:
             self._emit(
                 Event(
                     EventCode.DISK_IMAGE_READ_RECOVERED,
-                    f"zero-filled {span.length} unreadable bytes at offset {span.offset} "
-                    f"of {self.device.path}",
+                    f"zero-filled {span.length} unreadable bytes at offset {span.offset} of {self.device.path}",
                     details={
                         "device": self.device.path,
                         "offset": span.offset,

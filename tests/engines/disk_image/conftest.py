@@ -84,12 +84,20 @@ class CountingDevice(Device):
 
     def read_into(self, offset: int, buf: bytearray | memoryview) -> int:
         n = super().read_into(offset, buf)
+        self._count(offset, len(memoryview(buf)))
+        return n
+
+    def read_at(self, offset: int, length: int) -> bytes:  # the parsers' and scans' reads
+        data = super().read_at(offset, length)
+        self._count(offset, length)
+        return data
+
+    def _count(self, offset: int, length: int) -> None:
         with self._lock:
-            self.reads.append((offset, len(memoryview(buf))))
+            self.reads.append((offset, length))
             count = len(self.reads)
         if self._after is not None:
             self._after(count)
-        return n
 
 
 def counting_opener(

@@ -142,6 +142,30 @@ def test_direct_device_write_is_missed_by_tracking_and_caught_by_the_verify_read
     assert not fourth.result.change_tracking[0]["reason"].startswith("verify read")
 
 
+def test_metadata_chunks_are_read_only_when_their_bytes_changed(repo_path: Path, repo: object, disk: TwoFsDisk) -> None:
+    with disk.partition(1) as dev:  # every file is old news: no ctime guard, the digests decide
+        names = ["big.bin", *(f"dir/s{i}" for i in range(50))]
+        script = disk.path.parent / "old-ctimes"
+        script.write_text("".join(f"set_inode_field /{n} ctime 20200101\n" for n in names))
+        run("debugfs", "-w", "-f", str(script), dev)
+        journal = [int(b) for b in run("debugfs", "-R", "blocks <8>", dev).split()]
+    full = backup(repo_path, disk.path, chunk_size=CHUNK).result
+    assert full.full and full.bytes_read == full.plan_bytes
+    quiet = backup(repo_path, disk.path, chunk_size=CHUNK).result  # unchanged: no chunk is read
+    assert [r["method"] for r in quiet.change_tracking] == ["ext4-inodes", "ntfs-mft"]
+    assert quiet.bytes_read == 0 and quiet.chunks_reused + quiet.chunks_zero == quiet.chunks_total
+    assert 0 < quiet.tracking_bytes_read < full.plan_bytes
+    # a write into the journal's middle behind ext4's back: its metadata chunk's digest differs
+    target = disk.parts[1][0] + journal[len(journal) // 2] * 4096 + 100
+    with open(disk.path, "r+b") as f:
+        f.seek(target)
+        f.write(random_bytes(2000, 5))
+    after = backup(repo_path, disk.path, chunk_size=CHUNK).result
+    assert after.bytes_read == CHUNK and after.change_tracking[0]["bytes_planned"] == CHUNK
+    _assert_image_is_the_disk(repo_path, disk, after.snapshot_id)
+    restic(repo_path, "check", "--read-data")
+
+
 def _unavailable(run: Run) -> dict[int, str]:
     return {
         e.details["partition"]: e.details["reason"]

@@ -34,6 +34,7 @@ from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
 from ...repo.writer import BlobWriter
 from ...sources.changemap import decide_chunks, load_change_map, parent_mismatch
+from ...sources.changetrack import Grid
 from ...sources.device import Device, open_device
 from ...sources.errors import ReadError, SourceError
 from ...sources.layout.read import read_layout
@@ -214,8 +215,10 @@ class _ImageBackup:
             opts.verify_every,
             self.sink,
             self.started,
+            Grid(opts.chunk_size, plan.extents),
         )
         change_map = file_map if file_map is not None else tracking.change_map
+        r.tracking_bytes_read = tracking.bytes_read
         if change_map is not None and parent is not None:
             change_map |= parent.document.recovered  # stored as zeros after read errors: read again
         decisions = decide_chunks(
@@ -277,6 +280,7 @@ class _ImageBackup:
             queue_depth=opts.queue_depth,
             progress=self.progress,
             cancel=self.cancel,
+            inspect=tracking.inspect_read if tracking.tracking is not None else None,
         )
         monitor_stop = threading.Event()
         monitor = threading.Thread(

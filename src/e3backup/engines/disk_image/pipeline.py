@@ -57,7 +57,9 @@ class ImagePipeline:
         queue_depth: int,
         progress: Progress,
         cancel: threading.Event | None = None,
+        inspect: Callable[[int, memoryview], None] | None = None,
     ) -> None:
+        """``inspect(index, chunk)`` sees every chunk read, as it will be stored (reader threads)."""
         self.grid = grid
         self.decisions = decisions
         self.reader = reader
@@ -69,6 +71,7 @@ class ImagePipeline:
         self.n_savers = savers
         self.progress = progress
         self.cancel = cancel or threading.Event()
+        self.inspect = inspect
         self.stats = PipelineStats()
         self.content: list[bytes | None] = [None] * grid.count
         self._stop = threading.Event()
@@ -198,6 +201,8 @@ class ImagePipeline:
             if self._stopped():
                 raise Cancelled()
             view, nread = self.reader.read(index, buf)
+            if self.inspect is not None:
+                self.inspect(index, view)
             with self._mu:
                 self.stats.chunks_read += 1
                 self.stats.bytes_read += nread

@@ -17,7 +17,8 @@ class ImageBackupResult:
     device_size: int = 0
     chunk_size: int = 0
     plan_bytes: int = 0  # bytes the read plan covers
-    bytes_read: int = 0  # bytes actually read from the device
+    bytes_read: int = 0  # bytes actually read from the device into chunks
+    tracking_bytes_read: int = 0  # read by change tracking before that (MFT, inode tables, metadata digests)
     bytes_added: int = 0  # plaintext bytes of new blobs
     bytes_stored: int = 0  # encrypted bytes of new blobs
     chunks_total: int = 0

@@ -13,14 +13,14 @@ with ``DISK_IMAGE_CHANGE_TRACKING_MISSED`` naming the byte ranges.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...events import Event, EventCode
 from ...repo.repository import Repository
 from ...sources.changemap import ChunkDecisions, decide_chunks
-from ...sources.changetrack import DiskTracking, Method, TrackingState, TrackingStateError, track_disk
-from ...sources.device import ByteSource
+from ...sources.changetrack import DiskTracking, Grid, Method, TrackingState, TrackingStateError, track_disk
+from ...sources.device import BufferSource, CountingSource
 from ...sources.extents import ExtentList
 from ...sources.layout.model import DiskLayout
 from ...sources.stored_image import ImageSnapshot
@@ -39,12 +39,21 @@ class TrackingPlan:
     verify: bool = False  # read everything, then check what tracking would have reused
     verify_map: ExtentList | None = None  # in a verify run: the change map tracking gave
     off_reason: str = ""
+    read_digests: dict[int, bytes] = field(default_factory=dict)  # filled by ``inspect_read``
+    bytes_read: int = 0  # read by the scans and the metadata digests, before the chunks
+
+    def inspect_read(self, index: int, chunk: memoryview) -> None:
+        """Called with every chunk read, as it will be stored: digest its metadata (reader threads;
+        each index is read once, and a dict item assignment is atomic)."""
+        meta = self.tracking.meta if self.tracking is not None else None
+        if meta is not None and (digest := meta.digest_chunk(index, chunk)) is not None:
+            self.read_digests[index] = digest
 
     def stored(self) -> dict[str, bytes]:
         """Tracking files for the new snapshot (key -> data); none when no file system has digests."""
         if self.tracking is None or not self.tracking.state.partitions:
             return {}
-        return {TRACKING_KEY: self.tracking.state.encode()}
+        return {TRACKING_KEY: self.tracking.with_read_digests(self.read_digests).encode()}
 
 
 def _parent_state(repo: Repository, parent: ImageSnapshot | None) -> tuple[TrackingState | None, str | None]:
@@ -59,7 +68,7 @@ def _parent_state(repo: Repository, parent: ImageSnapshot | None) -> tuple[Track
 
 def plan_tracking(
     repo: Repository,
-    dev: ByteSource,
+    dev: BufferSource,
     layout: DiskLayout,
     parent: ImageSnapshot | None,
     mismatch: str | None,
@@ -67,24 +76,27 @@ def plan_tracking(
     verify_every: int,
     sink: EventSink,
     started: float,
+    grid: Grid | None = None,
 ) -> TrackingPlan:
     """Scan the file systems and build the change map (``mismatch``: why the parent cannot serve).
 
     ``started``: when the run began, before its snapshot was taken; stored as the digests' time
-    (the ext4 scan's guard against same-tick writes compares with it)."""
+    (the ext4 scan's guard against same-tick writes compares with it). ``grid``: the chunk grid and
+    read plan, so metadata chunks are read only when their metadata changed."""
     if not enabled:
         return TrackingPlan(None, None, off_reason="change tracking is off")
     state, problem = _parent_state(repo, parent)
     reason = mismatch or problem
     since = state.since_verify + 1 if state is not None and reason is None else 0
     verify = reason is None and verify_every > 0 and since >= verify_every
-    tracking = track_disk(dev, layout, state, reason, started, 0 if verify else since)
+    counted = CountingSource(dev)
+    tracking = track_disk(counted, layout, state, reason, started, 0 if verify else since, grid)
     if parent is not None:
         for event in tracking.unavailable_events():
             sink(event)
     if verify:
-        return TrackingPlan(tracking, None, True, tracking.change_map)
-    return TrackingPlan(tracking, tracking.change_map)
+        return TrackingPlan(tracking, None, True, tracking.change_map, bytes_read=counted.bytes_read)
+    return TrackingPlan(tracking, tracking.change_map, bytes_read=counted.bytes_read)
 
 
 def report_rows(

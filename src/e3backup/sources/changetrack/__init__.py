@@ -11,15 +11,26 @@ state.py    TrackingState: the stored form (header + 8 bytes per record)
 scan.py     FsScan: digests, metadata extents, changed extents of one scan
 ntfs.py     MFT scan: records, system files, indexes, runs of changed records
 ext4.py     inode-table scan: inodes, metadata blocks, blocks of changed inodes
+metachunks.py  per-chunk digests of the metadata: a metadata chunk is read only when it changed
 track.py    per partition and per disk: method, reason, change map, the new state
 """
 
+from e3backup.sources.changetrack.metachunks import MetaChunks
 from e3backup.sources.changetrack.state import FsDigests, TrackingState, TrackingStateError
-from e3backup.sources.changetrack.track import DiskTracking, Method, PartitionTracking, track_disk, track_partition
+from e3backup.sources.changetrack.track import (
+    DiskTracking,
+    Grid,
+    Method,
+    PartitionTracking,
+    track_disk,
+    track_partition,
+)
 
 __all__ = [
     "DiskTracking",
     "FsDigests",
+    "Grid",
+    "MetaChunks",
     "Method",
     "PartitionTracking",
     "TrackingState",

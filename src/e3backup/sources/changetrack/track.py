@@ -13,12 +13,13 @@ The scan runs before any data is read, so a change during a live read is seen ne
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from e3backup.events import Event, EventCode
 from e3backup.sources.changetrack import ext4, ntfs
+from e3backup.sources.changetrack.metachunks import MetaChunks
 from e3backup.sources.changetrack.scan import FsScan, describe_identity_change
 from e3backup.sources.changetrack.state import FsDigests, Identity, TrackingState
 from e3backup.sources.device import ByteSource, Window
@@ -74,6 +75,8 @@ class PartitionTracking:
     records: int = 0
     records_changed: int = 0
     by_design: bool = False
+    scan_metadata: ExtentList | None = None  # the scan's always-read bytes (device offsets), if it ran
+    changed: ExtentList | None = None  # tracked: the data of changed records (device offsets)
 
     @property
     def tracked(self) -> bool:
@@ -84,7 +87,13 @@ class PartitionTracking:
 class DiskTracking:
     partitions: tuple[PartitionTracking, ...]
     change_map: ExtentList | None  # None: nothing narrows this run (no partition tracked)
-    state: TrackingState  # to store with the new snapshot
+    state: TrackingState  # to store with the new snapshot (chunk digests: those of reused chunks)
+    meta: MetaChunks | None = None  # with a grid: the metadata ranges of each chunk
+
+    def with_read_digests(self, digests: Mapping[int, bytes]) -> TrackingState:
+        """The state to store, with the digests of the chunks this run read (from their stored
+        bytes) added to those of the chunks it reused."""
+        return replace(self.state, meta_chunks={**self.state.meta_chunks, **digests})
 
     def unavailable_events(self) -> list[Event]:
         return [
@@ -129,8 +138,9 @@ def track_partition(
         return PartitionTracking(*base, Method.NONE, f"unreadable {tracker.what}: {e}", None, None)
     digests = FsDigests(part.index, fs or "", scan.identity, now, scan.digests)
     records = len(scan.digests)
+    metadata = scan.metadata.shift(part.start)
     if reason is not None:
-        return PartitionTracking(*base, Method.NONE, reason, None, digests, records)
+        return PartitionTracking(*base, Method.NONE, reason, None, digests, records, scan_metadata=metadata)
     what = "MFT records" if tracker.method is Method.NTFS_MFT else "inodes"
     return PartitionTracking(
         *base,
@@ -140,7 +150,18 @@ def track_partition(
         digests,
         records,
         scan.records_changed,
+        scan_metadata=metadata,
+        changed=scan.changed.shift(part.start),
     )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The chunk grid and read plan of this backup: with it, metadata is read per chunk only when
+    its bytes changed (``metachunks.py``); without it, every metadata chunk is read."""
+
+    chunk_size: int
+    plan: ExtentList
 
 
 def track_disk(
@@ -150,6 +171,7 @@ def track_disk(
     parent_reason: str | None,
     now: float,
     since_verify: int = 0,
+    grid: Grid | None = None,
 ) -> DiskTracking:
     """Track every partition. ``parent_reason``: why the parent image cannot serve (or None)."""
     parts = []
@@ -161,6 +183,8 @@ def track_disk(
             why = parent_reason
         parts.append(track_partition(source, p, prev, why, now))
     tracked = [p for p in parts if p.to_read is not None]
+    if grid is not None:
+        return _track_chunks(source, layout, parts, parent, since_verify, grid)
     change_map = None
     if tracked:
         covered = ExtentList((p.start, p.size) for p in tracked)
@@ -172,4 +196,40 @@ def track_disk(
     return DiskTracking(tuple(parts), change_map, state)
 
 
-__all__ = ["DiskTracking", "Method", "PartitionTracking", "track_disk", "track_partition"]
+def _track_chunks(
+    source: ByteSource,
+    layout: DiskLayout,
+    parts: list[PartitionTracking],
+    parent: TrackingState | None,
+    since_verify: int,
+    grid: Grid,
+) -> DiskTracking:
+    """The change map with per-chunk metadata digests: the always-read bytes (every scanned file
+    system's metadata and the disk outside its partitions: partition tables, boot code) are
+    digested per chunk, and a chunk is read for them only when its digest differs from the
+    parent's. Partitions that are not tracked are read whole; changed records' data is read."""
+    cs, size = grid.chunk_size, source.size
+    always = ExtentList([(0, size)]) - ExtentList((p.start, p.size) for p in layout.partitions)
+    for p in parts:
+        if p.scan_metadata is not None:
+            always |= p.scan_metadata
+    meta = MetaChunks.of((always & grid.plan).clamp(size), cs)
+    untracked = ExtentList((p.start, p.size) for p in parts if p.to_read is None)
+    dirty = untracked.clamp(size)
+    for p in parts:
+        if p.changed is not None:
+            dirty |= p.changed
+    known = dict(parent.meta_chunks) if parent is not None and parent.chunk_size == cs else {}
+    # chunks read anyway are digested from what the engine reads and stores, not here
+    candidates = [i for i in sorted(meta.ranges) if i in known and not dirty.overlaps(i * cs, cs)]
+    now_digests = meta.digest_source(source, candidates)
+    same = {i: d for i, d in now_digests.items() if known[i] == d}
+    stale = meta.chunks() - ExtentList((i, 1) for i in same)
+    change_map = None
+    if any(p.tracked for p in parts):
+        change_map = (dirty | ExtentList((r.offset * cs, r.length * cs) for r in stale)).clamp(size)
+    state = TrackingState(tuple(p.digests for p in parts if p.digests is not None), since_verify, cs, same)
+    return DiskTracking(tuple(parts), change_map, state, meta)
+
+
+__all__ = ["DiskTracking", "Grid", "Method", "PartitionTracking", "track_disk", "track_partition"]
