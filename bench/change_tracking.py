@@ -10,7 +10,9 @@ cache warm for every run; both tools see the same bytes):
 2. unchanged: e3backup (tracked: metadata only), restic;
 3. 1 % of the files changed (64 KiB overwritten in place in each): e3backup tracked, restic;
 4. another 1 % changed: e3backup ``--change-tracking off`` (the full re-read of before).
-Prints a markdown table (time, bytes read, per-partition bytes) for docs/benchmarks.md.
+Prints a markdown table (time, bytes read into chunks, bytes read by change tracking (scans and
+metadata digests), per-partition bytes) and the load average before and after, for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def main() -> None:
                     "--stdin-filename", "disk.img"]  # fmt: skip
             return measured(argv, env, stdin=disk)
 
+        load_before = os.getloadavg()
         results: list[tuple[str, str, Measure]] = []
         results += [("full", "e3backup", e3()), ("full", "restic", restic())]
         results += [("unchanged", "e3backup tracked", e3()), ("unchanged", "restic", restic())]
@@ -161,17 +164,22 @@ def main() -> None:
         results += [(f"1 % of files ({n}) changed", "restic", restic())]
         n = change_files(disk, rows, 0.01, 3)
         results += [(f"another 1 % ({n}) changed", "e3backup full re-read", e3("--change-tracking", "off"))]
+        load = " / ".join(", ".join(f"{x:.2f}" for x in la) for la in (load_before, os.getloadavg()))
         print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; disk {a.size_gib} GiB; {files} files")
-        print("| case | tool | time s | bytes read | added | peak RSS MiB | per partition (method: bytes planned) |")
-        print("|---|---|---:|---:|---:|---:|---|")
+        print(f"load average (1, 5, 15 min) before / after the runs: {load}")
+        print("| case | tool | time s | bytes read | read by tracking | added | peak RSS MiB | "
+              "per partition (method: bytes planned) |")  # fmt: skip
+        print("|---|---|---:|---:|---:|---:|---:|---|")
         for label, tool, m in results:
             s = m.summary
             read = s.get("bytes_read", disk.stat().st_size)
             added = s.get("bytes_added", s.get("data_added", 0))
             parts = ", ".join(f"{r['partition']} {r['method']}: {r['bytes_planned'] / 1e6:.1f} MB"
                               for r in s.get("change_tracking", []))  # fmt: skip
-            print(f"| {label} | {tool} | {m.seconds:.2f} | {read / 1e6:.1f} MB | {added / 1e6:.1f} MB | "
-                  f"{m.rss_mib:.0f} | {parts} |")  # fmt: skip
+            tracked = s.get("tracking_bytes_read")
+            by_tracking = f"{tracked / 1e6:.1f} MB" if tracked is not None else ""
+            print(f"| {label} | {tool} | {m.seconds:.2f} | {read / 1e6:.1f} MB | {by_tracking} | "
+                  f"{added / 1e6:.1f} MB | {m.rss_mib:.0f} | {parts} |")  # fmt: skip
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
