@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Protocol, runtime_checkable
 
-from ..platform.compat import READ_FLAGS, preadv
+from ..platform.compat import READ_FLAGS, pread, preadv
 
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
@@ -105,11 +105,11 @@ class Device:
 
     def read_at(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self._size - offset))
-        data = os.pread(self.fd, length, offset)  # one copy (a bytearray + bytes() made two)
+        data = pread(self.fd, length, offset)  # one copy (a bytearray + bytes() made two)
         if 0 < len(data) < length:  # a short read before the end: go on
             parts = [data]
             done = len(data)
-            while done < length and (more := os.pread(self.fd, length - done, offset + done)):
+            while done < length and (more := pread(self.fd, length - done, offset + done)):
                 parts.append(more)
                 done += len(more)
             data = b"".join(parts)
