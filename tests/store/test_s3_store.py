@@ -217,8 +217,12 @@ def test_store_options_are_checked(s3_server: SeaweedServer, tmp_path: Path) -> 
         open_store(url, colour="blue")
     with pytest.raises(UsageError, match="s3: repositories only"):
         open_store(str(tmp_path), region="eu-west-1")
-    with pytest.raises(UsageError, match="exclude each other"):
+    # the store names its own options, not a CLI flag: the agent and the server call it too
+    with pytest.raises(UsageError, match=r"ca_bundle\).*insecure_tls\) exclude each other"):
         open_store(url, ca_bundle=__file__, insecure_tls=True)
+    with pytest.raises(UsageError, match=r"^no repository location given") as empty:
+        open_store("")
+    assert "--" not in str(empty.value)
     with pytest.raises(UsageError, match="not a readable file"):
         open_store(url, ca_bundle=str(tmp_path / "missing.pem"))
     with pytest.raises(UsageError, match="upload_connections"):

@@ -72,7 +72,7 @@ class S3Store:
         if upload_connections < 1:
             raise UsageError(f"upload_connections must be at least 1, not {upload_connections}")
         if ca_bundle and insecure_tls:
-            raise UsageError("--ca-bundle and --insecure-tls exclude each other")
+            raise UsageError("a CA bundle (ca_bundle) and insecure TLS (insecure_tls) exclude each other")
         if ca_bundle and not os.path.isfile(ca_bundle):
             raise UsageError(f"CA bundle {ca_bundle!r} is not a readable file")
         if (access_key is None) != (secret_key is None):

@@ -26,7 +26,7 @@ def open_store(location: str, **options: Any) -> Store:
     ``retry`` (a ``RetryPolicy``), ``connect_timeout`` / ``read_timeout`` (seconds).
     """
     if not location:
-        raise UsageError("no repository given: use --repo or E3BACKUP_REPOSITORY")
+        raise UsageError("no repository location given (the location is empty)")
     given = {k: v for k, v in options.items() if v is not None and v is not False}
     unknown = set(given) - S3_OPTIONS - COMMON_OPTIONS
     if unknown:
