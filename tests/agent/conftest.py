@@ -53,6 +53,19 @@ class FlakyTransport:
         pass
 
 
+def _thread_stacks() -> str:
+    """Every thread's stack: what a timed-out wait was stuck behind, in the failure report."""
+    import sys
+    import threading
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(
+        f"--- thread {names.get(ident, ident)}\n{''.join(traceback.format_stack(frame))}"
+        for ident, frame in sys._current_frames().items()
+    )
+
+
 @dataclass
 class Harness:
     client: TestClient
@@ -123,7 +136,7 @@ class Harness:
             if got:
                 return got
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {message}")
+                raise AssertionError(f"timed out waiting for {message}\n{_thread_stacks()}")
             time.sleep(0.02)  # poll interval of a bounded wait, not a timing assumption
 
     def finish(self, agent: Agent, run_id: int, timeout: float = 60.0) -> dict[str, Any]:
