@@ -33,6 +33,7 @@ from e3backup.formats.vhdx.structures import (
     encode_u64,
     guid_string,
 )
+from e3backup.platform.compat import O_BINARY, O_CLOEXEC, pwrite
 
 MiB = 1 << 20
 
@@ -80,11 +81,11 @@ def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike
     for seq, offset in ((1, c.HEADER1_OFFSET), (2, c.HEADER2_OFFSET)):
         pieces.append((offset, encode_header(Header(seq, uuid.uuid4(), data_write_guid, ZERO_GUID, 0,
                                                     c.HEADER_VERSION, MiB, MiB))))
-    fd = os.open(child, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(child, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY | O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, bat_offset + bat_length)
         for offset, data in pieces:
-            os.pwrite(fd, data, offset)
+            pwrite(fd, data, offset)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -36,6 +36,7 @@ from e3backup.formats.vhdx.constants import (
 )
 from e3backup.formats.vhdx.reader import VhdxReader
 from e3backup.formats.vhdx.structures import Header, decode_bat_entry, encode_bat_entry, encode_header
+from e3backup.platform.compat import O_BINARY, O_CLOEXEC, pwrite
 
 _BAT_PACK = struct.Struct("<Q")
 
@@ -48,7 +49,7 @@ class VhdxUpdater(VhdxReader):
         if self.fixed:
             self.close()
             raise InvalidVhdxError(self.path, "file parameters", 0, "a fixed VHDX is written in place by any tool")
-        self._wfd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        self._wfd = os.open(self.path, os.O_RDWR | O_BINARY | O_CLOEXEC)
         self._lock = threading.Lock()
         self._touched = False
 
@@ -124,7 +125,7 @@ class VhdxUpdater(VhdxReader):
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, offset)
+        n = pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
 
 

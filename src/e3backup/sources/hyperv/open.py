@@ -21,7 +21,8 @@ def open_host(spec: str) -> HyperVHost:
                              "use --host sim:DIR for the simulated host")
         from .wmi import WmiHost
 
-        return WmiHost()
+        host: HyperVHost = WmiHost()
+        return host
     raise UsageError(f"unknown Hyper-V host {spec!r}: use local or sim:DIR")
 
 
