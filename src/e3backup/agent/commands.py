@@ -5,6 +5,7 @@
     hyperv_restore  the same path; fails with ENGINE_UNAVAILABLE on this build
     cancel        set the run's cancel event; the engine stops within seconds
     list_disks    answer at once with the disk report (the dashboard waits for it)
+    list_folder   answer at once with a folder's entries (the job wizard waits for it)
 
 A command is acknowledged when taken; a run's result follows through the outbox after its
 final status. A command whose acknowledgement did not get through stays pending on the
@@ -23,7 +24,9 @@ from ..errors import E3Error
 from .active import ActiveRuns
 from .client import MalformedRun, ServerClient, ServerRefused
 from .disks import DiskInventory
+from .folders import list_folder
 from .outbox import Outbox
+from .validate import RunRefused
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,13 @@ class RunStarter(Protocol):
 
 class CommandLoop:
     def __init__(self, client: ServerClient, outbox: Outbox, inventory: DiskInventory, active: ActiveRuns,
-                 runs: RunStarter) -> None:
+                 runs: RunStarter, allowed_sources: list[str] | None = None) -> None:
         self.client = client
         self.outbox = outbox
         self.inventory = inventory
         self.active = active
         self.runs = runs
+        self.allowed_sources = allowed_sources
         self._taken: set[int] = set()
         self._unclaimed: dict[int, CommandView] = {}  # acknowledged, run not claimed yet (server down)
 
@@ -77,6 +81,13 @@ class CommandLoop:
                 self._ack(cmd, CommandStatus.FAILED, error=f"disk inventory failed: {e}")
                 return
             self._ack(cmd, CommandStatus.COMPLETED, report.model_dump(mode="json"))
+        elif cmd.type is CommandType.LIST_FOLDER:
+            try:
+                listing = list_folder(str(cmd.payload.get("path") or ""), allowed=self.allowed_sources)
+            except (RunRefused, OSError) as e:
+                self._ack(cmd, CommandStatus.FAILED, error=f"cannot list the folder: {e}")
+                return
+            self._ack(cmd, CommandStatus.COMPLETED, listing.model_dump(mode="json"))
         elif cmd.type in _RUN_COMMANDS:
             self._start_run(cmd)
         else:  # a type this agent does not know: say so instead of leaving it pending

@@ -99,7 +99,8 @@ class Agent:
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
         self._announce = False  # tell the server our engines with the next poll (set at start)
         self._loops: list[threading.Thread] = []
-        self.commands = CommandLoop(self.client, self.outbox, self.inventory, self.active, self.runs)
+        self.commands = CommandLoop(self.client, self.outbox, self.inventory, self.active, self.runs,
+                                   config.allowed_sources)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class CommandType(StrEnum):
     CANCEL = "cancel"
     LIST_DISKS = "list_disks"
     HYPERV_RESTORE = "hyperv_restore"
+    LIST_FOLDER = "list_folder"
 
 
 class CommandStatus(StrEnum):

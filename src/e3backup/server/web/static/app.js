@@ -126,6 +126,88 @@
     });
   }
 
+  // --- remote folder browsing (job wizard) ----------------------------------------------------
+  // The agent lists a folder on request; like the disk list, the server waits up to 30 s and
+  // answers 504 with a command_id, and we wait again on the same command: 3 attempts in all.
+  const browseButton = document.getElementById("browse-folders");
+  if (browseButton) {
+    const ATTEMPTS = 3;
+    const status = document.getElementById("folders-status");
+    const panel = document.getElementById("folder-panel");
+    const list = document.getElementById("folder-list");
+    const shown = document.getElementById("folder-path");
+    const up = document.getElementById("folder-up");
+    let parent = null;
+    const addLine = (id, line) => {
+      const area = document.getElementById(id);
+      const lines = area.value.split("\n").map((l) => l.trim()).filter((l) => l);
+      if (!lines.includes(line)) lines.push(line);
+      area.value = lines.join("\n");
+      status.textContent = `${line} added to ${id === "exclude" ? "the excludes" : "the sources"}.`;
+    };
+    const button = (text, label, onClick) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "small";
+      b.textContent = text;
+      b.setAttribute("aria-label", label);
+      b.addEventListener("click", onClick);
+      return b;
+    };
+    const show = (data) => {
+      parent = data.parent;
+      shown.textContent = data.path || "(top)";
+      up.disabled = parent === null || parent === undefined;
+      list.replaceChildren();
+      data.entries.forEach((e) => {
+        const li = document.createElement("li");
+        const name = document.createElement("span");
+        name.textContent = e.type === "file" ? `${e.name} (${e.size} bytes)` : `${e.name}${e.type === "dir" ? "/" : ""}`;
+        li.append(name);
+        if (e.type === "dir" || e.type === "drive") li.append(" ", button("Open", `Open ${e.path}`, () => load(e.path)));
+        li.append(" ", button("Add", `Add ${e.path} as a source`, () => addLine("source_paths", e.path)));
+        li.append(" ", button("Exclude", `Exclude ${e.path}`, () => addLine("exclude", e.path)));
+        list.append(li);
+      });
+      panel.hidden = false;
+      status.textContent = `${data.entries.length} entr${data.entries.length === 1 ? "y" : "ies"} in ${data.path || "the top level"}${data.truncated ? " (the first ones)" : ""}.`;
+    };
+    const load = async (path) => {
+      const agentId = document.getElementById("agent_id").value;
+      browseButton.disabled = true;
+      let commandId = null;
+      try {
+        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+          if (!attempt) status.textContent = "Asking the agent for the folder…";
+          const query = new URLSearchParams({ path });
+          if (commandId) query.set("command_id", commandId);
+          const response = await fetch(`/api/agents/${agentId}/folders?${query}`, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
+          const body = await response.json().catch(() => ({}));
+          if (response.ok) {
+            show(body);
+            return;
+          }
+          if (response.status === 504 && body.command_id) {
+            if (attempt === ATTEMPTS - 1) break;
+            commandId = body.command_id;
+            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
+            await sleep(1500);
+            continue;
+          }
+          status.textContent = `Could not list the folder: ${body.detail || "HTTP " + response.status}`;
+          return;
+        }
+        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
+      } catch (e) {
+        status.textContent = `Could not list the folder: ${e.message}`;
+      } finally {
+        browseButton.disabled = false;
+      }
+    };
+    browseButton.addEventListener("click", () => load(""));
+    up.addEventListener("click", () => { if (parent !== null && parent !== undefined) load(parent); });
+  }
+
   // --- live run progress --------------------------------------------------------------------
   const runBox = document.getElementById("run");
   if (runBox && runBox.dataset.final !== "true") {
