@@ -9,8 +9,9 @@
 - Msvm_ImageManagementService.GetVirtualDiskChanges ("msvm-imagemanagementservice-getvirtualdiskchanges"):
   ProcessedByteLength, ChangedByteOffsets[], ChangedByteLengths[]; asked again from where it stopped.
 - Msvm_VirtualSystemSnapshotService.ConvertToReferencePoint
-  ("msvm-virtualsystemsnapshotservice-converttoreferencepoint") and Msvm_VirtualSystemReferencePoint ("msvm-virtualsystemreferencepoint"): VirtualDiskIdentifiers[]
-  parallel to ResilientChangeTrackingIdentifiers[].
+  ("msvm-virtualsystemsnapshotservice-converttoreferencepoint") and Msvm_VirtualSystemReferencePoint
+  ("msvm-virtualsystemreferencepoint"): VirtualDiskIdentifiers[] parallel to
+  ResilientChangeTrackingIdentifiers[].
 - The virtdisk HRESULTs for a broken chain (golang.org/x/sys/windows zerrors_windows.go):
   0xC03A0029 ERROR_VHD_INVALID_CHANGE_TRACKING_ID, 0xC03A002A ..._DISABLED, 0xC03A0030 ..._MISSING_...
 Windows PowerShell 5.1's ConvertTo-Json turns a one-element array into the element: replayed too.
