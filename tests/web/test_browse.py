@@ -85,7 +85,9 @@ def _audit(world: World) -> list[tuple[str, dict[str, Any]]]:
         return [(r.action, r.details) for r in rows]
 
 
-def test_browse_search_and_preview_hide_hostile_names(world: World, clock: FakeClock, tmp_path: Path) -> None:
+def test_browse_search_and_preview_hide_hostile_names(
+    world: World, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_id, _ = _browsable_run(world, clock, tmp_path)
     html = page(world.user_a, f"/runs/{run_id}/browse")
     paths = [p.split('"')[0] for p in html.split('<tr data-path="')[1:]]
@@ -93,6 +95,10 @@ def test_browse_search_and_preview_hide_hostile_names(world: World, clock: FakeC
     assert "passwd" not in html and "escape" not in html and "nul" not in html
     assert [p.split('"')[0] for p in page(world.user_a, f"/runs/{run_id}/browse?path=docs").split(
         '<tr data-path="')[1:]] == ["docs/sub", "docs/a.txt"]
+    monkeypatch.setattr(browse_web, "PAGE", 1)
+    paged = page(world.user_a, f"/runs/{run_id}/browse?path=docs&offset=1").replace("&amp;", "&")
+    assert 'data-path="docs/a.txt"' in paged and 'data-path="docs/sub"' not in paged  # PAGE is 1 here
+    assert "Entries 2–2 of 2." in text_of(paged) and f"/runs/{run_id}/browse?path=docs&offset=0" in paged
     found = page(world.user_a, f"/runs/{run_id}/browse?q=B.BIN")
     assert 'data-path="docs/sub/b.bin"' in found and "1 entry named like" in text_of(found)
     assert "293.0 KiB" in text_of(found)
@@ -105,8 +111,8 @@ def test_browse_search_and_preview_hide_hostile_names(world: World, clock: FakeC
     assert world.user_b.get(f"/runs/{run_id}/browse", headers=HTML).status_code == 404
     assert world.user_b.get(f"/runs/{run_id}/browse/file?path=docs/a.txt").status_code == 404
     actions = _audit(world)
-    assert actions[:4] == [("snapshot.browse", {"path": "/"}), ("snapshot.browse", {"path": "/docs"}),
-                           ("snapshot.search", {"path": "/", "q": "B.BIN"}),
+    assert actions[:5] == [("snapshot.browse", {"path": "/"}), ("snapshot.browse", {"path": "/docs"}),
+                           ("snapshot.browse", {"path": "/docs"}), ("snapshot.search", {"path": "/", "q": "B.BIN"}),
                            ("snapshot.preview", {"path": "/docs/a.txt"})]
 
 

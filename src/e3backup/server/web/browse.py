@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from e3backup.api.common import RunKind
@@ -31,6 +31,8 @@ from e3backup.server.web.runs import RESTORABLE
 router = APIRouter(include_in_schema=False)
 
 LARGE_DOWNLOAD = 1 << 30  # a selection above this asks for confirmation first, saying its size
+STREAM_PIECE = 1 << 20
+PAGE = 1000  # entries per page of a folder
 _STATUS = {NotFound: 404, Conflict: 409, FieldError: 422}
 
 
@@ -71,7 +73,7 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
 
 @router.get("/runs/{run_id}/browse", response_class=HTMLResponse)
 def browse_page(run: PageRun, page: PageDep, session: SessionDep, state: StateDep, request: Request,
-                path: str = "", q: str = "") -> HTMLResponse:
+                path: str = "", q: str = "", offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> HTMLResponse:
     job, snapshot = browsable(run, session)
     ref, agent = RepoRef.of(job), session.get(Agent, run.agent_id) if run.agent_id is not None else None
     truncated = False
@@ -88,7 +90,8 @@ def browse_page(run: PageRun, page: PageDep, session: SessionDep, state: StateDe
     _record(page, session, state, request, run, "snapshot.search" if q else "snapshot.browse",
             path="/" + path.strip("/"), **({"q": q} if q else {}))
     return page.render("browse.html", active="runs", run=run, job=job, agent=agent, path=path.strip("/"),
-                       crumbs=crumbs, items=items, q=q, truncated=truncated, preview=None)
+                       crumbs=crumbs, items=items[offset : offset + PAGE], q=q, truncated=truncated,
+                       offset=offset, total=len(items), page_size=PAGE)
 
 
 @router.get("/runs/{run_id}/browse/preview", response_class=HTMLResponse)
@@ -111,9 +114,19 @@ def _attachment(name: str) -> str:
 
 
 def _stream(state: ServerState, ref: RepoRef, snapshot: bytes, produce: Any) -> Iterator[bytes]:
-    """Opens the repository when the response starts and closes it when it ends."""
+    """Opens the repository when the response starts and closes it when it ends; hands the
+    server pieces of at least ``STREAM_PIECE`` bytes (each piece is a hop to the event loop)."""
     with _with_repo(state, ref) as repo:
-        yield from produce(repo, repo.load_snapshot(snapshot.hex()).tree)
+        pending: list[bytes] = []
+        size = 0
+        for chunk in produce(repo, repo.load_snapshot(snapshot.hex()).tree):
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= STREAM_PIECE:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
 
 
 @router.get("/runs/{run_id}/browse/file")
