@@ -98,7 +98,7 @@ def test_browse_search_and_preview_hide_hostile_names(
     monkeypatch.setattr(browse_web, "PAGE", 1)
     paged = page(world.user_a, f"/runs/{run_id}/browse?path=docs&offset=1").replace("&amp;", "&")
     assert 'data-path="docs/a.txt"' in paged and 'data-path="docs/sub"' not in paged  # PAGE is 1 here
-    assert "Entries 2–2 of 2." in text_of(paged) and f"/runs/{run_id}/browse?path=docs&offset=0" in paged
+    assert "Entries 2\u20132 of 2." in text_of(paged) and f"/runs/{run_id}/browse?path=docs&offset=0" in paged
     found = page(world.user_a, f"/runs/{run_id}/browse?q=B.BIN")
     assert 'data-path="docs/sub/b.bin"' in found and "1 entry named like" in text_of(found)
     assert "293.0 KiB" in text_of(found)
