@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.server.conftest import PASSWORD as USER_PASSWORD
 from tests.server.conftest import SECRET_KEY, login
 from tests.server.live import free_port, serve_in_thread
 from tests.sources.diskimages import GPT_LINUX_FS, loop_device, make_ext, random_bytes, run
+from tests.web.browser import browser  # noqa: F401  (fixture)
 
 MiB = 1 << 20
 DISK_SIZE = 40 * MiB
@@ -207,13 +209,16 @@ def site(tmp_path_factory: pytest.TempPathFactory, source_disk: SourceDisk) -> I
 
 
 @contextlib.contextmanager
-def target_disk(workdir: Path, size: int, fill: bytes | None = None) -> Iterator[str]:
-    """A loop device on a fresh sparse file of ``size`` bytes (``fill``: old data at its start)."""
+def target_disk(workdir: Path, size: int, fill: bytes | None = None, partitioned: bool = False) -> Iterator[str]:
+    """A loop device on a fresh sparse file of ``size`` bytes (``fill``: old data at its start;
+    ``partitioned``: an old GPT with one partition, data the console must warn about)."""
     path = workdir / f"target-{size}.img"
     with open(path, "wb") as f:
         f.truncate(size)
         if fill:
             f.write(fill)
+    if partitioned:
+        run("sgdisk", "-n", "1:2048:+4M", "-c", "1:old-data", path)
     with loop_device(path) as dev:
         yield dev
 
@@ -239,3 +244,25 @@ def assert_restored(dev: str, site: Site, grown: bool = False) -> None:
 
 def open_repo(location: str, **options: Any) -> Repository:
     return Repository.open(open_store(location, **options), PASSWORD.encode())
+
+
+@contextlib.contextmanager
+def console_process(site: Site, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``e3backup recovery`` in web mode on a free loopback port; yields the URL it prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once the socket listens
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+        yield match.group(1), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -67,7 +67,12 @@ def recovery(
     console = RecoveryConsole(RecoveryClient(transport), settings)
     try:
         if code is None:
-            raise UsageError("give the recovery code from the dashboard: --code C --target DISK")
+            if target is not None or yes:
+                raise UsageError("--target and --yes belong to the scripted mode: give --code too")
+            from ..recovery.web import serve
+
+            serve(console, listen)
+            return 0
         if target is None:
             raise UsageError("the scripted mode needs --target (the disk to restore to)")
         return _scripted(console, code, target, yes)

@@ -456,6 +456,7 @@ class RecoveryConsole:
         s, timer = self.settings, self.timer
         next_refresh = timer.now() + s.refresh_interval
         while not self._stop.is_set():
+            self.outbox.wakeup.clear()  # before flushing: an entry added meanwhile wakes the next wait
             self._send_running()
             with contextlib.suppress(AgentError):
                 self.outbox.flush(self.client)
@@ -479,7 +480,6 @@ class RecoveryConsole:
                         self.reporter.request_cancel("cancelled from the dashboard")
                 except AgentError as e:
                     log.debug("cancel poll failed (%s)", e)
-            self.outbox.wakeup.clear()
             timer.wait(self.outbox.wakeup, s.poll_interval)
 
     def _send_running(self) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from e3backup.server.db.models import Job, Run
-from e3backup.server.deps import SessionDep, StateDep
+from e3backup.server.db.models import Agent, Job, Run
+from e3backup.server.deps import SessionDep, StateDep, client_ip
+from e3backup.server.errors import FieldError
 from e3backup.server.services import agents as agents_svc
-from e3backup.server.web.deps import PageAgent, PageDep
+from e3backup.server.services import recovery_codes
+from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageManager
 from e3backup.server.web.overview import agent_rows, enroll_context
 from e3backup.server.web.views import run_display
 
@@ -23,19 +27,64 @@ def agents_page(page: PageDep, request: Request, session: SessionDep, state: Sta
     )
 
 
-@router.get("/agents/{agent_id}", response_class=HTMLResponse)
-def agent_page(agent: PageAgent, page: PageDep, session: SessionDep, state: StateDep) -> HTMLResponse:
+def _agent_page(
+    agent: Agent, page: PageDep, session: SessionDep, state: StateDep, recover_error: str = "", status_code: int = 200
+) -> HTMLResponse:
     jobs = list(session.scalars(select(Job).where(Job.agent_id == agent.id).order_by(Job.name)))
     runs = list(session.scalars(select(Run).where(Run.agent_id == agent.id).order_by(Run.id.desc()).limit(20)))
+    recoveries = recovery_codes.recovery_runs(session, agent)
     return page.render(
         "agent.html",
+        status_code=status_code,
         active="agents",
+        restore_points=recovery_codes.restore_points(session, agent),
+        recoveries=[(r, run_display(r)) for r in recoveries],
+        recover_error=recover_error,
         agent=agents_svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds),
         disks=agents_svc.agent_disks(agent),
         tenant=page.scope.tenant_name(agent.tenant_id),
         jobs=jobs,
         job_names={j.id: j.name for j in jobs},
         runs=[(r, run_display(r)) for r in runs],
+    )
+
+
+@router.get("/agents/{agent_id}", response_class=HTMLResponse)
+def agent_page(agent: PageAgent, page: PageDep, session: SessionDep, state: StateDep) -> HTMLResponse:
+    return _agent_page(agent, page, session, state)
+
+
+@router.post("/agents/{agent_id}/recovery", response_class=HTMLResponse)
+def recovery_code(
+    agent: PageAgent,
+    page: PageDep,
+    _can: PageManager,
+    _form: FormSession,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    snapshot_id: Annotated[str, Form(max_length=128)] = "",
+) -> HTMLResponse:
+    """"Recover this machine": a one-time code for the chosen restore point, shown once."""
+    try:
+        row, code = recovery_codes.issue(
+            session, agent, snapshot_id, page.user, state.clock.now(), state.settings.recovery_code_minutes,
+            client_ip(request),
+        )
+    except FieldError as e:
+        session.rollback()
+        return _agent_page(agent, page, session, state, recover_error=e.message, status_code=422)
+    session.commit()
+    source = session.get(Run, row.source_run_id) if row.source_run_id is not None else None
+    return page.render(
+        "recovery_code.html",
+        active="agents",
+        agent=agent,
+        code=code,
+        expires_at=row.expires_at,
+        snapshot_id=row.snapshot_id,
+        source=source,
+        server_url=str(request.base_url).rstrip("/"),
     )
 
 
