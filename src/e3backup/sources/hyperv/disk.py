@@ -30,6 +30,14 @@ class VhdxDevice(Device):
             self._reader.read_into(offset, view[:n])
         return n
 
+    def read_uncached(self, offset: int, buf: bytearray | memoryview) -> int:
+        return self.read_into(offset, buf)  # the VHDX file's own reads; no device cache to bypass
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        buf = bytearray(max(0, min(length, self.size - offset)))
+        self.read_into(offset, buf)
+        return bytes(buf)
+
     def close(self) -> None:
         self._reader.close()
 
