@@ -11,6 +11,7 @@ warning: everything on it is overwritten.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def disk_info(path: str) -> DiskInfo:
         size=size,
         sector_size=sector,
         read_only=_read(sysdir / "ro") == "1",
-        in_use=device_user(st.st_rdev),
+        in_use=_user(st),
         table=layout.table if layout else "none",
         partitions=parts,
     )
@@ -119,5 +120,14 @@ def list_disks() -> list[DiskInfo]:
             continue  # vanished or unreadable: not a target
     return out
 
+
+
+
+def _user(st: os.stat_result) -> str | None:
+    """Who holds the device (the recovery console runs Linux; Windows has no device numbers)."""
+    if sys.platform == "win32":
+        return None
+    else:
+        return device_user(st.st_rdev)
 
 __all__ = ["DiskInfo", "PartitionInfo", "disk_info", "list_disks"]

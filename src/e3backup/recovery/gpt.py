@@ -15,6 +15,7 @@ import struct
 import zlib
 
 from ..errors import E3Error
+from ..platform.compat import O_BINARY, O_CLOEXEC, pread, pwrite
 from ..sources.layout.gpt import SIGNATURE
 
 _HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
@@ -32,12 +33,12 @@ def _with_crc(header: bytearray, size: int) -> None:
 def relocate_backup_gpt(path: str, sector_size: int) -> tuple[int, int]:
     """Move the backup GPT of the disk at ``path`` to its end; returns (old, new) backup LBA.
     A disk whose backup is already at the end is left alone (old == new)."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDWR | O_BINARY | O_CLOEXEC)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         ss = sector_size
         last = size // ss - 1
-        primary = bytearray(os.pread(fd, ss, ss))
+        primary = bytearray(pread(fd, ss, ss))
         if primary[:8] != SIGNATURE:
             raise GptError(f"{path}: no primary GPT header to relocate")
         (_, _rev, hsize, _crc, _, _my, alt, _first, _last_usable, _guid, elba, n, esize, ecrc) = _HEADER.unpack_from(
@@ -46,7 +47,7 @@ def relocate_backup_gpt(path: str, sector_size: int) -> tuple[int, int]:
         if alt == last:
             return alt, alt
         entry_sectors = -(-n * esize // ss)
-        entries = os.pread(fd, n * esize, elba * ss)
+        entries = pread(fd, n * esize, elba * ss)
         if zlib.crc32(entries) != ecrc:
             raise GptError(f"{path}: the GPT entry array fails its CRC; not touching it")
         new_last_usable = last - entry_sectors - 1
@@ -58,15 +59,15 @@ def relocate_backup_gpt(path: str, sector_size: int) -> tuple[int, int]:
         struct.pack_into("<QQ", backup, 24, last, 1)  # my_lba, alternate_lba
         struct.pack_into("<Q", backup, 72, last - entry_sectors)  # entries_lba
         _with_crc(backup, hsize)
-        os.pwrite(fd, entries, (last - entry_sectors) * ss)
-        os.pwrite(fd, bytes(backup), last * ss)
-        os.pwrite(fd, bytes(primary), ss)
+        pwrite(fd, entries, (last - entry_sectors) * ss)
+        pwrite(fd, bytes(backup), last * ss)
+        pwrite(fd, bytes(primary), ss)
         if 1 < alt < last:  # the old backup header, now inside the disk: no tool must find it
-            os.pwrite(fd, bytes(ss), alt * ss)
-        mbr = bytearray(os.pread(fd, 512, 0))
+            pwrite(fd, bytes(ss), alt * ss)
+        mbr = bytearray(pread(fd, 512, 0))
         if mbr[510:512] == b"\x55\xaa" and mbr[446 + 4] == 0xEE:
             struct.pack_into("<I", mbr, 446 + 12, min(last, 0xFFFFFFFF))
-            os.pwrite(fd, bytes(mbr), 0)
+            pwrite(fd, bytes(mbr), 0)
         os.fsync(fd)
         return alt, last
     finally:
