@@ -46,6 +46,7 @@ class LiveServer:
     app: Any
     agents: dict[str, httpx.Client]  # hostname -> a client with that agent's token
     tenants: dict[str, int]
+    data: Path = Path()  # the server's data directory; repositories under data/repos are browsable
 
     def agent_call(self, host: str, call: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         r = self.agents[host].post(f"/api/agent/{call}", json=body or {})
@@ -70,6 +71,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         scheduler_enabled=False,
         disk_list_timeout_seconds=1.0,
         command_poll_interval_seconds=0.1,
+        browse_local_roots=[data / "repos"],
     )
     app = create_app(settings)
     server = uvicorn.Server(
@@ -112,7 +114,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         )
         assert r.status_code == 201, r.text
         agents[host] = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {r.json()['agent_token']}"})
-    live = LiveServer(url, app, agents, tenants)
+    live = LiveServer(url, app, agents, tenants, data)
     live.agent_call("acme-pc", "report_disks", DISKS)
     try:
         yield live
