@@ -312,9 +312,14 @@ class SimHost:
     # -- internals -------------------------------------------------------------------------------
 
     def _merge(self, doc: dict[str, Any], c: dict[str, Any]) -> None:
-        """Remove checkpoint ``c``: each child AVHDX is merged into the frozen file and deleted."""
+        """Remove checkpoint ``c``: each child AVHDX is merged into the frozen file and deleted,
+        unless a later checkpoint froze that child: then it stays in the chain (as a merge Hyper-V
+        would do later), which changes no byte the guest sees."""
+        later = {x["disks"][i]["frozen"] for x in doc["checkpoints"] if x["id"] != c["id"] for i in x["disks"]}
         for ident, v in c["disks"].items():
             child, frozen = self._path(doc, v["child"]), self._path(doc, v["frozen"])
+            if v["child"] in later:
+                continue
             if os.path.exists(child):
                 with VhdxReader(child) as r, VhdxUpdater(frozen) as u:
                     for off, n in r.present_extents():
