@@ -103,7 +103,7 @@ def test_restore_points_per_machine_and_per_job(world: World, clock: FakeClock) 
     assert [r[1:9] for r in rows] == ["efefefef", "cdcdcdcd"]  # newest first
     assert "Incremental" in rows[0] and "3.0 MiB" in rows[0] and ">42<" in rows[0] and "job:" in rows[0]
     assert f"/runs/{claimed['run_id']}/browse" in rows[0]
-    assert "Full" in rows[1] and "<code>/dev/sdb</code>" in rows[1] and "/browse" not in rows[1]
+    assert "Full" in rows[1] and "<code>/dev/sdb</code>" in rows[1] and f"/runs/{image_run}/browse" in rows[1]
     only_job = page(world.user_a, f"/restore-points?job_id={files['id']}")
     assert only_job.count("<tr data-snapshot=") == 1 and f"/runs/{image_run}" not in only_job
     assert world.user_b.get(f"/restore-points?agent_id={world.agent_a.id}", headers={"Accept": "text/html"}

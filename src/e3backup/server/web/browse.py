@@ -23,6 +23,7 @@ from e3backup.server.deps import SessionDep, StateDep, client_ip
 from e3backup.server.errors import Conflict, FieldError, NotFound, ServiceError
 from e3backup.server.services import archive_stream, audit
 from e3backup.server.services import browse as svc
+from e3backup.server.services import image_browse as image_svc
 from e3backup.server.services.repository_access import RepoRef, open_job_repository
 from e3backup.server.state import ServerState
 from e3backup.server.web.deps import FormSession, PageDep, PageOperator, PageRun
@@ -34,6 +35,7 @@ LARGE_DOWNLOAD = 1 << 30  # a selection above this asks for confirmation first, 
 STREAM_PIECE = 1 << 20
 PAGE = 1000  # entries per page of a folder
 _STATUS = {NotFound: 404, Conflict: 409, FieldError: 422}
+BROWSABLE = ("files", "disk_image")
 
 
 def _http(e: ServiceError) -> HTTPException:
@@ -49,10 +51,16 @@ def browsable(run: Run, session: SessionDep) -> tuple[Job, bytes]:
     if job is None:
         raise HTTPException(status_code=409, detail=f"the job of run {run.id} was deleted, and with it the "
                             "repository's credentials")
-    if job.engine != "files":
+    if job.engine not in BROWSABLE:
         raise HTTPException(status_code=409, detail=f"run {run.id} is a {job.engine} snapshot; browsing reads "
-                            "files snapshots")
+                            "files and disk image snapshots")
     return job, bytes.fromhex(run.snapshot_id)
+
+
+def files_only(job: Job) -> None:
+    if job.engine != "files":
+        raise HTTPException(status_code=409, detail="archives and pick-and-restore read files snapshots; from a "
+                            "disk image, download single files, or restore the image")
 
 
 def _record(page: PageDep, session: SessionDep, state: ServerState, request: Request, run: Run, action: str,
@@ -79,11 +87,15 @@ def browse_page(run: PageRun, page: PageDep, session: SessionDep, state: StateDe
     truncated = False
     try:
         with _with_repo(state, ref) as repo:
-            root = repo.load_snapshot(snapshot.hex()).tree
-            if q:
-                items, truncated = svc.search(repo, root, q)
+            if job.engine == "disk_image":
+                if q:
+                    items, truncated = image_svc.search(repo, snapshot.hex(), q)
+                else:
+                    items = image_svc.list_dir(repo, snapshot.hex(), path)
+            elif q:
+                items, truncated = svc.search(repo, repo.load_snapshot(snapshot.hex()).tree, q)
             else:
-                items = svc.list_dir(repo, root, path)
+                items = svc.list_dir(repo, repo.load_snapshot(snapshot.hex()).tree, path)
         crumbs = _crumbs(path)
     except ServiceError as e:
         raise _http(e) from e
@@ -91,7 +103,7 @@ def browse_page(run: PageRun, page: PageDep, session: SessionDep, state: StateDe
             path="/" + path.strip("/"), **({"q": q} if q else {}))
     return page.render("browse.html", active="runs", run=run, job=job, agent=agent, path=path.strip("/"),
                        crumbs=crumbs, items=items[offset : offset + PAGE], q=q, truncated=truncated,
-                       offset=offset, total=len(items), page_size=PAGE)
+                       offset=offset, total=len(items), page_size=PAGE, image=job.engine == "disk_image")
 
 
 @router.get("/runs/{run_id}/browse/preview", response_class=HTMLResponse)
@@ -100,7 +112,10 @@ def preview_page(run: PageRun, page: PageDep, _can: PageOperator, session: Sessi
     job, snapshot = browsable(run, session)
     try:
         with _with_repo(state, RepoRef.of(job)) as repo:
-            text, more = svc.preview(repo, repo.load_snapshot(snapshot.hex()).tree, path)
+            if job.engine == "disk_image":
+                text, more = image_svc.preview(repo, snapshot.hex(), path)
+            else:
+                text, more = svc.preview(repo, repo.load_snapshot(snapshot.hex()).tree, path)
     except ServiceError as e:
         raise _http(e) from e
     _record(page, session, state, request, run, "snapshot.preview", path="/" + path.strip("/"))
@@ -134,16 +149,27 @@ def download_file(run: PageRun, page: PageDep, _can: PageOperator, session: Sess
                   request: Request, path: str) -> Response:
     job, snapshot = browsable(run, session)
     ref = RepoRef.of(job)
+    image = job.engine == "disk_image"
     try:
         with _with_repo(state, ref) as repo:
-            node = svc.file_node(repo, repo.load_snapshot(snapshot.hex()).tree, path)
+            if image:
+                name, size = (lambda e: (e.name, e.size))(image_svc.file_entry(repo, snapshot.hex(), path)[1])
+            else:
+                node = svc.file_node(repo, repo.load_snapshot(snapshot.hex()).tree, path)
+                name, size = svc.name_of(node), node.size
     except ServiceError as e:
         raise _http(e) from e
     _record(page, session, state, request, run, "snapshot.download", paths=["/" + path.strip("/")], format="file",
-            bytes=node.size)
-    body = _stream(state, ref, snapshot, lambda repo, root: svc.file_chunks(repo, svc.file_node(repo, root, path)))
+            bytes=size)
+
+    def produce(repo: Any, root: bytes) -> Iterator[bytes]:
+        if image:
+            return image_svc.file_chunks(*image_svc.file_entry(repo, snapshot.hex(), path))
+        return svc.file_chunks(repo, svc.file_node(repo, root, path))
+
+    body = _stream(state, ref, snapshot, produce)
     return StreamingResponse(body, media_type="application/octet-stream", headers={
-        "Content-Disposition": _attachment(svc.name_of(node)), "Content-Length": str(node.size)})
+        "Content-Disposition": _attachment(name), "Content-Length": str(size)})
 
 
 @router.post("/runs/{run_id}/browse/download", response_model=None)
@@ -162,6 +188,7 @@ def download_selection(
 ) -> Response:
     """A selection as ZIP or tar; above ``LARGE_DOWNLOAD`` a page first says how large it is."""
     job, snapshot = browsable(run, session)
+    files_only(job)
     if format not in archive_stream.FORMATS:
         raise HTTPException(status_code=422, detail=f"format must be one of {', '.join(archive_stream.FORMATS)}")
     if not paths:

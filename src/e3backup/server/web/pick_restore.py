@@ -24,7 +24,7 @@ from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import audit
 from e3backup.server.services.pick_restore import CONFLICTS, PickChoice, restore_request
 from e3backup.server.services.restore_targets import AgentTargets
-from e3backup.server.web.browse import browsable
+from e3backup.server.web.browse import browsable, files_only
 from e3backup.server.web.deps import FormSession, PageDep, PageOperator, PageRun
 
 router = APIRouter(include_in_schema=False)
@@ -47,6 +47,7 @@ def _windows(agent: Agent) -> bool:
 def _render(page: PageDep, session: SessionDep, run: Run, agent: Agent | None, choice: PickChoice,
             errors: dict[str, str], status_code: int = 200) -> HTMLResponse:
     job, _ = browsable(run, session)
+    files_only(job)
     agents = _agents(session, run)
     preview: list[tuple[str, str]] = []
     if agent is not None and not errors:
@@ -99,6 +100,7 @@ def pick_restore(
     conflict: Annotated[str, Form()] = "keep_both",
 ) -> Response:
     job, _ = browsable(run, session)
+    files_only(job)
     agent = _target_agent(session, run, agent_id)
     choice = PickChoice(base, paths, where, target_root, target_sub, bool(keep_parents), conflict)
     if agent is None:

@@ -34,7 +34,7 @@ def point(run: Run, job: Job | None) -> dict[str, Any]:
         "type": (run.backup_type or "").capitalize() or "—",
         "disks": disks,
         "tags": [f"job:{run.job_id}"] if run.job_id is not None else [],
-        "browsable": job is not None and job.engine == "files",
+        "browsable": job is not None and job.engine in ("files", "disk_image"),
     }
 
 

@@ -1,0 +1,173 @@
+"""A disk image snapshot read like a files snapshot: its partitions at the top, and in each the
+folders and files of its ext2/3/4 or NTFS file system (``sources.fsread``), read through the
+image's blobs in the repository: nothing is mounted, restored or staged on the server.
+
+Paths are ``<partition>/<folder>/.../<name>``, the partition named ``<index>-<name or type>``.
+Names that could escape or confuse are left out, as in files snapshots.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from e3backup.errors import E3Error
+from e3backup.mount.blobcache import BlobCache
+from e3backup.mount.content import ImageContent, Window
+from e3backup.mount.tree import safe_name
+from e3backup.repo.blob import BlobType
+from e3backup.repo.repository import Repository
+from e3backup.server.errors import Conflict, FieldError, NotFound
+from e3backup.server.services.browse import PREVIEW_BYTES, SEARCH_LIMIT, SEARCH_MAX_NODES, Item, split
+from e3backup.sources.fsread import FileSystemReader, FsEntry, FsReadError, open_fs
+from e3backup.sources.layout.model import Partition
+from e3backup.sources.stored_image import load_image_snapshot
+
+CACHE_BYTES = 64 << 20
+
+
+class _Source:
+    """A partition of the stored image as a ``ByteSource``."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+
+    @property
+    def size(self) -> int:
+        return self.window.size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return self.window.read(offset, length)
+
+
+def label(p: Partition) -> str:
+    text = p.name or (p.type_name if p.type_name != "unknown" else "") or p.type or "partition"
+    return re.sub(r"[/\\\x00]", "_", f"{p.index}-{text}")
+
+
+@dataclass
+class StoredImage:
+    disk: ImageContent
+    partitions: dict[str, Partition]
+
+    @classmethod
+    def load(cls, repo: Repository, snapshot_id: str) -> StoredImage:
+        snap = repo.load_snapshot(snapshot_id)
+        try:
+            img = load_image_snapshot(repo, snap)
+        except E3Error as e:
+            raise Conflict(f"snapshot {snapshot_id[:8]} is not a readable disk image: {e}") from e
+        cache = BlobCache(lambda blob_id: repo.load_blob(BlobType.DATA, blob_id), CACHE_BYTES)
+        disk = ImageContent(img.content, img.device_size, img.chunk_size, img.zero_ids(), cache)
+        return cls(disk, {label(p): p for p in img.layout.partitions})
+
+    def fs(self, name: str) -> FileSystemReader:
+        p = self.partitions.get(name)
+        if p is None:
+            raise NotFound(f"no partition {name} in this image")
+        try:
+            return open_fs(_Source(Window(self.disk, p.start, p.size)), p.filesystem)
+        except FsReadError as e:
+            raise Conflict(f"partition {name}: {e}") from e
+
+
+def _item(parent: list[str], e: FsEntry) -> Item:
+    return Item(e.name, "/".join([*parent, e.name]), e.type, e.size, e.mtime_ns)
+
+
+def _entries(fs: FileSystemReader, ref: int) -> list[FsEntry]:
+    try:
+        return [e for e in fs.list(ref) if safe_name(e.name)]
+    except FsReadError as e:
+        raise Conflict(str(e)) from e
+
+
+def _at(img: StoredImage, parts: list[str]) -> tuple[FileSystemReader, FsEntry | None]:
+    fs = img.fs(parts[0])
+    entry: FsEntry | None = None
+    ref = fs.root()
+    for i, part in enumerate(parts[1:], start=2):
+        entry = next((e for e in _entries(fs, ref) if e.name == part), None)
+        if entry is None:
+            raise NotFound(f"/{'/'.join(parts[:i])} is not in this image")
+        ref = entry.ref
+    return fs, entry
+
+
+def list_dir(repo: Repository, snapshot_id: str, path: str) -> list[Item]:
+    img = StoredImage.load(repo, snapshot_id)
+    parts = split(path)
+    if not parts:
+        return [Item(name, name, "dir", p.size, 0) for name, p in img.partitions.items()]
+    fs, entry = _at(img, parts)
+    if entry is not None and entry.type != "dir":
+        raise FieldError("path", f"/{'/'.join(parts)} is a file, not a folder")
+    items = [_item(parts, e) for e in _entries(fs, entry.ref if entry else fs.root())]
+    return sorted(items, key=lambda i: (i.type != "dir", i.name.lower(), i.name))
+
+
+def file_entry(repo: Repository, snapshot_id: str, path: str) -> tuple[FileSystemReader, FsEntry]:
+    parts = split(path)
+    if len(parts) < 2:
+        raise FieldError("path", f"/{'/'.join(parts)} is not a file")
+    fs, entry = _at(StoredImage.load(repo, snapshot_id), parts)
+    if entry is None or entry.type != "file":
+        raise FieldError("path", f"/{'/'.join(parts)} is not a file")
+    return fs, entry
+
+
+def file_chunks(fs: FileSystemReader, entry: FsEntry) -> Iterator[bytes]:
+    try:
+        yield from fs.read(entry.ref)
+    except FsReadError as e:
+        raise Conflict(str(e)) from e
+
+
+def preview(repo: Repository, snapshot_id: str, path: str, limit: int = PREVIEW_BYTES) -> tuple[str | None, bool]:
+    fs, entry = file_entry(repo, snapshot_id, path)
+    data = b""
+    for chunk in file_chunks(fs, entry):
+        data += chunk
+        if len(data) >= limit:
+            break
+    head = data[:limit]
+    if b"\0" in head:
+        return None, False
+    try:
+        return head.decode("utf-8"), entry.size > limit
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:
+            return None, False
+        return head[: e.start].decode("utf-8"), True
+
+
+def search(repo: Repository, snapshot_id: str, term: str, limit: int = SEARCH_LIMIT) -> tuple[list[Item], bool]:
+    term = term.strip().lower()
+    if not term:
+        raise FieldError("q", "give part of a name to search for")
+    img = StoredImage.load(repo, snapshot_id)
+    found: list[Item] = []
+    seen = 0
+    for name in img.partitions:
+        try:
+            fs = img.fs(name)
+        except Conflict:
+            continue  # a partition without a readable file system
+        stack: list[tuple[list[str], int]] = [([name], fs.root())]
+        while stack:
+            parent, ref = stack.pop()
+            for e in _entries(fs, ref):
+                seen += 1
+                if seen > SEARCH_MAX_NODES:
+                    return found, True
+                if term in e.name.lower():
+                    found.append(_item(parent, e))
+                    if len(found) >= limit:
+                        return found, True
+                if e.type == "dir":
+                    stack.append(([*parent, e.name], e.ref))
+    return found, False
+
+
+__all__ = ["StoredImage", "file_chunks", "file_entry", "label", "list_dir", "preview", "search"]
