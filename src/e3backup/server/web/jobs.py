@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from e3backup.api.common import Id, RunKind
+from e3backup.api.common import Engine, Id, RunKind
 from e3backup.server.db.models import Agent, Job, Run
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
@@ -78,16 +78,21 @@ def _wizard(
         chosen_agent=chosen,
         volumes=disk_choices(chosen.disks) if chosen else [],
         disks_reported_at=chosen.disks_reported_at if chosen else None,
+        hyperv_vms=(chosen.disks or {}).get("hyperv_vms") if chosen else None,
+        hyperv_error=(chosen.disks or {}).get("hyperv_error") if chosen else None,
         form=form,
         errors=errors,
     )
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job(page: PageDep, _can: PageManager, session: SessionDep, agent_id: Id | None = None) -> HTMLResponse:
+def new_job(page: PageDep, _can: PageManager, session: SessionDep, agent_id: Id | None = None,
+            engine: Engine | None = None) -> HTMLResponse:
     form = default_form()
     if agent_id is not None:
         form["agent_id"] = str(agent_id)
+    if engine is not None:
+        form["engine"] = engine.value
     return _wizard(page, session, form, {})
 
 

@@ -99,6 +99,12 @@ def _number(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def _picked_vms(form: Mapping[str, str], typed: list[str]) -> list[str]:
+    """The VMs ticked in the discovered list (``hyperv_vm.N``), then the typed ones, once each."""
+    picked = [str(v).strip() for k, v in sorted(form.items()) if k.startswith("hyperv_vm.") and str(v).strip()]
+    return list(dict.fromkeys(picked + typed))
+
+
 def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     """The ``JobCreate`` JSON for a submitted wizard form."""
 
@@ -136,7 +142,7 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         spec["policy"] = policy
     elif engine == Engine.HYPERV.value:
         spec["hyperv_config"] = {
-            "vms": _lines(get("hyperv_config.vms")),
+            "vms": _picked_vms(form, _lines(get("hyperv_config.vms"))),
             "enable_rct": checked("hyperv_config.enable_rct"),
             "consistency_level": get("hyperv_config.consistency_level") or "application",
         }

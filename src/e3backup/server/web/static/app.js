@@ -126,6 +126,45 @@
     });
   }
 
+  // --- Hyper-V VMs (job wizard) -----------------------------------------------------------------
+  // The VMs come with the agent's disk report: ask for a fresh one (same retries as the disks),
+  // then show the wizard again for that agent with the new list.
+  const refreshVms = document.getElementById("refresh-vms");
+  if (refreshVms) {
+    const ATTEMPTS = 3;
+    const status = document.getElementById("vms-status");
+    refreshVms.addEventListener("click", async () => {
+      const agentId = document.getElementById("agent_id").value;
+      refreshVms.disabled = true;
+      let commandId = null;
+      try {
+        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+          if (!attempt) status.textContent = "Asking the agent for its virtual machines…";
+          const url = `/api/agents/${agentId}/disks/refresh` + (commandId ? `?command_id=${commandId}` : "");
+          const response = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
+          if (response.ok) {
+            window.location.assign(`/jobs/new?agent_id=${agentId}&engine=hyperv`);
+            return;
+          }
+          const body = await response.json().catch(() => ({}));
+          if (response.status === 504 && body.command_id) {
+            commandId = body.command_id;
+            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
+            await sleep(1500);
+            continue;
+          }
+          status.textContent = `Could not refresh: ${body.detail || "HTTP " + response.status}`;
+          return;
+        }
+        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
+      } catch (e) {
+        status.textContent = `Could not refresh: ${e.message}`;
+      } finally {
+        refreshVms.disabled = false;
+      }
+    });
+  }
+
   // --- remote folder browsing (job wizard) ----------------------------------------------------
   // The agent lists a folder on request; like the disk list, the server waits up to 30 s and
   // answers 504 with a command_id, and we wait again on the same command: 3 attempts in all.
