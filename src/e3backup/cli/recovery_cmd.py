@@ -65,6 +65,7 @@ def recovery(
     settings = ConsoleSettings(workers=workers, segment_size_mb=segment_size_mb, store_retry=retry)
     transport = HttpxTransport.network(server.rstrip("/"), verify=ca_file or True)
     console = RecoveryConsole(RecoveryClient(transport), settings)
+    reason = ""
     try:
         if code is None:
             if target is not None or yes:
@@ -76,8 +77,11 @@ def recovery(
         if target is None:
             raise UsageError("the scripted mode needs --target (the disk to restore to)")
         return _scripted(console, code, target, yes)
+    except E3Error as e:
+        reason = str(e)
+        raise
     finally:
-        console.close()
+        console.close(reason)
         transport.close()
 
 

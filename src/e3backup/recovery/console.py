@@ -508,7 +508,15 @@ class RecoveryConsole:
         st.pending_delivery = self.outbox.pending_count()
         return st
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
+        """End the console. Signed in but never started (a refused disk, the technician left): the
+        run is reported cancelled, with ``reason``, so the dashboard shows no run waiting forever."""
+        if self.reporter is not None and self._worker is None and not self._final_queued:
+            why = reason or "the recovery console was closed before a restore started"
+            self.reporter.finish(RunStatus.CANCELLED, error=why)
+            self._final_queued = True
+            self.outbox.wakeup.set()
+            self.wait_delivered(10)
         self._stop.set()
         self.outbox.wakeup.set()
         if self._keeper is not None:

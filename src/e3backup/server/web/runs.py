@@ -27,6 +27,7 @@ from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
 from e3backup.server.routes import commands as commands_api
 from e3backup.server.routes import recovery as recovery_api
+from e3backup.server.routes import runs as runs_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import users as users_svc
@@ -165,6 +166,17 @@ def restore_run(
             raise
         return _run_page(page, run, session, errors={"target_root": str(e.detail)}, form=form, status_code=409)
     return RedirectResponse(f"/runs/{cmd.run_id}?notice=restore-queued", status_code=303)
+
+
+@router.post("/runs/{run_id}/recovery/cancel", response_model=None)
+def cancel_recovery(
+    run: PageRun, can: PageOperator, _form: FormSession, session: SessionDep, state: StateDep
+) -> Response:
+    """Ask the recovery console to stop (it polls for cancel and reports the run cancelled)."""
+    if run.trigger != "recovery":
+        raise HTTPException(status_code=409, detail=f"run {run.id} is not a recovery run")
+    runs_api.cancel_run(run, session, state, can.user)
+    return RedirectResponse(f"/runs/{run.id}?notice=recovery-cancelling", status_code=303)
 
 
 @router.post("/runs/{run_id}/recovery/revoke", response_model=None)

@@ -1,0 +1,67 @@
+"""Choosing the target (a disk too small for a partition is refused with the reason) and a cancel
+from the dashboard reaching the console through the session (it polls for cancel)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from e3backup.agent.transport import HttpxTransport
+from e3backup.recovery.client import RecoveryClient
+from e3backup.recovery.console import ConsoleSettings, Hooks, Phase, RecoveryConsole
+from tests.recovery.conftest import DISK_SIZE, MiB, Site, target_disk
+
+
+def test_a_disk_too_small_for_a_partition_is_refused_with_the_reason(site: Site, tmp_path: Path) -> None:
+    code = site.issue_code()
+    with target_disk(tmp_path, 24 * MiB) as dev:  # partition 2 ends at 33 MiB
+        p = subprocess.run(
+            [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, "--code", code, "--target", dev,
+             "--yes"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert "too small for the image's used extent: partition 2 ends at 33.0 MiB" in p.stderr
+        with open(dev, "rb") as f:
+            assert f.read(1 << 20) == bytes(1 << 20)  # nothing written
+    run = site.run(int(re.search(r"recovery run #(\d+)", p.stdout).group(1)))  # type: ignore[union-attr]
+    assert run["status"] == "cancelled" and "partition 2 ends at 33.0 MiB" in run["error_summary"]
+
+
+def test_cancel_from_the_dashboard_stops_the_console(site: Site, tmp_path: Path) -> None:
+    code = site.issue_code()
+    console: RecoveryConsole | None = None
+    asked = threading.Event()
+
+    def on_segment(_first: int) -> None:
+        if asked.is_set():
+            return
+        asked.set()
+        run_id = console.image.point.run_id  # type: ignore[union-attr]
+        page = site.user.get(f"/runs/{run_id}", headers={"Accept": "text/html"}).text
+        assert "Cancel the recovery" in page
+        r = site.user.post(f"/runs/{run_id}/recovery/cancel", headers={"Accept": "text/html"},
+                           data={"csrf_token": site.user.headers["X-CSRF-Token"]}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert console.reporter is not None and console.reporter.cancel.wait(30)  # seen by the poll
+
+    console = RecoveryConsole(
+        RecoveryClient(HttpxTransport.network(site.url)),
+        ConsoleSettings(workers=1, segment_size_mb=4, poll_interval=0.1),
+        hooks=Hooks(on_segment=on_segment),
+    )
+    try:
+        run_id = console.sign_in(code).point.run_id
+        with target_disk(tmp_path, DISK_SIZE) as dev:
+            console.start(dev, Path(dev).name)
+            assert console.wait(60) is Phase.CANCELLED
+            assert console.wait_delivered(30)
+        assert "cancelled from the dashboard" in console.status().message
+    finally:
+        console.close()
+    run = site.run(run_id)
+    assert run["status"] == "cancelled"
+    assert "RUN_CANCELLED" in [e["code"] for e in site.events(run_id)]
