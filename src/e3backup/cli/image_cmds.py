@@ -93,8 +93,9 @@ def backup(
     as_json: bool,
 ) -> None:
     """Back up SOURCE (a block device or an image file) as one disk image snapshot."""
-    # imported here: the engine and the sources are heavy, and every other command starts faster
-    from ..engines.disk_image import ImageBackupOptions, parse_size, run_image_backup
+    # the engine and the sources are heavy: imported while the key is derived (open_repo below),
+    # after the flags are checked; every other command starts faster
+    from ..engines.disk_image import ImageBackupOptions, parse_size
     from ..errors import UsageError
     from ..sources.reader import resolve_strict_read_errors
 
@@ -134,7 +135,9 @@ def backup(
             elif e.effective_level() is not Level.INFO and e.code is not EventCode.DISK_IMAGE_FAILED:
                 warnings.append(f"{e.effective_level().value}: {e.message}")
 
-    repo = app.open_repo()
+    repo = app.open_repo(preload=("numpy", "e3backup.engines.disk_image.backup"))
+    from ..engines.disk_image import run_image_backup
+
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
         result = run_image_backup(repo, opts, progress, on_event)
     # a failed backup prints its one-line error only; a finished one tells what to know about it
@@ -161,11 +164,15 @@ def backup(
 
 def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
-        "--path", "paths", multiple=True,
+        "--path",
+        "paths",
+        multiple=True,
         help="With latest: only image snapshots of this source (the backed-up device path).",
     )(f)
     f = click.option(
-        "--tag", "tags", multiple=True,
+        "--tag",
+        "tags",
+        multiple=True,
         help="With latest: only image snapshots with these tags (a,b: both; repeatable: any).",
     )(f)
     f = click.option(
@@ -192,8 +199,12 @@ def _restore_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_restore(
-    app: AppContext, snapshot: str, as_json: bool, verb: str,
-    select: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], **kw: object
+    app: AppContext,
+    snapshot: str,
+    as_json: bool,
+    verb: str,
+    select: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    **kw: object,
 ) -> None:
     """``select``: the ``--host``, ``--tag`` and ``--path`` values that narrow ``latest``."""
     repo = app.open_repo(preload=("numpy", "e3backup.restore.image"))

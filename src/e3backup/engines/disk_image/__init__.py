@@ -12,10 +12,25 @@ result.py    ImageBackupResult and its summary JSON
 The stored image (layout.json, tree, tags, zero blobs) is ``sources.stored_image``.
 """
 
-from .backup import run_image_backup
+from typing import TYPE_CHECKING
+
 from .options import DEFAULT_CHUNK_SIZE, MAX_PARALLEL, ImageBackupOptions, parse_size
 from .progress import StallDetector
 from .result import ImageBackupResult
+
+if TYPE_CHECKING:
+    from .backup import run_image_backup
+
+
+def __getattr__(name: str) -> object:
+    """``run_image_backup`` is imported when first used: the options import without numpy and the
+    sources, so the CLI checks its flags first and imports the rest while scrypt runs."""
+    if name == "run_image_backup":
+        from .backup import run_image_backup
+
+        return run_image_backup
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
