@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from e3backup.agent.client import ServerClient
@@ -160,3 +161,98 @@ def test_wizard_folders_backup_browse_zip_and_restore_to_another_agent(
     for name in ("a.txt", "b.txt", "e.bin"):
         assert (restored / name).read_bytes() == (docs / name).read_bytes()
     shot(page, "23-pick-restore-done")
+
+
+@pytest.mark.slow
+def test_image_backup_browsed_then_restored_onto_a_loop_device_from_the_dashboard(
+    ctx: Any, live_server: LiveServer, tmp_path: Path
+) -> None:
+    """A GPT disk (ext4 + NTFS) on a loop device, backed up by a real agent, browsed in both
+    partitions, then restored from the dashboard onto another loop device in the agent's
+    allowed_devices: every extent the backup read is equal on the target."""
+    import os
+    import shutil
+
+    from e3backup.repo import Repository
+    from e3backup.sources.stored_image import load_image_snapshot
+    from e3backup.store import LocalStore
+    from tests.sources.diskimages import loop_device
+    from tests.web.test_browse_image import _disk
+
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("losetup", "sgdisk", "mkntfs")):
+        pytest.skip("needs root (loop devices), gdisk and ntfs-3g")
+    from e3backup.server.services import users
+
+    disk, target = tmp_path / "disk.img", tmp_path / "target.img"
+    _disk(disk)
+    target.write_bytes(b"\xa5" * disk.stat().st_size)  # garbage to be overwritten
+    state = live_server.app.state.e3
+    with state.sessions() as s:
+        tenant = users.create_tenant(s, "Initrode", state.clock.now())
+        users.create_user(s, state.passwords, state.clock.now(), "ina@initrode.example", PASSWORD, False, tenant.id)
+        token = users.rotate_enrollment_token(tenant)
+        s.commit()
+    repo_dir = live_server.data / "repos" / "initrode"
+    with loop_device(disk, ro=True) as source, loop_device(target) as dest:
+        transport = HttpxTransport.network(live_server.url)
+        answer = ServerClient(transport).enroll(token, "ini-host", "linux")
+        lsblk = (RECORDINGS / "lsblk.json").read_text()
+        agent = Agent(AgentConfig(server_url=live_server.url, agent_id=answer.agent_id,
+                                  agent_token=answer.agent_token, state_dir=str(tmp_path / "state"),
+                                  poll_interval_seconds=0.1, command_interval_seconds=0.1,
+                                  local_destination_roots=[str(live_server.data / "repos")],
+                                  restore_roots=[str(tmp_path)], allowed_devices=[dest]),
+                      transport, kdf=FAST_KDF, client_backoff=0.0, delivery_retry=0.05,
+                      inventory=LsblkInventory(lambda: lsblk), snapshot_cleanup=lambda: [])
+        agent.start()
+        try:
+            page = ctx.new_page()
+            sign_in(page, live_server.url, "ina@initrode.example", "/jobs")
+            cookie = {c["name"]: c["value"] for c in ctx.cookies()}["e3_session"]
+            csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+            r = httpx.post(  # the job through the API, as the wizard would send it
+                f"{live_server.url}/api/jobs", headers={"Cookie": f"e3_session={cookie}", "X-CSRF-Token": csrf or ""},
+                json={"name": "Server disk", "engine": "disk_image", "agent_id": answer.agent_id,
+                      "disk_source_volume": source, "disk_image_format": "raw",
+                      "destination": {"type": "local", "path": str(repo_dir),
+                                      "repository_password": "initrode repository password"}})
+            assert r.status_code == 201, r.text
+            page.goto(f"{live_server.url}/jobs/{r.json()['id']}")
+            page.get_by_role("button", name="Run now").click()
+            expect(page.locator("[data-field=status_label]")).to_have_text("Success", timeout=90_000)
+            backup_url = page.url
+
+            page.get_by_role("link", name="Browse its partitions").click()
+            expect(page.locator("#entries tbody tr")).to_have_count(2)
+            page.get_by_role("link", name="1-root/").click()
+            page.get_by_role("link", name="dir/").click()
+            page.get_by_role("link", name="sub/").click()
+            expect(page.locator("#entries")).to_contain_text("195.3 KiB")  # c.bin, read from ext4
+            page.get_by_label("Search by name", exact=True).fill("report")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.locator("tr", has_text="2-data/report.txt").get_by_role("link", name="Preview").click()
+            expect(page.locator("#preview")).to_have_text("NTFS says hello\n")
+            shot(page, "24-image-ntfs-preview")
+
+            page.goto(backup_url.split("?")[0])
+            page.get_by_label("Onto a disk device of ini-host", exact=True).check()
+            page.get_by_label("Device", exact=True).select_option(dest)
+            shot(page, "25-image-restore-to-device")
+            page.get_by_role("button", name="Restore this snapshot").click()
+            expect(page.get_by_role("status")).to_contain_text("Restore queued")
+            expect(page.locator("[data-field=status_label]")).to_have_text("Success", timeout=90_000)
+        finally:
+            agent.stop(timeout=30)
+        repo = Repository.open(LocalStore(repo_dir), b"initrode repository password")
+        repo.load_index()
+        img = load_image_snapshot(repo, repo.snapshots()[-1])
+        repo.close()
+        with open(source, "rb") as a, open(dest, "rb") as b:
+            checked = 0
+            for extent in img.plan:
+                offset, length = extent.offset, extent.length
+                a.seek(offset)
+                b.seek(offset)
+                assert a.read(length) == b.read(length), f"extent at {offset} differs"
+                checked += length
+        assert checked > 1 << 20

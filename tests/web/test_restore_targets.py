@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from e3backup.agent.config import AgentConfig
 from e3backup.agent.validate import validate_restore
 from e3backup.api.agent import RunAssignment
+from e3backup.server.db.models import AuditEvent
 from tests.server.conftest import FakeClock, World
 from tests.web.conftest import form_post, page, text_of
 
@@ -51,6 +54,9 @@ def test_an_allowed_device_picked_in_the_dashboard_passes_the_agents_check(
                          allowed_devices=["/dev/loop7"])
     req = validate_restore(run, config)  # before the fix: RunRefused "outside this agent's restore roots"
     assert req.target_disk == "/dev/loop7" and req.format == "raw"
+    with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
+        entry = s.scalars(select(AuditEvent).where(AuditEvent.action == "restore.queue")).one()
+        assert entry.details["target_disk"] == "/dev/loop7" and entry.actor == "alice@acme.example"
 
 
 def test_a_device_the_agent_does_not_allow_is_refused_naming_the_allowed_ones(world: World, clock: FakeClock) -> None:

@@ -21,6 +21,7 @@ from e3backup.server.deps import (
 )
 from e3backup.server.problems import FieldError
 from e3backup.server.schemas import CommandCreate, CommandPublic
+from e3backup.server.services import audit
 from e3backup.server.services import commands as svc
 from e3backup.server.services import runs as runs_svc
 
@@ -41,6 +42,15 @@ _RUN_KIND = {
     CommandType.HYPERV_RESTORE: RunKind.RESTORE,
     CommandType.MAINTENANCE: RunKind.MAINTENANCE,
 }
+
+
+def _auditable(payload: dict[str, Any]) -> dict[str, Any]:
+    """What of a command's payload goes into the audit log (where, what; never more than that)."""
+    keys = ("snapshot_id", "target_path", "target_disk", "format", "conflict", "mode", "source_run_id")
+    out = {k: payload[k] for k in keys if k in payload}
+    if payload.get("paths"):
+        out["paths"] = list(payload["paths"])[:100]
+    return out
 
 
 def _check_restore(payload: dict[str, Any]) -> None:
@@ -82,6 +92,8 @@ def create_command(
     cmd = svc.queue(
         session, agent, body.type, now, body.payload, run_id=run.id, job_id=job.id, user_id=user.id
     )
+    audit.record(session, now, f"{body.type.value}.queue", user=user, tenant_id=agent.tenant_id, target_type="run",
+                 target_id=run.id, details={"job_id": job.id, "agent_id": agent.id, **_auditable(body.payload)})
     session.commit()
     return svc.command_public(cmd)
 
