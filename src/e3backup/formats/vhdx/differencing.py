@@ -1,7 +1,7 @@
 """Creating an empty differencing VHDX (an AVHDX): what Hyper-V makes when it takes a checkpoint.
 
 The child has the parent's virtual size, block size and sector sizes, every payload block
-`NOT_PRESENT` (read from the parent) and a parent locator with `parent_linkage` = the parent's
+`NOT_PRESENT` (read from the parent), zeroed sector bitmaps, and a parent locator with `parent_linkage` = the parent's
 DataWriteGuid, `relative_path` (the parent's file name: Hyper-V keeps a disk's AVHDX files beside
 it) and `absolute_win32_path`. Laid out as our dynamic files are ([MS-VHDX] 2.1, 1 MiB aligned):
 headers and region tables, a 1 MiB empty log, 1 MiB of metadata, the BAT (whole chunks: a
@@ -23,6 +23,7 @@ from e3backup.formats.vhdx.structures import (
     Header,
     MetadataTableEntry,
     RegionTableEntry,
+    encode_bat_entry,
     encode_file_identifier,
     encode_file_parameters,
     encode_header,
@@ -66,6 +67,13 @@ def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike
         table.append(MetadataTableEntry(guid, at, len(item), False, virtual_disk, True))
         blob += item
         at += len(item)
+    # every sector bitmap block present and all zero (every sector from the parent): valid per
+    # 2.5.1.2, and libvhdi (20210425) reads a NOT_PRESENT bitmap entry from file offset 0
+    bat = [0] * g.bat_entries
+    end = bat_offset + bat_length
+    for chunk in range(g.sector_bitmap_blocks):
+        bat[g.sector_bitmap_entry_index(chunk)] = encode_bat_entry(c.SB_BLOCK_PRESENT, end)
+        end += c.SECTOR_BITMAP_BLOCK_SIZE
     data_write_guid = uuid.uuid4()
     regions = encode_region_table([
         RegionTableEntry(c.BAT_REGION_GUID, bat_offset, bat_length, True),
@@ -76,14 +84,14 @@ def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike
         (c.REGION_TABLE1_OFFSET, regions),
         (c.REGION_TABLE2_OFFSET, regions),
         (metadata_offset, encode_metadata_table(table) + blob),
-        (bat_offset, struct.pack(f"<{g.bat_entries}Q", *([0] * g.bat_entries))),
+        (bat_offset, struct.pack(f"<{g.bat_entries}Q", *bat)),
     ]
     for seq, offset in ((1, c.HEADER1_OFFSET), (2, c.HEADER2_OFFSET)):
         pieces.append((offset, encode_header(Header(seq, uuid.uuid4(), data_write_guid, ZERO_GUID, 0,
                                                     c.HEADER_VERSION, MiB, MiB))))
     fd = os.open(child, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY | O_CLOEXEC, 0o644)
     try:
-        os.ftruncate(fd, bat_offset + bat_length)
+        os.ftruncate(fd, end)  # the bitmaps are holes: zeros
         for offset, data in pieces:
             pwrite(fd, data, offset)
         os.fsync(fd)
