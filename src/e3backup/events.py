@@ -68,6 +68,10 @@ class EventCode(StrEnum):
     HYPERV_REFERENCE_POINT_CREATED = "HYPERV_REFERENCE_POINT_CREATED"
     HYPERV_VM_COMPLETED = "HYPERV_VM_COMPLETED"
     HYPERV_VM_FAILED = "HYPERV_VM_FAILED"
+    # sources and retention (files engine, agent)
+    SOURCE_MISSING = "SOURCE_MISSING"
+    RETENTION_APPLIED = "RETENTION_APPLIED"
+    RETENTION_FAILED = "RETENTION_FAILED"
     # agent
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     RUN_REFUSED = "RUN_REFUSED"
@@ -228,6 +232,21 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.ERROR,
         "The destination could not be written (unreachable after retries, access denied, full). What "
         "was copied stays; nothing was deleted. Check the bucket, its credentials and the network.",
+    ),
+    EventCode.SOURCE_MISSING: CodeInfo(
+        Level.ERROR,
+        "A source path does not exist (unmounted drive, moved or deleted folder?). The other paths "
+        "were backed up; with none left, no snapshot was made and no repository created.",
+    ),
+    EventCode.RETENTION_APPLIED: CodeInfo(
+        Level.INFO,
+        "The job's retention policy was applied: snapshots it no longer keeps were forgotten (their "
+        "data is freed by the repository's next prune).",
+    ),
+    EventCode.RETENTION_FAILED: CodeInfo(
+        Level.WARNING,
+        "The backup was saved, but the job's retention policy could not be applied; old snapshots "
+        "stay until the next run or maintenance.",
     ),
     EventCode.ENGINE_UNAVAILABLE: CodeInfo(
         Level.ERROR, "This backup engine is not available on this machine's operating system."

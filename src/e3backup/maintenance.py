@@ -72,6 +72,24 @@ def forget(
     return groups
 
 
+@dataclass
+class RetentionResult:
+    removed: list[str]
+    kept: int
+
+
+def apply_retention(repo: Repository, policy: ForgetPolicy, host: str, tag: str) -> RetentionResult:
+    """Forget what ``policy`` does not keep among this host's snapshots tagged ``tag`` (one job's
+    snapshots: other jobs sharing the repository keep their own policies). Run after each
+    successful backup; the data is freed by the repository's scheduled prune, so this is cheap
+    (no pack is read or rewritten) and holds the exclusive lock only for the deletions."""
+    if policy.empty:
+        return RetentionResult([], 0)
+    with repo.lock(exclusive=True):
+        groups = forget(repo, policy, select=lambda s: s.hostname == host and tag in s.tags)
+    return RetentionResult([s.id for g in groups for s in g.remove], sum(len(g.keep) for g in groups))
+
+
 def prune(
     repo: Repository,
     max_unused: str = "5%",
@@ -151,4 +169,4 @@ def run_maintenance(
     return summary
 
 
-__all__ = ["MODES", "MaintenanceOptions", "forget", "prune", "run_maintenance"]
+__all__ = ["MODES", "MaintenanceOptions", "RetentionResult", "apply_retention", "forget", "prune", "run_maintenance"]

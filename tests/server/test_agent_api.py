@@ -85,7 +85,9 @@ def test_revoked_agent_is_locked_out(world: World) -> None:
 
 def test_online_offline_and_last_seen(world: World, clock: FakeClock) -> None:
     agent = world.user_a.get(f"/api/agents/{world.agent_a.id}").json()
-    assert agent["online"] is True
+    assert (agent["online"], agent["last_seen_at"]) == (False, None)  # enrolled, never called in
+    world.agent_a.post("/api/agent/next_run")
+    assert world.user_a.get(f"/api/agents/{world.agent_a.id}").json()["online"] is True
     clock.advance(minutes=10)
     assert world.user_a.get(f"/api/agents/{world.agent_a.id}").json()["online"] is False
     world.agent_a.post("/api/agent/next_run", json={"agent_version": "2.1", "os_version": "Windows 11 24H2"})

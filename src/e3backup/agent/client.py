@@ -91,6 +91,12 @@ def _detail(body: Any) -> str:
     return str(body)[:500]
 
 
+def _payload(body: BaseModel) -> Any:
+    """The JSON body. Only a run update is partial (send what changed); every other body goes
+    whole, so a list filled with ``append()`` (which pydantic counts as unset) is sent too."""
+    return body.model_dump(mode="json", exclude_unset=isinstance(body, UpdateRunRequest))
+
+
 class ServerClient:
     def __init__(
         self,
@@ -120,7 +126,7 @@ class ServerClient:
     def _call(self, path: str, body: BaseModel | None, params: dict[str, Any] | None = None,
               attempts: int | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        payload = body.model_dump(mode="json", exclude_unset=True) if body is not None else None
+        payload = _payload(body) if body is not None else None
         tries = attempts or self.attempts
         for attempt in range(tries):
             try:

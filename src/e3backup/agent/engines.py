@@ -32,6 +32,7 @@ from ..api.jobs import S3Destination
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
+from ..engines.files.archiver import SourceMissing, missing_sources
 from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
@@ -95,6 +96,7 @@ class EngineEntry(Generic[O, R]):
     platforms: tuple[str, ...] = ()  # sys.platform prefixes; () = everywhere
     why_not: str = ""
     direct: DirectRunFn[O, R] | None = None  # instead of ``run``: no repository is opened
+    precheck: Callable[[O], None] | None = None  # before the repository is opened (or created)
 
     def available(self, platform: str) -> bool:
         runnable = self.run is not None or self.direct is not None
@@ -110,6 +112,13 @@ def _files_backup_options(ctx: JobContext) -> BackupOptions:
     return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"])
 
 
+def _files_precheck(options: BackupOptions) -> None:
+    """No path to back up: fail before a repository is opened or created (``SourceMissing``)."""
+    missing = missing_sources(list(options.paths))
+    if len(missing) == len(options.paths):
+        raise SourceMissing(missing)
+
+
 def _files_backup_outcome(result: BackupResult) -> Outcome:
     status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
     return Outcome(
@@ -117,7 +126,9 @@ def _files_backup_outcome(result: BackupResult) -> Outcome:
         snapshot_id=result.snapshot_id,
         backup_type=BackupType.INCREMENTAL if result.parent_id else BackupType.FULL,
         summary=result.summary_json(),
-        error=f"{len(result.errors)} file(s) could not be read: {result.errors[0]}" if result.errors else None,
+        error=f"{len(result.errors)} path(s) or file(s) could not be read: {result.errors[0]}"
+        if result.errors else None,
+        totals={"bytes_uploaded": result.bytes_stored},
     )
 
 
@@ -164,6 +175,7 @@ def _image_backup_outcome(result: Any) -> Outcome:
         backup_type=BackupType.FULL if result.full else BackupType.INCREMENTAL,
         summary=result.summary_json(),
         error=f"{result.recovered_bytes} unreadable bytes stored as zeros" if result.recovered_bytes else None,
+        totals={"bytes_uploaded": result.bytes_stored},
     )
 
 
@@ -214,14 +226,15 @@ def _run_hyperv_restore(repo: Repository, options: Any, progress: Progress | Non
 
 def _maintenance_options(ctx: JobContext) -> MaintenanceOptions:
     """Forget by the job's retention (this host's snapshots only), then prune; ``full`` checks too."""
-    keep = ctx.run.retention.model_dump(exclude_none=True)
+    keep = ctx.run.retention.model_dump(exclude_none=True) if ctx.maintenance.forget else {}
     return MaintenanceOptions(mode=ctx.maintenance.mode, policy=ForgetPolicy(**keep), hosts=(ctx.host,))
 
 
 def _maintenance_outcome(summary: dict[str, Any]) -> Outcome:
+    removed = {"snapshots_removed": list(summary.get("snapshots_removed") or [])}
     if not summary.get("ok", True):
-        return Outcome(RunStatus.FAILED, summary=summary, error="repository check found errors")
-    return Outcome(RunStatus.SUCCESS, summary=summary)
+        return Outcome(RunStatus.FAILED, summary=summary, error="repository check found errors", totals=removed)
+    return Outcome(RunStatus.SUCCESS, summary=summary, totals=removed)
 
 
 # -- sync ------------------------------------------------------------------------------------------
@@ -271,7 +284,7 @@ def _sync_outcome(result: SyncResult) -> Outcome:
 
 BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
     Engine.FILES: EngineEntry[BackupOptions, BackupResult](
-        run_backup, _files_backup_options, _files_backup_outcome, create_repo=True
+        run_backup, _files_backup_options, _files_backup_outcome, create_repo=True, precheck=_files_precheck
     ),
     Engine.DISK_IMAGE: EngineEntry(
         _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True, platforms=("linux",),

@@ -13,14 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
 from ..api.common import CommandStatus, RunKind, RunStatus
 from ..api.requests import MaintenanceRequest, RestoreRequest
+from ..engines.files.archiver import SourceMissing
 from ..errors import Cancelled, E3Error, LockError, RepoError, StoreError
 from ..events import EventCode
+from ..maintenance import apply_retention
 from ..progress import Progress
-from ..repo import KDFParams
+from ..repo import KDFParams, Repository
+from ..repo.forget import ForgetPolicy
 from ..storage.probe import ProbeResult
 from .active import ActiveRuns
 from .client import MalformedRun, ServerClient
@@ -136,6 +140,11 @@ class RunExecutor:
             return Outcome(RunStatus.FAILED, error=f"engine {run.engine.value} unavailable: {e}")
         except StorageUnavailable as e:
             return Outcome(RunStatus.FAILED, error=str(e))
+        except SourceMissing as e:
+            if EventCode.SOURCE_MISSING.value not in reporter.codes:  # the precheck: not yet said
+                for path, why in e.missing:
+                    reporter.event(EventCode.SOURCE_MISSING, f"cannot back up {path}: {why}", path=path)
+            return Outcome(RunStatus.FAILED, error=str(e))
         except Cancelled as e:
             reason = reporter.cancel_reason or "cancelled"
             if EventCode.RUN_CANCELLED.value not in reporter.codes:
@@ -167,34 +176,82 @@ class RunExecutor:
         return entry, JobContext(run, self.config, self.host, request, self.platform)
 
     def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
+        outcome = self._engine_outcome(run, reporter)
+        if outcome.status is RunStatus.SUCCESS and reporter.problems:
+            # a run that warned is not a success (the fleet view must show it)
+            outcome.status = RunStatus.WARNING
+            outcome.error = outcome.error or f"{len(reporter.problems)} warning(s): {reporter.problems[0]}"
+        return outcome
+
+    def _engine_outcome(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
         entry, ctx = self._entry(run)
         assert entry.options is not None and entry.outcome is not None
         options = entry.options(ctx)
+        if entry.precheck is not None:
+            entry.precheck(options)
         if reporter.cancel.is_set():
             raise Cancelled("cancelled before it started")
         interval = min(0.25, self.config.progress_interval_seconds)
         with Progress(mode="quiet", interval=interval, callback=reporter.progress) as progress:
             if entry.direct is not None:  # no repository (sync): the storage preflight only
                 preflight(run.destination, reporter, self.prober)
-                result = entry.direct(options, progress, reporter.on_engine_event, reporter.cancel)
+                outcome = entry.outcome(entry.direct(options, progress, reporter.on_engine_event, reporter.cancel))
             else:
                 assert entry.run is not None
                 repo = open_repository(run.destination, reporter, create=entry.create_repo, kdf=self.kdf,
                                        prober=self.prober, limit_upload=run.policy.limit_upload)
                 try:
                     result = entry.run(repo, options, progress, reporter.on_engine_event, reporter.cancel)
+                    outcome = entry.outcome(result)
+                    if run.kind is RunKind.BACKUP and outcome.snapshot_id:
+                        self._retention(repo, run, reporter, outcome)
                 finally:
                     repo.close()
-        outcome = entry.outcome(result)
         snap = progress.snapshot()
+        elapsed = float(outcome.summary.get("duration") or snap.get("seconds_elapsed") or 0.0)
+        done = int(snap["bytes_done"])
         outcome.totals = {
             **outcome.totals,
-            "bytes_total": max(int(snap["total_bytes"]), int(snap["bytes_done"])),
-            "bytes_processed": int(snap["bytes_done"]),
+            "bytes_total": max(int(snap["total_bytes"]), done),
+            "bytes_processed": done,
             "files_total": int(snap["total_files"]),
             "files_processed": int(snap["files_done"]),
+            # the run's average: the last progress update may be 0 B/s on a quick incremental
+            "speed_bytes_per_sec": done / elapsed if elapsed > 0 else 0.0,
+            "summary": _summary(outcome.summary),
         }
         return outcome
+
+    def _retention(self, repo: Repository, run: RunAssignment, reporter: RunReporter, outcome: Outcome) -> None:
+        """Forget by the job's retention after a backup that saved a snapshot (this host's
+        snapshots of this job only); the scheduled prune frees the data. A failure warns."""
+        keep = run.retention.model_dump(exclude_none=True)
+        if not keep:
+            return
+        policy = ForgetPolicy(**keep)
+        try:
+            result = apply_retention(repo, policy, self.host, f"job:{run.job_id}")
+        except E3Error as e:
+            reporter.event(EventCode.RETENTION_FAILED, f"retention ({policy.describe()}) not applied: {e}")
+            return
+        reporter.event(EventCode.RETENTION_APPLIED,
+                       f"retention ({policy.describe()}): {len(result.removed)} snapshot(s) forgotten, "
+                       f"{result.kept} kept", removed=result.removed, kept=result.kept)
+        outcome.totals["snapshots_removed"] = result.removed
+
+
+_SUMMARY_KEYS = (
+    "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed", "dirs_unmodified",
+    "bytes_read", "bytes_added", "bytes_stored", "total_files_processed", "total_bytes_processed",
+    "chunks_total", "chunks_read", "chunks_reused", "chunks_zero", "chunks_known", "chunks_new",
+    "plan_bytes", "device_size", "recovered_bytes", "duration", "error_count",
+)
+
+
+def _summary(summary: dict[str, Any]) -> dict[str, float]:
+    """The engine summary's counters the run page shows (numbers only; no paths or messages)."""
+    return {k: summary[k] for k in _SUMMARY_KEYS if isinstance(summary.get(k), int | float)
+            and not isinstance(summary.get(k), bool)}
 
 
 __all__ = ["STOPPING", "RunExecutor"]

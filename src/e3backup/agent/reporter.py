@@ -16,12 +16,19 @@ from typing import Any
 
 from ..api.agent import UpdateRunRequest
 from ..api.common import BackupType, RunStatus
-from ..events import Event, EventCode
+from ..events import CODES, Event, EventCode
 from .client import AgentError, ServerClient
 from .logs import SECRETS
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+
+def _default_level(code: str) -> str:
+    try:
+        return CODES[EventCode(code)].level.value
+    except ValueError:
+        return "info"
 
 
 class RunReporter:
@@ -41,6 +48,7 @@ class RunReporter:
         self.cancel = threading.Event()
         self.cancel_reason = ""
         self.codes: list[str] = []
+        self.problems: list[str] = []  # messages of warning and error events, in order
         self.updates_sent = 0
         self._last: float | None = None
         self._lock = threading.Lock()
@@ -50,6 +58,8 @@ class RunReporter:
     def event(self, code: EventCode | str, message: str, level: str | None = None, **details: Any) -> None:
         code = str(code)
         self.codes.append(code)
+        if (level or _default_level(code)) in ("warning", "error"):
+            self.problems.append(f"{code}: {message}")
         log.info("run %s: %s %s", self.run_id, code, message)
         self.outbox.add_event(self.run_id, code, SECRETS.redact(message), level, details)
 

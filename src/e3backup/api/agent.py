@@ -161,6 +161,12 @@ class UpdateRunRequest(_Request):
     hyperv_results: Annotated[list[HyperVVMResult], Field(max_length=1024)] | None = None
     sync_result: SyncRunResult | None = None
     error_summary: Annotated[str, Field(max_length=4000)] | None = None
+    summary: Annotated[dict[ShortText, float], Field(max_length=64)] | None = Field(
+        None, description="The engine's counters: files new/changed/unmodified, bytes read/added/stored..."
+    )
+    snapshots_removed: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=100_000)] | None = (
+        Field(None, description="Snapshots the job's retention forgot after this backup.")
+    )
 
 
 class RunStatusView(BaseModel):

@@ -84,6 +84,10 @@ class Policy(_Strict):
     sync_dry_run: StrictBool = Field(
         False, description="Sync: only report what would be copied and deleted; change nothing."
     )
+    rpo_hours: Annotated[StrictInt, Field(ge=1, le=8784)] | None = Field(
+        None, description="Recovery point objective: the fleet view and alerts flag the job when its last "
+        "successful backup is older than this many hours (default 24). Read by the server only."
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

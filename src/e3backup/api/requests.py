@@ -65,6 +65,10 @@ class MaintenanceRequest(_Request):
 
     type: Literal["maintenance"] = "maintenance"
     mode: Literal["quick", "full"] = "quick"
+    forget: StrictBool = Field(
+        True, description="Forget by the job's retention first; the server's scheduled prune/check says false "
+        "(retention already runs after every backup, and the repository may hold several jobs)."
+    )
 
 
 __all__ = ["MaintenanceRequest", "RestoreRequest"]

@@ -34,6 +34,7 @@ from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
 from e3backup.server.security.body_limit import BodyLimit
 from e3backup.server.security.headers import SecurityHeaders
 from e3backup.server.services import agents as agents_service
+from e3backup.server.services.alert_delivery import AlertWorker, MailSettings
 from e3backup.server.services.waiters import CommandWaiters
 from e3backup.server.state import ServerState
 from e3backup.server.web import install as install_dashboard
@@ -61,7 +62,23 @@ def build_state(settings: Settings, clock: Clock | None = None) -> ServerState:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     state = build_state(settings, clock)
-    scheduler = Scheduler(state.sessions, state.clock, settings.scheduler_interval_seconds)
+    mail = (
+        MailSettings(settings.smtp_host, settings.smtp_port, settings.smtp_sender, settings.smtp_starttls,
+                     settings.smtp_username, settings.smtp_password)
+        if settings.smtp_host
+        else None
+    )
+    alert_worker = AlertWorker(
+        state.sessions, state.clock, state.box, mail, settings.agent_offline_after_seconds,
+        settings.alert_offline_minutes,
+    )
+    scheduler = Scheduler(
+        state.sessions,
+        state.clock,
+        settings.scheduler_interval_seconds,
+        (settings.maintenance_prune_days, settings.maintenance_check_days),
+        after_tick=alert_worker.tick,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +106,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.e3 = state
     app.state.scheduler = scheduler
+    app.state.alerts = alert_worker
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(ValidationError, _pydantic_validation_handler)
     app.add_exception_handler(FieldError, field_error_handler)

@@ -65,6 +65,17 @@ class Settings(BaseModel):
     # scheduler
     scheduler_enabled: bool = True
     scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # repository maintenance (see services/maintenance.py for why these defaults)
+    maintenance_prune_days: Annotated[float, Field(gt=0, le=366)] = 7.0
+    maintenance_check_days: Annotated[float, Field(gt=0, le=366)] = 28.0
+    # alerts: the SMTP server for email alerts (none: email channels fail and say so)
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_sender: str = "e3backup@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(None, repr=False)
+    alert_offline_minutes: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("listen")
     @classmethod

@@ -152,7 +152,10 @@ def visible_agent(agent_id: Id, session: SessionDep, user: CurrentUser) -> Agent
 
 
 def visible_job(job_id: Id, session: SessionDep, user: CurrentUser) -> Job:
-    return _visible(session, user, Job, job_id, "job")
+    job = _visible(session, user, Job, job_id, "job")
+    if job.deleted_at is not None:  # kept only for its runs' restores
+        raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+    return job
 
 
 def visible_run(run_id: Id, session: SessionDep, user: CurrentUser) -> Run:

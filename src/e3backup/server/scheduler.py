@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from e3backup.server.clock import Clock
 from e3backup.server.db.models import Agent, Job, Run
+from e3backup.server.services import maintenance
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,17 @@ def due_runs(now: datetime, schedules: Iterable[JobSchedule]) -> list[DueRun]:
 
 
 class Scheduler:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        interval_seconds: float,
+        maintenance_days: tuple[float, float] = (7.0, 28.0),
+        after_tick: Callable[[], object] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._after_tick = after_tick  # the alert worker: evaluates and sends, outside the tick's transaction
+        self._maintenance_days = maintenance_days
         self._clock = clock
         self._interval = interval_seconds
         self._stop = threading.Event()
@@ -114,6 +124,7 @@ class Scheduler:
                 )
                 session.add(run)
                 created.append(run)
+            created.extend(maintenance.plan(session, now, *self._maintenance_days))
             session.commit()
         return created
 
@@ -132,6 +143,11 @@ class Scheduler:
                 self.tick()
             except Exception:
                 log.exception("scheduler tick failed")
+            if self._after_tick is not None:
+                try:
+                    self._after_tick()
+                except Exception:
+                    log.exception("alert worker tick failed")
             self._stop.wait(self._interval)
 
 

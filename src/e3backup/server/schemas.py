@@ -284,6 +284,8 @@ class RunPublic(_Out):
     sync_result: dict[str, Any] | None = None
     error_summary: str | None
     cancel_requested: bool
+    summary: dict[str, Any] | None = None
+    snapshot_removed_at: datetime | None = None
 
 
 class CommandCreate(_In):
@@ -344,6 +346,48 @@ class RecoveryRevoked(BaseModel):
     run_id: int
     sessions_ended: int
     run_status: RunStatus
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+AlertRule = Literal["run_failed", "run_warning", "rpo_missed", "agent_offline", "storage_quota"]
+ALL_RULES: list[AlertRule] = ["run_failed", "run_warning", "rpo_missed", "agent_offline", "storage_quota"]
+
+
+class AlertChannelCreate(_In):
+    kind: Literal["email", "webhook"]
+    target: Annotated[str, Field(min_length=3, max_length=2048, description="An email address or an https URL.")]
+    secret: Annotated[str, Field(min_length=16, max_length=256)] | None = Field(
+        None, description="Webhooks: the HMAC-SHA256 signing secret (required; never shown again)."
+    )
+    rules: Annotated[list[AlertRule], Field(min_length=1, max_length=5)] = Field(
+        default_factory=lambda: list(ALL_RULES)
+    )
+    summary: Literal["none", "daily", "weekly"] = "none"
+    tenant_id: Id | None = Field(None, description="MSP staff: the tenant (none: every tenant).")
+
+
+class AlertChannelPublic(_Out):
+    id: int
+    tenant_id: int | None
+    kind: str
+    target: str
+    rules: list[str]
+    summary: str
+    next_summary_at: datetime | None
+    enabled: bool
+    created_at: datetime
+
+
+class AlertIncidentPublic(_Out):
+    id: int
+    tenant_id: int
+    rule: str
+    subject: str
+    title: str
+    details: dict[str, Any]
+    opened_at: datetime
+    cleared_at: datetime | None
 
 
 # --- audit log ---------------------------------------------------------------------------------

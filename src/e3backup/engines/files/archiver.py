@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ... import __version__
 from ...contract import Cancel, OnEvent, emit, index_written
 from ...errors import E3Error
-from ...events import EventCode
+from ...events import EventCode, Level
 from ...platform.compat import owner_ids
 from ...progress import Progress
 from ...repo.repository import Repository, warn_unreadable_snapshot
@@ -42,6 +42,26 @@ from .state import BackupState
 from .targets import build
 from .tree_saver import TreeSaver
 from .walker import Walker
+
+
+class SourceMissing(E3Error):
+    """None of the paths to back up exists."""
+
+    def __init__(self, missing: list[tuple[str, str]]) -> None:
+        super().__init__("cannot back up " + ", ".join(f"{p} ({why})" for p, why in missing))
+        self.missing = missing
+
+
+def missing_sources(paths: list[str]) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each path that cannot be looked at."""
+    missing = []
+    for p in paths:
+        try:
+            os.lstat(p)
+        except OSError as e:
+            missing.append((p, e.strerror or str(e)))
+    return missing
+
 
 _SUMMARY_COUNTS = (
     "files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed", "dirs_unmodified",
@@ -74,14 +94,10 @@ class Archiver:
         state = self.state
         result = state.result
         snap_time = self.opts.time_ns or now_ns()
-        targets = [os.fsencode(p) for p in self.opts.paths]
-        for t in targets:
-            try:
-                os.lstat(t)
-            except OSError as e:
-                raise E3Error(f"cannot back up {os.fsdecode(t)}: {e.strerror}") from e
+        paths = self._present_paths()
+        targets = [os.fsencode(p) for p in paths]
         root = build(targets)
-        abs_paths = [os.path.abspath(p) for p in self.opts.paths]
+        abs_paths = [os.path.abspath(p) for p in paths]
         host = self.opts.host or socket.gethostname()
         parent = self._find_parent(host, abs_paths)
         if parent is not None:
@@ -142,6 +158,22 @@ class Archiver:
         result.snapshot_id = self.repo.save_snapshot(snap)
         return result
 
+    def _present_paths(self) -> list[str]:
+        """The paths that exist. A missing one among several is skipped with a ``SOURCE_MISSING``
+        warning and an error in the result (the run ends WARNING, as restic exits 3); when none
+        exists, ``SourceMissing`` (an error event per path) and nothing is written."""
+        missing = missing_sources(list(self.opts.paths))
+        gone = {p for p, _ in missing}
+        present = [p for p in self.opts.paths if p not in gone]
+        if not present:
+            for p, why in missing:
+                emit(self.on_event, EventCode.SOURCE_MISSING, f"cannot back up {p}: {why}", path=p)
+            raise SourceMissing(missing)
+        for p, why in missing:
+            self.state.result.errors.append(f"{p}: {why}")
+            emit(self.on_event, EventCode.SOURCE_MISSING, f"skipped {p}: {why}", level=Level.WARNING, path=p)
+        return present
+
     def _find_parent(self, host: str, paths: list[str]) -> Snapshot | None:
         if self.opts.force_full:
             return None
@@ -192,4 +224,4 @@ def run_backup(
     return result
 
 
-__all__ = ["Archiver", "run_backup"]
+__all__ = ["Archiver", "SourceMissing", "missing_sources", "run_backup"]

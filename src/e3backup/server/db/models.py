@@ -108,6 +108,8 @@ class Job(Base):
     next_run_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # deleted jobs stay as rows (hidden): their runs keep the destination, so snapshots restore
+    deleted_at: Mapped[datetime | None]
 
 
 class HyperVVM(Base):
@@ -154,6 +156,9 @@ class Run(Base):
     sync_result: Mapped[dict[str, Any] | None] = mapped_column(comment="what a sync run did (api.SyncRunResult)")
     error_summary: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(comment="the engine's counters (new, changed...)")
+    # set when retention forgot the run's snapshot: no restore is offered from it any more
+    snapshot_removed_at: Mapped[datetime | None]
 
     @property
     def duration_seconds(self) -> float | None:
@@ -209,6 +214,73 @@ class RecoverySession(Base):
     expires_at: Mapped[datetime]
 
 
+class RepositoryMaintenance(Base):
+    """The prune/check schedule of one repository (a destination, whichever jobs share it)."""
+
+    __tablename__ = "repository_maintenance"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    repo_key: Mapped[str] = mapped_column(String(64), unique=True)
+    where: Mapped[str] = mapped_column(Text, default="")  # the destination in words (no secret)
+    next_prune_at: Mapped[datetime]
+    next_check_at: Mapped[datetime]
+    last_prune_at: Mapped[datetime | None]
+    last_check_at: Mapped[datetime | None]
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    last_status: Mapped[str | None] = mapped_column(String(16))
+
+
+class AlertChannel(Base):
+    """Where a tenant's alerts go (``tenant_id`` None: the MSP's own, for every tenant): an email
+    address or a webhook URL (signed with its sealed secret), which rules, and the summary."""
+
+    __tablename__ = "alert_channels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email | webhook
+    target: Mapped[str] = mapped_column(String(2048))
+    secret_sealed: Mapped[str | None] = mapped_column(Text)
+    rules: Mapped[list[Any]] = mapped_column(default=list)
+    summary: Mapped[str] = mapped_column(String(16), default="none")  # none | daily | weekly
+    next_summary_at: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class AlertIncident(Base):
+    """One incident: a rule true for a subject (``job:5``, ``agent:3``) from ``opened_at`` until
+    ``cleared_at``. Alerts go out once when it opens and once when it clears."""
+
+    __tablename__ = "alert_incidents"
+    __table_args__ = (Index("ix_alert_incidents_open", "rule", "subject", "cleared_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    opened_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+
+
+class AlertDelivery(Base):
+    """One message to one channel, sent by the alert worker, retried with back-off."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("alert_channels.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("alert_incidents.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))  # opened | cleared | summary
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
 class AuditEvent(Base):
     """Who did what, when (sign-ins, job changes, restores, recoveries). Rows are only added;
     ``actor`` keeps the email so the trail survives the user's deletion."""
@@ -248,6 +320,9 @@ class RecoveryCode(Base):
 
 __all__ = [
     "Agent",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertIncident",
     "AuditEvent",
     "Base",
     "Command",
@@ -255,6 +330,7 @@ __all__ = [
     "Job",
     "RecoveryCode",
     "RecoverySession",
+    "RepositoryMaintenance",
     "Run",
     "RunEvent",
     "Tenant",

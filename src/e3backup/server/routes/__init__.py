@@ -3,6 +3,7 @@
 from e3backup.server.routes import (
     agent_api,
     agents,
+    alerts,
     audit,
     auth,
     commands,
@@ -22,6 +23,7 @@ ROUTERS = [
     tenants.router,
     users.router,
     audit.router,
+    alerts.router,
     agents.router,
     folders.router,
     jobs.router,

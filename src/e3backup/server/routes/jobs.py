@@ -34,7 +34,7 @@ def record_job(session: Session, now: datetime, user: User, action: str, job: Jo
 def list_jobs(
     session: SessionDep, user: CurrentUser, tenant_id: Id | None = None, agent_id: Id | None = None
 ) -> list[JobPublic]:
-    query = select(Job).order_by(Job.name, Job.id)
+    query = select(Job).where(Job.deleted_at.is_(None)).order_by(Job.name, Job.id)
     if not user.is_admin:
         query = query.where(Job.tenant_id == user.tenant_id)
     elif tenant_id is not None:
@@ -73,14 +73,17 @@ def update_job(
 
 @router.delete("/{job_id}", status_code=204)
 def delete_job(job: VisibleJob, session: SessionDep, state: StateDep, user: ManagerUser) -> None:
-    """Delete the job; its queued runs are cancelled (history stays, without the job)."""
+    """Delete the job: it stops and disappears, its queued runs are cancelled; its runs, their
+    snapshots and the destination stay, so every snapshot can still be restored."""
     session.execute(
         update(Run)
         .where(Run.job_id == job.id, Run.status == "queued")
         .values(status="cancelled", finished_at=state.clock.now())
     )
     record_job(session, state.clock.now(), user, "job.delete", job)
-    session.delete(job)
+    job.deleted_at = state.clock.now()
+    job.enabled = False
+    job.next_run_at = None
     session.commit()
 
 

@@ -41,7 +41,7 @@ def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, 
         token_hash=hash_token(token),
         revoked=False,
         created_at=now,
-        last_seen_at=now,
+        last_seen_at=None,  # online once the agent process calls in, not at enrollment
         engines=[e.value for e in req.engines] if req.engines is not None else None,
         platform=req.platform or "",
     )

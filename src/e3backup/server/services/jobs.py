@@ -33,7 +33,7 @@ from e3backup.server.schemas import DestinationPublic, JobCreate, JobPublic, Job
 from e3backup.server.security import SecretBox
 
 SECRET_FIELDS = ("secret_access_key", "repository_password")
-_SECRETS_BY_TYPE = {"s3": SECRET_FIELDS, "local": ("repository_password",)}
+SECRETS_BY_TYPE = {"s3": SECRET_FIELDS, "local": ("repository_password",)}
 
 
 def secrets_aad(tenant_id: int) -> str:
@@ -113,7 +113,7 @@ def _check_engine_fields(spec: JobCreate) -> JobCreate:
 def _split_destination(spec: JobCreate, kept: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     dest = spec.destination.model_dump(mode="json")
     secrets: dict[str, Any] = {}
-    for name in _SECRETS_BY_TYPE[dest["type"]]:
+    for name in SECRETS_BY_TYPE[dest["type"]]:
         value = dest.pop(name, None) or kept.get(name)
         if not value:
             raise FieldError(f"destination.{name}", "required")
@@ -221,7 +221,7 @@ def merged_spec(job: Job, patch: JobUpdate) -> JobCreate:
 
 def destination_public(job: Job) -> DestinationPublic:
     dest = job.destination
-    names = _SECRETS_BY_TYPE.get(dest.get("type", ""), ())
+    names = SECRETS_BY_TYPE.get(dest.get("type", ""), ())
     return DestinationPublic(
         type=dest.get("type", ""),
         endpoint=dest.get("endpoint"),

@@ -184,12 +184,23 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
         run.disk_manifests_json = dict(req.disk_manifests_json)
     if req.sync_result is not None:
         run.sync_result = req.sync_result.model_dump(mode="json")
+    if req.summary is not None:
+        run.summary = dict(req.summary)
+    if req.snapshots_removed:
+        mark_snapshots_removed(session, run.tenant_id, req.snapshots_removed, now)
     if req.status is not None:
         run.status = req.status.value
         if req.status is RunStatus.RUNNING and run.started_at is None:
             run.started_at = now
         if req.status.is_final:
             run.finished_at = now
+            if run.kind == RunKind.MAINTENANCE.value:
+                from e3backup.server.services import maintenance  # it builds on this module
+
+                maintenance.finished(session, run, now)
+            from e3backup.server.services import alerts  # it builds on this module
+
+            alerts.on_run_finished(session, run, now)
             if req.status is RunStatus.SUCCESS:
                 run.progress_pct = 100.0
                 run.eta_seconds = 0
@@ -202,6 +213,31 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
     return run
 
 
+def mark_snapshots_removed(session: Session, tenant_id: int, snapshot_ids: list[str], now: datetime) -> None:
+    """Runs whose snapshot retention (or maintenance) forgot: no restore is offered from them."""
+    for i in range(0, len(snapshot_ids), 500):
+        session.execute(
+            update(Run)
+            .where(
+                Run.tenant_id == tenant_id,
+                Run.snapshot_id.in_(snapshot_ids[i : i + 500]),
+                Run.snapshot_removed_at.is_(None),
+            )
+            .values(snapshot_removed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def restorable(run: Run) -> bool:
+    """A backup run whose snapshot still exists (its job may be deleted: the snapshot is kept)."""
+    return (
+        run.kind == RunKind.BACKUP.value
+        and run.status in (RunStatus.SUCCESS.value, RunStatus.WARNING.value)
+        and bool(run.snapshot_id)
+        and run.snapshot_removed_at is None
+    )
+
+
 def status_view(run: Run) -> RunStatusView:
     return RunStatusView.model_validate(run)
 
@@ -210,4 +246,14 @@ def run_public(run: Run) -> RunPublic:
     return RunPublic.model_validate(run)
 
 
-__all__ = ["FINAL", "apply_update", "assignment", "claim_next_run", "create_run", "run_public", "status_view"]
+__all__ = [
+    "FINAL",
+    "apply_update",
+    "assignment",
+    "claim_next_run",
+    "create_run",
+    "mark_snapshots_removed",
+    "restorable",
+    "run_public",
+    "status_view",
+]

@@ -30,7 +30,9 @@ def agents_page(page: PageDep, request: Request, session: SessionDep, state: Sta
 def _agent_page(
     agent: Agent, page: PageDep, session: SessionDep, state: StateDep, recover_error: str = "", status_code: int = 200
 ) -> HTMLResponse:
-    jobs = list(session.scalars(select(Job).where(Job.agent_id == agent.id).order_by(Job.name)))
+    jobs = list(
+        session.scalars(select(Job).where(Job.agent_id == agent.id, Job.deleted_at.is_(None)).order_by(Job.name))
+    )
     runs = list(session.scalars(select(Run).where(Run.agent_id == agent.id).order_by(Run.id.desc()).limit(20)))
     recoveries = recovery_codes.recovery_runs(session, agent)
     return page.render(

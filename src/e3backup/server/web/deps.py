@@ -78,6 +78,7 @@ def page_require(permission: Permission) -> Callable[[UserSession], UserSession]
 
 PageOperator = Annotated[UserSession, Depends(page_require(Permission.OPERATE))]
 PageManager = Annotated[UserSession, Depends(page_require(Permission.MANAGE))]
+PageUsers = Annotated[UserSession, Depends(page_require(Permission.USERS))]
 
 
 @dataclass
@@ -96,6 +97,13 @@ class Scope:
         if self.all_tenants:
             return query
         return query.where(column == (self.tenant.id if self.tenant else self.user.tenant_id))
+
+    @property
+    def tenant_ids(self) -> list[int] | None:
+        """The tenants in view (None: all)."""
+        if self.all_tenants:
+            return None
+        return [self.tenant.id if self.tenant else (self.user.tenant_id or 0)]
 
     def tenant_name(self, tenant_id: int | None) -> str:
         return next((t.name for t in self.tenants if t.id == tenant_id), "")
@@ -177,6 +185,7 @@ __all__ = [
     "PageOperator",
     "PageRun",
     "PageSession",
+    "PageUsers",
     "Scope",
     "ScopeDep",
 ]

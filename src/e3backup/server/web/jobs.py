@@ -11,18 +11,29 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from e3backup.api.common import Engine, Id, RunKind
-from e3backup.server.db.models import Agent, Job, Run
+from e3backup.events import EventCode
+from e3backup.repo.forget import ForgetPolicy
+from e3backup.server.db.models import Agent, Job, Run, RunEvent
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
 from e3backup.server.routes import jobs as jobs_api
 from e3backup.server.schemas import JobCreate
 from e3backup.server.services import jobs as jobs_svc
+from e3backup.server.services import maintenance as maintenance_svc
 from e3backup.server.services.runs import FINAL
 from e3backup.server.web import format as fmt
 from e3backup.server.web.chart import ChartPoint, line_chart
 from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageJob, PageManager, PageOperator
 from e3backup.server.web.views import disk_choices, run_display
-from e3backup.server.web.wizard import ENGINES, default_form, field_errors, spec_from_form
+from e3backup.server.web.wizard import (
+    ENGINES,
+    SECRET_INPUTS,
+    default_form,
+    field_errors,
+    label,
+    presubmit_errors,
+    spec_from_form,
+)
 
 router = APIRouter(include_in_schema=False)
 CHART_RUNS = 60
@@ -38,7 +49,11 @@ FormData = Annotated[dict[str, str], Depends(form_data)]
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
-    jobs = list(session.scalars(page.scope.where(select(Job), Job.tenant_id).order_by(Job.name, Job.id)))
+    jobs = list(
+        session.scalars(
+            page.scope.where(select(Job).where(Job.deleted_at.is_(None)), Job.tenant_id).order_by(Job.name, Job.id)
+        )
+    )
     agents = {a.id: a for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
     last: dict[int, Run] = {}
     for run in session.scalars(
@@ -68,6 +83,8 @@ def _wizard(
     offered = [value for value, _, _ in ENGINES if chosen is None or jobs_svc.agent_runs(chosen, value)]
     if offered and form.get("engine") not in offered and not errors:
         form = {**form, "engine": offered[0]}  # a fresh form: the first engine the agent runs
+    # a secret typed into a form that failed is never sent back to the browser: typed again
+    form = {k: v for k, v in form.items() if k not in SECRET_INPUTS}
     return page.render(
         "job_new.html",
         status_code=status,
@@ -82,6 +99,7 @@ def _wizard(
         hyperv_error=(chosen.disks or {}).get("hyperv_error") if chosen else None,
         form=form,
         errors=errors,
+        labels={name: label(name) for name in errors},
     )
 
 
@@ -100,12 +118,18 @@ def new_job(page: PageDep, _can: PageManager, session: SessionDep, agent_id: Id 
 def create_job(
     page: PageDep, _can: PageManager, _form: FormSession, form: FormData, session: SessionDep, state: StateDep
 ) -> Response:
+    early = presubmit_errors(form)
     try:
         spec = JobCreate.model_validate(spec_from_form(form))
+    except ValidationError as e:
+        return _wizard(page, session, form, field_errors(e, early), status=422)
+    if early:
+        return _wizard(page, session, form, field_errors(None, early), status=422)
+    try:
         job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now())
         jobs_api.record_job(session, state.clock.now(), page.user, "job.create", job)
         session.commit()
-    except (ValidationError, FieldError) as e:
+    except FieldError as e:
         session.rollback()
         return _wizard(page, session, form, field_errors(e), status=422)
     return RedirectResponse(f"/jobs/{job.id}?notice=created", status_code=303)
@@ -143,12 +167,36 @@ def _charts(runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def _retention(session: SessionDep, job: Job, runs: list[Run]) -> dict[str, Any]:
+    """The job's policy in words, when it was last applied (its ``RETENTION_APPLIED`` event)
+    and how many of its snapshots it forgot."""
+    policy = ForgetPolicy(**job.retention).describe() if job.retention else ""
+    event = session.scalar(
+        select(RunEvent)
+        .join(Run, Run.id == RunEvent.run_id)
+        .where(Run.job_id == job.id, RunEvent.code == EventCode.RETENTION_APPLIED.value)
+        .order_by(RunEvent.id.desc())
+        .limit(1)
+    )
+    last = None
+    if event is not None:
+        last = {
+            "run_id": event.run_id,
+            "ts": event.ts,
+            "removed": len(event.details.get("removed", [])),
+            "kept": event.details.get("kept", 0),
+        }
+    return {"policy": policy, "last": last, "forgotten": sum(1 for r in runs if r.snapshot_removed_at is not None)}
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job: PageJob, page: PageDep, session: SessionDep, notice: str = "") -> HTMLResponse:
     runs = list(session.scalars(select(Run).where(Run.job_id == job.id).order_by(Run.id)))
     agent = session.get(Agent, job.agent_id) if job.agent_id is not None else None
     return page.render(
         "job.html",
+        retention=_retention(session, job, runs),
+        maintenance=maintenance_svc.for_job(session, job),
         active="jobs",
         job=jobs_svc.job_public(job),
         agent=agent,

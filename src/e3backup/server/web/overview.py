@@ -14,6 +14,7 @@ from e3backup.server.db.models import Agent, Job, Run, Tenant
 from e3backup.server.deps import SessionDep, StateDep, visible_tenant
 from e3backup.server.services import agents as agents_svc
 from e3backup.server.services import users as users_svc
+from e3backup.server.services.fleet import fleet_health
 from e3backup.server.web.auth import safe_next
 from e3backup.server.web.deps import TENANT_COOKIE, FormSession, PageDep, PageManager
 from e3backup.server.web.views import run_display
@@ -29,7 +30,9 @@ def server_url(request: Request) -> str:
 def agent_rows(page: PageDep, session: SessionDep, state: StateDep) -> list[dict[str, object]]:
     query = page.scope.where(select(Agent).where(Agent.revoked.is_(False)), Agent.tenant_id)
     agents = list(session.scalars(query.order_by(Agent.hostname, Agent.id)))
-    jobs = {agent_id: n for agent_id, n in session.execute(select(Job.agent_id, func.count()).group_by(Job.agent_id))}
+    jobs = {agent_id: n for agent_id, n in session.execute(select(Job.agent_id, func.count())
+        .where(Job.deleted_at.is_(None))
+        .group_by(Job.agent_id))}
     now, offline = state.clock.now(), state.settings.agent_offline_after_seconds
     rows: list[dict[str, object]] = []
     for a in agents:
@@ -52,13 +55,20 @@ def enroll_context(page: PageDep, request: Request, token: str | None = None) ->
 
 @router.get("/", response_class=HTMLResponse)
 def overview(page: PageDep, request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
+    """Fleet health first (what needs attention sorts first), then the latest runs."""
+    now = state.clock.now()
+    fleet = fleet_health(session, now, state.settings.agent_offline_after_seconds, page.scope.tenant_ids)
     runs = list(session.scalars(page.scope.where(select(Run), Run.tenant_id).order_by(Run.id.desc()).limit(10)))
     jobs = {j.id: j.name for j in session.scalars(page.scope.where(select(Job), Job.tenant_id))}
+    agents = {a.agent.id: a.agent.hostname for a in fleet.agents}
     return page.render(
         "overview.html",
         active="overview",
+        fleet=fleet,
         agents=agent_rows(page, session, state),
-        job_count=len(jobs),
+        agent_names=agents,
+        tenant_names={t.id: t.name for t in page.scope.tenants} if page.scope.all_tenants else {},
+        job_count=sum(len(a.jobs) for a in fleet.agents),
         jobs=jobs,
         runs=[(r, run_display(r)) for r in runs],
         **enroll_context(page, request),

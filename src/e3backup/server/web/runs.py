@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from e3backup.api.common import INT32_MAX, CommandType, Id, RunKind, RunStatus
+from e3backup.api.common import INT32_MAX, CommandType, Id, RunStatus
 from e3backup.server import deps as api_deps
 from e3backup.server.db.models import Agent, Job, RecoverySession, Run
 from e3backup.server.deps import SessionDep, StateDep
@@ -30,6 +30,7 @@ from e3backup.server.routes import recovery as recovery_api
 from e3backup.server.routes import runs as runs_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
+from e3backup.server.services import runs as runs_svc
 from e3backup.server.services import users as users_svc
 from e3backup.server.services.restore_targets import AgentTargets, restore_target
 from e3backup.server.state import ServerState
@@ -50,7 +51,6 @@ STREAM_INTERVAL_SECONDS = 1.0
 STREAM_MAX_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 EVENT_BATCH = 200
-RESTORABLE = {RunStatus.SUCCESS.value, RunStatus.WARNING.value}
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -73,13 +73,9 @@ def runs_page(page: PageDep, session: SessionDep, status: str = "") -> HTMLRespo
 
 
 def restorable(run: Run) -> bool:
-    return (
-        run.kind == RunKind.BACKUP.value
-        and run.status in RESTORABLE
-        and bool(run.snapshot_id)
-        and run.job_id is not None
-        and run.agent_id is not None
-    )
+    """A snapshot that still exists (retention did not forget it), of a job whose row is kept
+    (deleted jobs keep theirs), on an agent."""
+    return runs_svc.restorable(run) and run.job_id is not None and run.agent_id is not None
 
 
 def _run_page(

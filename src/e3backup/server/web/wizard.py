@@ -191,16 +191,78 @@ def form_field(api_field: str) -> str:
     return ""
 
 
-def field_errors(error: ValidationError | FieldError) -> dict[str, str]:
+SECRET_INPUTS = ("destination.secret_access_key", "destination.repository_password")
+LABELS = {
+    "name": "Job name",
+    "agent_id": "Agent",
+    "engine": "Backup type",
+    "source_paths": "Folders to back up",
+    "exclude": "Exclude",
+    "disk_source_volume": "Disk or volume",
+    "disk_image_format": "Image format",
+    "disk_temp_dir": "Temporary folder",
+    "hyperv_config.vms": "Virtual machines",
+    "destination.type": "Destination",
+    "destination.endpoint": "S3 endpoint",
+    "destination.bucket": "Bucket",
+    "destination.prefix": "Prefix",
+    "destination.region": "Region",
+    "destination.access_key_id": "Access key ID",
+    "destination.secret_access_key": "Secret access key",
+    "destination.path": "Folder on the agent",
+    "destination.repository_password": "Repository password",
+    "schedule.cron": "Schedule",
+    "schedule.timezone": "Time zone",
+}
+
+
+def label(name: str) -> str:
+    """What the form calls an input (``policy.parallel_disk_reads`` -> "Parallel disk reads")."""
+    return LABELS.get(name) or name.rpartition(".")[2].replace("_", " ").capitalize()
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message, in the form's words where it has better ones."""
+    if error.get("type") in ("missing", "string_too_short") and not error.get("input"):
+        return "Required."
+    return str(error.get("msg", ""))
+
+
+def presubmit_errors(form: Mapping[str, str]) -> list[FieldError]:
+    """The jobs service's checks that do not need the rest of the form to be valid (schedule,
+    time zone, destination secrets), so one submit lists every problem, not one at a time."""
+    from e3backup.server.schemas import Schedule
+    from e3backup.server.services.jobs import SECRETS_BY_TYPE, validate_schedule
+
+    found: list[FieldError] = []
+    cron = str(form.get("schedule.cron", "")).strip()
+    if cron:
+        tz = str(form.get("schedule.timezone", "")).strip() or "UTC"
+        try:
+            validate_schedule(Schedule.model_construct(cron=cron, timezone=tz))
+        except FieldError as e:
+            found.append(e)
+    dest_type = str(form.get("destination.type", "")).strip() or "s3"
+    for name in SECRETS_BY_TYPE.get(dest_type, ()):
+        if not str(form.get(f"destination.{name}", "")).strip():
+            found.append(FieldError(f"destination.{name}", "Required."))
+    return found
+
+
+def field_errors(error: ValidationError | FieldError | None, more: list[FieldError] = ()) -> dict[str, str]:  # type: ignore[assignment]
     """Errors by wizard input name; errors on no input are keyed ``""`` (shown above the form)."""
     from e3backup.server.problems import _field_name
 
+    pairs: list[tuple[str, str]] = []
     if isinstance(error, FieldError):
         pairs = [(error.field, error.message)]
-    else:
-        pairs = [(_field_name(e.get("loc", ())), str(e.get("msg", ""))) for e in error.errors()]
+    elif error is not None:
+        pairs = [(_field_name(e.get("loc", ())), _message(e)) for e in error.errors()]
+    pairs.extend((e.field, e.message) for e in more)
     errors: dict[str, str] = {}
     for api_field, message in pairs:
+        if form_field(api_field) in errors and message in errors[form_field(api_field)]:
+            continue
         name = form_field(api_field)
         text = message if name else f"{api_field}: {message}" if api_field else message
         errors[name] = f"{errors[name]}; {text}" if name in errors else text
@@ -212,8 +274,12 @@ __all__ = [
     "ENGINES",
     "ENGINE_LABELS",
     "INPUTS",
+    "LABELS",
+    "SECRET_INPUTS",
     "default_form",
     "field_errors",
     "form_field",
+    "label",
+    "presubmit_errors",
     "spec_from_form",
 ]

@@ -6,9 +6,23 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   // Selects that apply at once (tenant switcher, run filter); the button stays for keyboards.
+  // Arrow keys only move the choice (no reload per press); Enter or the button applies it.
   document.querySelectorAll("form[data-autosubmit] select").forEach((select) => {
-    select.addEventListener("change", () => select.form.submit());
+    let keyboard = false;
+    select.addEventListener("keydown", (event) => {
+      keyboard = true;
+      if (event.key === "Enter") {
+        event.preventDefault();
+        select.form.submit();
+      }
+    });
+    select.addEventListener("pointerdown", () => { keyboard = false; });
+    select.addEventListener("change", () => { if (!keyboard) select.form.submit(); });
   });
+
+  // After a failed submit, focus moves to the error summary (screen readers read it first).
+  const summary = document.querySelector("[data-error-summary]");
+  if (summary) summary.focus();
 
   // Copy buttons (the enrollment command).
   document.querySelectorAll("[data-copy]").forEach((button) => {
