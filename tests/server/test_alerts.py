@@ -113,7 +113,8 @@ def test_offline_agent_rpo_and_daily_summary(
     assert smtp_inbox.messages == []
     clock.advance(minutes=40)  # silent for 40 min: offline for more than 30
     worker.tick()
-    assert [s.split(": ", 1)[1] for s in smtp_inbox.subjects()] == ["Agent acme-pc is offline (last seen 2026-03-02 10:00 UTC)"]
+    offline = "Agent acme-pc is offline (last seen 2026-03-02 10:00 UTC)"
+    assert [s.split(": ", 1)[1] for s in smtp_inbox.subjects()] == [offline]
     clock.advance(hours=2)
     worker.tick()
     assert "no successful backup within 2 h" in smtp_inbox.subjects()[-1]

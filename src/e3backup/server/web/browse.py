@@ -48,6 +48,8 @@ def browsable(run: Run, session: SessionDep) -> tuple[Job, bytes]:
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     if run.kind != RunKind.BACKUP.value or run.status not in RESTORABLE or not run.snapshot_id:
         raise HTTPException(status_code=409, detail=f"run {run.id} has no snapshot to browse")
+    if run.snapshot_removed_at is not None:
+        raise HTTPException(status_code=409, detail=f"the job's retention forgot the snapshot of run {run.id}")
     if job is None:
         raise HTTPException(status_code=409, detail=f"the job of run {run.id} was deleted, and with it the "
                             "repository's credentials")

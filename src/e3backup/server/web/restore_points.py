@@ -44,6 +44,7 @@ def restore_points(page: PageDep, session: SessionDep, agent_id: Id | None = Non
     query = (
         page.scope.where(select(Run), Run.tenant_id)
         .where(Run.kind == RunKind.BACKUP.value, Run.status.in_(RESTORABLE), Run.snapshot_id.is_not(None))
+        .where(Run.snapshot_removed_at.is_(None))  # retention forgot it: nothing to restore
         .order_by(Run.id.desc())
         .limit(LIMIT)
     )

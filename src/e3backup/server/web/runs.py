@@ -72,6 +72,9 @@ def runs_page(page: PageDep, session: SessionDep, status: str = "") -> HTMLRespo
     )
 
 
+RESTORABLE = {RunStatus.SUCCESS.value, RunStatus.WARNING.value}
+
+
 def restorable(run: Run) -> bool:
     """A snapshot that still exists (retention did not forget it), of a job whose row is kept
     (deleted jobs keep theirs), on an agent."""
