@@ -85,16 +85,18 @@ def test_restore_is_offered_only_for_snapshots_that_exist_even_after_the_job_is_
     r = world.agent_a.post("/api/agent/update_run", json={
         "run_id": running, "status": "success", "snapshot_id": "c" * 64, "snapshots_removed": ["a" * 64]})
     assert r.status_code == 200, r.text
-    assert "Restore this snapshot" not in page(world.user_a, f"/runs/{old}")
-    assert "Restore this snapshot" in page(world.user_a, f"/runs/{kept}")
+    offered = '<h2 id="restore-title">Restore</h2>'
+    assert offered not in page(world.user_a, f"/runs/{old}")
+    assert offered in page(world.user_a, f"/runs/{kept}")
 
     assert world.user_a.delete(f"/api/jobs/{job['id']}").status_code == 204
     assert world.user_a.get(f"/api/jobs/{job['id']}").status_code == 404
     assert [j["id"] for j in world.user_a.get("/api/jobs").json()] == []
     html = page(world.user_a, f"/runs/{kept}")
-    assert "Restore this snapshot" in html and "its snapshots are kept" in html
-    r = form_post(world.user_a, f"/runs/{kept}/restore", {"target_path": "D:\\Restore"})
-    assert r.status_code == 303, r.text
+    assert offered in html and "its snapshots are kept" in html
+    r = world.user_a.post(f"/api/agents/{world.agent_a.id}/commands", json={
+        "type": "restore", "job_id": job["id"], "payload": {"snapshot_id": "b" * 64, "target_path": "D:\\Restore"}})
+    assert r.status_code == 201, r.text
     with app.state.e3.sessions() as session:
         cmd = session.query(Command).one()
         assert (cmd.type, cmd.payload["snapshot_id"]) == ("restore", "b" * 64)
