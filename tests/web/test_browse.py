@@ -19,8 +19,10 @@ from e3backup.repo import BlobType, Node, Repository, Snapshot
 from e3backup.server.db.models import AuditEvent
 from e3backup.server.security.roles import Role
 from e3backup.server.web import browse as browse_web
-from e3backup.store import LocalStore
+from e3backup.store import LocalStore, Store
+from e3backup.store.url import open_store
 from tests.conftest import FAST_KDF
+from tests.plugins.seaweedfs import SeaweedServer
 from tests.server.conftest import FakeClock, World
 from tests.server.test_authorization import role_user
 from tests.web.conftest import HTML, form_post, page, text_of
@@ -45,8 +47,8 @@ def _file(name: bytes, data_ids: list[bytes], size: int) -> Node:
     return Node(name=name, type="file", mode=0o644, size=size, content=data_ids, mtime=1_700_000_000 * 10**9)
 
 
-def _snapshot(path: Path) -> str:
-    repo = Repository.init(LocalStore(path), REPO_PASSWORD.encode(), FAST_KDF)
+def _snapshot(path: Path | Store) -> str:
+    repo = Repository.init(path if not isinstance(path, Path) else LocalStore(path), REPO_PASSWORD.encode(), FAST_KDF)
     with repo.lock(), repo.writer() as w:
         text_id, _ = w.save(BlobType.DATA, b"hello from the snapshot\n")
         bin_ids = [w.save(BlobType.DATA, BIN[i : i + 100_000])[0] for i in range(0, len(BIN), 100_000)]
@@ -67,10 +69,19 @@ def _snapshot(path: Path) -> str:
     return snap_id
 
 
-def _browsable_run(world: World, clock: FakeClock, tmp_path: Path, where: str = "repos") -> tuple[int, str]:
+def _browsable_run(world: World, clock: FakeClock, tmp_path: Path, where: str = "repos",
+                   s3: SeaweedServer | None = None) -> tuple[int, str]:
     repo_dir = tmp_path / where / "acme"
-    snap_id = _snapshot(repo_dir)
-    job = world.job(destination={"type": "local", "path": str(repo_dir), "repository_password": REPO_PASSWORD})
+    destination: dict[str, Any] = {"type": "local", "path": str(repo_dir), "repository_password": REPO_PASSWORD}
+    if s3 is not None:
+        bucket = s3.make_bucket()
+        snap_id = _snapshot(open_store(s3.url(bucket, "acme"), **s3.store_options()))
+        destination = {"type": "s3", "endpoint": s3.endpoint, "bucket": bucket, "prefix": "acme",
+                       "access_key_id": s3.access_key, "secret_access_key": s3.secret_key,
+                       "repository_password": REPO_PASSWORD}
+    else:
+        snap_id = _snapshot(repo_dir)
+    job = world.job(destination=destination)
     assert world.admin.post(f"/api/jobs/{job['id']}/run").status_code == 201
     claimed = world.agent_a.post("/api/agent/next_run", json={}).json()["run"]
     clock.advance(seconds=30)
@@ -172,3 +183,16 @@ def test_a_repository_out_of_the_servers_reach_is_said(world: World, clock: Fake
     run_id, _ = _browsable_run(world, clock, tmp_path, where="elsewhere")
     r = world.user_a.get(f"/runs/{run_id}/browse", headers=HTML)
     assert r.status_code == 409 and "out of the server&#39;s reach (browse_local_roots)" in r.text
+
+
+def test_an_s3_repository_is_read_through_the_tenants_endpoint(
+    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer
+) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
+    assert [p.split('"')[0] for p in page(world.user_a, f"/runs/{run_id}/browse?path=docs/sub").split(
+        '<tr data-path="')[1:]] == ["docs/sub/b.bin"]
+    r = world.user_a.get(f"/runs/{run_id}/browse/file", params={"path": "docs/sub/b.bin"})
+    assert r.status_code == 200 and r.content == BIN
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"base": "", "paths": "docs", "format": "zip"})
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert z.read("docs/sub/b.bin") == BIN and z.read("docs/a.txt") == b"hello from the snapshot\n"
