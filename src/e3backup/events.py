@@ -44,6 +44,14 @@ class EventCode(StrEnum):
     DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE = "DISK_IMAGE_CHANGE_TRACKING_UNAVAILABLE"
     DISK_IMAGE_CHANGE_TRACKING_MISSED = "DISK_IMAGE_CHANGE_TRACKING_MISSED"
     DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
+    DISK_IMAGE_BITMAP_MISMATCH = "DISK_IMAGE_BITMAP_MISMATCH"
+    DISK_IMAGE_FILES_SKIPPED = "DISK_IMAGE_FILES_SKIPPED"
+    # Windows: shadow copies and network shares
+    VSS_SNAPSHOT_CREATED = "VSS_SNAPSHOT_CREATED"
+    VSS_SNAPSHOT_FAILED = "VSS_SNAPSHOT_FAILED"
+    VSS_SNAPSHOT_DELETE_FAILED = "VSS_SNAPSHOT_DELETE_FAILED"
+    VSS_SNAPSHOTS_SWEPT = "VSS_SNAPSHOTS_SWEPT"
+    SHARE_CONNECT_FAILED = "SHARE_CONNECT_FAILED"
     DISK_IMAGE_STALLED = "DISK_IMAGE_STALLED"
     DISK_IMAGE_FINALIZING_SLOW = "DISK_IMAGE_FINALIZING_SLOW"
     DISK_IMAGE_FINALIZING_STALLED = "DISK_IMAGE_FINALIZING_STALLED"
@@ -191,6 +199,35 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.DISK_IMAGE_SNAPSHOT_NONE: CodeInfo(
         Level.WARNING,
         "The disk was read live without a snapshot; the image may be inconsistent if it was being written.",
+    ),
+    EventCode.DISK_IMAGE_BITMAP_MISMATCH: CodeInfo(
+        Level.WARNING,
+        "Windows reported clusters in use that e3backup's own NTFS bitmap reader did not; they are "
+        "read as well. Report it: the two should agree on a shadow copy.",
+    ),
+    EventCode.DISK_IMAGE_FILES_SKIPPED: CodeInfo(
+        Level.INFO,
+        "The page file and hibernation file are not imaged (Windows recreates them); their clusters "
+        "are stored as zeros.",
+    ),
+    EventCode.VSS_SNAPSHOT_CREATED: CodeInfo(Level.INFO, "A shadow copy of the volume was created for this run."),
+    EventCode.VSS_SNAPSHOT_FAILED: CodeInfo(
+        Level.ERROR,
+        "Windows could not create a shadow copy of the volume. The message names the reason (too many "
+        "shadow copies, another snapshot in progress, a provider veto, no shadow storage...).",
+    ),
+    EventCode.VSS_SNAPSHOT_DELETE_FAILED: CodeInfo(
+        Level.WARNING,
+        "The run's shadow copy could not be deleted; the agent deletes it at its next start.",
+    ),
+    EventCode.VSS_SNAPSHOTS_SWEPT: CodeInfo(
+        Level.WARNING,
+        "Shadow copies left by an interrupted run were deleted at agent start.",
+    ),
+    EventCode.SHARE_CONNECT_FAILED: CodeInfo(
+        Level.ERROR,
+        "The network share could not be connected: the message says whether the share was not found "
+        "or the credentials were refused.",
     ),
     EventCode.DISK_IMAGE_STALLED: CodeInfo(
         Level.WARNING,

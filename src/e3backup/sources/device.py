@@ -19,6 +19,8 @@ import threading
 from typing import Protocol, runtime_checkable
 
 from ..platform.compat import READ_FLAGS, pread, preadv
+from ..platform.windows.rawdisk import RawDevice, is_device_path, open_raw
+from ..platform.windows.win32 import Win32, kernel32
 
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
@@ -147,9 +149,34 @@ def _open_direct(path: str) -> int:
             return -1
 
 
-def open_device(path: str | os.PathLike[str]) -> Device:
-    """Open ``path`` read-only and learn its size and logical sector size."""
+class RawDiskDevice(Device):
+    """A Windows disk, volume or shadow copy, read through ``platform.windows.rawdisk``."""
+
+    def __init__(self, raw: RawDevice) -> None:
+        super().__init__(raw.path, -1, raw.size, raw.sector_size, True)
+        self.raw = raw
+        self._direct_fd = -1  # already unbuffered
+
+    def read_into(self, offset: int, buf: bytearray | memoryview) -> int:
+        return self.raw.read_into(offset, buf)
+
+    def read_uncached(self, offset: int, buf: bytearray | memoryview) -> int:
+        return self.raw.read_into(offset, buf)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return self.raw.read_at(offset, length)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def open_device(path: str | os.PathLike[str], api: Win32 | None = None) -> Device:
+    """Open ``path`` read-only and learn its size and logical sector size. A Windows device path
+    (``\\\\.\\PhysicalDrive0``, a shadow copy) opens through the ``Win32`` seam (``api``; the real
+    one on Windows)."""
     p = os.fspath(path)
+    if api is not None or (sys.platform == "win32" and is_device_path(p)):
+        return RawDiskDevice(open_raw(api or kernel32(), p))
     fd = os.open(p, READ_FLAGS)
     try:
         st = os.fstat(fd)
@@ -221,4 +248,6 @@ class BytesSource:
         return self.data[offset : offset + length]
 
 
-__all__ = ["BufferSource", "ByteSource", "BytesSource", "CountingSource", "Device", "Window", "open_device"]
+__all__ = [
+    "BufferSource", "ByteSource", "BytesSource", "CountingSource", "Device", "RawDiskDevice", "Window", "open_device",
+]

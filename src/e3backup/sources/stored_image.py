@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +64,9 @@ def source_tag(source: str) -> str:
 
 
 def image_name(source: str) -> str:
-    """``/dev/sda`` -> ``sda.img``; ``/srv/vm/disk.img`` -> ``disk.img``."""
-    base = os.path.basename(os.path.normpath(source)) or "disk"
+    """``/dev/sda`` -> ``sda.img``; ``/srv/vm/disk.img`` -> ``disk.img``; Windows names too:
+    ``C:`` -> ``C.img``, ``\\\\.\\PhysicalDrive0`` -> ``PhysicalDrive0.img``."""
+    base = re.split(r"[\\/]", source.rstrip("\\/"))[-1].replace(":", "") or "disk"
     return base if base.endswith(".img") else base + ".img"
 
 

@@ -27,6 +27,7 @@ from ...contract import index_written
 from ...errors import Cancelled, E3Error
 from ...events import Event, EventCode
 from ...platform.compat import READ_FLAGS, owner_ids
+from ...platform.windows.vss import is_windows_source
 from ...progress import Progress
 from ...repo.blob import BlobType
 from ...repo.repository import Repository
@@ -53,6 +54,7 @@ from ...sources.stored_image import (
     load_image_snapshot,
     save_image_tree,
 )
+from ...sources.volume_hints import apply_volume_hints
 from ...tuning import tune_malloc
 from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
 from .options import ImageBackupOptions
@@ -84,10 +86,13 @@ def run_image_backup(
     sink = EventSink(on_event)
     cancel = cancel or threading.Event()
     tune_malloc()
-    source = os.path.abspath(opts.source)
+    # a Windows volume or device (C:, \\.\PhysicalDrive0) is a name, not a path to make absolute
+    source = opts.source if is_windows_source(opts.source) else os.path.abspath(opts.source)
     try:
-        if provider is None:  # before a provider is chosen: one error, no LVM warning (a double's
-            _check_source(source)  # devices exist only behind its opener)
+        # before a provider is chosen: one error, no LVM warning (a double's devices exist only
+        # behind its opener; a Windows device opens through the Win32 seam, not os.open)
+        if provider is None and not is_windows_source(source):
+            _check_source(source)
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             started = time.time()  # before the snapshot: change tracking's reference time
@@ -162,7 +167,7 @@ class _ImageBackup:
         with dev:
             self.result.device = snap.device_path
             self.result.snapshot_provider = snap.provider
-            snapshot = self._backup(dev, snap_time)
+            snapshot = self._backup(dev, snap_time, snap)
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         self.result.duration = time.monotonic() - start
@@ -192,12 +197,12 @@ class _ImageBackup:
         )
         return r
 
-    def _backup(self, dev: Device, snap_time: int) -> Snapshot:
+    def _backup(self, dev: Device, snap_time: int, snap: DeviceSnapshot) -> Snapshot:
         opts, r = self.opts, self.result
         size = r.device_size = dev.size
         layout = read_layout(dev)
         mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
-        plan = build_read_plan(dev, layout, mode, on_event=self.sink)
+        plan = apply_volume_hints(build_read_plan(dev, layout, mode, on_event=self.sink), snap, self.sink)
         r.plan_bytes = plan.planned_bytes
         grid = ChunkGrid(size, opts.chunk_size)
         r.chunks_total = grid.count

@@ -38,7 +38,7 @@ DEFAULT_VERIFY_EVERY = 10
 MAX_VERIFY_EVERY = 1000
 
 READ_PLANS = ("auto", "full")
-SNAPSHOT_MODES = ("auto", "lvm", "none")
+SNAPSHOT_MODES = ("auto", "lvm", "vss", "none")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ImageBackupOptions:
     verify_every: int = DEFAULT_VERIFY_EVERY  # policy disk_image_verify_every; 0: never
     stall_seconds: float = DEFAULT_STALL_SECONDS  # no progress this long before the tail: DISK_IMAGE_STALLED
     fail_on_stall: bool = False  # policy disk_image_fail_on_stall: a stall fails the run
-    snapshot: str = "auto"  # snapshot provider: auto, lvm, none
+    snapshot: str = "auto"  # snapshot provider: auto, lvm, vss, none
     chunk_size: int = DEFAULT_CHUNK_SIZE
     tags: tuple[str, ...] = ()
     host: str | None = None

@@ -17,6 +17,11 @@ class Snapshot:
     origin: str
     provider: str
     name: str | None = None
+    # what the OS says about the snapshot's volume (VSS), in bytes from its start: the clusters
+    # in use (cross-checked with our own bitmap reader) and extents not worth imaging (page file)
+    used_extents: tuple[tuple[int, int], ...] | None = None
+    skip_extents: tuple[tuple[int, int], ...] = ()
+    skipped_files: tuple[str, ...] = ()
 
 
 class SnapshotProvider(Protocol):

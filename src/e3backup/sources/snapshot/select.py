@@ -1,5 +1,7 @@
 """Pick the snapshot provider for a source: ``auto`` uses LVM for logical volumes when the lvm2
-tools are installed (sysfs ``dm/`` or the ``/dev/VG/LV`` form, confirmed by ``lvs``), else none."""
+tools are installed (sysfs ``dm/`` or the ``/dev/VG/LV`` form, confirmed by ``lvs``), else none;
+a Windows volume (``C:``, ``\\?\\Volume{GUID}\\``) gets a VSS shadow copy (``auto`` or ``vss``), a
+Windows physical disk is read directly (VSS shadows volumes, not disks), as the seeds do."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from e3backup.events import Event
+from e3backup.platform.windows.vss import is_volume_name, is_windows_source
 from e3backup.sources.snapshot.base import CommandRunner, SnapshotProvider, SubprocessRunner
 from e3backup.sources.snapshot.lvm import LvmSnapshotProvider
 from e3backup.sources.snapshot.none import NoSnapshotProvider
@@ -34,8 +37,16 @@ def select_provider(
     """``mode`` is ``auto``, ``lvm`` or ``none``; ``lvm`` fails later if the source is no LV."""
     if mode == "none":
         return NoSnapshotProvider(on_event, "snapshots disabled for this job")
-    if mode not in ("auto", "lvm"):
-        raise ValueError(f"unknown snapshot mode {mode!r} (auto, lvm, none)")
+    if mode not in ("auto", "lvm", "vss"):
+        raise ValueError(f"unknown snapshot mode {mode!r} (auto, lvm, vss, none)")
+    if is_windows_source(source):
+        if mode == "lvm":
+            raise ValueError(f"{source} is a Windows volume: LVM snapshots are for Linux logical volumes")
+        if not is_volume_name(source):
+            return NoSnapshotProvider(on_event, f"{source} is a physical disk: VSS shadows volumes, not disks")
+        return vss_provider(on_event)
+    if mode == "vss":
+        raise ValueError(f"{source} is not a Windows volume: VSS snapshots need C: or \\\\?\\Volume{{GUID}}\\")
     missing = [t for t in LVM_TOOLS if which(t) is None]
     if mode == "lvm":
         return LvmSnapshotProvider(runner or SubprocessRunner(), run_id, on_event)
@@ -48,4 +59,14 @@ def select_provider(
     return NoSnapshotProvider(on_event, f"{source} is not an LVM logical volume")
 
 
-__all__ = ["LVM_TOOLS", "is_device_mapper", "select_provider"]
+def vss_provider(on_event: Callable[[Event], None] | None = None) -> SnapshotProvider:
+    """The real VSS provider: WMI through powershell.exe, NTFS hints through kernel32."""
+    from e3backup.platform.windows.cim import PowerShellRunner
+    from e3backup.platform.windows.vss import ShadowCopies, default_journal
+    from e3backup.platform.windows.win32 import kernel32
+    from e3backup.sources.snapshot.vss import VssSnapshotProvider
+
+    return VssSnapshotProvider(ShadowCopies(PowerShellRunner(), default_journal()), kernel32(), on_event)
+
+
+__all__ = ["LVM_TOOLS", "is_device_mapper", "select_provider", "vss_provider"]

@@ -1,0 +1,109 @@
+"""A disk image backup of a Windows volume on Linux: the shared engine, on a real NTFS (mkntfs +
+ntfscp), read through the Windows layer's doubles (VSS via FakePowerShell, the shadow copy via
+FakeWin32), judged by the real restic. Only the OS calls are doubled; read plans, chunking and the
+repository are the real ones."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from e3backup.engines.disk_image import ImageBackupOptions, run_image_backup
+from e3backup.events import Event, EventCode
+from e3backup.platform.windows.vss import Journal, ShadowCopies
+from e3backup.repo import Repository
+from e3backup.sources.device import open_device
+from e3backup.sources.snapshot.vss import VssSnapshotProvider
+from e3backup.store import LocalStore
+from tests.helpers import PASSWORD, restic
+from tests.platform.win32_double import FakeDevice, FakeFile, FakePowerShell, FakeWin32
+from tests.sources.diskimages import make_ntfs, ntfs_bitmap, ntfs_file_clusters
+
+CLUSTER = 4096
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes, list[tuple[int, int]]]:
+    path = tmp_path_factory.mktemp("winvol") / "c.img"
+    rnd = random.Random(5)
+    make_ntfs(path, 32 << 20, {"Windows.bin": rnd.randbytes(2_000_000), "pagefile.sys": rnd.randbytes(3_000_000)})
+    runs = [(e.offset, e.length) for e in ntfs_file_clusters(path, "pagefile.sys")]
+    return path.read_bytes(), ntfs_bitmap(path), runs
+
+
+def _backup(tmp_path: Path, data: bytes, bitmap: bytes, page_runs: list[tuple[int, int]]) -> tuple[
+    Path, FakePowerShell, list[Event]
+]:
+    shell, api = FakePowerShell(), FakeWin32()
+    shadows = ShadowCopies(shell, Journal(tmp_path / "journal.json"))
+    real_create = shadows.create
+
+    def create(volume: str) -> object:  # the new shadow copy's device serves the volume's bytes
+        shadow = real_create(volume)
+        api.devices[shadow.device_object] = FakeDevice(data, bitmap=bitmap, total_clusters=len(data) // CLUSTER)
+        vcn, extents = 0, []
+        for lcn, n in page_runs:
+            vcn += n
+            extents.append((vcn, lcn))
+        api.files[shadow.device_object + "\\pagefile.sys"] = FakeFile(extents)
+        return shadow
+
+    shadows.create = create  # type: ignore[method-assign]
+    repo_path = tmp_path / "repo"
+    Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
+    repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    events: list[Event] = []
+    try:
+        run_image_backup(repo, ImageBackupOptions(source="C:", host="winhost"), on_event=events.append,
+                         provider=VssSnapshotProvider(shadows, api, events.append),
+                         opener=lambda p: open_device(p, api=api))
+    finally:
+        repo.close()
+    assert shell.shadows == {} and api.handles == {}  # shadow copy deleted, every handle closed
+    return repo_path, shell, events
+
+
+def test_volume_image_through_vss_skips_the_page_file(
+    tmp_path: Path, volume: tuple[bytes, bytes, list[tuple[int, int]]]
+) -> None:
+    data, bitmap, page_runs = volume
+    repo_path, _shell, events = _backup(tmp_path, data, bitmap, page_runs)
+    codes = [e.code for e in events]
+    assert EventCode.VSS_SNAPSHOT_CREATED in codes and EventCode.DISK_IMAGE_STREAM_COMPLETED in codes
+    assert EventCode.DISK_IMAGE_BITMAP_MISMATCH not in codes  # Windows' bitmap and ours agree
+    skipped = next(e for e in events if e.code is EventCode.DISK_IMAGE_FILES_SKIPPED)
+    assert skipped.details["files"] == ["pagefile.sys"]
+    assert skipped.details["bytes"] == sum(n for _, n in page_runs) * CLUSTER
+    restic(repo_path, "check", "--read-data")
+    image = restic(repo_path, "dump", "latest", "/C.img").stdout
+    expected = bytearray(data)
+    for lcn, n in page_runs:
+        expected[lcn * CLUSTER : (lcn + n) * CLUSTER] = bytes(n * CLUSTER)
+    used = bytearray(len(data))  # compare the clusters the volume uses (free space reads as zeros)
+    for lcn in range(len(data) // CLUSTER):
+        if bitmap[lcn // 8] >> (lcn % 8) & 1:
+            used[lcn * CLUSTER : (lcn + 1) * CLUSTER] = b"\1" * CLUSTER
+    assert len(image) == len(data)
+    assert all(image[i : i + CLUSTER] == expected[i : i + CLUSTER]
+               for i in range(0, len(data), CLUSTER) if used[i])
+    assert image.find(b"\0" * CLUSTER) >= 0
+
+
+def test_clusters_windows_calls_used_are_read_too(
+    tmp_path: Path, volume: tuple[bytes, bytes, list[tuple[int, int]]]
+) -> None:
+    """A cluster NTFS's FSCTL bitmap marks used but our $Bitmap reader does not (the two read the
+    same shadow copy and should agree) is read anyway, and said."""
+    data, bitmap, _ = volume
+    free = next(lcn for lcn in range(len(data) // CLUSTER - 1, 0, -1) if not bitmap[lcn // 8] >> (lcn % 8) & 1)
+    marked = bytearray(bitmap)
+    marked[free // 8] |= 1 << (free % 8)
+    stale = bytearray(data)
+    stale[free * CLUSTER : (free + 1) * CLUSTER] = b"W" * CLUSTER  # data only Windows knows is live
+    repo_path, _shell, events = _backup(tmp_path, bytes(stale), bytes(marked), [])
+    mismatch = next(e for e in events if e.code is EventCode.DISK_IMAGE_BITMAP_MISMATCH)
+    assert mismatch.details["missing_bytes"] == CLUSTER
+    image = restic(repo_path, "dump", "latest", "/C.img").stdout
+    assert image[free * CLUSTER : (free + 1) * CLUSTER] == b"W" * CLUSTER
