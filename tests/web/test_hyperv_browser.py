@@ -41,6 +41,7 @@ def hv_agent(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[Agent, S
         token = users.rotate_enrollment_token(tenant)
         s.commit()
     sim = SimHost.create(tmp_path / "host")
+    (tmp_path / "restores").mkdir()
     sim.create_vm("web", [12 * MiB, 8 * MiB])
     sim.create_vm("legacy", [4 * MiB], version="5.0")
     fill(sim, "web", 0, 0, 2 * MiB, 1)
@@ -109,4 +110,21 @@ def test_hyperv_job_full_then_incremental_with_per_vm_results(
     expect(row.locator("[data-vm-field=changed]")).to_have_text("8.0 KiB")
     expect(row.locator("[data-vm-field=disks]")).to_contain_text("2")
     shot(page, "hyperv-run-per-vm")
+
+    # restore the VM from the run page: its disks as VHDX, registered as a new VM on the host
+    page.get_by_label("Virtual machine", exact=True).select_option("web")
+    page.get_by_label("Sub-folder (optional)", exact=True).fill("web-restore")
+    page.get_by_label("Register with Hyper-V", exact=True).select_option("new")
+    page.get_by_role("button", name="Restore the virtual machine").click()
+    expect(page.get_by_role("status").first).to_contain_text("Restore queued")
+    assert agent.commands.poll_once() == 1
+    assert agent.wait_idle(120)
+    agent.outbox.flush(agent.client)
+    page.reload()
+    expect(page.locator("[data-field=status_label]").first).to_have_text("Success")
+    restored = tmp_path / "restores" / "web-restore"
+    assert sorted(p.name for p in (restored / "Virtual Hard Disks").iterdir()) == ["disk0.vhdx", "disk1.vhdx"]
+    copy = next(v for v in sim.list_vms() if v.name == "web-restored")
+    original = next(v for v in sim.list_vms() if v.name == "web")
+    assert copy.id != original.id and sim.guest_read("web-restored", 1) == sim.guest_read("web", 1)
     ctx.close()
