@@ -219,7 +219,8 @@ def test_image_backup_browsed_then_restored_onto_a_loop_device_from_the_dashboar
             assert r.status_code == 201, r.text
             page.goto(f"{live_server.url}/jobs/{r.json()['id']}")
             page.get_by_role("button", name="Run now").click()
-            expect(page.locator("[data-field=status_label]")).to_have_text("Success", timeout=90_000)
+            # Warning: a loop device has no snapshot provider, so it is read live (said as an event)
+            expect(page.locator("[data-field=status_label]")).to_have_text("Warning", timeout=90_000)
             backup_url = page.url
 
             page.get_by_role("link", name="Browse its partitions").click()
