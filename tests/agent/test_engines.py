@@ -20,7 +20,7 @@ def _reported(harness: Harness, agent: Agent) -> dict[str, Any] | None:
 
 def test_engines_come_from_the_dispatch_table() -> None:
     assert engines_for("linux") == [Engine.FILES, Engine.DISK_IMAGE, Engine.SYNC]
-    assert engines_for("win32") == [Engine.FILES, Engine.HYPERV, Engine.SYNC]  # no disk image on Windows yet
+    assert engines_for("win32") == [Engine.FILES, Engine.DISK_IMAGE, Engine.HYPERV, Engine.SYNC]  # VSS
 
 
 def test_hyperv_is_offered_where_there_is_a_hyperv_host(tmp_path: Path) -> None:
@@ -39,14 +39,14 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
     agent, transport = harness.make_agent()
     shown = harness.api("GET", f"/api/agents/{agent.config.agent_id}").json()
     assert shown["engines"] is None  # enrolled without saying: nothing is filtered yet
-    windows = Agent(agent.config, transport, platform="win32", inventory=agent.inventory,
-                    snapshot_cleanup=lambda: [])
-    windows.start()  # its first poll says what it runs
+    mac = Agent(agent.config, transport, platform="darwin", inventory=agent.inventory,
+                snapshot_cleanup=lambda: [])
+    mac.start()  # its first poll says what it runs: no disk images (neither LVM nor VSS there)
     try:
         shown = harness.wait_for(lambda: _reported(harness, agent), message="engines reported")
     finally:
-        windows.stop(timeout=30)
-    assert (shown["engines"], shown["platform"]) == (["files", "hyperv", "sync"], "win32")
+        mac.stop(timeout=30)
+    assert (shown["engines"], shown["platform"]) == (["files", "sync"], "darwin")
 
     harness.client.cookies.clear()
     body = {"name": "image", "engine": "disk_image", "agent_id": agent.config.agent_id,
@@ -54,7 +54,7 @@ def test_the_heartbeat_reports_engines_and_the_server_refuses_what_the_agent_can
             "destination": {"type": "local", "path": str(tmp_path / "r"), "repository_password": REPO_PASSWORD}}
     r = harness.client.post("/api/jobs", json=body, headers=harness.admin_headers)
     assert r.status_code == 422
-    assert "cannot run disk_image jobs; it runs files, hyperv, sync" in r.text and "engine" in r.text
+    assert "cannot run disk_image jobs; it runs files, sync" in r.text and "engine" in r.text
 
     agent.start()  # the Linux agent: files, disk_image and sync
     harness.wait_for(lambda: (_reported(harness, agent) or {}).get("platform") == "linux", message="linux")

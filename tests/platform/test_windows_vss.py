@@ -131,3 +131,13 @@ def test_select_provider_for_windows_sources() -> None:
 def test_ps51_double_prints_like_powershell() -> None:
     assert ps51_json([]) == ""
     assert ps51_json([{"A": "/Date(1)/"}]) == '{"A":"\\/Date(1)\\/"}\r\n'
+
+
+def test_agent_start_sweeps_the_journal_on_windows(tmp_path: Path) -> None:
+    """The agent's start-up cleanup (``default_snapshot_cleanup``) sweeps VSS leftovers."""
+    from e3backup.agent.runner import default_snapshot_cleanup
+
+    shell, shadows, _events, _provider = _vss(tmp_path)
+    left = shadows.create("C:").id  # then the run was killed
+    assert default_snapshot_cleanup("win32", shadows) == [left]
+    assert shell.shadows == {}

@@ -1,8 +1,9 @@
 """The machine's disks and volumes for the dashboard's disk-image wizard.
 
 On Linux: ``lsblk --json -b -o NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL`` (util-linux), whose
-tree gives disks, their partitions and what sits on them. Windows (WMI/PowerShell) is out of
-scope for this build: ``inventory_for`` returns an empty report there, and the docs say so.
+tree gives disks, their partitions and what sits on them. On Windows: CIM through PowerShell
+(``WindowsInventory``; not yet run on a real Windows machine, docs/windows.md). Elsewhere an
+empty report.
 ``run_lsblk`` is the seam the tests replace with recorded output.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from ..api.agent import Disk, DiskReport, HyperVVmInfo, Volume
 from ..errors import E3Error
+from ..platform.windows.cim import PowerShell
 
 LSBLK_ARGS = ["lsblk", "--json", "-b", "-o", "NAME,PATH,SIZE,TYPE,FSTYPE,MOUNTPOINT,MODEL"]
 _DISK_TYPES = {"disk", "loop"}
@@ -118,8 +120,33 @@ class WithRestoreTargets:
                           allowed_devices=list(self.allowed_devices), hyperv_vms=vms, hyperv_error=error)
 
 
+class WindowsInventory:
+    """Windows: CIM through PowerShell (``platform.windows.inventory``), in the Linux report's
+    shape: disks as ``\\\\.\\PhysicalDriveN`` with their volumes (``C:``, or the volume GUID path)."""
+
+    def __init__(self, shell: PowerShell | None = None) -> None:
+        self.shell = shell
+
+    def report(self) -> DiskReport:
+        from ..platform.windows.cim import PowerShellRunner
+        from ..platform.windows.inventory import WinVolume, read_inventory
+
+        def volume(v: WinVolume) -> Volume:
+            return Volume(path=v.path, label=v.label, filesystem=v.filesystem.lower(), mount_point=v.path,
+                          size_bytes=v.size, free_bytes=v.free)
+
+        inv = read_inventory(self.shell or PowerShellRunner())
+        return DiskReport(
+            disks=[Disk(path=d.path, model=d.model, size_bytes=d.size, partition_style=d.partition_style,
+                        volumes=[volume(v) for v in d.volumes]) for d in inv.disks],
+            volumes=[volume(v) for v in inv.volumes],
+        )
+
+
 def inventory_for(platform: str = sys.platform) -> DiskInventory:
-    return LsblkInventory() if platform.startswith("linux") else EmptyInventory()
+    if platform.startswith("linux"):
+        return LsblkInventory()
+    return WindowsInventory() if platform == "win32" else EmptyInventory()
 
 
 __all__ = [
@@ -127,6 +154,7 @@ __all__ = [
     "DiskInventory",
     "EmptyInventory",
     "LsblkInventory",
+    "WindowsInventory",
     "WithRestoreTargets",
     "inventory_for",
     "parse_lsblk",

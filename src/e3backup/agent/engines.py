@@ -287,8 +287,8 @@ BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
         run_backup, _files_backup_options, _files_backup_outcome, create_repo=True, precheck=_files_precheck
     ),
     Engine.DISK_IMAGE: EngineEntry(
-        _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True, platforms=("linux",),
-        why_not="disk image backups need Linux in this build (VSS on Windows is not wired)",
+        _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True,
+        platforms=("linux", "win32"), why_not="disk image backups need Linux or Windows (VSS)",
     ),
     Engine.HYPERV: EngineEntry(_run_hyperv, hyperv_options, hyperv_outcome, create_repo=True,
                                why_not="Hyper-V backups need a Hyper-V host: Windows, or hyperv_host: sim:DIR"),
@@ -300,7 +300,9 @@ RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
         run_restore, _files_restore_options, _files_restore_outcome
     ),
     Engine.DISK_IMAGE: EngineEntry(_run_image_restore, _image_restore_options, _image_restore_outcome,
-                                   platforms=("linux",), why_not="disk image restores need Linux in this build"),
+                                   platforms=("linux",),
+                                   why_not="disk image restores need Linux in this build (the recovery console "
+                                   "restores Windows disks)"),
     Engine.HYPERV: EngineEntry(_run_hyperv_restore, hyperv_restore_options, hyperv_restore_outcome),
     Engine.SYNC: EngineEntry(None, why_not="a sync job keeps no snapshots: its files are plain objects in the "
                              "job's bucket under its prefix (or in its folder); copy them back with any S3 tool"),

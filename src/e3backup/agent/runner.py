@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
 from ..api.common import CommandStatus, RunKind, RunStatus
@@ -46,10 +46,20 @@ from .hyperv import discover
 from .state import StateDir
 from .transport import HttpxTransport, Transport
 
+if TYPE_CHECKING:
+    from ..platform.windows.vss import ShadowCopies
+
 log = logging.getLogger(__name__)
 
-def default_snapshot_cleanup() -> list[str]:
-    """Remove LVM snapshots a killed run left behind (none without the lvm2 tools)."""
+def default_snapshot_cleanup(platform: str = sys.platform, shadows: ShadowCopies | None = None) -> list[str]:
+    """Remove snapshots a killed run left behind: on Windows the VSS shadow copies its journal
+    lists (``shadows``: the seam, WMI through PowerShell by default), elsewhere LVM snapshots
+    (none without the lvm2 tools)."""
+    if platform == "win32" or shadows is not None:
+        from ..platform.windows.cim import PowerShellRunner
+        from ..platform.windows.vss import ShadowCopies, default_journal
+
+        return (shadows or ShadowCopies(PowerShellRunner(), default_journal())).sweep()
     from ..sources.snapshot.base import SubprocessRunner
     from ..sources.snapshot.lvm import LvmSnapshotProvider
     from ..sources.snapshot.select import LVM_TOOLS
