@@ -18,7 +18,7 @@ def _hyperv_job(h: Harness, agent: Agent, vms: list[str]) -> dict[str, Any]:
     body = {
         "name": "hyper-v", "engine": "hyperv", "agent_id": agent.config.agent_id,
         "hyperv_config": {"vms": vms, "enable_rct": True, "consistency_level": "application"},
-        "policy": {"parallel_vms": 2},
+        "policy": {"parallel_vms": 2, "disk_image_bitmap": False},  # read whole: no READ_PLAN_FALLBACK
         "destination": {"type": "local", "path": str(h.tmp / "repo"), "repository_password": REPO_PASSWORD},
     }
     return dict(h.api("POST", "/api/jobs", json=body).json())
@@ -50,7 +50,8 @@ def test_discovery_full_incremental_and_a_failing_vm(harness: Harness) -> None:
 
     job = _hyperv_job(h, agent, ["app", "db"])
     first = _run(h, agent, job["id"])
-    assert first["status"] == "success", first
+    # a warning: the Linux guest could not freeze (every VM was backed up)
+    assert first["status"] == "warning" and "hv_vss_daemon" in first["error_summary"], first["error_summary"]
     assert first["backup_type"] == "full"
     results = {r["vm_name"]: r for r in first["hyperv_results"]}
     assert results["app"]["backup_type"] == "full" and results["app"]["consistency_level"] == "application"
@@ -62,7 +63,7 @@ def test_discovery_full_incremental_and_a_failing_vm(harness: Harness) -> None:
 
     fill(sim, "app", 0, 9 * MiB, 4096, 4)
     second = _run(h, agent, job["id"])
-    assert second["status"] == "success", second
+    assert second["status"] == "warning" and "HYPERV_CONSISTENCY_FALLBACK" in second["error_summary"], second
     results2 = {r["vm_name"]: r for r in second["hyperv_results"]}
     assert results2["app"]["backup_type"] == "incremental"
     assert results2["app"]["changed_bytes"] == 4096

@@ -14,7 +14,7 @@ from e3backup.engines.hyperv.chain import plan_disk
 from e3backup.errors import Cancelled
 from e3backup.events import Event, EventCode
 from e3backup.repo import Repository
-from e3backup.sources.hyperv.host import ERROR_VHD_CHANGE_TRACKING_DISABLED, FrozenDisk, RctError
+from e3backup.sources.hyperv.host import ERROR_VHD_CHANGE_TRACKING_DISABLED, Checkpoint, FrozenDisk, RctError
 from e3backup.sources.hyperv.sim import SimHost
 
 from .conftest import MiB, fill
@@ -203,3 +203,50 @@ def test_leftover_checkpoints_of_a_killed_run_are_swept(vm: SimHost, repo: Repos
     assert vm.guest_read("vm", 0) == before  # removing checkpoints changed nothing the guest sees
     vm.remove_checkpoint(foreign)
     assert vm.guest_read("vm", 0) == before
+
+
+def test_consistency_and_parallel_vms_options(vm: SimHost, repo: Repository) -> None:
+    sim = vm
+    sim.create_vm("two", [DISK])
+    real = SimHost.create_checkpoint
+    together = threading.Barrier(2, timeout=30)
+
+    def meet(self: SimHost, vm_id: str, consistency: str, name: str) -> Checkpoint:
+        together.wait()  # only passes when both VMs take their checkpoints at the same time
+        return real(self, vm_id, consistency, name)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SimHost, "create_checkpoint", meet)
+        r, events = backup(sim, repo, vms=("vm", "two"), parallel_vms=2, consistency="crash")
+    assert [v.consistency for v in r.vms] == ["crash", "crash"] and not [v for v in r.vms if v.error]
+    assert EventCode.HYPERV_CONSISTENCY_FALLBACK not in [e.code for e in events]
+
+    r, events = backup(sim, repo, vms=("vm", "two"), parallel_vms=1)
+    order = [(e.code, e.details["vm"]) for e in events
+             if e.code in (EventCode.HYPERV_VM_STARTED, EventCode.HYPERV_VM_COMPLETED)]
+    assert order == [(EventCode.HYPERV_VM_STARTED, "vm"), (EventCode.HYPERV_VM_COMPLETED, "vm"),
+                     (EventCode.HYPERV_VM_STARTED, "two"), (EventCode.HYPERV_VM_COMPLETED, "two")]
+    assert [v.consistency for v in r.vms] == ["application", "application"]
+
+
+def test_restore_one_disk_raw_and_in_place_with_confirmation(vm: SimHost, repo: Repository, tmp_path: Any) -> None:
+    from e3backup.engines.hyperv import HyperVRestoreOptions, run_hyperv_restore
+    from e3backup.errors import UsageError
+
+    first, _ = backup(vm, repo)
+    at_backup = [vm.guest_read("vm", 0), vm.guest_read("vm", 1)]
+    ident = first.vms[0].disks[1].identifier
+    one = run_hyperv_restore(repo, HyperVRestoreOptions(target=str(tmp_path / "one"), vm="vm", disk=ident,
+                                                        image_format="raw"))
+    assert [d["identifier"] for d in one.disks] == [ident] and one.config_files == []
+    assert (tmp_path / "one" / "Virtual Hard Disks" / "disk1.img").read_bytes() == at_backup[1]
+
+    with pytest.raises(UsageError, match="needs confirmation"):
+        HyperVRestoreOptions(target=str(tmp_path / "x"), vm="vm", register="replace", host=vm)
+    fill(vm, "vm", 0, 0, 4096, 42)  # the guest goes on writing; then the VM is put back as it was
+    vm_id = first.vms[0].id
+    back = run_hyperv_restore(repo, HyperVRestoreOptions(target=str(tmp_path / "back"), vm=vm_id, register="replace",
+                                                         confirm_replace=True, host=vm))
+    assert back.registered_vm is not None and back.registered_vm["id"] == vm_id
+    assert [v.name for v in vm.list_vms()] == ["vm"]
+    assert [vm.guest_read("vm", 0), vm.guest_read("vm", 1)] == at_backup

@@ -201,7 +201,7 @@ class SimHost:
             if consistency == CONSISTENCY_APPLICATION:
                 problem = _freeze_problem(doc)
                 if problem:
-                    raise ConsistencyUnavailable(f"VM {doc['name']}: {problem}")
+                    raise ConsistencyUnavailable(problem)
             cid = f"Microsoft:{str(uuid.uuid4()).upper()}"
             short = cid.split(":", 1)[1][:8].lower()
             disks: dict[str, dict[str, Any]] = {}
