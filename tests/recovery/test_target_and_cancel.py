@@ -12,7 +12,7 @@ from pathlib import Path
 from e3backup.agent.transport import HttpxTransport
 from e3backup.recovery.client import RecoveryClient
 from e3backup.recovery.console import ConsoleSettings, Hooks, Phase, RecoveryConsole
-from tests.recovery.conftest import DISK_SIZE, MiB, Site, target_disk
+from tests.recovery.conftest import DISK_SIZE, MiB, Site, assert_restored, target_disk
 
 
 def test_a_disk_too_small_for_a_partition_is_refused_with_the_reason(site: Site, tmp_path: Path) -> None:
@@ -65,3 +65,23 @@ def test_cancel_from_the_dashboard_stops_the_console(site: Site, tmp_path: Path)
     run = site.run(run_id)
     assert run["status"] == "cancelled"
     assert "RUN_CANCELLED" in [e["code"] for e in site.events(run_id)]
+
+
+def test_a_smaller_disk_that_holds_every_partition_takes_the_image(site: Site, tmp_path: Path) -> None:
+    """35 MiB for a 40 MiB source whose partitions end at 33 MiB: restored, the rest of the disk
+    zeroed (it held old data), the backup GPT written at the smaller disk's end."""
+    code = site.issue_code()
+    size = 35 * MiB
+    with target_disk(tmp_path, size, fill=b"\xaa" * size) as dev:
+        p = subprocess.run(
+            [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, "--code", code, "--target", dev,
+             "--yes"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "smaller than the source disk" in p.stderr  # RECOVERY_GPT_MOVED says so
+        assert_restored(dev, site, grown=True)
+        end_of_partitions = max(start + n for start, n in site.disk.parts.values())
+        with open(dev, "rb") as f:
+            f.seek(end_of_partitions)
+            assert f.read(size - 33 * 512 - end_of_partitions).strip(b"\0") == b""  # no old data left

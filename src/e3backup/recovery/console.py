@@ -55,7 +55,7 @@ from .access import DestinationAccess, RepositoryAccess, RestorePoint, restore_p
 from .client import RecoveryClient
 from .disks import DiskInfo, disk_info, list_disks
 from .fit import Fit, check_fit, used_end
-from .gpt import relocate_backup_gpt
+from .gpt import relocate_backup_gpt, zero_tail
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class RecoveryConsole:
 
     def fit(self, disk: DiskInfo) -> Fit:
         img = self._image()
-        return check_fit(img.layout, img.device_size, self._plan, disk)
+        return check_fit(img.layout, img.device_size, img.chunk_size, self._plan, disk)
 
     def disks(self) -> list[tuple[DiskInfo, Fit]]:
         self._image()
@@ -336,15 +336,19 @@ class RecoveryConsole:
             workers=self._workers(),
             segment_size=self._segment_size(),
             verify=True,
+            size_limit=fit.size_limit,
             setting_names=REQUEST_NAMES,
         )
         try:
             result = self._restore_resuming(options, written)
-            if fit.grow:
+            if fit.size_limit is not None:
+                zero_tail(disk.path, fit.size_limit)
+            if fit.move_gpt:
                 old, new = relocate_backup_gpt(disk.path, img.layout.sector_size)
+                bigger = "larger" if disk.size > img.device_size else "smaller"
                 rep.event(
                     EventCode.RECOVERY_GPT_MOVED,
-                    f"backup GPT moved from sector {old} to the new last sector {new} ({disk.path} is larger "
+                    f"backup GPT moved from sector {old} to the last sector {new} ({disk.path} is {bigger} "
                     "than the source disk)",
                     old_lba=old,
                     new_lba=new,

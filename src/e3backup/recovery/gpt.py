@@ -74,4 +74,18 @@ def relocate_backup_gpt(path: str, sector_size: int) -> tuple[int, int]:
         os.close(fd)
 
 
-__all__ = ["GptError", "relocate_backup_gpt"]
+def zero_tail(path: str, start: int) -> None:
+    """Zero the disk from ``start`` to its end: a smaller target's bytes past the restored chunks
+    (never more than one chunk) must not keep what the disk held before."""
+    fd = os.open(path, os.O_RDWR | O_BINARY | O_CLOEXEC)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        block = bytes(1 << 20)
+        for off in range(start, end, len(block)):
+            pwrite(fd, block[: min(len(block), end - off)], off)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["GptError", "relocate_backup_gpt", "zero_tail"]

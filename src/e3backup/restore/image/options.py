@@ -37,6 +37,11 @@ class ImageRestoreOptions:
     """Block devices: discard zero ranges instead of writing zeros (the device must read discarded
     sectors as zero — true for loop devices and most SSDs with deterministic TRIM)."""
     force: bool = False
+    size_limit: int | None = None
+    """Block devices: restore only the first ``size_limit`` bytes, a whole number of chunks (a disk
+    smaller than the source that still holds every partition: the recovery console). The chunks
+    past it are not written; the caller makes sure they hold nothing but zeros and the backup GPT,
+    which it rewrites at the smaller disk's end."""
     vhdx_options: VhdxOptions | None = None
     setting_names: SettingNames = CLI_NAMES
     """How errors name the settings: the CLI's flags (default) or the agent's request fields."""
@@ -48,6 +53,8 @@ class ImageRestoreOptions:
             raise UsageError(f"restore workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
         if self.segment_size < 1:
             raise UsageError("the restore segment size must be positive")
+        if self.size_limit is not None and (self.size_limit < 1 or self.image_format != "raw"):
+            raise UsageError("a restore size limit must be positive and needs the raw format")
 
 
 @dataclass

@@ -52,14 +52,16 @@ class RestorePlan:
         return merged
 
 
-def plan_restore(repo: Repository, img: ImageSnapshot, segment_size: int) -> RestorePlan:
-    """Segments of whole chunks; every data blob located in the index (or ``BlobNotFoundError``)."""
+def plan_restore(repo: Repository, img: ImageSnapshot, segment_size: int, chunks: int | None = None) -> RestorePlan:
+    """Segments of whole chunks; every data blob located in the index (or ``BlobNotFoundError``).
+    ``chunks`` limits the plan to the grid's first chunks (a size-limited restore)."""
     per_segment = max(1, segment_size // img.chunk_size)
+    count = img.chunk_count if chunks is None else min(chunks, img.chunk_count)
     zero_ids = img.zero_ids()
     segments: list[Segment] = []
     zero_total = data_total = 0
-    for first in range(0, img.chunk_count, per_segment):
-        end = min(first + per_segment, img.chunk_count)
+    for first in range(0, count, per_segment):
+        end = min(first + per_segment, count)
         packs: dict[str, dict[PackedBlob, list[int]]] = {}
         zero: list[int] = []
         for i in range(first, end):

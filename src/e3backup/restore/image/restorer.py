@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from ...errors import E3Error, IntegrityError
+from ...errors import E3Error, IntegrityError, UsageError
 from ...formats.direct import ALIGN
 from ...formats.factory import create_image_writer
 from ...formats.image import ImageWriter
@@ -102,13 +102,22 @@ class ImageRestorer:
         started = time.monotonic()
         self._image = img
         o, r = self.opts, self.result
-        target = check_target(o.target, o.image_format, img.device_size, o.force, o.setting_names)
-        plan = plan_restore(self.repo, img, o.segment_size)
+        size, chunks = img.device_size, None
+        if o.size_limit is not None and o.size_limit < img.device_size:
+            if o.size_limit % img.chunk_size:
+                chunk = img.chunk_size
+                raise UsageError(f"the restore size limit {o.size_limit} is not a whole number of {chunk}-byte chunks")
+            size, chunks = o.size_limit, o.size_limit // img.chunk_size
+        target = check_target(o.target, o.image_format, size, o.force, o.setting_names)
+        if chunks is not None and not target.is_block_device:
+            raise UsageError("a restore size limit applies to block devices only")
+        self._size = size
+        plan = plan_restore(self.repo, img, o.segment_size, chunks)
         r.snapshot_id, r.target, r.image_format = img.snapshot.id, o.target, o.image_format
         r.block_device, r.file_name, r.device_size = target.is_block_device, img.file_name, img.device_size
         r.chunk_size, r.plan_bytes, r.chunks_total = img.chunk_size, img.plan.total_bytes, img.chunk_count
         r.workers, r.segment_size = o.workers, max(1, o.segment_size // img.chunk_size) * img.chunk_size
-        self.progress.set_total(img.device_size)
+        self.progress.set_total(size)
         self.progress.set_extra(device_size=img.device_size, plan_bytes=r.plan_bytes, bytes_written=0)
         if self.written is not None:  # resuming: what earlier attempts wrote counts as done
             for seg in plan.segments:
@@ -133,7 +142,7 @@ class ImageRestorer:
 
     def _write(self, plan: RestorePlan, target: Target) -> None:
         o = self.opts
-        size = plan.image.device_size
+        size = self._size
         # a single worker waits for each direct write with nothing to overlap it: the page cache
         # (with early write-back) lets its CPU and the disk work together (measured on a dense
         # 2 GiB disk, median of 3: 7.1 s against 9.7 s)

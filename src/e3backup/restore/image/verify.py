@@ -40,13 +40,14 @@ def verify_target(
 ) -> None:
     """Check the target against the plan; ``IntegrityError`` naming the chunks that differ."""
     img = plan.image
+    expected = min(img.device_size, opts.size_limit or img.device_size)
     zero_ids = img.zero_ids()
     failures: list[str] = []
     mu = threading.Lock()
 
     def open_reader() -> ImageReader:
         if target.is_block_device:
-            return RawReader(opts.target, img.device_size)
+            return RawReader(opts.target, expected)
         return open_image_reader(opts.target)
 
     readers: list[ImageReader] = [open_reader() for _ in range(opts.workers)]
@@ -86,10 +87,8 @@ def verify_target(
         return job
 
     try:
-        if readers and readers[0].virtual_size != img.device_size:
-            raise IntegrityError(
-                f"verify: {opts.target} holds {readers[0].virtual_size} bytes, expected {img.device_size}"
-            )
+        if readers and readers[0].virtual_size != expected:
+            raise IntegrityError(f"verify: {opts.target} holds {readers[0].virtual_size} bytes, expected {expected}")
         run_jobs(plan.segments, [make_job(rd) for rd in readers], stops, "image verify", finish=batches.finish)
     finally:
         for rd in readers:
