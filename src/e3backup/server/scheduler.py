@@ -109,8 +109,8 @@ class Scheduler:
                     )
                 )
                 agent = session.get(Agent, job.agent_id) if job.agent_id is not None else None
-                if busy is not None or agent is None or agent.revoked:
-                    log.info("job %s due but a run is still active or its agent is gone; skipped", job.id)
+                if busy is not None or agent is None or agent.revoked or agent.paused:
+                    log.info("job %s due but a run is active or its agent is paused or gone; skipped", job.id)
                     continue
                 run = Run(
                     tenant_id=job.tenant_id,

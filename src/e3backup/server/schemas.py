@@ -127,6 +127,22 @@ class AgentPublic(_Out):
     disks_reported_at: datetime | None
     engines: list[str] | None = Field(None, description="Engines the agent reported it runs; null: never said.")
     platform: str = ""
+    display_name: str | None = None
+    paused: bool = False
+
+
+class AgentUpdate(_In):
+    display_name: Annotated[str, Field(max_length=255)] | None = Field(
+        None, description="The console's name for the machine (empty: its hostname again)."
+    )
+    paused: StrictBool | None = Field(None, description="Paused: no new backup runs (scheduled or run-now).")
+
+
+class JobClone(_In):
+    name: Name | None = None
+    agent_ids: Annotated[list[Id], Field(max_length=1000)] | None = Field(
+        None, description="A template: one copy of the job per agent (same tenant); none: one copy on its agent."
+    )
 
 
 class AgentDisks(BaseModel):
@@ -413,8 +429,14 @@ class AuditPage(BaseModel):
 
 
 __all__ = [
+    "ALL_RULES",
     "AgentDisks",
     "AgentPublic",
+    "AgentUpdate",
+    "AlertChannelCreate",
+    "AlertChannelPublic",
+    "AlertIncidentPublic",
+    "AlertRule",
     "AuditEventPublic",
     "AuditPage",
     "CommandCreate",
@@ -424,6 +446,7 @@ __all__ = [
     "DiskRefreshPending",
     "EnrollmentTokenCreate",
     "EnrollmentTokenPublic",
+    "JobClone",
     "JobCreate",
     "JobPublic",
     "JobUpdate",

@@ -82,6 +82,13 @@ class Agent(Base):
     # what the agent reports it can run (None: an agent that never said; nothing is filtered)
     engines: Mapped[list[Any] | None]
     platform: Mapped[str] = mapped_column(String(32), default="")
+    display_name: Mapped[str | None] = mapped_column(String(255))  # the console's name; hostname stays
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)  # no new backup runs
+    deleted_at: Mapped[datetime | None]  # revoked and hidden; its runs keep their history
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.hostname
 
 
 class Job(Base):

@@ -8,16 +8,25 @@ not answer in time the reply is 504 with the ``command_id``: the browser retries
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.common import CommandStatus, CommandType, Id
 from e3backup.server.db.models import Agent, Command
-from e3backup.server.deps import CurrentUser, ManagerUser, OperatorUser, SessionDep, StateDep, VisibleAgent
-from e3backup.server.schemas import AgentDisks, AgentPublic, DiskRefreshPending
+from e3backup.server.deps import (
+    CurrentUser,
+    ManagerUser,
+    OperatorUser,
+    SessionDep,
+    StateDep,
+    VisibleAgent,
+    client_ip,
+)
+from e3backup.server.schemas import AgentDisks, AgentPublic, AgentUpdate, DiskRefreshPending
 from e3backup.server.services import agents as svc
+from e3backup.server.services import audit, controls
 from e3backup.server.services import commands as commands_svc
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -27,7 +36,7 @@ router = APIRouter(prefix="/api/agents", tags=["agents"])
 def list_agents(
     session: SessionDep, state: StateDep, user: CurrentUser, tenant_id: Id | None = None
 ) -> list[AgentPublic]:
-    query = select(Agent).order_by(Agent.hostname, Agent.id)
+    query = select(Agent).where(Agent.deleted_at.is_(None)).order_by(Agent.hostname, Agent.id)
     if not user.is_admin:
         query = query.where(Agent.tenant_id == user.tenant_id)
     elif tenant_id is not None:
@@ -42,10 +51,38 @@ def get_agent(agent: VisibleAgent, state: StateDep) -> AgentPublic:
     return svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds)
 
 
+@router.patch("/{agent_id}")
+def update_agent(
+    body: AgentUpdate, agent: VisibleAgent, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
+) -> AgentPublic:
+    """Rename (the console's name; the hostname stays) or pause (no new backup runs) the agent."""
+    changes = controls.update_agent(agent, body)
+    audit.record(session, state.clock.now(), "agent.update", user=user, tenant_id=agent.tenant_id,
+                 target_type="agent", target_id=agent.id, ip=client_ip(request),
+                 details={"hostname": agent.hostname, **changes})
+    session.commit()
+    return svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds)
+
+
+@router.delete("/{agent_id}", status_code=204)
+def delete_agent(
+    agent: VisibleAgent, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
+) -> None:
+    """Revoke and hide the agent; its jobs stop, their runs and snapshots stay."""
+    controls.delete_agent(session, agent, state.clock.now())
+    audit.record(session, state.clock.now(), "agent.delete", user=user, tenant_id=agent.tenant_id,
+                 target_type="agent", target_id=agent.id, ip=client_ip(request), details={"hostname": agent.hostname})
+    session.commit()
+
+
 @router.post("/{agent_id}/revoke")
-def revoke_agent(agent: VisibleAgent, session: SessionDep, state: StateDep, _user: ManagerUser) -> AgentPublic:
+def revoke_agent(
+    agent: VisibleAgent, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
+) -> AgentPublic:
     """The agent's token stops working at once; it must enroll again."""
     agent.revoked = True
+    audit.record(session, state.clock.now(), "agent.revoke", user=user, tenant_id=agent.tenant_id,
+                 target_type="agent", target_id=agent.id, ip=client_ip(request), details={"hostname": agent.hostname})
     session.commit()
     return svc.agent_public(agent, state.clock.now(), state.settings.agent_offline_after_seconds)
 

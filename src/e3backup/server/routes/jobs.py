@@ -11,10 +11,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from e3backup.api.common import Id
-from e3backup.server.db.models import Job, Run, User
-from e3backup.server.deps import CurrentUser, ManagerUser, OperatorUser, SessionDep, StateDep, VisibleJob
-from e3backup.server.schemas import JobCreate, JobPublic, JobUpdate, RunPublic
-from e3backup.server.services import audit
+from e3backup.server.db.models import Agent, Job, Run, User
+from e3backup.server.deps import (
+    CurrentUser,
+    ManagerUser,
+    OperatorUser,
+    SessionDep,
+    StateDep,
+    VisibleJob,
+    can_see_tenant,
+)
+from e3backup.server.errors import FieldError
+from e3backup.server.schemas import JobClone, JobCreate, JobPublic, JobUpdate, RunPublic
+from e3backup.server.services import audit, controls
 from e3backup.server.services import jobs as svc
 from e3backup.server.services import runs as runs_svc
 
@@ -101,10 +110,34 @@ def run_now(job: VisibleJob, session: SessionDep, state: StateDep, user: Operato
         )
     if job.agent_id is None:
         raise HTTPException(status_code=409, detail=f"job {job.id} has no agent")
+    agent = session.get(Agent, job.agent_id)
+    if agent is not None and agent.paused:
+        raise HTTPException(status_code=409, detail=f"agent {agent.name} is paused: no new runs until it is resumed")
     run = runs_svc.create_run(session, job, state.clock.now(), trigger="manual")
     record_job(session, state.clock.now(), user, "job.run", job, run_id=run.id)
     session.commit()
     return runs_svc.run_public(run)
+
+
+@router.post("/{job_id}/clone", status_code=201)
+def clone_job(
+    body: JobClone, job: VisibleJob, session: SessionDep, state: StateDep, user: ManagerUser
+) -> list[JobPublic]:
+    """A copy of the job, or (``agent_ids``) one per agent: the job as a template for many
+    machines, same policy, destination and schedule."""
+    now = state.clock.now()
+    ids = body.agent_ids or ([job.agent_id] if job.agent_id is not None else [])
+    copies = []
+    for agent_id in ids:
+        agent = session.get(Agent, agent_id)
+        if agent is None or not can_see_tenant(user, agent.tenant_id):
+            raise FieldError("agent_ids", f"no agent {agent_id}")
+        name = body.name or (f"{job.name} (copy)" if body.agent_ids is None else f"{job.name} on {agent.name}")
+        copy = controls.clone_job(session, user, job, agent, name[:200], now)
+        record_job(session, now, user, "job.clone", copy, source_job_id=job.id)
+        copies.append(copy)
+    session.commit()
+    return [svc.job_public(c) for c in copies]
 
 
 @router.get("/{job_id}/history")

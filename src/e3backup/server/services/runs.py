@@ -62,6 +62,8 @@ def claim_next_run(
         query = query.where(Run.id == run_id)
     if kind is not None:
         query = query.where(Run.kind == kind.value)
+    if agent.paused:  # paused: no new backups (restores and maintenance the user asked for still run)
+        query = query.where(Run.kind != RunKind.BACKUP.value)
     for candidate in session.scalars(query.order_by(Run.id).limit(20)).all():
         claimed = session.execute(
             update(Run)

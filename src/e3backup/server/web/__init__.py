@@ -19,12 +19,24 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from e3backup.server.web import agents, alerts, auth, browse, jobs, overview, pick_restore, restore_points, runs
+from e3backup.server.web import (
+    agents,
+    alerts,
+    auth,
+    browse,
+    controls,
+    jobs,
+    overview,
+    pick_restore,
+    restore_points,
+    runs,
+)
 from e3backup.server.web.deps import LoginRequired, Page, page_scope, page_session
 from e3backup.server.web.templating import STATIC, render
 
 ROUTERS = [auth.router, overview.router, agents.router, jobs.router, runs.router, restore_points.router,
-           browse.router, pick_restore.router, alerts.router]
+           browse.router, pick_restore.router, alerts.router,
+           controls.router]
 
 
 def _wants_html(request: Request) -> bool:

@@ -28,7 +28,13 @@ def agents_page(page: PageDep, request: Request, session: SessionDep, state: Sta
 
 
 def _agent_page(
-    agent: Agent, page: PageDep, session: SessionDep, state: StateDep, recover_error: str = "", status_code: int = 200
+    agent: Agent,
+    page: PageDep,
+    session: SessionDep,
+    state: StateDep,
+    recover_error: str = "",
+    status_code: int = 200,
+    notice: str = "",
 ) -> HTMLResponse:
     jobs = list(
         session.scalars(select(Job).where(Job.agent_id == agent.id, Job.deleted_at.is_(None)).order_by(Job.name))
@@ -48,12 +54,13 @@ def _agent_page(
         jobs=jobs,
         job_names={j.id: j.name for j in jobs},
         runs=[(r, run_display(r)) for r in runs],
+        notice=notice,
     )
 
 
 @router.get("/agents/{agent_id}", response_class=HTMLResponse)
-def agent_page(agent: PageAgent, page: PageDep, session: SessionDep, state: StateDep) -> HTMLResponse:
-    return _agent_page(agent, page, session, state)
+def agent_page(agent: PageAgent, page: PageDep, session: SessionDep, state: StateDep, notice: str = "") -> HTMLResponse:
+    return _agent_page(agent, page, session, state, notice=notice[:40])
 
 
 @router.post("/agents/{agent_id}/recovery", response_class=HTMLResponse)

@@ -3,6 +3,7 @@ history charts and its runs, and "Run now"."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,6 +18,7 @@ from e3backup.server.db.models import Agent, Job, Run, RunEvent
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
 from e3backup.server.routes import jobs as jobs_api
+from e3backup.server.scheduler import next_fire
 from e3backup.server.schemas import JobCreate
 from e3backup.server.services import jobs as jobs_svc
 from e3backup.server.services import maintenance as maintenance_svc
@@ -72,7 +74,12 @@ def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
 
 
 def _wizard(
-    page: PageDep, session: SessionDep, form: dict[str, str], errors: dict[str, str], status: int = 200
+    page: PageDep,
+    session: SessionDep,
+    form: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+    job: Job | None = None,
 ) -> HTMLResponse:
     agents = list(
         session.scalars(
@@ -100,6 +107,12 @@ def _wizard(
         form=form,
         errors=errors,
         labels={name: label(name) for name in errors},
+        **(
+            {"action": f"/jobs/{job.id}/edit", "submit_label": "Save changes", "cancel_href": f"/jobs/{job.id}",
+             "editing": job}
+            if job is not None
+            else {}
+        ),
     )
 
 
@@ -204,7 +217,25 @@ def job_page(job: PageJob, page: PageDep, session: SessionDep, notice: str = "")
         charts=_charts(runs),
         runs=[(r, run_display(r)) for r in reversed(runs[-50:])],
         notice=notice,
+        next_runs=_next_runs(job),
+        other_agents=list(
+            session.scalars(
+                select(Agent)
+                .where(Agent.tenant_id == job.tenant_id, Agent.revoked.is_(False), Agent.id != job.agent_id)
+                .order_by(Agent.hostname)
+            )
+        ),
     )
+
+
+def _next_runs(job: Job, count: int = 3) -> list[datetime]:
+    """The schedule's next fire times (after the stored next run), for the job page."""
+    if not job.schedule_cron or not job.enabled or job.next_run_at is None:
+        return []
+    times = [job.next_run_at]
+    while len(times) < count:
+        times.append(next_fire(job.schedule_cron, job.schedule_timezone, times[-1]))
+    return times
 
 
 @router.post("/jobs/{job_id}/run", response_model=None)

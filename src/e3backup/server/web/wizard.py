@@ -48,6 +48,10 @@ INPUTS = (
     "destination.secret_access_key",
     "destination.path",
     "destination.repository_password",
+    "schedule.preset",
+    "schedule.at",
+    "schedule.every",
+    "schedule.day",
     "schedule.cron",
     "schedule.timezone",
     "retention.keep_last",
@@ -170,10 +174,81 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
             "secret_access_key": get("destination.secret_access_key") or None,
             "repository_password": get("destination.repository_password") or None,
         }
-    if get("schedule.cron"):
-        spec["schedule"] = {"cron": get("schedule.cron"), "timezone": get("schedule.timezone") or "UTC"}
+    try:
+        cron = preset_cron(get("schedule.preset"), get("schedule.at"), get("schedule.every"), get("schedule.day"))
+    except PresetError:
+        cron = ""  # presubmit_errors names the input
+    if cron or get("schedule.cron"):
+        spec["schedule"] = {"cron": cron or get("schedule.cron"), "timezone": get("schedule.timezone") or "UTC"}
     spec["retention"] = {k: _number(get(f"retention.{k}")) for k in RETENTION_KEYS if get(f"retention.{k}")}
     return spec
+
+
+class PresetError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def preset_cron(preset: str, at: str, every: str, day: str) -> str:
+    """The cron expression of a schedule preset ("" for none): daily at HH:MM, every N hours,
+    weekly on a weekday at HH:MM. Bad input raises ``PresetError`` naming the input."""
+    if not preset:
+        return ""
+    if preset == "hours":
+        if not every.isdigit() or not 1 <= int(every) <= 23:
+            raise PresetError("schedule.every", "a whole number of hours from 1 to 23")
+        return f"0 */{int(every)} * * *"
+    hour, _, minute = (at or "").partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise PresetError("schedule.at", "a time as HH:MM, e.g. 22:00")
+    if preset == "daily":
+        return f"{int(minute)} {int(hour)} * * *"
+    if preset == "weekly":
+        if day not in {str(d) for d in range(7)}:
+            raise PresetError("schedule.day", "a weekday")
+        return f"{int(minute)} {int(hour)} * * {day}"
+    raise PresetError("schedule.preset", f"unknown preset {preset!r}")
+
+
+def form_from_job(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The wizard's form for an existing job (``jobs.spec_of``): the edit page. Secrets are never
+    put in the form: left empty, the job keeps them."""
+    form = default_form()
+    form.update({"name": spec["name"], "engine": spec["engine"], "agent_id": str(spec["agent_id"] or "")})
+    paths = spec.get("source_paths") or ([spec["source_path"]] if spec.get("source_path") else [])
+    form["source_paths"] = "\n".join(paths)
+    form["exclude"] = "\n".join(spec.get("exclude") or [])
+    for name in ("disk_source_volume", "disk_image_format", "disk_temp_dir"):
+        if spec.get(name):
+            form[name] = str(spec[name])
+    if spec.get("hyperv_config"):
+        form["hyperv_config.vms"] = "\n".join(spec["hyperv_config"].get("vms", []))
+        form["hyperv_config.consistency_level"] = spec["hyperv_config"].get("consistency_level", "application")
+        if not spec["hyperv_config"].get("enable_rct", True):
+            form.pop("hyperv_config.enable_rct", None)
+    dest = spec.get("destination") or {}
+    for key, value in dest.items():
+        if key not in ("secret_access_key", "repository_password") and value is not None:
+            form[f"destination.{key}"] = str(value)
+    if spec.get("schedule"):
+        form["schedule.cron"] = spec["schedule"]["cron"]
+        form["schedule.timezone"] = spec["schedule"]["timezone"]
+    for key, value in (spec.get("retention") or {}).items():
+        form[f"retention.{key}"] = str(value)
+    policy = spec.get("policy") or {}
+    for key in ("disk_image_cbt", "disk_image_bitmap", "sync_delete"):
+        if policy.get(key) is False:
+            form.pop(f"policy.{key}", None)
+    for key in ("disk_image_strict_read_errors", "disk_image_fail_on_stall"):
+        if policy.get(key):
+            form[f"policy.{key}"] = "on"
+    for key in ("parallel_disk_reads", "disk_image_stall_seconds", "limit_upload", "sync_max_delete", "sync_compare"):
+        if policy.get(key) is not None:
+            form[f"policy.{key}"] = str(policy[key])
+    if not spec.get("enabled", True):
+        form.pop("enabled", None)
+    return form
 
 
 def form_field(api_field: str) -> str:
@@ -228,14 +303,19 @@ def _message(error: Any) -> str:
     return str(error.get("msg", ""))
 
 
-def presubmit_errors(form: Mapping[str, str]) -> list[FieldError]:
+def presubmit_errors(form: Mapping[str, str], secrets_kept: bool = False) -> list[FieldError]:
     """The jobs service's checks that do not need the rest of the form to be valid (schedule,
     time zone, destination secrets), so one submit lists every problem, not one at a time."""
     from e3backup.server.schemas import Schedule
     from e3backup.server.services.jobs import SECRETS_BY_TYPE, validate_schedule
 
     found: list[FieldError] = []
-    cron = str(form.get("schedule.cron", "")).strip()
+    try:
+        preset = preset_cron(*(str(form.get(f"schedule.{k}", "")).strip() for k in ("preset", "at", "every", "day")))
+    except PresetError as e:
+        found.append(FieldError(e.field, str(e)))
+        preset = ""
+    cron = preset or str(form.get("schedule.cron", "")).strip()
     if cron:
         tz = str(form.get("schedule.timezone", "")).strip() or "UTC"
         try:
@@ -243,7 +323,7 @@ def presubmit_errors(form: Mapping[str, str]) -> list[FieldError]:
         except FieldError as e:
             found.append(e)
     dest_type = str(form.get("destination.type", "")).strip() or "s3"
-    for name in SECRETS_BY_TYPE.get(dest_type, ()):
+    for name in () if secrets_kept else SECRETS_BY_TYPE.get(dest_type, ()):
         if not str(form.get(f"destination.{name}", "")).strip():
             found.append(FieldError(f"destination.{name}", "Required."))
     return found
@@ -276,10 +356,13 @@ __all__ = [
     "INPUTS",
     "LABELS",
     "SECRET_INPUTS",
+    "PresetError",
     "default_form",
     "field_errors",
     "form_field",
+    "form_from_job",
     "label",
+    "preset_cron",
     "presubmit_errors",
     "spec_from_form",
 ]
