@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
 
 from e3backup.api.common import CommandType, Id, RunStatus
 from e3backup.api.recovery import RunEventView
-from e3backup.server.db.models import Agent, Run
+from e3backup.server.db.models import Agent, User
 from e3backup.server.deps import CurrentUser, OperatorUser, SessionDep, StateDep, VisibleRun
 from e3backup.server.schemas import RunPublic
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
+from e3backup.server.services import history
 from e3backup.server.services import runs as svc
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -27,20 +28,46 @@ def list_runs(
     job_id: Id | None = None,
     agent_id: Id | None = None,
     status: RunStatus | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunPublic]:
-    query = select(Run).order_by(Run.id.desc()).limit(limit)
-    if not user.is_admin:
-        query = query.where(Run.tenant_id == user.tenant_id)
-    elif tenant_id is not None:
-        query = query.where(Run.tenant_id == tenant_id)
-    if job_id is not None:
-        query = query.where(Run.job_id == job_id)
-    if agent_id is not None:
-        query = query.where(Run.agent_id == agent_id)
-    if status is not None:
-        query = query.where(Run.status == status.value)
-    return [svc.run_public(r) for r in session.scalars(query)]
+    """Runs newest first; ``since``/``until`` bound the creation time (UTC without a zone)."""
+    f = _filter(user, tenant_id, job_id, agent_id, status, since, until)
+    rows, _ = history.runs_page(session, f, offset, limit)
+    return [svc.run_public(r) for r in rows]
+
+
+def _filter(
+    user: User, tenant_id: int | None, job_id: int | None, agent_id: int | None, status: RunStatus | None,
+    since: datetime | None, until: datetime | None,
+) -> history.RunFilter:
+    tenants = [user.tenant_id or 0] if not user.is_admin else ([tenant_id] if tenant_id is not None else None)
+    return history.RunFilter(tenants, agent_id, job_id, status.value if status else None, None, since, until)
+
+
+@router.get("/events/all")
+def list_all_events(
+    session: SessionDep,
+    user: CurrentUser,
+    tenant_id: Id | None = None,
+    job_id: Id | None = None,
+    agent_id: Id | None = None,
+    level: Literal["info", "warning", "error"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, object]]:
+    """Events of every run in view (filters as for runs, plus ``level``), newest first."""
+    f = _filter(user, tenant_id, job_id, agent_id, None, since, until)
+    rows, _ = history.event_rows(session, f, level, offset, limit)
+    return [
+        {"id": e.id, "run_id": r.id, "tenant_id": r.tenant_id, "job_id": r.job_id, "agent_id": r.agent_id,
+         "ts": e.ts.isoformat(), "level": e.level, "code": e.code, "message": e.message}
+        for e, r in rows
+    ]
 
 
 @router.get("/{run_id}")

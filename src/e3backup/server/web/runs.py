@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -30,8 +32,10 @@ from e3backup.server.routes import recovery as recovery_api
 from e3backup.server.routes import runs as runs_api
 from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import events as events_svc
+from e3backup.server.services import history
 from e3backup.server.services import runs as runs_svc
 from e3backup.server.services import users as users_svc
+from e3backup.server.services.history import RunFilter
 from e3backup.server.services.restore_targets import AgentTargets, restore_target
 from e3backup.server.state import ServerState
 from e3backup.server.web.deps import (
@@ -53,22 +57,66 @@ KEEPALIVE_SECONDS = 15.0
 EVENT_BATCH = 200
 
 
+PAGE_SIZE = 50
+
+
+def _run_filter(page: PageDep, status: str, agent_id: str, job_id: str, since: str, until: str) -> RunFilter:
+    """The page's filters; values that do not parse are ignored (the form shows them unset)."""
+    def number(text: str) -> int | None:
+        return int(text) if text.isdigit() and int(text) <= INT32_MAX else None
+
+    def day(text: str) -> datetime | None:
+        try:
+            return datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
+
+    until_at = day(until)
+    if until_at is not None and len(until) <= 10:
+        until_at += timedelta(days=1)  # a date: through the end of that day
+    return RunFilter(
+        tenant_ids=page.scope.tenant_ids, agent_id=number(agent_id), job_id=number(job_id),
+        status=status if status in {s.value for s in RunStatus} else None, since=day(since), until=until_at,
+    )
+
+
 @router.get("/runs", response_class=HTMLResponse)
-def runs_page(page: PageDep, session: SessionDep, status: str = "") -> HTMLResponse:
-    query = page.scope.where(select(Run), Run.tenant_id).order_by(Run.id.desc()).limit(200)
-    if status in {s.value for s in RunStatus}:
-        query = query.where(Run.status == status)
-    runs = list(session.scalars(query))
-    jobs = {j.id: j.name for j in session.scalars(page.scope.where(select(Job), Job.tenant_id))}
-    agents = {a.id: a.hostname for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
+def runs_page(
+    page: PageDep, session: SessionDep, status: str = "", agent_id: str = "", job_id: str = "", since: str = "",
+    until: str = "", offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> HTMLResponse:
+    """Every run in view, 50 a page, newest first, with filters and the CSV of the same."""
+    f = _run_filter(page, status, agent_id, job_id, since, until)
+    runs, total = history.runs_page(session, f, offset, PAGE_SIZE)
+    labels = history.names(session, page.scope.tenant_ids)
+    params = {k: v for k, v in {"status": status, "agent_id": agent_id, "job_id": job_id, "since": since,
+                                 "until": until}.items() if v}
     return page.render(
         "runs.html",
         active="runs",
         runs=[(r, run_display(r)) for r in runs],
-        jobs=jobs,
-        agents=agents,
+        jobs=labels["jobs"],
+        agents=labels["agents"],
+        tenant_names=labels["tenants"] if page.scope.all_tenants else {},
         status=status,
         statuses=[s.value for s in RunStatus],
+        filters={"agent_id": agent_id, "job_id": job_id, "since": since, "until": until},
+        total=total,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        query=urlencode(params),
+    )
+
+
+@router.get("/runs.csv")
+def runs_csv(
+    page: PageDep, session: SessionDep, status: str = "", agent_id: str = "", job_id: str = "", since: str = "",
+    until: str = "",
+) -> StreamingResponse:
+    f = _run_filter(page, status, agent_id, job_id, since, until)
+    return StreamingResponse(
+        history.runs_csv(session, f), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="e3backup-runs.csv"'},
     )
 
 

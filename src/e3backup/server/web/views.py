@@ -44,12 +44,35 @@ def run_display(run: Run) -> dict[str, Any]:
         "speed": fmt.speed(run.speed_bytes_per_sec),
         "eta": "—" if run.eta_seconds is None or run.status in FINAL else fmt.duration(run.eta_seconds),
         "started": fmt.when(run.started_at),
+        "started_iso": run.started_at.isoformat() if run.started_at else "",
         "finished": fmt.when(run.finished_at),
         "duration": fmt.duration(duration),
         "snapshot_id": run.snapshot_id or "—",
         "error_summary": run.error_summary or "",
         "cancel_requested": run.cancel_requested,
+        "counts": _counts(run.summary or {}),
     }
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, str]:
+    """What the run did, from the engine's counters: files new/changed/unchanged, bytes read,
+    uploaded, deduplicated (read but already in the repository)."""
+    if not summary:
+        return {}
+    read = int(summary.get("bytes_read") or summary.get("total_bytes_processed") or 0)
+    added = int(summary.get("bytes_added") or 0)
+    out = {
+        "bytes_read": fmt.size(read),
+        "bytes_uploaded": fmt.size(int(summary.get("bytes_stored") or 0)),
+        "bytes_deduplicated": fmt.size(max(read - added, 0)),
+    }
+    if "files_new" in summary:
+        out["files"] = (f"{int(summary.get('files_new', 0)):,} new, {int(summary.get('files_changed', 0)):,} changed, "
+                        f"{int(summary.get('files_unmodified', 0)):,} unchanged")
+    if "chunks_total" in summary:
+        n = {k: int(summary.get(f"chunks_{k}", 0)) for k in ("new", "known", "reused", "zero")}
+        out["chunks"] = f"{n['new']:,} new, {n['known']:,} known, {n['reused']:,} reused, {n['zero']:,} zero"
+    return out
 
 
 def event_display(event: RunEventView) -> dict[str, Any]:

@@ -20,6 +20,16 @@
     select.addEventListener("change", () => { if (!keyboard) select.form.submit(); });
   });
 
+  // Times in the browser's time zone; the UTC time stays in the tooltip.
+  const localTime = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", timeZoneName: "short"});
+  document.querySelectorAll("time[datetime]").forEach((el) => {
+    const when = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) return;
+    if (!el.title) el.title = el.textContent.trim();
+    el.textContent = localTime.format(when);
+  });
+
   // After a failed submit, focus moves to the error summary (screen readers read it first).
   const summary = document.querySelector("[data-error-summary]");
   if (summary) summary.focus();
