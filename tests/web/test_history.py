@@ -34,7 +34,7 @@ def _fill(app: FastAPI, world: World, n: int) -> dict[str, int]:
 def test_paging_filters_and_csv_over_500_runs(app: FastAPI, world: World) -> None:
     jobs = _fill(app, world, 500)
     first = page(world.admin, "/runs")
-    assert "500 runs: 1–50 shown" in text_of(first) and 'rel="next"' in first
+    assert "500 runs: 1\u201350 shown" in text_of(first) and 'rel="next"' in first
     assert "<th scope=\"col\">Tenant</th>" in first and "Globex" in first
     seen: set[str] = set()
     url, pages = "/runs", 0
@@ -45,7 +45,7 @@ def test_paging_filters_and_csv_over_500_runs(app: FastAPI, world: World) -> Non
         if 'rel="next"' not in html:
             break
         url = html.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
-    assert pages == 10 and "451–500 shown" in text_of(html)
+    assert pages == 10 and "451\u2013500 shown" in text_of(html)
     assert seen == {str(i) for i in range(1, 501)}  # each run once, none skipped
     filtered = text_of(page(world.admin, f"/runs?status=failed&job_id={jobs['a']}"))
     assert "50 runs." in filtered  # i % 5 == 0 and even: every tenth of 500
