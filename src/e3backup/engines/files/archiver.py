@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ... import __version__
@@ -52,12 +53,12 @@ class SourceMissing(E3Error):
         self.missing = missing
 
 
-def missing_sources(paths: list[str]) -> list[tuple[str, str]]:
-    """``(path, reason)`` of each path that cannot be looked at."""
+def missing_sources(paths: list[str], to_fs: Callable[[str], str | bytes] = str) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each path that cannot be looked at (where ``to_fs`` says it is read)."""
     missing = []
     for p in paths:
         try:
-            os.lstat(p)
+            os.lstat(to_fs(p))
         except OSError as e:
             missing.append((p, e.strerror or str(e)))
     return missing
@@ -95,16 +96,18 @@ class Archiver:
         result = state.result
         snap_time = self.opts.time_ns or now_ns()
         paths = self._present_paths()
+        style = self.opts.path_style
         targets = [os.fsencode(p) for p in paths]
-        root = build(targets)
-        abs_paths = [os.path.abspath(p) for p in paths]
+        root = build(targets, style)
+        abs_paths = [style.abspath(p) for p in paths]
         host = self.opts.host or socket.gethostname()
         parent = self._find_parent(host, abs_paths)
         if parent is not None:
             result.parent_id = parent.id
         if self.progress.mode != "quiet" or self.progress.callback is not None:
             # totals for the percentage and ETA; nobody would see them otherwise
-            scanner = threading.Thread(target=scan, args=(targets, self.opts.excluder, self.progress),
+            scanner = threading.Thread(target=scan, args=([style.to_fs(t) for t in targets], self.opts.excluder,
+                                                          self.progress, style.to_user),
                                        name="scanner", daemon=True)
             scanner.start()
         writer = state.writer = self.repo.writer(connections=self.opts.upload_connections)
@@ -162,7 +165,8 @@ class Archiver:
         """The paths that exist. A missing one among several is skipped with a ``SOURCE_MISSING``
         warning and an error in the result (the run ends WARNING, as restic exits 3); when none
         exists, ``SourceMissing`` (an error event per path) and nothing is written."""
-        missing = missing_sources(list(self.opts.paths))
+        to_fs = self.opts.path_style.to_fs
+        missing = missing_sources(list(self.opts.paths), lambda p: to_fs(os.fsencode(p)))
         gone = {p for p, _ in missing}
         present = [p for p in self.opts.paths if p not in gone]
         if not present:

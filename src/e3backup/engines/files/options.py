@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...sources.excludes import Excluder
+from .targets import PathStyle, native_style
 
 MIN_CHUNK = 512 * 1024
 AVG_CHUNK = 1024 * 1024
@@ -28,6 +29,9 @@ class BackupOptions:
     upload_connections: int = 4
     with_atime: bool = False
     time_ns: int | None = None
+    # how targets map to the tree and to where they are read (Windows: restic's /C/... layout and
+    # long paths); tests give the Windows style with a folder standing in for the drive
+    path_style: PathStyle = field(default_factory=native_style)
 
 
 __all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

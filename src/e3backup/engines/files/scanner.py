@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from ...progress import Progress
 from ...sources.excludes import Excluder
 
+_SEP = os.sep.encode()
 _REPORT_EVERY = 1000  # files between two updates of the totals
 
 
-def scan(targets: list[bytes], excluder: Excluder | None, progress: Progress) -> None:
+def _user(path: bytes) -> str:
+    return os.fsdecode(os.path.abspath(path))
+
+
+def scan(targets: list[bytes], excluder: Excluder | None, progress: Progress,
+         to_user: Callable[[bytes], str] = _user) -> None:
     files = 0
     nbytes = 0
     stack = list(targets)
@@ -28,8 +35,8 @@ def scan(targets: list[bytes], excluder: Excluder | None, progress: Progress) ->
         if stat.S_ISDIR(st.st_mode):
             try:
                 for name in os.listdir(p):
-                    child = p.rstrip(b"/") + b"/" + name
-                    if not (excluder and excluder.excluded(os.fsdecode(os.path.abspath(child)))):
+                    child = p.rstrip(_SEP) + _SEP + name
+                    if not (excluder and excluder.excluded(to_user(child))):
                         stack.append(child)
             except OSError:
                 pass

@@ -21,6 +21,7 @@ from .targets import VirtualDir
 from .tree_saver import PendingDir, TreeSaver
 
 _LEAF_BATCH = 32
+_SEP = os.sep.encode()
 
 
 class Walker:
@@ -88,7 +89,7 @@ class Walker:
         run in parallel, away from the walking thread)."""
         state = self.state
         state.check()
-        base = path if path.endswith(b"/") else path + b"/"
+        base = path if path.endswith(_SEP) else path + _SEP  # native: "\\?\\" paths take no "/"
         parent = self._load_parent(parent_subtree)
         d = PendingDir(node, parent, base)
         try:
@@ -101,6 +102,7 @@ class Walker:
             state.error(path, e)
             entries = []
         excluder = state.opts.excluder or None
+        to_user = state.opts.path_style.to_user
         readers = self.readers
         leaves = self.files.leaves
         known: dict[bytes, Raw] = parent.entries if parent is not None else {}
@@ -112,7 +114,7 @@ class Walker:
         batch: list[Job] = []
         for name, is_dir, is_file in entries:
             child_path = base + name
-            if excluder is not None and excluder.excluded(os.fsdecode(os.path.abspath(child_path))):
+            if excluder is not None and excluder.excluded(to_user(child_path)):
                 continue
             praw = get(name)
             if is_dir:

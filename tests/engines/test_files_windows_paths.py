@@ -1,0 +1,95 @@
+"""Windows paths in the files engine, judged by the real restic: a snapshot of ``C:\\Users\\a``
+and ``\\\\srv\\share\\docs`` lists and restores as restic (0.14 and later) lays out a Windows
+backup (``pathComponents`` in restic's internal/archiver/tree.go): the drive without its colon
+(``/C/Users/a``), a share as its volume name. On Linux the drive and the share are folders the
+``PathStyle`` seam maps the Windows names to; everything else is the engine as it runs."""
+
+from __future__ import annotations
+
+import json
+import ntpath
+import os
+from pathlib import Path
+
+from e3backup.engines.files import BackupOptions, run_backup
+from e3backup.engines.files.targets import PathStyle, components, long_path, windows_user_path
+from e3backup.repo import Repository
+from e3backup.restore.files import RestoreOptions, run_restore
+from e3backup.sources.excludes import Excluder
+from e3backup.store import LocalStore
+from tests.helpers import PASSWORD, restic
+
+
+def _style(roots: dict[str, Path]) -> PathStyle:
+    """``C:\\...`` -> roots["C:"]/..., ``\\\\srv\\share\\...`` -> roots["\\\\srv\\share"]/..."""
+
+    def to_fs(path: bytes) -> bytes:
+        drive, rest = ntpath.splitdrive(os.fsdecode(path))
+        return os.fsencode(str(roots[drive]) + rest.replace("\\", "/"))
+
+    def to_user(path: bytes) -> str:
+        p = os.fsdecode(path)
+        for drive, root in roots.items():
+            if p.startswith(str(root)):
+                return windows_user_path(os.fsencode(drive + p[len(str(root)):]))
+        raise AssertionError(p)
+
+    return PathStyle(windows=True, to_fs=to_fs, to_user=to_user)
+
+
+def test_windows_paths_list_and_restore_like_restic_on_windows(tmp_path: Path) -> None:
+    c, share = tmp_path / "drive-c", tmp_path / "share"
+    files = {
+        c / "Users/a/Documents/report.docx": os.urandom(70_000),
+        c / "Users/a/notes.txt": "naïve café, 日本語\n".encode(),
+        c / "Users/a/AppData/cache.tmp": b"skip me",
+        share / "docs/plan.pdf": os.urandom(5000),
+    }
+    for p, data in files.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    repo_path = tmp_path / "repo"
+    Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
+    repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    try:
+        result = run_backup(repo, BackupOptions(
+            paths=["C:\\Users\\a", "\\\\srv\\share\\docs"], host="win10",
+            excluder=Excluder(["C:/Users/*/AppData"]),
+            path_style=_style({"C:": c, "\\\\srv\\share": share}),
+        ))
+    finally:
+        repo.close()
+    assert result.errors == []
+
+    snaps = json.loads(restic(repo_path, "snapshots", "--json").stdout)
+    assert snaps[0]["paths"] == ["C:\\Users\\a", "\\\\srv\\share\\docs"]
+    listed = [json.loads(line).get("path") for line in restic(repo_path, "ls", "--json", "latest").stdout.splitlines()]
+    assert {"/C", "/C/Users", "/C/Users/a", "/C/Users/a/notes.txt", "/C/Users/a/Documents/report.docx",
+            "/\\\\srv\\share", "/\\\\srv\\share/docs/plan.pdf"} <= set(listed)
+    assert not any("AppData" in (p or "") for p in listed)  # the exclude matched the Windows path
+    restic(repo_path, "check", "--read-data")
+
+    out = tmp_path / "restic-out"
+    restic(repo_path, "restore", "latest", "--target", str(out))
+    ours = tmp_path / "ours"
+    repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    try:
+        run_restore(repo, RestoreOptions(target=str(ours)))
+    finally:
+        repo.close()
+    for tree in (out, ours):
+        assert (tree / "C/Users/a/notes.txt").read_bytes() == files[c / "Users/a/notes.txt"]
+        assert (tree / "C/Users/a/Documents/report.docx").read_bytes() == files[c / "Users/a/Documents/report.docx"]
+        assert (tree / "\\\\srv\\share/docs/plan.pdf").read_bytes() == files[share / "docs/plan.pdf"]
+        assert not (tree / "C/Users/a/AppData").exists()
+
+
+def test_restic_path_components() -> None:
+    assert components(b"C:\\Users\\a", windows=True) == (b"", [b"C", b"Users", b"a"])
+    assert components(b"\\\\?\\C:\\Users\\a", windows=True) == (b"", [b"C", b"Users", b"a"])
+    assert components(b"\\\\srv\\share\\d", windows=True) == (b"", [b"\\\\srv\\share", b"d"])
+    assert components(b"\\\\?\\UNC\\srv\\share\\d", windows=True) == (b"", [b"\\\\srv\\share", b"d"])
+    assert long_path(b"C:\\" + b"x\\" * 200) .startswith(b"\\\\?\\C:\\x\\x")
+    assert long_path(b"\\\\srv\\share\\d") == b"\\\\?\\UNC\\srv\\share\\d"
+    assert windows_user_path(b"\\\\?\\C:\\Users\\a") == "/C:/Users/a"
+    assert Excluder(["C:/Users/*/AppData"]).excluded(windows_user_path(b"C:\\Users\\b\\AppData"))
