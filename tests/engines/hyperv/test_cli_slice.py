@@ -85,3 +85,39 @@ def test_full_then_rct_incremental_then_restore_each_disk(
     snaps = json.loads(restic(repo_path, "snapshots", "--json").stdout)
     assert len(snaps) == 6  # per run: two disks and the configuration
     assert all("hyperv" in s["tags"] and "vm-name:web" in s["tags"] for s in snaps)
+
+
+def test_sim_commands_and_backup_flags(
+    repo: Repository, repo_path: Path, password_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    host_dir = tmp_path / "sim"
+    made = run_cli(capsys, "hyperv", "sim-create", str(host_dir), "db", "--disk", "4M", "--disk", "8M",
+                   "--differencing", "1", "--linux", "--no-freeze")
+    assert made.code == 0, made.err
+    assert run_cli(capsys, "hyperv", "sim-write", str(host_dir), "db", "1", "1M", "64K").code == 0
+    sim = SimHost(host_dir)
+    assert sim.guest_read("db", 1)[MiB : MiB + 65536].count(0) < 65536  # random bytes landed there
+    listed = run_cli(capsys, "hyperv", "list", "--host", f"sim:{host_dir}")
+    assert "db" in listed.out and "linux" in listed.out and "disk1.avhdx" in listed.out
+
+    args = ("-r", str(repo_path), "hyperv", "backup", "db", "--host", f"sim:{host_dir}", "--json",
+            "--state", str(tmp_path / "s.json"), "--consistency", "crash", "--no-rct", "--parallel-vms", "1",
+            "--parallel", "1", "--read-plan", "full", "--tag", "nightly", "--hostname", "hv-node-7")
+    out = run_cli(capsys, *args)
+    assert out.code == 0, out.err
+    vm = _summary(out.out)["vms"][0]  # type: ignore[index]
+    assert vm["consistency"] == "crash" and vm["bytes_read"] == 12 * MiB
+    assert "HYPERV_CONSISTENCY_FALLBACK" not in out.out  # crash asked: nothing to fall back from
+    again = run_cli(capsys, *args)  # --no-rct: full again, without a chain-break event
+    vm2 = _summary(again.out)["vms"][0]  # type: ignore[index]
+    assert vm2["backup_type"] == "full" and "HYPERV_RCT_CHAIN_BROKEN" not in again.out
+    state = json.loads((tmp_path / "s.json").read_text())
+    assert state["db"]["last_checkpoint_id"] == vm2["checkpoint_id"]
+    snaps = json.loads(restic(repo_path, "snapshots", "--json").stdout)
+    assert {s["hostname"] for s in snaps} == {"hv-node-7"} and all("nightly" in s["tags"] for s in snaps)
+
+    refused = run_cli(capsys, "-r", str(repo_path), "hyperv", "restore", "db", str(tmp_path / "r"),
+                      "--register", "replace", "--host", f"sim:{host_dir}")
+    assert refused.code == 2 and "needs confirmation" in refused.err
+    missing = run_cli(capsys, "hyperv", "backup", "nosuch", "--host", f"sim:{host_dir}", "-r", str(repo_path))
+    assert missing.code != 0
