@@ -229,7 +229,9 @@ def test_consistency_and_parallel_vms_options(vm: SimHost, repo: Repository) -> 
     assert [v.consistency for v in r.vms] == ["application", "application"]
 
 
-def test_restore_one_disk_raw_and_in_place_with_confirmation(vm: SimHost, repo: Repository, tmp_path: Any) -> None:
+def test_restore_one_disk_raw_in_place_with_confirmation_and_cross_host(
+    vm: SimHost, repo: Repository, tmp_path: Any
+) -> None:
     from e3backup.engines.hyperv import HyperVRestoreOptions, run_hyperv_restore
     from e3backup.errors import UsageError
 
@@ -250,3 +252,10 @@ def test_restore_one_disk_raw_and_in_place_with_confirmation(vm: SimHost, repo: 
     assert back.registered_vm is not None and back.registered_vm["id"] == vm_id
     assert [v.name for v in vm.list_vms()] == ["vm"]
     assert [vm.guest_read("vm", 0), vm.guest_read("vm", 1)] == at_backup
+
+    # cross-host: another host registers the same backup as a new VM
+    other = SimHost.create(tmp_path / "host-b")
+    moved = run_hyperv_restore(repo, HyperVRestoreOptions(target=str(tmp_path / "b"), vm="vm", register="new",
+                                                          host=other, vm_name="vm-moved"))
+    assert moved.registered_vm is not None and moved.registered_vm["id"] != vm_id
+    assert [other.guest_read("vm-moved", 0), other.guest_read("vm-moved", 1)] == at_backup
