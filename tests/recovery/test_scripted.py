@@ -3,28 +3,44 @@ real command, against the real server, onto a loop device."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import PASSWORD
 from tests.recovery.conftest import DISK_SIZE, MiB, Site, assert_restored, target_disk
 
 
-def recovery_cli(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+def recovery_cli(site: Site, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
+
+
+def _files(*roots: Path) -> list[str]:
+    return [str(p) for root in roots for p in root.rglob("*") if p.is_file()]
 
 
 def test_scripted_recovery_to_a_larger_disk(site: Site, tmp_path: Path) -> None:
     code = site.issue_code()
+    # where a program could keep something: all empty after the run (the outbox lives in RAM)
+    home, tmp, cache = (tmp_path / d for d in ("home", "tmp", "cache"))
+    for d in (home, tmp, cache):
+        d.mkdir()
+    places = {"HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache), "E3BACKUP_CACHE_DIR": str(cache)}
+    shm_before = set(Path("/dev/shm").glob("e3backup-recovery-*"))
     with target_disk(tmp_path, DISK_SIZE + 16 * MiB, fill=b"OLD DATA" * 4096) as dev:
-        p = recovery_cli(site, "--code", code, "--target", dev, "--yes")
+        p = recovery_cli(site, "--code", code, "--target", dev, "--yes", env=places)
         assert p.returncode == 0, p.stdout + p.stderr
+        assert _files(home, tmp, cache) == []
+        assert set(Path("/dev/shm").glob("e3backup-recovery-*")) == shm_before
+        assert PASSWORD not in p.stdout + p.stderr  # the repository password: handed over, never shown
         assert "Restore complete: remove the rescue media and reboot." in p.stdout
         assert "Restore point: acme-pc" in p.stdout and "partition 2: ext4 root" in p.stdout
         assert "RECOVERY_GPT_MOVED" in p.stderr

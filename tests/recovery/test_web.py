@@ -28,7 +28,8 @@ def test_recover_a_machine_from_the_dashboard_through_the_console_web_ui(
     violations: list[str] = []
     context.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     dash = context.new_page()
-    sign_in(dash, site.url, USER, f"/agents/{site.agent_id}")
+    sign_in(dash, site.url, USER, f"/jobs/{site.job_id}")
+    dash.get_by_role("link", name="Recover this machine").click()
     expect(dash.get_by_role("heading", name="Recover this machine")).to_be_visible()
     dash.get_by_label("Restore point").select_option(site.snapshot_id)
     dash.get_by_role("button", name="Get a recovery code").click()
