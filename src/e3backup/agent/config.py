@@ -54,12 +54,16 @@ def default_config_path() -> Path:
     env = os.environ.get(ENV_CONFIG)
     if env:
         return Path(env)
+    if sys.platform == "win32":  # the service's: %ProgramData%\E3Backup
+        return Path(os.environ.get("PROGRAMDATA", "C:\\ProgramData")) / "E3Backup" / "agent.yaml"
     if _is_root():
         return Path("/etc/e3backup/agent.yaml")
     return Path.home() / ".config" / "e3backup" / "agent.yaml"
 
 
 def default_state_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", "C:\\ProgramData")) / "E3Backup" / "state"
     if _is_root():
         return Path("/var/lib/e3backup/agent")
     return Path.home() / ".local" / "share" / "e3backup" / "agent"

@@ -3,6 +3,7 @@
     e3backup agent enroll --server URL [--name NAME] [--config FILE]   (asks for the token)
     e3backup agent run [--config FILE] [--log-format text|json]
     e3backup agent status [--config FILE] [--json]
+    e3backup agent install-service | uninstall-service              (Windows: docs/windows.md)
 """
 
 from __future__ import annotations
@@ -113,6 +114,48 @@ def run(config: str | None, log_format: str, debug: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.run_forever()
+
+
+def _windows_only(what: str) -> None:
+    if sys.platform != "win32":
+        raise UsageError(f"{what} needs Windows (this machine: {sys.platform}); on Linux use a systemd unit "
+                         "running 'e3backup agent run' (docs/agent.md)")
+
+
+@agent.command("install-service")
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="The agent config file (default: %ProgramData%\\E3Backup\\agent.yaml).")
+def install_service(config: str | None) -> None:
+    """Register the agent as a Windows service (automatic start, runs as LocalSystem)."""
+    _windows_only("install-service")
+    from ..platform.windows.service import SERVICE_NAME, install
+
+    frozen = getattr(sys, "frozen", False)  # the single-file agent: its own executable
+    argv = [sys.executable] if frozen else [sys.executable, "-m", "e3backup"]
+    argv += ["agent", "service-host"] + (["--config", str(Path(config).resolve())] if config else [])
+    install(argv)
+    click.echo(f"service {SERVICE_NAME} installed; start it with: sc start {SERVICE_NAME}")
+
+
+@agent.command("uninstall-service")
+def uninstall_service() -> None:
+    """Stop and remove the Windows service."""
+    _windows_only("uninstall-service")
+    from ..platform.windows.service import SERVICE_NAME, uninstall
+
+    uninstall()
+    click.echo(f"service {SERVICE_NAME} removed")
+
+
+@agent.command("service-host", hidden=True)
+@click.option("--config", type=click.Path(dir_okay=False), default=None)
+def service_host(config: str | None) -> None:
+    """What the Service Control Manager runs (not for the command line)."""
+    _windows_only("service-host")
+    from ..agent.service import default_body
+    from ..platform.windows.service import host
+
+    host(lambda: default_body(Path(config) if config else None))
 
 
 @agent.command()
