@@ -196,3 +196,19 @@ def test_an_s3_repository_is_read_through_the_tenants_endpoint(
     r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"base": "", "paths": "docs", "format": "zip"})
     with zipfile.ZipFile(io.BytesIO(r.content)) as z:
         assert z.read("docs/sub/b.bin") == BIN and z.read("docs/a.txt") == b"hello from the snapshot\n"
+
+
+def test_no_repository_key_or_password_outlives_the_request(
+    world: World, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+
+    from e3backup.repo.crypto import Key
+
+    run_id, _ = _browsable_run(world, clock, tmp_path)
+    caplog.set_level("DEBUG")
+    page(world.user_a, f"/runs/{run_id}/browse?path=docs")
+    assert world.user_a.get(f"/runs/{run_id}/browse/file", params={"path": "docs/a.txt"}).status_code == 200
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, Repository | Key)] == []
+    assert REPO_PASSWORD not in caplog.text
