@@ -47,7 +47,11 @@ def test_scripted_recovery_to_a_larger_disk(site: Site, tmp_path: Path) -> None:
         assert_restored(dev, site, grown=True)
     run = site.run(int(re.search(r"recovery run #(\d+)", p.stdout).group(1)))  # type: ignore[union-attr]
     assert (run["status"], run["kind"]) == ("success", "restore")
-    codes = [e["code"] for e in site.events(run["id"])]
+    events = site.events(run["id"])
+    codes = [e["code"] for e in events]
+    started = next(e for e in events if e["code"] == "RECOVERY_STARTED")
+    # the job's policy: restore_parallel_workers 2, restore_segment_size_mb 4
+    assert (started["details"]["workers"], started["details"]["segment_size"]) == (2, 4 * MiB)
     for code_ in ("REPOSITORY_OPENED", "RECOVERY_STARTED", "RECOVERY_GPT_MOVED", "RECOVERY_COMPLETED"):
         assert code_ in codes
     again = recovery_cli(site, "--code", code, "--target", "/dev/null", "--yes")

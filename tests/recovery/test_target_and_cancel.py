@@ -75,11 +75,14 @@ def test_a_smaller_disk_that_holds_every_partition_takes_the_image(site: Site, t
     with target_disk(tmp_path, size, fill=b"\xaa" * size) as dev:
         p = subprocess.run(
             [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, "--code", code, "--target", dev,
-             "--yes"],
+             "--yes", "--workers", "3", "--segment-size-mb", "8"],
             capture_output=True, text=True, timeout=120,
         )
         assert p.returncode == 0, p.stdout + p.stderr
         assert "smaller than the source disk" in p.stderr  # RECOVERY_GPT_MOVED says so
+        run_id = int(re.search(r"recovery run #(\d+)", p.stdout).group(1))  # type: ignore[union-attr]
+        started = next(e for e in site.events(run_id) if e["code"] == "RECOVERY_STARTED")
+        assert (started["details"]["workers"], started["details"]["segment_size"]) == (3, 8 * MiB)  # the flags
         assert_restored(dev, site, grown=True)
         end_of_partitions = max(start + n for start, n in site.disk.parts.values())
         with open(dev, "rb") as f:

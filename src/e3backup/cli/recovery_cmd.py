@@ -42,7 +42,6 @@ def _size(n: float) -> str:
 )
 @click.option("--workers", type=click.IntRange(1, 64), help="Overrides the job's restore_parallel_workers.")
 @click.option("--segment-size-mb", type=click.IntRange(1, 1024), help="Overrides the job's restore_segment_size_mb.")
-@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="CA bundle for the server's TLS.")
 @click.pass_obj
 def recovery(
     obj: AppContext,
@@ -53,7 +52,6 @@ def recovery(
     listen: str,
     workers: int | None,
     segment_size_mb: int | None,
-    ca_file: str | None,
 ) -> int:
     """Restore a disk image snapshot onto this machine's disk (bare-metal recovery)."""
     from ..agent.transport import HttpxTransport
@@ -63,7 +61,7 @@ def recovery(
 
     retry = RetryPolicy(max_attempts=10_000, max_time=obj.retry_max_time) if obj.retry_max_time is not None else None
     settings = ConsoleSettings(workers=workers, segment_size_mb=segment_size_mb, store_retry=retry)
-    transport = HttpxTransport.network(server.rstrip("/"), verify=ca_file or True)
+    transport = HttpxTransport.network(server.rstrip("/"))
     console = RecoveryConsole(RecoveryClient(transport), settings)
     reason = ""
     try:
