@@ -48,3 +48,36 @@ def test_listing_rules_without_a_server(tmp_path: Path) -> None:
                      (str(root / "nope"), "does not exist"), (f"{root}/../x", "'..'")):
         with pytest.raises(RunRefused, match=why):
             list_folder(bad, "linux")
+
+
+def test_a_unc_server_lists_its_disk_shares_on_windows() -> None:
+    """The double returns what pywin32's ``win32net.NetShareEnum(server, 1)`` gives per page:
+    SHARE_INFO_1 dicts (``netname``, ``type``, ``remark``); STYPE_DISKTREE is 0, STYPE_PRINTQ 1,
+    STYPE_IPC 3, and STYPE_SPECIAL (0x80000000) marks administrative shares (``C$``, ``IPC$``)."""
+    asked: list[str] = []
+
+    def enum(server: str) -> list[dict[str, object]]:
+        asked.append(server)
+        return [
+            {"netname": "ADMIN$", "type": 0x80000000, "remark": "Remote Admin"},
+            {"netname": "C$", "type": 0x80000000, "remark": "Default share"},
+            {"netname": "IPC$", "type": 0x80000003, "remark": "Remote IPC"},
+            {"netname": "Finance", "type": 0, "remark": ""},
+            {"netname": "HP LaserJet", "type": 1, "remark": "printer"},
+            {"netname": "accounts archive", "type": 0, "remark": "old years"},
+        ]
+
+    listing = list_folder("\\\\fs01", "win32", shares=enum)
+    assert asked == ["fs01"]
+    assert [(e.name, e.path, e.type) for e in listing.entries] == [
+        ("accounts archive", "\\\\fs01\\accounts archive", "dir"), ("Finance", "\\\\fs01\\Finance", "dir")]
+    assert listing.parent == ""
+
+    def refused(server: str) -> list[dict[str, object]]:
+        raise OSError(53, "NetShareEnum", "The network path was not found.")
+
+    with pytest.raises(RunRefused, match=r"cannot list the shares of .*fs02.*network path was not found"):
+        list_folder("\\\\fs02\\", "win32", shares=refused)
+    # with allowed_sources, a server is listed only if allowed, like any path
+    with pytest.raises(RunRefused, match="not in this agent's allowed_sources"):
+        list_folder("\\\\fs01", "win32", allowed=["D:\\Data"], shares=enum)

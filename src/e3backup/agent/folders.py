@@ -2,8 +2,9 @@
 
 Names, types and sizes only; folders first, at most ``MAX_ENTRIES``. With ``allowed_sources``
 set, only those and what is below them can be listed (the top lists them), so the server learns
-no more of the machine than it may back up. On Windows the top is the drive letters; a UNC path
-(``\\\\server\\share\\folder``) is listed like any folder.
+no more of the machine than it may back up. On Windows the top is the drive letters; ``\\\\server``
+lists that server's disk shares (``NetShareEnum``, administrative ``$`` shares left out), and a
+UNC path (``\\\\server\\share\\folder``) is listed like any folder.
 """
 
 from __future__ import annotations
@@ -27,10 +28,46 @@ def windows_drives() -> list[str]:
     return [f"{letter}:\\" for letter in string.ascii_uppercase if os.path.exists(f"{letter}:\\")]
 
 
+STYPE_DISKTREE = 0
+STYPE_SPECIAL = 0x80000000
+_UNC_SERVER = re.compile(r"^\\\\([^\\/]+)[\\/]?$")
+
+
+def net_share_enum(server: str) -> list[dict[str, object]]:
+    """``NetShareEnum`` at level 1 (pywin32's ``win32net``): SHARE_INFO_1 dicts with ``netname``,
+    ``type`` and ``remark``, every page of them (Windows only)."""
+    import win32net  # type: ignore[import-not-found, unused-ignore]  # pywin32, Windows only
+
+    shares: list[dict[str, object]] = []
+    resume = 0
+    while True:
+        page, _total, resume = win32net.NetShareEnum(server, 1, resume)
+        shares.extend(page)
+        if not resume:
+            return shares
+
+
+def _shares(path: str, server: str, enum: Callable[[str], list[dict[str, object]]]) -> FolderListing:
+    """The disk shares of ``\\\\server`` (administrative ``C$``-style shares left out)."""
+    try:
+        found = enum(server)
+    except Exception as e:  # pywin32 raises pywintypes.error: a refusal to show, not a crash
+        raise RunRefused("path", f"cannot list the shares of \\\\{server}: {e}") from None
+    entries = []
+    for share in found:
+        kind = share.get("type", 0)
+        kind = kind if isinstance(kind, int) else 0
+        if kind & 0xFF == STYPE_DISKTREE and not kind & STYPE_SPECIAL:
+            name = str(share["netname"])
+            entries.append(FolderEntry(name=name, path=f"\\\\{server}\\{name}", type="dir"))
+    entries.sort(key=lambda e: e.name.lower())
+    return FolderListing(path=path, parent="", entries=entries, truncated=False)
+
+
 def _parent(path: str, windows: bool) -> str | None:
     if windows:
         trimmed = path.rstrip("\\/")
-        if re.fullmatch(r"[A-Za-z]:", trimmed):
+        if re.fullmatch(r"[A-Za-z]:", trimmed) or _UNC_SERVER.match(trimmed):
             return ""
         head = trimmed.rsplit("\\", 1)[0] if "\\" in trimmed else ""
         return head + "\\" if re.fullmatch(r"[A-Za-z]:", head) else head
@@ -50,11 +87,16 @@ def _top(platform: str, allowed: list[str] | None, drives: Callable[[], list[str
 
 
 def list_folder(path: str, platform: str = sys.platform, allowed: list[str] | None = None,
-                drives: Callable[[], list[str]] = windows_drives) -> FolderListing:
-    """The listing of ``path`` ("" : the top); ``RunRefused`` naming the problem otherwise."""
+                drives: Callable[[], list[str]] = windows_drives,
+                shares: Callable[[str], list[dict[str, object]]] = net_share_enum) -> FolderListing:
+    """The listing of ``path`` ("" : the top; ``\\\\server`` on Windows: its disk shares);
+    ``RunRefused`` naming the problem otherwise."""
     if not path:
         return _top(platform, allowed, drives)
     _path("path", path)
+    server = _UNC_SERVER.match(path)
+    if platform.startswith("win") and server and allowed is None:
+        return _shares(path, server.group(1), shares)
     if allowed is not None and not _allowed(path, allowed):
         raise RunRefused("path", f"{path} is not in this agent's allowed_sources")
     entries: list[FolderEntry] = []
