@@ -88,3 +88,33 @@ def test_a_smaller_disk_that_holds_every_partition_takes_the_image(site: Site, t
         with open(dev, "rb") as f:
             f.seek(end_of_partitions)
             assert f.read(size - 33 * 512 - end_of_partitions).strip(b"\0") == b""  # no old data left
+
+
+def test_the_console_restores_only_the_sessions_host(site: Site) -> None:
+    """An agent run that reported another host's snapshot (a shared repository): the server takes
+    it as the agent's, but the console checks the snapshot's host and restores nothing."""
+    from e3backup.engines.disk_image import ImageBackupOptions, run_image_backup
+    from tests.recovery.conftest import open_repo
+
+    assert site.user.post(f"/api/jobs/{site.job_id}/run").status_code == 201
+    run = site.agent.post("/api/agent/next_run", json={}).json()["run"]
+    repo = open_repo(site.repo_location)
+    try:
+        foreign = run_image_backup(
+            repo, ImageBackupOptions(source=str(site.disk.path), snapshot="none", host="gx-srv")
+        ).snapshot_id
+    finally:
+        repo.close()
+    done = {"run_id": run["run_id"], "status": "success", "snapshot_id": foreign}
+    assert site.agent.post("/api/agent/update_run", json=done).status_code == 200
+    console = RecoveryConsole(RecoveryClient(HttpxTransport.network(site.url)))
+    reason = ""
+    try:
+        console.sign_in(site.issue_code(foreign))
+    except Exception as e:
+        reason = str(e)
+    finally:
+        console.close(reason)
+    assert "belongs to host 'gx-srv'; this recovery session is for 'acme-pc': nothing restored" in reason
+    recovery = max(site.recovery_runs(), key=lambda r: r["id"])
+    assert recovery["status"] == "cancelled" and "gx-srv" in recovery["error_summary"]
