@@ -6,7 +6,9 @@ access.py    what the session hands over (restore point, repository access) and 
 disks.py     the machine's disks: model, size, partitions, in use
 fit.py       whether a disk can take the image, and why not
 gpt.py       the backup GPT moved to the end of a larger disk
-console.py   the steps (sign in, pick, restore, status), the session keeper, resume after outages
+keeper.py    the session keeper: refresh every 5 minutes, cancel polls, the outbox delivered
+console.py   the steps (sign in, pick, restore, status), resume after repository outages
+web.py       the local web UI (127.0.0.1) over the same steps
 
 Nothing here imports the server: the console talks to it over HTTP only.
 """

@@ -6,11 +6,10 @@
     status()           phase, progress, speed, ETA, the events so far
     cancel()           stop the restore (the dashboard's cancel arrives through the session too)
 
-While signed in, a keeper thread refreshes the session every ``refresh_interval`` (5 minutes; each
-refresh slides the server-side expiry to +6 h once it is within 30 minutes), polls for cancel and
-delivers the outbox. Events and the final status go through the agent's ``Outbox`` (in a RAM
-directory), so a network drop loses nothing: they are delivered, in order, when the server answers
-again. When the repository itself becomes unreachable, the restore stops, waits, opens the
+While signed in, the session keeper (``keeper.py``) refreshes the session every 5 minutes, polls
+for cancel and delivers the outbox. Events and the final status go through the agent's ``Outbox``
+(in a RAM directory), so a network drop loses nothing: they are delivered, in order, when the
+server answers again. When the repository itself becomes unreachable, the restore stops, waits, opens the
 repository again and resumes: segments already written are skipped (``WrittenSegments``).
 Time goes through a ``Timer`` so tests can run hours of it at once.
 """
@@ -23,17 +22,14 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-from ..agent.client import AgentError, AuthRejected
 from ..agent.outbox import Outbox
 from ..agent.reporter import RunReporter
-from ..api.agent import UpdateRunRequest
 from ..api.common import RunStatus
 from ..errors import Cancelled, E3Error, StoreUnavailableError, UsageError
 from ..events import EventCode
@@ -56,6 +52,7 @@ from .client import RecoveryClient
 from .disks import DiskInfo, disk_info, list_disks
 from .fit import Fit, check_fit, used_end
 from .gpt import relocate_backup_gpt, zero_tail
+from .keeper import RealTimer, SessionKeeper, Timer
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +72,6 @@ class Phase(StrEnum):
     CANCELLED = "cancelled"
 
 
-class Timer(Protocol):
-    def now(self) -> float: ...
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait until ``event`` is set (True) or ``seconds`` passed (False)."""
-        ...
-
-
 class _Reporter(RunReporter):
     """The run's reporter, also keeping each event for the console's own screen."""
 
@@ -93,14 +82,6 @@ class _Reporter(RunReporter):
     def event(self, code: EventCode | str, message: str, level: str | None = None, **details: Any) -> None:
         super().event(code, message, level, **details)
         self._sink(str(code), message, level)
-
-
-class RealTimer:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(seconds)
 
 
 @dataclass
@@ -195,8 +176,7 @@ class RecoveryConsole:
         self._access_factory = access_factory
         self._status = Status()
         self._mu = threading.Lock()
-        self._stop = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self.keeper: SessionKeeper | None = None
         self._worker: threading.Thread | None = None
         self._own_outbox = self.settings.outbox_dir is None
         self._outbox_dir = self.settings.outbox_dir or tempfile.mkdtemp(prefix="e3backup-recovery-", dir=_ram_dir())
@@ -205,11 +185,8 @@ class RecoveryConsole:
         self.image: ImageInfo | None = None
         self.access: RepositoryAccess | None = None
         self._repo: Repository | None = None
-        self.session_expires_at: datetime | None = None
-        self.refreshes = 0
-        self._running_sent = False
+        self._signed_in_until: datetime | None = None
         self._final_queued = False
-        self._delivered = threading.Event()
         self._local_events: list[dict[str, Any]] = []
 
     # -- signing in ------------------------------------------------------------------------------
@@ -220,13 +197,17 @@ class RecoveryConsole:
         if self.image is not None:
             raise UsageError("already signed in")
         redeemed = self.client.redeem(code.strip())
-        self.session_expires_at = datetime.fromisoformat(redeemed.session_expires_at)
+        self._signed_in_until = datetime.fromisoformat(redeemed.session_expires_at)
         assignment = self.client.get_run().run
         point = restore_point(assignment)
         self.reporter = _Reporter(
             point.run_id, self.client, self.outbox, self.settings.progress_interval, sink=self._local_event
         )
-        self._start_keeper()
+        s = self.settings
+        self.keeper = SessionKeeper(
+            self.client, self.outbox, self.reporter, self.timer, s.refresh_interval, s.poll_interval
+        )
+        self.keeper.start()
         options = {"retry": self.settings.store_retry} if self.settings.store_retry is not None else {}
         self.access = self._access_factory(assignment.destination, **options)
         repo = self.access.open()
@@ -294,6 +275,8 @@ class RecoveryConsole:
             self._status.segments_total = -(-img.chunk_count // per_segment)
             self._status.message = f"Restoring to {disk.path}"
         self._worker = threading.Thread(target=self._restore, args=(disk, fit), name="recovery-restore", daemon=True)
+        assert self.keeper is not None
+        self.keeper.restoring = True
         self._worker.start()
         return fit
 
@@ -448,57 +431,22 @@ class RecoveryConsole:
         self._final_queued = True
         with self._mu:
             self._status.phase, self._status.message = phase, message
-        self.outbox.wakeup.set()
-
-    # -- the session keeper ----------------------------------------------------------------------
-
-    def _start_keeper(self) -> None:
-        self._keeper = threading.Thread(target=self._keep, name="recovery-session", daemon=True)
-        self._keeper.start()
-
-    def _keep(self) -> None:
-        s, timer = self.settings, self.timer
-        next_refresh = timer.now() + s.refresh_interval
-        while not self._stop.is_set():
-            self.outbox.wakeup.clear()  # before flushing: an entry added meanwhile wakes the next wait
-            self._send_running()
-            with contextlib.suppress(AgentError):
-                self.outbox.flush(self.client)
-            if self._final_queued and self.outbox.pending_count() == 0:
-                self._delivered.set()
-                return  # the run is over on the server: the session ended with it
-            if timer.now() >= next_refresh:
-                try:
-                    self.session_expires_at = self.client.refresh_session().session_expires_at
-                    self.refreshes += 1
-                    next_refresh = timer.now() + s.refresh_interval
-                except AuthRejected as e:
-                    log.error("the recovery session was refused: %s", e.detail)
-                    if self.reporter is not None:
-                        self.reporter.request_cancel(f"the recovery session ended: {e.detail}")
-                except AgentError as e:
-                    log.warning("session refresh failed (%s); trying again", e)
-            if self._worker is not None and not self._final_queued:
-                try:
-                    if self.client.poll_cancel().cancel_requested and self.reporter is not None:
-                        self.reporter.request_cancel("cancelled from the dashboard")
-                except AgentError as e:
-                    log.debug("cancel poll failed (%s)", e)
-            timer.wait(self.outbox.wakeup, s.poll_interval)
-
-    def _send_running(self) -> None:
-        if self._running_sent or self._worker is None or self.reporter is None or self._final_queued:
-            return
-        try:
-            running = UpdateRunRequest.model_validate({"run_id": self.reporter.run_id, "status": "running"})
-            self.client.update_run(running, attempts=1)
-            self._running_sent = True
-        except AgentError as e:
-            log.debug("running status not delivered yet (%s)", e)
+        assert self.keeper is not None
+        self.keeper.final()
 
     def wait_delivered(self, timeout: float | None = None) -> bool:
         """Wait until every event and the final status reached the server."""
-        return self._delivered.wait(timeout)
+        return self.keeper is not None and self.keeper.delivered.wait(timeout)
+
+    @property
+    def refreshes(self) -> int:
+        return self.keeper.refreshes if self.keeper is not None else 0
+
+    @property
+    def session_expires_at(self) -> datetime | None:
+        if self.keeper is not None and self.keeper.session_expires_at is not None:
+            return self.keeper.session_expires_at
+        return self._signed_in_until
 
     def _local_event(self, code: str, message: str, level: str | None) -> None:
         ts = datetime.now(UTC).strftime("%H:%M:%S")
@@ -519,12 +467,11 @@ class RecoveryConsole:
             why = reason or "the recovery console was closed before a restore started"
             self.reporter.finish(RunStatus.CANCELLED, error=why)
             self._final_queued = True
-            self.outbox.wakeup.set()
+            if self.keeper is not None:
+                self.keeper.final()
             self.wait_delivered(10)
-        self._stop.set()
-        self.outbox.wakeup.set()
-        if self._keeper is not None:
-            self._keeper.join(10)
+        if self.keeper is not None:
+            self.keeper.stop()
         self._drop_repo()
         if self._own_outbox:
             shutil.rmtree(self._outbox_dir, ignore_errors=True)
