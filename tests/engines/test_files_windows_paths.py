@@ -93,3 +93,37 @@ def test_restic_path_components() -> None:
     assert long_path(b"\\\\srv\\share\\d") == b"\\\\?\\UNC\\srv\\share\\d"
     assert windows_user_path(b"\\\\?\\C:\\Users\\a") == "/C:/Users/a"
     assert Excluder(["C:/Users/*/AppData"]).excluded(windows_user_path(b"C:\\Users\\b\\AppData"))
+
+
+def test_files_are_read_from_a_shadow_copy_of_their_volume(tmp_path: Path) -> None:
+    """Windows files jobs read each volume through a VSS shadow copy (the provider and WMI double of
+    tests/platform); here the shadow copy's device is a folder, and what the live volume holds
+    differs from it, so the bytes restored prove where they were read."""
+    from e3backup.engines.files.shadows import VolumeShadows
+    from e3backup.events import Event, EventCode
+    from e3backup.platform.windows.vss import Journal, ShadowCopies
+    from tests.platform.win32_double import FakePowerShell
+
+    shell = FakePowerShell()
+    shadows = ShadowCopies(shell, Journal(tmp_path / "journal.json"))
+    frozen = tmp_path / "HarddiskVolumeShadowCopy1"  # the first copy the double makes
+    (frozen / "Users/a").mkdir(parents=True)
+    (frozen / "Users/a/db.mdf").write_bytes(b"consistent pages")  # open and changing on the live C:
+
+    def join(device: str, rest: str) -> bytes:
+        return os.fsencode(str(tmp_path / device.rsplit("\\", 1)[-1]) + rest.replace("\\", "/"))
+
+    repo_path = tmp_path / "repo"
+    Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
+    repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    events: list[Event] = []
+    try:
+        result = run_backup(repo, BackupOptions(paths=["C:\\Users\\a"], host="win10",
+                                                path_style=PathStyle(windows=True),
+                                                shadows=VolumeShadows(shadows, join)), on_event=events.append)
+    finally:
+        repo.close()
+    assert result.errors == []
+    assert EventCode.VSS_SNAPSHOT_CREATED in [e.code for e in events]
+    assert shell.shadows == {} and shadows.journal.ids() == []  # deleted after the run
+    assert restic(repo_path, "dump", "latest", "/C/Users/a/db.mdf").stdout == b"consistent pages"

@@ -33,6 +33,7 @@ from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
 from ..engines.files.archiver import SourceMissing, missing_sources
+from ..engines.files.shadows import VolumeShadows
 from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
@@ -109,7 +110,18 @@ class EngineEntry(Generic[O, R]):
 def _files_backup_options(ctx: JobContext) -> BackupOptions:
     run = ctx.run
     paths = run.source_paths or [run.source_path]
-    return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"])
+    return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"],
+                         shadows=_volume_shadows())
+
+
+def _volume_shadows() -> VolumeShadows | None:
+    """Windows: a VSS shadow copy per volume a files run reads (docs/windows.md)."""
+    if sys.platform != "win32":
+        return None
+    from ..platform.windows.cim import PowerShellRunner
+    from ..platform.windows.vss import ShadowCopies, default_journal
+
+    return VolumeShadows(ShadowCopies(PowerShellRunner(), default_journal()))
 
 
 def _files_precheck(options: BackupOptions) -> None:

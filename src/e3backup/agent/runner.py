@@ -249,7 +249,7 @@ class Agent:
                 self.state.end_run(m.run_id)  # it finished; only the delivery was left
                 continue
             details: dict[str, Any] = {"pid": m.pid, "started_at": m.started_at, "engine": m.engine}
-            if m.engine == "disk_image":
+            if m.engine == "disk_image" or (m.engine == "files" and self.platform == "win32"):  # VSS
                 try:
                     details["snapshots_removed"] = self.snapshot_cleanup()
                 except Exception as e:

@@ -39,8 +39,9 @@ from .file_saver import FileSaver
 from .options import BackupOptions
 from .result import BackupResult
 from .scanner import scan
+from .shadows import shadowed
 from .state import BackupState
-from .targets import build
+from .targets import PathStyle, build
 from .tree_saver import TreeSaver
 from .walker import Walker
 
@@ -91,12 +92,17 @@ class Archiver:
         return self.state.result
 
     def run(self) -> BackupResult:
+        if self.opts.shadows is None:
+            return self._run(self.opts.path_style)
+        with shadowed(list(self.opts.paths), self.opts.shadows, self.on_event) as style:
+            return self._run(style)
+
+    def _run(self, style: PathStyle) -> BackupResult:
         start = time.monotonic()
         state = self.state
         result = state.result
         snap_time = self.opts.time_ns or now_ns()
-        paths = self._present_paths()
-        style = self.opts.path_style
+        paths = self._present_paths(style)
         targets = [os.fsencode(p) for p in paths]
         root = build(targets, style)
         abs_paths = [style.abspath(p) for p in paths]
@@ -117,7 +123,8 @@ class Archiver:
         trees = TreeSaver(state, files)
         ok = False
         try:
-            top = Walker(state, readers, files, trees).walk_virtual(root, None, parent.tree if parent else None)
+            walker = Walker(state, readers, files, trees, style.to_user)
+            top = walker.walk_virtual(root, None, parent.tree if parent else None)
             trees.drain(everything=True)
             readers.shutdown(wait=True)
             savers.shutdown(wait=True)
@@ -161,11 +168,11 @@ class Archiver:
         result.snapshot_id = self.repo.save_snapshot(snap)
         return result
 
-    def _present_paths(self) -> list[str]:
+    def _present_paths(self, style: PathStyle) -> list[str]:
         """The paths that exist. A missing one among several is skipped with a ``SOURCE_MISSING``
         warning and an error in the result (the run ends WARNING, as restic exits 3); when none
         exists, ``SourceMissing`` (an error event per path) and nothing is written."""
-        to_fs = self.opts.path_style.to_fs
+        to_fs = style.to_fs
         missing = missing_sources(list(self.opts.paths), lambda p: to_fs(os.fsencode(p)))
         gone = {p for p, _ in missing}
         present = [p for p in self.opts.paths if p not in gone]

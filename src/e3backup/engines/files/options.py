@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...sources.excludes import Excluder
+from .shadows import VolumeShadows
 from .targets import PathStyle, native_style
 
 MIN_CHUNK = 512 * 1024
@@ -32,6 +33,8 @@ class BackupOptions:
     # how targets map to the tree and to where they are read (Windows: restic's /C/... layout and
     # long paths); tests give the Windows style with a folder standing in for the drive
     path_style: PathStyle = field(default_factory=native_style)
+    # Windows: a VSS shadow copy per volume read (engines.files.shadows); None reads live
+    shadows: VolumeShadows | None = None
 
 
 __all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ...repo.node import Node
@@ -25,8 +26,10 @@ _SEP = os.sep.encode()
 
 
 class Walker:
-    def __init__(self, state: BackupState, readers: ThreadPoolExecutor, files: FileSaver, trees: TreeSaver) -> None:
+    def __init__(self, state: BackupState, readers: ThreadPoolExecutor, files: FileSaver, trees: TreeSaver,
+                 to_user: Callable[[bytes], str] | None = None) -> None:
         self.state = state
+        self.to_user = to_user or state.opts.path_style.to_user  # a read path as excludes see it
         self.readers = readers
         self.files = files
         self.trees = trees
@@ -102,7 +105,7 @@ class Walker:
             state.error(path, e)
             entries = []
         excluder = state.opts.excluder or None
-        to_user = state.opts.path_style.to_user
+        to_user = self.to_user
         readers = self.readers
         leaves = self.files.leaves
         known: dict[bytes, Raw] = parent.entries if parent is not None else {}

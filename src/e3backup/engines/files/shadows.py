@@ -1,0 +1,66 @@
+"""Windows: a VSS shadow copy of every volume a files backup reads, for the run.
+
+Each drive among the targets (``C:\\Users\\a`` -> ``C:``) gets a ClientAccessible shadow copy
+(``sources.snapshot.vss``: journal, sweep, delete on every exit); the ``PathStyle`` the walker
+gets then reads ``C:\\Users\\a`` from ``\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopyN\\Users\\a``
+(consistent, and files other processes hold open are readable) while the tree keeps the user's
+names. A volume VSS cannot shadow (a share, FAT, a failure: ``VSS_SNAPSHOT_FAILED``) is read
+live, as without VSS. ``join`` is the seam that places a shadow copy's files (tests: a folder).
+"""
+
+from __future__ import annotations
+
+import ntpath
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from ...contract import OnEvent
+from ...platform.windows.vss import ShadowCopies
+from ...sources.errors import SnapshotError
+from ...sources.snapshot.vss import VssSnapshotProvider
+from .targets import PathStyle, long_path, windows_user_path
+
+
+def _device_join(device: str, rest: str) -> bytes:
+    return os.fsencode(device + rest)
+
+
+@dataclass(frozen=True)
+class VolumeShadows:
+    shadows: ShadowCopies
+    join: Callable[[str, str], bytes] = _device_join  # (DeviceObject, "\\Users\\a") -> where to read
+
+
+@contextmanager
+def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> Iterator[PathStyle]:
+    drives = sorted({d.upper() for d in (ntpath.splitdrive(p)[0] for p in paths) if len(d) == 2 and d[1] == ":"})
+    with ExitStack() as stack:
+        devices: dict[str, str] = {}
+        provider = VssSnapshotProvider(vss.shadows, None, on_event)
+        for drive in drives:
+            try:
+                devices[drive] = stack.enter_context(provider.snapshot(drive)).device_path
+            except SnapshotError:
+                continue  # VSS_SNAPSHOT_FAILED said why; this volume is read live
+
+        def to_fs(path: bytes) -> bytes:
+            text = os.fsdecode(path)
+            drive, rest = ntpath.splitdrive(text)
+            device = devices.get(drive.upper())
+            return vss.join(device, rest) if device is not None else long_path(path)
+
+        roots = {os.fsdecode(vss.join(dev, "")): drive for drive, dev in devices.items()}
+
+        def to_user(path: bytes) -> str:
+            text = os.fsdecode(path)
+            for root, drive in roots.items():
+                if text.startswith(root):
+                    return windows_user_path(os.fsencode(drive + text[len(root):].replace("/", "\\")))
+            return windows_user_path(path)
+
+        yield PathStyle(True, to_fs, to_user)
+
+
+__all__ = ["VolumeShadows", "shadowed"]
