@@ -295,9 +295,23 @@ def test_background_recheck_returns_at_once_and_reports_a_competitor(
 
     slept: list[float] = []
     lk = Lock(repo.store, repo.key, exclusive=False, sleep=slept.append, on_conflict=on_conflict)
+    # "the same moment": the competitor's lock is written before the background re-check looks,
+    # however late this thread gets to write it on a loaded machine
+    competitor_written = threading.Event()
+    real = lk._conflicts
+    checks: list[int] = []
+
+    def conflicts() -> list[object]:
+        checks.append(1)
+        if len(checks) > 1:  # the re-check, not the up-front check
+            assert competitor_written.wait(10)
+        return real()  # type: ignore[return-value]
+
+    monkeypatch.setattr(lk, "_conflicts", conflicts)
     lk.acquire()
     assert slept == [] and len(repo.list_ids(FileType.LOCK)) == 1
     competitor = Lock(repo.store, repo.key, exclusive=True)._write()
+    competitor_written.set()
     assert reported.wait(10)
     assert "exclusive lock" in str(found[0])
     lk.release()

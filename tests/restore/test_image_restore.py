@@ -18,7 +18,6 @@ from e3backup.progress import Progress
 from e3backup.repo.blob import BlobType
 from e3backup.repo.lock import Lock
 from e3backup.restore.image import ImageRestoreOptions, run_image_restore
-from e3backup.store import FileType
 from tests.engines.disk_image.conftest import MiB, backup, dump, make_mixed_image, open_repo
 from tests.helpers import PASSWORD, run_cli
 
@@ -262,12 +261,21 @@ def test_a_prune_locking_at_the_same_moment_stops_the_restore(
     monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.05)
     cancel = threading.Event()
     rp = open_repo(repo_path)
+    write = Lock._write
+
+    def and_a_prune_at_the_same_moment(self: Lock) -> str:
+        # the competitor's lock lands right after ours, before the one background re-check:
+        # the re-check finds it however slowly the restore starts writing (a loaded machine)
+        lock_id = write(self)
+        if not self.exclusive:
+            write(Lock(rp.store, rp.key, exclusive=True))
+        return lock_id
+
+    monkeypatch.setattr(Lock, "_write", and_a_prune_at_the_same_moment)
 
     class CompetitorAppears(Progress):
         def add(self, files: int = 0, nbytes: int = 0, current: str | None = None) -> None:
             super().add(files, nbytes, current)
-            if not rp.list_ids(FileType.LOCK)[1:]:
-                Lock(rp.store, rp.key, exclusive=True)._write()  # a prune, locking as we did
             assert cancel.wait(10)  # the background re-check finds it and stops the workers
 
     out = tmp_path / "out.raw"
