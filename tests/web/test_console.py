@@ -172,3 +172,28 @@ def test_audit_log_page_pages_and_filters(world: World) -> None:
     assert "job.create" not in text_of(page(world.user_b, "/audit"))
     assert page(world.admin, "/static/favicon.svg").startswith("<svg")
     assert 'rel="icon" href="/static/favicon.svg"' in page(world.user_a, "/")
+
+
+def test_status_badges_have_a_contrast_of_at_least_4_5() -> None:
+    """WCAG 2.1 relative luminance, read from the stylesheet as the browser gets it."""
+    import re
+    from pathlib import Path
+
+    import e3backup.server.web as web
+
+    css = (Path(web.__file__).parent / "static" / "app.css").read_text()
+    colors = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", css))
+
+    def luminance(hex_color: str) -> float:
+        rgb = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    checked = 0
+    badge = r"(\.status-[a-z, .-]+)\{\s*background:\s*(#[0-9a-fA-F]{6});\s*color:\s*var\(--([a-z]+)\)"
+    for rule in re.findall(badge, css):
+        selector, background, var = rule
+        hi, lo = sorted((luminance(background), luminance(colors[var])), reverse=True)
+        assert (hi + 0.05) / (lo + 0.05) >= 4.5, selector
+        checked += 1
+    assert checked >= 4
