@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from e3backup.api.common import Engine, Id, RunKind
 from e3backup.events import EventCode
@@ -57,12 +57,15 @@ def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
         )
     )
     agents = {a.id: a for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
-    last: dict[int, Run] = {}
-    for run in session.scalars(
-        page.scope.where(select(Run), Run.tenant_id).where(Run.kind == RunKind.BACKUP.value).order_by(Run.id)
-    ):
-        if run.job_id is not None:
-            last[run.job_id] = run
+    # each job's last backup run: one grouped query, not every run of every job
+    last_ids = (
+        page.scope.where(select(func.max(Run.id)), Run.tenant_id)
+        .where(Run.kind == RunKind.BACKUP.value, Run.job_id.is_not(None))
+        .group_by(Run.job_id)
+    )
+    last: dict[int, Run] = {
+        run.job_id: run for run in session.scalars(select(Run).where(Run.id.in_(last_ids))) if run.job_id is not None
+    }
     return page.render(
         "jobs.html",
         active="jobs",

@@ -53,6 +53,9 @@ def enroll_context(page: PageDep, request: Request, token: str | None = None) ->
     return {"server_url": server_url(request), "enroll_token": token, "enroll_tenant": page.scope.tenant}
 
 
+FLEET_ROWS = 50  # the machines needing attention most; the agents page lists every one
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(page: PageDep, request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
     """Fleet health first (what needs attention sorts first), then the latest runs."""
@@ -65,7 +68,7 @@ def overview(page: PageDep, request: Request, session: SessionDep, state: StateD
         "overview.html",
         active="overview",
         fleet=fleet,
-        agents=agent_rows(page, session, state),
+        machines=fleet.agents[:FLEET_ROWS],
         agent_names=agents,
         tenant_names={t.id: t.name for t in page.scope.tenants} if page.scope.all_tenants else {},
         job_count=sum(len(a.jobs) for a in fleet.agents),
