@@ -117,4 +117,5 @@ def test_the_console_restores_only_the_sessions_host(site: Site) -> None:
         console.close(reason)
     assert "belongs to host 'gx-srv'; this recovery session is for 'acme-pc': nothing restored" in reason
     recovery = max(site.recovery_runs(), key=lambda r: r["id"])
-    assert recovery["status"] == "cancelled" and "gx-srv" in recovery["error_summary"]
+    assert recovery["status"] == "failed" and "gx-srv" in recovery["error_summary"]
+    assert "RECOVERY_FAILED" in [e["code"] for e in site.events(recovery["id"])]

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..agent.outbox import Outbox
 from ..agent.reporter import RunReporter
+from ..api.agent import RunAssignment
 from ..api.common import RunStatus
 from ..errors import Cancelled, E3Error, StoreUnavailableError, UsageError
 from ..events import EventCode
@@ -208,9 +209,22 @@ class RecoveryConsole:
             self.client, self.outbox, self.reporter, self.timer, s.refresh_interval, s.poll_interval
         )
         self.keeper.start()
+        try:
+            self.image = self._load(assignment, point)
+        except Exception as e:
+            self._sign_in_failed(str(e) or type(e).__name__)
+            raise
+        with self._mu:
+            self._status.phase = Phase.READY
+            self._status.bytes_total = self.image.device_size
+        return self.image
+
+    def _load(self, assignment: RunAssignment, point: RestorePoint) -> ImageInfo:
+        assert self.reporter is not None
         options = {"retry": self.settings.store_retry} if self.settings.store_retry is not None else {}
         self.access = self._access_factory(assignment.destination, **options)
         repo = self.access.open()
+        self._repo = repo
         self.reporter.event(
             EventCode.REPOSITORY_OPENED, f"repository {self.access.where} opened by the recovery console"
         )
@@ -224,8 +238,8 @@ class RecoveryConsole:
             )
         repo.load_index()
         img = load_image_snapshot(repo, snap)
-        self._repo = repo
-        self.image = ImageInfo(
+        self._plan = img.plan
+        return ImageInfo(
             point=point,
             time=datetime.fromtimestamp(snap.time / 1e9, UTC),
             device_size=img.device_size,
@@ -235,11 +249,19 @@ class RecoveryConsole:
             used_end=used_end(img.layout, img.device_size, img.plan),
             source=img.file_name,
         )
-        self._plan = img.plan
-        with self._mu:
-            self._status.phase = Phase.READY
-            self._status.bytes_total = img.device_size
-        return self.image
+
+    def _sign_in_failed(self, why: str) -> None:
+        """The session's restore point cannot be used: the run fails with the reason, the session
+        ends with it, and the console can be signed in again with a new code."""
+        assert self.reporter is not None and self.keeper is not None
+        self.reporter.event(EventCode.RECOVERY_FAILED, why)
+        self.reporter.finish(RunStatus.FAILED, error=why)
+        self.keeper.final()
+        self.keeper.delivered.wait(10)
+        self.keeper.stop()
+        self._drop_repo()
+        self.reporter = None
+        self.keeper = None
 
     # -- choosing the target ---------------------------------------------------------------------
 
