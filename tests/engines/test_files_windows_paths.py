@@ -127,3 +127,42 @@ def test_files_are_read_from_a_shadow_copy_of_their_volume(tmp_path: Path) -> No
     assert EventCode.VSS_SNAPSHOT_CREATED in [e.code for e in events]
     assert shell.shadows == {} and shadows.journal.ids() == []  # deleted after the run
     assert restic(repo_path, "dump", "latest", "/C/Users/a/db.mdf").stdout == b"consistent pages"
+
+
+def test_shares_are_connected_for_the_run_and_failures_end_it(tmp_path: Path) -> None:
+    from e3backup.engines.files.shadows import ShareLogin
+    from e3backup.events import Event, EventCode
+    from e3backup.platform.windows.shares import ShareError
+    from e3backup.platform.windows.win32 import ERROR_LOGON_FAILURE
+    from tests.platform.win32_double import FakeWin32
+
+    share = tmp_path / "share"
+    (share / "docs").mkdir(parents=True)
+    (share / "docs/a.txt").write_bytes(b"on the share")
+    api = FakeWin32()
+    repo_path = tmp_path / "repo"
+    Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
+
+    def backup(events: list[Event]) -> None:
+        repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+        try:
+            run_backup(repo, BackupOptions(paths=["\\\\nas\\share\\docs"], host="win10",
+                                           path_style=_style({"\\\\nas\\share": share}),
+                                           share_login=ShareLogin(api, "CORP\\backup", "pw-do-not-leak")),
+                       on_event=events.append)
+        finally:
+            repo.close()
+
+    backup([])
+    assert ("connect", ("\\\\nas\\share", "CORP\\backup")) in api.calls and api.connections == {}
+    assert restic(repo_path, "dump", "latest", "/\\\\nas\\share/docs/a.txt").stdout == b"on the share"
+    api.connect_error = ERROR_LOGON_FAILURE
+    events: list[Event] = []
+    import pytest
+
+    with pytest.raises(ShareError):
+        backup(events)
+    failed = [e for e in events if e.code is EventCode.SHARE_CONNECT_FAILED]
+    assert len(failed) == 1 and failed[0].details["reason"] == "credentials"
+    assert "pw-do-not-leak" not in repr(events)
+    assert len(json.loads(restic(repo_path, "snapshots", "--json").stdout)) == 1  # nothing written

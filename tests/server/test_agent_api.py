@@ -449,3 +449,24 @@ def test_event_time_from_the_agent_is_kept_in_utc(world: World) -> None:
     world.agent_a.post("/api/agent/push_events", json={"run_id": run_id, "events": [event]})
     [shown] = world.user_a.get(f"/api/runs/{run_id}/events").json()
     assert shown["ts"].startswith("2026-03-02T10:30:00")
+
+
+def test_share_credentials_are_sealed_and_handed_to_the_agent_only(app: FastAPI, world: World) -> None:
+    """A Windows files job on a UNC share: the share's user and password are stored sealed with the
+    destination's secrets (never in a job view), kept across an update, and given to the agent in
+    the run assignment (tests/engines/test_files_windows_paths.py connects with them)."""
+    from sqlalchemy import text
+
+    creds = {"username": "CORP\\backup", "password": "share-PASSWORD-do-not-leak-1234"}
+    job = world.job(source_path="\\\\nas\\finance", share_credentials=creds)
+    assert "share-PASSWORD" not in world.user_a.get(f"/api/jobs/{job['id']}").text
+    with app.state.e3.engine.connect() as conn:
+        rows = repr(conn.execute(text("SELECT * FROM jobs")).all())
+    assert "share-PASSWORD" not in rows and "CORP" not in rows
+    r = world.user_a.patch(f"/api/jobs/{job['id']}", json={"name": "Finance share"})
+    assert r.status_code == 200, r.text
+    r = world.user_a.post(f"/api/jobs/{job['id']}/run")
+    assert r.status_code == 201, r.text
+    run = _next(world.agent_a)
+    assert run is not None and run["share_credentials"] == creds  # kept across the update
+    assert "share_password" not in run["destination"] and "share_username" not in run["destination"]

@@ -33,7 +33,7 @@ from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
 from ..engines.files.archiver import SourceMissing, missing_sources
-from ..engines.files.shadows import VolumeShadows
+from ..engines.files.shadows import ShareLogin, VolumeShadows
 from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
@@ -111,7 +111,19 @@ def _files_backup_options(ctx: JobContext) -> BackupOptions:
     run = ctx.run
     paths = run.source_paths or [run.source_path]
     return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"],
-                         shadows=_volume_shadows())
+                         shadows=_volume_shadows(), share_login=_share_login(run))
+
+
+def _share_login(run: RunAssignment) -> ShareLogin | None:
+    """Windows: the job's share credentials (kept out of every log line and event)."""
+    creds = run.share_credentials
+    if sys.platform != "win32" or creds is None or not creds.username:
+        return None
+    from ..agent.logs import SECRETS
+    from ..platform.windows.win32 import kernel32
+
+    SECRETS.add(creds.password)
+    return ShareLogin(kernel32(), creds.username, creds.password)
 
 
 def _volume_shadows() -> VolumeShadows | None:

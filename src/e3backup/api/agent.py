@@ -35,7 +35,15 @@ from e3backup.api.common import (
     RunStatus,
     ShortText,
 )
-from e3backup.api.jobs import Destination, HyperVConfig, HyperVVMResult, HyperVVMRun, Policy, Retention
+from e3backup.api.jobs import (
+    Destination,
+    HyperVConfig,
+    HyperVVMResult,
+    HyperVVMRun,
+    Policy,
+    Retention,
+    ShareCredentials,
+)
 
 
 class _Request(BaseModel):
@@ -99,6 +107,9 @@ class RunAssignment(BaseModel):
     hyperv_config: HyperVConfig | None = None
     hyperv_vms: list[HyperVVMRun] = Field(default_factory=list)
     parent_snapshot_id: str | None = Field(None, description="Snapshot of the last good run of the job.")
+    share_credentials: ShareCredentials | None = Field(
+        None, description="Windows: connect the job's UNC shares as this user for the run."
+    )
     restore: dict[str, Any] | None = Field(
         None, description="For restore runs: the restore command's options."
     )

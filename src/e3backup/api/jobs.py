@@ -92,6 +92,14 @@ class Policy(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ShareCredentials(_Strict):
+    """Who a Windows agent connects a job's UNC shares (``\\\\server\\share``) as, for the run only.
+    Stored sealed with the destination's secrets; an empty ``username`` removes them."""
+
+    username: Annotated[str, Field(max_length=256)]
+    password: Annotated[str, Field(max_length=1024)] = ""
+
+
 class Retention(_Strict):
     """How many snapshots to keep, restic-style ``--keep-*``. All ``None``: keep everything."""
 
@@ -176,4 +184,5 @@ __all__ = [
     "Policy",
     "Retention",
     "S3Destination",
+    "ShareCredentials",
 ]

@@ -23,7 +23,7 @@ from e3backup.api.common import (
     RunKind,
     RunStatus,
 )
-from e3backup.api.jobs import HyperVConfig, Policy, Retention
+from e3backup.api.jobs import HyperVConfig, Policy, Retention, ShareCredentials
 from e3backup.server.security.roles import Role
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -220,6 +220,7 @@ class JobCreate(_In):
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
     hyperv_config: HyperVConfig | None = None
     destination: DestinationIn
+    share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention = Field(default_factory=Retention)
     policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
@@ -240,6 +241,7 @@ class JobUpdate(_In):
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
     hyperv_config: HyperVConfig | None = None
     destination: DestinationIn | None = None
+    share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention | None = None
     policy: Policy | None = None

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from ... import __version__
 from ...contract import Cancel, OnEvent, emit, index_written
@@ -39,7 +40,7 @@ from .file_saver import FileSaver
 from .options import BackupOptions
 from .result import BackupResult
 from .scanner import scan
-from .shadows import shadowed
+from .shadows import shadowed, shares_connected
 from .state import BackupState
 from .targets import PathStyle, build
 from .tree_saver import TreeSaver
@@ -92,9 +93,13 @@ class Archiver:
         return self.state.result
 
     def run(self) -> BackupResult:
-        if self.opts.shadows is None:
-            return self._run(self.opts.path_style)
-        with shadowed(list(self.opts.paths), self.opts.shadows, self.on_event) as style:
+        paths = list(self.opts.paths)
+        with ExitStack() as stack:
+            if self.opts.share_login is not None:
+                stack.enter_context(shares_connected(paths, self.opts.share_login, self.on_event))
+            style = self.opts.path_style
+            if self.opts.shadows is not None:
+                style = stack.enter_context(shadowed(paths, self.opts.shadows, self.on_event))
             return self._run(style)
 
     def _run(self, style: PathStyle) -> BackupResult:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...sources.excludes import Excluder
-from .shadows import VolumeShadows
+from .shadows import ShareLogin, VolumeShadows
 from .targets import PathStyle, native_style
 
 MIN_CHUNK = 512 * 1024
@@ -35,6 +35,8 @@ class BackupOptions:
     path_style: PathStyle = field(default_factory=native_style)
     # Windows: a VSS shadow copy per volume read (engines.files.shadows); None reads live
     shadows: VolumeShadows | None = None
+    # Windows: connect the UNC shares among ``paths`` as this user for the run; None: as the agent
+    share_login: ShareLogin | None = None
 
 
 __all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

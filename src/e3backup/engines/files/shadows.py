@@ -14,10 +14,13 @@ import ntpath
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ...contract import OnEvent
+from ...contract import OnEvent, emit
+from ...events import EventCode
+from ...platform.windows.shares import ShareError, connected
 from ...platform.windows.vss import ShadowCopies
+from ...platform.windows.win32 import Win32
 from ...sources.errors import SnapshotError
 from ...sources.snapshot.vss import VssSnapshotProvider
 from .targets import PathStyle, long_path, windows_user_path
@@ -31,6 +34,28 @@ def _device_join(device: str, rest: str) -> bytes:
 class VolumeShadows:
     shadows: ShadowCopies
     join: Callable[[str, str], bytes] = _device_join  # (DeviceObject, "\\Users\\a") -> where to read
+
+
+@dataclass(frozen=True)
+class ShareLogin:
+    """Connect the run's UNC shares as ``user`` for the run (``platform.windows.shares``)."""
+
+    api: Win32
+    user: str
+    password: str = field(repr=False)
+
+
+@contextmanager
+def shares_connected(paths: list[str], login: ShareLogin, on_event: OnEvent | None) -> Iterator[list[str]]:
+    """``SHARE_CONNECT_FAILED`` (share, reason, Win32 code; never the password) and the error when a
+    share cannot be connected: the run fails before anything is written."""
+    try:
+        with connected(login.api, paths, login.user, login.password) as shares:
+            yield shares
+    except ShareError as e:
+        emit(on_event, EventCode.SHARE_CONNECT_FAILED, str(e), share=e.share, reason=e.reason, win32_error=e.code,
+             user=login.user)
+        raise
 
 
 @contextmanager
@@ -63,4 +88,4 @@ def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> 
         yield PathStyle(True, to_fs, to_user)
 
 
-__all__ = ["VolumeShadows", "shadowed"]
+__all__ = ["ShareLogin", "VolumeShadows", "shadowed", "shares_connected"]

@@ -123,6 +123,26 @@ def _split_destination(spec: JobCreate, kept: dict[str, Any]) -> tuple[dict[str,
     return dest, secrets
 
 
+SHARE_SECRETS = ("share_username", "share_password")
+
+
+def _share_secrets(spec: JobCreate, kept: dict[str, Any]) -> dict[str, Any]:
+    """The job's share credentials, sealed with the destination's secrets: the new ones, none (an
+    empty user name), or the stored ones when the spec does not mention them."""
+    share = spec.share_credentials
+    if share is None:
+        return {k: kept[k] for k in SHARE_SECRETS if k in kept}
+    return {"share_username": share.username, "share_password": share.password} if share.username else {}
+
+
+def share_credentials(box: SecretBox, job: Job) -> dict[str, str] | None:
+    """For the agent's run assignment only."""
+    secrets = box.open(job.destination_secrets, secrets_aad(job.tenant_id))
+    if not secrets.get("share_username"):
+        return None
+    return {"username": secrets["share_username"], "password": secrets.get("share_password", "")}
+
+
 def save_job(
     session: Session,
     box: SecretBox,
@@ -137,6 +157,7 @@ def save_job(
     validate_schedule(spec.schedule)
     kept = box.open(job.destination_secrets, secrets_aad(job.tenant_id)) if job is not None else {}
     destination, secrets = _split_destination(spec, kept)
+    secrets |= _share_secrets(spec, kept)
     schedule_changed = True
     if job is None:
         job = Job(created_at=now)
@@ -264,7 +285,8 @@ def job_public(job: Job) -> JobPublic:
 
 def destination_with_secrets(box: SecretBox, job: Job) -> dict[str, Any]:
     """The destination as the agent needs it. Only for ``next_run``/recovery ``get_run``."""
-    return {**job.destination, **box.open(job.destination_secrets, secrets_aad(job.tenant_id))}
+    secrets = box.open(job.destination_secrets, secrets_aad(job.tenant_id))
+    return {**job.destination, **{k: v for k, v in secrets.items() if k not in SHARE_SECRETS}}
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from e3backup.server.db.models import Agent, HyperVVM, Job, Run
 from e3backup.server.errors import Conflict, FieldError
 from e3backup.server.schemas import RunPublic
 from e3backup.server.security import SecretBox
-from e3backup.server.services.jobs import destination_with_secrets
+from e3backup.server.services.jobs import destination_with_secrets, share_credentials
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ def assignment(session: Session, box: SecretBox, run: Run) -> RunAssignment:
             "hyperv_config": job.hyperv_config,
             "hyperv_vms": _hyperv_vms(session, job) if job.engine == "hyperv" else [],
             "parent_snapshot_id": parent,
+            "share_credentials": share_credentials(box, job),
             "restore": run.restore,
         }
     )
