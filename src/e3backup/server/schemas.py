@@ -43,6 +43,18 @@ class _In(BaseModel):
 class LoginRequest(_In):
     email: Annotated[str, Field(min_length=3, max_length=320)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
+    totp_code: Annotated[str, Field(max_length=16)] | None = Field(
+        None, description="The 6-digit code of the user's authenticator app, when two-factor is on."
+    )
+
+
+class TotpSetup(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class TotpCode(_In):
+    code: Annotated[str, Field(min_length=6, max_length=16)]
 
 
 class _Out(BaseModel):
@@ -59,6 +71,7 @@ class UserPublic(_Out):
     tenant_id: int | None
     disabled: bool
     created_at: datetime
+    totp_enabled: bool = False
 
 
 class LoginResponse(BaseModel):
@@ -108,6 +121,7 @@ class UserUpdate(_In):
     password: Annotated[str, Field(min_length=10, max_length=1024)] | None = None
     disabled: StrictBool | None = None
     role: Role | None = Field(None, description="A tenant user's role (admin, operator, read_only).")
+    reset_totp: StrictBool | None = Field(None, description="Turn the user's second factor off (a lost phone).")
 
 
 # --- agents ----------------------------------------------------------------------------------
@@ -466,6 +480,8 @@ __all__ = [
     "Schedule",
     "TenantCreate",
     "TenantPublic",
+    "TotpCode",
+    "TotpSetup",
     "UserCreate",
     "UserPublic",
     "UserUpdate",

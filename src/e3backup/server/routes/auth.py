@@ -21,9 +21,10 @@ from e3backup.server.deps import (
     StateDep,
     client_ip,
 )
-from e3backup.server.schemas import LoginRequest, LoginResponse, UserPublic
+from e3backup.server.errors import FieldError
+from e3backup.server.schemas import LoginRequest, LoginResponse, TotpCode, TotpSetup, UserPublic
 from e3backup.server.security.ratelimit import Attempt
-from e3backup.server.services import audit
+from e3backup.server.services import audit, totp
 from e3backup.server.services import users as svc
 from e3backup.server.state import ServerState
 
@@ -38,7 +39,7 @@ def too_many(wait: float, what: str) -> HTTPException:
 
 
 def sign_in(
-    session: Session, state: ServerState, request: Request, email: str, password: str
+    session: Session, state: ServerState, request: Request, email: str, password: str, totp_code: str | None = None
 ) -> tuple[UserSession, str]:
     """Check the password, rate limited per client address and per (address, account).
 
@@ -55,14 +56,22 @@ def sign_in(
     if not isinstance(attempt, Attempt):
         raise too_many(attempt, "failed sign-ins")
     user = None
+    second_factor = ""
     try:
         user = svc.authenticate(session, state.passwords, email, password)
+        if user is not None and user.totp_enabled and not totp.check(state.box, user, totp_code):
+            second_factor = "missing" if not totp_code else "wrong"
+            user = None  # a missing or wrong code is a failed sign-in (rate limited the same)
     finally:
         attempt.end(failed=user is None, forget=(pair,) if user is not None else ())
     if user is None:
         log.warning("failed sign-in for %s from %s", account, address)
-        audit.record(session, state.clock.now(), "auth.login_failed", actor=account, ip=address)
+        audit.record(session, state.clock.now(), "auth.login_failed", actor=account, ip=address,
+                     details={"second_factor": second_factor} if second_factor else None)
         session.commit()
+        if second_factor:
+            word = "required" if second_factor == "missing" else "wrong"
+            raise HTTPException(status_code=401, detail=f"two-factor code {word}")
         raise HTTPException(status_code=401, detail="wrong email or password")
     row, token = svc.start_session(session, user, state.clock.now(), state.settings.session_hours)
     audit.record(session, state.clock.now(), "auth.login", user=user, ip=address)
@@ -87,7 +96,7 @@ def set_session_cookie(response: Response, state: ServerState, token: str) -> No
 def login(
     body: LoginRequest, request: Request, response: Response, session: SessionDep, state: StateDep
 ) -> LoginResponse:
-    row, token = sign_in(session, state, request, body.email, body.password)
+    row, token = sign_in(session, state, request, body.email, body.password, body.totp_code)
     set_session_cookie(response, state, token)
     return LoginResponse(user=svc.user_public(row.user), csrf_token=row.csrf_token, expires_at=row.expires_at)
 
@@ -110,6 +119,31 @@ def me(user_session: CurrentUserSession) -> LoginResponse:
         csrf_token=user_session.csrf_token,
         expires_at=user_session.expires_at,
     )
+
+
+@router.post("/totp/setup")
+def totp_setup(user: CurrentUser, session: SessionDep, state: StateDep) -> TotpSetup:
+    """A new second-factor secret for the signed-in user, shown once; in force after ``enable``."""
+    secret, uri = totp.begin_setup(state.box, user)
+    session.commit()
+    return TotpSetup(secret=secret, otpauth_uri=uri)
+
+
+@router.post("/totp/enable", status_code=204)
+def totp_enable(body: TotpCode, request: Request, user: CurrentUser, session: SessionDep, state: StateDep) -> None:
+    totp.enable(state.box, user, body.code)
+    audit.record(session, state.clock.now(), "auth.totp_enable", user=user, ip=client_ip(request))
+    session.commit()
+
+
+@router.post("/totp/disable", status_code=204)
+def totp_disable(body: TotpCode, request: Request, user: CurrentUser, session: SessionDep, state: StateDep) -> None:
+    """Turning it off takes a current code (a stolen session alone cannot)."""
+    if not totp.check(state.box, user, body.code):
+        raise FieldError("code", "wrong code")
+    totp.disable(user)
+    audit.record(session, state.clock.now(), "auth.totp_disable", user=user, ip=client_ip(request))
+    session.commit()
 
 
 @router.get("/whoami")

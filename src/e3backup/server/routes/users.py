@@ -15,7 +15,7 @@ from e3backup.server.deps import SessionDep, StateDep, UsersAdmin
 from e3backup.server.problems import FieldError
 from e3backup.server.schemas import UserCreate, UserPublic, UserUpdate
 from e3backup.server.security.roles import Role
-from e3backup.server.services import audit
+from e3backup.server.services import audit, totp
 from e3backup.server.services import recovery as recovery_svc
 from e3backup.server.services import users as svc
 
@@ -81,6 +81,8 @@ def update_user(
     if body.password is not None:
         user.password_hash = state.passwords.hash(body.password)
         svc.end_sessions(session, user.id)
+    if body.reset_totp:
+        totp.disable(user)
     changes = body.model_dump(mode="json", exclude_unset=True)
     if "password" in changes:
         changes["password"] = "changed"

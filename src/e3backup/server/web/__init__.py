@@ -30,13 +30,14 @@ from e3backup.server.web import (
     pick_restore,
     restore_points,
     runs,
+    users,
 )
 from e3backup.server.web.deps import LoginRequired, Page, page_scope, page_session
 from e3backup.server.web.templating import STATIC, render
 
 ROUTERS = [auth.router, overview.router, agents.router, jobs.router, runs.router, restore_points.router,
            browse.router, pick_restore.router, alerts.router,
-           controls.router]
+           controls.router, users.router]
 
 
 def _wants_html(request: Request) -> bool:

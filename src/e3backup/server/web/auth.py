@@ -57,12 +57,16 @@ def login_form(
     password: Annotated[str, Form()],
     csrf_token: Annotated[str | None, Form()] = None,
     next: Annotated[str, Form()] = "/",
+    totp_code: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     _check_prelogin_csrf(request, csrf_token)
     try:
-        _row, token = sign_in(session, state, request, email, password)
+        _row, token = sign_in(session, state, request, email, password, totp_code or None)
     except HTTPException as e:
-        if e.status_code == 401:
+        if e.status_code == 401 and str(e.detail).startswith("two-factor"):
+            message = ("Type the 6-digit code of your authenticator app." if "required" in str(e.detail)
+                       else "Wrong authentication code.")
+        elif e.status_code == 401:
             message = "Wrong email or password."
         elif e.status_code == 429:
             message = "Too many failed sign-ins. Wait a few minutes, then try again."
