@@ -95,6 +95,9 @@ def test_alerts_go_to_the_tenants_own_recipients(
     r = world.user_b.post("/api/alerts/channels", json={"kind": "email", "target": "x@y.example",
                                                          "tenant_id": world.tenant_a["id"]})
     assert r.status_code == 422
+    r = world.user_a.post("/api/alerts/channels", json={"kind": "email", "target": "q@acme.example",
+                                                         "rules": ["storage_quota"]})
+    assert r.status_code == 422 and "rules" in r.text  # no quota rule: quotas are not built
     _finish(world, world.job(name="Docs"), "warning", "1 file unreadable")  # not a rule of a@
     _finish(world, world.job(name="Mail"), "failed", "boom")
     app.state.alerts.deliver_due()

@@ -2,9 +2,9 @@
 
 Rules: ``run_failed`` and ``run_warning`` (a job's backup run ended so; cleared by its next
 successful run), ``rpo_missed`` (a job's last successful backup is older than its RPO),
-``agent_offline`` (a machine silent for more than ``alert_offline_minutes``), ``storage_quota``
-(a tenant's stored bytes above the warning share of its quota). An incident opens once per
-subject (``job:5``, ``agent:3``, ``tenant:2``) and rule, and clears once; each of the two moments
+``agent_offline`` (a machine silent for more than ``alert_offline_minutes``). (Storage quotas
+are not built yet, so there is no quota rule.) An incident opens once per subject (``job:5``,
+``agent:3``) and rule, and clears once; each of the two moments
 becomes one delivery per matching channel (the tenant's own and the MSP's), sent by the worker
 in ``alert_delivery``. Run outcomes open and clear incidents in the transaction that records
 them; RPO and offline machines are evaluated on the scheduler's tick.
@@ -27,7 +27,6 @@ RULES = {
     "run_warning": "Backup run ended with warnings",
     "rpo_missed": "No successful backup within the RPO",
     "agent_offline": "Agent offline",
-    "storage_quota": "Storage near its quota",
 }
 
 
