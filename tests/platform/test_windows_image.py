@@ -115,3 +115,32 @@ def test_clusters_windows_calls_used_are_read_too(
     assert mismatch.details["missing_bytes"] == CLUSTER
     image = restic(repo_path, "dump", "latest", "/C.img").stdout
     assert image[free * CLUSTER : (free + 1) * CLUSTER] == b"W" * CLUSTER
+
+
+def test_physical_disk_is_read_directly_by_layout_and_bitmaps(tmp_path: Path) -> None:
+    """``\\\\.\\PhysicalDrive1`` of a real GPT disk (ext4, NTFS, an unknown file system): no shadow
+    copy (DISK_IMAGE_SNAPSHOT_NONE, as the seeds stream disks directly), the plan from the layout,
+    the file systems' bitmaps and the GPT tail, read through the raw-device double."""
+    from tests.sources.diskimages import build_gpt_disk
+
+    disk = build_gpt_disk(tmp_path, with_stale=False)
+    data = disk.path.read_bytes()
+    api = FakeWin32()
+    api.devices["\\\\.\\PhysicalDrive1"] = FakeDevice(data)
+    repo_path = tmp_path / "repo"
+    Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
+    repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    events: list[Event] = []
+    try:
+        result = run_image_backup(repo, ImageBackupOptions(source="\\\\.\\PhysicalDrive1", host="winhost"),
+                                  on_event=events.append, opener=lambda p: open_device(p, api=api))
+    finally:
+        repo.close()
+    codes = [e.code for e in events]
+    assert EventCode.DISK_IMAGE_SNAPSHOT_NONE in codes and EventCode.VSS_SNAPSHOT_CREATED not in codes
+    assert result.plan_bytes < len(data) // 2  # used blocks only, not the whole disk
+    image = restic(repo_path, "dump", "latest", "/PhysicalDrive1.img").stdout
+    assert image[:34 * 512] == data[:34 * 512] and image[-33 * 512 :] == data[-33 * 512 :]  # both GPTs
+    for name, content in disk.ntfs_files.items():
+        assert content in image, name  # small files: contiguous in a fresh NTFS
+    assert api.handles == {}
