@@ -98,7 +98,8 @@ def _all(dep: Any) -> Iterator[Any]:
 def _caller(world: World, url: str, recovery: Actor) -> Actor:
     if url.startswith("/api/agent/") and url != "/api/agent/enroll":
         return world.agent_a
-    if url.startswith("/api/recovery/") and not url.startswith("/api/recovery/sessions"):
+    user_routes = ("/api/recovery/sessions", "/api/recovery/codes")  # the dashboard's, not the console's
+    if url.startswith("/api/recovery/") and not url.startswith(user_routes):
         return recovery
     return world.admin
 

@@ -314,7 +314,7 @@ class HyperVVmInfo(BaseModel):
     id: Annotated[str, Field(max_length=64)]
     name: Annotated[str, Field(max_length=256)]
     state: Annotated[str, Field(max_length=32)] = ""
-    generation: int = 0
+    generation: Annotated[int, Field(ge=0, le=2, description="1 or 2; 0: not known")] = 0
     version: Annotated[str, Field(max_length=16)] = ""
     rct_supported: bool = False
     change_tracking: bool = False

@@ -92,7 +92,7 @@ def audit_page(
     session: SessionDep,
     action: str = "",
     since: Annotated[str, Query(max_length=40)] = "",
-    offset: int = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
     """Who did what, newest first, 50 a page; filter by action (prefix with a dot: ``job.``)."""
     tenant = page.scope.tenant.id if page.scope.tenant else None
