@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,15 @@ def test_direct_device_write_is_missed_by_tracking_and_caught_by_the_verify_read
     assert not fourth.result.change_tracking[0]["reason"].startswith("verify read")
 
 
+def _settled(path: Path) -> None:
+    """ntfs-3g goes on writing after ``umount`` returns; its loop device (detached on last close)
+    is gone once it has finished, and then the disk holds what a backup should see twice."""
+    deadline = time.monotonic() + 60
+    while run("losetup", "-j", str(path)).strip():
+        assert time.monotonic() < deadline, f"loop devices of {path} still attached"
+        time.sleep(0.05)  # polling a condition, not timing anything
+
+
 def test_metadata_chunks_are_read_only_when_their_bytes_changed(repo_path: Path, repo: object, disk: TwoFsDisk) -> None:
     with disk.partition(1) as dev:  # every file is old news: no ctime guard, the digests decide
         names = ["big.bin", *(f"dir/s{i}" for i in range(50))]
@@ -149,6 +159,7 @@ def test_metadata_chunks_are_read_only_when_their_bytes_changed(repo_path: Path,
         script.write_text("".join(f"set_inode_field /{n} ctime 20200101\n" for n in names))
         run("debugfs", "-w", "-f", str(script), dev)
         journal = [int(b) for b in run("debugfs", "-R", "blocks <8>", dev).split()]
+    _settled(disk.path)
     full = backup(repo_path, disk.path, chunk_size=CHUNK).result
     assert full.full and full.bytes_read == full.plan_bytes
     quiet = backup(repo_path, disk.path, chunk_size=CHUNK).result  # unchanged: no chunk is read

@@ -17,16 +17,25 @@ from .chunker import ChunkGrid, PlanCursor
 
 
 class BufferPool:
-    """``count`` reusable bytearrays of ``size`` bytes."""
+    """At most ``count`` reusable bytearrays of ``size`` bytes, made when first needed (a tracked
+    incremental that reads few chunks does not zero-fill them all)."""
 
     def __init__(self, count: int, size: int) -> None:
         self.size = size
         self._free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(count):
-            self._free.put(bytearray(size))
+        self._left = count  # still to be made
+        self._mu = threading.Lock()
 
     def get(self, stop: threading.Event) -> bytearray:
         while True:
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                pass
+            with self._mu:
+                if self._left > 0:
+                    self._left -= 1
+                    return bytearray(self.size)
             try:
                 return self._free.get(timeout=0.2)
             except queue.Empty:
