@@ -46,6 +46,7 @@ class EventCode(StrEnum):
     DISK_IMAGE_SNAPSHOT_NONE = "DISK_IMAGE_SNAPSHOT_NONE"
     DISK_IMAGE_BITMAP_MISMATCH = "DISK_IMAGE_BITMAP_MISMATCH"
     DISK_IMAGE_FILES_SKIPPED = "DISK_IMAGE_FILES_SKIPPED"
+    DISK_IMAGE_LAYOUT_MISMATCH = "DISK_IMAGE_LAYOUT_MISMATCH"
     # Windows: shadow copies and network shares
     VSS_SNAPSHOT_CREATED = "VSS_SNAPSHOT_CREATED"
     VSS_SNAPSHOT_FAILED = "VSS_SNAPSHOT_FAILED"
@@ -209,6 +210,11 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.INFO,
         "The page file and hibernation file are not imaged (Windows recreates them); their clusters "
         "are stored as zeros.",
+    ),
+    EventCode.DISK_IMAGE_LAYOUT_MISMATCH: CodeInfo(
+        Level.WARNING,
+        "Windows reports other partitions than e3backup read from the partition table; the image "
+        "follows the table on disk. Report it with the event's details.",
     ),
     EventCode.VSS_SNAPSHOT_CREATED: CodeInfo(Level.INFO, "A shadow copy of the volume was created for this run."),
     EventCode.VSS_SNAPSHOT_FAILED: CodeInfo(

@@ -6,6 +6,7 @@ repository are the real ones."""
 from __future__ import annotations
 
 import random
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,19 @@ from e3backup.events import Event, EventCode
 from e3backup.platform.windows.vss import Journal, ShadowCopies
 from e3backup.repo import Repository
 from e3backup.sources.device import open_device
+from e3backup.sources.layout.read import read_layout
 from e3backup.sources.snapshot.vss import VssSnapshotProvider
+from e3backup.sources.volume_hints import check_layout
 from e3backup.store import LocalStore
 from tests.helpers import PASSWORD, restic
-from tests.platform.win32_double import FakeDevice, FakeFile, FakePowerShell, FakeWin32
+from tests.platform.win32_double import (
+    FakeDevice,
+    FakeFile,
+    FakePowerShell,
+    FakeWin32,
+    drive_layout_gpt,
+    gpt_partition_entry,
+)
 from tests.sources.diskimages import make_ntfs, ntfs_bitmap, ntfs_file_clusters
 
 CLUSTER = 4096
@@ -126,7 +136,13 @@ def test_physical_disk_is_read_directly_by_layout_and_bitmaps(tmp_path: Path) ->
     disk = build_gpt_disk(tmp_path, with_stale=False)
     data = disk.path.read_bytes()
     api = FakeWin32()
-    api.devices["\\\\.\\PhysicalDrive1"] = FakeDevice(data)
+    parts = [(disk.ext4_start, disk.ext4_size), (disk.ntfs_start, disk.ntfs_size), (disk.raw_start, disk.raw_size)]
+    entries = [gpt_partition_entry(i + 1, off, size, "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", str(uuid.uuid4()), f"p{i}")
+               for i, (off, size) in enumerate(parts)]
+    layout = drive_layout_gpt("0F3C8D4A-1B2C-4D5E-8F90-A1B2C3D4E5F6", entries)
+    api.devices["\\\\.\\PhysicalDrive1"] = FakeDevice(data, layout=layout)
+    api.devices["\\\\.\\PhysicalDrive2"] = FakeDevice(data, layout=drive_layout_gpt(
+        "0F3C8D4A-1B2C-4D5E-8F90-A1B2C3D4E5F6", entries[:2]))  # Windows sees one partition less
     repo_path = tmp_path / "repo"
     Repository.init(LocalStore(repo_path), PASSWORD.encode()).close()
     repo = Repository.open(LocalStore(repo_path), PASSWORD.encode())
@@ -138,9 +154,15 @@ def test_physical_disk_is_read_directly_by_layout_and_bitmaps(tmp_path: Path) ->
         repo.close()
     codes = [e.code for e in events]
     assert EventCode.DISK_IMAGE_SNAPSHOT_NONE in codes and EventCode.VSS_SNAPSHOT_CREATED not in codes
+    assert EventCode.DISK_IMAGE_LAYOUT_MISMATCH not in codes  # IOCTL_DISK_GET_DRIVE_LAYOUT_EX agrees
     assert result.plan_bytes < len(data) // 2  # used blocks only, not the whole disk
     image = restic(repo_path, "dump", "latest", "/PhysicalDrive1.img").stdout
     assert image[:34 * 512] == data[:34 * 512] and image[-33 * 512 :] == data[-33 * 512 :]  # both GPTs
     for name, content in disk.ntfs_files.items():
         assert content in image, name  # small files: contiguous in a fresh NTFS
     assert api.handles == {}
+    mismatch: list[Event] = []
+    with open_device("\\\\.\\PhysicalDrive2", api=api) as dev:
+        check_layout(read_layout(dev), dev, mismatch.append)
+    assert [e.code for e in mismatch] == [EventCode.DISK_IMAGE_LAYOUT_MISMATCH]
+    assert len(mismatch[0].details["table"]) == 3 and len(mismatch[0].details["windows"]) == 2

@@ -19,7 +19,8 @@ import threading
 from typing import Protocol, runtime_checkable
 
 from ..platform.compat import READ_FLAGS, pread, preadv
-from ..platform.windows.rawdisk import RawDevice, is_device_path, open_raw
+from ..platform.windows.ioctl import DriveLayout, StructError
+from ..platform.windows.rawdisk import RawDevice, drive_layout, is_device_path, open_raw
 from ..platform.windows.win32 import Win32, kernel32
 
 BLKGETSIZE64 = 0x80081272
@@ -165,6 +166,16 @@ class RawDiskDevice(Device):
 
     def read_at(self, offset: int, length: int) -> bytes:
         return self.raw.read_at(offset, length)
+
+    def os_layout(self) -> DriveLayout | None:
+        """The partitions Windows reports (``IOCTL_DISK_GET_DRIVE_LAYOUT_EX``); None for a volume
+        or when the disk does not answer."""
+        if "PhysicalDrive" not in self.path:
+            return None
+        try:
+            return drive_layout(self.raw.api, self.raw.handle, self.path)
+        except (OSError, StructError):
+            return None
 
     def close(self) -> None:
         self.raw.close()

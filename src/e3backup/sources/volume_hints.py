@@ -14,9 +14,33 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from e3backup.events import Event, EventCode
+from e3backup.sources.device import ByteSource, RawDiskDevice
 from e3backup.sources.extents import ExtentList
+from e3backup.sources.layout.model import DiskLayout
 from e3backup.sources.plan import PlanMode, ReadPlan
 from e3backup.sources.snapshot.base import Snapshot
+
+
+def check_layout(layout: DiskLayout, dev: ByteSource, on_event: Callable[[Event], None]) -> None:
+    """A Windows disk: the partitions ``IOCTL_DISK_GET_DRIVE_LAYOUT_EX`` reports against the ones
+    our parser read (the plan follows ours); a difference is ``DISK_IMAGE_LAYOUT_MISMATCH``."""
+    if not isinstance(dev, RawDiskDevice):
+        return
+    theirs = dev.os_layout()
+    if theirs is None:
+        return
+    ours_set = {(p.start, p.size) for p in layout.partitions if p.index}
+    theirs_set = {(p.offset, p.length) for p in theirs.partitions}
+    style = layout.table if layout.table in ("gpt", "mbr") else "raw"
+    if ours_set == theirs_set and style == theirs.style:
+        return
+    on_event(Event(
+        EventCode.DISK_IMAGE_LAYOUT_MISMATCH,
+        f"Windows reports a {theirs.style} disk with {len(theirs_set)} partitions, the partition table read "
+        f"gives {style} with {len(ours_set)}; imaging by the table",
+        details={"windows": sorted(theirs_set), "table": sorted(ours_set), "windows_style": theirs.style,
+                 "table_style": style},
+    ))
 
 
 def apply_volume_hints(plan: ReadPlan, snap: Snapshot, on_event: Callable[[Event], None]) -> ReadPlan:
@@ -47,4 +71,4 @@ def apply_volume_hints(plan: ReadPlan, snap: Snapshot, on_event: Callable[[Event
     return plan if extents == plan.extents else replace(plan, extents=extents)
 
 
-__all__ = ["apply_volume_hints"]
+__all__ = ["apply_volume_hints", "check_layout"]

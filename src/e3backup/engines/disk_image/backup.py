@@ -54,7 +54,7 @@ from ...sources.stored_image import (
     load_image_snapshot,
     save_image_tree,
 )
-from ...sources.volume_hints import apply_volume_hints
+from ...sources.volume_hints import apply_volume_hints, check_layout
 from ...tuning import tune_malloc
 from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
 from .options import ImageBackupOptions
@@ -201,6 +201,7 @@ class _ImageBackup:
         opts, r = self.opts, self.result
         size = r.device_size = dev.size
         layout = read_layout(dev)
+        check_layout(layout, dev, self.sink)
         mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
         plan = apply_volume_hints(build_read_plan(dev, layout, mode, on_event=self.sink), snap, self.sink)
         r.plan_bytes = plan.planned_bytes
