@@ -36,7 +36,6 @@ from tests.server.conftest import PASSWORD as USER_PASSWORD
 from tests.server.conftest import SECRET_KEY, login
 from tests.server.live import free_port, serve_in_thread
 from tests.sources.diskimages import GPT_LINUX_FS, loop_device, make_ext, random_bytes, run
-from tests.web.browser import browser  # noqa: F401  (fixture)
 
 MiB = 1 << 20
 DISK_SIZE = 40 * MiB

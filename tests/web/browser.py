@@ -1,8 +1,5 @@
-"""The real server (uvicorn in a thread, SQLite in a temporary directory) and headless Debian
-Chromium driven by Playwright, for the dashboard's browser tests.
-
-Playwright never downloads a browser here: it starts ``/usr/bin/chromium``. The network is
-closed, so Chromium's background services are switched off (they would fail noisily).
+"""The real server (uvicorn in a thread, SQLite in a temporary directory) for the dashboard's
+browser tests; the ``browser`` fixture itself is the plugin ``tests/plugins/chromium.py``.
 """
 
 from __future__ import annotations
@@ -22,15 +19,6 @@ import uvicorn
 from e3backup.server import Settings, create_app
 from tests.server.conftest import ADMIN_EMAIL, PASSWORD, SECRET_KEY
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
@@ -138,19 +126,6 @@ DISKS: dict[str, Any] = {
     "volumes": [],
     "restore_roots": ["D:\\Restore"],
 }
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (scripts/setup.sh installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def shot(page: Any, name: str) -> None:

@@ -50,4 +50,4 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-from tests.web.browser import browser, live_server  # noqa: E402, F401  (fixtures)
+from tests.web.browser import live_server  # noqa: E402, F401  (fixture)

@@ -289,9 +289,12 @@ def test_tenant_isolation_and_the_admin_switcher(ctx: Any, live_server: LiveServ
     expect(page.locator("#agents")).to_contain_text("gx-srv")
     expect(page.locator("body")).not_to_contain_text("acme")
     expect(page.get_by_label("Tenant", exact=True)).to_have_count(0)  # no switcher for tenant users
-    acme_job = (
+    acme_job = (  # Acme's first job (other browser tests may have made jobs of other tenants)
         live_server.app.state.e3.sessions()
-        .execute(__import__("sqlalchemy").text("select id from jobs order by id limit 1"))
+        .execute(
+            __import__("sqlalchemy").text("select id from jobs where tenant_id = :t order by id limit 1"),
+            {"t": live_server.tenants["Acme"]},
+        )
         .scalar_one()
     )
     response = page.goto(f"{live_server.url}/jobs/{acme_job}")
