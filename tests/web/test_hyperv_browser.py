@@ -127,4 +127,27 @@ def test_hyperv_job_full_then_incremental_with_per_vm_results(
     copy = next(v for v in sim.list_vms() if v.name == "web-restored")
     original = next(v for v in sim.list_vms() if v.name == "web")
     assert copy.id != original.id and sim.guest_read("web-restored", 1) == sim.guest_read("web", 1)
+
+    # in place of the original: refused until the VM's name is typed, then the guest is put back
+    at_backup = sim.guest_read("web", 1)
+    fill(sim, "web", 1, 5 * MiB, 8192, 9)  # the guest goes on writing after the backup
+    assert sim.guest_read("web", 1) != at_backup
+    page.go_back()
+    page.reload()
+    page.get_by_label("Virtual machine", exact=True).select_option("web")
+    page.get_by_label("Sub-folder (optional)", exact=True).fill("web-in-place")
+    page.get_by_label("Register with Hyper-V", exact=True).select_option("replace")
+    page.get_by_role("button", name="Restore the virtual machine").click()
+    expect(page.locator("#confirm_vm-error")).to_contain_text("type the VM's name (web)")
+    assert agent.commands.poll_once() == 0  # nothing was queued
+    page.get_by_label("To replace the original, type the VM's name", exact=True).fill("web")
+    page.get_by_role("button", name="Restore the virtual machine").click()
+    expect(page.get_by_role("status").first).to_contain_text("Restore queued")
+    assert agent.commands.poll_once() == 1
+    assert agent.wait_idle(120)
+    agent.outbox.flush(agent.client)
+    page.reload()
+    expect(page.locator("[data-field=status_label]").first).to_have_text("Success")
+    back = next(v for v in sim.list_vms() if v.name == "web")
+    assert back.id == original.id and sim.guest_read("web", 1) == at_backup
     ctx.close()

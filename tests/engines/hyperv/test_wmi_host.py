@@ -202,3 +202,34 @@ def test_the_runner_sends_arguments_on_stdin_never_in_the_script(monkeypatch: py
     monkeypatch.setattr(subprocess, "run", failing)
     with pytest.raises(HyperVError, match=r"list_vms.*unable to find a virtual machine"):
         WindowsPowerShell()("list_vms", {})
+
+
+def _listed(vm_id: str, name: str) -> dict[str, Any]:
+    return {"Name": name, "Id": vm_id.lower(), "State": "Off", "Generation": 2, "Version": "9.0", "OSName": "",
+            "Integration": [], "Disks": []}
+
+
+def test_import_vm_registers_the_restored_folder_new_or_in_place(tmp_path: Any) -> None:
+    """Compare-VM / Import-VM (learn.microsoft.com "Import-VM", "Compare-VM": a .vmcx under
+    "Virtual Machines", -Copy -GenerateNewId for a new VM, -Register for the original's ID).
+    The host sends the folder and the original's ID (the .vmcx file's name) as arguments, and
+    finds the imported VM in the host's list; one that is not listed is an error naming it."""
+    folder = tmp_path / "web01-restore"
+    (folder / "Virtual Machines").mkdir(parents=True)
+    (folder / "Virtual Machines" / f"{VM}.vmcx").write_bytes(b"\0" * 64)
+    new = "5B3E8C21-7A44-4D1F-A2B3-C4D5E6F70819"
+    h, ps = host({"import_vm": [{"Id": new.lower(), "Name": "web01-restored"}, {"Id": VM.lower(), "Name": "web01"},
+                                {"Id": new.lower(), "Name": "ghost"}],
+                  "list_vms": [[_listed(VM, "web01"), _listed(new, "web01-restored")], _listed(VM, "web01"),
+                               _listed(VM, "web01")]})
+    copy = h.import_vm(str(folder), "web01-restored", new_id=True, replace=False)
+    assert (copy.id, copy.name) == (new, "web01-restored")
+    assert ps.calls[0] == ("import_vm", {"Folder": str(folder), "Name": "web01-restored", "NewId": True,
+                                         "Replace": False, "OriginalId": VM})
+    back = h.import_vm(str(folder), "web01", new_id=False, replace=True)
+    assert back.id == VM and ps.calls[2][1]["Replace"] is True and ps.calls[2][1]["NewId"] is False
+    with pytest.raises(HyperVError, match=r"imported VM ghost .* is not listed by the host"):
+        h.import_vm(str(folder), "ghost", new_id=True, replace=False)
+    # the script removes the original only when asked to replace it, and registers from the .vmcx
+    script = SCRIPTS["import_vm"]
+    assert "if ($a.Replace)" in script and "Remove-VM" in script and "-GenerateNewId:$a.NewId" in script

@@ -183,6 +183,7 @@ def restore_run(
     image_format: Annotated[str, Form()] = "raw",
     register_vm: Annotated[str, Form()] = "none",
     vm: Annotated[str, Form()] = "",
+    confirm_vm: Annotated[str, Form()] = "",
 ) -> Response:
     """Queue a ``restore`` command for the run's snapshot through the commands API's handler.
 
@@ -190,7 +191,8 @@ def restore_run(
     image a file name) or one of its allowed devices: a device goes as ``target_disk``, which
     is what the agent checks against ``allowed_devices``."""
     form = {"target_kind": target_kind, "target_root": target_root, "target_sub": target_sub,
-            "target_disk": target_disk, "image_format": image_format, "register_vm": register_vm, "vm": vm}
+            "target_disk": target_disk, "image_format": image_format, "register_vm": register_vm, "vm": vm,
+            "confirm_vm": confirm_vm}
     agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     if not restorable(run) or agent is None or job is None:
@@ -202,15 +204,18 @@ def restore_run(
         backed_up = {r.get("vm_name"): r.get("checkpoint_id") for r in run.hyperv_results or [] if not r.get("error")}
         if hyperv and vm not in backed_up:
             raise FieldError("vm", f"choose one of the VMs this run backed up: {', '.join(map(str, backed_up))}")
-        if hyperv and (image_format not in ("vhdx", "raw") or register_vm not in ("none", "new")):
+        if hyperv and (image_format not in ("vhdx", "raw") or register_vm not in ("none", "new", "replace")):
             raise FieldError("image_format" if image_format not in ("vhdx", "raw") else "register_vm",
-                             "choose VHDX or raw disks, and whether to register the VM as a new one")
+                             "choose VHDX or raw disks, and whether to register the VM (new or in place)")
+        if hyperv and register_vm == "replace" and confirm_vm != vm:
+            # the original VM is removed first: the user types its name, as for a disk
+            raise FieldError("confirm_vm", f"type the VM's name ({vm}) to replace the original VM")
     except FieldError as e:
         return _run_page(page, run, session, errors={e.field: e.message}, form=form, status_code=422)
     payload = {"snapshot_id": run.snapshot_id, **target, "source_run_id": run.id}
     if hyperv:  # one VM of this run (its checkpoint): disks as VHDX/raw plus its configuration
         payload |= {"snapshot_id": "latest", "vm": vm, "checkpoint_id": backed_up[vm], "format": image_format,
-                    "register_vm": register_vm}
+                    "register_vm": register_vm, "confirm_replace": register_vm == "replace"}
     body = CommandCreate(
         type=CommandType.HYPERV_RESTORE if hyperv else CommandType.RESTORE,
         job_id=job.id,
