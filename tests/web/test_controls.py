@@ -75,6 +75,8 @@ def test_cancel_a_queued_run_from_its_page(world: World) -> None:
     assert "Cancel this run" in page(world.user_a, f"/runs/{run['id']}")
     assert form_post(world.user_a, f"/runs/{run['id']}/cancel", {}).status_code == 303
     assert world.user_a.get(f"/api/runs/{run['id']}").json()["status"] == "cancelled"
+    (entry,) = world.user_a.get("/api/audit", params={"action": "run.cancel"}).json()["items"]
+    assert (entry["target_id"], entry["actor"]) == (run["id"], "alice@acme.example")
 
 
 def test_rename_pause_and_delete_an_agent(app: FastAPI, world: World, clock: FakeClock) -> None:

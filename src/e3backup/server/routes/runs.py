@@ -12,9 +12,9 @@ from e3backup.api.recovery import RunEventView
 from e3backup.server.db.models import Agent, User
 from e3backup.server.deps import CurrentUser, OperatorUser, SessionDep, StateDep, VisibleRun
 from e3backup.server.schemas import RunPublic
+from e3backup.server.services import audit, history
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
-from e3backup.server.services import history
 from e3backup.server.services import runs as svc
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -100,5 +100,7 @@ def cancel_run(run: VisibleRun, session: SessionDep, state: StateDep, user: Oper
         agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
         if agent is not None:
             commands_svc.queue(session, agent, CommandType.CANCEL, now, run_id=run.id, user_id=user.id)
+    audit.record(session, now, "run.cancel", user=user, tenant_id=run.tenant_id, target_type="run",
+                 target_id=run.id, details={"job_id": run.job_id, "kind": run.kind})
     session.commit()
     return svc.run_public(run)
