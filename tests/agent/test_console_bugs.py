@@ -97,3 +97,36 @@ def test_one_missing_path_among_several_backs_up_the_rest_with_a_warning(harness
     assert levels == ["warning"]
     (snap,) = _restic_snapshots(harness.tmp / "repo")
     assert snap["paths"] == [str(here)]
+
+
+def test_usage_per_repository_equals_restic_stats(harness: Harness, tmp_path: Path) -> None:
+    """Stored bytes read from the repository's index, as the server reports them for billing,
+    equal restic's own count of the blobs' stored size (``stats --mode raw-data``)."""
+    from e3backup.server.services import usage
+
+    agent, _ = harness.make_agent()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(400_000))
+    (src / "same.bin").write_bytes((src / "a.bin").read_bytes())  # deduplicated
+    job = harness.files_job(agent, src)
+    _backup(harness, agent, job["id"])
+    (src / "b.txt").write_text("more\n" * 10_000)
+    last = _backup(harness, agent, job["id"])
+    out = subprocess.run(
+        ["restic", "-r", str(harness.tmp / "repo"), "--no-cache", "stats", "--mode", "raw-data", "--json"],
+        env={**os.environ, "RESTIC_PASSWORD": REPO_PASSWORD}, capture_output=True, text=True, check=True,
+    )
+    restic = json.loads(out.stdout)
+    state = harness.client.app.state.e3  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        (row,) = usage.report(session, state.box, [harness.tmp], None)
+        (unreachable,) = usage.report(session, state.box, [], None)
+    assert (row.stored_bytes, row.blobs) == (restic["total_size"], restic["total_blob_count"])
+    assert row.protected_bytes == last["bytes_total"] and row.jobs[0][1] == job["name"]
+    assert row.where == f"local {harness.tmp / 'repo'}" and row.tenant == "Acme"
+    assert "out of the server's reach" in unreachable.error and unreachable.stored_bytes is None
+    csv_text = usage.to_csv([row])
+    assert csv_text.splitlines()[1].endswith(f",{restic['total_size']},{row.plaintext_bytes},{row.blobs},")
+    listed = harness.api("GET", "/api/usage").json()
+    assert listed[0]["protected_bytes"] == last["bytes_total"] and "out of the server's reach" in listed[0]["error"]

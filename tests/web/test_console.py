@@ -197,3 +197,14 @@ def test_status_badges_have_a_contrast_of_at_least_4_5() -> None:
         assert (hi + 0.05) / (lo + 0.05) >= 4.5, selector
         checked += 1
     assert checked >= 4
+
+
+def test_usage_page_lists_repositories_and_says_why_one_is_out_of_reach(world: World) -> None:
+    world.job(name="Docs", destination={"type": "local", "path": "/srv/backups/acme",
+                                        "repository_password": "repo-PASSWORD-do-not-leak-0815"})
+    html = page(world.user_a, "/usage")
+    assert "local /srv/backups/acme" in html and "Docs" in html
+    assert "out of the server&#39;s reach" in html  # a folder on the agent machine
+    r = world.user_a.get("/usage.csv", headers={"Accept": "text/html"})
+    assert r.text.splitlines()[0].startswith("tenant,repository,jobs,protected_bytes,stored_bytes")
+    assert "Docs" not in page(world.user_b, "/usage")

@@ -14,6 +14,7 @@ from e3backup.server.routes import (
     recovery,
     runs,
     tenants,
+    usage,
     users,
 )
 
@@ -24,6 +25,7 @@ ROUTERS = [
     users.router,
     audit.router,
     alerts.router,
+    usage.router,
     agents.router,
     folders.router,
     jobs.router,

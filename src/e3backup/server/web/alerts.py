@@ -17,6 +17,7 @@ from e3backup.server.schemas import ALL_RULES, AlertChannelCreate
 from e3backup.server.services import alert_channels as svc
 from e3backup.server.services import alerts as alerts_svc
 from e3backup.server.services import audit
+from e3backup.server.services import usage as usage_svc
 from e3backup.server.web.deps import FormSession, PageDep, PageManager, PageUsers
 
 router = APIRouter(include_in_schema=False)
@@ -83,6 +84,20 @@ def delete_channel(channel_id: Id, page: PageDep, _can: PageManager, _form: Form
     session.delete(channel)
     session.commit()
     return RedirectResponse("/alerts", status_code=303)
+
+
+@router.get("/usage", response_class=HTMLResponse)
+def usage_page(page: PageDep, _can: PageManager, session: SessionDep, state: StateDep) -> HTMLResponse:
+    """Stored (deduplicated, from each repository's index) and protected bytes per repository."""
+    rows = usage_svc.report(session, state.box, list(state.settings.browse_local_roots), page.scope.tenant_ids)
+    return page.render("usage.html", active="usage", rows=rows)
+
+
+@router.get("/usage.csv")
+def usage_csv(page: PageDep, _can: PageManager, session: SessionDep, state: StateDep) -> Response:
+    rows = usage_svc.report(session, state.box, list(state.settings.browse_local_roots), page.scope.tenant_ids)
+    return Response(usage_svc.to_csv(rows), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="e3backup-usage.csv"'})
 
 
 @router.get("/audit", response_class=HTMLResponse)
