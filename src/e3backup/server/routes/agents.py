@@ -8,12 +8,13 @@ not answer in time the reply is 504 with the ``command_id``: the browser retries
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from e3backup.api.common import CommandStatus, CommandType, Id
+from e3backup.api.common import CommandType, Id
 from e3backup.server.db.models import Agent, Command
 from e3backup.server.deps import (
     CurrentUser,
@@ -24,6 +25,7 @@ from e3backup.server.deps import (
     VisibleAgent,
     client_ip,
 )
+from e3backup.server.routes.agent_answers import ask_agent
 from e3backup.server.schemas import AgentDisks, AgentPublic, AgentUpdate, DiskRefreshPending
 from e3backup.server.services import agents as svc
 from e3backup.server.services import audit, controls
@@ -108,54 +110,12 @@ async def refresh_disks(
     agent_id, user_id = agent.id, user.id
     session.close()  # hold no connection while waiting
 
-    def start() -> int:
-        with state.sessions() as s:
-            if command_id is not None:
-                cmd = s.get(Command, command_id)
-                if cmd is None or cmd.agent_id != agent_id or cmd.type != CommandType.LIST_DISKS.value:
-                    raise HTTPException(status_code=404, detail=f"command {command_id} not found")
-                return cmd.id
-            row = s.get(Agent, agent_id)
-            assert row is not None
-            if row.revoked:
-                raise HTTPException(status_code=409, detail=f"agent {agent_id} is revoked")
-            cmd = commands_svc.queue(s, row, CommandType.LIST_DISKS, state.clock.now(), user_id=user_id)
-            s.commit()
-            return cmd.id
+    def queue(s: Session, row: Agent) -> Command:
+        return commands_svc.queue(s, row, CommandType.LIST_DISKS, state.clock.now(), user_id=user_id)
 
-    cmd_id = await run_in_threadpool(start)
-
-    def load() -> Command:
-        with state.sessions() as s:
-            cmd = s.get(Command, cmd_id)
-            assert cmd is not None
-            return cmd
-
-    async def load_status() -> str:
-        return (await run_in_threadpool(load)).status
-
-    event = state.waiters.register(cmd_id)
-    try:
-        done = await commands_svc.wait_until_final(
-            load_status,
-            event,
-            state.settings.disk_list_timeout_seconds,
-            state.settings.command_poll_interval_seconds,
-        )
-    finally:
-        state.waiters.unregister(cmd_id, event)
-    if not done:
-        body = DiskRefreshPending(
-            detail=f"agent {agent_id} did not answer within "
-            f"{state.settings.disk_list_timeout_seconds:g} s; retry with command_id",
-            command_id=cmd_id,
-        )
-        return JSONResponse(status_code=504, content=body.model_dump())
-    cmd = await run_in_threadpool(load)
-    if cmd.status == CommandStatus.FAILED.value:
-        raise HTTPException(
-            status_code=502, detail=f"agent could not list disks: {cmd.error or 'no reason given'}"
-        )
+    cmd = await ask_agent(state, agent_id, command_id, CommandType.LIST_DISKS, queue, "list disks")
+    if isinstance(cmd, JSONResponse):
+        return cmd
 
     def fresh() -> AgentDisks:
         with state.sessions() as s:

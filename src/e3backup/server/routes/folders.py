@@ -12,12 +12,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
-from e3backup.api.common import CommandStatus, CommandType, Id
+from e3backup.api.common import CommandType, Id
 from e3backup.api.folders import FolderListing
 from e3backup.server.db.models import Agent, Command, User
 from e3backup.server.deps import OperatorUser, SessionDep, StateDep, VisibleAgent, client_ip
+from e3backup.server.routes.agent_answers import ask_agent
 from e3backup.server.schemas import DiskRefreshPending
 from e3backup.server.services import audit
 from e3backup.server.services import commands as commands_svc
@@ -46,53 +47,17 @@ async def list_folder(
     ip = client_ip(request)
     session.close()  # hold no connection while waiting
 
-    def start() -> int:
-        with state.sessions() as s:
-            if command_id is not None:
-                cmd = s.get(Command, command_id)
-                if cmd is None or cmd.agent_id != agent_id or cmd.type != CommandType.LIST_FOLDER.value:
-                    raise HTTPException(status_code=404, detail=f"command {command_id} not found")
-                return cmd.id
-            row = s.get(Agent, agent_id)
-            assert row is not None
-            if row.revoked:
-                raise HTTPException(status_code=409, detail=f"agent {agent_id} is revoked")
-            actor = s.get(User, user_id)
-            cmd = commands_svc.queue(s, row, CommandType.LIST_FOLDER, state.clock.now(), {"path": path},
-                                     user_id=user_id)
-            audit.record(s, state.clock.now(), "agent.list_folder", user=actor, tenant_id=row.tenant_id,
-                         target_type="agent", target_id=agent_id, ip=ip, details={"path": path})
-            s.commit()
-            return cmd.id
+    def queue(s: Session, row: Agent) -> Command:
+        cmd = commands_svc.queue(s, row, CommandType.LIST_FOLDER, state.clock.now(), {"path": path},
+                                 user_id=user_id)
+        audit.record(s, state.clock.now(), "agent.list_folder", user=s.get(User, user_id), tenant_id=row.tenant_id,
+                     target_type="agent", target_id=agent_id, ip=ip, details={"path": path})
+        return cmd
 
-    cmd_id = await run_in_threadpool(start)
-
-    def load() -> Command:
-        with state.sessions() as s:
-            cmd = s.get(Command, cmd_id)
-            assert cmd is not None
-            return cmd
-
-    async def load_status() -> str:
-        return (await run_in_threadpool(load)).status
-
-    event = state.waiters.register(cmd_id)
-    try:
-        done = await commands_svc.wait_until_final(
-            load_status, event, state.settings.disk_list_timeout_seconds, state.settings.command_poll_interval_seconds
-        )
-    finally:
-        state.waiters.unregister(cmd_id, event)
-    if not done:
-        body = DiskRefreshPending(
-            detail=f"agent {agent_id} did not answer within {state.settings.disk_list_timeout_seconds:g} s; "
-            "retry with command_id",
-            command_id=cmd_id,
-        )
-        return JSONResponse(status_code=504, content=body.model_dump())
-    cmd = await run_in_threadpool(load)
-    if cmd.status == CommandStatus.FAILED.value:
-        raise HTTPException(status_code=502, detail=f"agent: {cmd.error or 'no reason given'}")
+    what = f"list {path or 'its top level'}"
+    cmd = await ask_agent(state, agent_id, command_id, CommandType.LIST_FOLDER, queue, what)
+    if isinstance(cmd, JSONResponse):
+        return cmd
     return FolderListing.model_validate(cmd.result or {})
 
 
