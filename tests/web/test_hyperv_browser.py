@@ -4,6 +4,8 @@ Incremental run, and the run page showing the per-VM result."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,13 @@ def hv_agent(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[Agent, S
         transport.close()
 
 
+def _answer_commands(agent: Agent) -> None:
+    """Play the agent's command loop until it has answered one command (the disk report)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not agent.commands.poll_once():
+        time.sleep(0.1)
+
+
 def _run_now(page: Any, agent: Agent) -> None:
     page.get_by_role("button", name="Run now").click()
     expect(page.locator("[data-field=status_label]")).to_have_text("Queued")
@@ -83,6 +92,14 @@ def test_hyperv_job_full_then_incremental_with_per_vm_results(
     expect(vms).to_contain_text("web")
     expect(vms.locator("label", has_text="web").locator("[data-rct=yes]")).to_be_visible()
     expect(vms.locator("label", has_text="legacy")).to_contain_text("no RCT (version below 6.2)")
+    # a VM made since the last report appears after "Refresh VMs" (askAgent: the agent answers)
+    sim.create_vm("db", [4 * MiB])
+    expect(vms).not_to_contain_text("db")
+    answering = threading.Thread(target=_answer_commands, args=(agent,), daemon=True)
+    answering.start()
+    page.get_by_role("button", name="Refresh VMs").click()
+    expect(vms.locator("label", has_text="db")).to_be_visible()
+    answering.join(20)
     assert unlabelled_controls(page) == []
     page.get_by_label("Job name", exact=True).fill("VMs")
     page.get_by_role("checkbox", name="web").check()

@@ -5,6 +5,34 @@
   const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // Ask the agent something through the server and wait (the twin of routes/agent_answers.py).
+  // The server waits up to 30 s, then answers 504 with a command_id; we wait again on that same
+  // command: 3 attempts in all, as the seeds say. Returns the answer's JSON, or null once `status`
+  // says why there is none (`failed` starts that line). Network errors are thrown to the caller.
+  const ASK_ATTEMPTS = 3;
+  const askAgent = async (url, status, asking, failed) => {
+    let commandId = null;
+    for (let attempt = 0; attempt < ASK_ATTEMPTS; attempt++) {
+      if (!attempt) status.textContent = asking;
+      const target = new URL(url, window.location.href);
+      if (commandId) target.searchParams.set("command_id", commandId);
+      const response = await fetch(target, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
+      const body = await response.json().catch(() => ({}));
+      if (response.ok) return body;
+      if (response.status === 504 && body.command_id) {
+        if (attempt === ASK_ATTEMPTS - 1) break;
+        commandId = body.command_id;
+        status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ASK_ATTEMPTS} attempts in all)…`;
+        await sleep(1500);
+        continue;
+      }
+      status.textContent = `${failed}: ${body.detail || "HTTP " + response.status}`;
+      return null;
+    }
+    status.textContent = `The agent did not answer after ${ASK_ATTEMPTS} attempts. Is it online? Try again later.`;
+    return null;
+  };
+
   // Selects that apply at once (tenant switcher, run filter); the button stays for keyboards.
   // Arrow keys only move the choice (no reload per press); Enter or the button applies it.
   document.querySelectorAll("form[data-autosubmit] select").forEach((select) => {
@@ -113,35 +141,16 @@
       }
     });
 
-    // Ask the agent for its disks now. The server waits up to 30 s, then answers 504 with a
-    // command_id; we keep waiting on that same command: 3 attempts in all, as the seeds say.
-    const ATTEMPTS = 3;
+    // Ask the agent for its disks now (askAgent: 30 s waits, 3 attempts).
     refresh.addEventListener("click", async () => {
       const agentId = agentSelect.value;
       refresh.disabled = true;
-      let commandId = null;
       try {
-        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-          if (!attempt) status.textContent = "Asking the agent for its disks…";
-          const url = `/api/agents/${agentId}/disks/refresh` + (commandId ? `?command_id=${commandId}` : "");
-          const response = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
-          if (response.ok) {
-            const data = await fillVolumes(agentId);
-            status.textContent = `Disks refreshed: ${data.choices.length} choice${data.choices.length === 1 ? "" : "s"}.`;
-            return;
-          }
-          const body = await response.json().catch(() => ({}));
-          if (response.status === 504 && body.command_id) {
-            if (attempt === ATTEMPTS - 1) break;
-            commandId = body.command_id;
-            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
-            await sleep(1500);
-            continue;
-          }
-          status.textContent = `Could not refresh: ${body.detail || "HTTP " + response.status}`;
-          return;
+        const answer = await askAgent(`/api/agents/${agentId}/disks/refresh`, status, "Asking the agent for its disks…", "Could not refresh");
+        if (answer) {
+          const data = await fillVolumes(agentId);
+          status.textContent = `Disks refreshed: ${data.choices.length} choice${data.choices.length === 1 ? "" : "s"}.`;
         }
-        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
       } catch (e) {
         status.textContent = `Could not refresh: ${e.message}`;
       } finally {
@@ -155,32 +164,13 @@
   // then show the wizard again for that agent with the new list.
   const refreshVms = document.getElementById("refresh-vms");
   if (refreshVms) {
-    const ATTEMPTS = 3;
     const status = document.getElementById("vms-status");
     refreshVms.addEventListener("click", async () => {
       const agentId = document.getElementById("agent_id").value;
       refreshVms.disabled = true;
-      let commandId = null;
       try {
-        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-          if (!attempt) status.textContent = "Asking the agent for its virtual machines…";
-          const url = `/api/agents/${agentId}/disks/refresh` + (commandId ? `?command_id=${commandId}` : "");
-          const response = await fetch(url, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
-          if (response.ok) {
-            window.location.assign(`/jobs/new?agent_id=${agentId}&engine=hyperv`);
-            return;
-          }
-          const body = await response.json().catch(() => ({}));
-          if (response.status === 504 && body.command_id) {
-            commandId = body.command_id;
-            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
-            await sleep(1500);
-            continue;
-          }
-          status.textContent = `Could not refresh: ${body.detail || "HTTP " + response.status}`;
-          return;
-        }
-        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
+        const answer = await askAgent(`/api/agents/${agentId}/disks/refresh`, status, "Asking the agent for its virtual machines…", "Could not refresh");
+        if (answer) window.location.assign(`/jobs/new?agent_id=${agentId}&engine=hyperv`);
       } catch (e) {
         status.textContent = `Could not refresh: ${e.message}`;
       } finally {
@@ -194,7 +184,6 @@
   // answers 504 with a command_id, and we wait again on the same command: 3 attempts in all.
   const browseButton = document.getElementById("browse-folders");
   if (browseButton) {
-    const ATTEMPTS = 3;
     const status = document.getElementById("folders-status");
     const panel = document.getElementById("folder-panel");
     const list = document.getElementById("folder-list");
@@ -238,29 +227,9 @@
     const load = async (path) => {
       const agentId = document.getElementById("agent_id").value;
       browseButton.disabled = true;
-      let commandId = null;
       try {
-        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-          if (!attempt) status.textContent = "Asking the agent for the folder…";
-          const query = new URLSearchParams({ path });
-          if (commandId) query.set("command_id", commandId);
-          const response = await fetch(`/api/agents/${agentId}/folders?${query}`, { method: "POST", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
-          const body = await response.json().catch(() => ({}));
-          if (response.ok) {
-            show(body);
-            return;
-          }
-          if (response.status === 504 && body.command_id) {
-            if (attempt === ATTEMPTS - 1) break;
-            commandId = body.command_id;
-            status.textContent = `The agent has not answered yet; waiting again (retry ${attempt + 1} of ${ATTEMPTS} attempts in all)…`;
-            await sleep(1500);
-            continue;
-          }
-          status.textContent = `Could not list the folder: ${body.detail || "HTTP " + response.status}`;
-          return;
-        }
-        status.textContent = `The agent did not answer after ${ATTEMPTS} attempts. Is it online? Try again later.`;
+        const answer = await askAgent(`/api/agents/${agentId}/folders?${new URLSearchParams({ path })}`, status, "Asking the agent for the folder…", "Could not list the folder");
+        if (answer) show(answer);
       } catch (e) {
         status.textContent = `Could not list the folder: ${e.message}`;
       } finally {
