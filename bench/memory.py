@@ -102,9 +102,7 @@ def make_tree(dst: Path, copies: int, generated: int, total_mib: int) -> tuple[i
         shutil.rmtree(part, ignore_errors=True)
         stdlib = Path(sysconfig.get_paths()["stdlib"])
         for i in range(copies):
-            shutil.copytree(
-                stdlib, part / f"lib{i}", symlinks=True, ignore=shutil.ignore_patterns("site-packages")
-            )
+            shutil.copytree(stdlib, part / f"lib{i}", symlinks=True, ignore=shutil.ignore_patterns("site-packages"))
         rnd = random.Random(29)
         text = b"".join(b"%06d memory budget line of text for the generated files\n" % i for i in range(2000))
         for i in range(generated):
