@@ -16,27 +16,19 @@ import uuid
 
 from e3backup.formats.vhdx import constants as c
 from e3backup.formats.vhdx.geometry import Geometry
+from e3backup.formats.vhdx.layout import BAT_OFFSET, METADATA_OFFSET, header_section, metadata_region
 from e3backup.formats.vhdx.reader import VhdxReader
 from e3backup.formats.vhdx.structures import (
-    ZERO_GUID,
     FileParameters,
-    Header,
-    MetadataTableEntry,
-    RegionTableEntry,
     encode_bat_entry,
     encode_file_identifier,
     encode_file_parameters,
-    encode_header,
-    encode_metadata_table,
     encode_parent_locator,
-    encode_region_table,
     encode_u32,
     encode_u64,
     guid_string,
 )
 from e3backup.platform.compat import O_BINARY, O_CLOEXEC, pwrite
-
-MiB = 1 << 20
 
 
 def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike[str]) -> uuid.UUID:
@@ -47,48 +39,34 @@ def create_differencing(child: str | os.PathLike[str], parent: str | os.PathLike
         size, block, lss, pss, linkage = (p.virtual_size, p.block_size, p.logical_sector_size,
                                           p.physical_sector_size, p.header.data_write_guid)
     g = Geometry(size, block, lss, has_parent=True)
-    metadata_offset, bat_offset = 2 * MiB, 3 * MiB
-    bat_length = -(-g.bat_entries * c.BAT_ENTRY_SIZE // MiB) * MiB
+    bat_length = -(-g.bat_entries * c.BAT_ENTRY_SIZE // c.ALIGNMENT) * c.ALIGNMENT
     locator = {
         c.PARENT_LINKAGE: guid_string(linkage),
         c.RELATIVE_PATH: os.path.basename(parent),
         c.ABSOLUTE_WIN32_PATH: os.path.abspath(parent),
     }
-    items = [
+    metadata = metadata_region([
         (c.FILE_PARAMETERS_GUID, encode_file_parameters(FileParameters(block, False, True)), False),
         (c.VIRTUAL_DISK_SIZE_GUID, encode_u64(size), True),
         (c.PAGE_83_DATA_GUID, uuid.uuid4().bytes_le, True),
         (c.LOGICAL_SECTOR_SIZE_GUID, encode_u32(lss), True),
         (c.PHYSICAL_SECTOR_SIZE_GUID, encode_u32(pss), True),
         (c.PARENT_LOCATOR_GUID, encode_parent_locator(c.VHDX_PARENT_LOCATOR_TYPE_GUID, locator), True),
-    ]
-    table, blob, at = [], b"", c.METADATA_TABLE_SIZE
-    for guid, item, virtual_disk in items:
-        table.append(MetadataTableEntry(guid, at, len(item), False, virtual_disk, True))
-        blob += item
-        at += len(item)
+    ])
     # every sector bitmap block present and all zero (every sector from the parent): valid per
     # 2.5.1.2, and libvhdi (20210425) reads a NOT_PRESENT bitmap entry from file offset 0
     bat = [0] * g.bat_entries
-    end = bat_offset + bat_length
+    end = BAT_OFFSET + bat_length
     for chunk in range(g.sector_bitmap_blocks):
         bat[g.sector_bitmap_entry_index(chunk)] = encode_bat_entry(c.SB_BLOCK_PRESENT, end)
         end += c.SECTOR_BITMAP_BLOCK_SIZE
     data_write_guid = uuid.uuid4()
-    regions = encode_region_table([
-        RegionTableEntry(c.BAT_REGION_GUID, bat_offset, bat_length, True),
-        RegionTableEntry(c.METADATA_REGION_GUID, metadata_offset, MiB, True),
-    ])
     pieces = [
         (0, encode_file_identifier("e3backup")),
-        (c.REGION_TABLE1_OFFSET, regions),
-        (c.REGION_TABLE2_OFFSET, regions),
-        (metadata_offset, encode_metadata_table(table) + blob),
-        (bat_offset, struct.pack(f"<{g.bat_entries}Q", *bat)),
+        *header_section(uuid.uuid4(), data_write_guid, bat_length),
+        (METADATA_OFFSET, metadata),
+        (BAT_OFFSET, struct.pack(f"<{g.bat_entries}Q", *bat)),
     ]
-    for seq, offset in ((1, c.HEADER1_OFFSET), (2, c.HEADER2_OFFSET)):
-        pieces.append((offset, encode_header(Header(seq, uuid.uuid4(), data_write_guid, ZERO_GUID, 0,
-                                                    c.HEADER_VERSION, MiB, MiB))))
     fd = os.open(child, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY | O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, end)  # the bitmaps are holes: zeros

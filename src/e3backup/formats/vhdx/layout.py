@@ -111,49 +111,20 @@ class VhdxLayout:
 
     def metadata_structures(self) -> list[tuple[int, bytes]]:
         """(file offset, bytes) of headers, region tables, metadata and BAT: all but payload."""
-        out = []
-        for seq, offset in ((1, HEADER1_OFFSET), (2, HEADER2_OFFSET)):
-            header = Header(
-                sequence_number=seq,
-                file_write_guid=self.file_write_guid,
-                data_write_guid=self.data_write_guid,
-                log_guid=ZERO_GUID,
-                log_version=LOG_VERSION,
-                version=HEADER_VERSION,
-                log_length=LOG_LENGTH,
-                log_offset=LOG_OFFSET,
-            )
-            out.append((offset, encode_header(header)))
-        regions = encode_region_table(
-            [
-                RegionTableEntry(BAT_REGION_GUID, BAT_OFFSET, self.bat_length, required=True),
-                RegionTableEntry(METADATA_REGION_GUID, METADATA_OFFSET, METADATA_LENGTH, required=True),
-            ]
-        )
-        out += [(REGION_TABLE1_OFFSET, regions), (REGION_TABLE2_OFFSET, regions)]
-        out.append((METADATA_OFFSET, self._metadata_region()))
-        out.append((BAT_OFFSET, self._bat()))
-        return out
-
-    def _metadata_region(self) -> bytes:
         g = self.geometry
+        parameters = FileParameters(g.block_size, self.options.fixed, False)
         items = [
-            (
-                FILE_PARAMETERS_GUID,
-                encode_file_parameters(FileParameters(g.block_size, self.options.fixed, False)),
-                False,
-            ),
+            (FILE_PARAMETERS_GUID, encode_file_parameters(parameters), False),
             (VIRTUAL_DISK_SIZE_GUID, encode_u64(g.virtual_size), True),
             (PAGE_83_DATA_GUID, self.page_83.bytes_le, True),
             (LOGICAL_SECTOR_SIZE_GUID, encode_u32(g.logical_sector_size), True),
             (PHYSICAL_SECTOR_SIZE_GUID, encode_u32(self.options.physical_sector_size), True),
         ]
-        entries, data, cursor = [], bytearray(), METADATA_TABLE_SIZE
-        for guid, item, virtual_disk in items:
-            entries.append(MetadataTableEntry(guid, cursor, len(item), False, virtual_disk, True))
-            data += item
-            cursor += len(item)
-        return encode_metadata_table(entries) + bytes(data)
+        return [
+            *header_section(self.file_write_guid, self.data_write_guid, self.bat_length),
+            (METADATA_OFFSET, metadata_region(items)),
+            (BAT_OFFSET, self._bat()),
+        ]
 
     def _bat(self) -> bytes:
         g = self.geometry
@@ -164,6 +135,40 @@ class VhdxLayout:
         if sys.byteorder == "big":
             bat.byteswap()
         return bat.tobytes()
+
+
+def header_section(file_write_guid: UUID, data_write_guid: UUID, bat_length: int) -> list[tuple[int, bytes]]:
+    """(file offset, bytes) of both headers and both region tables of a file laid out as above."""
+    out = []
+    for seq, offset in ((1, HEADER1_OFFSET), (2, HEADER2_OFFSET)):
+        header = Header(
+            sequence_number=seq,
+            file_write_guid=file_write_guid,
+            data_write_guid=data_write_guid,
+            log_guid=ZERO_GUID,
+            log_version=LOG_VERSION,
+            version=HEADER_VERSION,
+            log_length=LOG_LENGTH,
+            log_offset=LOG_OFFSET,
+        )
+        out.append((offset, encode_header(header)))
+    regions = encode_region_table(
+        [
+            RegionTableEntry(BAT_REGION_GUID, BAT_OFFSET, bat_length, required=True),
+            RegionTableEntry(METADATA_REGION_GUID, METADATA_OFFSET, METADATA_LENGTH, required=True),
+        ]
+    )
+    return [*out, (REGION_TABLE1_OFFSET, regions), (REGION_TABLE2_OFFSET, regions)]
+
+
+def metadata_region(items: Iterable[tuple[UUID, bytes, bool]]) -> bytes:
+    """The metadata table followed by its items, each (GUID, bytes, IsVirtualDisk), all required."""
+    entries, data, cursor = [], bytearray(), METADATA_TABLE_SIZE
+    for guid, item, virtual_disk in items:
+        entries.append(MetadataTableEntry(guid, cursor, len(item), False, virtual_disk, True))
+        data += item
+        cursor += len(item)
+    return encode_metadata_table(entries) + bytes(data)
 
 
 def allocated_blocks(extents: Iterable[Extent] | None, geometry: Geometry) -> bytearray:
@@ -199,4 +204,14 @@ def plan_layout(
     return VhdxLayout(geometry, options, bat_length, offsets, file_size=cursor)
 
 
-__all__ = ["UNALLOCATED", "VhdxLayout", "VhdxOptions", "allocated_blocks", "plan_layout"]
+__all__ = [
+    "BAT_OFFSET",
+    "METADATA_OFFSET",
+    "UNALLOCATED",
+    "VhdxLayout",
+    "VhdxOptions",
+    "allocated_blocks",
+    "header_section",
+    "metadata_region",
+    "plan_layout",
+]
