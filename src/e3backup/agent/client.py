@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .. import __version__
 from ..api import paths
 from ..api.agent import (
     CommandAck,
@@ -39,6 +38,7 @@ from ..api.agent import (
     UpdateRunResponse,
 )
 from ..api.common import Engine
+from ..buildinfo import version as build_version
 from ..errors import E3Error
 from .transport import Transport, TransportError
 
@@ -152,7 +152,7 @@ class ServerClient:
     def enroll(self, enrollment_token: str, hostname: str, os_name: str, os_version: str = "",
                engines: list[Engine] | None = None, platform: str | None = None) -> EnrollResponse:
         req = EnrollRequest(enrollment_token=enrollment_token, hostname=hostname, os=os_name,
-                            os_version=os_version[:255], agent_version=__version__, engines=engines,
+                            os_version=os_version[:255], agent_version=build_version(), engines=engines,
                             platform=platform)
         return self._post(paths.AGENT_ENROLL, req, EnrollResponse)
 
@@ -163,7 +163,7 @@ class ServerClient:
             params["run_id"] = run_id
         if kind is not None:
             params["kind"] = kind
-        req = NextRunRequest(agent_version=__version__, os_version=os_version, engines=engines, platform=platform)
+        req = NextRunRequest(agent_version=build_version(), os_version=os_version, engines=engines, platform=platform)
         body = self._call(paths.AGENT_NEXT_RUN, req, params=params or None)
         run = body.get("run") if isinstance(body, dict) else None
         run_id = run.get("run_id") if isinstance(run, dict) else None

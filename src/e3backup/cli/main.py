@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from ..buildinfo import platform_tag
+from ..buildinfo import version as build_version
 from ..errors import E3Error
 from ..tuning import tune_malloc
 from .context import AppContext
@@ -41,6 +42,7 @@ _COMMANDS = {
     "mount": "mount_cmd:mount",
     "sync": "sync_cmd:sync",
     "recovery": "recovery_cmd:recovery",
+    "version": "version_cmd:version",
 }
 
 
@@ -88,7 +90,7 @@ class LazyGroup(click.Group):
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @s3_options
-@click.version_option(__version__, prog_name="e3backup")
+@click.version_option(build_version(), prog_name="e3backup", message=f"%(prog)s %(version)s ({platform_tag()})")
 @click.pass_context
 def cli(
     ctx: click.Context,

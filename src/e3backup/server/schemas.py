@@ -143,6 +143,8 @@ class AgentPublic(_Out):
     platform: str = ""
     display_name: str | None = None
     paused: bool = False
+    wanted_version: str = Field("", description="The agent version its tenant wants (the server's own unless set).")
+    out_of_date: bool = Field(False, description="The agent reports a version older than the wanted one.")
 
 
 class AgentUpdate(_In):

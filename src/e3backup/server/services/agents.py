@@ -8,6 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from e3backup.api.agent import DiskReport, EnrollRequest
+from e3backup.buildinfo import is_older
+from e3backup.buildinfo import version as build_version
 from e3backup.server.db.models import Agent, RecoverySession, Tenant
 from e3backup.server.schemas import AgentDisks, AgentPublic
 from e3backup.server.security.tokens import AGENT, hash_token, new_token
@@ -65,7 +67,15 @@ def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> A
         and agent.last_seen_at is not None
         and now - agent.last_seen_at <= timedelta(seconds=offline_after_seconds)
     )
-    return AgentPublic.model_validate(agent).model_copy(update={"online": online})
+    wanted = wanted_version(agent)
+    return AgentPublic.model_validate(agent).model_copy(
+        update={"online": online, "wanted_version": wanted, "out_of_date": is_older(agent.agent_version, wanted)}
+    )
+
+
+def wanted_version(agent: Agent) -> str:
+    """The version this agent should run: the server's own (agents and server ship together)."""
+    return build_version()
 
 
 def store_disks(agent: Agent, report: DiskReport, now: datetime) -> None:
