@@ -84,6 +84,11 @@ class Policy(_Strict):
     sync_dry_run: StrictBool = Field(
         False, description="Sync: only report what would be copied and deleted; change nothing."
     )
+    verify_boot: Literal["off", "daily", "weekly"] = Field(
+        "off", description="Proof of restore after a backup, at most once a day or a week: an image snapshot is "
+        "booted headless and screenshotted (a data disk's file systems are checked instead), a files "
+        "snapshot has a random sample of files restored and hashed (docs/proof.md). Linux agents."
+    )
     rpo_hours: Annotated[StrictInt, Field(ge=1, le=8784)] | None = Field(
         None, description="Recovery point objective: the fleet view and alerts flag the job when its last "
         "successful backup is older than this many hours (default 24). Read by the server only."

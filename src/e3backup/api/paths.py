@@ -13,6 +13,7 @@ AGENT_PUSH_EVENTS = "/api/agent/push_events"
 AGENT_POLL_COMMANDS = "/api/agent/poll_commands"
 AGENT_ACK_COMMAND = "/api/agent/ack_command"
 AGENT_REPORT_DISKS = "/api/agent/report_disks"
+AGENT_REPORT_PROOF = "/api/agent/report_proof"
 
 RECOVERY_REDEEM = "/api/recovery/redeem"
 RECOVERY_GET_RUN = "/api/recovery/get_run"
@@ -31,6 +32,7 @@ AGENT_PATHS = (
     AGENT_POLL_COMMANDS,
     AGENT_ACK_COMMAND,
     AGENT_REPORT_DISKS,
+    AGENT_REPORT_PROOF,
 )
 RECOVERY_PATHS = (
     RECOVERY_REDEEM,
@@ -51,6 +53,7 @@ __all__ = [
     "AGENT_POLL_COMMANDS",
     "AGENT_PUSH_EVENTS",
     "AGENT_REPORT_DISKS",
+    "AGENT_REPORT_PROOF",
     "AGENT_UPDATE_RUN",
     "RECOVERY_GET_RUN",
     "RECOVERY_GET_RUN_EVENTS",
