@@ -37,6 +37,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "store": ("e3backup.repo", "e3backup.engines", "e3backup.agent", "e3backup.server", "e3backup.cli"),
         "engines": ("e3backup.agent", "e3backup.server", "e3backup.cli"),
         "restore": ("e3backup.agent", "e3backup.server", "e3backup.cli"),
+        "proof": ("e3backup.agent", "e3backup.server", "e3backup.cli", "e3backup.engines"),
         "api": ("e3backup.agent", "e3backup.server", "e3backup.cli", "e3backup.engines", "sqlalchemy", "fastapi"),
         "agent": ("e3backup.server", "e3backup.cli"),
         "recovery": ("e3backup.server", "e3backup.cli"),

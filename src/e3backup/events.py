@@ -81,6 +81,10 @@ class EventCode(StrEnum):
     SOURCE_MISSING = "SOURCE_MISSING"
     RETENTION_APPLIED = "RETENTION_APPLIED"
     RETENTION_FAILED = "RETENTION_FAILED"
+    # proof of restore (agent, after a backup; docs/proof.md)
+    PROOF_PASSED = "PROOF_PASSED"
+    PROOF_FAILED = "PROOF_FAILED"
+    PROOF_UNAVAILABLE = "PROOF_UNAVAILABLE"
     # agent
     ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"
     RUN_REFUSED = "RUN_REFUSED"
@@ -285,6 +289,21 @@ CODES: dict[EventCode, CodeInfo] = {
         Level.INFO,
         "The job's retention policy was applied: snapshots it no longer keeps were forgotten (their "
         "data is freed by the repository's next prune).",
+    ),
+    EventCode.PROOF_PASSED: CodeInfo(
+        Level.INFO,
+        "Proof of restore passed: the new snapshot was booted (a sign of life and a screenshot), its file "
+        "systems checked, or a sample of its files restored and hashed (policy verify_boot).",
+    ),
+    EventCode.PROOF_FAILED: CodeInfo(
+        Level.ERROR,
+        "Proof of restore failed: the snapshot did not boot, a file system check found errors, or its data "
+        "could not be read back (the message names the partition, file or pack). The backup is kept; the "
+        "proof-failed alert opens.",
+    ),
+    EventCode.PROOF_UNAVAILABLE: CodeInfo(
+        Level.WARNING,
+        "Proof of restore was due but cannot run on this agent (an image proof needs Linux).",
     ),
     EventCode.RETENTION_FAILED: CodeInfo(
         Level.WARNING,

@@ -38,6 +38,7 @@ from ..api.agent import (
     UpdateRunResponse,
 )
 from ..api.common import Engine
+from ..api.proofs import ProofReport, ProofView
 from ..buildinfo import version as build_version
 from ..errors import E3Error
 from .transport import Transport, TransportError
@@ -192,6 +193,9 @@ class ServerClient:
 
     def report_disks(self, report: DiskReport) -> DiskReportResponse:
         return self._post(paths.AGENT_REPORT_DISKS, report, DiskReportResponse)
+
+    def report_proof(self, report: ProofReport) -> ProofView:
+        return self._post(paths.AGENT_REPORT_PROOF, report, ProofView)
 
 
 __all__ = [

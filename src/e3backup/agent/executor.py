@@ -32,6 +32,7 @@ from .config import AgentConfig
 from .destination import StorageUnavailable, open_repository, preflight
 from .engines import EngineEntry, EngineUnavailable, JobContext, Outcome, pick
 from .outbox import Outbox
+from .proofs import prove_after_backup
 from .reporter import RunReporter
 from .state import RunMarker, StateDir
 from .validate import RunRefused, validate_backup, validate_destination, validate_maintenance, validate_restore
@@ -205,6 +206,8 @@ class RunExecutor:
                     outcome = entry.outcome(result)
                     if run.kind is RunKind.BACKUP and outcome.snapshot_id:
                         self._retention(repo, run, reporter, outcome)
+                        prove_after_backup(repo, run, outcome.snapshot_id, reporter, self.outbox,
+                                           self.config.state_dir, self.platform)
                 finally:
                     repo.close()
         snap = progress.snapshot()

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..api.agent import AgentEvent, CommandAck, PushEventsRequest, UpdateRunRequest
 from ..api.common import fit_event_details
+from ..api.proofs import ProofReport
 from .client import ServerClient, ServerRefused
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class Outbox:
     def add_ack(self, ack: CommandAck) -> None:
         self._add({"kind": "ack", "ack": ack.model_dump(mode="json", exclude_unset=True)})
 
+    def add_proof(self, report: ProofReport) -> None:
+        self._add({"kind": "proof", "run_id": report.run_id, "proof": report.model_dump(mode="json")})
+
     # -- delivering -------------------------------------------------------------------------------
 
     def _pending(self) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -147,6 +151,8 @@ class Outbox:
             if entry["kind"] == "update":
                 client.update_run(UpdateRunRequest.model_validate(entry["update"]))
                 self._forget_run(int(entry["run_id"]))
+            elif entry["kind"] == "proof":
+                client.report_proof(ProofReport.model_validate(entry["proof"]))
             else:
                 client.ack_command(CommandAck.model_validate(entry["ack"]))
         except ServerRefused as e:

@@ -384,8 +384,8 @@ class RecoveryRevoked(BaseModel):
 
 # --- alerts ------------------------------------------------------------------------------------
 
-AlertRule = Literal["run_failed", "run_warning", "rpo_missed", "agent_offline"]
-ALL_RULES: list[AlertRule] = ["run_failed", "run_warning", "rpo_missed", "agent_offline"]
+AlertRule = Literal["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed"]
+ALL_RULES: list[AlertRule] = ["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed"]
 
 
 class AlertChannelCreate(_In):
@@ -394,7 +394,7 @@ class AlertChannelCreate(_In):
     secret: Annotated[str, Field(min_length=16, max_length=256)] | None = Field(
         None, description="Webhooks: the HMAC-SHA256 signing secret (required; never shown again)."
     )
-    rules: Annotated[list[AlertRule], Field(min_length=1, max_length=4)] = Field(
+    rules: Annotated[list[AlertRule], Field(min_length=1, max_length=8)] = Field(
         default_factory=lambda: list(ALL_RULES)
     )
     summary: Literal["none", "daily", "weekly"] = "none"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from e3backup.server.db.types import UTCDateTime
@@ -347,3 +347,25 @@ __all__ = [
     "User",
     "UserSession",
 ]
+
+
+class Proof(Base):
+    """A proof of restore of one backup run's snapshot, as the agent reported it (``docs/proof.md``).
+    The screenshot (PNG) is stored in the row: every replica serves it, nothing on a server's disk."""
+
+    __tablename__ = "proofs"
+    __table_args__ = (Index("ix_proofs_job_finished", "job_id", "finished_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    snapshot_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # boot | fsck | files
+    verdict: Mapped[str] = mapped_column(String(16))  # passed | failed
+    reason: Mapped[str] = mapped_column(Text, default="")
+    checks: Mapped[list[Any]] = mapped_column(default=list)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    screenshot: Mapped[bytes | None] = mapped_column(LargeBinary)

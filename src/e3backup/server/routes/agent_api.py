@@ -1,4 +1,4 @@
-"""The agent's calls: next_run, update_run, push_events, commands and disk reports.
+"""The agent's calls: next_run, update_run, push_events, commands, disk reports and proofs.
 
 Every call is authenticated by the agent token and scoped to that agent: a run or command of
 another agent is answered 404.
@@ -22,11 +22,13 @@ from e3backup.api.agent import (
     UpdateRunResponse,
 )
 from e3backup.api.common import Id, RunKind
+from e3backup.api.proofs import ProofReport, ProofView
 from e3backup.server.db.models import Agent, Run
 from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
 from e3backup.server.services import agents as agents_svc
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
+from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.services import runs as runs_svc
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
@@ -115,6 +117,14 @@ def report_disks(
     agents_svc.store_disks(agent, body, now)
     session.commit()
     return DiskReportResponse(reported_at=now)
+
+
+@router.post("/report_proof")
+def report_proof(body: ProofReport, agent: CurrentAgent, session: SessionDep, state: StateDep) -> ProofView:
+    """A proof of restore of one of this agent's backup runs (``docs/proof.md``)."""
+    proof = proofs_svc.record(session, _own_run(session, agent, body.run_id), body, state.clock.now())
+    session.commit()
+    return proofs_svc.view(proof)
 
 
 __all__ = ["router"]

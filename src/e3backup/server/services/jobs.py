@@ -9,6 +9,8 @@ Rules (create and update alike; an update is merged into the job and validated w
 - ``hyperv`` needs ``hyperv_config`` (VMs, enable_rct, consistency_level);
 - ``files`` (alias ``kopia``) and ``sync`` need ``source_path`` or ``source_paths``;
 - engine-specific fields on another engine are refused, naming the field;
+- ``policy.verify_boot`` (proof of restore) only on files and disk_image jobs, and not for disk
+  images on a Windows agent (the proof boots in QEMU and runs Linux checkers);
 - the schedule is a valid 5-field cron expression in a known time zone;
 - destination secrets are required on create and kept when omitted on update.
 """
@@ -73,6 +75,18 @@ def agent_runs(agent: Agent, engine: str) -> bool:
     """Whether the agent reported ``engine`` among its engines (an agent that never reported
     its engines is not second-guessed)."""
     return agent.engines is None or engine in agent.engines
+
+
+def _check_proof(spec: JobCreate, agent: Agent) -> None:
+    """``verify_boot`` is offered only where the proof can run (docs/proof.md)."""
+    if spec.policy.verify_boot == "off":
+        return
+    if spec.engine in (Engine.SYNC, Engine.HYPERV):
+        raise FieldError("policy.verify_boot", f"proof of restore is for files and disk_image jobs, not "
+                         f"{spec.engine.value} jobs")
+    if spec.engine is Engine.DISK_IMAGE and (agent.platform == "win32" or agent.os.lower().startswith("win")):
+        raise FieldError("policy.verify_boot", f"agent {agent.hostname} runs Windows: proving a disk image boots "
+                         "it in QEMU and checks it with e2fsck/ntfsfix, which need a Linux agent")
 
 
 def _check_engine_fields(spec: JobCreate) -> JobCreate:
@@ -154,6 +168,7 @@ def save_job(
     """Validate ``spec`` and write it into ``job`` (or a new job)."""
     spec = _check_engine_fields(spec)
     agent = _resolve_agent(session, user, spec)
+    _check_proof(spec, agent)
     validate_schedule(spec.schedule)
     kept = box.open(job.destination_secrets, secrets_aad(job.tenant_id)) if job is not None else {}
     destination, secrets = _split_destination(spec, kept)
