@@ -1,0 +1,58 @@
+"""Built artefacts shared by the packaging tests, each made once per session: the sdist and the
+wheel (``python -m build``), and the single-file agent (``scripts/build_agent.sh``, ~1-3 min)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Dists:
+    sdist: Path
+    wheel: Path
+
+
+def run(cmd: list[str], timeout: float = 600, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=cwd)
+    assert p.returncode == 0, f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """sdist, then the wheel built from the unpacked sdist (as ``python -m build`` does): a file the
+    sdist forgot fails here. No build isolation: the dev extras hold setuptools and wheel."""
+    out = tmp_path_factory.mktemp("dists")
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)])
+    (sdist,) = out.glob("e3backup-*.tar.gz")
+    (wheel,) = out.glob("e3backup-*.whl")
+    return Dists(sdist, wheel)
+
+
+def unpack_sdist(sdist: Path, into: Path) -> Path:
+    with tarfile.open(sdist) as t:
+        t.extractall(into, filter="data")
+    (top,) = into.iterdir()
+    return top
+
+
+def fresh_venv(path: Path, wheel: Path) -> Path:
+    """A new virtualenv with only the wheel installed in it. Its dependencies come from the test
+    run's own environment through a path entry (``deps.pth``) instead of PyPI, to keep the test
+    offline and quick; ``pip check`` then proves the wheel's declared dependencies are met."""
+    run([sys.executable, "-m", "venv", "--without-pip", str(path)])
+    site = next((path / "lib").glob("python3*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")
+    run([str(path / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)])
+    return path
