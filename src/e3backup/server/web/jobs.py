@@ -22,6 +22,7 @@ from e3backup.server.scheduler import next_fire
 from e3backup.server.schemas import JobCreate
 from e3backup.server.services import jobs as jobs_svc
 from e3backup.server.services import maintenance as maintenance_svc
+from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.services.runs import FINAL
 from e3backup.server.web import format as fmt
 from e3backup.server.web.chart import ChartPoint, line_chart
@@ -72,6 +73,7 @@ def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
         jobs=jobs,
         agents=agents,
         last={job_id: (r, run_display(r)) for job_id, r in last.items()},
+        proofs=proofs_svc.last_by_job(session, [j.id for j in jobs]),
         has_agents=any(not a.revoked for a in agents.values()),
     )
 
@@ -221,6 +223,8 @@ def job_page(job: PageJob, page: PageDep, session: SessionDep, notice: str = "")
         runs=[(r, run_display(r)) for r in reversed(runs[-50:])],
         notice=notice,
         next_runs=_next_runs(job),
+        proof=proofs_svc.last_by_job(session, [job.id]).get(job.id),
+        verify_boot=(job.policy or {}).get("verify_boot", "off"),
         other_agents=list(
             session.scalars(
                 select(Agent)

@@ -1,7 +1,8 @@
 """Restore points: every snapshot of a machine or of a job, newest first, with what it holds.
 
 A restore point is a finished backup run with a snapshot (success or warning). Its time, type
-(Full/Incremental), size and file count come from the run; an image's disks from its job and
+(Full/Incremental), size and file count come from the run, whether a proof of restore passed from
+the proofs of that run; an image's disks from its job and
 the run's per-disk snapshots; its tags are the ones the engines write (``job:<id>``). Nothing is
 read from the repository here, so the page is as fast as the run list.
 """
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from e3backup.api.common import Id, RunKind
 from e3backup.server.db.models import Agent, Job, Run
 from e3backup.server.deps import SessionDep, can_see_tenant
+from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.web.deps import PageDep
 from e3backup.server.web.runs import RESTORABLE
 
@@ -60,6 +62,7 @@ def restore_points(page: PageDep, session: SessionDep, agent_id: Id | None = Non
             raise HTTPException(status_code=404, detail=f"job {job_id} not found")
         query = query.where(Run.job_id == job_id)
     runs = list(session.scalars(query))
+    proofs = proofs_svc.by_run(session, [r.id for r in runs])
     jobs = {j.id: j for j in session.scalars(page.scope.where(select(Job), Job.tenant_id))}
     hosts = {a.id: a.hostname for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
     return page.render(
@@ -67,6 +70,7 @@ def restore_points(page: PageDep, session: SessionDep, agent_id: Id | None = Non
         active="runs",
         points=[point(r, jobs.get(r.job_id) if r.job_id is not None else None) for r in runs],
         hosts=hosts,
+        proofs=proofs,
         agent=agent,
         job=job,
     )
