@@ -61,7 +61,7 @@ def test_jobs_show_the_last_proof_with_a_thumbnail_opening_full_size(browser: An
     png = guest_screen(browser)
     width = struct.unpack(">I", png[16:20])[0]
     job_id = _job(live, "Globex proven")
-    first_run, proof = backup_with_proof(live, job_id, "aa" * 32, "passed", png=png)
+    _, proof = backup_with_proof(live, job_id, "aa" * 32, "passed", png=png)
     assert proof["screenshot_url"] == f"/api/proofs/{proof['id']}/screenshot.png"
     ctx = browser.new_context(viewport=LAPTOP)
     ctx.set_default_timeout(15_000)
@@ -87,8 +87,8 @@ def test_jobs_show_the_last_proof_with_a_thumbnail_opening_full_size(browser: An
         page.goto(f"{live.url}/jobs/{job_id}")
         expect(page.locator("#proof")).to_contain_text("Proof passed")
 
-        second_run, _ = backup_with_proof(live, job_id, "bb" * 32, "failed",
-                                          "partition 1 (ext4): e2fsck -f -n exit code 4: inode 12 has bad blocks")
+        backup_with_proof(live, job_id, "bb" * 32, "failed",
+                          "partition 1 (ext4): e2fsck -f -n exit code 4: inode 12 has bad blocks")
         page.goto(f"{live.url}/jobs")
         row = page.locator("#jobs tbody tr", has_text="Globex proven")
         expect(row).to_contain_text("Proof failed")
