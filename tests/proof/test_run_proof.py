@@ -6,6 +6,7 @@ import os
 import random
 import re
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from e3backup.proof.checkers import loop_device
 from e3backup.repo import Repository
 from e3backup.repo.blob import BlobType
 
-from .disks import EXT4_START
+from .disks import EXT4_START, NTFS_START
 
 
 def _flip_in_pack(repo_path: Path, repo: Repository, blob_id: bytes) -> str:
@@ -90,17 +91,24 @@ def test_data_disk_gets_its_file_systems_checked(repo: Repository, data_disk: Pa
     assert by_name["partition 2 files"].detail.startswith("3 of 3 files read to the end")
 
 
-def test_a_damaged_file_system_fails_its_check(repo: Repository, data_disk: Path, tmp_path: Path) -> None:
+def test_damaged_file_systems_fail_their_checks(repo: Repository, data_disk: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.img"
     shutil.copyfile(data_disk, broken)
     with loop_device(str(broken), EXT4_START, 8 << 20) as dev:
         block_bitmap = int(os.popen(f"dumpe2fs {dev} 2>/dev/null | grep -m1 'Block bitmap at'").read().split()[3])
-    with open(broken, "r+b") as f:  # zero a metadata block: e2fsck stops at it
-        f.seek(EXT4_START + block_bitmap * 1024)
+    with open(broken, "r+b") as f:
+        f.seek(EXT4_START + block_bitmap * 1024)  # zero an ext4 metadata block: e2fsck stops at it
         f.write(b"\0" * 1024)
+        f.seek(NTFS_START)
+        boot = f.read(512)
+        cluster = struct.unpack_from("<H", boot, 0x0B)[0] * boot[0x0D]
+        f.seek(NTFS_START + struct.unpack_from("<q", boot, 0x30)[0] * cluster)  # the $MFT's first records
+        f.write(b"\0" * 4096)
     result = run_proof(repo, ProofOptions(_image_snapshot(repo, broken), str(tmp_path / "s"), seed=1))
     assert result.verdict == "failed"
     assert re.match(r"partition 1 \(ext4\): e2fsck -f -n exit code (4|8|12): .*corrupt", result.reason), result.reason
+    ntfs = next(c for c in result.checks if c.name == "partition 2 (ntfs)")
+    assert not ntfs.ok and ntfs.detail.startswith("ntfsfix -n exit code 1:") and "Volume is corrupt" in ntfs.detail
 
 
 def test_a_zeroed_boot_sector_fails_with_the_reason(repo: Repository, data_disk: Path, tmp_path: Path) -> None:
