@@ -106,3 +106,26 @@ def test_jobs_show_the_last_proof_with_a_thumbnail_opening_full_size(browser: An
         assert page.goto(f"{live.url}{proof['screenshot_url']}").status == 404  # another tenant's screen
     finally:
         other.close()
+
+
+def test_the_wizard_offers_proof_of_restore_only_where_it_can_run(browser: Any, live_server: LiveServer) -> None:
+    live = live_server
+    ctx = browser.new_context(viewport=LAPTOP)
+    ctx.set_default_timeout(15_000)
+    try:
+        page = ctx.new_page()
+        sign_in(page, live.url, "admin@msp.example", "/jobs/new")
+        proof = page.get_by_label("Proof of restore")
+        for host, engine, offered in (("gx-srv", "files", True), ("gx-srv", "sync", False),
+                                      ("acme-pc", "files", True), ("acme-pc", "disk_image", False)):
+            page.locator("#agent_id").select_option(label=page.locator("#agent_id option", has_text=host)
+                                                    .first.inner_text())
+            page.locator(f"input[name='engine'][value='{engine}']").check()
+            if offered:
+                expect(proof).to_be_visible()
+                expect(proof).to_be_enabled()
+            else:
+                expect(proof).to_be_hidden()  # hidden and disabled: never submitted
+                expect(proof).to_be_disabled()
+    finally:
+        ctx.close()

@@ -68,6 +68,7 @@ INPUTS = (
     "policy.limit_upload",
     "policy.disk_image_stall_seconds",
     "policy.disk_image_fail_on_stall",
+    "policy.verify_boot",
     "enabled",
 )
 _ALIASES = {
@@ -160,6 +161,8 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
                 spec["policy"]["sync_max_delete"] = _number(get("policy.sync_max_delete"))
     if get("policy.limit_upload"):
         spec.setdefault("policy", {})["limit_upload"] = _number(get("policy.limit_upload"))
+    if engine in (Engine.FILES.value, Engine.DISK_IMAGE.value) and get("policy.verify_boot"):
+        spec.setdefault("policy", {})["verify_boot"] = get("policy.verify_boot")
     dest_type = get("destination.type")
     if dest_type == "local":
         spec["destination"] = {
@@ -243,7 +246,8 @@ def form_from_job(spec: Mapping[str, Any]) -> dict[str, str]:
     for key in ("disk_image_strict_read_errors", "disk_image_fail_on_stall"):
         if policy.get(key):
             form[f"policy.{key}"] = "on"
-    for key in ("parallel_disk_reads", "disk_image_stall_seconds", "limit_upload", "sync_max_delete", "sync_compare"):
+    for key in ("parallel_disk_reads", "disk_image_stall_seconds", "limit_upload", "sync_max_delete", "sync_compare",
+                "verify_boot"):
         if policy.get(key) is not None:
             form[f"policy.{key}"] = str(policy[key])
     if not spec.get("enabled", True):

@@ -85,6 +85,13 @@
       wizard.querySelectorAll("[data-engines]").forEach((el) => {
         el.hidden = !el.dataset.engines.split(" ").includes(engine);
       });
+      // what a Windows agent cannot run (an image proof needs Linux) is not offered there
+      const agent = document.getElementById("agent_id").selectedOptions[0];
+      const windows = /^win/i.test((agent && agent.dataset.platform) || "");
+      wizard.querySelectorAll("[data-linux-only]").forEach((el) => {
+        if (windows && el.dataset.linuxOnly.split(" ").includes(engine)) el.hidden = true;
+        el.querySelectorAll("select, input").forEach((control) => { control.disabled = el.hidden; });
+      });
       const dest = checked("destination.type") || "s3";
       wizard.querySelectorAll("[data-destination]").forEach((el) => {
         el.hidden = el.dataset.destination !== dest;
