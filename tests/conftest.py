@@ -17,7 +17,12 @@ from .helpers import PASSWORD
 # The repository cache of S3 runs goes to a throwaway directory, never to the user's home.
 os.environ.setdefault("E3BACKUP_CACHE_DIR", tempfile.mkdtemp(prefix="e3backup-test-cache-"))
 
-pytest_plugins = ["tests.plugins.seaweedfs", "tests.plugins.faultproxy", "tests.plugins.chromium"]
+pytest_plugins = [
+    "tests.plugins.seaweedfs",
+    "tests.plugins.faultproxy",
+    "tests.plugins.chromium",
+    "tests.plugins.bootdisk",
+]
 
 # A cheap KDF for repositories made in tests; real repositories use N=32768.
 FAST_KDF = KDFParams(n=1024, r=8, p=1)
