@@ -56,3 +56,16 @@ def fresh_venv(path: Path, wheel: Path) -> Path:
     (site / "deps.pth").write_text("\n".join(deps) + "\n")
     run([str(path / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)])
     return path
+
+
+@pytest.fixture(scope="session")
+def agent_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The single-file agent, built once per session by ``scripts/build_agent.sh`` (1-3 min on
+    2 cores; ``E3BACKUP_TEST_AGENT_EXE`` names one built beforehand, e.g. by a CI step)."""
+    given = os.environ.get("E3BACKUP_TEST_AGENT_EXE")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("agent-exe")
+    run(["bash", str(ROOT / "scripts" / "build_agent.sh"), str(out / "dist")],
+        env={**os.environ, "WORK": str(out / "work")}, timeout=1200)
+    return out / "dist" / "e3backup"
