@@ -49,37 +49,52 @@ def serve_in_thread(app: Any, port: int | None = None, **config: Any) -> Iterato
 @contextmanager
 def server_process(data_dir: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``e3backup server`` as a child process; yields its URL and process once /healthz answers."""
-    port = free_port()
-    log = (data_dir.parent / f"server-{port}.log").open("wb")
-    command = [sys.executable, "-m", "e3backup", "server", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(
-        [*command, "--listen", f"127.0.0.1:{port}", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            assert proc.poll() is None, (data_dir.parent / f"server-{port}.log").read_text()
-            assert time.monotonic() < deadline, "the server did not answer /healthz"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with server_processes([data_dir], *args) as [(url, proc)]:
         yield url, proc
+
+
+@contextmanager
+def server_processes(data_dirs: list[Path], *args: str) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """One ``e3backup server`` per data directory, started together (replicas start in
+    parallel); yields their URLs and processes once each answers /healthz."""
+    started: list[tuple[str, subprocess.Popen[bytes], Path, Any]] = []
+    try:
+        for data_dir in data_dirs:
+            port = free_port()
+            log_path = data_dir.parent / f"server-{port}.log"
+            log = log_path.open("wb")
+            command = [sys.executable, "-m", "e3backup", "server", "--data-dir", str(data_dir)]
+            proc = subprocess.Popen(
+                [*command, "--listen", f"127.0.0.1:{port}", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            started.append((f"http://127.0.0.1:{port}", proc, log_path, log))
+        deadline = time.monotonic() + 60
+        for url, proc, log_path, _log in started:
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the server did not answer /healthz"
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        yield [(url, proc) for url, proc, _, _ in started]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        for _, proc, _, _ in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _, log in started:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
 
 
 def rss_bytes(pid: int) -> tuple[int, int]:

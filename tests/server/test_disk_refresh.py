@@ -35,7 +35,7 @@ def _agent_thread(app: FastAPI, token: str, answer: Callable[[int], dict[str, An
         for _ in range(2000):  # bounded: the test fails rather than hangs
             cmds = agent.post("/api/agent/poll_commands", headers=headers).json()["commands"]
             pending = [c for c in cmds if c["type"] == "list_disks"]
-            if pending and pending[0]["command_id"] in state.waiters._waiting:
+            if pending and state.waiters.is_waiting(f"command:{pending[0]['command_id']}"):
                 cid = pending[0]["command_id"]
                 agent.post(
                     "/api/agent/ack_command",

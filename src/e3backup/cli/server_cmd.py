@@ -4,6 +4,7 @@
                     [--tls-cert PEM --tls-key PEM] [--cookie-secure]
                     [--proxy-headers [--forwarded-allow-ips IPS]]
                     [--max-body-bytes N] [--max-agent-body-bytes N]
+                    [--scheduler-interval S] [--workers N] [--metrics-token T]
     e3backup server [...] create-admin --email EMAIL [--password-stdin]
     e3backup server [...] create-tenant --name NAME
 
@@ -13,8 +14,10 @@ The lead registers the group with ``cli.add_command(server)``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -121,6 +124,28 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     help="A folder whose local-path repositories the dashboard's snapshot browser may read (repeatable; "
     "default none: only S3 repositories are browsed).",
 )
+@click.option(
+    "--scheduler-interval",
+    "scheduler_interval_seconds",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=None,
+    envvar="E3BACKUP_SCHEDULER_INTERVAL",
+    help="Seconds between the scheduler's looks for due jobs (default 30); only the leader replica looks.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    envvar="E3BACKUP_WORKERS",
+    help="Server processes on this port (uvicorn workers); more than one needs PostgreSQL (--database-url).",
+)
+@click.option(
+    "--metrics-token",
+    default=None,
+    envvar="E3BACKUP_METRICS_TOKEN",
+    help="/metrics for non-loopback clients with 'Authorization: Bearer TOKEN' (default: loopback only).",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -135,6 +160,9 @@ def server(
     max_body_bytes: int | None,
     max_agent_body_bytes: int | None,
     browse_local_roots: tuple[Path, ...],
+    scheduler_interval_seconds: float | None,
+    workers: int,
+    metrics_token: str | None,
 ) -> None:
     """Run the control-plane server (FastAPI on uvicorn)."""
     if forwarded_allow_ips is not None and not proxy_headers:
@@ -151,31 +179,43 @@ def server(
         "max_body_bytes": max_body_bytes,
         "max_agent_body_bytes": max_agent_body_bytes,
         "browse_local_roots": list(browse_local_roots) or None,
+        "metrics_token": metrics_token,
+        "scheduler_interval_seconds": scheduler_interval_seconds,
     }
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
 
     from e3backup.server.app import create_app
+    from e3backup.server.asgi import SETTINGS_ENV
+    from e3backup.server.cluster import sole
 
     settings = _settings(ctx)
-    try:
-        app = create_app(settings)
-    except E3Error as e:
-        raise click.ClickException(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     # open live-progress streams must not hold a shutdown for minutes
     # proxy headers are handled inside the app (create_app), only from the trusted proxies
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        proxy_headers=False,
-        timeout_graceful_shutdown=5,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": False,
+        "timeout_graceful_shutdown": 5, "ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile,
+    }
+    if workers > 1:
+        if sole.sqlite_file(settings.effective_database_url()) is not None:
+            raise click.UsageError(
+                "--workers needs PostgreSQL (--database-url postgresql+psycopg://...): SQLite serves one process"
+            )
+        # each worker process builds its own app from the same settings (asgi.app_from_env)
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("e3backup.server.asgi:app_from_env", factory=True, workers=workers, **options)
+        return
+    try:
+        app = create_app(settings)
+        claim = sole.claim(settings.effective_database_url())  # a clear refusal before uvicorn starts
+    except E3Error as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        uvicorn.run(app, **options)
+    finally:
+        claim.release()
 
 
 @server.command("create-admin")

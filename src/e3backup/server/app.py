@@ -19,6 +19,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from e3backup import __version__
 from e3backup.server.clock import Clock, SystemClock
+from e3backup.server.cluster import sole
+from e3backup.server.cluster.bus import Wakeups, bus_for
+from e3backup.server.cluster.leader import leadership_for
 from e3backup.server.config import Settings
 from e3backup.server.db import make_engine, make_session_factory, upgrade
 from e3backup.server.errors import ServiceError
@@ -30,12 +33,12 @@ from e3backup.server.problems import (
 )
 from e3backup.server.routes import ROUTERS
 from e3backup.server.scheduler import Scheduler
-from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
+from e3backup.server.security import PasswordHasher, SecretBox
 from e3backup.server.security.body_limit import BodyLimit
 from e3backup.server.security.headers import SecurityHeaders
+from e3backup.server.security.ratelimit import rate_limiter_for
 from e3backup.server.services import agents as agents_service
 from e3backup.server.services.alert_delivery import AlertWorker, MailSettings
-from e3backup.server.services.waiters import CommandWaiters
 from e3backup.server.state import ServerState
 from e3backup.server.web import install as install_dashboard
 
@@ -46,17 +49,25 @@ def build_state(settings: Settings, clock: Clock | None = None) -> ServerState:
     """Everything but the HTTP layer (also used by the CLI's create-admin / create-tenant)."""
     clock = clock or SystemClock()
     secret = settings.load_secret()
-    engine = make_engine(settings.effective_database_url())
+    url = settings.effective_database_url()
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    waiters = Wakeups()
+    bus = bus_for(url, waiters)
+    bus.install(sessions)
     return ServerState(
         settings=settings,
         clock=clock,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         box=SecretBox(secret),
         passwords=PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib),
-        login_limiter=RateLimiter(clock, settings.login_attempts, settings.login_window_seconds),
-        enroll_limiter=RateLimiter(clock, settings.enroll_attempts, settings.enroll_window_seconds),
-        waiters=CommandWaiters(),
+        login_limiter=rate_limiter_for(url, sessions, clock, settings.login_attempts, settings.login_window_seconds),
+        enroll_limiter=rate_limiter_for(
+            url, sessions, clock, settings.enroll_attempts, settings.enroll_window_seconds
+        ),
+        waiters=waiters,
+        bus=bus,
     )
 
 
@@ -78,21 +89,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         settings.scheduler_interval_seconds,
         (settings.maintenance_prune_days, settings.maintenance_check_days),
         after_tick=alert_worker.tick,
+        leadership=leadership_for(settings.effective_database_url(), settings.leader_retry_seconds),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(upgrade, state.engine)
-        if settings.scheduler_enabled:
-            scheduler.start()
-        log.info(
-            "e3backup server ready (database: %s)", state.engine.url.render_as_string(hide_password=True)
-        )
+        claim = sole.claim(settings.effective_database_url())  # SQLite: no second server process
         try:
+            await run_in_threadpool(upgrade, state.engine)
+            state.bus.start()
+            if settings.scheduler_enabled:
+                scheduler.start()
+            log.info(
+                "e3backup server ready (database: %s)", state.engine.url.render_as_string(hide_password=True)
+            )
             yield
         finally:
             scheduler.stop()
+            state.bus.stop()
             state.engine.dispose()
+            claim.release()
 
     # /docs and /redoc would load their scripts from a public CDN on the dashboard's origin:
     # off; the OpenAPI document itself stays at /openapi.json for any viewer

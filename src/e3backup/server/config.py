@@ -65,6 +65,10 @@ class Settings(BaseModel):
     # scheduler
     scheduler_enabled: bool = True
     scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # replicas on PostgreSQL: how often a replica tries to become the scheduler's leader
+    leader_retry_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # /metrics from other than loopback: "Authorization: Bearer <metrics_token>" (none: loopback only)
+    metrics_token: str | None = Field(None, repr=False, min_length=16)
     # repository maintenance (see services/maintenance.py for why these defaults)
     maintenance_prune_days: Annotated[float, Field(gt=0, le=366)] = 7.0
     maintenance_check_days: Annotated[float, Field(gt=0, le=366)] = 28.0

@@ -5,6 +5,11 @@ time zone. :func:`due_runs` is pure: given the jobs' schedules and ``now`` it sa
 create and when each job fires next. When the server was down across several fire times, a job
 gets a single ``catchup`` run, not one per missed time. :class:`Scheduler` applies that to the
 database, on a background thread in the app (``tick`` is called directly in tests).
+
+With replicas only the leader (:mod:`.cluster.leader`) ticks. What makes a fire time one run,
+whoever ticks: the due jobs are read ``FOR UPDATE SKIP LOCKED`` and moved to their next fire time
+in the same transaction that creates the runs, and the unique index on (job, fire time) refuses
+a second run outright (that tick then rolls back and the next one starts over: nothing is lost).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from e3backup.server.clock import Clock
+from e3backup.server.cluster.leader import Leadership, SoleLeader
 from e3backup.server.db.models import Agent, Job, Run
 from e3backup.server.services import maintenance
 
@@ -75,13 +82,16 @@ class Scheduler:
         interval_seconds: float,
         maintenance_days: tuple[float, float] = (7.0, 28.0),
         after_tick: Callable[[], object] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self._sessions = sessions
+        self.leadership: Leadership = leadership or SoleLeader()
         self._after_tick = after_tick  # the alert worker: evaluates and sends, outside the tick's transaction
         self._maintenance_days = maintenance_days
         self._clock = clock
         self._interval = interval_seconds
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set on stop and when this replica becomes the leader
         self._thread: threading.Thread | None = None
 
     def tick(self) -> list[Run]:
@@ -112,6 +122,12 @@ class Scheduler:
                 if busy is not None or agent is None or agent.revoked or agent.paused:
                     log.info("job %s due but a run is active or its agent is paused or gone; skipped", job.id)
                     continue
+                made = session.scalar(
+                    select(Run.id).where(Run.job_id == job.id, Run.scheduled_for == due.scheduled_for)
+                )
+                if made is not None:  # e.g. the clock went back: that fire time already has its run
+                    log.info("job %s: fire time %s already has run %s; skipped", job.id, due.scheduled_for, made)
+                    continue
                 run = Run(
                     tenant_id=job.tenant_id,
                     job_id=job.id,
@@ -128,27 +144,45 @@ class Scheduler:
             session.commit()
         return created
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="e3backup-scheduler", daemon=True)
         self._thread.start()
+        self.leadership.start(self._leadership_changed)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        self.leadership.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def _leadership_changed(self, leader: bool) -> None:
+        if leader:
+            self._wake.set()  # a new leader schedules at once, not one interval later
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
+            if self.leadership.is_leader():
+                self._tick_once()
+            self._wake.wait(self._interval)
+
+    def _tick_once(self) -> None:
+        try:
+            self.tick()
+        except IntegrityError:
+            log.warning("another scheduler created one of these runs at the same moment; the next tick starts over")
+        except Exception:
+            log.exception("scheduler tick failed")
+        if self._after_tick is not None:
             try:
-                self.tick()
+                self._after_tick()
             except Exception:
-                log.exception("scheduler tick failed")
-            if self._after_tick is not None:
-                try:
-                    self._after_tick()
-                except Exception:
-                    log.exception("alert worker tick failed")
-            self._stop.wait(self._interval)
+                log.exception("alert worker tick failed")
 
 
 __all__ = ["DueRun", "JobSchedule", "Scheduler", "due_runs", "next_fire"]

@@ -8,9 +8,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from e3backup.server.clock import Clock
+from e3backup.server.cluster.bus import Bus, Wakeups
 from e3backup.server.config import Settings
-from e3backup.server.security import PasswordHasher, RateLimiter, SecretBox
-from e3backup.server.services.waiters import CommandWaiters
+from e3backup.server.security import PasswordHasher, SecretBox
+from e3backup.server.security.ratelimit import RateLimiter
 
 
 @dataclass
@@ -23,7 +24,8 @@ class ServerState:
     passwords: PasswordHasher
     login_limiter: RateLimiter
     enroll_limiter: RateLimiter
-    waiters: CommandWaiters
+    waiters: Wakeups  # requests waiting for a run or a command to change (see cluster.bus)
+    bus: Bus
 
 
 __all__ = ["ServerState"]

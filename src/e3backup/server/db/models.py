@@ -139,7 +139,11 @@ class HyperVVM(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_agent_status", "agent_id", "status"),)
+    __table_args__ = (
+        Index("ix_runs_agent_status", "agent_id", "status"),
+        # a job's fire time makes one run, whichever replica's scheduler (or two at once) got there
+        Index("uq_runs_job_scheduled_for", "job_id", "scheduled_for", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
@@ -328,6 +332,19 @@ class RecoveryCode(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
 
 
+class RateLimitAttempt(Base):
+    """One sign-in or enrollment attempt counted against ``key``: in flight until it ends, then
+    kept as a failure (``failed_at``) for the window, or deleted. In the database so that every
+    replica counts against the same budget (PostgreSQL; SQLite's one process counts in memory)."""
+
+    __tablename__ = "rate_limit_attempts"
+    __table_args__ = (Index("ix_rate_limit_attempts_key", "key", "failed_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    started_at: Mapped[datetime]
+    failed_at: Mapped[datetime | None]
+
+
 __all__ = [
     "Agent",
     "AlertChannel",
@@ -338,6 +355,7 @@ __all__ = [
     "Command",
     "HyperVVM",
     "Job",
+    "RateLimitAttempt",
     "RecoveryCode",
     "RecoverySession",
     "RepositoryMaintenance",

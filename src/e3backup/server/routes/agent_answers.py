@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.common import CommandStatus, CommandType
+from e3backup.server.cluster.bus import command_key
 from e3backup.server.db.models import Agent, Command
 from e3backup.server.schemas import DiskRefreshPending
 from e3backup.server.services import commands as commands_svc
@@ -57,13 +58,14 @@ async def ask_agent(
         return (await run_in_threadpool(load)).status
 
     settings = state.settings
-    event = state.waiters.register(cmd_id)
+    # woken by the commit of the agent's answer, on whichever replica it arrives (cluster.bus)
+    event = state.waiters.register(command_key(cmd_id))
     try:
         done = await commands_svc.wait_until_final(
             load_status, event, settings.disk_list_timeout_seconds, settings.command_poll_interval_seconds
         )
     finally:
-        state.waiters.unregister(cmd_id, event)
+        state.waiters.unregister(command_key(cmd_id), event)
     if not done:
         body = DiskRefreshPending(
             detail=f"agent {agent_id} did not answer within {settings.disk_list_timeout_seconds:g} s; "

@@ -103,9 +103,7 @@ def poll_commands(agent: CurrentAgent, session: SessionDep) -> PollCommandsRespo
 @router.post("/ack_command")
 def ack_command(body: CommandAck, agent: CurrentAgent, session: SessionDep, state: StateDep) -> CommandView:
     cmd = commands_svc.acknowledge(session, agent, body, state.clock.now())
-    session.commit()
-    if cmd.status in commands_svc.FINAL:
-        state.waiters.notify(cmd.id)
+    session.commit()  # wakes whoever waits on the command, on any replica (cluster.bus)
     return commands_svc.command_view(cmd)
 
 

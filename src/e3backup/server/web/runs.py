@@ -1,7 +1,9 @@
 """Runs: the list, the run page with live progress and events, and the restore button.
 
-Live progress is a Server-Sent Events stream (``/runs/{id}/events/stream``): every second the
-server re-reads the run and its new events and sends one ``update`` when something changed; the
+Live progress is a Server-Sent Events stream (``/runs/{id}/events/stream``): the server re-reads
+the run and its new events when a commit changed the run (woken through ``cluster.bus``, from any
+replica) and at least every second (SQLite) or every few seconds (PostgreSQL, where a missed
+notification is the only reason to re-read), and sends one ``update`` when something changed; the
 stream ends (``end``) once the run has finished and every event was sent, when the user's session
 ends, or after a few minutes (the browser then reconnects, resuming from ``Last-Event-ID``).
 Browsers without EventSource, or whose stream fails, poll ``/runs/{id}/live`` with the same
@@ -11,6 +13,7 @@ payload. Both check the session and the run's tenant like every page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -24,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.common import INT32_MAX, CommandType, Id, RunStatus
 from e3backup.server import deps as api_deps
+from e3backup.server.cluster.bus import run_key
 from e3backup.server.db.models import Agent, Job, RecoverySession, Run
 from e3backup.server.deps import SessionDep, StateDep
 from e3backup.server.problems import FieldError
@@ -51,7 +55,7 @@ from e3backup.server.web.views import event_display, run_display
 
 router = APIRouter(include_in_schema=False)
 
-STREAM_INTERVAL_SECONDS = 1.0
+STREAM_COALESCE_SECONDS = 0.2  # wake-ups closer than this share one read
 STREAM_MAX_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 EVENT_BATCH = 200
@@ -300,14 +304,23 @@ async def run_stream(run_id: Id, request: Request, state: StateDep, after_id: Id
     token_hash = await run_in_threadpool(_stream_auth, request, state, run_id)
     last_id = request.headers.get("last-event-id", "")
     start = int(last_id) if last_id.isdigit() and int(last_id) <= INT32_MAX else after_id
-    interval = getattr(request.app.state, "web_stream_interval", STREAM_INTERVAL_SECONDS)
+    interval = getattr(request.app.state, "web_stream_interval", None) or state.bus.poll_fallback_seconds
 
     async def updates() -> AsyncIterator[str]:
+        wake = state.waiters.register(run_key(run_id))
+        try:
+            async for chunk in _updates(wake):
+                yield chunk
+        finally:
+            state.waiters.unregister(run_key(run_id), wake)
+
+    async def _updates(wake: asyncio.Event) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         deadline, quiet_since = loop.time() + STREAM_MAX_SECONDS, loop.time()
         after, sent_run = start, None
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
+            wake.clear()
             payload = await run_in_threadpool(_stream_read, state, token_hash, run_id, after)
             if payload is None:
                 yield _sse("end", {"reason": "signed out or run gone"})
@@ -326,7 +339,9 @@ async def run_stream(run_id: Id, request: Request, state: StateDep, after_id: Id
                 return
             if loop.time() > deadline:
                 return  # the browser reconnects with Last-Event-ID
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(interval, STREAM_COALESCE_SECONDS))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=max(interval - STREAM_COALESCE_SECONDS, 0))
 
     return StreamingResponse(
         updates(),
