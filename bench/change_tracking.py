@@ -1,20 +1,22 @@
 """Change tracking: image incrementals of a GPT disk (ext4 + NTFS) against restic and a full re-read.
 
     sudo .venv/bin/python bench/change_tracking.py [--size-gib 8] [--fill 0.5] [--workdir DIR] [--keep]
-        [--rounds 1]
+        [--rounds 1] [--cold]
 
 Builds a sparse GPT disk image: partition 1 ext4 and partition 2 NTFS (45 % of the disk each),
 filled through the kernel (ext4) and ntfs-3g to ``--fill`` of each with files of 4 KiB-4 MiB
 (half random, half low-entropy). Then, each tool as a subprocess on the same image file (page
-cache warm and dirty data written back before every run; all see the same bytes):
+cache warm and dirty data written back before every run; all see the same bytes; with
+``--cold`` the image's pages are dropped from the page cache instead (``POSIX_FADV_DONTNEED`` on
+the image file only), so every tool reads the disk as a backup of a real device does):
 1. full backups: e3backup (change tracking stores its digests), restic ``backup --stdin``, and
    e3backup with ``--change-tracking off`` into a second repository (for the re-reads below:
    a parent made with tracking off has no digests, so the two chains stay apart);
 2. unchanged: e3backup tracked (metadata only), restic, e3backup's full re-read (tracking off);
 3. ``--rounds`` times (default 1; the load of a shared machine varies between runs): 1 % of the
    files changed (64 KiB overwritten in place in each), then the same three runs.
-Prints a markdown table (time, bytes read into chunks, bytes read by change tracking (scans and
-metadata digests), per-partition bytes) and the load average before and after, for
+Prints a markdown table (time, CPU time (user + system), bytes read into chunks, bytes read by
+change tracking (scans and metadata digests), per-partition bytes) and the load average before and after, for
 docs/benchmarks.md.
 """
 
@@ -136,6 +138,16 @@ def change(path: Path, rows: dict[int, tuple[int, int]], seed: int) -> int:
     return n
 
 
+def evict(path: Path) -> None:
+    """Drop the image's pages from the page cache (this file only; written back first)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-gib", type=float, default=8)
@@ -143,6 +155,7 @@ def main() -> None:
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="times the 1 %% change cases run (load varies)")
+    ap.add_argument("--cold", action="store_true", help="every run reads the image from disk, not the page cache")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="e3bench-ct-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -159,14 +172,14 @@ def main() -> None:
 
         def e3(tracked: bool = True) -> Measure:
             os.sync()  # the last run's packs written back before this one is timed
-            warm(disk)
+            evict(disk) if a.cold else warm(disk)
             # the re-reads have their own repository: a parent made with tracking off has no digests
             repo, flags = (e3r, ["--change-tracking", "auto"]) if tracked else (e3o, ["--change-tracking", "off"])
             return measured([*E3, "-r", str(repo), "image", "backup", str(disk), "--json", *flags], env)
 
         def restic() -> Measure:
             os.sync()
-            warm(disk)
+            evict(disk) if a.cold else warm(disk)
             argv = ["restic", "-r", str(rr), "--cache-dir", str(work / "cache"), "backup", "--json", "--stdin",
                     "--stdin-filename", "disk.img"]  # fmt: skip
             return measured(argv, env, stdin=disk)
@@ -179,11 +192,13 @@ def main() -> None:
             results += [(case, "e3backup tracked", e3()), (case, "restic", restic())]
             results += [(case, "e3backup full re-read", e3(False))]
         load = " / ".join(", ".join(f"{x:.2f}" for x in la) for la in (load_before, os.getloadavg()))
-        print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; disk {a.size_gib} GiB; {files} files")
+        cache = "cold (image evicted from the page cache before each run)" if a.cold else "warm"
+        print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; disk {a.size_gib} GiB; {files} files; "
+              f"page cache {cache}")  # fmt: skip
         print(f"load average (1, 5, 15 min) before / after the runs: {load}")
-        print("| case | tool | time s | bytes read | read by tracking | added | peak RSS MiB | "
+        print("| case | tool | time s | CPU s | bytes read | read by tracking | added | peak RSS MiB | "
               "per partition (method: bytes planned) |")  # fmt: skip
-        print("|---|---|---:|---:|---:|---:|---:|---|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
         for label, tool, m in results:
             s = m.summary
             read = s.get("bytes_read", disk.stat().st_size)
@@ -192,7 +207,7 @@ def main() -> None:
                               for r in s.get("change_tracking", []))  # fmt: skip
             tracked = s.get("tracking_bytes_read")
             by_tracking = f"{tracked / 1e6:.1f} MB" if tracked is not None else ""
-            print(f"| {label} | {tool} | {m.seconds:.2f} | {read / 1e6:.1f} MB | {by_tracking} | "
+            print(f"| {label} | {tool} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | {read / 1e6:.1f} MB | {by_tracking} | "
                   f"{added / 1e6:.1f} MB | {m.rss_mib:.0f} | {parts} |")  # fmt: skip
     finally:
         if not a.keep:

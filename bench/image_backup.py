@@ -40,6 +40,7 @@ class Measure:
     seconds: float
     rss_mib: float
     summary: dict  # type: ignore[type-arg]
+    cpu_seconds: float = float("nan")  # user + system time of the run (wall time on a loaded machine is mostly waiting)
 
 
 class Popen4(subprocess.Popen):  # type: ignore[type-arg]
@@ -72,7 +73,8 @@ def measured(argv: list[str], env: dict[str, str], stdin: Path | None = None) ->
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
     summary = json.loads(lines[-1]) if lines else {}
     rss = p.rusage.ru_maxrss / 1024 if p.rusage else float("nan")
-    return Measure(seconds, rss, summary)
+    cpu = p.rusage.ru_utime + p.rusage.ru_stime if p.rusage else float("nan")
+    return Measure(seconds, rss, summary, cpu)
 
 
 # devices ---------------------------------------------------------------------------------------

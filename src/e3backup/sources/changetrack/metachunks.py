@@ -72,10 +72,14 @@ class MetaChunks:
 
     def digest_source(self, source: ByteSource, indexes: Iterable[int]) -> dict[int, bytes]:
         """Digests of chunks ``indexes`` (those with metadata) from ``source`` (the whole disk),
-        hashed in batches (the multi-buffer SHA-256 hashes up to 16 at once)."""
+        hashed in batches (the multi-buffer SHA-256 hashes up to 16 at once).
+
+        The messages of a batch are built in buffers kept for the whole call: a fresh buffer
+        per chunk cost a zero fill and page faults per byte, more than the hashing itself."""
         out: dict[int, bytes] = {}
         batch: list[int] = []
-        messages: list[bytearray] = []
+        messages: list[memoryview] = []
+        pool: list[bytearray] = []
         held = 0
 
         def flush() -> None:
@@ -92,19 +96,27 @@ class MetaChunks:
                 continue
             base = index * self.chunk_size
             header = self._header(index)
-            message = bytearray(len(header) + sum(n for _, n in ranges))  # past the device end: zeros
-            message[: len(header)] = header
-            view, pos = memoryview(message), len(header)
+            length = len(header) + sum(n for _, n in ranges)
+            slot = len(messages)
+            if slot == len(pool):
+                pool.append(bytearray(length))
+            elif len(pool[slot]) < length:
+                pool[slot] = bytearray(length)
+            view = memoryview(pool[slot])[:length]
+            view[: len(header)] = header
+            pos = len(header)
             for o, n in ranges:
                 if isinstance(source, BufferSource):  # straight into the message: one copy
-                    source.read_into(base + o, view[pos : pos + n])
+                    got = source.read_into(base + o, view[pos : pos + n])
                 else:
                     data = source.read_at(base + o, n)
                     view[pos : pos + len(data)] = data
+                    got = len(data)
+                view[pos + got : pos + n] = bytes(n - got)  # past the device end: zeros
                 pos += n
             batch.append(index)
-            messages.append(message)
-            held += len(message)
+            messages.append(view)
+            held += length
             if len(batch) >= LANES or held >= BATCH_BYTES:
                 flush()
         if batch:
