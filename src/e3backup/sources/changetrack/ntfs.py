@@ -17,6 +17,15 @@ file (base record and extension records), so a file whose runs sit in an extensi
 covered when only its base record's times moved. Clusters freed or newly allocated also show in
 ``$Bitmap`` (the plan difference); clusters freed and reused belong to a record that changed.
 
+**USN journal** (``usn.py``). Where ``$Extend\\$UsnJrnl`` exists its position (journal ID, next
+USN) is kept with the digests. When the parent kept one and the journal is continuous since (same
+ID, nothing cut off), the records it names since the parent's USN are the changed records
+(method ``ntfs-usn``), with one safeguard that keeps the answer the MFT compare's: every
+non-metadata record whose digest differs must be named (with its base record) in the journal.
+A record changed without a journal entry (a volume written where no journal is kept: Linux,
+an offline tool; an access-time update) makes this run an MFT compare with the reason. Records
+named whose digest did not change are read too (a change the record does not show).
+
 Not handled (``LayoutError`` -> a full read): an ``$MFT`` whose own run list continues in an
 extension record (a heavily fragmented MFT), torn records among those that must be parsed.
 """
@@ -28,6 +37,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from e3backup.sources.changetrack import usn
 from e3backup.sources.changetrack.digest import Digests, record_digests
 from e3backup.sources.changetrack.scan import SLICE_BYTES, FsScan
 from e3backup.sources.changetrack.state import Identity
@@ -53,6 +63,7 @@ METADATA_FLAGS = FLAG_INDEX_PRESENT | FLAG_EXTEND_FILE | FLAG_VIEW_INDEX
 SYSTEM_RECORDS = 24  # records 0-23 are reserved for the system files
 REF_MASK = (1 << 48) - 1
 EXTEND_RECORD = 11  # $Extend: the directory of the newer system files
+ATTR_FILE_NAME = 0x30
 ATTR_INDEX_ROOT = 0x90
 ATTR_INDEX_ALLOCATION = 0xA0
 ENTRY_LAST = 0x02
@@ -189,6 +200,94 @@ def _extend_files(source: ByteSource, runs: list[Run], cs: int, rs: int, count: 
     return found
 
 
+def _attr_name(attr: bytes) -> str:
+    length, offset = attr[9], struct.unpack_from("<H", attr, 0x0A)[0]
+    return attr[offset : offset + 2 * length].decode("utf-16-le", "replace")
+
+
+def _file_names(record: bytes) -> list[str]:
+    """The names in a fixed-up record's ``$FILE_NAME`` attributes."""
+    names = []
+    for atype, attr in _attributes(record):
+        if atype == ATTR_FILE_NAME and not attr[8]:
+            voff = struct.unpack_from("<H", attr, 0x14)[0]
+            value = attr[voff:]
+            names.append(value[0x42 : 0x42 + 2 * value[0x40]].decode("utf-16-le", "replace"))
+    return names
+
+
+class _Journal:
+    """``$UsnJrnl``'s ``$J`` and ``$Max`` streams, from its (fixed-up) MFT record."""
+
+    def __init__(self, source: ByteSource, cs: int, record: bytes) -> None:
+        self.source, self.cs = source, cs
+        self.resident: bytes | None = None
+        self.runs: list[Run] = []
+        max_raw: bytes | None = None
+        size: int | None = None
+        for atype, attr in _attributes(record):
+            if atype != ATTR_DATA or attr[9] == 0:
+                continue
+            name = _attr_name(attr)
+            if not attr[8]:
+                vlen, voff = struct.unpack_from("<IH", attr, 0x10)
+                value = attr[voff : voff + vlen]
+                if name == usn.STREAM_MAX:
+                    max_raw = value
+                elif name == usn.STREAM_J:
+                    self.resident, size = value, vlen
+            elif name == usn.STREAM_J:
+                lowest, highest = struct.unpack_from("<qq", attr, 0x10)
+                allocated, size = struct.unpack_from("<QQ", attr, 0x28)
+                self.runs = _nonresident_runs(attr)
+                if lowest != 0 or (highest + 1) * cs < allocated:
+                    raise LayoutError("USN journal: $J continues in an extension record")
+            elif name == usn.STREAM_MAX:
+                raise LayoutError("USN journal: $Max is not resident")
+        if max_raw is None or size is None:
+            raise LayoutError("USN journal: $UsnJrnl has no $J or no $Max stream")
+        journal_id, lowest_valid = usn.parse_max(max_raw)
+        allocated_from = next((r.vcn * cs for r in self.runs if r.lcn is not None), size)
+        first = lowest_valid if self.resident is not None else max(lowest_valid, min(allocated_from, size))
+        self.info = usn.JournalInfo(journal_id, first, size)
+
+    def read(self, start: int, end: int) -> bytes | bytearray:
+        if self.resident is not None:
+            return self.resident[start:end]
+        return _read_stream(self.source, self.runs, self.cs, start, end - start)
+
+
+def _find_journal(source: ByteSource, runs: list[Run], cs: int, rs: int, extend: set[int]) -> _Journal | None:
+    for n in sorted(extend):
+        record = bytes(apply_fixups(bytearray(_read_stream(source, runs, cs, n * rs, rs))))
+        if usn.JOURNAL_NAME in _file_names(record):
+            return _Journal(source, cs, record)
+    return None
+
+
+def _journal_named(
+    source: ByteSource, runs: list[Run], cs: int, rs: int, extend: set[int], parent: dict[str, int | str] | None
+) -> tuple[dict[str, int | str] | None, np.ndarray | None, str | None, str | None]:
+    """(position to keep, records named since the parent's position or None, how, why not)."""
+    try:
+        journal = _find_journal(source, runs, cs, rs, extend)
+    except (LayoutError, ValueError, IndexError, struct.error) as e:
+        return None, None, None, f"unreadable USN journal: {e}"
+    if journal is None:
+        return None, None, None, ("the USN journal was deleted" if parent is not None else None)
+    info = journal.info
+    why = usn.continuity(parent, info)
+    if why is not None or parent is None:
+        return info.stored(), None, None, why
+    start = int(parent["next_usn"])
+    try:
+        named = usn.named_records(journal.read(start, info.next_usn), start)
+    except (LayoutError, ValueError, IndexError, struct.error) as e:
+        return info.stored(), None, None, f"unreadable USN journal: {e}"
+    how = f"USN journal {info.journal_id:016X} from USN {start} to {info.next_usn}: {len(named)} records named"
+    return info.stored(), np.array(sorted(named), dtype=np.int64), how, None
+
+
 def _mft_runs(source: ByteSource, boot: BootSector) -> tuple[list[Run], int]:
     """``$MFT``'s run list and data size, from record 0 at the boot sector's ``mft_lcn``."""
     cs, rs = boot.cluster_size, boot.mft_record_size
@@ -223,21 +322,32 @@ def _read_stream(source: ByteSource, runs: list[Run], cs: int, offset: int, leng
     return out
 
 
-def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
-    """Digest every MFT record; with ``parent``, also map the records that changed since."""
+def scan(
+    source: ByteSource, parent: Digests | None = None, parent_journal: dict[str, int | str] | None = None
+) -> FsScan:
+    """Digest every MFT record; with ``parent``, also map the records that changed since
+    (narrowed by the USN journal where it is continuous since ``parent_journal``)."""
     boot, _ = _boot(source)
     ident = identity(source)
     cs, rs, total = boot.cluster_size, boot.mft_record_size, boot.cluster_count
     runs, data_size = _mft_runs(source, boot)
     count = data_size // rs
-    extend = np.array(sorted(_extend_files(source, runs, cs, rs, count)), dtype=np.int64)
+    extend_set = _extend_files(source, runs, cs, rs, count)
+    extend = np.array(sorted(extend_set), dtype=np.int64)
+    journal, named, usn_how, usn_unused = _journal_named(
+        source, runs, cs, rs, extend_set, parent_journal if parent is not None else None
+    )
     digests = np.zeros(count, dtype=np.uint64)
     meta: list[tuple[int, int]] = [(0, 1)]
     changed_clusters: list[tuple[int, int]] = []
+    named_clusters: list[tuple[int, int]] = []  # records the journal names whose digest is equal
     parsed: set[int] = set()
+    named_parsed: set[int] = set()
     changed_groups: set[int] = set()
+    named_groups: set[int] = set()
     ext_records: list[tuple[int, int]] = []  # (extension record, its base record)
-    records_changed = 0
+    records_changed = named_only = 0
+    missed: list[int] = []  # changed records the journal does not name
     per_slice = max(1, SLICE_BYTES // rs)
     for first in range(0, count, per_slice):
         k = min(per_slice, count - first)
@@ -266,6 +376,28 @@ def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
         for r in np.flatnonzero(changed & in_use & ~is_meta):
             changed_clusters += record_clusters(rows[r].tobytes(), total)
             parsed.add(int(index[r]))
+        if named is not None and not missed:
+            by_journal = np.isin(group, named) | np.isin(index, named)
+            missed += index[changed & ~is_meta & ~by_journal][:1].tolist()
+            extra = by_journal & ~changed
+            named_only += int(extra.sum())
+            named_groups.update(np.unique(group[extra]).tolist())
+            for r in np.flatnonzero(extra & in_use & ~is_meta):
+                named_clusters += record_clusters(rows[r].tobytes(), total)
+                named_parsed.add(int(index[r]))
+    if named is not None and missed:
+        usn_how, usn_unused = (
+            None,
+            (
+                f"the USN journal does not name MFT record {missed[0]}, which changed (written where no "
+                "journal is kept, e.g. by Linux or an offline tool)"
+            ),
+        )
+    elif named is not None:
+        changed_clusters += named_clusters
+        changed_groups |= named_groups
+        parsed |= named_parsed
+        records_changed += named_only
     if parent is not None:
         # the rest of every changed file: its base record and extension records not parsed yet
         rest = {r for r, b in ext_records if b in changed_groups} | {g for g in changed_groups if g < count}
@@ -283,6 +415,9 @@ def scan(source: ByteSource, parent: Digests | None = None) -> FsScan:
         changed_bytes.clamp(source.size),
         records_changed,
         parent is not None,
+        journal,
+        usn_how if parent is not None else None,
+        usn_unused if parent is not None else None,
     )
 
 

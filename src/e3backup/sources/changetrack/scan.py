@@ -26,6 +26,9 @@ class FsScan:
     changed: ExtentList
     records_changed: int
     compared: bool
+    journal: dict[str, int | str] | None = None  # NTFS: the USN journal's position now, kept for the next scan
+    usn: str | None = None  # the USN journal named the changed records: how (None: MFT compare alone)
+    usn_unused: str | None = None  # why a USN journal did not serve (None: there is none, or it did)
 
     @property
     def to_read(self) -> ExtentList:

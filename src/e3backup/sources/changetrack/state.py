@@ -8,7 +8,8 @@ The header holds ``since_verify`` (incrementals since the last full hash-compare
 ``chunk_size`` and ``meta_chunks`` (how many chunks have a metadata digest, ``metachunks.py``)
 and, per tracked partition, ``partition`` (index), ``filesystem``, ``identity`` (what must not change for
 the digests to stay comparable: serial/UUID, size, cluster or block size...), ``captured_at``
-(Unix time of the scan) and ``records``. The tables follow in the same order, 8 bytes per record
+(Unix time of the scan), ``records`` and, for NTFS with a USN journal, ``usn`` (journal ID and
+next USN; older readers ignore it). The tables follow in the same order, 8 bytes per record
 (``digest.py``), so a volume of one million files costs 8 MB before compression. Then the chunk
 digests: ``meta_chunks`` chunk indexes (u64) and as many 16-byte digests (an 8 GiB disk with
 4 MiB chunks: at most 2,048, 48 KB). Version 1 (before the chunk digests) decodes with none. The
@@ -49,15 +50,19 @@ class FsDigests:
     identity: Identity
     captured_at: float
     digests: Digests = field(repr=False)
+    journal: Identity | None = None  # NTFS: the USN journal's ID and next USN at the scan
 
     def header(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "partition": self.partition,
             "filesystem": self.filesystem,
             "identity": self.identity,
             "captured_at": self.captured_at,
             "records": len(self.digests),
         }
+        if self.journal is not None:
+            out["usn"] = self.journal
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class TrackingState:
                         dict(p["identity"]),
                         float(p["captured_at"]),
                         np.frombuffer(raw, dtype="<u8").astype(np.uint64),
+                        dict(p["usn"]) if p.get("usn") is not None else None,
                     )
                 )
             count = int(header.get("meta_chunks", 0))

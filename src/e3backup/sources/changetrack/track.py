@@ -32,7 +32,7 @@ READ_WHOLE_BY_DESIGN = frozenset({"efi-system", "ms-reserved", "bios-boot"})
 
 class Method(StrEnum):
     NTFS_MFT = "ntfs-mft"
-    NTFS_USN = "ntfs-usn"  # reserved: USN narrowing; MFT compare alone gives the same answer
+    NTFS_USN = "ntfs-usn"  # the USN journal named the changed records (checked against the digests)
     EXT4_INODES = "ext4-inodes"
     CHANGED_EXTENTS_FILE = "changed-extents-file"
     NONE = "none"
@@ -47,7 +47,12 @@ class _Tracker:
 
 
 TRACKERS = {
-    "ntfs": _Tracker(Method.NTFS_MFT, "MFT", ntfs.identity, lambda s, p: ntfs.scan(s, p.digests if p else None)),
+    "ntfs": _Tracker(
+        Method.NTFS_MFT,
+        "MFT",
+        ntfs.identity,
+        lambda s, p: ntfs.scan(s, p.digests if p else None, p.journal if p else None),
+    ),
     **{
         fs: _Tracker(
             Method.EXT4_INODES,
@@ -136,16 +141,21 @@ def track_partition(
     except (LayoutError, ValueError, IndexError, struct.error, OSError) as e:
         # a damaged or unreadable structure: never guess, read the partition's used blocks
         return PartitionTracking(*base, Method.NONE, f"unreadable {tracker.what}: {e}", None, None)
-    digests = FsDigests(part.index, fs or "", scan.identity, now, scan.digests)
+    digests = FsDigests(part.index, fs or "", scan.identity, now, scan.digests, scan.journal)
     records = len(scan.digests)
     metadata = scan.metadata.shift(part.start)
     if reason is not None:
         return PartitionTracking(*base, Method.NONE, reason, None, digests, records, scan_metadata=metadata)
     what = "MFT records" if tracker.method is Method.NTFS_MFT else "inodes"
+    method, why = tracker.method, f"{scan.records_changed} of {records} {what} changed"
+    if scan.usn is not None:
+        method, why = Method.NTFS_USN, f"{why} ({scan.usn})"
+    elif scan.usn_unused is not None:
+        why = f"{why} (USN journal not used: {scan.usn_unused})"
     return PartitionTracking(
         *base,
-        tracker.method,
-        f"{scan.records_changed} of {records} {what} changed",
+        method,
+        why,
         scan.to_read.shift(part.start),
         digests,
         records,
