@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import Harness
 
 CASES = [  # (verify_boot, last passed proof days ago, proven)
@@ -54,3 +56,38 @@ def _backup(harness: Harness, agent: Any, job: dict[str, Any]) -> tuple[dict[str
     run = harness.finish(agent, run_id)
     assert run["status"] == "success", run
     return run, harness.api("GET", "/api/proofs", params={"job_id": job["id"]}).json(), harness.codes(run_id)
+
+
+def test_an_image_whose_boot_sector_is_zeroed_fails_its_proof_and_alerts(harness: Harness, tmp_path: Path) -> None:
+    """A disk_image job of a disk whose sector 0 was wiped: the backup succeeds, the proof fails
+    saying why, and the job's proof_failed incident opens (one incident: the run itself succeeded)."""
+    import os
+    import shutil
+
+    from tests.sources.diskimages import loop_device
+
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("loop devices need root")
+    disk = tmp_path / "wiped.img"
+    with open(disk, "wb") as f:
+        f.write(b"\0" * 512 + random.Random(5).randbytes((2 << 20) - 512))
+    agent, _ = harness.make_agent()
+    with loop_device(disk, ro=True) as dev:
+        job = harness.files_job(agent, Path(dev), engine="disk_image", source_path="", disk_source_volume=dev,
+                                disk_image_format="raw", name="wiped", policy={"verify_boot": "weekly"})
+        run_id = harness.run_job(job["id"])
+        agent.poll_once()
+        run = harness.finish(agent, run_id)
+    # the run warns for reading a live device (no LVM here), never for its proof
+    assert run["status"] == "warning" and run["snapshot_id"] and "PROOF" not in run["error_summary"], run
+    (proof,) = harness.api("GET", "/api/proofs", params={"job_id": job["id"]}).json()
+    why = ("the disk cannot boot and holds no partition or file system to check: sector 0 is all zeros: no boot "
+           "code, no partition table, no 55 AA signature")
+    assert (proof["kind"], proof["verdict"], proof["reason"]) == ("boot", "failed", why)
+    failed = next(e for e in harness.events(run_id) if e["code"] == "PROOF_FAILED")
+    assert failed["message"] == f"proof of restore failed (boot): {why}" and failed["level"] == "error"
+    incidents = harness.api("GET", "/api/alerts/incidents").json()
+    proof_incidents = [i for i in incidents if i["rule"] == "proof_failed"]
+    assert [i["subject"] for i in proof_incidents] == [f"job:{job['id']}"]
+    assert proof_incidents[0]["title"] == f"Proof of restore of wiped failed (boot): {why}"
+    assert not (Path(agent.config.state_dir) / "proofs.json").exists()  # a failed proof is tried again next time

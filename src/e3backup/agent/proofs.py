@@ -102,7 +102,7 @@ def prove_after_backup(repo: Repository, run: RunAssignment, snapshot_id: str, r
         reporter.event(EventCode.PROOF_PASSED, f"proof of restore passed ({result.kind}): {len(result.checks)} "
                        f"check(s) in {result.duration:.1f} s", kind=result.kind, snapshot_id=snapshot_id)
     else:
-        reporter.event(EventCode.PROOF_FAILED, f"proof of restore failed ({result.kind}): {result.reason}",
+        reporter.event_apart(EventCode.PROOF_FAILED, f"proof of restore failed ({result.kind}): {result.reason}",
                        kind=result.kind, snapshot_id=snapshot_id)
     log.info("run %s: proof of %s %s", run.run_id, snapshot_id[:8], result.verdict)
     return result

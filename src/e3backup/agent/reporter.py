@@ -63,6 +63,13 @@ class RunReporter:
         log.info("run %s: %s %s", self.run_id, code, message)
         self.outbox.add_event(self.run_id, code, SECRETS.redact(message), level, details)
 
+    def event_apart(self, code: EventCode | str, message: str, **details: Any) -> None:
+        """An event that does not decide the run's status, whatever its level: the proof of
+        restore has its own verdict and its own alert (one incident per problem)."""
+        problems = len(self.problems)
+        self.event(code, message, **details)
+        del self.problems[problems:]
+
     def on_engine_event(self, ev: Event) -> None:
         """The engines' ``on_event`` sink: forwarded as it happens."""
         self.event(ev.code, ev.message, ev.level.value if ev.level else None, **ev.details)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 DEFAULT_SAMPLE_FILES = 20
 DEFAULT_SAMPLE_BYTES = 256 << 20
 DEFAULT_BOOT_TIMEOUT = 180.0
-DEFAULT_MARKER = r"login:"
+DEFAULT_MARKER = "login:"
+DEFAULT_SCREEN_STABLE = 30.0
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,11 @@ class ProofOptions:
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT
     """Seconds the guest has to show a sign of life."""
     marker: str = DEFAULT_MARKER
-    """A regular expression on the serial console that means the guest is alive."""
+    """Text on the serial console that means the guest is alive (policy ``verify_boot_marker``)."""
+    screen_stable: float = DEFAULT_SCREEN_STABLE
+    """Seconds the screen must stay the same to count as a sign of life (a login screen)."""
+    memory_mb: int = 1024
+    """Memory of the VM."""
 
 
-__all__ = ["DEFAULT_BOOT_TIMEOUT", "DEFAULT_MARKER", "DEFAULT_SAMPLE_BYTES", "DEFAULT_SAMPLE_FILES", "ProofOptions"]
+__all__ = ["DEFAULT_BOOT_TIMEOUT", "DEFAULT_MARKER", "DEFAULT_SCREEN_STABLE", "DEFAULT_SAMPLE_BYTES", "DEFAULT_SAMPLE_FILES", "ProofOptions"]

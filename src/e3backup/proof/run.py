@@ -85,8 +85,10 @@ def _prove_image(repo: Repository, snap: Snapshot, options: ProofOptions, cancel
         missing = boot_unavailable() if boot.firmware is not None and options.boot else "boot not asked"
         if boot.firmware is not None and not missing:
             result = ProofResult(snap.id, "boot", [read_back, Check("boot sector", True, boot.why)])
-            check, result.screenshot = prove_boot(image, boot.firmware, options, cancel)
+            check, result.screenshot = prove_boot(repo, snap.id, options, cancel)
             result.checks.append(check)
+            if not check.ok:  # what the file systems say helps to see why
+                result.checks += check_partitions(image, dev, layout, options, cancel)
             return result
         result = ProofResult(snap.id, "fsck", [read_back])
         if boot.firmware is None:
