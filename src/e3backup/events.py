@@ -298,8 +298,8 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.PROOF_FAILED: CodeInfo(
         Level.ERROR,
         "Proof of restore failed: the snapshot did not boot, a file system check found errors, or its data "
-        "could not be read back (the message names the partition, file or pack). The backup is kept and the run keeps its status; "
-        "the proof-failed alert opens.",
+        "could not be read back (the message names the partition, file or pack). The backup is kept and "
+        "the run keeps its status; the proof-failed alert opens.",
     ),
     EventCode.PROOF_UNAVAILABLE: CodeInfo(
         Level.WARNING,

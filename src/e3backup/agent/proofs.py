@@ -26,6 +26,7 @@ from ..api.common import Engine
 from ..api.proofs import ProofCheck, ProofReport
 from ..events import EventCode
 from ..proof import ProofOptions, ProofResult, run_proof
+from ..proof.options import DEFAULT_MARKER
 from ..repo import Repository
 from .outbox import Outbox
 from .reporter import RunReporter
@@ -93,7 +94,8 @@ def prove_after_backup(repo: Repository, run: RunAssignment, snapshot_id: str, r
                        f"(this one: {platform})", platform=platform)
         return None
     scratch = run.disk_temp_dir or str(Path(state_dir) / "proof")
-    options = ProofOptions(snapshot=snapshot_id, scratch_dir=scratch)
+    options = ProofOptions(snapshot=snapshot_id, scratch_dir=scratch,
+                           marker=run.policy.verify_boot_marker or DEFAULT_MARKER)
     result = run_proof(repo, options, cancel=reporter.cancel)
     finished = datetime.now(UTC)
     outbox.add_proof(report_of(run.run_id, result, started, finished))

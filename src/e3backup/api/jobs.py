@@ -89,6 +89,10 @@ class Policy(_Strict):
         "booted headless and screenshotted (a data disk's file systems are checked instead), a files "
         "snapshot has a random sample of files restored and hashed (docs/proof.md). Linux agents."
     )
+    verify_boot_marker: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Boot proofs: the text on the guest's serial console that shows it is alive (default "
+        "'login:'); without it, a screen that stops changing for 30 s counts."
+    )
     rpo_hours: Annotated[StrictInt, Field(ge=1, le=8784)] | None = Field(
         None, description="Recovery point objective: the fleet view and alerts flag the job when its last "
         "successful backup is older than this many hours (default 24). Read by the server only."

@@ -51,10 +51,12 @@ def prove_boot(repo: Repository, snapshot_id: str, options: ProofOptions,
     """Boot, wait for a sign of life, take the screen, stop: (the boot check, the PNG)."""
     from ..instant.vm import boot_snapshot
 
-    work = Path(options.scratch_dir) / "vm"
     started = time.monotonic()
     try:
-        with boot_snapshot(repo, snapshot_id, workdir=work, memory_mb=options.memory_mb) as vm:
+        # the VM's work directory is its own short temporary one: a unix socket path is limited
+        # to 107 bytes, which a deep scratch directory would exceed
+        with boot_snapshot(repo, snapshot_id, memory_mb=options.memory_mb) as vm:
+            work = vm.workdir
             how = f"{vm.firmware.upper()}, {'KVM' if vm.accel == 'kvm' else 'software emulation'}"
             sign = _wait_for_life(vm, options, cancel, work)
             took = time.monotonic() - started

@@ -36,4 +36,11 @@ class ProofOptions:
     """Memory of the VM."""
 
 
-__all__ = ["DEFAULT_BOOT_TIMEOUT", "DEFAULT_MARKER", "DEFAULT_SCREEN_STABLE", "DEFAULT_SAMPLE_BYTES", "DEFAULT_SAMPLE_FILES", "ProofOptions"]
+__all__ = [
+    "DEFAULT_BOOT_TIMEOUT",
+    "DEFAULT_MARKER",
+    "DEFAULT_SAMPLE_BYTES",
+    "DEFAULT_SAMPLE_FILES",
+    "DEFAULT_SCREEN_STABLE",
+    "ProofOptions",
+]
