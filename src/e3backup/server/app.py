@@ -81,7 +81,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     alert_worker = AlertWorker(
         state.sessions, state.clock, state.box, mail, settings.agent_offline_after_seconds,
-        settings.alert_offline_minutes,
+        settings.alert_offline_minutes, local_roots=list(settings.browse_local_roots),
     )
     scheduler = Scheduler(
         state.sessions,

@@ -219,6 +219,62 @@ class DestinationPublic(BaseModel):
     has_repository_password: bool
 
 
+QuotaBytes = Annotated[int, Field(ge=1, le=1 << 62)]
+
+
+class StorageDestinationCreate(_In):
+    """A tenant's storage defined once; jobs name it by ``destination_id``. The S3 secret and the
+    repository password are required here and never returned."""
+
+    name: Name
+    destination: DestinationIn
+    quota_bytes: QuotaBytes | None = Field(None, description="Stored bytes (after dedup) at which new backups stop.")
+    quota_warn_percent: Annotated[int, Field(ge=1, le=100)] = 80
+    tenant_id: Id | None = Field(None, description="MSP staff: the tenant it belongs to.")
+
+
+class StorageDestinationUpdate(_In):
+    """Fields to change; secrets left out are kept. Every job using it gets the change."""
+
+    name: Name | None = None
+    destination: DestinationIn | None = None
+    quota_bytes: QuotaBytes | None = None
+    clear_quota: StrictBool = False
+    quota_warn_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class StorageDestinationPublic(BaseModel):
+    id: int
+    tenant_id: int
+    name: str
+    destination: DestinationPublic
+    quota_bytes: int | None
+    quota_warn_percent: int
+    stored_bytes: int | None = Field(None, description="Measured from its repositories' indexes (None: not yet).")
+    jobs: list[int] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantQuota(_In):
+    quota_bytes: QuotaBytes | None = Field(None, description="Stored bytes over all its repositories; None: no quota.")
+
+
+class TenantQuotaPublic(BaseModel):
+    tenant_id: int
+    quota_bytes: int | None
+    stored_bytes: int | None
+
+
+class ConnectionVerdict(BaseModel):
+    """'Test connection': the storage probe's verdict, then the credentials and the repository."""
+
+    ok: bool
+    code: str
+    message: str
+    steps: list[str]
+
+
 class Schedule(_In):
     cron: Annotated[str, Field(min_length=1, max_length=200)] = Field(..., description="5-field cron")
     timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
@@ -235,7 +291,8 @@ class JobCreate(_In):
     disk_image_format: DiskImageFormat | None = None
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
     hyperv_config: HyperVConfig | None = None
-    destination: DestinationIn
+    destination: DestinationIn | None = Field(None, description="Given inline, or ``destination_id``.")
+    destination_id: Id | None = Field(None, description="A storage destination of the tenant, defined once.")
     share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention = Field(default_factory=Retention)
@@ -257,6 +314,7 @@ class JobUpdate(_In):
     disk_temp_dir: Annotated[str, Field(max_length=4096)] | None = None
     hyperv_config: HyperVConfig | None = None
     destination: DestinationIn | None = None
+    destination_id: Id | None = None
     share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention | None = None
@@ -278,6 +336,7 @@ class JobPublic(BaseModel):
     disk_temp_dir: str | None
     hyperv_config: HyperVConfig | None
     destination: DestinationPublic
+    destination_id: int | None = None
     schedule: Schedule | None
     retention: Retention
     policy: Policy
@@ -384,8 +443,9 @@ class RecoveryRevoked(BaseModel):
 
 # --- alerts ------------------------------------------------------------------------------------
 
-AlertRule = Literal["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed"]
-ALL_RULES: list[AlertRule] = ["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed"]
+AlertRule = Literal["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed", "storage_quota"]
+ALL_RULES: list[AlertRule] = ["run_failed", "run_warning", "rpo_missed", "agent_offline", "proof_failed",
+                              "storage_quota"]
 
 
 class AlertChannelCreate(_In):
@@ -459,6 +519,7 @@ __all__ = [
     "AuditPage",
     "CommandCreate",
     "CommandPublic",
+    "ConnectionVerdict",
     "DestinationIn",
     "DestinationPublic",
     "DiskRefreshPending",
@@ -480,8 +541,13 @@ __all__ = [
     "RunPublic",
     "S3DestinationIn",
     "Schedule",
+    "StorageDestinationCreate",
+    "StorageDestinationPublic",
+    "StorageDestinationUpdate",
     "TenantCreate",
     "TenantPublic",
+    "TenantQuota",
+    "TenantQuotaPublic",
     "TotpCode",
     "TotpSetup",
     "UserCreate",

@@ -26,6 +26,7 @@ class Tenant(Base):
     enrollment_token_expires_at: Mapped[datetime | None]
     enrollment_token_uses_left: Mapped[int | None]  # None: any number of agents
     created_at: Mapped[datetime]
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # stored bytes over all its repositories
 
     @property
     def has_enrollment_token(self) -> bool:
@@ -110,6 +111,11 @@ class Job(Base):
     hyperv_config: Mapped[dict[str, Any] | None]
     destination: Mapped[dict[str, Any]] = mapped_column(comment="destination without secrets")
     destination_secrets: Mapped[str] = mapped_column(Text, comment="SecretBox-sealed secrets")
+    # a storage destination defined once (its settings and secrets are copied into the two
+    # columns above and rewritten when it changes); None: the destination was given inline
+    destination_id: Mapped[int | None] = mapped_column(
+        ForeignKey("storage_destinations.id", ondelete="RESTRICT"), index=True
+    )
     schedule_cron: Mapped[str | None] = mapped_column(String(200))
     schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     retention: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -242,6 +248,31 @@ class RepositoryMaintenance(Base):
     last_check_at: Mapped[datetime | None]
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     last_status: Mapped[str | None] = mapped_column(String(16))
+    # stored bytes read from the repository's index (``services.quotas``), measured again after
+    # each successful backup into it
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    measured_at: Mapped[datetime | None]
+    measure_error: Mapped[str | None] = mapped_column(Text)
+    measure_needed: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class StorageDestination(Base):
+    """A tenant's storage defined once (an S3 bucket and prefix, or a folder on the agent
+    machine) with the repository password, used by any number of its jobs. ``settings`` holds
+    no secret; ``secrets_sealed`` holds the S3 secret key and the repository password."""
+
+    __tablename__ = "storage_destinations"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_storage_destinations_tenant_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))  # s3 | local
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secrets_sealed: Mapped[str] = mapped_column(Text)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quota_warn_percent: Mapped[int] = mapped_column(default=80)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class AlertChannel(Base):
@@ -361,6 +392,7 @@ __all__ = [
     "RepositoryMaintenance",
     "Run",
     "RunEvent",
+    "StorageDestination",
     "Tenant",
     "User",
     "UserSession",

@@ -23,7 +23,7 @@ from e3backup.server.deps import (
 )
 from e3backup.server.errors import FieldError
 from e3backup.server.schemas import JobClone, JobCreate, JobPublic, JobUpdate, RunPublic
-from e3backup.server.services import audit, controls
+from e3backup.server.services import audit, controls, quotas
 from e3backup.server.services import jobs as svc
 from e3backup.server.services import runs as runs_svc
 
@@ -113,6 +113,9 @@ def run_now(job: VisibleJob, session: SessionDep, state: StateDep, user: Operato
     agent = session.get(Agent, job.agent_id)
     if agent is not None and agent.paused:
         raise HTTPException(status_code=409, detail=f"agent {agent.name} is paused: no new runs until it is resumed")
+    over = quotas.over_quota(session, job)
+    if over is not None:
+        raise HTTPException(status_code=409, detail=over)
     run = runs_svc.create_run(session, job, state.clock.now(), trigger="manual")
     record_job(session, state.clock.now(), user, "job.run", job, run_id=run.id)
     session.commit()

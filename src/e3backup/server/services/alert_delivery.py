@@ -20,6 +20,7 @@ import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from e3backup.server.clock import Clock
 from e3backup.server.db.models import AlertChannel, AlertDelivery, Tenant
 from e3backup.server.security import SecretBox
-from e3backup.server.services import alerts
+from e3backup.server.services import alerts, quotas
 from e3backup.server.services.fleet import fleet_health
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,9 @@ class AlertWorker:
         offline_after_seconds: float,
         offline_minutes: float,
         http: httpx.Client | None = None,
+        local_roots: list[Path] | None = None,
     ) -> None:
+        self._local_roots = local_roots or []  # the repositories the server may read (quotas)
         self._sessions = sessions
         self._clock = clock
         self._box = box
@@ -205,8 +208,10 @@ class AlertWorker:
     def tick(self) -> int:
         """Evaluate, queue summaries, send what is due; returns the number sent."""
         now = self._clock.now()
+        quotas.measure_due(self._sessions, self._box, self._local_roots, now)
         with self._sessions() as session:
             alerts.evaluate(session, now, self._offline_after, self._offline_minutes)
+            quotas.evaluate(session, now)
             queue_summaries(session, now, self._offline_after)
             session.commit()
         return self.deliver_due()

@@ -4,9 +4,9 @@ Rules: ``run_failed`` and ``run_warning`` (a job's backup run ended so; cleared 
 successful run), ``rpo_missed`` (a job's last successful backup is older than its RPO),
 ``agent_offline`` (a machine silent for more than ``alert_offline_minutes``), ``proof_failed``
 (the agent's proof of restore of a job's snapshot failed; cleared by its next passed proof,
-``services.proofs``). (Storage quotas
-are not built yet, so there is no quota rule.) An incident opens once per subject (``job:5``,
-``agent:3``) and rule, and clears once; each of the two moments
+``services.proofs``), ``storage_quota`` (a storage destination or tenant near or over its quota:
+``services.quotas``). An incident opens once per subject (``job:5``, ``agent:3``) and rule, and
+clears once; each of the two moments
 becomes one delivery per matching channel (the tenant's own and the MSP's), sent by the worker
 in ``alert_delivery``. Run outcomes open and clear incidents in the transaction that records
 them; RPO and offline machines are evaluated on the scheduler's tick.
@@ -30,6 +30,7 @@ RULES = {
     "rpo_missed": "No successful backup within the RPO",
     "agent_offline": "Agent offline",
     "proof_failed": "Proof of restore failed",
+    "storage_quota": "Storage near or over its quota",
 }
 
 

@@ -12,7 +12,11 @@ Rules (create and update alike; an update is merged into the job and validated w
 - ``policy.verify_boot`` (proof of restore) only on files and disk_image jobs, and not for disk
   images on a Windows agent (the proof boots in QEMU and runs Linux checkers);
 - the schedule is a valid 5-field cron expression in a known time zone;
-- destination secrets are required on create and kept when omitted on update.
+- destination secrets are required on create and kept when omitted on update;
+- the destination is given inline or as ``destination_id``, a storage destination of the job's
+  tenant defined once (``services.destinations``): its settings and secrets are copied into the
+  job and rewritten whenever the destination changes, so every reader of ``job.destination``
+  (agents, maintenance, usage, the gateway) sees one shape either way.
 """
 
 from __future__ import annotations
@@ -28,10 +32,18 @@ from sqlalchemy.orm import Session
 from e3backup.api.common import DiskImageFormat, Engine
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
 from e3backup.api.volumes import parse_volume
-from e3backup.server.db.models import Agent, HyperVVM, Job, User
+from e3backup.server.db.models import Agent, HyperVVM, Job, StorageDestination, User
 from e3backup.server.errors import FieldError
 from e3backup.server.scheduler import next_fire
-from e3backup.server.schemas import DestinationPublic, JobCreate, JobPublic, JobUpdate, Schedule
+from e3backup.server.schemas import (
+    DestinationPublic,
+    JobCreate,
+    JobPublic,
+    JobUpdate,
+    LocalDestinationIn,
+    S3DestinationIn,
+    Schedule,
+)
 from e3backup.server.security import SecretBox
 
 SECRET_FIELDS = ("secret_access_key", "repository_password")
@@ -40,6 +52,20 @@ SECRETS_BY_TYPE = {"s3": SECRET_FIELDS, "local": ("repository_password",)}
 
 def secrets_aad(tenant_id: int) -> str:
     return f"job-destination:tenant:{tenant_id}"
+
+
+def storage_destination_aad(tenant_id: int) -> str:
+    return f"storage-destination:tenant:{tenant_id}"
+
+
+def copy_destination(box: SecretBox, job: Job, dest: StorageDestination, kept: dict[str, Any]) -> None:
+    """Write the storage destination's settings and secrets into the job (its own share
+    credentials, from ``kept``, stay with it)."""
+    secrets = box.open(dest.secrets_sealed, storage_destination_aad(dest.tenant_id))
+    secrets |= {k: kept[k] for k in SHARE_SECRETS if k in kept}
+    job.destination = {"type": dest.type, **dest.settings}
+    job.destination_secrets = box.seal(secrets, secrets_aad(dest.tenant_id))
+    job.destination_id = dest.id
 
 
 def validate_schedule(schedule: Schedule | None) -> None:
@@ -124,13 +150,16 @@ def _check_engine_fields(spec: JobCreate) -> JobCreate:
     return spec
 
 
-def _split_destination(spec: JobCreate, kept: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    dest = spec.destination.model_dump(mode="json")
+def split_secrets(
+    given: S3DestinationIn | LocalDestinationIn, kept: dict[str, Any], field: str = "destination"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The destination's settings and its secrets (each required: given or kept)."""
+    dest = given.model_dump(mode="json")
     secrets: dict[str, Any] = {}
     for name in SECRETS_BY_TYPE[dest["type"]]:
         value = dest.pop(name, None) or kept.get(name)
         if not value:
-            raise FieldError(f"destination.{name}", "required")
+            raise FieldError(f"{field}.{name}", "required")
         secrets[name] = value
     for name in SECRET_FIELDS:
         dest.pop(name, None)
@@ -171,7 +200,22 @@ def save_job(
     _check_proof(spec, agent)
     validate_schedule(spec.schedule)
     kept = box.open(job.destination_secrets, secrets_aad(job.tenant_id)) if job is not None else {}
-    destination, secrets = _split_destination(spec, kept)
+    stored: StorageDestination | None = None
+    destination: dict[str, Any]
+    secrets: dict[str, Any]
+    if spec.destination_id is not None:
+        if spec.destination is not None:
+            raise FieldError("destination_id", "give a destination or a destination_id, not both")
+        stored = session.get(StorageDestination, spec.destination_id)
+        if stored is None or stored.tenant_id != agent.tenant_id:
+            raise FieldError("destination_id", f"no storage destination {spec.destination_id} for this agent's tenant")
+        destination, secrets = {}, {}
+    elif spec.destination is None:
+        raise FieldError("destination", "required: a destination or a destination_id")
+    else:
+        if job is not None and job.destination_id is not None:
+            kept = {k: kept[k] for k in SHARE_SECRETS if k in kept}  # a new inline one: no stored secrets
+        destination, secrets = split_secrets(spec.destination, kept)
     secrets |= _share_secrets(spec, kept)
     schedule_changed = True
     if job is None:
@@ -194,8 +238,12 @@ def save_job(
     job.disk_image_format = spec.disk_image_format.value if spec.disk_image_format else None
     job.disk_temp_dir = spec.disk_temp_dir
     job.hyperv_config = spec.hyperv_config.model_dump(mode="json") if spec.hyperv_config else None
-    job.destination = destination
-    job.destination_secrets = box.seal(secrets, secrets_aad(agent.tenant_id))
+    if stored is not None:
+        copy_destination(box, job, stored, secrets)
+    else:
+        job.destination = destination
+        job.destination_secrets = box.seal(secrets, secrets_aad(agent.tenant_id))
+        job.destination_id = None
     job.schedule_cron = spec.schedule.cron if spec.schedule else None
     job.schedule_timezone = spec.schedule.timezone if spec.schedule else "UTC"
     job.retention = spec.retention.model_dump(mode="json", exclude_none=True)
@@ -236,7 +284,8 @@ def spec_of(job: Job) -> dict[str, Any]:
         "disk_image_format": job.disk_image_format,
         "disk_temp_dir": job.disk_temp_dir,
         "hyperv_config": job.hyperv_config,
-        "destination": dict(job.destination),
+        "destination": None if job.destination_id is not None else dict(job.destination),
+        "destination_id": job.destination_id,
         "schedule": schedule,
         "retention": job.retention,
         "policy": job.policy,
@@ -251,6 +300,10 @@ def merged_spec(job: Job, patch: JobUpdate) -> JobCreate:
         # fields of the old engine do not carry over to a new one
         for name in ("disk_source_volume", "disk_image_format", "disk_temp_dir", "hyperv_config"):
             spec[name] = None
+    if changes.get("destination") is not None:
+        spec["destination_id"] = None
+    if changes.get("destination_id") is not None:
+        spec["destination"] = None
     spec.update(changes)
     return JobCreate.model_validate(spec)
 
@@ -286,6 +339,7 @@ def job_public(job: Job) -> JobPublic:
         disk_temp_dir=job.disk_temp_dir,
         hyperv_config=HyperVConfig.model_validate(job.hyperv_config) if job.hyperv_config else None,
         destination=destination_public(job),
+        destination_id=job.destination_id,
         schedule=Schedule(cron=job.schedule_cron, timezone=job.schedule_timezone)
         if job.schedule_cron
         else None,
@@ -306,11 +360,14 @@ def destination_with_secrets(box: SecretBox, job: Job) -> dict[str, Any]:
 
 __all__ = [
     "agent_runs",
+    "copy_destination",
     "destination_public",
     "destination_with_secrets",
     "job_public",
     "merged_spec",
     "save_job",
     "spec_of",
+    "split_secrets",
+    "storage_destination_aad",
     "validate_schedule",
 ]

@@ -32,7 +32,7 @@ def _under(path: str, roots: list[Path]) -> bool:
                for r in (Path(os.path.realpath(root)) for root in roots))
 
 
-def _location(dest: dict[str, object], local_roots: list[Path]) -> tuple[str, dict[str, object]]:
+def store_location(dest: dict[str, object], local_roots: list[Path]) -> tuple[str, dict[str, object]]:
     if dest.get("type") == "s3":
         prefix = str(dest.get("prefix") or "").strip("/")
         url = f"s3:{str(dest['endpoint']).rstrip('/')}/{dest['bucket']}" + (f"/{prefix}" if prefix else "")
@@ -68,7 +68,7 @@ def open_job_repository(box: SecretBox, ref: RepoRef, local_roots: list[Path]) -
     """The job's repository with its index loaded, for the duration of the ``with`` block."""
     dest = {**ref.destination, **box.open(ref.sealed_secrets, secrets_aad(ref.tenant_id))}
     try:
-        location, options = _location(dest, local_roots)
+        location, options = store_location(dest, local_roots)
         password = str(dest.get("repository_password") or "").encode()
     finally:
         dest.clear()
@@ -87,4 +87,4 @@ def open_job_repository(box: SecretBox, ref: RepoRef, local_roots: list[Path]) -
         repo.close()
 
 
-__all__ = ["RepoRef", "open_job_repository"]
+__all__ = ["RepoRef", "open_job_repository", "store_location"]

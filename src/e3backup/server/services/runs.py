@@ -65,6 +65,8 @@ def claim_next_run(
     if agent.paused:  # paused: no new backups (restores and maintenance the user asked for still run)
         query = query.where(Run.kind != RunKind.BACKUP.value)
     for candidate in session.scalars(query.order_by(Run.id).limit(20)).all():
+        if _refused_by_quota(session, candidate, now):
+            continue
         claimed = session.execute(
             update(Run)
             .where(Run.id == candidate, Run.status == RunStatus.QUEUED.value)
@@ -77,6 +79,30 @@ def claim_next_run(
             log.info("run %s handed to agent %s", run.id, agent.id)
             return run
     return None
+
+
+def _refused_by_quota(session: Session, run_id: int, now: datetime) -> bool:
+    """A queued backup whose destination or tenant is over quota ends FAILED instead of running."""
+    from e3backup.server.services import alerts, quotas  # they build on this module
+
+    run = session.get(Run, run_id)
+    if run is None or run.kind != RunKind.BACKUP.value or run.job_id is None:
+        return False
+    job = session.get(Job, run.job_id)
+    reason = quotas.over_quota(session, job) if job is not None else None
+    if reason is None:
+        return False
+    ended = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED.value)
+        .values(status=RunStatus.FAILED.value, finished_at=now, error_summary=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if ended.rowcount == 1:  # type: ignore[attr-defined]
+        session.refresh(run)
+        log.info("run %s refused: %s", run_id, reason)
+        alerts.on_run_finished(session, run, now)
+    return True
 
 
 def _hyperv_vms(session: Session, job: Job) -> list[HyperVVMRun]:
@@ -201,9 +227,13 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
                 from e3backup.server.services import maintenance  # it builds on this module
 
                 maintenance.finished(session, run, now)
-            from e3backup.server.services import alerts  # it builds on this module
+            from e3backup.server.services import alerts, quotas  # they build on this module
 
             alerts.on_run_finished(session, run, now)
+            job = session.get(Job, run.job_id) if run.job_id is not None else None
+            ok = req.status in (RunStatus.SUCCESS, RunStatus.WARNING)
+            if ok and job is not None and run.kind in (RunKind.BACKUP.value, RunKind.MAINTENANCE.value):
+                quotas.mark_stale(session, job)  # its repository grew (or shrank): measured again
             if req.status is RunStatus.SUCCESS:
                 run.progress_pct = 100.0
                 run.eta_seconds = 0
