@@ -96,8 +96,11 @@ def test_alerts_go_to_the_tenants_own_recipients(
                                                          "tenant_id": world.tenant_a["id"]})
     assert r.status_code == 422
     r = world.user_a.post("/api/alerts/channels", json={"kind": "email", "target": "q@acme.example",
+                                                         "rules": ["disk_on_fire"]})
+    assert r.status_code == 422 and "rules" in r.text  # an unknown rule is refused, not ignored
+    r = world.user_a.post("/api/alerts/channels", json={"kind": "email", "target": "q@acme.example",
                                                          "rules": ["storage_quota"]})
-    assert r.status_code == 422 and "rules" in r.text  # no quota rule: quotas are not built
+    assert r.status_code == 201, r.text  # quotas are built (services.quotas): only their alerts
     _finish(world, world.job(name="Docs"), "warning", "1 file unreadable")  # not a rule of a@
     _finish(world, world.job(name="Mail"), "failed", "boom")
     app.state.alerts.deliver_due()

@@ -58,7 +58,10 @@ def _objects(world: World) -> dict[str, Any]:
         f"/api/agents/{world.agent_a.id}/commands",
         json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "check"}},
     ).json()
+    dest = world.user_a.post("/api/destinations", json={"name": "Offsite", "destination": {
+        "type": "local", "path": "/srv/backups", "repository_password": "a long repository password"}}).json()
     return {
+        "destination": dest["id"],
         "tenant": world.tenant_a["id"],
         "agent": world.agent_a.id,
         "job": job["id"],
@@ -84,10 +87,14 @@ TENANT_ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("POST", "/api/runs/{run}/cancel", None, OPERATE),
     ("GET", "/api/commands/{command}", None, VIEW),
     ("POST", "/api/recovery/sessions/{run}/revoke", None, MANAGE),
+    ("GET", "/api/destinations/{destination}", None, VIEW),
+    ("PATCH", "/api/destinations/{destination}", {"quota_bytes": 5}, MANAGE),
+    ("GET", "/api/tenants/{tenant}/quota", None, VIEW),
 ]
 DESTRUCTIVE = [
     ("DELETE", "/api/jobs/{job}", None, MANAGE),
     ("POST", "/api/agents/{agent}/revoke", None, MANAGE),
+    ("DELETE", "/api/destinations/{destination}", None, MANAGE),
 ]
 GRANTED = {"operator": {VIEW, OPERATE}, "reader": {VIEW}}
 

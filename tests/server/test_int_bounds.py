@@ -116,6 +116,9 @@ def test_every_integer_parameter_is_bounded(app: FastAPI, world: World) -> None:
         },
     )
     assert job.status_code == 201, job.text
+    dest = world.admin.post("/api/destinations", json={"name": "d", "tenant_id": world.tenant_a["id"], "destination": {
+        "type": "local", "path": "/srv/r", "repository_password": "repo-pass-123"}})  # destination 1
+    assert dest.status_code == 201, dest.text
     session = world.admin.post("/api/recovery/sessions", json={"job_id": job.json()["id"], "snapshot_id": "abc"})
     assert session.status_code == 201, session.text
     run_id = session.json()["run_id"]

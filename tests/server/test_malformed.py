@@ -22,7 +22,7 @@ def test_every_endpoint_answers_malformed_bodies_with_4xx(world: World) -> None:
     r = world.user_a.post("/api/recovery/sessions", json={"job_id": job["id"], "snapshot_id": "s"})
     console = Actor(world.client, {"Authorization": f"Bearer {r.json()['session_token']}"})
     ids = {"tenant_id": world.tenant_a["id"], "agent_id": world.agent_a.id, "job_id": job["id"], "run_id": 1}
-    ids |= {"user_id": world.user_a.id, "command_id": 1}
+    ids |= {"user_id": world.user_a.id, "command_id": 1, "destination_id": 1}
     paths = world.client.get("/openapi.json").json()["paths"]
     checked = 0
     for path, methods in paths.items():

@@ -4,7 +4,9 @@ never out; every change and test is in the audit log."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 
 from e3backup.api.common import Id
 from e3backup.server.db.models import StorageDestination
@@ -24,6 +26,14 @@ router = APIRouter(prefix="/api/destinations", tags=["destinations"])
 tenant_router = APIRouter(prefix="/api/tenants", tags=["tenants"])
 
 
+def visible_destination(destination_id: Id, session: SessionDep, user: CurrentUser) -> StorageDestination:
+    """Another tenant's destination is 404, like one that does not exist (before any role check)."""
+    return svc.get_visible(session, user, destination_id)
+
+
+VisibleDestination = Annotated[StorageDestination, Depends(visible_destination)]
+
+
 def _public(session: SessionDep, dest: StorageDestination) -> StorageDestinationPublic:
     return svc.public(dest, quotas.destination_stored(session, dest), [j.id for j in svc.users_of(session, dest, True)])
 
@@ -33,9 +43,9 @@ def list_destinations(session: SessionDep, user: CurrentUser) -> list[StorageDes
     return [_public(session, d) for d in svc.visible(session, user)]
 
 
-@router.get("/{dest_id}")
-def get_destination(dest_id: Id, session: SessionDep, user: CurrentUser) -> StorageDestinationPublic:
-    return _public(session, svc.get_visible(session, user, dest_id))
+@router.get("/{destination_id}")
+def get_destination(dest: VisibleDestination, session: SessionDep) -> StorageDestinationPublic:
+    return _public(session, dest)
 
 
 @router.post("", status_code=201)
@@ -50,12 +60,11 @@ def create_destination(
     return _public(session, dest)
 
 
-@router.patch("/{dest_id}")
+@router.patch("/{destination_id}")
 def update_destination(
-    dest_id: Id, body: StorageDestinationUpdate, request: Request, session: SessionDep, state: StateDep,
+    dest: VisibleDestination, body: StorageDestinationUpdate, request: Request, session: SessionDep, state: StateDep,
     user: ManagerUser,
 ) -> StorageDestinationPublic:
-    dest = svc.get_visible(session, user, dest_id)
     jobs = svc.update(session, state.box, dest, body, state.clock.now())
     audit.record(session, state.clock.now(), "destination.update", user=user, tenant_id=dest.tenant_id,
                  target_type="destination", target_id=dest.id, ip=client_ip(request),
@@ -65,9 +74,10 @@ def update_destination(
     return _public(session, dest)
 
 
-@router.delete("/{dest_id}", status_code=204)
-def delete_destination(dest_id: Id, request: Request, session: SessionDep, state: StateDep, user: ManagerUser) -> None:
-    dest = svc.get_visible(session, user, dest_id)
+@router.delete("/{destination_id}", status_code=204)
+def delete_destination(
+    dest: VisibleDestination, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
+) -> None:
     audit.record(session, state.clock.now(), "destination.delete", user=user, tenant_id=dest.tenant_id,
                  target_type="destination", target_id=dest.id, ip=client_ip(request),
                  details={"name": dest.name, "where": svc.describe(dest)})
@@ -75,11 +85,10 @@ def delete_destination(dest_id: Id, request: Request, session: SessionDep, state
     session.commit()
 
 
-@router.post("/{dest_id}/test")
+@router.post("/{destination_id}/test")
 def test_destination(
-    dest_id: Id, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
+    dest: VisibleDestination, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> ConnectionVerdict:
-    dest = svc.get_visible(session, user, dest_id)
     verdict = svc.check_connection(state.box, dest, list(state.settings.browse_local_roots))
     audit.record(session, state.clock.now(), "destination.test", user=user, tenant_id=dest.tenant_id,
                  target_type="destination", target_id=dest.id, ip=client_ip(request),

@@ -57,7 +57,7 @@ def clone_job(session: Session, user: User, job: Job, agent: Agent, name: str, n
         source_paths=list(job.source_paths), exclude=list(job.exclude), disk_source_volume=job.disk_source_volume,
         disk_image_format=job.disk_image_format, disk_temp_dir=job.disk_temp_dir,
         hyperv_config=dict(job.hyperv_config) if job.hyperv_config else None, destination=dict(job.destination),
-        destination_secrets=job.destination_secrets, schedule_cron=job.schedule_cron,
+        destination_secrets=job.destination_secrets, destination_id=job.destination_id, schedule_cron=job.schedule_cron,
         schedule_timezone=job.schedule_timezone, retention=dict(job.retention), policy=dict(job.policy),
         enabled=job.enabled, next_run_at=job.next_run_at, created_at=now, updated_at=now,
     )

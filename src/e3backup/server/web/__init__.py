@@ -25,6 +25,7 @@ from e3backup.server.web import (
     auth,
     browse,
     controls,
+    destinations,
     jobs,
     overview,
     pick_restore,
@@ -36,7 +37,7 @@ from e3backup.server.web.deps import LoginRequired, Page, page_scope, page_sessi
 from e3backup.server.web.templating import STATIC, render
 
 ROUTERS = [auth.router, overview.router, agents.router, jobs.router, runs.router, restore_points.router,
-           browse.router, pick_restore.router, alerts.router,
+           browse.router, pick_restore.router, alerts.router, destinations.router,
            controls.router, users.router]
 
 

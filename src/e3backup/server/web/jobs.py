@@ -20,6 +20,7 @@ from e3backup.server.problems import FieldError
 from e3backup.server.routes import jobs as jobs_api
 from e3backup.server.scheduler import next_fire
 from e3backup.server.schemas import JobCreate
+from e3backup.server.services import destinations as destinations_svc
 from e3backup.server.services import jobs as jobs_svc
 from e3backup.server.services import maintenance as maintenance_svc
 from e3backup.server.services import proofs as proofs_svc
@@ -112,6 +113,9 @@ def _wizard(
         form=form,
         errors=errors,
         labels={name: label(name) for name in errors},
+        destinations=destinations_svc.visible(session, page.user, page.scope.tenant_ids),
+        describe_destination=destinations_svc.describe,
+        tenant_names={t.id: t.name for t in page.scope.tenants},
         **(
             {"action": f"/jobs/{job.id}/edit", "submit_label": "Save changes", "cancel_href": f"/jobs/{job.id}",
              "editing": job}

@@ -40,6 +40,7 @@ INPUTS = (
     "hyperv_config.enable_rct",
     "hyperv_config.consistency_level",
     "destination.type",
+    "destination_id",
     "destination.endpoint",
     "destination.bucket",
     "destination.prefix",
@@ -164,7 +165,10 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     if engine in (Engine.FILES.value, Engine.DISK_IMAGE.value) and get("policy.verify_boot"):
         spec.setdefault("policy", {})["verify_boot"] = get("policy.verify_boot")
     dest_type = get("destination.type")
-    if dest_type == "local":
+    if dest_type == "saved":  # a storage destination defined once (its own page)
+        chosen = get("destination_id")
+        spec["destination_id"] = int(chosen) if chosen.isdigit() else None
+    elif dest_type == "local":
         spec["destination"] = {
             "type": "local",
             "path": get("destination.path"),
@@ -230,6 +234,9 @@ def form_from_job(spec: Mapping[str, Any]) -> dict[str, str]:
         form["hyperv_config.consistency_level"] = spec["hyperv_config"].get("consistency_level", "application")
         if not spec["hyperv_config"].get("enable_rct", True):
             form.pop("hyperv_config.enable_rct", None)
+    if spec.get("destination_id") is not None:
+        form["destination.type"] = "saved"
+        form["destination_id"] = str(spec["destination_id"])
     dest = spec.get("destination") or {}
     for key, value in dest.items():
         if key not in ("secret_access_key", "repository_password") and value is not None:
@@ -282,6 +289,7 @@ LABELS = {
     "disk_temp_dir": "Temporary folder",
     "hyperv_config.vms": "Virtual machines",
     "destination.type": "Destination",
+    "destination_id": "Saved destination",
     "destination.endpoint": "S3 endpoint",
     "destination.bucket": "Bucket",
     "destination.prefix": "Prefix",
@@ -327,6 +335,8 @@ def presubmit_errors(form: Mapping[str, str], secrets_kept: bool = False) -> lis
         except FieldError as e:
             found.append(e)
     dest_type = str(form.get("destination.type", "")).strip() or "s3"
+    if dest_type == "saved" and not str(form.get("destination_id", "")).strip().isdigit():
+        found.append(FieldError("destination_id", "Choose a saved destination."))
     for name in () if secrets_kept else SECRETS_BY_TYPE.get(dest_type, ()):
         if not str(form.get(f"destination.{name}", "")).strip():
             found.append(FieldError(f"destination.{name}", "Required."))

@@ -94,7 +94,7 @@
       });
       const dest = checked("destination.type") || "s3";
       wizard.querySelectorAll("[data-destination]").forEach((el) => {
-        el.hidden = el.dataset.destination !== dest;
+        el.hidden = !el.dataset.destination.split(" ").includes(dest);
       });
     };
     // Only the engines the chosen agent reported (an agent that never reported gets them all).
