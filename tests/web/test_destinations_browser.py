@@ -69,7 +69,8 @@ def test_a_destination_defined_once_tested_and_used_by_two_jobs(
             page.get_by_label("Folders or files", exact=True).fill(f"/srv/{name.split()[1]}")
             page.get_by_label("A saved destination", exact=True).check()
             expect(page.get_by_label("Repository password", exact=True)).to_be_hidden()
-            page.get_by_label("Saved destination", exact=True).select_option(label=f"Offsite S3 (s3 {s3_server.endpoint}/{bucket}/globex)")
+            saved = f"Offsite S3 (s3 {s3_server.endpoint}/{bucket}/globex)"
+            page.get_by_label("Saved destination", exact=True).select_option(label=saved)
             page.get_by_role("button", name="Create job").click()
             expect(page.get_by_role("status")).to_contain_text("Job created")
         page.goto(f"{live_server.url}/destinations")
