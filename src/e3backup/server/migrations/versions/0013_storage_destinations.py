@@ -1,7 +1,7 @@
 """storage destinations defined once per tenant, quotas, measured repository usage
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-03 19:20:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from e3backup.server.db.types import UTCDateTime
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
