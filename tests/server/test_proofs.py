@@ -89,7 +89,7 @@ def test_failed_proof_alerts_by_email_passed_proof_clears_it(app: FastAPI, world
     assert listed[1]["screenshot_url"] is None
 
 
-def test_screenshot_is_served_to_the_tenant_only(world: World) -> None:
+def test_screenshot_and_restore_points_are_served_to_the_tenant_only(world: World) -> None:
     job = world.job()
     run = _backup(world, job, "ef" * 32)
     proof = world.agent_a.post("/api/agent/report_proof", json=_report(run, "ef" * 32, "passed", png=tiny_png()))
@@ -99,6 +99,11 @@ def test_screenshot_is_served_to_the_tenant_only(world: World) -> None:
     assert world.admin.get(url).status_code == 200
     assert world.user_b.get(url).status_code == 404  # another tenant: as if it did not exist
     assert world.user_b.get("/api/proofs").json() == []
+    (point,) = world.user_a.get("/api/restore-points", params={"job_id": job["id"]}).json()
+    assert (point["run_id"], point["snapshot_id"], point["proof"]["verdict"], point["proof"]["screenshot_url"]) == (
+        run, "ef" * 32, "passed", url)
+    assert world.user_b.get("/api/restore-points", params={"job_id": job["id"]}).status_code == 404
+    assert world.user_b.get("/api/restore-points").json() == []
     world.client.cookies.clear()
     assert world.client.get(url).status_code == 401
 
