@@ -283,6 +283,9 @@ def test_leader_killed_mid_schedule(cluster: Cluster) -> None:
                            timeout=10)
             assert new != first and new[0] in by_pid
             assert time.monotonic() - killed < 10
+            gauges = {r.url: _leader_gauge(r.url) for r in cluster.alive()}
+            assert sorted(gauges.values()) == [0.0, 1.0]  # the two left say the same as PostgreSQL
+            assert [u for u, v in gauges.items() if v == 1.0] == [by_pid[new[0]].url]
     counts = wait_for("a run for every due job", lambda: (lambda rows: rows if len(rows) == len(jobs) else None)(
         cluster.sql("SELECT job_id, count(*), min(scheduled_for), max(trigger) FROM runs "
                     "WHERE job_id = ANY(%s) GROUP BY job_id", jobs)))
@@ -290,6 +293,11 @@ def test_leader_killed_mid_schedule(cluster: Cluster) -> None:
     assert {job: at.replace(tzinfo=UTC) for job, _, at, _ in counts} == due
     assert {trigger for *_, trigger in counts} == {"schedule"}
     assert len(cluster.leaders()) == 1
+
+
+def _leader_gauge(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text  # loopback: no credentials
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith("e3backup_scheduler_leader ")))
 
 
 def test_sqlite_refuses_a_second_server_process(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,8 @@ def server(
             )
         # each worker process builds its own app from the same settings (asgi.app_from_env)
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics merges the workers' latencies
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="e3backup-metrics-")
         uvicorn.run("e3backup.server.asgi:app_from_env", factory=True, workers=workers, **options)
         return
     try:

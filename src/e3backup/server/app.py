@@ -25,6 +25,8 @@ from e3backup.server.cluster.leader import leadership_for
 from e3backup.server.config import Settings
 from e3backup.server.db import make_engine, make_session_factory, upgrade
 from e3backup.server.errors import ServiceError
+from e3backup.server.metrics import Metrics, RequestTiming
+from e3backup.server.metrics import router as metrics_router
 from e3backup.server.problems import (
     FieldError,
     field_error_handler,
@@ -120,8 +122,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    metrics = Metrics(state, lambda: scheduler.running and scheduler.leadership.is_leader())
     app.state.e3 = state
     app.state.scheduler = scheduler
+    app.state.metrics = metrics
     app.state.alerts = alert_worker
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(ValidationError, _pydantic_validation_handler)
@@ -129,6 +133,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_exception_handler(ServiceError, service_error_handler)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(metrics_router)
     install_dashboard(app)
     # outermost last: the proxy's client address and scheme, then headers, then the body limit
     app.add_middleware(
@@ -138,6 +143,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         known_bearer=lambda token: run_in_threadpool(_known_bearer, state, token),
     )
     app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure or settings.tls)
+    app.add_middleware(RequestTiming, metrics=metrics)
     if settings.proxy_headers:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
