@@ -2,11 +2,12 @@
 
 ``boot_disk`` (session fixture) gives a ~24 MiB raw disk: an MBR (syslinux's ``mbr.bin``) with
 one active ext2 partition holding extlinux, the Debian kernel (``linux-image-amd64``) and a
-busybox initramfs (``busybox-static``) whose ``/init`` prints ``BootDisk.marker`` on the serial
-console and, alone on a cleared screen, on the VGA text console, then waits. Built once per
-machine and cached in the temp directory by a key of its inputs (kernel, busybox, this file), so
-a session pays ~1 s to build it the first time only. Needs root (the partition is loop-mounted for
-``extlinux --install``); the packages come from ``scripts/setup.sh``.
+busybox initramfs (``busybox-static``) whose ``/init`` prints ``BootDisk.marker`` (then the
+guest's ``MemTotal`` line) on the serial console and, alone on a cleared screen, on the VGA text
+console, then waits. Built once per machine and cached in the temp directory by a key of its
+inputs (kernel, busybox, this file), so a session pays ~2 s to build it the first time only.
+Needs root (the partition is loop-mounted for ``extlinux --install``); the packages come from
+``scripts/setup.sh``.
 
 Tests take a copy (``copy_to``) to back up or break; the cached file is never changed.
 """
@@ -35,6 +36,7 @@ INIT = f"""#!/bin/sh
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
 /bin/busybox mount -t proc proc /proc
 echo "{MARKER}" > /dev/ttyS0
+/bin/busybox grep MemTotal /proc/meminfo > /dev/ttyS0
 printf '\\033[2J\\033[H\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n                              {MARKER}\\n' > /dev/tty1
 printf '\\n                        booted from an e3backup snapshot\\n' > /dev/tty1
 while :; do /bin/busybox sleep 3600; done

@@ -1,4 +1,4 @@
-"""Disk image commands: the ``image`` group (``image backup``, ``image restore``, ``image export``)."""
+"""Disk image commands: the ``image`` group (``image backup``, ``restore``, ``export``, ``serve``, ``boot``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..errors import E3Error
 from ..events import Event, EventCode, Level
 from ..progress import Progress
 from .context import AppContext
@@ -311,3 +312,95 @@ def export(
 
 
 COMMANDS = [image]
+
+
+@image.command("serve")
+@click.argument("snapshot")
+@click.option("--nbd", "address", required=True, help="Where to listen: unix:PATH or tcp:HOST:PORT (port 0: any).")
+@click.option(
+    "--writable-overlay",
+    "overlay",
+    type=click.Path(dir_okay=False),
+    help="Copy-on-write file that takes the writes (kept; reused if it exists). Without it: read-only.",
+)
+@pass_app
+def serve(app: AppContext, snapshot: str, address: str, overlay: str | None) -> None:
+    """Serve image SNAPSHOT (an ID, a prefix or latest) as an NBD disk until Ctrl-C.
+
+    \b
+    Clients: qemu-img, qemu (-drive file=URI), nbdinfo, nbdcopy, nbdfuse.
+    Writes go to the overlay file only, never to the repository.
+    """
+    from ..instant import NbdAddress, open_export
+
+    where = NbdAddress.parse(address)  # a bad address fails before the password is asked
+    repo = app.open_repo()
+    with open_export(repo, snapshot, where, overlay=overlay) as export:
+        mode = f"writes to overlay {overlay}" if overlay else "read-only"
+        click.echo(
+            f"Serving snapshot {export.image.snapshot.short_id} ({export.image.file_name}, "
+            f"{human_bytes(export.image.device_size)}, {mode}) at {export.uri}\nCtrl-C stops.",
+        )
+        sys.stdout.flush()
+        _wait_for_signal()
+    click.echo("Stopped", err=True)
+
+
+@image.command("boot")
+@click.argument("snapshot")
+@click.option("--overlay", type=click.Path(dir_okay=False), help="Copy-on-write file for the VM's writes.")
+@click.option("--keep-overlay", is_flag=True, help="Keep the overlay when the VM stops (default: discard it).")
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
+              help="auto: KVM when it works here, else software emulation (TCG).")  # fmt: skip
+@click.option("--firmware", type=click.Choice(["auto", "bios", "uefi"]), default="auto", show_default=True,
+              help="auto: UEFI (OVMF) for a GPT disk with an EFI system partition, else BIOS.")  # fmt: skip
+@click.option("--memory-mb", type=click.IntRange(64, 1 << 20), default=1024, show_default=True, help="VM memory.")
+@pass_app
+def boot(
+    app: AppContext, snapshot: str, overlay: str | None, keep_overlay: bool, accel: str, firmware: str, memory_mb: int
+) -> None:
+    """Boot image SNAPSHOT (an ID, a prefix or latest) in a QEMU VM until Ctrl-C or the guest
+    powers off. The screen is on VNC (localhost); the serial console is printed here."""
+    from ..instant import boot_snapshot
+
+    repo = app.open_repo()
+
+    def echo_serial(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    vm = boot_snapshot(
+        repo,
+        snapshot,
+        accel=accel,
+        firmware=firmware,
+        memory_mb=memory_mb,
+        overlay=overlay,
+        keep_overlay=keep_overlay,
+        vnc=True,
+        on_serial=echo_serial,
+    )
+    with vm:
+        fate = "kept" if keep_overlay else "discarded"
+        click.echo(
+            f"Booted snapshot {vm.export.image.snapshot.short_id} ({human_bytes(vm.export.image.device_size)}): "
+            f"{vm.firmware.upper()}, {vm.accel.upper()} ({vm.accel_reason}), {memory_mb} MiB\n"
+            f"Screen: VNC at {vm.vnc} (e.g. vncviewer {vm.vnc})\n"
+            f"Serial console: printed below (log {vm.serial_log})\n"
+            f"Overlay: {vm.overlay} ({fate} when the VM stops)\n"
+            "Ctrl-C stops the VM.",
+            err=True,
+        )
+        try:
+            code = vm.wait()
+            click.echo(f"\nThe VM has stopped (QEMU exit code {code})", err=True)
+        except (KeyboardInterrupt, E3Error):
+            click.echo("\nStopping the VM", err=True)
+
+
+def _wait_for_signal() -> None:
+    """Block until Ctrl-C or SIGTERM (which the CLI turns into an exception)."""
+    try:
+        threading.Event().wait()
+    except (KeyboardInterrupt, E3Error):
+        pass
