@@ -193,7 +193,8 @@ def test_paging_500_runs_keys_focus_local_time_and_screenshots(browser: Any, liv
         urls = {"overview": "/", "agents": "/agents", "agent": f"/agents/{agent}", "jobs": "/jobs",
                 "job": f"/jobs/{job_id}", "job-edit": f"/jobs/{job_id}/edit", "job-new": "/jobs/new",
                 "runs": "/runs", "run": page.locator("a[href^='/runs/']").first.get_attribute("href") or "/runs",
-                "alerts": "/alerts", "audit": "/audit"}
+                "events": "/events", "alerts": "/alerts", "destinations": "/destinations",
+                "audit": "/audit"}
         for width, viewport in (("1280", LAPTOP), ("390", PHONE)):
             page.set_viewport_size(viewport)
             for name, url in urls.items():

@@ -77,3 +77,35 @@ def test_run_page_shows_counts_and_local_time(world: World) -> None:
     assert '<time datetime="' in page(world.user_a, "/runs")
     events = world.user_a.get("/api/runs/events/all", params={"level": "error"}).json()
     assert events == []
+
+
+def test_events_page_filters_pages_and_exports_csv(app: FastAPI, world: World) -> None:
+    from e3backup.server.db.models import RunEvent
+
+    jobs = _fill(app, world, 60)
+    state = app.state.e3
+    with state.sessions() as session:
+        for run in session.query(Run).order_by(Run.id):
+            for seq, level in enumerate(("info", "warning" if run.id % 3 == 0 else "info"), start=1):
+                session.add(RunEvent(run_id=run.id, seq=seq, ts=run.created_at, received_at=run.created_at,
+                                     code="SOURCE_UNREADABLE" if level == "warning" else "BACKUP_STARTED",
+                                     level=level, message=f"=run {run.id} event {seq}"))
+        session.commit()
+    first = page(world.admin, "/events")
+    assert "120 events: 1\u201350 shown" in text_of(first) and 'rel="next"' in first
+    assert "<th scope=\"col\">Tenant</th>" in first
+    third = page(world.admin, "/events?offset=100")
+    assert "101\u2013120 shown" in text_of(third) and 'rel="next"' not in third
+    warnings = text_of(page(world.admin, f"/events?level=warning&job_id={jobs['a']}"))
+    # runs 1..60, job a has the odd ids; warnings on multiples of 3: 3, 9, ..., 57
+    assert "10 events." in warnings and "BACKUP_STARTED" not in warnings
+    r = world.admin.get("/events.csv", params={"level": "warning", "job_id": jobs["a"]}, headers=HTML)
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert r.headers["content-type"].startswith("text/csv") and len(rows) == 10
+    assert {(row["tenant"], row["job"], row["code"]) for row in rows} == {("Acme", "Docs", "SOURCE_UNREADABLE")}
+    assert rows[0]["run_id"] == "57" and rows[0]["message"] == "'=run 57 event 2"  # no spreadsheet formula
+    assert rows[0]["time_utc"].endswith("Z")
+    # a tenant's user sees its own tenant's events only
+    own = list(csv.DictReader(io.StringIO(world.user_b.get("/events.csv", headers=HTML).text)))
+    assert len(own) == 60 and {row["tenant"] for row in own} == {"Globex"}
+    assert "Docs" not in page(world.user_b, "/events")

@@ -64,13 +64,21 @@ def event_rows(
     session: Session, f: RunFilter, level: str | None, offset: int, limit: int
 ) -> tuple[list[tuple[RunEvent, Run]], int]:
     """Events of the filtered runs, newest first (``level`` narrows further)."""
-    base = _where(select(RunEvent, Run).join(Run, Run.id == RunEvent.run_id), f)
     count = _where(select(func.count(RunEvent.id)).join(Run, Run.id == RunEvent.run_id), f)
     if level:
-        base, count = base.where(RunEvent.level == level), count.where(RunEvent.level == level)
+        count = count.where(RunEvent.level == level)
     total = session.scalar(count) or 0
-    rows = session.execute(base.order_by(RunEvent.id.desc()).offset(offset).limit(limit)).all()
-    return [(e, r) for e, r in rows], total
+    return event_page(session, f, level, offset, limit), total
+
+
+def event_page(
+    session: Session, f: RunFilter, level: str | None, offset: int, limit: int
+) -> list[tuple[RunEvent, Run]]:
+    """One page of :func:`event_rows` without the count (the CSV's batches)."""
+    base = _where(select(RunEvent, Run).join(Run, Run.id == RunEvent.run_id), f)
+    if level:
+        base = base.where(RunEvent.level == level)
+    return [(e, r) for e, r in session.execute(base.order_by(RunEvent.id.desc()).offset(offset).limit(limit)).all()]
 
 
 def names(session: Session, tenant_ids: list[int] | None) -> dict[str, dict[int, str]]:
@@ -116,10 +124,37 @@ def runs_csv(session: Session, f: RunFilter) -> Iterator[str]:
     yield _drain(buf)
 
 
+EVENT_CSV_COLUMNS = ("event_id", "time_utc", "tenant", "agent", "job", "run_id", "level", "code", "message")
+
+
+def events_csv(session: Session, f: RunFilter, level: str | None) -> Iterator[str]:
+    """The filtered events as CSV, newest first, streamed in batches (at most ``CSV_LIMIT`` rows)."""
+    labels = names(session, f.tenant_ids)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(EVENT_CSV_COLUMNS)
+    offset = 0
+    while offset < CSV_LIMIT:
+        rows = event_page(session, f, level, offset, 1000)
+        if not rows:
+            break
+        for e, r in rows:
+            writer.writerow((e.id, _iso(e.ts), labels["tenants"].get(r.tenant_id, ""),
+                             labels["agents"].get(r.agent_id or 0, ""), labels["jobs"].get(r.job_id or 0, ""),
+                             r.id, e.level, e.code, _cell(e.message)))
+        offset += len(rows)
+        yield _drain(buf)
+    yield _drain(buf)
+
+
+def _cell(text: str | None) -> str:
+    """One line, and no formula when opened in a spreadsheet."""
+    text = (text or "").replace("\r", " ").replace("\n", " ")
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 def _csv_row(r: Run, labels: dict[str, dict[int, str]]) -> Iterable[object]:
-    error = (r.error_summary or "").replace("\n", " ")
-    if error[:1] in ("=", "+", "-", "@"):
-        error = "'" + error  # no formula when opened in a spreadsheet
+    error = _cell(r.error_summary)
     return (
         r.id, labels["tenants"].get(r.tenant_id, ""), labels["agents"].get(r.agent_id or 0, ""),
         labels["jobs"].get(r.job_id or 0, ""), r.kind, r.trigger, r.status, r.backup_type or "",
@@ -136,4 +171,5 @@ def _drain(buf: io.StringIO) -> str:
     return text
 
 
-__all__ = ["CSV_COLUMNS", "RunFilter", "aware", "event_rows", "names", "runs_csv", "runs_page"]
+__all__ = ["CSV_COLUMNS", "EVENT_CSV_COLUMNS", "RunFilter", "aware", "event_page", "event_rows", "events_csv", "names",
+           "runs_csv", "runs_page"]

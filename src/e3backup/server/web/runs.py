@@ -124,6 +124,42 @@ def runs_csv(
     )
 
 
+LEVELS = ("info", "warning", "error")
+
+
+@router.get("/events", response_class=HTMLResponse)
+def events_page(
+    page: PageDep, session: SessionDep, level: str = "", agent_id: str = "", job_id: str = "", since: str = "",
+    until: str = "", offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> HTMLResponse:
+    """Every event of the runs in view, 50 a page, newest first, filtered like the runs (plus the
+    level), with the CSV of the same."""
+    f = _run_filter(page, "", agent_id, job_id, since, until)
+    chosen = level if level in LEVELS else None
+    rows, total = history.event_rows(session, f, chosen, offset, PAGE_SIZE)
+    labels = history.names(session, page.scope.tenant_ids)
+    params = {k: v for k, v in {"level": chosen or "", "agent_id": agent_id, "job_id": job_id, "since": since,
+                                 "until": until}.items() if v}
+    return page.render(
+        "events.html", active="events", rows=rows, jobs=labels["jobs"], agents=labels["agents"],
+        tenant_names=labels["tenants"] if page.scope.all_tenants else {}, level=chosen or "", levels=LEVELS,
+        filters={"agent_id": agent_id, "job_id": job_id, "since": since, "until": until}, total=total,
+        offset=offset, page_size=PAGE_SIZE, query=urlencode(params),
+    )
+
+
+@router.get("/events.csv")
+def events_csv(
+    page: PageDep, session: SessionDep, level: str = "", agent_id: str = "", job_id: str = "", since: str = "",
+    until: str = "",
+) -> StreamingResponse:
+    f = _run_filter(page, "", agent_id, job_id, since, until)
+    return StreamingResponse(
+        history.events_csv(session, f, level if level in LEVELS else None), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="e3backup-events.csv"'},
+    )
+
+
 RESTORABLE = {RunStatus.SUCCESS.value, RunStatus.WARNING.value}
 
 
