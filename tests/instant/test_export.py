@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,3 +169,20 @@ def test_an_unknown_export_name_is_refused_by_name(served: Served, repo_of: Repo
         named = subprocess.run(["nbdinfo", "--size", f"nbd+unix:///{served.snapshot[:8]}?socket={export.address.path}"],
                                capture_output=True, text=True, check=True)  # fmt: skip
         assert int(named.stdout) == 12 * MiB
+
+
+def test_a_damaged_pack_fails_the_reads_of_its_blobs_by_name(served: Served, tmp_path: Path) -> None:
+    repo_path = tmp_path / "repo"
+    shutil.copytree(served.repo_path, repo_path)
+    pack = max((p for p in (repo_path / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    raw[100] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+    repo = open_repo(repo_path)
+    try:
+        with open_export(repo, served.snapshot, NbdAddress("unix", path=str(tmp_path / "d"))) as export:
+            p = subprocess.run(["nbdcopy", export.uri, str(tmp_path / "out.img")], capture_output=True, text=True)
+            assert p.returncode != 0 and "Input/output error" in p.stderr
+            assert export.errors and f"in pack {pack.name}" in export.errors[0]
+    finally:
+        repo.close()

@@ -22,6 +22,8 @@ from .disk import DEFAULT_READ_AHEAD, SnapshotDisk
 from .nbdserver import Disk, NbdServer
 from .overlay import OverlayDisk
 
+MAX_ERRORS = 100
+
 
 @dataclass(frozen=True)
 class NbdAddress:
@@ -146,7 +148,8 @@ def open_export(
         export = Export(image, address, disk, layer)
 
         def failed(message: str) -> None:
-            export.errors.append(message)
+            if len(export.errors) < MAX_ERRORS:  # a damaged blob fails every read of it: keep the first
+                export.errors.append(message)
             if on_error is not None:
                 on_error(message)
 

@@ -316,18 +316,21 @@ class NbdServer:
         if kind == P.CMD_READ and length > P.MAX_REQUEST:
             self._error(conn, cookie, P.EOVERFLOW, f"read of {length} bytes is over the limit {P.MAX_REQUEST}")
             return
-        try:
+        if kind == P.CMD_BLOCK_STATUS and not (conn.structured and conn.meta):
+            self._error(conn, cookie, P.EINVAL, "block status needs structured replies and base:allocation")
+            return
+        pieces: list[Piece] = []
+        runs: list[tuple[int, int]] = []
+        try:  # the disk's part; sending the reply (below) fails only if the client went away
             if kind == P.CMD_READ:
-                self._read(conn, flags, cookie, offset, length)
-                return
-            if kind == P.CMD_BLOCK_STATUS:
-                self._block_status(conn, flags, cookie, offset, length)
-                return
-            if kind == P.CMD_WRITE:
+                pieces = disk.read(offset, length) if length else []
+            elif kind == P.CMD_BLOCK_STATUS:
+                runs = disk.extents(offset, length) if length else []
+            elif kind == P.CMD_WRITE:
                 disk.write(offset, data)
             elif kind == P.CMD_WRITE_ZEROES:
                 disk.write_zeroes(offset, length)
-            if kind == P.CMD_FLUSH or flags & P.CMD_FLAG_FUA:
+            if kind == P.CMD_FLUSH or (kind in (P.CMD_WRITE, P.CMD_WRITE_ZEROES) and flags & P.CMD_FLAG_FUA):
                 disk.flush()
         except (E3Error, OSError) as e:
             message = f"{_command_name(kind)} at offset {offset} (+{length}) failed: {e}"
@@ -337,10 +340,14 @@ class NbdServer:
             full = isinstance(e, OSError) and e.errno == errno.ENOSPC
             self._error(conn, cookie, P.ENOSPC if full else P.EIO, message)
             return
-        self._ok(conn, cookie)
+        if kind == P.CMD_READ:
+            self._send_read(conn, flags, cookie, offset, pieces)
+        elif kind == P.CMD_BLOCK_STATUS:
+            self._send_block_status(conn, flags, cookie, length, runs)
+        else:
+            self._ok(conn, cookie)
 
-    def _read(self, conn: _Conn, flags: int, cookie: int, offset: int, length: int) -> None:
-        pieces = self.disk.read(offset, length) if length else []
+    def _send_read(self, conn: _Conn, flags: int, cookie: int, offset: int, pieces: list[Piece]) -> None:
         with conn.send_lock:
             sock = conn.sock
             if not conn.structured:
@@ -364,11 +371,9 @@ class NbdServer:
                     sock.sendall(P.chunk(done, P.REPLY_TYPE_OFFSET_DATA, cookie, 8 + n) + struct.pack(">Q", at))
                     sock.sendall(data)
 
-    def _block_status(self, conn: _Conn, flags: int, cookie: int, offset: int, length: int) -> None:
-        if not conn.structured or not conn.meta:
-            self._error(conn, cookie, P.EINVAL, "block status needs structured replies and base:allocation")
-            return
-        runs = self.disk.extents(offset, length) if length else []
+    def _send_block_status(
+        self, conn: _Conn, flags: int, cookie: int, length: int, runs: list[tuple[int, int]]
+    ) -> None:
         if flags & P.CMD_FLAG_REQ_ONE:
             runs = runs[:1]
         runs = runs[:65536] or [(length, 0)]
@@ -383,12 +388,12 @@ class NbdServer:
             else:
                 conn.sock.sendall(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, 0, cookie))
 
-    def _error(self, conn: _Conn, cookie: int, errno: int, message: str) -> None:
+    def _error(self, conn: _Conn, cookie: int, code: int, message: str) -> None:
         with conn.send_lock:
             if conn.structured:
-                conn.sock.sendall(P.error_chunk(cookie, errno, message))
+                conn.sock.sendall(P.error_chunk(cookie, code, message))
             else:
-                conn.sock.sendall(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, errno, cookie))
+                conn.sock.sendall(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, code, cookie))
 
 
 def _check_range(size: int, offset: int, length: int) -> str | None:
