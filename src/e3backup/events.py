@@ -303,7 +303,8 @@ CODES: dict[EventCode, CodeInfo] = {
     ),
     EventCode.PROOF_UNAVAILABLE: CodeInfo(
         Level.WARNING,
-        "Proof of restore was due but cannot run on this agent (an image proof needs Linux).",
+        "Proof of restore was due but did not run: this agent cannot run it (an image proof needs Linux), "
+        "or the run was cancelled during the proof (the backup is kept).",
     ),
     EventCode.RETENTION_FAILED: CodeInfo(
         Level.WARNING,

@@ -135,3 +135,22 @@ def test_image_with_a_corrupt_pack_fails_naming_the_pack(repo: Repository, repo_
     result = run_proof(repo, ProofOptions(snap_id, str(tmp_path / "s")))
     assert result.verdict == "failed"
     assert result.reason.startswith("the image could not be restored:") and pack in result.reason, result.reason
+
+
+def test_an_image_proof_without_scratch_room_fails_saying_so(repo: Repository, data_disk: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    snap = _image_snapshot(repo, data_disk)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        result = run_proof(repo, ProofOptions(snap, str(small)))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert result.verdict == "failed"
+    why = (r"not enough scratch space in .*small/e3backup-proof-\w+ to restore the image: it holds \d+ bytes of data, "
+           r"\d+ bytes are free \(give the job a disk_temp_dir with room\)$")
+    assert re.match(why, result.reason), result.reason

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..api.agent import RunAssignment
 from ..api.common import Engine
 from ..api.proofs import ProofCheck, ProofReport
+from ..errors import Cancelled
 from ..events import EventCode
 from ..proof import ProofOptions, ProofResult, run_proof
 from ..proof.options import DEFAULT_MARKER
@@ -96,7 +97,17 @@ def prove_after_backup(repo: Repository, run: RunAssignment, snapshot_id: str, r
     scratch = run.disk_temp_dir or str(Path(state_dir) / "proof")
     options = ProofOptions(snapshot=snapshot_id, scratch_dir=scratch,
                            marker=run.policy.verify_boot_marker or DEFAULT_MARKER)
-    result = run_proof(repo, options, cancel=reporter.cancel)
+    try:
+        result = run_proof(repo, options, cancel=reporter.cancel)
+    except Cancelled:
+        # the backup is done and its snapshot saved: a cancel stops only the proof (not recorded,
+        # so the next backup proves again); the run keeps the backup's outcome
+        reporter.event_apart(EventCode.PROOF_UNAVAILABLE, "proof of restore cancelled; the backup is kept")
+        return None
+    except Exception as e:  # a proof never turns a saved backup into a failed run
+        log.exception("run %s: the proof of restore stopped", run.run_id)
+        result = ProofResult(snapshot_id, "boot" if run.engine is Engine.DISK_IMAGE else "files",
+                             failure=f"the proof stopped: {type(e).__name__}: {e}")
     finished = datetime.now(UTC)
     outbox.add_proof(report_of(run.run_id, result, started, finished))
     if result.passed:

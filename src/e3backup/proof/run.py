@@ -26,7 +26,7 @@ from ..repo.snapshot import Snapshot
 from ..restore.image import ImageRestoreOptions, run_image_restore
 from ..sources.device import open_device
 from ..sources.layout import read_layout
-from ..sources.stored_image import is_image_snapshot
+from ..sources.stored_image import is_image_snapshot, load_image_snapshot
 from .boot import boot_unavailable, prove_boot
 from .disk import boot_sector, check_partitions
 from .files import prove_files
@@ -67,6 +67,12 @@ def run_proof(
 def _prove_image(repo: Repository, snap: Snapshot, options: ProofOptions, cancel: threading.Event) -> ProofResult:
     image = str(Path(options.scratch_dir) / "disk.img")
     try:
+        need = load_image_snapshot(repo, snap).plan.total_bytes  # the sparse scratch image's data
+        free = shutil.disk_usage(options.scratch_dir).free
+        if need > free:
+            return ProofResult(snap.id, "fsck", failure=f"not enough scratch space in {options.scratch_dir} to "
+                               f"restore the image: it holds {need} bytes of data, {free} bytes are free (give "
+                               "the job a disk_temp_dir with room)")
         restored = run_image_restore(repo, ImageRestoreOptions(target=image, snapshot=snap.id, workers=4),
                                      cancel=cancel)
     except Cancelled:
