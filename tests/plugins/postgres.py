@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,12 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextmanager
+def throwaway_cluster() -> Iterator[PostgresServer]:
+    """A fresh cluster on a free port of 127.0.0.1, removed on exit (tests, bench/server_load.py)."""
     initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.fail("PostgreSQL is not installed (Debian package postgresql; scripts/setup.sh installs it)")
+        raise RuntimeError("PostgreSQL is not installed (Debian package postgresql; scripts/setup.sh installs it)")
     as_root = os.geteuid() == 0
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
     base = Path(tempfile.mkdtemp(prefix="e3-pg-"))
@@ -82,6 +84,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    if _bin("initdb") is None or _bin("pg_ctl") is None:
+        pytest.fail("PostgreSQL is not installed (Debian package postgresql; scripts/setup.sh installs it)")
+    with throwaway_cluster() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def postgres_database(postgres_server: PostgresServer) -> str:
     """An empty database in the session's server; returns its SQLAlchemy URL."""
     import psycopg
@@ -98,4 +108,4 @@ def postgres_database(postgres_server: PostgresServer) -> str:
     return postgres_server.url(name)
 
 
-__all__ = ["PostgresServer", "postgres_database", "postgres_server"]
+__all__ = ["PostgresServer", "postgres_database", "postgres_server", "throwaway_cluster"]

@@ -134,6 +134,20 @@ def _state(ctx: click.Context):  # type: ignore[no-untyped-def]
     help="Seconds between the scheduler's looks for due jobs (default 30); only the leader replica looks.",
 )
 @click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    envvar="E3BACKUP_ACCESS_LOG",
+    help="Log one line per request (uvicorn's access log); off saves CPU on busy servers.",
+)
+@click.option(
+    "--db-pool-size",
+    type=click.IntRange(min=1, max=500),
+    default=None,
+    envvar="E3BACKUP_DB_POOL_SIZE",
+    help="Database connections this process keeps open (PostgreSQL; default 10, plus as many on bursts).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1, max=64),
     default=1,
@@ -162,6 +176,8 @@ def server(
     max_agent_body_bytes: int | None,
     browse_local_roots: tuple[Path, ...],
     scheduler_interval_seconds: float | None,
+    access_log: bool,
+    db_pool_size: int | None,
     workers: int,
     metrics_token: str | None,
 ) -> None:
@@ -182,6 +198,7 @@ def server(
         "browse_local_roots": list(browse_local_roots) or None,
         "metrics_token": metrics_token,
         "scheduler_interval_seconds": scheduler_interval_seconds,
+        "db_pool_size": db_pool_size,
     }
     if ctx.invoked_subcommand is not None:
         return
@@ -197,7 +214,8 @@ def server(
     # proxy headers are handled inside the app (create_app), only from the trusted proxies
     options: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "log_level": "info", "proxy_headers": False,
-        "timeout_graceful_shutdown": 5, "ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile,
+        "timeout_graceful_shutdown": 5, "access_log": access_log,
+        "ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile,
     }
     if workers > 1:
         if sole.sqlite_file(settings.effective_database_url()) is not None:

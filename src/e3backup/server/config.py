@@ -67,6 +67,8 @@ class Settings(BaseModel):
     scheduler_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     # replicas on PostgreSQL: how often a replica tries to become the scheduler's leader
     leader_retry_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # PostgreSQL: connections per process kept open (as many again are opened on bursts)
+    db_pool_size: Annotated[int, Field(ge=1, le=500)] = 10
     # /metrics from other than loopback: "Authorization: Bearer <metrics_token>" (none: loopback only)
     metrics_token: str | None = Field(None, repr=False, min_length=16)
     # repository maintenance (see services/maintenance.py for why these defaults)

@@ -10,13 +10,15 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     kwargs: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
         # FastAPI runs sync handlers in a thread pool: one connection may cross threads
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs["pool_pre_ping"] = True
+        # a request thread waits for a connection rather than failing at once; the pool is per
+        # process, so replicas x workers x (pool_size x 2) must fit PostgreSQL's max_connections
+        kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
     if url.startswith("sqlite"):
         _private_sqlite_files(url)
     engine = create_engine(url, **kwargs)
