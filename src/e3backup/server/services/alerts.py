@@ -126,25 +126,37 @@ def on_run_finished(session: Session, run: Run, now: datetime) -> None:
 
 
 def evaluate(session: Session, now: datetime, offline_after_seconds: float, offline_minutes: float) -> None:
-    """The rules that depend on time passing: RPO and offline machines."""
+    """The rules that depend on time passing: RPO and offline machines.
+
+    The open incidents of these rules are read once: a subject whose state did not change costs
+    no query (with 20,000 agents, one query per agent per tick was most of the leader's work).
+    """
     fleet = fleet_health(session, now, offline_after_seconds)
+    is_open = set(session.execute(
+        select(AlertIncident.rule, AlertIncident.subject).where(
+            AlertIncident.rule.in_(("agent_offline", "rpo_missed")), AlertIncident.cleared_at.is_(None))
+    ).tuples())
     for health in fleet.agents:
         agent, subject = health.agent, f"agent:{health.agent.id}"
         if health.offline_for is not None and health.offline_for > timedelta(minutes=offline_minutes):
-            open_incident(session, now, agent.tenant_id, "agent_offline", subject,
-                          f"Agent {agent.hostname} is offline (last seen {agent.last_seen_at:%Y-%m-%d %H:%M} UTC)",
-                          {"agent_id": agent.id, "last_seen_at": agent.last_seen_at.isoformat()
-                           if agent.last_seen_at else None})
-        elif health.online:
+            if ("agent_offline", subject) not in is_open:
+                open_incident(
+                    session, now, agent.tenant_id, "agent_offline", subject,
+                    f"Agent {agent.hostname} is offline (last seen {agent.last_seen_at:%Y-%m-%d %H:%M} UTC)",
+                    {"agent_id": agent.id, "last_seen_at": agent.last_seen_at.isoformat()
+                     if agent.last_seen_at else None})
+        elif health.online and ("agent_offline", subject) in is_open:
             clear_incident(session, now, "agent_offline", subject)
         for jh in health.jobs:
             subject = f"job:{jh.job.id}"
             if jh.rpo_missed:
+                if ("rpo_missed", subject) in is_open:
+                    continue
                 since = jh.last_success_at.isoformat() if jh.last_success_at else None
                 open_incident(session, now, jh.job.tenant_id, "rpo_missed", subject,
                               f"{jh.job.name} on {agent.hostname}: no successful backup within {jh.rpo_hours} h",
                               {"job_id": jh.job.id, "last_success_at": since, "rpo_hours": jh.rpo_hours})
-            else:
+            elif ("rpo_missed", subject) in is_open:
                 clear_incident(session, now, "rpo_missed", subject)
 
 
