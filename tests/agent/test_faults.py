@@ -128,7 +128,7 @@ def test_cancel_from_the_dashboard_stops_a_running_backup(harness: Harness, tmp_
     real_stream = file_saver.stream_chunks
     started: list[bool] = []
 
-    def slow_stream(fd: int) -> Any:
+    def slow_stream(fd: int, window: int = 0) -> Any:
         started.append(True)
         rnd = random.Random(1)
         for _ in range(10_000):

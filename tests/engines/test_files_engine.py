@@ -227,18 +227,21 @@ def test_killed_backup_leaves_checkable_repo_and_next_run_reuses_uploads(
     assert len(repo.snapshots()) == 1
 
 
-def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window", ["default", "smallest"])
+def test_streaming_chunker_cuts_like_whole_file_chunking(tmp_path: Path, window: str) -> None:
+    """Whatever the window the memory budget gives, the cut points are those of the whole file."""
     import random
 
     from e3backup.engines.files.file_saver import cdc_chunks, stream_chunks
     from e3backup.engines.files.options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+    from e3backup.engines.files.sizing import MIN_WINDOW, WINDOW
 
     rnd = random.Random(5)
     data = rnd.randbytes(45 << 20) + bytes(19 << 20) + rnd.randbytes(3 << 20) + b"tail"
     (tmp_path / "f").write_bytes(data)
     fd = os.open(tmp_path / "f", os.O_RDONLY)
     try:
-        streamed = list(stream_chunks(fd))
+        streamed = list(stream_chunks(fd, WINDOW if window == "default" else MIN_WINDOW))
     finally:
         os.close(fd)
     whole = [data[c.offset : c.offset + c.length] for c in cdc_chunks(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]

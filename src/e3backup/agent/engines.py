@@ -43,6 +43,7 @@ from ..restore.files import DEFAULT_WORKERS, MAX_WORKERS, RestoreOptions, Restor
 from .client import AgentError
 from .config import AgentConfig
 from .hyperv import host_spec, hyperv_options, hyperv_outcome, hyperv_restore_options, hyperv_restore_outcome
+from .memory import memory_budget
 
 O = TypeVar("O")  # noqa: E741 - the options type, as in the contract
 R = TypeVar("R")
@@ -111,7 +112,7 @@ def _files_backup_options(ctx: JobContext) -> BackupOptions:
     run = ctx.run
     paths = run.source_paths or [run.source_path]
     return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"],
-                         shadows=_volume_shadows(), share_login=_share_login(run))
+                         shadows=_volume_shadows(), share_login=_share_login(run), memory=memory_budget(run.policy))
 
 
 def _share_login(run: RunAssignment) -> ShareLogin | None:
@@ -167,7 +168,8 @@ def _files_restore_options(ctx: JobContext) -> RestoreOptions:
     req = ctx.restore
     assert req.target_path is not None  # validate_restore refused it otherwise
     return RestoreOptions(target=req.target_path, includes=list(req.paths), verify=req.verify,
-                          workers=files_restore_workers(ctx.run), snapshot=req.snapshot_id, conflict=req.conflict)
+                          workers=files_restore_workers(ctx.run), snapshot=req.snapshot_id, conflict=req.conflict,
+                          memory=memory_budget(ctx.run.policy))
 
 
 def _files_restore_outcome(result: RestoreResult) -> Outcome:

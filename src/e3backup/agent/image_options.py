@@ -11,6 +11,7 @@
     disk_image_fail_on_stall         fail_on_stall
     restore_parallel_workers         workers of the image restore (default 8)
     restore_segment_size_mb          segment_size (default 32 MiB)
+    max_memory_mb                    memory, backup and restore (default 256 MiB: ``budget``)
 
 Nothing below this reads a policy or the environment. A Windows volume form (``C:``...) on an
 agent of another platform ends here with ``EngineUnavailable`` naming the platform.
@@ -32,6 +33,7 @@ from ..errors import UsageError
 from ..restore.image import DEFAULT_SEGMENT_MB, DEFAULT_WORKERS, ImageRestoreOptions, MiB
 from ..restore.target import REQUEST_NAMES
 from ..sources.reader import STRICT_POLICY_KEY, resolve_strict_read_errors
+from .memory import memory_budget
 
 
 def backup_settings(policy: Policy, env: Mapping[str, str]) -> dict[str, Any]:
@@ -52,6 +54,7 @@ def backup_settings(policy: Policy, env: Mapping[str, str]) -> dict[str, Any]:
         ),
         "stall_seconds": float(policy.disk_image_stall_seconds or DEFAULT_STALL_SECONDS),
         "fail_on_stall": policy.disk_image_fail_on_stall,
+        "memory": memory_budget(policy),
     }
 
 
@@ -91,6 +94,7 @@ def image_restore_options(run: RunAssignment, request: RestoreRequest) -> ImageR
         discard=request.discard,
         force=request.force,
         setting_names=REQUEST_NAMES,  # errors name the request's fields, not CLI flags
+        memory=memory_budget(policy),
     )
 
 

@@ -57,6 +57,12 @@ class Policy(_Strict):
     parallel_vms: Annotated[StrictInt, Field(ge=1, le=16)] | None = Field(
         None, description="Hyper-V: virtual machines backed up at the same time (1-16; default 2)."
     )
+    max_memory_mb: Annotated[StrictInt, Field(ge=16, le=1_048_576)] | None = Field(
+        None,
+        description="Memory budget of this job's backups and restores in MiB (as the CLI's --max-memory): "
+        "workers, queues, pack buffering and restore ranges are sized to stay under it; a budget too small "
+        "for the run fails it at the start, saying what it needs. Unset: 256.",
+    )
     restore_parallel_workers: Annotated[StrictInt, Field(ge=1, le=64)] | None = Field(
         None, description="Parallel disk-restore workers (1-64; agent default 8-16)."
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..budget import MemoryBudget
 from ..errors import UsageError
 from ..store.base import Store
 from ..store.local import LocalStore
@@ -29,6 +30,7 @@ class AppContext:
     no_cache: bool = False
     retry_max_time: float | None = None
     store_options: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)  # --max-memory
 
     @property
     def upload_connections(self) -> int:

@@ -64,6 +64,7 @@ def backup(
         force_full=force,
         read_workers=read_concurrency,
         upload_connections=app.upload_connections,
+        memory=app.memory,
     )
     repo = app.open_repo()
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:
@@ -121,7 +122,7 @@ def restore(
         # latency is hidden by a few more
         cores = os.cpu_count() or 2
         workers = max(8, 4 * cores) if (app.repo or "").startswith("s3:") else max(2, cores)
-    opts = RestoreOptions(target, list(includes), list(excludes), verify, workers, snapshot=snapshot)
+    opts = RestoreOptions(target, list(includes), list(excludes), verify, workers, snapshot=snapshot, memory=app.memory)
     with Progress(mode="json" if as_json else "auto", out=sys.stdout if as_json else sys.stderr) as progress:
         result = run_restore(repo, opts, progress)
     for err in result.errors:

@@ -119,6 +119,7 @@ def backup(
         snapshot=snapshot,
         tags=tuple(t for tag in tags for t in tag.split(",") if t),
         host=host,
+        memory=app.memory,
         **extra,  # type: ignore[arg-type]
     )
     out = sys.stdout if as_json else sys.stderr
@@ -213,7 +214,7 @@ def _run_restore(
     from ..restore.image import ImageRestoreOptions, run_image_restore
 
     select_latest = SnapshotFilter.from_options(*select)
-    opts = ImageRestoreOptions(snapshot=snapshot, select=select_latest, **kw)  # type: ignore[arg-type]
+    opts = ImageRestoreOptions(snapshot=snapshot, select=select_latest, memory=app.memory, **kw)  # type: ignore[arg-type]
     out = sys.stdout if as_json else sys.stderr
     with Progress(mode="json" if as_json else "auto", out=out) as progress:
         result = run_image_restore(repo, opts, progress)

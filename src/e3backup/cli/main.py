@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..budget import MemoryBudget, parse_memory
 from ..buildinfo import platform_tag
 from ..buildinfo import version as build_version
 from ..errors import E3Error
@@ -88,6 +89,14 @@ class LazyGroup(click.Group):
     help="S3: give up once the storage has not answered for this many seconds (the whole outage, "
     "counted from the first failed request, not per request; default 300).",
 )
+@click.option(
+    "--max-memory",
+    envvar="E3BACKUP_MAX_MEMORY",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget of a backup or restore, e.g. 256M or 1G: worker counts, queues, pack buffering "
+    "and restore ranges are sized to stay under it (default 256M; docs/memory.md).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @s3_options
 @click.version_option(build_version(), prog_name="e3backup", message=f"%(prog)s %(version)s ({platform_tag()})")
@@ -99,6 +108,7 @@ def cli(
     pack_size: int,
     no_cache: bool,
     retry_max_time: float | None,
+    max_memory: str | None,
     debug: bool,
     store_options: dict[str, Any],
 ) -> None:
@@ -112,6 +122,7 @@ def cli(
         no_cache=no_cache,
         store_options=store_options,
         retry_max_time=retry_max_time,
+        memory=MemoryBudget(parse_memory(max_memory)) if max_memory else MemoryBudget(),
     )
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..budget import MemoryBudget
 from ..contract import Cancel, OnEvent, check_cancel
 from ..errors import E3Error, IntegrityError, UsageError
 from ..formats.image import nonzero_runs, pwrite_all
@@ -37,7 +38,7 @@ from ..repo.node import Node, unix_perm
 from ..repo.pack import PackedBlob
 from ..repo.repository import Repository
 from ..repo.snapshot import Snapshot
-from .packs import read_blobs
+from .packs import MAX_RANGE, read_blobs
 from .writable import refuse_unwritable_directory
 
 DEFAULT_WORKERS = 8
@@ -54,6 +55,8 @@ class RestoreOptions:
     sparse: bool = True
     snapshot: str = "latest"  # snapshot ID, prefix or "latest", optionally ":sub/path"
     conflict: str = "overwrite"  # an existing file at a path: "overwrite", "skip" or "keep_both"
+    # --max-memory / policy max_memory_mb: bounds the pack ranges read at once (``restore_sizing``)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
 
 
 @dataclass
@@ -293,7 +296,9 @@ class FileRestorer:
                 self.result.errors.append(
                     f"{os.fsdecode(job.path)}: size {job.node.size} in snapshot, content holds {offset} bytes"
                 )
-        with ThreadPoolExecutor(self.opts.workers, thread_name_prefix="restore") as ex:
+        workers, self._max_range = restore_sizing(self.opts.memory.with_index(len(self.repo.index)), self.opts.workers)
+        self.result.workers = workers  # what ran: the budget may have lowered the option's count
+        with ThreadPoolExecutor(workers, thread_name_prefix="restore") as ex:
             for _ in ex.map(self._restore_pack, plan.items()):
                 pass
         for _job in self._files:
@@ -308,7 +313,8 @@ class FileRestorer:
         fails the files that need it, and only them."""
         pack_id, blobs = item
         self._check_cancel()
-        for b, plain in read_blobs(self.repo, pack_id, list(blobs), on_error=self._blob_failed(blobs)):
+        failed = self._blob_failed(blobs)
+        for b, plain in read_blobs(self.repo, pack_id, list(blobs), on_error=failed, max_range=self._max_range):
             self._check_cancel()
             for fi, off in blobs[b]:
                 if fi in self._failed:
@@ -452,6 +458,19 @@ def _could_match_below(pattern: str, dir_path: str) -> bool:
     if len(dir_parts) >= len(pat_parts):
         return False
     return all(fnmatch.fnmatchcase(d, p) for d, p in zip(dir_parts, pat_parts, strict=False))
+
+
+RANGE_SHARE = 32 << 20  # pack ranges held by all workers at once
+_PER_WORKER = 4 << 20  # a decoded blob and its decompressed copy (twice the average chunk)
+
+
+def restore_sizing(budget: MemoryBudget, workers: int) -> tuple[int, int]:
+    """Workers and the largest pack range each reads at once: ``RANGE_SHARE`` over the workers
+    (every worker reads a range of at least one blob); a smaller budget lowers the workers."""
+    budget.require(_PER_WORKER + (1 << 20), "this restore")
+    workers = max(1, min(workers, budget.work // (_PER_WORKER + (1 << 20))))
+    share = min(RANGE_SHARE, budget.work - workers * _PER_WORKER)
+    return workers, max(1 << 20, min(MAX_RANGE, share // workers))
 
 
 def run_restore(

@@ -52,10 +52,13 @@ class HashBatches(Generic[T]):
         cancel: threading.Event,
         check: Callable[[list[T]], None],
         lanes: int = LANES,
+        buffers: int | None = None,
     ) -> None:
+        """``buffers`` (the memory budget's pool, at least 2) replaces the default count."""
         self.lanes = lanes
         self._check = check
-        self._free = [aligned_buffer(buffer_size) for _ in range(workers + lanes * min(workers, 2))]
+        count = workers + lanes * min(workers, 2) if buffers is None else max(2, buffers)
+        self._free = [aligned_buffer(buffer_size) for _ in range(count)]
         self._pending: list[T] = []
         self._checking = 0
         self._cv = threading.Condition()

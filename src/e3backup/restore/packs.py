@@ -22,12 +22,13 @@ MAX_GAP = 256 * 1024
 MAX_RANGE = 32 * 1024 * 1024  # measured on S3: one GET per pack part, 10 % faster than 8 MiB ranges
 
 
-def pack_ranges(blobs: list[PackedBlob]) -> Iterator[tuple[int, int, list[PackedBlob]]]:
-    """Group blobs sorted by offset into ``(start, end, blobs)`` byte ranges read with one request each."""
+def pack_ranges(blobs: list[PackedBlob], max_range: int = MAX_RANGE) -> Iterator[tuple[int, int, list[PackedBlob]]]:
+    """Group blobs sorted by offset into ``(start, end, blobs)`` byte ranges read with one request
+    each (a range passes ``max_range`` only to hold a single larger blob)."""
     group: list[PackedBlob] = []
     start = end = 0
     for b in blobs:
-        if group and (b.offset - end > MAX_GAP or b.offset + b.length - start > MAX_RANGE):
+        if group and (b.offset - end > MAX_GAP or b.offset + b.length - start > max_range):
             yield start, end, group
             group = []
         if not group:
@@ -49,9 +50,11 @@ def read_pack_range(repo: Repository, pack_id: str, start: int, end: int) -> mem
     return memoryview(data)
 
 
-def sealed_blobs(repo: Repository, pack_id: str, blobs: list[PackedBlob]) -> Iterator[tuple[PackedBlob, memoryview]]:
+def sealed_blobs(
+    repo: Repository, pack_id: str, blobs: list[PackedBlob], max_range: int = MAX_RANGE
+) -> Iterator[tuple[PackedBlob, memoryview]]:
     """Each blob of one pack still sealed (encrypted), reading every needed range of the pack once."""
-    for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset)):
+    for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset), max_range):
         view = read_pack_range(repo, pack_id, start, end)
         for b in group:
             yield b, view[b.offset - start : b.offset - start + b.length]
@@ -62,6 +65,7 @@ def read_blobs(
     pack_id: str,
     blobs: list[PackedBlob],
     on_error: Callable[[PackedBlob, E3Error], None] | None = None,
+    max_range: int = MAX_RANGE,
 ) -> Iterator[tuple[PackedBlob, bytes]]:
     """Each blob of one pack, decrypted and verified, reading every needed range of the pack once.
 
@@ -69,10 +73,10 @@ def read_blobs(
     corrupt one, or every blob of a missing or truncated range) is passed to ``on_error`` and
     skipped, and the others still come."""
     if on_error is None:
-        for b, sealed in sealed_blobs(repo, pack_id, blobs):
+        for b, sealed in sealed_blobs(repo, pack_id, blobs, max_range):
             yield b, repo.decode_blob(pack_id, b, sealed)
         return
-    for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset)):
+    for start, end, group in pack_ranges(sorted(set(blobs), key=lambda b: b.offset), max_range):
         try:
             view = read_pack_range(repo, pack_id, start, end)
         except E3Error as e:

@@ -271,4 +271,11 @@ def _map(e: OSError, what: str) -> StoreError:
     return StoreUnavailableError(f"{what}: {e.strerror or e}")
 
 
-__all__ = ["LocalStore"]
+def is_local(store: object) -> bool:
+    """Whether reads from ``store`` (possibly behind a rate limiter) are local file reads: a
+    restore then needs no read-ahead to hide the network's latency."""
+    inner = getattr(store, "inner", None)
+    return isinstance(store, LocalStore) or (inner is not None and is_local(inner))
+
+
+__all__ = ["LocalStore", "is_local"]

@@ -63,6 +63,7 @@ from .progress import EventSink, StallDetector
 from .reader import ChunkReader
 from .result import ImageBackupResult
 from .saver import ChunkSaver
+from .sizing import image_sizing
 from .tracking import missed_event, missed_ranges, plan_tracking, report_rows, summary_event
 
 MONITOR_INTERVAL = 1.0
@@ -240,8 +241,19 @@ class _ImageBackup:
         r.file_name = image_name(self.source)
         # more readers than chunks to read would only hold buffers: say so when that caps them
         to_read = decisions.read.total_bytes
-        readers = max(1, min(opts.parallel, to_read))
-        capped = f" ({opts.parallel} asked, only {to_read} chunks to read)" if readers < opts.parallel else ""
+        sizing = image_sizing(
+            opts.memory.with_index(len(self.repo.index)),
+            opts.chunk_size,
+            max(1, min(opts.parallel, to_read)),
+            opts.save_workers,
+            opts.queue_depth,
+            opts.upload_connections,
+            self.repo.pack_size,
+        )
+        readers = sizing.readers
+        capped = f" ({opts.parallel} asked, only {to_read} chunks to read)" if to_read < opts.parallel else ""
+        if readers < min(opts.parallel, to_read):
+            capped = f" ({opts.parallel} asked, {readers} within the memory budget of {opts.memory})"
         self.sink.emit(
             EventCode.DISK_IMAGE_STREAM_START,
             f"reading {dev.path} ({size} bytes, {plan.planned_bytes} planned) with {readers} readers{capped}",
@@ -270,7 +282,11 @@ class _ImageBackup:
         zero_blobs = ZeroBlobs(grid)
         reader = DeviceReader(dev, ReadPolicy(strict=self.strict), on_event=self.sink)
         writer = BlobWriter(
-            self.repo, self.repo.pack_size, opts.upload_connections, compression_level=opts.compression_level
+            self.repo,
+            self.repo.pack_size,
+            sizing.packs.connections,
+            compression_level=opts.compression_level,
+            spill=sizing.packs.spill,
         )
         saver = ChunkSaver(writer, zero_blobs)
         pipeline = ImagePipeline(
@@ -282,8 +298,8 @@ class _ImageBackup:
             parent.content if parent else None,
             lambda blob: self.repo.index.has(BlobType.DATA, blob),
             readers=readers,
-            savers=opts.save_workers,
-            queue_depth=opts.queue_depth,
+            savers=sizing.savers,
+            queue_depth=sizing.queue_depth,
             progress=self.progress,
             cancel=self.cancel,
             inspect=tracking.inspect_read if tracking.tracking is not None else None,

@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
+from ...budget import MemoryBudget
 from ...errors import UsageError
 
 MiB = 1 << 20
@@ -65,6 +66,9 @@ class ImageBackupOptions:
     queue_depth: int = 4
     # zstd level 1: ~1.5x the throughput of level 3 for a few per cent more bytes on disk data.
     compression_level: int = 1
+    # --max-memory / policy max_memory_mb: may lower the queue, savers and readers, and keep packs
+    # in temporary files (``sizing``)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     time_ns: int | None = None
 

@@ -41,6 +41,7 @@ from .options import BackupOptions
 from .result import BackupResult
 from .scanner import scan
 from .shadows import shadowed, shares_connected
+from .sizing import backup_sizing
 from .state import BackupState
 from .targets import PathStyle, build
 from .tree_saver import TreeSaver
@@ -121,10 +122,13 @@ class Archiver:
                                                           self.progress, style.to_user),
                                        name="scanner", daemon=True)
             scanner.start()
-        writer = state.writer = self.repo.writer(connections=self.opts.upload_connections)
-        readers = ThreadPoolExecutor(self.opts.read_workers, thread_name_prefix="reader")
-        savers = ThreadPoolExecutor(self.opts.save_workers, thread_name_prefix="saver")
-        files = FileSaver(state, savers)
+        o = self.opts
+        size = backup_sizing(o.memory.with_index(len(self.repo.index)), o.read_workers, o.save_workers,
+                             o.upload_connections, self.repo.pack_size)
+        writer = state.writer = self.repo.writer(connections=size.packs.connections, spill=size.packs.spill)
+        readers = ThreadPoolExecutor(size.read_workers, thread_name_prefix="reader")
+        savers = ThreadPoolExecutor(size.save_workers, thread_name_prefix="saver")
+        files = FileSaver(state, savers, size.inflight, size.window)
         trees = TreeSaver(state, files)
         ok = False
         try:

@@ -24,6 +24,7 @@ from ...repo.node import Node
 from .metadata import node_from_stat
 from .options import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
 from .parent import Raw, reusable_content
+from .sizing import WINDOW
 from .state import BackupState, Tally
 
 _INLINE_SAVE = 256 * 1024
@@ -38,11 +39,14 @@ Leaf = Node | Raw | None
 
 
 class FileSaver:
-    def __init__(self, state: BackupState, savers: ThreadPoolExecutor) -> None:
+    def __init__(self, state: BackupState, savers: ThreadPoolExecutor, inflight: int, window: int = WINDOW) -> None:
+        """``inflight`` chunks at most wait for the savers; big files are chunked through
+        ``window`` bytes (both from ``sizing``)."""
         self.state = state
         self.savers = savers
+        self.window = window
         self._hardlinks: dict[tuple[int, int], Future[Node | None]] = {}
-        self._inflight = threading.BoundedSemaphore(2 * state.opts.save_workers + 2)
+        self._inflight = threading.BoundedSemaphore(inflight)
 
     def leaves(self, batch: list[Job]) -> list[Leaf]:
         t = Tally()
@@ -174,7 +178,7 @@ class FileSaver:
         content = []
         total = 0
         state = self.state
-        for data in stream_chunks(fd):
+        for data in stream_chunks(fd, self.window):
             state.check()
             n = len(data)
             content.append(self.save_chunk(data, None))
@@ -221,28 +225,30 @@ class FileSaver:
                 self.state.data_blobs += 1
 
 
-_WINDOW = 3 * MAX_CHUNK
 _windows = threading.local()  # each thread's free window buffers
 
 
-def stream_chunks(fd: int) -> Iterator[bytes]:
+def stream_chunks(fd: int, window_size: int = WINDOW) -> Iterator[bytes]:
     """FastCDC chunks of a file, read through a bounded window (no mmap: RSS stays flat).
 
     Every chunk but the window's last is cut before the window's end, so the cut points equal
     those of chunking the whole file at once; the last one is carried over to the next window
     (it is at most ``MAX_CHUNK``, so each window yields at least two chunks). The window is a
-    buffer kept per thread and read into: a fresh 24 MiB buffer per window cost page faults
+    buffer kept per thread and read into: a fresh 16-24 MiB buffer per window cost page faults
     and a copy of everything read, under the GIL.
     """
-    free: list[bytearray] = _windows.__dict__.setdefault("free", [])
-    buf = free.pop() if free else bytearray(_WINDOW)
+    if window_size <= MAX_CHUNK:
+        raise ValueError(f"a chunking window of {window_size} bytes cannot hold the largest chunk")
+    free: list[bytearray] = [b for b in _windows.__dict__.setdefault("free", []) if len(b) == window_size]
+    _windows.free = free  # a window of another size (another run's budget) is let go
+    buf = free.pop() if free else bytearray(window_size)
     view = memoryview(buf)
     try:
         kept = 0  # bytes carried over to the front of the window
         eof = False
         while not eof:
             n = kept
-            while n < _WINDOW:
+            while n < window_size:
                 got = readinto(fd, view[n:])
                 if not got:
                     eof = True

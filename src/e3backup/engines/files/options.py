@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ...budget import MemoryBudget
 from ...sources.excludes import Excluder
 from .shadows import ShareLogin, VolumeShadows
 from .targets import PathStyle, native_style
@@ -37,6 +38,9 @@ class BackupOptions:
     shadows: VolumeShadows | None = None
     # Windows: connect the UNC shares among ``paths`` as this user for the run; None: as the agent
     share_login: ShareLogin | None = None
+    # --max-memory / policy max_memory_mb: may lower the workers, chunks in flight, the chunking
+    # window, and keep packs in temporary files (``sizing``)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
 
 
 __all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

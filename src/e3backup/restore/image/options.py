@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...budget import MemoryBudget
 from ...errors import UsageError
 from ...formats.factory import FORMATS
 from ...formats.vhdx.layout import VhdxOptions
@@ -45,6 +46,9 @@ class ImageRestoreOptions:
     vhdx_options: VhdxOptions | None = None
     setting_names: SettingNames = CLI_NAMES
     """How errors name the settings: the CLI's flags (default) or the agent's request fields."""
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
+    """``--max-memory`` / policy ``max_memory_mb``: bounds the ranges, scratch and decode buffers
+    held at once (``sizing``)."""
 
     def __post_init__(self) -> None:
         if self.image_format not in FORMATS:

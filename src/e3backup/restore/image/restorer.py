@@ -39,13 +39,15 @@ from ...progress import Progress
 from ...repo.pack import PackedBlob
 from ...repo.repository import Repository, check_blob_ids
 from ...sources.stored_image import ImageSnapshot
+from ...store.local import is_local
 from ...tuning import fewer_collections
 from ..hash_batches import HashBatches
-from ..packs import scratch_buffer, sealed_blobs
+from ..packs import pack_ranges, read_pack_range
 from ..target import Target, check_target
 from .options import ImageRestoreOptions, ImageRestoreResult
 from .plan import RestorePlan, Segment, chunk_runs, plan_restore
 from .resume import WrittenSegments
+from .sizing import Scratch, Slots, restore_sizing
 from .verify import verify_target
 from .workers import Stops, run_jobs
 
@@ -165,7 +167,10 @@ class ImageRestorer:
                     else:
                         workers.append(_Worker(shared, False))
                 # blob IDs are checked in batches as blobs are written (``hash_batches``)
-                self._batches = HashBatches(plan.image.chunk_size + ALIGN, o.workers, self.stops.stop, _check_decoded)
+                chunk = plan.image.chunk_size + ALIGN
+                self._sizing = sizing = restore_sizing(o.memory, o.workers, chunk, is_local(self.repo.store))
+                self._slots = Slots(sizing.slots)
+                self._batches = HashBatches(chunk, o.workers, self.stops.stop, _check_decoded, buffers=sizing.pool)
                 self._writes = ThreadPoolExecutor(o.workers, thread_name_prefix="image-write")
                 with fewer_collections():
                     try:
@@ -215,27 +220,24 @@ class ImageRestorer:
             with self._mu:
                 self.result.chunks_zero += len(seg.zero)
                 self.result.bytes_zeroed += zeroed
-        batches = self._batches
+        sizing = self._sizing
         for pack_id, blobs in sorted(seg.packs.items(), key=lambda kv: min(min(c) for c in kv[1].values())):
             fetched = sum(b.length for b in blobs)
-            for blob, sealed in sealed_blobs(self.repo, pack_id, list(blobs)):
-                if self.stops.stopped():
-                    return
-                spans = [img.chunk_span(i) for i in blobs[blob]]
-                size = blob.plaintext_length
-                for i, (_, n) in zip(blobs[blob], spans, strict=True):
-                    if size != n:
-                        raise IntegrityError(
-                            f"data blob {blob.id.hex()} in pack {pack_id} holds {size} bytes, "
-                            f"chunk {i} of the disk has {n}"
-                        )
-                buffer = batches.take()
-                with batches.back_on_error(buffer):
-                    plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch_buffer(blob.length))
-                # the write goes to the I/O threads: this worker decodes the next blob meanwhile
-                futures.append(
-                    self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
-                )
+            for start, end, group in pack_ranges(sorted(blobs, key=lambda b: b.offset), sizing.max_range):
+                # a range is read and its blobs decoded only in a slot: that bounds the ranges and
+                # scratch buffers held at once (``sizing``), however many workers there are
+                with self._slots.hold(self.stops.stopped) as scratch:
+                    if scratch is None:
+                        return
+                    view = read_pack_range(self.repo, pack_id, start, end)
+                    try:
+                        for blob in group:
+                            if self.stops.stopped():
+                                return
+                            sealed = view[blob.offset - start : blob.offset - start + blob.length]
+                            futures.append(self._decode(writer, pack_id, blob, blobs[blob], sealed, scratch))
+                    finally:
+                        del view  # unmapped (local) or freed (remote) before the slot is free
             with self._mu:
                 self.result.bytes_fetched += fetched
                 self.result.pack_reads += 1
@@ -244,6 +246,30 @@ class ImageRestorer:
             wait(futures)
             if not self.stops.stopped():
                 self.written.add(seg.first)
+
+    def _decode(
+        self,
+        writer: ImageWriter,
+        pack_id: str,
+        blob: PackedBlob,
+        chunks: list[int],
+        sealed: memoryview,
+        scratch: Scratch,
+    ) -> Future[None]:
+        """Decode one blob into a pool buffer and hand its write to the I/O threads (this worker
+        decodes the next blob meanwhile)."""
+        img, batches = self._image, self._batches
+        spans = [img.chunk_span(i) for i in chunks]
+        size = blob.plaintext_length
+        for i, (_, n) in zip(chunks, spans, strict=True):
+            if size != n:
+                raise IntegrityError(
+                    f"data blob {blob.id.hex()} in pack {pack_id} holds {size} bytes, chunk {i} of the disk has {n}"
+                )
+        buffer = batches.take()
+        with batches.back_on_error(buffer):
+            plain = self.repo.open_blob_into(pack_id, blob, sealed, buffer, scratch.get(blob.length))
+        return self._writes.submit(self._write_blob, writer, spans, Decoded(pack_id, blob, plain, buffer))
 
     def _write_blob(self, writer: ImageWriter, spans: list[tuple[int, int]], d: Decoded) -> None:
         """An I/O thread's job: write a decoded blob to its chunks, then queue it for its ID check
