@@ -2,8 +2,10 @@
 
 Segments of ``segment_size`` bytes (whole chunks) go to ``workers`` threads, in disk order. Within a
 segment, chunks are grouped by pack and each needed pack range is read once
-(``packs.sealed_blobs``); each blob is decrypted once (MAC checked), into a page-aligned buffer
-from the ``hash_batches`` pool, and written from there to every chunk that holds it. Writes go
+(``packs.pack_ranges``), inside one of the ``sizing`` slots that bound the ranges and scratch
+buffers held at once (the memory budget); each blob is decrypted once (MAC checked), into a
+page-aligned buffer from the ``hash_batches`` pool, and written from there to every chunk that
+holds it. Writes go
 past the page cache (``formats.direct``): no byte is copied after decryption or decompression. The
 blobs' SHA-256 IDs are then checked 16 at a time (multi-buffer hashing); a mismatch fails the
 restore before it can report success.
