@@ -61,7 +61,8 @@ class MemoryBudget:
         """Refuse to start when the smallest pipeline of ``what`` does not fit."""
         if need > self.work:
             least = (need + self.total - self.work + MiB - 1) // MiB
-            index = f", the index {self.index_blobs * INDEX_BYTES_PER_BLOB // MiB} MiB" if self.index_blobs else ""
+            index_mib = self.index_blobs * INDEX_BYTES_PER_BLOB // MiB
+            index = f", the index {index_mib} MiB" if index_mib else ""
             raise UsageError(
                 f"memory budget {self.total // MiB} MiB is too small for {what}: it needs at least {least} MiB "
                 f"(the program {BASE // MiB} MiB{index}, buffers {(need + MiB - 1) // MiB} MiB)"

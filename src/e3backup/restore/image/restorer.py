@@ -170,7 +170,8 @@ class ImageRestorer:
                         workers.append(_Worker(shared, False))
                 # blob IDs are checked in batches as blobs are written (``hash_batches``)
                 chunk = plan.image.chunk_size + ALIGN
-                self._sizing = sizing = restore_sizing(o.memory, o.workers, chunk, is_local(self.repo.store))
+                budget = o.memory.with_index(len(self.repo.index))
+                self._sizing = sizing = restore_sizing(budget, o.workers, chunk, is_local(self.repo.store))
                 self._slots = Slots(sizing.slots)
                 self._batches = HashBatches(chunk, o.workers, self.stops.stop, _check_decoded, buffers=sizing.pool)
                 self._writes = ThreadPoolExecutor(o.workers, thread_name_prefix="image-write")
