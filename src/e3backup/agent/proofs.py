@@ -20,17 +20,19 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..api.agent import RunAssignment
 from ..api.common import Engine
 from ..api.proofs import ProofCheck, ProofReport
 from ..errors import Cancelled
 from ..events import EventCode
-from ..proof import ProofOptions, ProofResult, run_proof
-from ..proof.options import DEFAULT_MARKER
 from ..repo import Repository
 from .outbox import Outbox
 from .reporter import RunReporter
+
+if TYPE_CHECKING:  # imported when a proof is due: the agent starts without the restore code
+    from ..proof import ProofResult
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,9 @@ def prove_after_backup(repo: Repository, run: RunAssignment, snapshot_id: str, r
         reporter.event(EventCode.PROOF_UNAVAILABLE, f"proof of restore not run: image proofs need a Linux agent "
                        f"(this one: {platform})", platform=platform)
         return None
+    from ..proof import ProofOptions, ProofResult, run_proof
+    from ..proof.options import DEFAULT_MARKER
+
     scratch = run.disk_temp_dir or str(Path(state_dir) / "proof")
     options = ProofOptions(snapshot=snapshot_id, scratch_dir=scratch,
                            marker=run.policy.verify_boot_marker or DEFAULT_MARKER)
