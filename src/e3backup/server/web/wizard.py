@@ -70,6 +70,7 @@ INPUTS = (
     "policy.disk_image_stall_seconds",
     "policy.disk_image_fail_on_stall",
     "policy.verify_boot",
+    "policy.verify_boot_marker",
     "enabled",
 )
 _ALIASES = {
@@ -164,6 +165,8 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
         spec.setdefault("policy", {})["limit_upload"] = _number(get("policy.limit_upload"))
     if engine in (Engine.FILES.value, Engine.DISK_IMAGE.value) and get("policy.verify_boot"):
         spec.setdefault("policy", {})["verify_boot"] = get("policy.verify_boot")
+    if engine == Engine.DISK_IMAGE.value and get("policy.verify_boot_marker"):
+        spec.setdefault("policy", {})["verify_boot_marker"] = get("policy.verify_boot_marker")
     dest_type = get("destination.type")
     if dest_type == "saved":  # a storage destination defined once (its own page)
         chosen = get("destination_id")
@@ -254,7 +257,7 @@ def form_from_job(spec: Mapping[str, Any]) -> dict[str, str]:
         if policy.get(key):
             form[f"policy.{key}"] = "on"
     for key in ("parallel_disk_reads", "disk_image_stall_seconds", "limit_upload", "sync_max_delete", "sync_compare",
-                "verify_boot"):
+                "verify_boot", "verify_boot_marker"):
         if policy.get(key) is not None:
             form[f"policy.{key}"] = str(policy[key])
     if not spec.get("enabled", True):
