@@ -6,7 +6,8 @@
     ├── StoreError                  the storage layer (local directory, S3)
     │   ├── NotFoundError           the object does not exist
     │   ├── StoreUnavailableError   network, permissions, server errors after retries
-    │   └── AlreadyExistsError      refusing to overwrite
+    │   ├── AlreadyExistsError      refusing to overwrite
+    │   └── AccessDeniedError       refused for these credentials (append-only gateway, read-only token)
     ├── RepoError                   the repository format and its rules
     │   ├── RepositoryNotFoundError no config / not a repository
     │   ├── WrongPasswordError      no key file opens with this password
@@ -60,6 +61,11 @@ class StoreUnavailableError(StoreError):
 
 class AlreadyExistsError(StoreError):
     pass
+
+
+class AccessDeniedError(StoreError):
+    """The storage refused the operation for these credentials (an append-only gateway refusing
+    a delete or an overwrite, a read-only token writing)."""
 
 
 class RepoError(E3Error):
@@ -127,6 +133,7 @@ class UnallocatedWriteError(FormatError):
 
 
 __all__ = [
+    "AccessDeniedError",
     "AlreadyExistsError",
     "BlobNotFoundError",
     "Cancelled",

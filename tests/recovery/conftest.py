@@ -165,6 +165,7 @@ def seed_site(url: str, app: Any, disk: SourceDisk, destination: dict[str, Any],
         "source_path": "",
         "disk_source_volume": "/dev/sda",
         "destination": destination,
+        "storage_mode": "direct",  # the console gets the destination itself (the gateway: tests/gateway)
         "policy": {"restore_parallel_workers": 2, "restore_segment_size_mb": 4},
     }
     r = user.post("/api/jobs", json=job)

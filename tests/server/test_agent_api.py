@@ -104,7 +104,8 @@ def test_next_run_is_empty_without_work(world: World) -> None:
 
 
 def test_next_run_hands_out_the_run_with_secrets_once(world: World) -> None:
-    job, run_id = _queue(world, policy={"parallel_disk_reads": 4}, retention={"keep_daily": 7})
+    job, run_id = _queue(world, policy={"parallel_disk_reads": 4}, retention={"keep_daily": 7},
+                         storage_mode="direct")
     run = _next(world.agent_a)
     assert run is not None
     assert (run["run_id"], run["job_id"], run["engine"], run["kind"]) == (

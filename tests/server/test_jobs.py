@@ -196,7 +196,7 @@ def test_admin_creates_job_in_the_agents_tenant(world: World) -> None:
 
 
 def test_update_applies_the_same_rules_and_keeps_secrets(app: FastAPI, world: World) -> None:
-    job = world.job()
+    job = world.job(storage_mode="direct")  # direct mode: the agent gets the stored secrets
     url = f"/api/jobs/{job['id']}"
     assert _fields(world.user_a.patch(url, json={"engine": "disk_image"})) == ["disk_source_volume"]
     assert _fields(world.user_a.patch(url, json={"policy": {"parallel_disk_reads": 0}})) == [

@@ -12,10 +12,11 @@ from tests.server.conftest import START, Actor, FakeClock, World
 ACTIVITY = ["update_run", "push_events", "get_run_status", "get_run_events", "poll_cancel"]
 
 
-def _session(world: World, owner: Actor | None = None) -> tuple[int, Actor]:
+def _session(world: World, owner: Actor | None = None, storage_mode: str = "direct") -> tuple[int, Actor]:
     owner = owner or world.user_a
     job = world.job(
-        owner=owner, engine="disk_image", disk_source_volume="\\\\.\\PhysicalDrive0", source_path=""
+        owner=owner, engine="disk_image", disk_source_volume="\\\\.\\PhysicalDrive0", source_path="",
+        storage_mode=storage_mode,
     )
     r = owner.post(
         "/api/recovery/sessions", json={"job_id": job["id"], "snapshot_id": "snap-1", "target_disk": "0"}

@@ -1,6 +1,9 @@
 """From a run's destination to an open repository: URL, storage preflight, open or init.
 
-For S3 the preflight (``storage.probe``) runs first, so an unreachable endpoint fails the run
+A gateway-mode job's destination is the server's repository gateway (``rest:`` URL, token in
+the HTTP basic password): the agent never holds the storage's credentials and may only add to
+the repository (docs/gateway.md). For S3 and the gateway the preflight (``storage.probe``) runs
+first, so an unreachable endpoint fails the run
 with a ``STORAGE_*`` event that says where it breaks. A repository that does not exist yet is
 created (the job's first run). Secrets stay in memory: they are registered with the log
 redactor and never put in a URL, an event or a log line.
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..api.jobs import LocalDestination, S3Destination
+from ..api.jobs import GatewayDestination, LocalDestination, S3Destination
 from ..errors import RepositoryNotFoundError
 from ..events import EventCode
 from ..repo import KDFParams, Repository
@@ -26,9 +29,14 @@ class StorageUnavailable(AgentError):
     """The storage preflight failed (the event says how)."""
 
 
-def repository_location(dest: S3Destination | LocalDestination) -> tuple[str, dict[str, Any]]:
+AnyDestination = S3Destination | LocalDestination | GatewayDestination
+
+
+def repository_location(dest: AnyDestination) -> tuple[str, dict[str, Any]]:
     if isinstance(dest, LocalDestination):
         return dest.path, {}
+    if isinstance(dest, GatewayDestination):  # the token goes in a header, never in the URL
+        return "rest:" + dest.url, {"username": "e3backup", "password": dest.token, "upload_connections": 8}
     prefix = dest.prefix.strip("/")
     url = f"s3:{dest.endpoint.rstrip('/')}/{dest.bucket}" + (f"/{prefix}" if prefix else "")
     options: dict[str, Any] = {"access_key": dest.access_key_id, "secret_key": dest.secret_access_key}
@@ -38,22 +46,22 @@ def repository_location(dest: S3Destination | LocalDestination) -> tuple[str, di
 
 
 def preflight(
-    dest: S3Destination | LocalDestination,
+    dest: AnyDestination,
     reporter: RunReporter,
     prober: Callable[[str], ProbeResult] = probe,
 ) -> None:
     """Register the destination's secrets with the log redactor; for S3, probe the endpoint (a
     ``STORAGE_*`` event) and raise ``StorageUnavailable`` when it cannot be reached."""
-    SECRETS.add(dest.repository_password, getattr(dest, "secret_access_key", None))
-    if isinstance(dest, S3Destination):
-        result = prober(dest.endpoint)
+    SECRETS.add(dest.repository_password, getattr(dest, "secret_access_key", None), getattr(dest, "token", None))
+    if isinstance(dest, S3Destination | GatewayDestination):
+        result = prober(dest.endpoint if isinstance(dest, S3Destination) else "rest:" + dest.url)
         reporter.event(result.code, result.message, **result.details)
         if not result.ok:
             raise StorageUnavailable(f"storage preflight failed: {result.code.value}: {result.message}")
 
 
 def open_repository(
-    dest: S3Destination | LocalDestination,
+    dest: AnyDestination,
     reporter: RunReporter,
     *,
     create: bool = True,
@@ -74,11 +82,11 @@ def open_repository(
             raise
         repo = Repository.init(store, password, kdf)
         reporter.event(EventCode.REPOSITORY_INITIALIZED, f"new repository created at {location}")
-    if isinstance(dest, S3Destination):
+    if isinstance(dest, S3Destination | GatewayDestination):
         from ..repo.cache import Cache, default_cache_dir
 
         repo.cache = Cache(default_cache_dir(), repo.config.id)
     return repo
 
 
-__all__ = ["StorageUnavailable", "open_repository", "preflight", "repository_location"]
+__all__ = ["AnyDestination", "StorageUnavailable", "open_repository", "preflight", "repository_location"]

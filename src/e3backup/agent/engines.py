@@ -28,13 +28,14 @@ from typing import Any, Generic, TypeVar
 
 from ..api.agent import RunAssignment, SyncRunResult
 from ..api.common import BackupType, Engine, RunKind, RunStatus
-from ..api.jobs import S3Destination
+from ..api.jobs import LocalDestination, S3Destination
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
 from ..engines.files.archiver import SourceMissing, missing_sources
 from ..engines.files.shadows import ShareLogin, VolumeShadows
 from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
+from ..errors import UsageError
 from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
 from ..repo import Repository
@@ -251,7 +252,11 @@ def _run_hyperv_restore(repo: Repository, options: Any, progress: Progress | Non
 
 
 def _maintenance_options(ctx: JobContext) -> MaintenanceOptions:
-    """Forget by the job's retention (this host's snapshots only), then prune; ``full`` checks too."""
+    """Forget by the job's retention (this host's snapshots only), then prune; ``full`` checks too.
+    Direct mode only: a gateway-mode repository is maintained by the server's maintenance worker."""
+    if ctx.run.destination.type == "gateway":
+        raise UsageError("this job's repository is behind the repository gateway: its forget, prune and check "
+                         "run in the server's maintenance worker, not on the agent")
     keep = ctx.run.retention.model_dump(exclude_none=True) if ctx.maintenance.forget else {}
     return MaintenanceOptions(mode=ctx.maintenance.mode, policy=ForgetPolicy(**keep), hosts=(ctx.host,))
 
@@ -275,8 +280,11 @@ def _sync_options(ctx: JobContext) -> SyncOptions:
     if isinstance(dest, S3Destination):
         target = S3Target(dest.endpoint, dest.bucket, dest.prefix.strip("/"), access_key=dest.access_key_id,
                           secret_key=dest.secret_access_key, region=dest.region or None)
-    else:
+    elif isinstance(dest, LocalDestination):
         target = LocalTarget(dest.path)
+    else:
+        raise UsageError("a sync job copies plain files and cannot write through the repository gateway; "
+                         "give the job storage_mode direct")
     return SyncOptions(
         sources=tuple(run.source_paths or [run.source_path]),
         target=target,

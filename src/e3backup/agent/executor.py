@@ -229,8 +229,8 @@ class RunExecutor:
         """Forget by the job's retention after a backup that saved a snapshot (this host's
         snapshots of this job only); the scheduled prune frees the data. A failure warns."""
         keep = run.retention.model_dump(exclude_none=True)
-        if not keep:
-            return
+        if not keep or run.destination.type == "gateway":
+            return  # gateway mode: the server's maintenance worker applies it (the agent may not delete)
         policy = ForgetPolicy(**keep)
         try:
             result = apply_retention(repo, policy, self.host, f"job:{run.job_id}")

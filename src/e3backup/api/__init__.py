@@ -38,12 +38,14 @@ from e3backup.api.common import (
 )
 from e3backup.api.jobs import (
     Destination,
+    GatewayDestination,
     HyperVConfig,
     HyperVVMResult,
     HyperVVMRun,
     LocalDestination,
     Policy,
     Retention,
+    RunDestination,
     S3Destination,
 )
 from e3backup.api.recovery import (
@@ -73,6 +75,7 @@ __all__ = [
     "EnrollRequest",
     "EnrollResponse",
     "EventLevel",
+    "GatewayDestination",
     "HyperVConfig",
     "HyperVVMResult",
     "HyperVVMRun",
@@ -89,6 +92,7 @@ __all__ = [
     "RefreshSessionResponse",
     "Retention",
     "RunAssignment",
+    "RunDestination",
     "RunEventView",
     "RunEventsRequest",
     "RunEventsResponse",

@@ -36,12 +36,12 @@ from e3backup.api.common import (
     ShortText,
 )
 from e3backup.api.jobs import (
-    Destination,
     HyperVConfig,
     HyperVVMResult,
     HyperVVMRun,
     Policy,
     Retention,
+    RunDestination,
     ShareCredentials,
 )
 
@@ -98,7 +98,7 @@ class RunAssignment(BaseModel):
     source_path: str = ""
     source_paths: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
-    destination: Destination
+    destination: RunDestination
     policy: Policy = Field(default_factory=lambda: Policy.model_validate({}))
     retention: Retention = Field(default_factory=Retention)
     disk_source_volume: str | None = None

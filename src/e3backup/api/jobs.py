@@ -188,16 +188,32 @@ class LocalDestination(_Strict):
     repository_password: Annotated[str, Field(min_length=8, max_length=1024)]
 
 
+class GatewayDestination(_Strict):
+    """A repository behind the server's repository gateway (a gateway-mode job): restic's REST
+    protocol at ``url`` with ``token``, which may add objects and delete this agent's own locks but
+    nothing else. The storage's credentials stay on the server; only ever sent in ``next_run``."""
+
+    type: Literal["gateway"] = "gateway"
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://\S+/$")]
+    token: Annotated[str, Field(min_length=16, max_length=256)]
+    repository_password: Annotated[str, Field(min_length=8, max_length=1024)]
+
+
 Destination = Annotated[S3Destination | LocalDestination, Field(discriminator="type")]
+#: What a run carries to the agent (or the recovery console): a gateway-mode job's destination is
+#: the gateway, never the storage itself.
+RunDestination = Annotated[S3Destination | LocalDestination | GatewayDestination, Field(discriminator="type")]
 
 __all__ = [
     "Destination",
+    "GatewayDestination",
     "HyperVConfig",
     "HyperVVMResult",
     "HyperVVMRun",
     "LocalDestination",
     "Policy",
     "Retention",
+    "RunDestination",
     "S3Destination",
     "ShareCredentials",
 ]

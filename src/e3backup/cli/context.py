@@ -36,14 +36,14 @@ class AppContext:
     def upload_connections(self) -> int:
         """Parallel pack uploads: the S3 option when given, else 5 for S3 and 2 for a local disk
         (which a third writer would not make faster)."""
-        default = 5 if (self.repo or "").startswith("s3:") else 2
+        default = 5 if (self.repo or "").startswith(("s3:", "rest:")) else 2
         return int(self.store_options.get("upload_connections", default))
 
     def store(self) -> Store:
         if not self.repo:
             raise UsageError("no repository given: use --repo or E3BACKUP_REPOSITORY")
         options = dict(self.store_options)
-        if self.retry_max_time is not None and self.repo.startswith("s3:"):
+        if self.retry_max_time is not None and self.repo.startswith(("s3:", "rest:")):
             from ..store.retry import RetryPolicy
 
             options["retry"] = RetryPolicy(max_attempts=10_000, max_time=self.retry_max_time)

@@ -64,7 +64,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-r", "--repo", envvar="E3BACKUP_REPOSITORY", help="Repository location (path or s3:URL).")
+@click.option("-r", "--repo", envvar="E3BACKUP_REPOSITORY", help="Repository location (path, s3:URL or rest:URL).")
 @click.option(
     "-p",
     "--password-file",

@@ -11,10 +11,9 @@ The technician never types any of it and the console never writes it anywhere: n
 no cache directory (the repository is opened without a local cache), secrets registered with
 the log redactor. Only the target disk is written.
 
-``RepositoryAccess`` is the seam for the repository gateway (issue #30): a gateway would hand the
-console a gateway URL and a short-lived token scoped to this snapshot instead of the destination's
-own credentials; a ``GatewayAccess`` with the same ``open()`` replaces ``DestinationAccess`` and
-nothing else in the console changes.
+For a gateway-mode job the destination is the repository gateway instead (``GatewayDestination``):
+its URL and the session's own token, which the gateway lets read that job's repository and
+nothing else; the storage credentials never reach the console (docs/gateway.md).
 """
 
 from __future__ import annotations
@@ -22,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..agent.destination import repository_location
+from ..agent.destination import AnyDestination, repository_location
 from ..agent.logs import SECRETS
 from ..api.agent import RunAssignment
-from ..api.jobs import LocalDestination, S3Destination
+from ..api.jobs import GatewayDestination, S3Destination
 from ..errors import UsageError
 from ..repo.repository import Repository
 from ..store.retry import RetryPolicy
@@ -60,10 +59,11 @@ class RepositoryAccess(Protocol):
 class DestinationAccess:
     """The job's own destination, as the session hands it over (until a gateway replaces it)."""
 
-    def __init__(self, destination: S3Destination | LocalDestination, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, destination: AnyDestination, retry: RetryPolicy | None = None) -> None:
         self._dest = destination
         self._retry = retry
-        SECRETS.add(destination.repository_password, getattr(destination, "secret_access_key", None))
+        SECRETS.add(destination.repository_password, getattr(destination, "secret_access_key", None),
+                    getattr(destination, "token", None))
 
     @property
     def where(self) -> str:
@@ -71,7 +71,7 @@ class DestinationAccess:
 
     def open(self) -> Repository:
         location, options = repository_location(self._dest)
-        if isinstance(self._dest, S3Destination) and self._retry is not None:
+        if isinstance(self._dest, S3Destination | GatewayDestination) and self._retry is not None:
             options["retry"] = self._retry
         store = open_store(location, **options)
         return Repository.open(store, self._dest.repository_password.encode())

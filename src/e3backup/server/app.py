@@ -85,12 +85,20 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         state.sessions, state.clock, state.box, mail, settings.agent_offline_after_seconds,
         settings.alert_offline_minutes, local_roots=list(settings.browse_local_roots),
     )
+    from e3backup.gateway.worker import MaintenanceWorker
+
+    worker = MaintenanceWorker(state, settings.scheduler_interval_seconds)
+
+    def after_tick() -> None:
+        worker.wake()  # maintenance the tick queued runs now, not at the worker's next interval
+        alert_worker.tick()
+
     scheduler = Scheduler(
         state.sessions,
         state.clock,
         settings.scheduler_interval_seconds,
         (settings.maintenance_prune_days, settings.maintenance_check_days),
-        after_tick=alert_worker.tick,
+        after_tick=after_tick,
         leadership=leadership_for(settings.effective_database_url(), settings.leader_retry_seconds),
     )
 
@@ -102,6 +110,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             state.bus.start()
             if settings.scheduler_enabled:
                 scheduler.start()
+            if settings.maintenance_worker_enabled:
+                worker.start()
             log.info(
                 "e3backup server ready (database: %s)", state.engine.url.render_as_string(hide_password=True)
             )
@@ -109,6 +119,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         finally:
             scheduler.stop()
             state.bus.stop()
+            worker.stop()
             state.engine.dispose()
             claim.release()
 
@@ -127,6 +138,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.scheduler = scheduler
     app.state.metrics = metrics
     app.state.alerts = alert_worker
+    app.state.maintenance_worker = worker
     app.add_exception_handler(RequestValidationError, request_validation_handler)
     app.add_exception_handler(ValidationError, _pydantic_validation_handler)
     app.add_exception_handler(FieldError, field_error_handler)
@@ -142,6 +154,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         agent_limit=settings.max_agent_body_bytes,
         known_bearer=lambda token: run_in_threadpool(_known_bearer, state, token),
     )
+    if settings.gateway_enabled:
+        # restic's REST protocol at /gateway/: outside the body limit (packs are streamed) and the API
+        from e3backup.gateway.app import Gateway, GatewayRouter
+
+        app.add_middleware(GatewayRouter, gateway=Gateway(state))
     app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure or settings.tls)
     app.add_middleware(RequestTiming, metrics=metrics)
     if settings.proxy_headers:

@@ -60,6 +60,16 @@ class Settings(BaseModel):
     command_poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
     # snapshot browsing and downloads: local-path repositories the server may read (none: S3 only)
     browse_local_roots: list[Path] = Field(default_factory=list)
+    # the repository gateway (e3backup.gateway, docs/gateway.md): restic's REST protocol at /gateway/
+    gateway_enabled: bool = True
+    gateway_url: str | None = Field(
+        None, pattern=r"^https?://\S+$",
+        description="Base URL agents reach the gateway at (default: the URL they reach the server at).",
+    )
+    gateway_local_roots: list[Path] = Field(default_factory=list)  # local folders it may serve (none: S3 only)
+    gateway_spool_dir: Path | None = None  # uploads wait here until stored (default: data_dir/gateway-spool)
+    gateway_max_object_bytes: Annotated[int, Field(ge=1024 * 1024)] = 1024 * 1024 * 1024
+    maintenance_worker_enabled: bool = True  # runs forget/prune/check of gateway-mode repositories
     # recovery codes (the dashboard's "Recover this machine"): unused ones expire after this
     recovery_code_minutes: Annotated[float, Field(gt=0)] = 240.0
     # scheduler

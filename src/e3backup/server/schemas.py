@@ -205,6 +205,7 @@ class LocalDestinationIn(_In):
 
 
 DestinationIn = Annotated[S3DestinationIn | LocalDestinationIn, Field(discriminator="type")]
+StorageMode = Literal["direct", "gateway"]
 
 
 class DestinationPublic(BaseModel):
@@ -293,6 +294,10 @@ class JobCreate(_In):
     hyperv_config: HyperVConfig | None = None
     destination: DestinationIn | None = Field(None, description="Given inline, or ``destination_id``.")
     destination_id: Id | None = Field(None, description="A storage destination of the tenant, defined once.")
+    storage_mode: StorageMode | None = Field(
+        default=None, description="direct: the agent gets the storage credentials; gateway: it writes append-only "
+        "through the repository gateway and never sees them. Default: gateway for S3, direct for a local folder.",
+    )
     share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention = Field(default_factory=Retention)
@@ -315,6 +320,10 @@ class JobUpdate(_In):
     hyperv_config: HyperVConfig | None = None
     destination: DestinationIn | None = None
     destination_id: Id | None = None
+    storage_mode: StorageMode | None = Field(
+        default=None, description="direct: the agent gets the storage credentials; gateway: it writes append-only "
+        "through the repository gateway and never sees them. Unchanged when omitted.",
+    )
     share_credentials: ShareCredentials | None = None
     schedule: Schedule | None = None
     retention: Retention | None = None
@@ -337,6 +346,7 @@ class JobPublic(BaseModel):
     hyperv_config: HyperVConfig | None
     destination: DestinationPublic
     destination_id: int | None = None
+    storage_mode: StorageMode = "direct"
     schedule: Schedule | None
     retention: Retention
     policy: Policy
@@ -544,6 +554,7 @@ __all__ = [
     "StorageDestinationCreate",
     "StorageDestinationPublic",
     "StorageDestinationUpdate",
+    "StorageMode",
     "TenantCreate",
     "TenantPublic",
     "TenantQuota",

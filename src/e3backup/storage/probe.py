@@ -59,6 +59,7 @@ class _Target:
     scheme: str
     host: str
     port: int
+    path: str = "/"
 
     @property
     def netloc(self) -> str:
@@ -67,8 +68,14 @@ class _Target:
 
 
 def parse_target(url_or_endpoint: str) -> _Target:
-    """Accept ``s3:http(s)://host[:port]/bucket``, ``http(s)://host[:port]`` or ``host[:port]``."""
+    """Accept ``s3:http(s)://host[:port]/bucket``, ``http(s)://host[:port]`` or ``host[:port]``;
+    ``rest:http(s)://host[:port]/path/`` (a REST repository, the repository gateway) is probed at
+    its own path, which answers without credentials (401), where ``/`` may be a web page."""
     text = url_or_endpoint.strip()
+    path = "/"
+    if text.startswith("rest:"):
+        text = text[5:]
+        path = urlsplit(text).path or "/"
     if text.startswith("s3:"):
         text = text[3:]
     if text.startswith("//"):
@@ -85,7 +92,7 @@ def parse_target(url_or_endpoint: str) -> _Target:
     if not parts.hostname:
         raise UsageError(f"cannot probe {url_or_endpoint!r}: no host name")
     return _Target(parts.scheme, parts.hostname,
-                   port if port is not None else (443 if parts.scheme == "https" else 80))
+                   port if port is not None else (443 if parts.scheme == "https" else 80), path)
 
 
 def probe(
@@ -209,7 +216,7 @@ def _http_check(sock: socket.socket, target: _Target, timeout: float,
     conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     conn.sock = sock  # reuse the probed connection: the answer comes over the same path
     try:
-        conn.putrequest("GET", "/", skip_host=True, skip_accept_encoding=True)
+        conn.putrequest("GET", target.path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", target.netloc)
         conn.putheader("User-Agent", "e3backup-probe")
         conn.putheader("Accept", "*/*")

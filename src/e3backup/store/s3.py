@@ -132,6 +132,14 @@ class S3Store:
         """The boto3 client, for S3 operations beyond the ``Store`` interface (``s3_objects``)."""
         return self._client
 
+    @property
+    def bucket(self) -> str:
+        return self._loc.bucket
+
+    def object_key(self, h: Handle) -> str:
+        """The object key of ``h`` (the prefix included), for calls on ``client``."""
+        return self._key(h)
+
     def call(self, op: str, key: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` (a call on ``client`` about ``key``) with this store's retries and error mapping."""
         return self._call(op, key, fn)

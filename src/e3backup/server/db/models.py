@@ -89,6 +89,8 @@ class Agent(Base):
     display_name: Mapped[str | None] = mapped_column(String(255))  # the console's name; hostname stays
     paused: Mapped[bool] = mapped_column(Boolean, default=False)  # no new backup runs
     deleted_at: Mapped[datetime | None]  # revoked and hidden; its runs keep their history
+    # SHA-256 of the agent's repository-gateway token (derived from its agent token; see gateway.tokens)
+    gateway_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     @property
     def name(self) -> str:
@@ -126,6 +128,9 @@ class Job(Base):
     updated_at: Mapped[datetime]
     # deleted jobs stay as rows (hidden): their runs keep the destination, so snapshots restore
     deleted_at: Mapped[datetime | None]
+    # "direct": the agent gets the storage credentials; "gateway": it writes append-only through
+    # the repository gateway and never sees them (e3backup.gateway)
+    storage_mode: Mapped[str] = mapped_column(String(16), default="direct")
 
 
 class HyperVVM(Base):
@@ -376,6 +381,18 @@ class RateLimitAttempt(Base):
     failed_at: Mapped[datetime | None]
 
 
+class GatewayLock(Base):
+    """A lock file an agent created through the gateway: an agent may delete only its own."""
+
+    __tablename__ = "gateway_locks"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+
+
 __all__ = [
     "Agent",
     "AlertChannel",
@@ -384,6 +401,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Command",
+    "GatewayLock",
     "HyperVVM",
     "Job",
     "RateLimitAttempt",

@@ -6,7 +6,7 @@ another agent is answered 404.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from e3backup.api.agent import (
     CommandAck,
@@ -25,11 +25,13 @@ from e3backup.api.common import Id, RunKind
 from e3backup.api.proofs import ProofReport, ProofView
 from e3backup.server.db.models import Agent, Run
 from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
+from e3backup.server.security.tokens import gateway_token, hash_token
 from e3backup.server.services import agents as agents_svc
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
 from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.services import runs as runs_svc
+from e3backup.server.state import ServerState
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
@@ -43,6 +45,7 @@ def _own_run(session: SessionDep, agent: Agent, run_id: int) -> Run:
 
 @router.post("/next_run")
 def next_run(
+    request: Request,
     agent: CurrentAgent,
     session: SessionDep,
     state: StateDep,
@@ -69,9 +72,20 @@ def next_run(
     if run is None:
         session.commit()
         return NextRunResponse(run=None)
-    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run))
+    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, _gateway_access(request, agent, state)))
     session.commit()
     return result
+
+
+def _gateway_access(request: Request, agent: Agent, state: ServerState) -> runs_svc.GatewayAccess | None:
+    """The agent's gateway token, derived from the agent token it called with; its hash is stored
+    (at enrollment; here for an agent enrolled before the gateway existed)."""
+    if not state.settings.gateway_enabled:
+        return None
+    token = gateway_token(request.headers["authorization"].partition(" ")[2].strip())
+    if agent.gateway_token_hash is None:
+        agent.gateway_token_hash = hash_token(token)
+    return runs_svc.GatewayAccess(state.settings.gateway_url or str(request.base_url), token)
 
 
 @router.post("/update_run")

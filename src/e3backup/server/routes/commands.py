@@ -75,6 +75,10 @@ def create_command(
     if job.engine == Engine.SYNC.value:
         raise FieldError("job_id", f"job {job.id} is a sync job: {sync_files_where(job.destination)}; it has no "
                          "snapshots to restore and no repository to maintain")
+    if body.type is CommandType.MAINTENANCE and job.storage_mode == "gateway":
+        raise FieldError("type", f"job {job.id} writes through the repository gateway: its agent may not delete, so "
+                         "its forget, prune and check run in the server's maintenance worker (scheduled), not on "
+                         "the agent")
     if body.type is CommandType.RESTORE:
         if not str(body.payload.get("snapshot_id", "")).strip():
             raise FieldError("payload.snapshot_id", "required for restore")

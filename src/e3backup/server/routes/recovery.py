@@ -140,12 +140,18 @@ def _run(session: SessionDep, auth: RecoverySession) -> Run:
 
 @router.post("/get_run")
 def get_run(
-    body: RecoveryRunRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
+    request: Request, body: RecoveryRunRequest, auth: RecoveryAuth, session: SessionDep, state: StateDep
 ) -> RecoveryRunResponse:
-    """The restore run with its destination (secrets included), for the console to start."""
+    """The restore run with its destination (secrets included), for the console to start. A
+    gateway-mode job's repository is read through the gateway with the session's own token,
+    which is read-only there (``gateway.access``); the storage credentials are never handed out."""
     run = _run(session, auth)
+    gateway = None
+    if state.settings.gateway_enabled:
+        token = request.headers["authorization"].partition(" ")[2].strip()
+        gateway = runs_svc.GatewayAccess(state.settings.gateway_url or str(request.base_url), token)
     return RecoveryRunResponse(
-        run=runs_svc.assignment(session, state.box, run), session_expires_at=auth.expires_at
+        run=runs_svc.assignment(session, state.box, run, gateway), session_expires_at=auth.expires_at
     )
 
 

@@ -12,7 +12,7 @@ from e3backup.buildinfo import is_older
 from e3backup.buildinfo import version as build_version
 from e3backup.server.db.models import Agent, RecoverySession, Tenant
 from e3backup.server.schemas import AgentDisks, AgentPublic
-from e3backup.server.security.tokens import AGENT, hash_token, new_token
+from e3backup.server.security.tokens import AGENT, gateway_token, hash_token, new_token
 from e3backup.server.services.users import enrollment_token_live
 
 
@@ -41,6 +41,7 @@ def enroll(session: Session, req: EnrollRequest, now: datetime) -> tuple[Agent, 
         os_version=req.os_version,
         agent_version=req.agent_version,
         token_hash=hash_token(token),
+        gateway_token_hash=hash_token(gateway_token(token)),
         revoked=False,
         created_at=now,
         last_seen_at=None,  # online once the agent process calls in, not at enrollment

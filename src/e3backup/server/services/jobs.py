@@ -169,6 +169,20 @@ def split_secrets(
 SHARE_SECRETS = ("share_username", "share_password")
 
 
+def storage_mode(spec: JobCreate, job: Job) -> str:
+    """The mode asked for; else the job's own (an update that does not mention it); else gateway
+    for S3 (agents never hold the bucket's keys) and direct for a folder of the agent machine."""
+    if spec.engine is Engine.SYNC:  # plain files in the bucket, not a repository: nothing to gateway
+        if spec.storage_mode == "gateway":
+            raise FieldError("storage_mode", "sync jobs copy plain files and cannot use the repository gateway")
+        return "direct"
+    if spec.storage_mode is not None:
+        return spec.storage_mode
+    if job.storage_mode and job.id is not None:
+        return job.storage_mode
+    return "gateway" if job.destination.get("type") == "s3" else "direct"
+
+
 def _share_secrets(spec: JobCreate, kept: dict[str, Any]) -> dict[str, Any]:
     """The job's share credentials, sealed with the destination's secrets: the new ones, none (an
     empty user name), or the stored ones when the spec does not mention them."""
@@ -244,6 +258,7 @@ def save_job(
         job.destination = destination
         job.destination_secrets = box.seal(secrets, secrets_aad(agent.tenant_id))
         job.destination_id = None
+    job.storage_mode = storage_mode(spec, job)
     job.schedule_cron = spec.schedule.cron if spec.schedule else None
     job.schedule_timezone = spec.schedule.timezone if spec.schedule else "UTC"
     job.retention = spec.retention.model_dump(mode="json", exclude_none=True)
@@ -286,6 +301,7 @@ def spec_of(job: Job) -> dict[str, Any]:
         "hyperv_config": job.hyperv_config,
         "destination": None if job.destination_id is not None else dict(job.destination),
         "destination_id": job.destination_id,
+        "storage_mode": job.storage_mode,
         "schedule": schedule,
         "retention": job.retention,
         "policy": job.policy,
@@ -340,6 +356,7 @@ def job_public(job: Job) -> JobPublic:
         hyperv_config=HyperVConfig.model_validate(job.hyperv_config) if job.hyperv_config else None,
         destination=destination_public(job),
         destination_id=job.destination_id,
+        storage_mode="gateway" if job.storage_mode == "gateway" else "direct",
         schedule=Schedule(cron=job.schedule_cron, timezone=job.schedule_timezone)
         if job.schedule_cron
         else None,

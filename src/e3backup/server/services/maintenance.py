@@ -14,9 +14,12 @@ per repository (the destination: several jobs may share one), on a schedule:
 
 The shape is a queue any worker holding the repository's credentials can serve: the planner
 (:func:`due`, pure) says which repositories are due; :func:`plan` turns that into a
-``maintenance`` run plus its command for the agent of one of the repository's jobs (today's
-worker). The repository gateway (#30) would claim the same runs instead of an agent; nothing
-here knows which worker executes them. :func:`finished` records the outcome when the run ends.
+``maintenance`` run. For a direct-mode repository the run goes, with its command, to the agent
+of one of the repository's jobs; for a repository behind the gateway (any of its jobs in
+gateway mode: those agents may not delete) it is a **worker run** (no agent) that the server's
+maintenance worker (``e3backup.gateway.worker``) claims and executes with full rights. After a
+gateway-mode backup, :func:`queue_retention` queues the job's retention as a worker run too (in
+direct mode the agent applies it itself). :func:`finished` records the outcome when a run ends.
 """
 
 from __future__ import annotations
@@ -109,15 +112,19 @@ def plan(session: Session, now: datetime, prune_days: float, check_days: float) 
             last = session.get(Run, row.last_run_id)
             if last is not None and last.status in ACTIVE:
                 continue
-        job, agent = _worker(session, by_key[row.repo_key])
-        if job is None or agent is None:
-            continue  # no agent can reach it now; tried again at the next tick
         payload = {"mode": d.mode, "forget": False}
-        run = runs_svc.create_run(
-            session, job, now, trigger="schedule", kind=RunKind.MAINTENANCE, agent_id=agent.id,
-            restore={"type": CommandType.MAINTENANCE.value, **payload},
-        )
-        commands_svc.queue(session, agent, CommandType.MAINTENANCE, now, payload, run_id=run.id, job_id=job.id)
+        gateway_job = behind_gateway(by_key[row.repo_key])
+        if gateway_job is not None:
+            run = worker_run(session, gateway_job, now, payload, trigger="schedule")
+        else:
+            job, agent = _worker(session, by_key[row.repo_key])
+            if job is None or agent is None:
+                continue  # no agent can reach it now; tried again at the next tick
+            run = runs_svc.create_run(
+                session, job, now, trigger="schedule", kind=RunKind.MAINTENANCE, agent_id=agent.id,
+                restore={"type": CommandType.MAINTENANCE.value, **payload},
+            )
+            commands_svc.queue(session, agent, CommandType.MAINTENANCE, now, payload, run_id=run.id, job_id=job.id)
         row.last_run_id = run.id
         row.next_prune_at = now + timedelta(days=prune_days)
         if d.mode == "full":
@@ -125,6 +132,39 @@ def plan(session: Session, now: datetime, prune_days: float, check_days: float) 
         created.append(run)
     session.flush()
     return created
+
+
+def behind_gateway(jobs: list[Job]) -> Job | None:
+    """The job whose destination the worker opens when any of the repository's jobs is in gateway
+    mode (an enabled one, the most recent first), else None: the agents maintain it."""
+    gateway = [j for j in jobs if j.storage_mode == "gateway"]
+    return sorted(gateway, key=lambda j: (not j.enabled, -j.id))[0] if gateway else None
+
+
+def worker_run(session: Session, job: Job, now: datetime, payload: dict[str, object], trigger: str) -> Run:
+    """A maintenance run for the server's maintenance worker: no agent, no command."""
+    run = runs_svc.create_run(session, job, now, trigger=trigger, kind=RunKind.MAINTENANCE,
+                              restore={"type": CommandType.MAINTENANCE.value, **payload})
+    run.agent_id = None
+    session.flush()
+    return run
+
+
+def queue_retention(session: Session, backup: Run, now: datetime) -> Run | None:
+    """After a gateway-mode job's successful backup: its retention, as a worker run (the agent
+    cannot forget snapshots through the gateway). None when the job keeps everything."""
+    job = session.get(Job, backup.job_id) if backup.job_id is not None else None
+    if job is None or job.storage_mode != "gateway" or not job.retention or not backup.snapshot_id:
+        return None
+    pending = session.scalars(select(Run).where(
+        Run.job_id == job.id, Run.kind == RunKind.MAINTENANCE.value, Run.agent_id.is_(None),
+        Run.status == RunStatus.QUEUED.value)).all()
+    for run in pending:  # one queued retention per job: it applies the policy to every snapshot anyway
+        if (run.restore or {}).get("mode") == "retention":
+            run.restore = {**(run.restore or {}), "snapshot_id": backup.snapshot_id, "source_run_id": backup.id}
+            return run
+    return worker_run(session, job, now, {"mode": "retention", "snapshot_id": backup.snapshot_id,
+                                          "source_run_id": backup.id}, trigger="retention")
 
 
 def _worker(session: Session, jobs: list[Job]) -> tuple[Job | None, Agent | None]:
@@ -153,4 +193,5 @@ def for_job(session: Session, job: Job) -> RepositoryMaintenance | None:
     return session.scalar(select(RepositoryMaintenance).where(RepositoryMaintenance.repo_key == repo_key(job)))
 
 
-__all__ = ["Due", "describe", "due", "ensure_rows", "finished", "for_job", "plan", "repo_key"]
+__all__ = ["Due", "behind_gateway", "describe", "due", "ensure_rows", "finished", "for_job", "plan", "queue_retention",
+           "repo_key", "worker_run"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from e3backup.api.agent import RunAssignment, RunStatusView, UpdateRunRequest
 from e3backup.api.common import BackupType, RunKind, RunStatus
 from e3backup.api.jobs import HyperVVMResult, HyperVVMRun
+from e3backup.gateway.protocol import repo_path
 from e3backup.server.db.models import Agent, HyperVVM, Job, Run
 from e3backup.server.errors import Conflict, FieldError
 from e3backup.server.schemas import RunPublic
@@ -121,7 +123,29 @@ def _hyperv_vms(session: Session, job: Job) -> list[HyperVVMRun]:
     ]
 
 
-def assignment(session: Session, box: SecretBox, run: Run) -> RunAssignment:
+@dataclass(frozen=True)
+class GatewayAccess:
+    """How the caller of ``next_run``/``get_run`` reaches the repository gateway: the base URL
+    (the server's, as the caller reached it, or ``gateway_url``) and its gateway token."""
+
+    base_url: str
+    token: str
+
+
+def run_destination(box: SecretBox, job: Job, gateway: GatewayAccess | None) -> dict[str, Any]:
+    """The destination a run carries: the storage with its credentials (direct mode), or the
+    gateway's URL and the caller's token with only the repository password (gateway mode)."""
+    dest = destination_with_secrets(box, job)
+    if job.storage_mode != "gateway":
+        return dest
+    if gateway is None:
+        raise Conflict(f"job {job.id} writes through the repository gateway, which this server does not serve "
+                       "(gateway_enabled is off)")
+    url = gateway.base_url.rstrip("/") + repo_path(job.id)
+    return {"type": "gateway", "url": url, "token": gateway.token, "repository_password": dest["repository_password"]}
+
+
+def assignment(session: Session, box: SecretBox, run: Run, gateway: GatewayAccess | None = None) -> RunAssignment:
     job = session.get(Job, run.job_id) if run.job_id is not None else None
     if job is None:
         raise Conflict(f"run {run.id}: its job was deleted")
@@ -146,7 +170,7 @@ def assignment(session: Session, box: SecretBox, run: Run) -> RunAssignment:
             "source_path": job.source_path,
             "source_paths": job.source_paths,
             "exclude": job.exclude,
-            "destination": destination_with_secrets(box, job),
+            "destination": run_destination(box, job, gateway),
             "policy": job.policy,
             "retention": job.retention,
             "disk_source_volume": job.disk_source_volume,
@@ -223,10 +247,12 @@ def apply_update(session: Session, run: Run, req: UpdateRunRequest, now: datetim
             run.started_at = now
         if req.status.is_final:
             run.finished_at = now
-            if run.kind == RunKind.MAINTENANCE.value:
-                from e3backup.server.services import maintenance  # it builds on this module
+            from e3backup.server.services import maintenance  # it builds on this module
 
+            if run.kind == RunKind.MAINTENANCE.value:
                 maintenance.finished(session, run, now)
+            elif run.kind == RunKind.BACKUP.value and req.status in (RunStatus.SUCCESS, RunStatus.WARNING):
+                maintenance.queue_retention(session, run, now)
             from e3backup.server.services import alerts, quotas  # they build on this module
 
             alerts.on_run_finished(session, run, now)
@@ -281,12 +307,14 @@ def run_public(run: Run) -> RunPublic:
 
 __all__ = [
     "FINAL",
+    "GatewayAccess",
     "apply_update",
     "assignment",
     "claim_next_run",
     "create_run",
     "mark_snapshots_removed",
     "restorable",
+    "run_destination",
     "run_public",
     "status_view",
 ]

@@ -1,0 +1,317 @@
+"""The gateway's HTTP side: a plain ASGI app serving restic's REST protocol v2 under ``/gateway/``.
+
+It runs inside the server process, in front of the FastAPI app (``GatewayRouter``), so its
+requests skip the API's body limit and middleware: packs stream in and out in pieces. Uploads
+are spooled to a temporary file while their SHA-256 is computed (a name that does not match its
+content is refused, as rest-server does), then handed to the store (``save_file``: sendfile for a
+folder, one PUT for S3); downloads are read in 1 MiB pieces (``objects``). Blocking calls (the
+database, the storage) run in worker threads; the event loop only moves bytes. Keep-alive is
+uvicorn's HTTP/1.1.
+
+Every request is authorised against the database (``access.grant_for``): nothing about tokens,
+grants or locks lives in this process, so replicas behind a load balancer answer alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from ..errors import AccessDeniedError, E3Error, NotFoundError
+from ..server.db.models import GatewayLock, Job
+from ..server.errors import Conflict
+from ..server.state import ServerState
+from ..store.base import FileType, Handle, Store
+from .access import Grant, Refused, check_write, grant_for
+from .objects import open_object
+from .protocol import MEDIA_V1, MEDIA_V2, PREFIX, RangeError, Target, parse_path
+from .stores import StorePool
+
+log = logging.getLogger("e3backup.gateway")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Answer(Exception):
+    """Ends a request with ``status`` and a one-line reason (text/plain)."""
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+@dataclass
+class _Request:
+    method: str
+    target: Target
+    query: str
+    headers: dict[str, str]
+
+
+def _token(headers: dict[str, str]) -> str:
+    """The HTTP basic password (restic puts it there from ``rest:http://user:TOKEN@host/...``)."""
+    value = headers.get("authorization", "")
+    scheme, _, encoded = value.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            password = ""
+        if password:
+            return password
+    raise _Answer(401, "a gateway token is required (HTTP basic password)",
+                  [(b"www-authenticate", b'Basic realm="e3backup gateway"')])
+
+
+class Gateway:
+    """The ASGI app; ``state`` gives the database, the secret box and the settings."""
+
+    def __init__(self, state: ServerState) -> None:
+        settings = state.settings
+        self._state = state
+        self._stores = StorePool(state.box, list(settings.gateway_local_roots))
+        self._spool = settings.gateway_spool_dir or settings.data_dir / "gateway-spool"
+        self._max_object = settings.gateway_max_object_bytes
+
+    def close(self) -> None:
+        self._stores.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        try:
+            target = parse_path(scope["path"])
+            if target is None:
+                raise _Answer(404, "not a repository path (/gateway/job-<id>/...)")
+            req = _Request(method, target, scope.get("query_string", b"").decode("latin-1"), headers)
+            grant, store = await anyio.to_thread.run_sync(self._authorize, _token(headers), target.job_id)
+            await self._dispatch(req, grant, store, receive, send)
+        except _Answer as a:
+            await _reply(send, a.status, a.reason, a.headers, head=method == "HEAD")
+        except Refused as e:
+            log.warning("gateway refused %s %s: %s", method, scope["path"], e)
+            await _reply(send, 403, str(e), head=method == "HEAD")
+
+    # -- authorisation ----------------------------------------------------------------------
+
+    def _authorize(self, token: str, job_id: int) -> tuple[Grant, Store]:
+        now = self._state.clock.now()
+        with self._state.sessions() as session:
+            grant = grant_for(session, token, job_id, now)
+            if grant is None:
+                # the same answer as a repository that does not exist: nothing leaks
+                raise _Answer(404, "no such repository for this token")
+            job = session.get(Job, job_id)
+            assert job is not None
+            try:
+                return grant, self._stores.for_job(job)
+            except (Conflict, E3Error) as e:
+                log.error("gateway: job %s's storage cannot be opened: %s", job_id, e)
+                raise _Answer(503, f"the repository's storage cannot be opened: {e}") from e
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def _dispatch(self, req: _Request, grant: Grant, store: Store, receive: Receive, send: Send) -> None:
+        t, m = req.target, req.method
+        if t.root:
+            if m != "POST":
+                raise _Answer(405, "only POST /?create=true on a repository", [(b"allow", b"POST")])
+            if "create=true" not in req.query.split("&"):
+                raise _Answer(400, "POST on a repository needs ?create=true")
+            check_write(grant, m, None, exists=False)
+            await self._run(store.create)
+            await _reply(send, 200, "")
+        elif t.listing is not None:
+            if m != "GET":
+                raise _Answer(405, "only GET on a type's listing", [(b"allow", b"GET")])
+            await self._list(req, store, t.listing, send)
+        else:
+            assert t.handle is not None
+            if m in ("HEAD", "GET"):
+                await self._read(req, store, t.handle, send)
+            elif m == "POST":
+                await self._save(req, grant, store, t.handle, receive, send)
+            elif m == "DELETE":
+                await self._delete(grant, store, t.handle, send)
+            else:
+                raise _Answer(405, f"{m} is not part of the protocol", [(b"allow", b"HEAD, GET, POST, DELETE")])
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A blocking storage call in a worker thread, its errors mapped to HTTP answers."""
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        except NotFoundError as e:
+            raise _Answer(404, str(e)) from e
+        except AccessDeniedError as e:
+            raise _Answer(403, str(e)) from e
+        except E3Error as e:
+            log.error("gateway: storage error: %s", e)
+            raise _Answer(500, f"storage error: {e}") from e
+
+    async def _list(self, req: _Request, store: Store, t: FileType, send: Send) -> None:
+        entries = await self._run(lambda: list(store.list(t)))
+        if req.headers.get("accept", "").split(";")[0].strip() == MEDIA_V2:
+            body = json.dumps([{"name": n, "size": s} for n, s in entries]).encode()
+            media = MEDIA_V2
+        else:
+            body = json.dumps([n for n, _ in entries]).encode()
+            media = MEDIA_V1
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read(self, req: _Request, store: Store, h: Handle, send: Send) -> None:
+        if req.method == "HEAD":
+            size = await self._run(store.stat, h)
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-length", str(size).encode()), (b"content-type", b"application/octet-stream")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            dl = await self._run(open_object, store, h, req.headers.get("range"))
+        except RangeError as e:
+            raise _Answer(416, str(e)) from e
+        headers = [(b"content-length", str(dl.length).encode()), (b"content-type", b"application/octet-stream"),
+                   (b"accept-ranges", b"bytes")]
+        if dl.partial:
+            end = dl.offset + dl.length - 1
+            headers.append((b"content-range", f"bytes {dl.offset}-{end}/{dl.size}".encode()))
+        try:
+            first = await anyio.to_thread.run_sync(next, dl.pieces, None)
+        except E3Error as e:
+            raise _Answer(500, f"storage error: {e}") from e
+        await send({"type": "http.response.start", "status": 206 if dl.partial else 200, "headers": headers})
+        piece = first
+        try:
+            while piece is not None:
+                after = await anyio.to_thread.run_sync(next, dl.pieces, None)
+                await send({"type": "http.response.body", "body": piece, "more_body": after is not None})
+                piece = after
+            if first is None:
+                await send({"type": "http.response.body", "body": b""})
+        except E3Error as e:  # the status is sent: the only signal left is a short body
+            log.error("gateway: reading %s failed mid-download: %s", h, e)
+            raise
+        finally:
+            if dl.close is not None:
+                dl.close()
+
+    async def _save(self, req: _Request, grant: Grant, store: Store, h: Handle, receive: Receive,
+                    send: Send) -> None:
+        exists = await self._exists(store, h)
+        check_write(grant, "POST", h, exists)
+        declared = req.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_object:
+            raise _Answer(413, f"{h}: {declared} bytes is over the gateway's {self._max_object}-byte object limit")
+        self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self._spool) as f:
+            digest = hashlib.sha256()
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client went away: nothing was stored
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > self._max_object:
+                        raise _Answer(413, f"{h}: over the gateway's {self._max_object}-byte object limit")
+                    f.write(chunk)
+                    digest.update(chunk)
+                if not message.get("more_body", False):
+                    break
+            if h.type is not FileType.CONFIG and digest.hexdigest() != h.name:
+                raise _Answer(400, f"{h}: the content's SHA-256 is {digest.hexdigest()}, not its name")
+            f.flush()
+            await self._run(store.save_file, h, f, size)
+        if h.type is FileType.LOCK and grant.agent_id is not None:
+            await anyio.to_thread.run_sync(self._own_lock, grant, h.name)
+        await _reply(send, 200, "")
+
+    async def _exists(self, store: Store, h: Handle) -> bool:
+        try:
+            await self._run(store.stat, h)
+        except _Answer as a:
+            if a.status == 404:
+                return False
+            raise
+        return True
+
+    def _own_lock(self, grant: Grant, name: str) -> None:
+        with self._state.sessions() as session:
+            session.add(GatewayLock(job_id=grant.job_id, name=name, agent_id=grant.agent_id,
+                                    created_at=self._state.clock.now()))
+            try:
+                session.commit()
+            except DBIntegrityError:
+                session.rollback()  # saved again after a retry: already recorded
+
+    def _lock_owner(self, grant: Grant, name: str) -> int | None:
+        with self._state.sessions() as session:
+            return session.scalar(select(GatewayLock.agent_id).where(
+                GatewayLock.job_id == grant.job_id, GatewayLock.name == name))
+
+    def _forget_lock(self, grant: Grant, name: str) -> None:
+        with self._state.sessions() as session:
+            session.execute(delete(GatewayLock).where(GatewayLock.job_id == grant.job_id, GatewayLock.name == name))
+            session.commit()
+
+    async def _delete(self, grant: Grant, store: Store, h: Handle, send: Send) -> None:
+        check_write(grant, "DELETE", h, exists=True)
+        if h.type is FileType.LOCK:
+            owner = await anyio.to_thread.run_sync(self._lock_owner, grant, h.name)
+            if owner != grant.agent_id:
+                raise Refused(f"deleting {h} refused: it is not a lock this agent created ({grant.who}); "
+                              "stale locks of others are removed by the server's maintenance worker")
+        try:
+            await self._run(store.remove, h)
+        except _Answer as a:
+            if a.status != 404:
+                raise  # a missing object is fine (the protocol's DELETE is idempotent)
+        if h.type is FileType.LOCK:
+            await anyio.to_thread.run_sync(self._forget_lock, grant, h.name)
+        await _reply(send, 200, "")
+
+
+async def _reply(send: Send, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None,
+                 head: bool = False) -> None:
+    body = (reason + "\n").encode() if reason else b""
+    start = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+             *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+class GatewayRouter:
+    """ASGI middleware: ``/gateway/...`` to the gateway, everything else to the server's app."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.gateway(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+__all__ = ["Gateway", "GatewayRouter"]
