@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import delete
 
 from e3backup.cli.main import main
 from e3backup.errors import AccessDeniedError
+from e3backup.repo.crypto import Key
+from e3backup.repo.keys import make_key_file
 from e3backup.repo.repository import Repository
-from e3backup.server.db.models import GatewayLock
-from e3backup.store import FileType, Handle, open_store
+from e3backup.store import FileType, Handle, Store, open_store
 from tests.conftest import FAST_KDF
 from tests.gateway.conftest import Actor, GatewayWorld
 from tests.helpers import PASSWORD
@@ -30,6 +30,7 @@ class Served:
     job_id: int
     actor: Actor
     hashes: object  # () -> {path: sha256} of everything in the storage
+    direct: Store  # the storage itself, with full rights (what the maintenance worker uses)
 
     def client(self, w: GatewayWorld, token: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=f"{w.url}/gateway/job-{self.job_id}", auth=("e3backup", token or self.actor.token))
@@ -49,11 +50,13 @@ def served(request: pytest.FixtureRequest, gateway_world: GatewayWorld,
     if request.param == "local":
         job_id, folder = w.local_job(actor, f"append-{os.urandom(3).hex()}")
         hashes = lambda: _folder_hashes(folder)  # noqa: E731
+        direct = open_store(str(folder))
     else:
         s3: SeaweedServer = request.getfixturevalue("s3_server")
         bucket = s3.make_bucket()
         job_id = w.s3_job(actor, s3, bucket, "pc1")
         client = s3.client()
+        direct = open_store(s3.url(bucket, "pc1"), **s3.store_options())
 
         def hashes() -> dict[str, str]:
             keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
@@ -68,7 +71,8 @@ def served(request: pytest.FixtureRequest, gateway_world: GatewayWorld,
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("E3BACKUP_PASSWORD", PASSWORD)
         assert main(["-r", url, "--no-cache", "backup", "--host", "pc1", str(src)]) == 0
-    yield Served(job_id, actor, hashes)
+    yield Served(job_id, actor, hashes, direct)
+    direct.close()
 
 
 def test_each_delete_and_overwrite_is_refused_and_nothing_changes(served: Served, gateway_world: GatewayWorld) -> None:
@@ -109,19 +113,39 @@ def test_own_locks_go_others_stay(served: Served, gateway_world: GatewayWorld) -
         assert list(store.list(FileType.LOCK)) == []  # its own lock: removed through the gateway
     finally:
         store.close()
-    foreign = b"a lock the maintenance worker holds"
+    key = Repository.open(served.direct, PASSWORD.encode()).key
+    foreign = key.seal(b'{"hostname": "the maintenance worker"}')  # written to the storage directly
     name = hashlib.sha256(foreign).hexdigest()
+    served.direct.save(Handle(FileType.LOCK, name), foreign)
+    mine = key.seal(b'{"hostname": "pc1"}')
     with served.client(w) as c:
-        assert c.post(f"/locks/{name}", content=foreign).status_code == 200
-        with served.client(w, w.agent(w.tenant()).token) as stranger:
-            assert stranger.delete(f"/locks/{name}").status_code == 404
-        # the same agent's lock row is what makes it its own: forget it and the lock is foreign
-        with w.state.sessions() as s:
-            s.execute(delete(GatewayLock).where(GatewayLock.name == name))
-            s.commit()
         r = c.delete(f"/locks/{name}")
         assert r.status_code == 403 and "not a lock this agent created" in r.text
         assert c.head(f"/locks/{name}").status_code == 200
+        with served.client(w, w.agent(w.tenant()).token) as stranger:
+            assert stranger.delete(f"/locks/{name}").status_code == 404
+        own = hashlib.sha256(mine).hexdigest()
+        assert c.post(f"/locks/{own}", content=mine).status_code == 200
+        assert c.delete(f"/locks/{own}").status_code == 200 and c.head(f"/locks/{own}").status_code == 404
+    served.direct.remove(Handle(FileType.LOCK, name))
+
+
+def test_garbage_that_would_break_a_restore_is_refused(served: Served, gateway_world: GatewayWorld) -> None:
+    """Adding is allowed, but only what decrypts with the repository's key: a junk index or
+    snapshot would stop restores, junk keys would hide the real one from restic's key search."""
+    before = served.hashes()  # type: ignore[operator]
+    junk = os.urandom(300)
+    name = hashlib.sha256(junk).hexdigest()
+    with served.client(gateway_world) as c:
+        for kind in ("index", "snapshots", "locks"):
+            r = c.post(f"/{kind}/{name}", content=junk)
+            assert r.status_code == 400 and "does not decrypt with the repository's key" in r.text, (kind, r.text)
+        r = c.post(f"/keys/{name}", content=junk)
+        assert r.status_code == 400 and "not a key file" in r.text
+        other = make_key_file(b"the intruder's password", Key.random(), FAST_KDF)
+        r = c.post(f"/keys/{hashlib.sha256(other).hexdigest()}", content=other)
+        assert r.status_code == 400 and "does not open with the job's repository password" in r.text
+    assert served.hashes() == before  # type: ignore[operator]
 
 
 def test_another_agents_repository_is_invisible(served: Served, gateway_world: GatewayWorld) -> None:

@@ -372,7 +372,7 @@ def test_command_validation(world: World) -> None:
 
 
 def test_maintenance_command_creates_a_maintenance_run(world: World) -> None:
-    job = world.job()
+    job = world.job(storage_mode="direct")  # gateway mode: the worker's (tests/server/test_gateway_mode.py)
     r = world.user_a.post(
         f"/api/agents/{world.agent_a.id}/commands",
         json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "prune"}},

@@ -49,7 +49,7 @@ def roles(app: FastAPI, world: World) -> dict[str, Actor]:
 
 
 def _objects(world: World) -> dict[str, Any]:
-    job = world.job()
+    job = world.job(storage_mode="direct")  # direct: its agent takes maintenance commands
     run = world.user_a.post(f"/api/jobs/{job['id']}/run").json()
     world.agent_a.post(
         "/api/agent/push_events", json={"run_id": run["id"], "events": [{"seq": 1, "code": "X"}]}

@@ -59,3 +59,10 @@ def test_recovery_console_reads_through_the_gateway_with_its_session_token(world
     dest = r.json()["run"]["destination"]
     assert (dest["type"], dest["token"], dest["url"]) == ("gateway", token, f"http://testserver/gateway/job-{job['id']}/")
     assert not any(s in json.dumps(r.json()) for s in SECRETS)
+
+
+def test_no_maintenance_command_to_the_agent_of_a_gateway_job(world: World) -> None:
+    job = world.job()
+    r = world.user_a.post(f"/api/agents/{world.agent_a.id}/commands",
+                          json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "quick"}})
+    assert r.status_code == 422 and "maintenance worker" in r.text

@@ -103,9 +103,10 @@ def test_restore_is_offered_only_for_snapshots_that_exist_even_after_the_job_is_
 
 
 def test_prune_and_check_run_on_a_schedule_per_repository(app: FastAPI, world: World, clock: FakeClock) -> None:
-    shared = world.job(name="One", retention={"keep_last": 3})
-    world.job(name="Two")  # same destination: the same repository
-    other = world.job(name="Three", destination={**_dest(), "bucket": "elsewhere"})
+    # direct mode: an agent of the repository runs it (gateway mode: the server's worker, tests/gateway)
+    shared = world.job(name="One", retention={"keep_last": 3}, storage_mode="direct")
+    world.job(name="Two", storage_mode="direct")  # same destination: the same repository
+    other = world.job(name="Three", destination={**_dest(), "bucket": "elsewhere"}, storage_mode="direct")
     scheduler = app.state.scheduler
     assert scheduler.tick() == []
     clock.advance(days=7, minutes=1)

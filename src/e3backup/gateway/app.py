@@ -22,7 +22,7 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 from sqlalchemy import delete, select
@@ -37,6 +37,7 @@ from .access import Grant, Refused, check_write, grant_for
 from .objects import open_object
 from .protocol import MEDIA_V1, MEDIA_V2, PREFIX, RangeError, Target, parse_path
 from .stores import StorePool
+from .verify import Invalid, MasterKeys, check_upload
 
 log = logging.getLogger("e3backup.gateway")
 
@@ -64,6 +65,15 @@ class _Request:
     headers: dict[str, str]
 
 
+@dataclass
+class _Repo:
+    """The request's repository: its store and what checking an upload needs."""
+
+    job_id: int
+    store: Store
+    password: bytes
+
+
 def _token(headers: dict[str, str]) -> str:
     """The HTTP basic password (restic puts it there from ``rest:http://user:TOKEN@host/...``)."""
     value = headers.get("authorization", "")
@@ -86,6 +96,7 @@ class Gateway:
         settings = state.settings
         self._state = state
         self._stores = StorePool(state.box, list(settings.gateway_local_roots))
+        self._keys = MasterKeys()
         self._spool = settings.gateway_spool_dir or settings.data_dir / "gateway-spool"
         self._max_object = settings.gateway_max_object_bytes
 
@@ -102,8 +113,8 @@ class Gateway:
             if target is None:
                 raise _Answer(404, "not a repository path (/gateway/job-<id>/...)")
             req = _Request(method, target, scope.get("query_string", b"").decode("latin-1"), headers)
-            grant, store = await anyio.to_thread.run_sync(self._authorize, _token(headers), target.job_id)
-            await self._dispatch(req, grant, store, receive, send)
+            grant, repo = await anyio.to_thread.run_sync(self._authorize, _token(headers), target.job_id)
+            await self._dispatch(req, grant, repo, receive, send)
         except _Answer as a:
             await _reply(send, a.status, a.reason, a.headers, head=method == "HEAD")
         except Refused as e:
@@ -112,7 +123,7 @@ class Gateway:
 
     # -- authorisation ----------------------------------------------------------------------
 
-    def _authorize(self, token: str, job_id: int) -> tuple[Grant, Store]:
+    def _authorize(self, token: str, job_id: int) -> tuple[Grant, _Repo]:
         now = self._state.clock.now()
         with self._state.sessions() as session:
             grant = grant_for(session, token, job_id, now)
@@ -122,15 +133,16 @@ class Gateway:
             job = session.get(Job, job_id)
             assert job is not None
             try:
-                return grant, self._stores.for_job(job)
+                store, password = self._stores.for_job(job)
+                return grant, _Repo(job_id, store, password)
             except (Conflict, E3Error) as e:
                 log.error("gateway: job %s's storage cannot be opened: %s", job_id, e)
                 raise _Answer(503, f"the repository's storage cannot be opened: {e}") from e
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    async def _dispatch(self, req: _Request, grant: Grant, store: Store, receive: Receive, send: Send) -> None:
-        t, m = req.target, req.method
+    async def _dispatch(self, req: _Request, grant: Grant, repo: _Repo, receive: Receive, send: Send) -> None:
+        t, m, store = req.target, req.method, repo.store
         if t.root:
             if m != "POST":
                 raise _Answer(405, "only POST /?create=true on a repository", [(b"allow", b"POST")])
@@ -148,7 +160,7 @@ class Gateway:
             if m in ("HEAD", "GET"):
                 await self._read(req, store, t.handle, send)
             elif m == "POST":
-                await self._save(req, grant, store, t.handle, receive, send)
+                await self._save(req, grant, repo, t.handle, receive, send)
             elif m == "DELETE":
                 await self._delete(grant, store, t.handle, send)
             else:
@@ -214,8 +226,9 @@ class Gateway:
             if dl.close is not None:
                 dl.close()
 
-    async def _save(self, req: _Request, grant: Grant, store: Store, h: Handle, receive: Receive,
+    async def _save(self, req: _Request, grant: Grant, repo: _Repo, h: Handle, receive: Receive,
                     send: Send) -> None:
+        store = repo.store
         exists = await self._exists(store, h)
         check_write(grant, "POST", h, exists)
         declared = req.headers.get("content-length")
@@ -241,10 +254,21 @@ class Gateway:
             if h.type is not FileType.CONFIG and digest.hexdigest() != h.name:
                 raise _Answer(400, f"{h}: the content's SHA-256 is {digest.hexdigest()}, not its name")
             f.flush()
+            if h.type is not FileType.PACK:
+                await self._run(self._check, repo, h, f)
             await self._run(store.save_file, h, f, size)
         if h.type is FileType.LOCK and grant.agent_id is not None:
             await anyio.to_thread.run_sync(self._own_lock, grant, h.name)
         await _reply(send, 200, "")
+
+    def _check(self, repo: _Repo, h: Handle, f: BinaryIO) -> None:
+        """An upload other than a pack must be readable with the repository's key (``verify``)."""
+        f.seek(0)
+        data = f.read()
+        try:
+            check_upload(h, data, self._keys.get(repo.job_id, repo.store, repo.password), repo.password)
+        except Invalid as e:
+            raise _Answer(400, str(e)) from e
 
     async def _exists(self, store: Store, h: Handle) -> bool:
         try:

@@ -58,10 +58,11 @@ class StorePool:
         self._stores: OrderedDict[str, Store] = OrderedDict()
         self._lock = threading.Lock()
 
-    def for_job(self, job: Job) -> Store:
+    def for_job(self, job: Job) -> tuple[Store, bytes]:
+        """The job's store, and its repository password (``verify`` checks uploads with it)."""
         secrets = self._box.open(job.destination_secrets, secrets_aad(job.tenant_id))
         dest = {**job.destination, **{k: v for k, v in secrets.items() if k not in SHARE_SECRETS}}
-        dest.pop("repository_password", None)  # the gateway never needs (or sees) the repository's key
+        password = str(dest.pop("repository_password", "") or "").encode()
         try:
             location, options = destination_location(dest, self._roots)
             key = hashlib.sha256(json.dumps([location, options], sort_keys=True, default=str).encode()).hexdigest()
@@ -69,14 +70,13 @@ class StorePool:
                 store = self._stores.get(key)
                 if store is not None:
                     self._stores.move_to_end(key)
-                    return store
+                    return store, password
             store = open_store(location, **options)
             with self._lock:
                 self._stores[key] = store
                 while len(self._stores) > self._size:
-                    _, old = self._stores.popitem(last=False)
-                    old.close()
-            return store
+                    self._stores.popitem(last=False)  # not closed: a request may still use it
+            return store, password
         finally:
             dest.clear()
             secrets.clear()
