@@ -384,7 +384,7 @@ def test_maintenance_command_creates_a_maintenance_run(world: World) -> None:
 
 
 def test_next_run_kind_backup_leaves_command_runs_to_their_command(world: World) -> None:
-    job = world.job()
+    job = world.job(storage_mode="direct")
     r = world.user_a.post(
         f"/api/agents/{world.agent_a.id}/commands",
         json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "quick"}},
