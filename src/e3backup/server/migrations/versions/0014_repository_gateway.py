@@ -1,7 +1,7 @@
 """jobs.storage_mode, agents.gateway_token_hash and gateway_locks: the repository gateway (#30)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-03 19:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import e3backup.server.db.types
 
-revision = "0011"
-down_revision = "0010"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
