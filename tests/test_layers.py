@@ -41,6 +41,7 @@ def test_lower_layers_do_not_import_higher_ones() -> None:
         "api": ("e3backup.agent", "e3backup.server", "e3backup.cli", "e3backup.engines", "sqlalchemy", "fastapi"),
         "agent": ("e3backup.server", "e3backup.cli"),
         "recovery": ("e3backup.server", "e3backup.cli"),
+        "gateway": ("e3backup.agent", "e3backup.cli", "e3backup.recovery"),
         "instant": ("e3backup.agent", "e3backup.server", "e3backup.cli"),
         "platform": ("e3backup.repo", "e3backup.store", "e3backup.sources", "e3backup.engines", "e3backup.restore",
                      "e3backup.agent", "e3backup.server", "e3backup.cli", "e3backup.api"),

@@ -40,7 +40,8 @@ def test_a_destination_defined_once_serves_two_jobs_and_a_change_reaches_both(
     assert dest["destination"]["bucket"] == "backups-acme" and dest["destination"]["has_secret_key"]
     jobs = []
     for name in ("Documents", "Mail"):
-        body = files_job(world.agent_a.id, name=name, destination_id=dest["id"])
+        # direct mode: the agent gets the credentials (gateway mode: tests/server/test_gateway_mode.py)
+        body = files_job(world.agent_a.id, name=name, destination_id=dest["id"], storage_mode="direct")
         del body["destination"]
         r = world.user_a.post("/api/jobs", json=body)
         assert r.status_code == 201, r.text
