@@ -60,6 +60,7 @@ class FileSaver:
         if state.failure is not None:
             return None
         with_atime = state.opts.with_atime
+        meta = state.opts.windows_meta
         fd = -1
         st: os.stat_result | None = None
         if is_file and praw is None:
@@ -81,12 +82,12 @@ class FileSaver:
             if content is not None:
                 assert praw is not None
                 t.unmodified_file(st.st_size)
-                if praw.get("device_id", 0) == st.st_dev and not with_atime:
+                if praw.get("device_id", 0) == st.st_dev and not with_atime and meta is None:
                     return praw  # the whole entry, without reading xattrs or names again
-                node = node_from_stat(name, path, st, with_atime)
+                node = node_from_stat(name, path, st, with_atime, windows_meta=meta)  # ACLs change alone
                 node.content = content
                 return node
-            node = node_from_stat(name, path, st, with_atime, fd)
+            node = node_from_stat(name, path, st, with_atime, fd, meta)
             if node.type == "socket":
                 return None  # restic skips sockets; they cannot be restored meaningfully
             if node.type == "dir":

@@ -2,7 +2,9 @@
 
 On Windows there are no owners by number, no extended attributes through ``os`` and no device
 numbers: nodes carry uid/gid 0 and no xattrs, as restic 0.14 writes them there; ``pwd``/``grp``
-are imported only on POSIX.
+are imported only on POSIX. The file attributes (hidden, system...), creation time and security
+descriptor (owner, group, ACLs) go into ``generic_attributes`` as restic 0.17+ stores them
+(``platform.windows.filemeta``), read through the options' ``windows_meta``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import stat
 import sys
 from functools import lru_cache
 
+from ...platform.windows.filemeta import FileMetaApi, to_generic
 from ...repo.node import Node, go_mode
 
 _TYPES = {
@@ -77,8 +80,16 @@ def read_xattrs(path: bytes | int) -> list[tuple[str, bytes]]:
 _go_mode = lru_cache(maxsize=1024)(go_mode)
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: bool = False, fd: int = -1) -> Node:
-    """A node without content or subtree; symlink targets and xattrs are read here.
+def node_from_stat(
+    name: bytes,
+    path: bytes,
+    st: os.stat_result,
+    with_atime: bool = False,
+    fd: int = -1,
+    windows_meta: FileMetaApi | None = None,
+) -> Node:
+    """A node without content or subtree; symlink targets, xattrs and (with ``windows_meta``) the
+    Windows attributes and security descriptor are read here.
 
     ``fd``, when given, is ``path`` already open: its xattrs are read through it (no path lookup).
     Built in one constructor call: this runs once per file in a first backup.
@@ -103,6 +114,8 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, with_atime: boo
         links=st.st_nlink,
         xattrs=read_xattrs(path if fd < 0 else fd),
     )
+    if windows_meta is not None:
+        node.extra["generic_attributes"] = to_generic(windows_meta.read(os.fsdecode(path)))
     if t == "symlink":
         node.linktarget = os.readlink(path)
     elif t in ("dev", "chardev") and sys.platform != "win32":

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...budget import MemoryBudget
+from ...platform.windows.filemeta import FileMetaApi, native_file_meta
 from ...sources.excludes import Excluder
 from .shadows import ShareLogin, VolumeShadows
 from .targets import PathStyle, native_style
@@ -41,6 +42,9 @@ class BackupOptions:
     # --max-memory / policy max_memory_mb: may lower the workers, chunks in flight, the chunking
     # window, and keep packs in temporary files (``sizing``)
     memory: MemoryBudget = field(default_factory=MemoryBudget)
+    # Windows: file attributes, creation time and security descriptor of every file and folder
+    # (restic's generic_attributes); None elsewhere. Tests give a double.
+    windows_meta: FileMetaApi | None = field(default_factory=native_file_meta)
 
 
 __all__ = ["AVG_CHUNK", "MAX_CHUNK", "MIN_CHUNK", "BackupOptions"]

@@ -50,7 +50,8 @@ class Walker:
             if isinstance(child, VirtualDir):
                 assert child.fs_path is not None
                 st = os.lstat(child.fs_path)
-                cnode = node_from_stat(name, child.fs_path, st, self.state.opts.with_atime)
+                opts = self.state.opts
+                cnode = node_from_stat(name, child.fs_path, st, opts.with_atime, windows_meta=opts.windows_meta)
                 d.children.append(self.walk_virtual(child, cnode, subtree_of(praw)))
             else:
                 entry = self._entry(name, child, None, praw)
@@ -77,7 +78,7 @@ class Walker:
     ) -> Node | PendingDir | None:
         opts = self.state.opts
         try:
-            node = node_from_stat(name, path, st, opts.with_atime)
+            node = node_from_stat(name, path, st, opts.with_atime, windows_meta=opts.windows_meta)
         except OSError as e:
             self.state.error(path, e)
             return None
@@ -110,7 +111,8 @@ class Walker:
         leaves = self.files.leaves
         known: dict[bytes, Raw] = parent.entries if parent is not None else {}
         get = known.get
-        reuse = not state.opts.with_atime
+        # with Windows attributes every file's are read again: an ACL can change alone
+        reuse = not state.opts.with_atime and state.opts.windows_meta is None
         index = state.repo.index
         t = Tally()
         children = d.children
