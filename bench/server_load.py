@@ -25,19 +25,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,11 +139,57 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection to a replica: a request, then its whole response.
+
+    Written here rather than httpx: at thousands of queued requests httpx's pool spends its time
+    matching requests to connections (quadratic), and the fleet, not the server, was measured."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, token: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        try:
+            self.writer.write(head.encode() + body)
+            status_line = await self.reader.readuntil(b"\r\n")
+            length, close = 0, False
+            while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection" and value.strip().lower() == "close":
+                    close = True
+            await self.reader.readexactly(length)
+            if close:
+                self.close()
+            return int(status_line.split()[1])
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 class Load:
-    """The open-loop fleet: ``agents`` agents' calls, due at fixed times, sent whatever happens."""
+    """The open-loop fleet: ``agents`` agents' calls, due at fixed times, sent whatever happens.
+
+    Due calls wait in a queue for one of ``CONNECTIONS`` keep-alive connections per replica (an
+    agent fleet behind NAT and a balancer looks much the same to the server); the wait counts."""
+
+    CONNECTIONS = 64
 
     def __init__(self, urls: list[str], fleet: Fleet, agents: int, poll: float,
-                 server_pids: list[int], db_pids: list[int]) -> None:
+                 server_pids: list[int], db_pids: Callable[[], list[int]]) -> None:
         self.urls = urls
         self.server_pids = server_pids
         self.db_pids = db_pids
@@ -152,11 +198,8 @@ class Load:
         self.poll = poll
         self.window = Window()
         self.seq: dict[int, int] = {}
-        self._clients = [httpx.AsyncClient(base_url=u, timeout=30,
-                                           limits=httpx.Limits(max_connections=400, max_keepalive_connections=400))
-                         for u in urls]
+        self._queues: list[asyncio.Queue[tuple[float, str, int] | None]] = []
         self._turn = 0
-        self._inflight: set[asyncio.Task[None]] = set()
 
     def schedule(self, start: float, seconds: float) -> list[tuple[float, str, int]]:
         """Every call due in [start, start + seconds), at each agent's own phase."""
@@ -176,52 +219,64 @@ class Load:
                     t += ACTIVE_PERIOD
         return sorted(c for c in calls if c[0] < start + seconds)
 
-    async def call(self, due: float, kind: str, i: int) -> None:
-        client = self._clients[self._turn % len(self._clients)]
-        self._turn += 1
-        headers = {"Authorization": f"Bearer {self.fleet.tokens[i]}"}
-        sent = time.monotonic()
-        error = None
-        try:
-            if kind == "next_run":
-                r = await client.post("/api/agent/next_run", params={"kind": "backup"}, headers=headers,
-                                      json={"agent_version": "bench"})
-            elif kind == "update_run":
-                r = await client.post("/api/agent/update_run", headers=headers, json={
-                    "run_id": self.fleet.runs[i], "progress_pct": random.uniform(0, 99), "bytes_processed": 1 << 30})
-            else:
-                seq = self.seq.get(i, 0)
-                self.seq[i] = seq + 5
-                events = [{"seq": seq + k + 1, "code": "BACKUP_PROGRESS", "message": "bench"} for k in range(5)]
-                r = await client.post("/api/agent/push_events", headers=headers,
-                                      json={"run_id": self.fleet.runs[i], "events": events})
-            if r.status_code != 200:
-                error = f"HTTP {r.status_code}"
-        except httpx.HTTPError as e:
-            error = type(e).__name__
-        self.window.add(kind, time.monotonic() - due, sent - due, error)
+    def request(self, kind: str, i: int) -> tuple[str, bytes]:
+        if kind == "next_run":
+            return "/api/agent/next_run?kind=backup", json.dumps({"agent_version": "bench"}).encode()
+        if kind == "update_run":
+            return "/api/agent/update_run", json.dumps({
+                "run_id": self.fleet.runs[i], "progress_pct": round(random.uniform(0, 99), 1),
+                "bytes_processed": 1 << 30}).encode()
+        seq = self.seq.get(i, 0)
+        self.seq[i] = seq + 5
+        events = [{"seq": seq + k + 1, "code": "BACKUP_PROGRESS", "message": "bench"} for k in range(5)]
+        return "/api/agent/push_events", json.dumps({"run_id": self.fleet.runs[i], "events": events}).encode()
+
+    async def worker(self, conn: Connection, queue: asyncio.Queue[tuple[float, str, int] | None]) -> None:
+        while (item := await queue.get()) is not None:
+            due, kind, i = item
+            sent = time.monotonic()
+            path, body = self.request(kind, i)
+            error = None
+            try:
+                status = await asyncio.wait_for(conn.post(path, self.fleet.tokens[i], body), timeout=30)
+                if status != 200:
+                    error = f"HTTP {status}"
+            except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
+                conn.close()
+                error = type(e).__name__
+            self.window.add(kind, time.monotonic() - due, sent - due, error)
+        conn.close()
 
     async def run(self, seconds: float) -> Window:
         """Offer the load for ``seconds``; returns the window of what was measured."""
+        queues: list[asyncio.Queue[tuple[float, str, int] | None]] = [asyncio.Queue() for _ in self.urls]
+        workers = []
+        for url, queue in zip(self.urls, queues, strict=True):
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            workers += [asyncio.create_task(self.worker(Connection(host, int(port)), queue))
+                        for _ in range(self.CONNECTIONS)]
         start = time.monotonic() + 0.5
-        cpu0 = (cpu_seconds(self.server_pids), cpu_seconds(self.db_pids))
+        cpu0 = cpu_seconds(self.server_pids)
+        db0 = {pid: cpu_seconds([pid]) for pid in self.db_pids()}
         for due, kind, i in self.schedule(start, seconds):
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(self.call(due, kind, i))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        if self._inflight:
-            await asyncio.wait(list(self._inflight), timeout=60)
-        self.window.server_cpu = cpu_seconds(self.server_pids) - cpu0[0]
-        self.window.db_cpu = cpu_seconds(self.db_pids) - cpu0[1]
+            queues[self._turn % len(queues)].put_nowait((due, kind, i))
+            self._turn += 1
+        for queue in queues:
+            for _ in range(self.CONNECTIONS):
+                queue.put_nowait(None)
+        await asyncio.wait(workers, timeout=120)
+        self.window.server_cpu = cpu_seconds(self.server_pids) - cpu0
+        # PostgreSQL's backends come and go: those that lived through the window count their
+        # difference, those born in it all their time (those that ended in it are not counted)
+        self.window.db_cpu = sum(cpu_seconds([pid]) - db0.get(pid, 0.0) for pid in self.db_pids())
         window, self.window = self.window, Window()
         return window
 
     async def close(self) -> None:
-        for c in self._clients:
-            await c.aclose()
+        pass
 
 
 def process_figures(pid: int) -> tuple[float, int]:
@@ -317,7 +372,7 @@ def ramp(args: argparse.Namespace) -> None:
             cpu_per_req: list[float] = []
             for size in sizes:
                 load = Load([u for u, _ in procs], fleet, size, args.poll, [p.pid for _, p in procs],
-                            postgres_pids(url))
+                            lambda: postgres_pids(url))
                 window = asyncio.run(_run_and_close(load, args.step_seconds))
                 cpu_per_req.append(window.server_cpu / max(len(window.latencies), 1) / args.replicas)
                 print(line(str(size), window, args.step_seconds), flush=True)
@@ -345,7 +400,7 @@ def soak(args: argparse.Namespace) -> None:
                   "| server CPU ms/req | PostgreSQL CPU ms/req | RSS MiB | fds | PG conns |")
             print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             load = Load([u for u, _ in procs], fleet, size, args.poll, [p.pid for _, p in procs],
-                        postgres_pids(url))
+                        lambda: postgres_pids(url))
             total = Window()
             elapsed = 0.0
 
@@ -390,6 +445,7 @@ def main() -> None:
     s.add_argument("--seconds", type=float, default=600.0)
     s.add_argument("--sample", type=float, default=30.0)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: servers and cluster still cleaned up
     if args.mode == "ramp":
         ramp(args)
     else:

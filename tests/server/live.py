@@ -72,7 +72,7 @@ def server_processes(data_dirs: list[Path], *args: str) -> Iterator[list[tuple[s
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             started.append((f"http://127.0.0.1:{port}", proc, log_path, log))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # generous: a loaded CI machine starts Python slowly
         for url, proc, log_path, _log in started:
             while True:
                 assert proc.poll() is None, log_path.read_text()

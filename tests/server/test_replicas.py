@@ -315,3 +315,26 @@ def test_sqlite_refuses_a_second_server_process(tmp_path: Path) -> None:
     result = runner.invoke(server_cli, ["--data-dir", str(tmp_path / "other"), "--workers", "2"])
     assert result.exit_code == 2
     assert "--workers needs PostgreSQL" in result.output
+
+
+def test_uvicorn_workers_share_one_leader_and_one_rate_limit(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """``--workers 2``: two processes on one port, coordinated through PostgreSQL like replicas."""
+    name = "e3workers_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.user,
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = postgres_server.url(name)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "secret.key").write_text(SECRET_KEY + "\n")
+    (data / "secret.key").chmod(0o600)
+    with server_process(data, "--database-url", url, "--workers", "2") as (base, proc):
+        c = Cluster(postgres_server, name, [], {}, {}, 0)
+        leaders = wait_for("one leader among the workers", lambda: c.leaders() if len(c.leaders()) == 1 else None)
+        status = Path(f"/proc/{leaders[0]}/status").read_text()
+        assert f"PPid:\t{proc.pid}" in status  # a worker of this server holds the lock
+        body = {"email": "nobody@msp.example", "password": "wrong password!"}
+        codes = [httpx.post(f"{base}/api/auth/login", json=body).status_code for _ in range(6)]
+        assert codes == [401] * 5 + [429]  # one budget, whichever worker took each attempt
