@@ -33,6 +33,9 @@ INPUTS = (
     "engine",
     "source_paths",
     "exclude",
+    "share_credentials.username",
+    "share_credentials.password",
+    "share_credentials.remove",
     "disk_source_volume",
     "disk_image_format",
     "disk_temp_dir",
@@ -156,6 +159,14 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     else:
         spec["source_paths"] = [line.strip() for line in get("source_paths").splitlines() if line.strip()]
         spec["exclude"] = [line.strip() for line in get("exclude").splitlines() if line.strip()]
+        # a UNC share's login: new when a user name is typed, removed when asked, else kept
+        if engine == Engine.FILES.value and checked("share_credentials.remove"):
+            spec["share_credentials"] = {"username": ""}
+        elif engine == Engine.FILES.value and get("share_credentials.username"):
+            spec["share_credentials"] = {
+                "username": get("share_credentials.username"),
+                "password": str(form.get("share_credentials.password", "")),  # spaces are the user's
+            }
         if engine == Engine.SYNC.value:
             spec["policy"] = {"sync_delete": checked("policy.sync_delete"),
                               "sync_compare": get("policy.sync_compare") or "mtime"}
@@ -280,7 +291,7 @@ def form_field(api_field: str) -> str:
     return ""
 
 
-SECRET_INPUTS = ("destination.secret_access_key", "destination.repository_password")
+SECRET_INPUTS = ("destination.secret_access_key", "destination.repository_password", "share_credentials.password")
 LABELS = {
     "name": "Job name",
     "agent_id": "Agent",
@@ -301,6 +312,8 @@ LABELS = {
     "destination.secret_access_key": "Secret access key",
     "destination.path": "Folder on the agent",
     "destination.repository_password": "Repository password",
+    "share_credentials.username": "Share user name",
+    "share_credentials.password": "Share password",
     "schedule.cron": "Schedule",
     "schedule.timezone": "Time zone",
 }
@@ -343,6 +356,11 @@ def presubmit_errors(form: Mapping[str, str], secrets_kept: bool = False) -> lis
     for name in () if secrets_kept else SECRETS_BY_TYPE.get(dest_type, ()):
         if not str(form.get(f"destination.{name}", "")).strip():
             found.append(FieldError(f"destination.{name}", "Required."))
+    share_user = str(form.get("share_credentials.username", "")).strip()
+    if form.get("share_credentials.password") and not share_user:
+        found.append(FieldError("share_credentials.username", "Required with a share password."))
+    if share_user and form.get("share_credentials.remove"):
+        found.append(FieldError("share_credentials.remove", "Either a new share login or its removal, not both."))
     return found
 
 
