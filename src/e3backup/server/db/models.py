@@ -152,6 +152,9 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_agent_status", "agent_id", "status"),
+        # each job's last run, last success and recent failures (overview, jobs list, alerts) read
+        # this index alone, not every run's row
+        Index("ix_runs_job_outcome", "job_id", "kind", "status", "finished_at"),
         # a job's fire time makes one run, whichever replica's scheduler (or two at once) got there
         Index("uq_runs_job_scheduled_for", "job_id", "scheduled_for", unique=True),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer, load_only
 
 from e3backup.api.common import RunKind, RunStatus
 from e3backup.server.db.models import Agent, Job, Run, Tenant
@@ -113,12 +113,19 @@ def fleet_health(
     """The fleet as seen by someone who may see ``tenant_ids`` (None: every tenant)."""
     backup = Run.kind == RunKind.BACKUP.value
     since = now - WINDOW
+    # only the columns health needs: a job's JSON settings and an agent's disk report are the
+    # bulk of a row, and the overview reads every job and agent in view
     agents = list(
-        session.scalars(_scoped(select(Agent).where(Agent.revoked.is_(False)), tenant_ids, Agent.tenant_id))
+        session.scalars(
+            _scoped(select(Agent).where(Agent.revoked.is_(False)), tenant_ids, Agent.tenant_id).options(
+                defer(Agent.disks), defer(Agent.engines)
+            )
+        )
     )
     jobs = list(
         session.scalars(
             _scoped(select(Job).where(Job.deleted_at.is_(None), Job.enabled.is_(True)), tenant_ids, Job.tenant_id)
+            .options(load_only(Job.id, Job.tenant_id, Job.agent_id, Job.name, Job.policy, Job.created_at))
         )
     )
     tenants = dict(session.execute(_scoped(select(Tenant.id, Tenant.name), tenant_ids, Tenant.id)).all())

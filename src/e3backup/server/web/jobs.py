@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer, load_only
 
 from e3backup.api.common import Engine, Id, RunKind
 from e3backup.events import EventCode
@@ -28,7 +29,7 @@ from e3backup.server.services.runs import FINAL
 from e3backup.server.web import format as fmt
 from e3backup.server.web.chart import ChartPoint, line_chart
 from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageJob, PageManager, PageOperator
-from e3backup.server.web.views import disk_choices, run_display
+from e3backup.server.web.views import disk_choices, run_badge, run_display
 from e3backup.server.web.wizard import (
     ENGINES,
     SECRET_INPUTS,
@@ -53,27 +54,40 @@ FormData = Annotated[dict[str, str], Depends(form_data)]
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(page: PageDep, session: SessionDep) -> HTMLResponse:
+    # the list's columns only: a job's JSON settings and an agent's disk report are most of a row
+    listed = load_only(Job.id, Job.tenant_id, Job.agent_id, Job.name, Job.engine, Job.enabled, Job.schedule_cron,
+                       Job.schedule_timezone, Job.next_run_at, Job.deleted_at)
     jobs = list(
         session.scalars(
-            page.scope.where(select(Job).where(Job.deleted_at.is_(None)), Job.tenant_id).order_by(Job.name, Job.id)
+            page.scope.where(select(Job).where(Job.deleted_at.is_(None)), Job.tenant_id)
+            .options(listed)
+            .order_by(Job.name, Job.id)
         )
     )
-    agents = {a.id: a for a in session.scalars(page.scope.where(select(Agent), Agent.tenant_id))}
+    agents = {
+        a.id: a
+        for a in session.scalars(
+            page.scope.where(select(Agent), Agent.tenant_id).options(defer(Agent.disks), defer(Agent.engines))
+        )
+    }
     # each job's last backup run: one grouped query, not every run of every job
     last_ids = (
         page.scope.where(select(func.max(Run.id)), Run.tenant_id)
         .where(Run.kind == RunKind.BACKUP.value, Run.job_id.is_not(None))
         .group_by(Run.job_id)
     )
+    shown = load_only(Run.id, Run.job_id, Run.status, Run.started_at, Run.finished_at)
     last: dict[int, Run] = {
-        run.job_id: run for run in session.scalars(select(Run).where(Run.id.in_(last_ids))) if run.job_id is not None
+        run.job_id: run
+        for run in session.scalars(select(Run).where(Run.id.in_(last_ids)).options(shown))
+        if run.job_id is not None
     }
     return page.render(
         "jobs.html",
         active="jobs",
         jobs=jobs,
         agents=agents,
-        last={job_id: (r, run_display(r)) for job_id, r in last.items()},
+        last={job_id: (r, run_badge(r)) for job_id, r in last.items()},
         proofs=proofs_svc.last_by_job(session, [j.id for j in jobs]),
         has_agents=any(not a.revoked for a in agents.values()),
     )

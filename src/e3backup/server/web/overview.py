@@ -62,7 +62,10 @@ def overview(page: PageDep, request: Request, session: SessionDep, state: StateD
     now = state.clock.now()
     fleet = fleet_health(session, now, state.settings.agent_offline_after_seconds, page.scope.tenant_ids)
     runs = list(session.scalars(page.scope.where(select(Run), Run.tenant_id).order_by(Run.id.desc()).limit(10)))
-    jobs = {j.id: j.name for j in session.scalars(page.scope.where(select(Job), Job.tenant_id))}
+    names = select(Job.id, Job.name)  # the names only: not every job's settings
+    if page.scope.tenant_ids is not None:
+        names = names.where(Job.tenant_id.in_(page.scope.tenant_ids))
+    jobs = dict(session.execute(names).tuples().all())
     agents = {a.agent.id: a.agent.hostname for a in fleet.agents}
     return page.render(
         "overview.html",

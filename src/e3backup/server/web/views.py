@@ -25,6 +25,17 @@ STATUS_LABELS = {
 BACKUP_TYPE_LABELS = {"full": "Full", "incremental": "Incremental"}
 
 
+def run_badge(run: Run) -> dict[str, Any]:
+    """The part of :func:`run_display` a list's "last run" cell shows (the jobs list has hundreds)."""
+    return {
+        "status": run.status,
+        "status_label": STATUS_LABELS.get(run.status, run.status),
+        "final": run.status in FINAL,
+        "started": fmt.when(run.started_at),
+        "finished": fmt.when(run.finished_at),
+    }
+
+
 def run_display(run: Run) -> dict[str, Any]:
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
     processed = fmt.size(run.bytes_processed)
@@ -120,4 +131,4 @@ def disk_choices(disks: dict[str, Any] | None) -> list[dict[str, str]]:
     return choices
 
 
-__all__ = ["BACKUP_TYPE_LABELS", "STATUS_LABELS", "disk_choices", "event_display", "run_display"]
+__all__ = ["BACKUP_TYPE_LABELS", "STATUS_LABELS", "disk_choices", "event_display", "run_badge", "run_display"]

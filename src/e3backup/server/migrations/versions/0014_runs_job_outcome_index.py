@@ -1,0 +1,23 @@
+"""runs: an index on (job_id, kind, status, finished_at) for each job's last run and outcomes
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-03 20:00:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_runs_job_outcome", "runs", ["job_id", "kind", "status", "finished_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_runs_job_outcome", "runs")
