@@ -57,7 +57,16 @@ def test_policy_switches_change_tracking_and_the_verify_read(harness: Harness, t
             job("off", disk_image_cbt=False),
             job("verify", disk_image_change_tracking=True, disk_image_verify_every=1),
         )
-        run(tracked)
+        first = run(tracked)
+        # restore points list the image's partitions as the backup read them (#26)
+        points = harness.api("GET", "/api/restore-points", params={"job_id": tracked["id"]}).json()
+        (point,) = [p for p in points if p["run_id"] == first]
+        assert [(p["index"], p["filesystem"]) for p in point["partitions"]] == [(1, "ext4"), (2, "ntfs")]
+        assert all(p["size"] > 12 << 20 for p in point["partitions"])
+        harness.client.cookies.clear()
+        page = harness.client.get("/restore-points", params={"job_id": tracked["id"]},
+                                  headers={**harness.admin_headers, "Accept": "text/html"}).text
+        assert page.count("<li>1") == 1 and "· ext4 ·" in page and "· ntfs ·" in page
         with disk.partition(2) as part, fs_mount(part, "ntfs") as mnt:
             (mnt / "new.bin").write_bytes(random_bytes(300_000, 5))
         second_run = run(tracked)

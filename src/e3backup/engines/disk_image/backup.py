@@ -195,6 +195,7 @@ class _ImageBackup:
             chunks_reused=r.chunks_reused,
             full=r.full,
             duration=round(r.duration, 3),
+            partitions=r.partitions,  # the restore points list them without opening the repository
         )
         return r
 
@@ -203,6 +204,11 @@ class _ImageBackup:
         size = r.device_size = dev.size
         layout = read_layout(dev)
         check_layout(layout, dev, self.sink)
+        r.partitions = [
+            {"index": p.index, "name": p.name or (p.type_name if p.type_name != "unknown" else p.type),
+             "filesystem": p.filesystem, "start": p.start, "size": p.size}
+            for p in layout.partitions
+        ]
         mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
         plan = apply_volume_hints(build_read_plan(dev, layout, mode, on_event=self.sink), snap, self.sink)
         r.plan_bytes = plan.planned_bytes

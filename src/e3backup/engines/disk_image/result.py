@@ -31,6 +31,8 @@ class ImageBackupResult:
     change_map_used: bool = False
     # per partition: {"partition", "method", "reason", "bytes_planned"} (engines/disk_image/tracking.py)
     change_tracking: list[dict[str, Any]] = field(default_factory=list)
+    # the disk's partitions as imaged: {"index", "name", "filesystem", "start", "size"} (restore points)
+    partitions: list[dict[str, Any]] = field(default_factory=list)
     recovered_bytes: int = 0  # unreadable bytes stored as zeros (best effort)
     duration: float = 0.0
     event_counts: dict[str, int] = field(default_factory=dict)

@@ -3,7 +3,8 @@ whether its proof of restore passed.
 
 A restore point is a finished backup run with a snapshot (success or warning) that retention has
 not forgotten. Its time, type (Full/Incremental), size and file count come from the run; an
-image's disks from its job and the run's per-disk snapshots; its tags are the ones the engines
+image's disks from its job and the run's per-disk snapshots, its partitions (number, name, file
+system, size) from the backup's completion event; its tags are the ones the engines
 write (``job:<id>``); its proof from the proofs of that run. Nothing is read from the repository,
 so the list is as fast as the run list.
 """
@@ -16,7 +17,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from e3backup.api.common import RunKind
-from e3backup.server.db.models import Job, Proof, Run
+from e3backup.events import EventCode
+from e3backup.server.db.models import Job, Proof, Run, RunEvent
 from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.services.recovery_codes import RESTORABLE
 
@@ -35,7 +37,9 @@ def query(agent_id: int | None = None, job_id: int | None = None, limit: int = L
     return q
 
 
-def point(run: Run, job: Job | None, proof: Proof | None = None) -> dict[str, Any]:
+def point(
+    run: Run, job: Job | None, proof: Proof | None = None, partitions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     disks: list[str] = []
     if job is not None and job.engine == "disk_image":
         disks = sorted((run.disk_manifests_json or {}).keys()) or [job.disk_source_volume or job.source_path]
@@ -44,15 +48,37 @@ def point(run: Run, job: Job | None, proof: Proof | None = None) -> dict[str, An
         "job": job,
         "type": (run.backup_type or "").capitalize() or "—",
         "disks": disks,
+        "partitions": partitions or [],
         "tags": [f"job:{run.job_id}"] if run.job_id is not None else [],
         "browsable": job is not None and job.engine in ("files", "disk_image"),
         "proof": proof,
     }
 
 
+def partitions_by_run(session: Session, run_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each image run's partitions, from its ``DISK_IMAGE_STREAM_COMPLETED`` event (one query;
+    runs from before the event carried them have none)."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    if not run_ids:
+        return found
+    rows = session.execute(
+        select(RunEvent.run_id, RunEvent.details).where(
+            RunEvent.run_id.in_(run_ids), RunEvent.code == EventCode.DISK_IMAGE_STREAM_COMPLETED.value
+        )
+    )
+    for run_id, details in rows:
+        parts = (details or {}).get("partitions")
+        if isinstance(parts, list):
+            found[run_id] = [p for p in parts if isinstance(p, dict)]
+    return found
+
+
 def points(session: Session, runs: list[Run], jobs: dict[int, Job]) -> list[dict[str, Any]]:
     proofs = proofs_svc.by_run(session, [r.id for r in runs])
-    return [point(r, jobs.get(r.job_id) if r.job_id is not None else None, proofs.get(r.id)) for r in runs]
+    images = [r.id for r in runs if r.job_id is not None and r.job_id in jobs and jobs[r.job_id].engine == "disk_image"]
+    parts = partitions_by_run(session, images)
+    return [point(r, jobs.get(r.job_id) if r.job_id is not None else None, proofs.get(r.id), parts.get(r.id))
+            for r in runs]
 
 
 def public(p: dict[str, Any], hostname: str | None) -> dict[str, Any]:
@@ -74,9 +100,10 @@ def public(p: dict[str, Any], hostname: str | None) -> dict[str, Any]:
         "bytes_total": run.bytes_total,
         "files_total": run.files_total,
         "disks": p["disks"],
+        "partitions": p["partitions"],
         "tags": p["tags"],
         "proof": proofs_svc.view(proof).model_dump(mode="json") if proof is not None else None,
     }
 
 
-__all__ = ["LIMIT", "point", "points", "public", "query"]
+__all__ = ["LIMIT", "partitions_by_run", "point", "points", "public", "query"]
