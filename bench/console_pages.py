@@ -21,8 +21,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-PAGES = ("/", "/agents", "/jobs", "/events", "/destinations", "/runs", "/runs?status=failed", "/runs?offset=5000", "/runs/{run}",
-         "/jobs/{job}", "/agents/{agent}", "/alerts", "/audit", "/runs.csv?status=failed")
+PAGES = ("/", "/agents", "/jobs", "/events", "/destinations", "/runs", "/runs?status=failed", "/runs?offset=5000",
+         "/runs/{run}", "/jobs/{job}", "/agents/{agent}", "/alerts", "/audit", "/runs.csv?status=failed")
 
 
 def fill(app: object, runs: int, agents: int) -> dict[str, int]:
