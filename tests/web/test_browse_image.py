@@ -3,8 +3,11 @@ and files of ext4 and NTFS read by our readers from the stored image (nothing mo
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,14 @@ def _image_run(world: World, clock: FakeClock, tmp_path: Path) -> int:
     return int(claimed["run_id"])
 
 
+def _unpack(data: bytes, fmt: str) -> dict[str, bytes]:
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return {n: z.read(n) for n in z.namelist() if not n.endswith("/")}
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
 def _paths(html: str) -> list[str]:
     return [p.split('"')[0] for p in html.split('<tr data-path="')[1:]]
 
@@ -86,8 +97,19 @@ def test_ext4_and_ntfs_partitions_of_an_image_snapshot(world: World, clock: Fake
     assert ">NTFS says hello\n</pre>" in preview
     found = page(world.user_a, f"/runs/{run_id}/browse?q=.TXT")
     assert sorted(_paths(found)) == ["1-root/notes.txt", "2-data/report.txt"]
-    assert "Download selected" not in found
-    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"paths": "1-root/dir", "format": "zip"})
-    assert r.status_code == 409 and "download single files" in r.text
+    assert "Download selected" in found and "Restore selected" not in found  # pick-and-restore: files only
+    # a selection as ZIP and as tar, read through the ext4 and NTFS readers: the bytes as written
+    for fmt in ("zip", "tar"):
+        r = form_post(world.user_a, f"/runs/{run_id}/browse/download",
+                      {"paths": ["1-root", "2-data/report.txt"], "format": fmt})
+        assert r.status_code == 200, r.text[:300]
+        got = _unpack(r.content, fmt)
+        for k, v in EXT4.items():
+            assert got[f"1-root/{k}"] == v, k
+        assert got["2-data/report.txt"] == NTFS["report.txt"] and "2-data/big.bin" not in got
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"paths": "1-root/dir", "base": "2-data"})
+    assert r.status_code == 422 and "is not inside /2-data" in r.text
+    r = world.user_a.get(f"/runs/{run_id}/browse/restore", params={"paths": "1-root/notes.txt"}, headers=HTML)
+    assert r.status_code == 409 and "pick-and-restore reads files snapshots" in r.text
     assert world.user_a.get(f"/runs/{run_id}/browse?path=3-none", headers=HTML).status_code == 404
     assert world.user_b.get(f"/runs/{run_id}/browse", headers=HTML).status_code == 404

@@ -76,19 +76,20 @@ def _item(parent: list[str], e: FsEntry) -> Item:
     return Item(e.name, "/".join([*parent, e.name]), e.type, e.size, e.mtime_ns)
 
 
-def _entries(fs: FileSystemReader, ref: int) -> list[FsEntry]:
+def entries(fs: FileSystemReader, ref: int) -> list[FsEntry]:
     try:
         return [e for e in fs.list(ref) if safe_name(e.name)]
     except FsReadError as e:
         raise Conflict(str(e)) from e
 
 
-def _at(img: StoredImage, parts: list[str]) -> tuple[FileSystemReader, FsEntry | None]:
+def entry_at(img: StoredImage, parts: list[str]) -> tuple[FileSystemReader, FsEntry | None]:
+    """The partition's file system and the entry at ``parts`` (None: the partition's root)."""
     fs = img.fs(parts[0])
     entry: FsEntry | None = None
     ref = fs.root()
     for i, part in enumerate(parts[1:], start=2):
-        entry = next((e for e in _entries(fs, ref) if e.name == part), None)
+        entry = next((e for e in entries(fs, ref) if e.name == part), None)
         if entry is None:
             raise NotFound(f"/{'/'.join(parts[:i])} is not in this image")
         ref = entry.ref
@@ -100,10 +101,10 @@ def list_dir(repo: Repository, snapshot_id: str, path: str) -> list[Item]:
     parts = split(path)
     if not parts:
         return [Item(name, name, "dir", p.size, 0) for name, p in img.partitions.items()]
-    fs, entry = _at(img, parts)
+    fs, entry = entry_at(img, parts)
     if entry is not None and entry.type != "dir":
         raise FieldError("path", f"/{'/'.join(parts)} is a file, not a folder")
-    items = [_item(parts, e) for e in _entries(fs, entry.ref if entry else fs.root())]
+    items = [_item(parts, e) for e in entries(fs, entry.ref if entry else fs.root())]
     return sorted(items, key=lambda i: (i.type != "dir", i.name.lower(), i.name))
 
 
@@ -111,7 +112,7 @@ def file_entry(repo: Repository, snapshot_id: str, path: str) -> tuple[FileSyste
     parts = split(path)
     if len(parts) < 2:
         raise FieldError("path", f"/{'/'.join(parts)} is not a file")
-    fs, entry = _at(StoredImage.load(repo, snapshot_id), parts)
+    fs, entry = entry_at(StoredImage.load(repo, snapshot_id), parts)
     if entry is None or entry.type != "file":
         raise FieldError("path", f"/{'/'.join(parts)} is not a file")
     return fs, entry
@@ -157,7 +158,7 @@ def search(repo: Repository, snapshot_id: str, term: str, limit: int = SEARCH_LI
         stack: list[tuple[list[str], int]] = [([name], fs.root())]
         while stack:
             parent, ref = stack.pop()
-            for e in _entries(fs, ref):
+            for e in entries(fs, ref):
                 seen += 1
                 if seen > SEARCH_MAX_NODES:
                     return found, True
@@ -170,4 +171,5 @@ def search(repo: Repository, snapshot_id: str, term: str, limit: int = SEARCH_LI
     return found, False
 
 
-__all__ = ["StoredImage", "file_chunks", "file_entry", "label", "list_dir", "preview", "search"]
+__all__ = ["StoredImage", "entries", "entry_at", "file_chunks", "file_entry", "label", "list_dir", "preview",
+           "search"]

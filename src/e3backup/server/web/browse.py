@@ -61,8 +61,8 @@ def browsable(run: Run, session: SessionDep) -> tuple[Job, bytes]:
 
 def files_only(job: Job) -> None:
     if job.engine != "files":
-        raise HTTPException(status_code=409, detail="archives and pick-and-restore read files snapshots; from a "
-                            "disk image, download single files, or restore the image")
+        raise HTTPException(status_code=409, detail="pick-and-restore reads files snapshots; from a disk image, "
+                            "download the files (singly, ZIP or tar), or restore the image")
 
 
 def _record(page: PageDep, session: SessionDep, state: ServerState, request: Request, run: Run, action: str,
@@ -190,15 +190,20 @@ def download_selection(
 ) -> Response:
     """A selection as ZIP or tar; above ``LARGE_DOWNLOAD`` a page first says how large it is."""
     job, snapshot = browsable(run, session)
-    files_only(job)
+    image = job.engine == "disk_image"
     if format not in archive_stream.FORMATS:
         raise HTTPException(status_code=422, detail=f"format must be one of {', '.join(archive_stream.FORMATS)}")
     if not paths:
         raise HTTPException(status_code=422, detail="select at least one file or folder")
     ref = RepoRef.of(job)
+    def selection(repo: Any, root: bytes) -> Iterator[archive_stream.Member]:
+        if image:  # through the partitions' file systems (ext4, NTFS readers)
+            return archive_stream.image_members(image_svc.StoredImage.load(repo, snapshot.hex()), base, paths)
+        return archive_stream.members(repo, root, base, paths)
+
     try:
         with _with_repo(state, ref) as repo:
-            files, size = archive_stream.totals(repo, repo.load_snapshot(snapshot.hex()).tree, base, paths)
+            files, size = archive_stream.totals(selection(repo, repo.load_snapshot(snapshot.hex()).tree))
     except ServiceError as e:
         raise _http(e) from e
     if size > LARGE_DOWNLOAD and not confirmed:
@@ -207,8 +212,7 @@ def download_selection(
     _record(page, session, state, request, run, "snapshot.download", paths=["/" + p.strip("/") for p in paths],
             format=format, files=files, bytes=size)
     writer = archive_stream.zip_stream if format == "zip" else archive_stream.tar_stream
-    body = _stream(state, ref, snapshot,
-                   lambda repo, root: writer(repo, archive_stream.members(repo, root, base, paths)))
+    body = _stream(state, ref, snapshot, lambda repo, root: writer(selection(repo, root)))
     stem = svc.split(base)[-1] if svc.split(base) else f"snapshot-{snapshot.hex()[:8]}"
     media = "application/zip" if format == "zip" else "application/x-tar"
     return StreamingResponse(body, media_type=media, headers={"Content-Disposition": _attachment(f"{stem}.{format}")})
