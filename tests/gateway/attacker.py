@@ -8,7 +8,9 @@ prints what it got as JSON (status codes per attempt kind); the test then checks
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -19,7 +21,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from e3backup.server.security.tokens import gateway_token
+
+def gateway_token(agent_token: str) -> str:
+    """The derivation is no secret (docs/gateway.md): the intruder computes it too."""
+    mac = hmac.new(agent_token.encode(), b"e3backup repository gateway v1", hashlib.sha256).digest()
+    return "e3g_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 def main(config_path: str, cache_dir: str) -> None:
@@ -33,7 +39,7 @@ def main(config_path: str, cache_dir: str) -> None:
         seen[f"user api {api.get(path).status_code}"] += 1
     for token in (agent_token, gateway_token(agent_token)):
         gw = httpx.Client(base_url=f"{server}/gateway", auth=("agent", token), timeout=30)
-        for job in range(1, 40):
+        for job in range(1, 25):
             repo = f"/job-{job}"
             if gw.head(f"{repo}/config").status_code != 200:
                 continue

@@ -16,6 +16,7 @@ import pytest
 from e3backup.agent.config import AgentConfig, save_config
 from e3backup.cli.main import main
 from e3backup.repo.repository import Repository
+from e3backup.server.security.tokens import gateway_token
 from e3backup.store import open_store
 from tests.conftest import FAST_KDF
 from tests.gateway.conftest import GatewayWorld
@@ -61,6 +62,7 @@ def test_an_attacker_with_everything_the_agent_holds_cannot_destroy_the_backups(
     assert attack.returncode == 0, attack.stderr
     seen = json.loads(attack.stdout)
     assert seen["repository found"] == 1, seen  # with the gateway token; the agent token opens nothing there
+    assert gateway_token(actor.agent_token) == actor.token  # the attacker's derivation is the real one
     # nothing deleted or replaced; of the junk only a data pack got in (adding is the agent's right;
     # no index names it, so no restore reads it, and the worker's prune removes it)
     got_in = sorted(k for k in seen if k.endswith(" 200") and not k.startswith(("recreate", "next_run")))
