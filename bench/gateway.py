@@ -164,6 +164,7 @@ def main() -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit((work / "server.log").read_text())
             time.sleep(0.2)
+        idle_rss = RssSampler(server.pid)._status("VmRSS")  # the server just started, nothing served yet
         src = work / "src"
         src.mkdir()
         _mixed(src / "data.bin", args.size_mib << 20)
@@ -214,7 +215,9 @@ def main() -> None:
         parallel = {"agents": len(agent_jobs), "mib_each": args.agent_mib,
                     "aggregate_mib_s": len(agent_jobs) * args.agent_mib / elapsed,
                     "gateway_peak_rss_mib": rss.peak() / 2**20,
-                    "gateway_rss_before_mib": (rss.samples[0] if rss.samples else 0) / 2**20}
+                    "gateway_rss_before_mib": (rss.samples[0] if rss.samples else 0) / 2**20,
+                    "server_idle_rss_mib": idle_rss / 2**20,
+                    "server_peak_rss_whole_bench_mib": rss._status("VmHWM") / 2**20}
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -233,8 +236,9 @@ def main() -> None:
             best[f"{tool} {op} gateway/direct"] = ratio
             print(f"  {tool} {op}: gateway / direct = {ratio:.2f}")
     print(f"  {parallel['agents']} agents x {args.agent_mib} MiB at once: {parallel['aggregate_mib_s']:.1f} MiB/s, "
-          f"server RSS {parallel['gateway_rss_before_mib']:.0f} MiB before, "
-          f"peak {parallel['gateway_peak_rss_mib']:.0f} MiB")
+          f"server RSS {parallel['server_idle_rss_mib']:.0f} MiB idle at start, "
+          f"{parallel['gateway_rss_before_mib']:.0f} MiB before, peak {parallel['gateway_peak_rss_mib']:.0f} MiB "
+          f"(whole bench: {parallel['server_peak_rss_whole_bench_mib']:.0f} MiB)")
     print(json.dumps({"size_mib": args.size_mib, "rounds": args.rounds, **best, "parallel": parallel}))
     shutil.rmtree(work, ignore_errors=True)
 
