@@ -41,13 +41,14 @@ def _folder_hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(scope="module")
 def served(request: pytest.FixtureRequest, gateway_world: GatewayWorld,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A repository with one e3backup snapshot, written through the gateway by its agent."""
+    """A repository with one e3backup snapshot, written through the gateway by its agent: in a
+    folder, or (parametrized) in an S3 bucket."""
     w = gateway_world
     actor = w.agent(w.tenant())
-    if request.param == "local":
+    if getattr(request, "param", "local") == "local":
         job_id, folder = w.local_job(actor, f"append-{os.urandom(3).hex()}")
         hashes = lambda: _folder_hashes(folder)  # noqa: E731
         direct = open_store(str(folder))
@@ -75,6 +76,7 @@ def served(request: pytest.FixtureRequest, gateway_world: GatewayWorld,
     direct.close()
 
 
+@pytest.mark.parametrize("served", ["local", "s3"], indirect=True)
 def test_each_delete_and_overwrite_is_refused_and_nothing_changes(served: Served, gateway_world: GatewayWorld) -> None:
     before = served.hashes()  # type: ignore[operator]
     with served.client(gateway_world) as c:
