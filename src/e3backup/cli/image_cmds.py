@@ -332,10 +332,12 @@ def serve(app: AppContext, snapshot: str, address: str, overlay: str | None) -> 
     Clients: qemu-img, qemu (-drive file=URI), nbdinfo, nbdcopy, nbdfuse.
     Writes go to the overlay file only, never to the repository.
     """
-    from ..instant import NbdAddress, open_export
+    from ..instant.address import NbdAddress
 
     where = NbdAddress.parse(address)  # a bad address fails before the password is asked
-    repo = app.open_repo()
+    repo = app.open_repo(preload=("numpy", "e3backup.instant.export"))
+    from ..instant.export import open_export
+
     with open_export(repo, snapshot, where, overlay=overlay) as export:
         mode = f"writes to overlay {overlay}" if overlay else "read-only"
         click.echo(
@@ -362,9 +364,8 @@ def boot(
 ) -> None:
     """Boot image SNAPSHOT (an ID, a prefix or latest) in a QEMU VM until Ctrl-C or the guest
     powers off. The screen is on VNC (localhost); the serial console is printed here."""
-    from ..instant import boot_snapshot
-
-    repo = app.open_repo()
+    repo = app.open_repo(preload=("numpy", "e3backup.instant.vm"))
+    from ..instant.vm import boot_snapshot
 
     def echo_serial(data: bytes) -> None:
         sys.stdout.buffer.write(data)
