@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,17 +102,21 @@ def test_image_serve_errors_name_the_problem(
 
 
 @pytest.mark.slow
-def test_image_boot_prints_how_to_reach_the_vm_and_keeps_the_overlay_by_flag(
-    boot_disk: BootDisk, repo: Repository, repo_path: Path, tmp_path: Path
+def test_image_boot_of_a_uefi_disk_prints_how_to_reach_the_vm_and_keeps_the_overlay_by_flag(
+    uefi_boot_disk: BootDisk, repo: Repository, repo_path: Path, tmp_path: Path
 ) -> None:
+    """The UEFI twin of the test disk (GPT, EFI system partition): OVMF chosen by the disk."""
+    boot_disk = uefi_boot_disk
     backup(repo_path, boot_disk.copy_to(tmp_path / "boot.img"))
     overlay = tmp_path / "vm.e3bovl"
-    proc = start("-r", str(repo_path), "image", "boot", "latest", "--accel", "tcg", "--memory-mb", "200",
+    proc = start("-r", str(repo_path), "image", "boot", "latest", "--accel", "tcg", "--memory-mb", "256",
                  "--overlay", str(overlay), "--keep-overlay")  # fmt: skip
+    guard = threading.Timer(400, proc.kill)  # a VM that never shows its marker ends the reads below
+    guard.start()
     try:
         assert proc.stdout is not None and proc.stderr is not None
         head = [proc.stderr.readline() for _ in range(5)]
-        assert "BIOS, TCG (software emulation asked for), 200 MiB" in head[0], head
+        assert "UEFI, TCG (software emulation asked for), 256 MiB" in head[0], head
         assert head[1].startswith("Screen: VNC at 127.0.0.1:59"), head
         assert f"Overlay: {overlay} (kept when the VM stops)" in head[3]
         seen = ""
@@ -120,12 +125,13 @@ def test_image_boot_prints_how_to_reach_the_vm_and_keeps_the_overlay_by_flag(
             assert line, f"the VM stopped before its marker: {seen}"
             seen += line
         mem = proc.stdout.readline()  # the guest's MemTotal: the VM got the memory asked for
-        assert "MemTotal" in mem and 150_000 < int(mem.split()[1]) <= 200 * 1024, mem
+        assert "MemTotal" in mem and 150_000 < int(mem.split()[1]) <= 256 * 1024, mem
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert "Stopping the VM" in err
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

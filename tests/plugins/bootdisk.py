@@ -31,6 +31,8 @@ DISK_MIB = 24
 PART_START_MIB = 1
 BUSYBOX = "/bin/busybox"
 MBR_BIN = "/usr/lib/syslinux/mbr/mbr.bin"
+SYSLINUX_EFI = "/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi"
+LDLINUX_E64 = "/usr/lib/syslinux/modules/efi64/ldlinux.e64"
 
 INIT = f"""#!/bin/sh
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
@@ -95,8 +97,11 @@ def initramfs(busybox: bytes) -> bytes:
     return gzip.compress(body + _cpio_entry("TRAILER!!!", 0), mtime=0)
 
 
-def build_boot_disk(dest: Path) -> None:
+def build_boot_disk(dest: Path, firmware: str = "bios") -> None:
     """Write the bootable disk to ``dest`` (see the module docstring)."""
+    if firmware == "uefi":
+        build_uefi_boot_disk(dest)
+        return
     work = Path(tempfile.mkdtemp(prefix="e3b-bootdisk-"))
     try:
         root = work / "root"
@@ -142,23 +147,71 @@ def build_boot_disk(dest: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def build_uefi_boot_disk(dest: Path) -> None:
+    """The UEFI twin: a GPT disk whose EFI system partition (FAT, written with mtools: no mount,
+    no root) holds syslinux's EFI loader as the removable-media path ``EFI/BOOT/BOOTX64.EFI``,
+    its config, the kernel and the initramfs."""
+    work = Path(tempfile.mkdtemp(prefix="e3b-bootdisk-"))
+    try:
+        part_mib = DISK_MIB - PART_START_MIB - 1  # the backup GPT needs the last sectors
+        part = work / "esp.img"
+        subprocess.run(["mkfs.fat", "-C", "-n", "E3BEFI", str(part), str(part_mib * 1024)], check=True,
+                       capture_output=True)  # fmt: skip
+        (work / "initrd.gz").write_bytes(initramfs(Path(BUSYBOX).read_bytes()))
+        (work / "syslinux.cfg").write_text(EXTLINUX_CONF.replace("/boot/", "/"))
+        mt = ["-i", str(part)]
+        subprocess.run(["mmd", *mt, "::/EFI", "::/EFI/BOOT"], check=True)
+        for src, name in (
+            (SYSLINUX_EFI, "EFI/BOOT/BOOTX64.EFI"),
+            (LDLINUX_E64, "EFI/BOOT/ldlinux.e64"),
+            (str(work / "syslinux.cfg"), "EFI/BOOT/syslinux.cfg"),
+            (_kernel(), "vmlinuz"),
+            (str(work / "initrd.gz"), "initrd.gz"),
+        ):
+            subprocess.run(["mcopy", *mt, src, f"::/{name}"], check=True)
+        disk = work / "disk.img"
+        with open(disk, "wb") as f:
+            f.truncate(DISK_MIB << 20)
+        subprocess.run(["sgdisk", "-n", f"1:{PART_START_MIB * 2048}:+{part_mib}M", "-t", "1:ef00",
+                        "-c", "1:EFI system", str(disk)], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={PART_START_MIB}", "conv=notrunc,sparse", "status=none"],
+            check=True,
+        )
+        tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+        subprocess.run(["cp", "--sparse=always", str(disk), str(tmp)], check=True)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _cache_key() -> str:
     h = hashlib.sha256(Path(__file__).read_bytes())
-    for p in (_kernel(), BUSYBOX, MBR_BIN):
+    for p in (_kernel(), BUSYBOX, MBR_BIN, SYSLINUX_EFI, LDLINUX_E64):
         st = os.stat(p)
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def boot_disk() -> BootDisk:
-    """The cached bootable test disk (read-only: take a copy to change it)."""
-    for tool in ("extlinux", "sfdisk", "mkfs.ext2"):
+def _cached(firmware: str, tools: tuple[str, ...]) -> BootDisk:
+    for tool in tools:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run scripts/setup.sh")
+    dest = Path(tempfile.gettempdir()) / f"e3backup-test-bootdisk-{firmware}-{_cache_key()}.img"
+    if not dest.exists():
+        build_boot_disk(dest, firmware)
+    return BootDisk(dest, MARKER)
+
+
+@pytest.fixture(scope="session")
+def boot_disk() -> BootDisk:
+    """The cached bootable BIOS test disk (read-only: take a copy to change it)."""
     if os.geteuid() != 0:
         pytest.skip("building the boot disk loop-mounts its partition: needs root")
-    dest = Path(tempfile.gettempdir()) / f"e3backup-test-bootdisk-{_cache_key()}.img"
-    if not dest.exists():
-        build_boot_disk(dest)
-    return BootDisk(dest, MARKER)
+    return _cached("bios", ("extlinux", "sfdisk", "mkfs.ext2"))
+
+
+@pytest.fixture(scope="session")
+def uefi_boot_disk() -> BootDisk:
+    """The cached bootable UEFI test disk (GPT, EFI system partition, syslinux.efi)."""
+    return _cached("uefi", ("mkfs.fat", "mcopy", "sgdisk"))

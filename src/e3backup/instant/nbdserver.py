@@ -64,6 +64,8 @@ class _Conn:
 
 
 META_ID = 1
+MAX_INFLIGHT = 64
+"""Requests of one connection being served at once; the next waits (nbdcopy sends 64)."""
 
 
 class NbdServer:
@@ -273,9 +275,15 @@ class NbdServer:
                     if length > P.MAX_REQUEST:
                         raise _Closed  # cannot skip a payload that large safely
                     data = _recv(conn.sock, length)
-                with idle:
+                with idle:  # back-pressure: a client's requests in flight are bounded (memory)
+                    idle.wait_for(lambda: conn.inflight < MAX_INFLIGHT)
                     conn.inflight += 1
-                self._pool.submit(self._handle, conn, idle, flags, kind, cookie, offset, length, data)
+                try:
+                    self._pool.submit(self._handle, conn, idle, flags, kind, cookie, offset, length, data)
+                except RuntimeError:  # the server is closing
+                    with idle:
+                        conn.inflight -= 1
+                    raise _Closed from None
         finally:
             with idle:  # replies of requests in flight are sent before the socket closes
                 idle.wait_for(lambda: conn.inflight == 0, timeout=30)
