@@ -21,6 +21,7 @@ from ..hash_batches import HashBatches
 from ..target import Target
 from .options import ImageRestoreOptions, ImageRestoreResult
 from .plan import RestorePlan, Segment
+from .sizing import restore_sizing
 from .workers import Stops, run_jobs
 
 
@@ -63,7 +64,9 @@ def verify_target(
         with mu:
             result.chunks_verified += len(batch)
 
-    batches: HashBatches[ReadBack] = HashBatches(img.chunk_size + ALIGN, opts.workers, stops.stop, check)
+    # the read-back buffers count against the memory budget as the restore's decoded blobs do
+    pool = restore_sizing(opts.memory, opts.workers, img.chunk_size + ALIGN, local=True).pool
+    batches: HashBatches[ReadBack] = HashBatches(img.chunk_size + ALIGN, opts.workers, stops.stop, check, buffers=pool)
 
     def make_job(reader: ImageReader) -> Callable[[Segment], None]:
         def job(seg: Segment) -> None:
