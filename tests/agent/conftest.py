@@ -49,6 +49,11 @@ class FlakyTransport:
             return Response(r.status, self.rewrite(path, r.body))
         return r
 
+    def download(self, path: str, dest: Path, headers: dict[str, str] | None = None) -> None:
+        if self.down:
+            raise TransportError(f"GET {path}: ConnectError: [Errno 111] Connection refused")
+        self.inner.download(path, dest, headers)
+
     def close(self) -> None:
         pass
 

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -34,11 +35,13 @@ from ..api.agent import (
     PollCommandsResponse,
     PushEventsRequest,
     PushEventsResponse,
+    UpdateEvent,
     UpdateRunRequest,
     UpdateRunResponse,
 )
 from ..api.common import Engine
 from ..api.proofs import ProofReport, ProofView
+from ..buildinfo import platform_tag
 from ..buildinfo import version as build_version
 from ..errors import E3Error
 from .transport import Transport, TransportError
@@ -158,13 +161,15 @@ class ServerClient:
         return self._post(paths.AGENT_ENROLL, req, EnrollResponse)
 
     def next_run(self, run_id: int | None = None, kind: str | None = None, os_version: str | None = None,
-                 engines: list[Engine] | None = None, platform: str | None = None) -> NextRunResponse:
+                 engines: list[Engine] | None = None, platform: str | None = None, self_update: bool = False,
+                 update_event: UpdateEvent | None = None) -> NextRunResponse:
         params: dict[str, Any] = {}
         if run_id is not None:
             params["run_id"] = run_id
         if kind is not None:
             params["kind"] = kind
-        req = NextRunRequest(agent_version=build_version(), os_version=os_version, engines=engines, platform=platform)
+        req = NextRunRequest(agent_version=build_version(), os_version=os_version, engines=engines, platform=platform,
+                             build_platform=platform_tag(), self_update=self_update, update_event=update_event)
         body = self._call(paths.AGENT_NEXT_RUN, req, params=params or None)
         run = body.get("run") if isinstance(body, dict) else None
         run_id = run.get("run_id") if isinstance(run, dict) else None
@@ -178,6 +183,16 @@ class ServerClient:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"][1:]) or "run"
             raise MalformedRun(run_id, f"{where}: {first['msg']}") from None
+
+    def download(self, path: str, dest: Path) -> None:
+        """A file from the server (a self-update release), with this agent's token."""
+        download = getattr(self.transport, "download", None)
+        if download is None:
+            raise AgentError("this transport cannot download files")
+        try:
+            download(path, dest, {"Authorization": f"Bearer {self._token}"} if self._token else {})
+        except TransportError as e:
+            raise ServerUnavailable(str(e)) from None
 
     def update_run(self, req: UpdateRunRequest, attempts: int | None = None) -> UpdateRunResponse:
         return self._post(paths.AGENT_UPDATE_RUN, req, UpdateRunResponse, attempts=attempts)

@@ -20,6 +20,8 @@ YAML, written by ``e3backup agent enroll`` with mode 0600 (it holds the agent to
     allowed_sources: null                   # null: back up anything; a list: only these paths
                                             #   (and below), volumes and devices
     local_destination_roots: [/var/lib/e3backup/repositories]   # local repositories only below these
+    update_public_key: null                 # self-update: base64 Ed25519 public key releases are signed
+                                            #   with (e3backup release keygen); null: no self-update
     hyperv_host: null                       # Hyper-V jobs: local (this Windows machine's Hyper-V;
                                             #   the default on Windows) or sim:DIR (the simulated
                                             #   host); null elsewhere: no hyperv engine
@@ -103,6 +105,7 @@ class AgentConfig:
     tenant_id: int | None = None
     log_level: str = "info"
     hyperv_host: str | None = None
+    update_public_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.server_url.startswith(("http://", "https://")):
@@ -121,6 +124,16 @@ class AgentConfig:
             raise UsageError("allowed_sources must be a list of paths, volumes or devices (or null: anything)")
         if self.hyperv_host is not None and not (self.hyperv_host == "local" or self.hyperv_host.startswith("sim:")):
             raise UsageError(f"hyperv_host must be local or sim:DIR, not {self.hyperv_host!r}")
+        if self.update_public_key is not None:
+            import base64
+            import binascii
+
+            try:
+                ok = len(base64.b64decode(self.update_public_key, validate=True)) == 32
+            except (ValueError, binascii.Error):
+                ok = False
+            if not ok:
+                raise UsageError("update_public_key must be a base64 Ed25519 public key (e3backup release keygen)")
         self.log_level = str(self.log_level).lower()
         if self.log_level not in LOG_LEVELS:
             raise UsageError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")

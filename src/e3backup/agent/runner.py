@@ -27,9 +27,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
+from ..api.agent import AgentUpdateOffer, CommandAck, RunAssignment, UpdateRunRequest
 from ..api.common import CommandStatus, RunKind, RunStatus
 from ..errors import E3Error
 from ..events import EventCode
@@ -43,6 +44,7 @@ from .disks import DiskInventory, WithRestoreTargets, inventory_for
 from .engines import Outcome, engines_for
 from .executor import STOPPING, RunExecutor
 from .hyperv import discover
+from .selfupdate import SelfUpdater
 from .state import StateDir
 from .transport import HttpxTransport, Transport
 
@@ -84,6 +86,8 @@ class Agent:
         client_backoff: float = 0.5,
         delivery_retry: float = 2.0,
         rng: random.Random | None = None,
+        config_path: Path | None = None,
+        updater: SelfUpdater | None = None,
     ) -> None:
         self.config = config
         self.state = StateDir(config.state_dir)
@@ -111,11 +115,15 @@ class Agent:
         self._loops: list[threading.Thread] = []
         self.commands = CommandLoop(self.client, self.outbox, self.inventory, self.active, self.runs,
                                    config.allowed_sources)
+        self.updater = updater or SelfUpdater(self.state.path, config.update_public_key, config_path,
+                                              self.client.download)
+        self._update: tuple[Path, AgentUpdateOffer] | None = None  # checked, waiting for the swap
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.recover_orphans()
+        self.updater.after_start()
         self._announce = True
         for name, interval, body in (
             ("poll", self._poll_interval, self.poll_once),
@@ -150,7 +158,25 @@ class Agent:
     def run_forever(self) -> None:
         self.start()
         self._stop.wait()
+        if self._update is not None:
+            self.apply_update()
         self.stop()
+
+    def apply_update(self) -> None:
+        """Between runs: the loops have stopped; let any run still going finish (never cancelled),
+        deliver what is waiting, and swap to the checked new version (this process is replaced)."""
+        assert self._update is not None
+        new, offer = self._update
+        for t in self._loops:
+            t.join()
+        for t in self.runs.threads():
+            t.join()
+        try:
+            self.outbox.flush(self.client)
+        except E3Error as e:
+            log.warning("self-update: %d outbox entries kept for the new version (%s)", self.outbox.pending_count(), e)
+        self.transport.close()
+        self.updater.swap(new, offer)
 
     @property
     def stopping(self) -> bool:
@@ -206,11 +232,15 @@ class Agent:
             return False
         try:
             announce = self._announce
+            event = self.updater.pending_event()
             answer = self.client.next_run(kind=RunKind.BACKUP.value, os_version=_os_version(),
                                           engines=engines_for(self.platform, self.config) if announce else None,
-                                          platform=self.platform if announce else None)
+                                          platform=self.platform if announce else None,
+                                          self_update=self.updater.enabled, update_event=event)
             if announce:
                 self._announce = False
+            if event is not None:
+                self.updater.event_sent(event)
         except MalformedRun as e:
             self._slots.release()
             self.refuse_malformed(e)
@@ -220,9 +250,20 @@ class Agent:
             raise
         if answer.run is None:
             self._slots.release()
+            if self.updater.wants(answer.update) and not self.active.ids():
+                self._prepare_update(answer.update)
             return False
         self.start_run(answer.run, release=self._slots.release)
         return True
+
+    def _prepare_update(self, offer: AgentUpdateOffer | None) -> None:
+        """Idle: fetch and check the offered version; once it passed, stop polling (the swap
+        happens in ``run_forever`` when no run is left)."""
+        assert offer is not None
+        new = self.updater.prepare(offer)
+        if new is not None:
+            self._update = (new, offer)
+            self._stop.set()
 
     def report_disks(self) -> None:
         self.client.report_disks(self.inventory.report())

@@ -9,6 +9,7 @@ client's business (``client.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -55,6 +56,18 @@ class HttpxTransport:
         except ValueError:
             body = r.text
         return Response(r.status_code, body)
+
+    def download(self, path: str, dest: Path, headers: dict[str, str] | None = None) -> None:
+        """GET a file into ``dest`` (streamed); an answer other than 200 is a ``TransportError``."""
+        try:
+            with self.client.stream("GET", path, headers=headers, timeout=300) as r:
+                if r.status_code != 200:
+                    raise TransportError(f"GET {path}: server answered {r.status_code}")
+                with open(dest, "wb") as f:
+                    for chunk in r.iter_bytes(1 << 20):
+                        f.write(chunk)
+        except httpx.TransportError as e:
+            raise TransportError(f"GET {path}: {type(e).__name__}: {e}") from None
 
     def close(self) -> None:
         if self._owned:

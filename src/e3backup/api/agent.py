@@ -78,6 +78,17 @@ class EnrollResponse(BaseModel):
 # --- next_run --------------------------------------------------------------------------------
 
 
+class UpdateEvent(_Request):
+    """What the agent's last self-update attempt came to (sent with the next poll)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")] = Field(
+        ..., description="AGENT_UPDATED, AGENT_UPDATE_REFUSED or AGENT_UPDATE_ROLLED_BACK"
+    )
+    version: Annotated[str, Field(max_length=64)] = Field("", description="The version offered.")
+    message: Annotated[str, Field(max_length=2000)] = ""
+    at: AwareDatetime | None = None
+
+
 class NextRunRequest(_Request):
     """Also the agent's heartbeat: the server records ``last_seen`` and the versions given."""
 
@@ -85,6 +96,11 @@ class NextRunRequest(_Request):
     os_version: Annotated[str, Field(max_length=255)] | None = None
     engines: Engines | None = Field(None, description="As in enrollment; the server keeps the latest.")
     platform: Platform | None = None
+    build_platform: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="What a release is built for, e.g. linux-x86_64 (self-update picks the file by it)."
+    )
+    self_update: bool = Field(False, description="This agent can update itself (a single-file agent with a key).")
+    update_event: UpdateEvent | None = None
 
 
 class RunAssignment(BaseModel):
@@ -115,8 +131,20 @@ class RunAssignment(BaseModel):
     )
 
 
+class AgentUpdateOffer(BaseModel):
+    """The version the agent's tenant wants, for its build platform: download, check, swap."""
+
+    version: str
+    build_platform: str
+    sha256: str = Field(..., description="Hex SHA-256 of the file.")
+    size: int
+    signature: str = Field(..., description="Base64 Ed25519 signature of release_message(version, platform, sha256).")
+    url: str = Field(..., description="Path of the download (agent token).")
+
+
 class NextRunResponse(BaseModel):
     run: RunAssignment | None = None
+    update: AgentUpdateOffer | None = None
 
 
 # --- update_run ------------------------------------------------------------------------------
@@ -348,8 +376,15 @@ class DiskReportResponse(BaseModel):
     reported_at: datetime
 
 
+def release_message(version: str, build_platform: str, sha256_hex: str) -> bytes:
+    """What a release's Ed25519 signature signs: the file's digest bound to its version and
+    platform, so an old signed file cannot be offered as a newer version or another platform."""
+    return b"\0".join([b"e3backup-agent-release-v1", version.encode(), build_platform.encode(), sha256_hex.encode()])
+
+
 __all__ = [
     "AgentEvent",
+    "AgentUpdateOffer",
     "CommandAck",
     "CommandView",
     "Disk",
@@ -367,7 +402,9 @@ __all__ = [
     "RunAssignment",
     "RunStatusView",
     "SyncRunResult",
+    "UpdateEvent",
     "UpdateRunRequest",
     "UpdateRunResponse",
     "Volume",
+    "release_message",
 ]

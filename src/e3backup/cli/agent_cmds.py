@@ -55,11 +55,13 @@ def agent() -> None:
 @click.option("--poll-interval", type=click.FloatRange(min=0.1), default=None, help="Seconds between next_run polls.")
 @click.option("--command-interval", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between command polls.")
+@click.option("--update-key", default=None, help="Self-update: the base64 Ed25519 public key releases are signed "
+              "with (e3backup release keygen). Without it the agent never updates itself.")
 @click.option("--force", is_flag=True, help="Overwrite an existing config file.")
 def enroll(server_url: str, token: str | None, name: str | None, config: str | None, state_dir: str | None,
            restore_roots: tuple[str, ...], allowed_devices: tuple[str, ...], allowed_sources: tuple[str, ...],
            destination_roots: tuple[str, ...], poll_interval: float | None,
-           command_interval: float | None, force: bool) -> None:
+           command_interval: float | None, update_key: str | None, force: bool) -> None:
     """Register this machine with the server and write the agent config (mode 0600)."""
     from ..agent.client import ServerClient
     from ..agent.config import AgentConfig, config_values, save_config
@@ -73,7 +75,7 @@ def enroll(server_url: str, token: str | None, name: str | None, config: str | N
         token = click.prompt("Enrollment token", hide_input=True).strip()
     if not token:
         raise UsageError("no enrollment token given")
-    probe_cfg = AgentConfig(server_url=server_url, agent_token="-")
+    probe_cfg = AgentConfig(server_url=server_url, agent_token="-", update_public_key=update_key)  # checked first
     transport = HttpxTransport.network(probe_cfg.server_url)
     try:
         answer = ServerClient(transport).enroll(token, name or socket.gethostname(), _os_name(),
@@ -86,6 +88,7 @@ def enroll(server_url: str, token: str | None, name: str | None, config: str | N
         "restore_roots": list(restore_roots) or None, "allowed_devices": list(allowed_devices) or None,
         "allowed_sources": list(allowed_sources) or None, "local_destination_roots": list(destination_roots) or None,
         "poll_interval_seconds": poll_interval, "command_interval_seconds": command_interval,
+        "update_public_key": update_key,
     })
     written = save_config(AgentConfig(**values), path)
     click.echo(f"enrolled as agent {answer.agent_id} (tenant {answer.tenant_id}); config written to {written}")
@@ -95,17 +98,26 @@ def enroll(server_url: str, token: str | None, name: str | None, config: str | N
 @click.option("--config", type=click.Path(dir_okay=False), default=None, help="The agent config file.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--debug", is_flag=True, help="Debug logging.")
-def run(config: str | None, log_format: str, debug: bool) -> None:
+@click.option("--check-start", is_flag=True, help="Load the config, build the agent, print the version as JSON and "
+              "exit (self-update tries a new version this way before switching to it).")
+def run(config: str | None, log_format: str, debug: bool, check_start: bool) -> None:
     """Run the agent in the foreground (logs to stderr) until SIGTERM or Ctrl-C."""
     from ..agent.config import load_config
     from ..agent.logs import setup_logging
     from ..agent.runner import Agent
 
     setup_logging(log_format, logging.DEBUG if debug else logging.INFO)
-    cfg = load_config(_config_path(config))
+    path = _config_path(config)
+    cfg = load_config(path)
     if not debug:
         setup_logging(log_format, cfg.logging_level)  # the config file's log_level
-    daemon = Agent(cfg)
+    daemon = Agent(cfg, config_path=path.resolve())
+    if check_start:
+        from ..buildinfo import info
+
+        daemon.transport.close()
+        click.echo(json.dumps({"version": info()["version"], "agent_id": cfg.agent_id}))
+        return
 
     def on_signal(signum: int, frame: object) -> None:
         logging.getLogger("e3backup.agent").info("signal %d: stopping", signum)

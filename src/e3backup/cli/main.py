@@ -44,6 +44,7 @@ _COMMANDS = {
     "sync": "sync_cmd:sync",
     "recovery": "recovery_cmd:recovery",
     "version": "version_cmd:version",
+    "release": "release_cmd:release",
 }
 
 

@@ -239,6 +239,64 @@ def server(
         claim.release()
 
 
+@server.command("migrate")
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to this version (the Debian package runs it on upgrade)."""
+    from sqlalchemy import text
+
+    state = _state(ctx)
+    with state.engine.connect() as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    click.echo(f"database at revision {revision}")
+
+
+@server.command("add-agent-release")
+@click.option("--version", "release_version", required=True, help="The version the file reports (e3backup version).")
+@click.option("--platform", "build_platform", required=True, help="What it is built for, e.g. linux-x86_64.")
+@click.option("--file", "file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--signature", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Its signature file, from `e3backup release sign`.")
+@click.pass_context
+def add_agent_release(ctx: click.Context, release_version: str, build_platform: str, file: Path,
+                      signature: Path) -> None:
+    """Store a signed single-file agent that tenants' agents may update to."""
+    from e3backup.server.errors import FieldError
+    from e3backup.server.services import agent_releases
+
+    state = _state(ctx)
+    with state.sessions() as session:
+        try:
+            row = agent_releases.add_release(session, state.settings.data_dir, release_version, build_platform, file,
+                                             signature.read_text().strip(), state.clock.now())
+        except FieldError as e:
+            raise click.ClickException(str(e)) from e
+        session.commit()
+        click.echo(f"release {row.version} for {row.build_platform} stored (id {row.id}, sha256 {row.sha256})")
+
+
+@server.command("set-agent-version")
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--version", "wanted", default="", help="The version its agents should run (empty: no updates).")
+@click.pass_context
+def set_agent_version(ctx: click.Context, tenant_name: str, wanted: str) -> None:
+    """Offer a version to a tenant's agents: they update to it between runs."""
+    from sqlalchemy import select
+
+    from e3backup.server.db.models import Tenant
+    from e3backup.server.services import agent_releases
+
+    state = _state(ctx)
+    with state.sessions() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == tenant_name))
+        if tenant is None:
+            raise click.ClickException(f"no tenant named {tenant_name!r}")
+        agent_releases.set_wanted_version(tenant, wanted)
+        session.commit()
+        click.echo(f"tenant {tenant.name}: agents should run {wanted}" if wanted
+                   else f"tenant {tenant.name}: no agent version offered")
+
+
 @server.command("create-admin")
 @click.option("--email", required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")

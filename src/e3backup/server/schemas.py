@@ -145,6 +145,7 @@ class AgentPublic(_Out):
     paused: bool = False
     wanted_version: str = Field("", description="The agent version its tenant wants (the server's own unless set).")
     out_of_date: bool = Field(False, description="The agent reports a version older than the wanted one.")
+    update_event: dict[str, Any] | None = Field(None, description="What the last self-update attempt came to.")
 
 
 class AgentUpdate(_In):

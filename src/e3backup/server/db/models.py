@@ -27,6 +27,8 @@ class Tenant(Base):
     enrollment_token_uses_left: Mapped[int | None]  # None: any number of agents
     created_at: Mapped[datetime]
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # stored bytes over all its repositories
+    # self-update: the agent version this tenant's agents should run (None: no updates offered)
+    agent_version_wanted: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def has_enrollment_token(self) -> bool:
@@ -91,10 +93,25 @@ class Agent(Base):
     deleted_at: Mapped[datetime | None]  # revoked and hidden; its runs keep their history
     # SHA-256 of the agent's repository-gateway token (derived from its agent token; see gateway.tokens)
     gateway_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    update_event: Mapped[dict[str, Any] | None]  # the last self-update attempt's outcome (api.agent.UpdateEvent)
 
     @property
     def name(self) -> str:
         return self.display_name or self.hostname
+
+
+class AgentRelease(Base):
+    """A signed single-file agent the server offers (file: ``DATA_DIR/agent-releases/<sha256>``)."""
+
+    __tablename__ = "agent_releases"
+    __table_args__ = (UniqueConstraint("version", "build_platform"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    build_platform: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
 
 
 class Job(Base):

@@ -6,7 +6,10 @@ another agent is answered 404.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
 
 from e3backup.api.agent import (
     CommandAck,
@@ -23,9 +26,10 @@ from e3backup.api.agent import (
 )
 from e3backup.api.common import Id, RunKind
 from e3backup.api.proofs import ProofReport, ProofView
-from e3backup.server.db.models import Agent, Run
+from e3backup.server.db.models import Agent, AgentRelease, Run, Tenant
 from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
 from e3backup.server.security.tokens import gateway_token, hash_token
+from e3backup.server.services import agent_releases as releases_svc
 from e3backup.server.services import agents as agents_svc
 from e3backup.server.services import commands as commands_svc
 from e3backup.server.services import events as events_svc
@@ -33,6 +37,7 @@ from e3backup.server.services import proofs as proofs_svc
 from e3backup.server.services import runs as runs_svc
 from e3backup.server.state import ServerState
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 
@@ -68,11 +73,17 @@ def next_run(
             agent.engines = [e.value for e in body.engines]
         if body.platform is not None:
             agent.platform = body.platform
+        if body.update_event is not None:
+            agent.update_event = body.update_event.model_dump(mode="json")
+            log.info("agent %s self-update: %s %s %s", agent.id, body.update_event.code, body.update_event.version,
+                     body.update_event.message)
+    update = releases_svc.offer(session, agent, body)
     run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id, kind)
     if run is None:
         session.commit()
-        return NextRunResponse(run=None)
-    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, _gateway_access(request, agent, state)))
+        return NextRunResponse(run=None, update=update)
+    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, _gateway_access(request, agent, state)),
+                             update=update)
     session.commit()
     return result
 
@@ -86,6 +97,19 @@ def _gateway_access(request: Request, agent: Agent, state: ServerState) -> runs_
     if agent.gateway_token_hash is None:
         agent.gateway_token_hash = hash_token(token)
     return runs_svc.GatewayAccess(state.settings.gateway_url or str(request.base_url), token)
+
+
+@router.get("/releases/{release_id}")
+def download_release(release_id: Id, agent: CurrentAgent, session: SessionDep, state: StateDep) -> FileResponse:
+    """The file of a release offered to this agent (the one its tenant wants; 404 otherwise)."""
+    release = session.get(AgentRelease, release_id)
+    tenant = session.get(Tenant, agent.tenant_id)
+    if release is None or tenant is None or tenant.agent_version_wanted != release.version:
+        raise HTTPException(status_code=404, detail=f"release {release_id} not found")
+    path = releases_svc.release_file(state.settings.data_dir, release)
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail=f"release {release_id} has no file on this server")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"e3backup-{release.version}")
 
 
 @router.post("/update_run")

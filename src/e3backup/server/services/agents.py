@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from e3backup.api.agent import DiskReport, EnrollRequest
 from e3backup.buildinfo import is_older
@@ -75,8 +75,10 @@ def agent_public(agent: Agent, now: datetime, offline_after_seconds: float) -> A
 
 
 def wanted_version(agent: Agent) -> str:
-    """The version this agent should run: the server's own (agents and server ship together)."""
-    return build_version()
+    """The version this agent should run: its tenant's choice (self-update), else the server's own."""
+    session = object_session(agent)
+    tenant = session.get(Tenant, agent.tenant_id) if session is not None else None
+    return (tenant.agent_version_wanted if tenant is not None else None) or build_version()
 
 
 def store_disks(agent: Agent, report: DiskReport, now: datetime) -> None:
