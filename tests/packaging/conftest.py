@@ -69,3 +69,31 @@ def agent_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["bash", str(ROOT / "scripts" / "build_agent.sh"), str(out / "dist")],
         env={**os.environ, "WORK": str(out / "work")}, timeout=1200)
     return out / "dist" / "e3backup"
+
+
+@pytest.fixture(scope="session")
+def debs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both Debian packages built by ``scripts/build_debs.sh`` (version 0.0.1-1) from the session's
+    executable and wheel (``E3BACKUP_TEST_DEBS``: a directory holding them built beforehand), and
+    the same build as 0.0.1-2 to upgrade to (``dpkg-deb -R``, new version)."""
+    out = tmp_path_factory.mktemp("debs")
+    given = os.environ.get("E3BACKUP_TEST_DEBS")
+    if given:
+        built = sorted(Path(given).glob("*_0.0.1-1_*.deb"))
+    else:
+        exe: Path = request.getfixturevalue("agent_exe")
+        wheel: Path = request.getfixturevalue("dists").wheel
+        built = [Path(p) for p in run(["bash", str(ROOT / "scripts" / "build_debs.sh"), "--version", "0.0.1-1",
+                                       "--agent-exe", str(exe), "--wheel", str(wheel), "--out", str(out)],
+                                      timeout=1200).stdout.split()]
+    found: dict[str, Path] = {}
+    for deb in built:
+        name = deb.name.split("_")[0]
+        found[f"{name}-1"] = deb
+        raw = out / f"{name}-raw"
+        run(["dpkg-deb", "-R", str(deb), str(raw)])
+        control = raw / "DEBIAN" / "control"
+        control.write_text(control.read_text().replace("Version: 0.0.1-1", "Version: 0.0.1-2"))
+        found[f"{name}-2"] = out / deb.name.replace("0.0.1-1", "0.0.1-2")
+        run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(raw), str(found[f"{name}-2"])])
+    return found
