@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFoundError, StoreUnavailableError
+from ..platform.compat import pread
 from ..store.base import Handle, Store
 from ..store.local import LocalStore
 from ..store.s3 import S3Store
@@ -78,7 +79,7 @@ def _local(store: LocalStore, h: Handle, range_header: str | None) -> Download:
         try:
             done = 0
             while done < length:
-                data = os.pread(fd, min(PIECE, length - done), offset + done)
+                data = pread(fd, min(PIECE, length - done), offset + done)
                 if not data:
                     raise StoreUnavailableError(f"{h}: ends at {offset + done} of {size} bytes")
                 done += len(data)

@@ -21,6 +21,7 @@ import struct
 import threading
 
 from ..errors import E3Error
+from ..platform.compat import pread, pwrite
 from .nbdserver import Disk, Piece
 
 MAGIC = b"E3BOVL01"
@@ -47,7 +48,7 @@ class OverlayDisk:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if exists:
-                header = os.pread(self._fd, HEADER.size, 0)
+                header = pread(self._fd, HEADER.size, 0)
                 if len(header) < HEADER.size:
                     raise OverlayError(f"overlay {path} is not an e3backup overlay (too short)")
                 magic, version, block_size, size, snap = HEADER.unpack(header)
@@ -59,12 +60,12 @@ class OverlayDisk:
                         f"({size} bytes), not to {snapshot_id[:8]} ({self.size} bytes)"
                     )
             else:
-                os.pwrite(self._fd, HEADER.pack(MAGIC, VERSION, block_size, self.size, snapshot_id.encode()), 0)
+                pwrite(self._fd, HEADER.pack(MAGIC, VERSION, block_size, self.size, snapshot_id.encode()), 0)
             self.block_size = block_size
             self._blocks = -(-self.size // block_size)
             nbytes = -(-self._blocks // 8)
             self._data_at = 4096 + -(-nbytes // 4096) * 4096
-            self._bitmap = bytearray(os.pread(self._fd, nbytes, 4096).ljust(nbytes, b"\0"))
+            self._bitmap = bytearray(pread(self._fd, nbytes, 4096).ljust(nbytes, b"\0"))
             if not exists:
                 os.ftruncate(self._fd, self._data_at + self.size)
         except BaseException:
@@ -80,7 +81,7 @@ class OverlayDisk:
         for b in range(first, last + 1):
             self._bitmap[b >> 3] |= 1 << (b & 7)
         lo, hi = first >> 3, (last >> 3) + 1
-        os.pwrite(self._fd, bytes(self._bitmap[lo:hi]), 4096 + lo)
+        pwrite(self._fd, bytes(self._bitmap[lo:hi]), 4096 + lo)
 
     @property
     def blocks_written(self) -> int:
@@ -107,7 +108,7 @@ class OverlayDisk:
         out: list[Piece] = []
         for at, n, mine in self._runs(offset, length):
             if mine:
-                out.append((at, os.pread(self._fd, n, self._data_at + at), n))
+                out.append((at, pread(self._fd, n, self._data_at + at), n))
             else:
                 out.extend(self.base.read(at, n))
         return out
@@ -132,8 +133,8 @@ class OverlayDisk:
                 if not self._has(b) and (offset > start or end < stop):
                     pieces = self.base.read(start, stop - start)
                     below = b"".join(bytes(n) if d is None else bytes(d) for _, d, n in pieces)
-                    os.pwrite(self._fd, below, self._data_at + start)
-            os.pwrite(self._fd, data, self._data_at + offset)
+                    pwrite(self._fd, below, self._data_at + start)
+            pwrite(self._fd, data, self._data_at + offset)
             self._mark(first, last)
 
     def write_zeroes(self, offset: int, length: int) -> None:

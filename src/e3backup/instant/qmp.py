@@ -4,11 +4,11 @@ VM handle needs (``screendump``, ``query-status``, ``quit``). Asynchronous event
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from typing import Any
 
 from ..errors import E3Error
+from ..platform.compat import unix_socket
 
 
 class QmpError(E3Error):
@@ -17,7 +17,7 @@ class QmpError(E3Error):
 
 class Qmp:
     def __init__(self, path: str, timeout: float = 30.0) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock = unix_socket("QEMU's monitor (QMP)")
         self._sock.settimeout(timeout)
         self._sock.connect(path)
         self._file = self._sock.makefile("rb")

@@ -8,6 +8,8 @@ runs on both (``mypy --strict --platform win32`` checks the Windows side).
     owner_ids / is_superuser  (uid, gid) of this process, (0, 0) on Windows as restic stores them;
                               root, or an elevated administrator
     KILL_SIGNAL               SIGKILL; on Windows ``os.kill`` with SIGTERM is TerminateProcess
+    unix_socket               an AF_UNIX stream socket; Python on Windows has none, so a clear
+                              error there (the instant-restore export and QEMU's monitor use it)
 
 The Windows branches have not run on a real Windows machine yet (docs/windows.md).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -160,6 +163,15 @@ def is_superuser() -> bool:
     return os.geteuid() == 0
 
 
+def unix_socket(purpose: str) -> socket.socket:
+    """A unix stream socket, for ``purpose`` (named in the error where there is none)."""
+    if sys.platform == "win32":
+        from ..errors import UsageError
+
+        raise UsageError(f"{purpose} needs a unix socket, which Windows does not offer here; use TCP")
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
 def kill_self() -> None:
     """End this process at once, without cleanup (crash-point tests)."""
     os.kill(os.getpid(), KILL_SIGNAL)
@@ -180,4 +192,5 @@ __all__ = [
     "preadv",
     "pwrite",
     "readinto",
+    "unix_socket",
 ]
