@@ -9,6 +9,7 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..platform.compat import unix_socket
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class NbdAddress:
     def listen(self) -> socket.socket:
         if self.kind == "unix":
             _remove_stale_socket(self.path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = unix_socket("an NBD export on unix:PATH")
             try:
                 sock.bind(self.path)
             except OSError as e:
@@ -60,7 +61,7 @@ def _remove_stale_socket(path: str) -> None:
     if not os.path.lexists(path):
         return
     if stat.S_ISSOCK(os.lstat(path).st_mode):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe = unix_socket("an NBD export on unix:PATH")
         try:
             probe.connect(path)
         except ConnectionRefusedError:
