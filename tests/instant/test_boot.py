@@ -13,9 +13,9 @@ from e3backup.repo import Repository
 from tests.engines.disk_image.conftest import backup
 from tests.helpers import restic
 from tests.plugins.bootdisk import BootDisk
+from tests.png import read_png
 
 from .conftest import pack_hashes
-from .png import read_png
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from e3backup.agent.transport import HttpxTransport
 from tests.agent.conftest import RECORDINGS
 from tests.conftest import FAST_KDF
 from tests.plugins.bootdisk import BootDisk
-from tests.proof.png import text_bands
+from tests.png import text_bands
 from tests.server.conftest import PASSWORD
 from tests.sources.diskimages import loop_device
 from tests.web.browser import LiveServer, shot, sign_in

@@ -1,5 +1,6 @@
-"""A PNG reader small enough for the tests (no imaging library in the project): checks every
-chunk's CRC, inflates and unfilters 8-bit RGB/RGBA/grey images, returns the rows."""
+"""A PNG reader small enough for the tests (no imaging library in the project), for the VM
+screenshots of instant boot and proof of restore: checks every chunk's CRC, inflates and
+unfilters 8-bit RGB/RGBA/grey images, returns the rows."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ def read_png(raw: bytes) -> tuple[int, int, int, list[bytes]]:
         rows.append(bytes(line))
         prev = line
     return width, height, ch, rows
+
+
+def text_bands(raw: bytes) -> list[tuple[int, int, int, int]]:
+    """Bands of rows holding lit (non-black) pixels of an RGB(A) screenshot: (top, bottom, left,
+    right) each."""
+    width, _, ch, rows = read_png(raw)
+    bands: list[tuple[int, int, int, int]] = []
+    for y, row in enumerate(rows):
+        lit = [x for x in range(width) if any(row[ch * x : ch * x + 3])]
+        if not lit:
+            continue
+        if bands and bands[-1][1] == y - 1:
+            top, _, left, right = bands[-1]
+            bands[-1] = (top, y, min(left, lit[0]), max(right, lit[-1]))
+        else:
+            bands.append((y, y, lit[0], lit[-1]))
+    return bands
