@@ -65,7 +65,7 @@ def overview(page: PageDep, request: Request, session: SessionDep, state: StateD
     names = select(Job.id, Job.name)  # the names only: not every job's settings
     if page.scope.tenant_ids is not None:
         names = names.where(Job.tenant_id.in_(page.scope.tenant_ids))
-    jobs = dict(session.execute(names).tuples().all())
+    jobs = {int(job_id): str(name) for job_id, name in session.execute(names)}
     agents = {a.agent.id: a.agent.hostname for a in fleet.agents}
     return page.render(
         "overview.html",
