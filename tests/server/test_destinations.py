@@ -72,6 +72,11 @@ def test_a_destination_defined_once_serves_two_jobs_and_a_change_reaches_both(
     for secret in (SECRET, PASSWORD, "rotated-SECRET-2027"):
         assert secret not in trail and secret not in caplog.text
 
+    # a clone (or a template's copies) keeps using the destination
+    r = world.user_a.post(f"/api/jobs/{jobs[0]['id']}/clone", json={"name": "Documents copy"})
+    assert r.status_code == 201, r.text
+    assert [c["destination_id"] for c in r.json()] == [dest["id"]]
+
     # a job moved to an inline destination no longer follows the stored one
     r = world.user_a.patch(f"/api/jobs/{jobs[1]['id']}",
                            json={"destination": s3_destination(bucket="inline-bucket")})
