@@ -368,13 +368,16 @@ def ramp(args: argparse.Namespace) -> None:
             print("| agents | requests | req/s | p50 ms | p99 ms | max ms | client lag p99 ms | errors "
                   "| server CPU ms/req | PostgreSQL CPU ms/req |")
             print("|---|---|---|---|---|---|---|---|---|---|")
+            # warm-up (imports on first use, pool connections, query caches), not reported
+            asyncio.run(_run_and_close(Load([u for u, _ in procs], fleet, sizes[0], args.poll,
+                                            [p.pid for _, p in procs], lambda: postgres_pids(url)), 10.0))
             held = 0
             cpu_per_req: list[float] = []
             for size in sizes:
                 load = Load([u for u, _ in procs], fleet, size, args.poll, [p.pid for _, p in procs],
                             lambda: postgres_pids(url))
                 window = asyncio.run(_run_and_close(load, args.step_seconds))
-                cpu_per_req.append(window.server_cpu / max(len(window.latencies), 1) / args.replicas)
+                cpu_per_req.append(window.server_cpu / max(len(window.latencies), 1))
                 print(line(str(size), window, args.step_seconds), flush=True)
                 if pct(window.latencies, 99) < TARGET_P99 and not window.errors:
                     held = size
