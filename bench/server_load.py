@@ -151,6 +151,17 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, token: str, body: bytes) -> int:
+        """The response's status. A kept-alive connection the server closed while idle (uvicorn
+        closes them after 5 s) is reopened and the request sent once more, as HTTP clients do."""
+        reused = self.writer is not None
+        try:
+            return await self._post(path, token, body)
+        except (OSError, asyncio.IncompleteReadError) as e:
+            if not reused or (isinstance(e, asyncio.IncompleteReadError) and e.partial):
+                raise
+            return await self._post(path, token, body)
+
+    async def _post(self, path: str, token: str, body: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -307,8 +318,7 @@ def postgres_pids(url: str) -> list[int]:
 
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    backend = int(row[0]) if row else 0
-    status = Path(f"/proc/{backend}/status").read_text()
+        status = Path(f"/proc/{int(row[0]) if row else 0}/status").read_text()  # while it lives
     postmaster = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
     children = []
     for entry in os.listdir("/proc"):
