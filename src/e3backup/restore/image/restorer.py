@@ -38,6 +38,7 @@ from ...formats.factory import create_image_writer
 from ...formats.image import ImageWriter
 from ...formats.raw import RawWriter
 from ...progress import Progress
+from ...repo.hashing import LANES
 from ...repo.pack import PackedBlob
 from ...repo.repository import Repository, check_blob_ids
 from ...sources.stored_image import ImageSnapshot
@@ -173,7 +174,12 @@ class ImageRestorer:
                 budget = o.memory.with_index(len(self.repo.index))
                 self._sizing = sizing = restore_sizing(budget, o.workers, chunk, is_local(self.repo.store))
                 self._slots = Slots(sizing.slots)
-                self._batches = HashBatches(chunk, o.workers, self.stops.stop, _check_decoded, buffers=sizing.pool)
+                # a batch is due as soon as the buffers not decoding can fill it: the I/O thread
+                # that completes it hashes it, while the slots decode on
+                lanes = max(1, min(LANES, sizing.pool - sizing.slots))
+                self._batches = HashBatches(
+                    chunk, o.workers, self.stops.stop, _check_decoded, lanes=lanes, buffers=sizing.pool
+                )
                 self._writes = ThreadPoolExecutor(o.workers, thread_name_prefix="image-write")
                 with fewer_collections():
                     try:
