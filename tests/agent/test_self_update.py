@@ -3,7 +3,7 @@ the agent downloads the release, checks size, SHA-256 and Ed25519 signature, tri
 it in between runs; a corrupted or badly signed download or a version that fails to start is
 refused, said to the server, and leaves the running executable alone. The executables here are
 small scripts that answer ``agent run --check-start`` like the real one (the single-file agent
-itself is updated end to end in tests/packaging/test_self_update_exe.py)."""
+itself updating end to end is described in docs/packaging.md: run by hand, not yet a test)."""
 
 from __future__ import annotations
 
