@@ -75,10 +75,12 @@ class Cluster:
             return cur.fetchall() if cur.description else []
 
     def leaders(self) -> list[int]:
-        """OS pids of the replicas holding the scheduler's advisory lock (PostgreSQL's truth)."""
+        """OS pids of the replicas holding the scheduler's advisory lock (PostgreSQL's truth) in this
+        database (advisory locks are per database: other installs on the cluster have their own)."""
         rows = self.sql(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             SCHEDULER_LOCK,
         )
         return [int(name.rsplit("-", 1)[1]) for (name,) in rows]
@@ -268,7 +270,9 @@ def test_leader_killed_mid_schedule(cluster: Cluster) -> None:
     flags = {r.url: httpx.get(f"{r.url}/readyz").json()["scheduler_leader"] for r in cluster.alive()}
     assert flags == {r.url: r is leader for r in cluster.alive()}
     base = next(r for r in cluster.alive() if r is not leader).url
-    jobs = [_job(cluster, base, name=f"nightly {i}", schedule={"cron": "0 3 * * *"})["id"] for i in range(24)]
+    local = {"type": "local", "path": "/srv/backup", "repository_password": "repo-PASSWORD-0815"}
+    jobs = [_job(cluster, base, name=f"nightly {i}", schedule={"cron": "0 3 * * *"}, destination=local)["id"]
+            for i in range(24)]
     batches = [jobs[i:i + 6] for i in range(0, len(jobs), 6)]
     due: dict[int, datetime] = {}
     for n, batch in enumerate(batches):
@@ -332,7 +336,8 @@ def test_uvicorn_workers_share_one_leader_and_one_rate_limit(
     (data / "secret.key").chmod(0o600)
     with server_process(data, "--database-url", url, "--workers", "2") as (base, proc):
         c = Cluster(postgres_server, name, [], {}, {}, 0)
-        leaders = wait_for("one leader among the workers", lambda: c.leaders() if len(c.leaders()) == 1 else None)
+        leaders = wait_for("one leader among the workers", lambda: c.leaders() if len(c.leaders()) == 1 else None,
+                           timeout=60)
         status = Path(f"/proc/{leaders[0]}/status").read_text()
         assert f"PPid:\t{proc.pid}" in status  # a worker of this server holds the lock
         body = {"email": "nobody@msp.example", "password": "wrong password!"}

@@ -93,6 +93,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set on stop and when this replica becomes the leader
         self._thread: threading.Thread | None = None
+        self._after_thread: threading.Thread | None = None
 
     def tick(self) -> list[Run]:
         """Create the runs that are due now; returns them."""
@@ -159,6 +160,8 @@ class Scheduler:
         self.leadership.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._after_thread is not None:
+            self._after_thread.join(timeout=10)
 
     def _leadership_changed(self, leader: bool) -> None:
         if leader:
@@ -178,11 +181,18 @@ class Scheduler:
             log.warning("another scheduler created one of these runs at the same moment; the next tick starts over")
         except Exception:
             log.exception("scheduler tick failed")
-        if self._after_tick is not None:
-            try:
-                self._after_tick()
-            except Exception:
-                log.exception("alert worker tick failed")
+        # the alert worker measures storage over the network: on its own thread, so a slow S3
+        # endpoint never delays the next run being scheduled (one at a time; a busy one is skipped)
+        if self._after_tick is not None and not (self._after_thread and self._after_thread.is_alive()):
+            self._after_thread = threading.Thread(target=self._run_after_tick, name="e3backup-alerts", daemon=True)
+            self._after_thread.start()
+
+    def _run_after_tick(self) -> None:
+        assert self._after_tick is not None
+        try:
+            self._after_tick()
+        except Exception:
+            log.exception("alert worker tick failed")
 
 
 __all__ = ["DueRun", "JobSchedule", "Scheduler", "due_runs", "next_fire"]
