@@ -196,7 +196,9 @@ def test_parallel_disk_reads_above_32_are_used_as_given(harness: Harness, tmp_pa
     _random_disk(image, 256 * MiB)
     agent, _ = harness.make_agent()
     with loop_device(image, ro=True) as dev:
-        job = _image_job(harness, agent, dev, parallel_disk_reads=48)
+        # a budget that holds 48 readers' chunks (the default one caps them and says so:
+        # tests/engines/disk_image/test_units.py)
+        job = _image_job(harness, agent, dev, parallel_disk_reads=48, max_memory_mb=1024)
         run = harness.run_job(job["id"])
         assert agent.poll_once()
         assert harness.finish(agent, run)["status"] == "warning"  # read live: DISK_IMAGE_SNAPSHOT_NONE

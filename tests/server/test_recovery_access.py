@@ -14,8 +14,8 @@ from tests.server.test_authorization import role_user
 HTML = {"Accept": "text/html"}
 
 
-def _image_job(world: World) -> dict[str, Any]:
-    return world.job(engine="disk_image", disk_source_volume="C:", source_path="")
+def _image_job(world: World, **fields: Any) -> dict[str, Any]:
+    return world.job(engine="disk_image", disk_source_volume="C:", source_path="", **fields)
 
 
 def _start(world: World, actor: Actor, job_id: int) -> tuple[int, Actor]:
@@ -102,8 +102,9 @@ def test_the_dashboard_revokes_a_recovery_session(app: FastAPI, world: World) ->
 
 
 def test_secrets_leave_only_through_get_run(world: World) -> None:
-    """The console gets the destination (it reads the repository) in get_run and nowhere else."""
-    run_id, console = _start(world, world.user_a, _image_job(world)["id"])
+    """In direct mode the console gets the destination (it reads the repository) in get_run and
+    nowhere else; in gateway mode it gets no storage secret at all (tests/server/test_gateway_mode.py)."""
+    run_id, console = _start(world, world.user_a, _image_job(world, storage_mode="direct")["id"])
     secret = "s3-SECRET-do-not-leak-4711"
     assert secret in console.post("/api/recovery/get_run", json={"run_id": run_id}).text
     for call in ("get_run_status", "get_run_events", "poll_cancel", "refresh_session"):

@@ -215,7 +215,7 @@ def test_store_options_are_checked(s3_server: SeaweedServer, tmp_path: Path) -> 
     url = s3_server.url("anybucket")
     with pytest.raises(UsageError, match=r"unknown storage option.*colour"):
         open_store(url, colour="blue")
-    with pytest.raises(UsageError, match="s3: repositories only"):
+    with pytest.raises(UsageError, match="apply to s3: and rest: repositories only"):
         open_store(str(tmp_path), region="eu-west-1")
     # the store names its own options, not a CLI flag: the agent and the server call it too
     with pytest.raises(UsageError, match=r"ca_bundle\).*insecure_tls\) exclude each other"):

@@ -92,3 +92,20 @@ def test_options_policy_flags_and_sizes() -> None:
         parse_size("lots")
     assert image_name("/dev/sda") == "sda.img" and image_name("/srv/vm/disk.img") == "disk.img"
     assert image_name("/dev/vg0/root") == "root.img"
+
+
+def test_the_memory_budget_lowers_the_queue_then_savers_then_readers_and_refuses_below_one() -> None:
+    from e3backup.budget import MemoryBudget
+    from e3backup.engines.disk_image.sizing import image_sizing
+
+    MiB = 1 << 20
+    chunk, pack = 4 * MiB, 16 * MiB
+    roomy = image_sizing(MemoryBudget(1024 * MiB), chunk, readers=48, savers=2, queue_depth=8, connections=4,
+                         pack_size=pack)
+    assert (roomy.readers, roomy.savers, roomy.queue_depth) == (48, 2, 8)
+    tight = image_sizing(MemoryBudget(256 * MiB), chunk, readers=48, savers=2, queue_depth=8, connections=4,
+                         pack_size=pack)
+    assert (tight.savers, tight.queue_depth) == (1, 1) and 1 <= tight.readers < 48
+    assert tight.bytes(chunk, pack) <= MemoryBudget(256 * MiB).work < tight.bytes(chunk, pack) + chunk
+    with pytest.raises(UsageError, match=r"memory budget 40 MiB is too small for this image backup: it needs"):
+        image_sizing(MemoryBudget(40 * MiB), chunk, readers=1, savers=1, queue_depth=1, connections=1, pack_size=pack)
