@@ -45,3 +45,9 @@ def repo(repo_path: Path) -> Iterator[Repository]:
     r = Repository.init(LocalStore(repo_path), PASSWORD.encode(), FAST_KDF)
     yield r
     r.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The packaging tests (builds of minutes) first, so that spread over the suite's processes
+    (scripts/test.sh) they run beside the rest instead of ending the run alone."""
+    items.sort(key=lambda item: 0 if "/tests/packaging/" in str(item.path) else 1)
