@@ -164,7 +164,8 @@ def test_paging_500_runs_keys_focus_local_time_and_screenshots(browser: Any, liv
         pages = 1
         while page.get_by_role("link", name="Older").count():
             page.get_by_role("link", name="Older").click()
-            pages += 1
+            pages += 1  # the next page has loaded before the link is looked for again
+            expect(page.locator("#run-count")).to_contain_text(f"{(pages - 1) * 50 + 1}\u2013{pages * 50} shown")
         expect(page.locator("#run-count")).to_contain_text("451\u2013500 shown")
         assert pages == 10
         stamp = page.locator("td time").first
