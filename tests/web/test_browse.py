@@ -3,6 +3,7 @@ tar) read from a real repository; hostile names in the snapshot never show up or
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -13,13 +14,15 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from e3backup.errors import AccessDeniedError
 from e3backup.repo import BlobType, Node, Repository, Snapshot
-from e3backup.server.db.models import AuditEvent
+from e3backup.server.db.models import AuditEvent, GatewayReadToken, Job, Run
 from e3backup.server.security.roles import Role
+from e3backup.server.services import gateway_readers, repository_access
 from e3backup.server.web import browse as browse_web
-from e3backup.store import LocalStore, Store
+from e3backup.store import FileType, Handle, LocalStore, Store
 from e3backup.store.url import open_store
 from tests.conftest import FAST_KDF
 from tests.plugins.seaweedfs import SeaweedServer
@@ -70,7 +73,7 @@ def _snapshot(path: Path | Store) -> str:
 
 
 def _browsable_run(world: World, clock: FakeClock, tmp_path: Path, where: str = "repos",
-                   s3: SeaweedServer | None = None) -> tuple[int, str]:
+                   s3: SeaweedServer | None = None, **job: Any) -> tuple[int, str]:
     repo_dir = tmp_path / where / "acme"
     destination: dict[str, Any] = {"type": "local", "path": str(repo_dir), "repository_password": REPO_PASSWORD}
     if s3 is not None:
@@ -81,7 +84,7 @@ def _browsable_run(world: World, clock: FakeClock, tmp_path: Path, where: str = 
                        "repository_password": REPO_PASSWORD}
     else:
         snap_id = _snapshot(repo_dir)
-    job = world.job(destination=destination)
+    job = world.job(destination=destination, **job)
     assert world.admin.post(f"/api/jobs/{job['id']}/run").status_code == 201
     claimed = world.agent_a.post("/api/agent/next_run", json={}).json()["run"]
     clock.advance(seconds=30)
@@ -185,10 +188,14 @@ def test_a_repository_out_of_the_servers_reach_is_said(world: World, clock: Fake
     assert r.status_code == 409 and "out of the server&#39;s reach (browse_local_roots)" in r.text
 
 
-def test_an_s3_repository_is_read_through_the_tenants_endpoint(
-    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer
-) -> None:
-    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
+def _bucket_hashes(s3: SeaweedServer, bucket: str) -> dict[str, str]:
+    client = s3.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {k: hashlib.sha256(client.get_object(Bucket=bucket, Key=k)["Body"].read()).hexdigest() for k in keys}
+
+
+def _read_everything(world: World, run_id: int) -> None:
+    """Browse, a file, a ZIP and a tar of the S3 snapshot: every byte as backed up."""
     assert [p.split('"')[0] for p in page(world.user_a, f"/runs/{run_id}/browse?path=docs/sub").split(
         '<tr data-path="')[1:]] == ["docs/sub/b.bin"]
     r = world.user_a.get(f"/runs/{run_id}/browse/file", params={"path": "docs/sub/b.bin"})
@@ -196,6 +203,83 @@ def test_an_s3_repository_is_read_through_the_tenants_endpoint(
     r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"base": "", "paths": "docs", "format": "zip"})
     with zipfile.ZipFile(io.BytesIO(r.content)) as z:
         assert z.read("docs/sub/b.bin") == BIN and z.read("docs/a.txt") == b"hello from the snapshot\n"
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"base": "docs", "paths": "docs/sub",
+                                                                      "format": "tar"})
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as t:
+        member = t.extractfile("sub/b.bin")
+        assert member is not None and member.read() == BIN
+
+
+def test_a_direct_mode_s3_repository_is_read_through_the_tenants_endpoint(
+    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server, storage_mode="direct")
+    issued: list[str] = []
+    monkeypatch.setattr(gateway_readers, "issue", lambda *a: issued.append("token") or "")
+    _read_everything(world, run_id)
+    assert issued == []  # no gateway involved: the job's agent holds the credentials anyway
+
+
+def test_a_gateway_mode_repository_is_read_through_the_gateway_with_a_read_only_token(
+    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's downloads of a gateway-mode job never touch the storage credentials: each
+    opening of the repository gets its own read-only token, with which writing is refused (403)
+    and nothing in the bucket changes; the token ends with the request."""
+    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
+    with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
+        job = s.get(Job, s.get(Run, run_id).job_id)  # type: ignore[union-attr]
+        assert job is not None and job.storage_mode == "gateway"
+        job_id, bucket = job.id, job.destination["bucket"]
+    before = _bucket_hashes(s3_server, bucket)
+    snapshot = next(k for k in before if "/snapshots/" in k).rsplit("/", 1)[1]
+    opened = repository_access._gateway_store
+    tokens: list[str] = []
+    refusals: list[str] = []
+
+    def spying(reader: repository_access.GatewayReader, job: int, token: str) -> Store:
+        store = opened(reader, job, token)
+        tokens.append(token)
+        junk = b"written by a dashboard request"
+        for attempt in (lambda: store.save(Handle(FileType.SNAPSHOT, hashlib.sha256(junk).hexdigest()), junk),
+                        lambda: store.remove(Handle(FileType.SNAPSHOT, snapshot)),
+                        lambda: store.save(Handle(FileType.LOCK, hashlib.sha256(junk).hexdigest()), junk)):
+            with pytest.raises(AccessDeniedError) as refused:
+                attempt()
+            refusals.append(str(refused.value))
+        return store
+
+    monkeypatch.setattr(repository_access, "_gateway_store", spying)
+    _read_everything(world, run_id)
+    assert len(tokens) >= 4 and all(t.startswith("e3d_") for t in tokens)
+    assert all("HTTP 403" in r and "read-only" in r for r in refusals), refusals
+    assert _bucket_hashes(s3_server, bucket) == before
+    for token in tokens:  # ended with its request; over HTTP it is refused like any unknown token
+        r = world.client.post(f"/gateway/job-{job_id}/snapshots/{'0' * 64}", content=b"x", auth=("", token))
+        assert r.status_code == 404
+        assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 404
+    with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
+        assert s.scalar(select(func.count(GatewayReadToken.id))) == 0
+
+
+def test_a_reader_token_opens_only_its_job_and_only_to_read(
+    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer
+) -> None:
+    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
+    state = world.client.app.state.e3  # type: ignore[attr-defined]
+    with state.sessions() as s:
+        job_id = s.get(Run, run_id).job_id  # type: ignore[union-attr]
+    token = gateway_readers.issue(state.sessions, clock.now(), job_id, None)
+    assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 200
+    r = world.client.post(f"/gateway/job-{job_id}/snapshots/{hashlib.sha256(b'x').hexdigest()}", content=b"x",
+                          auth=("", token))
+    assert r.status_code == 403 and "read-only" in r.text
+    assert world.client.delete(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 403
+    other = world.job(destination={"type": "local", "path": str(tmp_path / "repos" / "x"),
+                                   "repository_password": REPO_PASSWORD}, storage_mode="direct")
+    assert world.client.get(f"/gateway/job-{other['id']}/config", auth=("", token)).status_code == 404
+    clock.advance(seconds=int(gateway_readers.LIFETIME.total_seconds()))
+    assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 404
 
 
 def test_no_repository_key_or_password_outlives_the_request(

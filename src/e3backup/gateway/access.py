@@ -8,7 +8,9 @@ revocation holds at once):
 - the agent's gateway token (``e3g_``, derived from its agent token): **append** rights on the
   repositories of that agent's gateway-mode jobs;
 - a live recovery session token (``e3r_``): **read** rights on the repository of its run's job
-  (the recovery console restores through the gateway).
+  (the recovery console restores through the gateway);
+- the server's own reader token (``e3d_``, ``services.gateway_readers``): **read** rights on one
+  job's repository for one dashboard request (browse, preview, downloads).
 
 Any other repository is answered 404, exactly as one that does not exist: an agent cannot
 even learn whether another agent's repository is there.
@@ -29,8 +31,8 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..server.db.models import Agent, Job, RecoverySession, Run
-from ..server.security.tokens import GATEWAY, RECOVERY, hash_token
+from ..server.db.models import Agent, GatewayReadToken, Job, RecoverySession, Run
+from ..server.security.tokens import GATEWAY, READER, RECOVERY, hash_token
 from ..server.services import recovery as recovery_svc
 from ..store.base import FileType, Handle
 
@@ -71,6 +73,14 @@ def grant_for(session: Session, token: str, job_id: int, now: datetime) -> Grant
         if run is None or job is None or run.job_id != job.id or job.storage_mode != "gateway":
             return None
         return Grant(job.id, job.tenant_id, Scope.READ, None, f"recovery session of run {run.id}")
+    if token.startswith(READER):
+        reader = session.scalar(select(GatewayReadToken).where(GatewayReadToken.token_hash == token_hash))
+        if reader is None or reader.expires_at <= now or reader.job_id != job_id:
+            return None
+        job = session.get(Job, job_id)
+        if job is None or job.deleted_at is not None or job.storage_mode != "gateway":
+            return None
+        return Grant(job.id, job.tenant_id, Scope.READ, None, f"dashboard reader of user {reader.user_id}")
     return None
 
 

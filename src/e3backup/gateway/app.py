@@ -14,12 +14,14 @@ grants or locks lives in this process, so replicas behind a load balancer answer
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import logging
 import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -40,6 +42,8 @@ from .stores import StorePool
 from .verify import Invalid, MasterKeys, check_upload
 
 log = logging.getLogger("e3backup.gateway")
+
+THREADS = 40  # the gateway's own worker threads (per event loop), apart from the app's
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,6 +103,18 @@ class Gateway:
         self._keys = MasterKeys()
         self._spool = settings.gateway_spool_dir or settings.data_dir / "gateway-spool"
         self._max_object = settings.gateway_max_object_bytes
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary())
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a worker thread of the gateway's own limiter: the dashboard's threads
+        wait on the gateway (``inprocess``), so sharing the app's limiter with them could leave
+        the gateway no thread to answer them with."""
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(THREADS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
     def close(self) -> None:
         self._stores.close()
@@ -113,7 +129,7 @@ class Gateway:
             if target is None:
                 raise _Answer(404, "not a repository path (/gateway/job-<id>/...)")
             req = _Request(method, target, scope.get("query_string", b"").decode("latin-1"), headers)
-            grant, repo = await anyio.to_thread.run_sync(self._authorize, _token(headers), target.job_id)
+            grant, repo = await self._thread(self._authorize, _token(headers), target.job_id)
             await self._dispatch(req, grant, repo, receive, send)
         except _Answer as a:
             await _reply(send, a.status, a.reason, a.headers, head=method == "HEAD")
@@ -169,7 +185,7 @@ class Gateway:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A blocking storage call in a worker thread, its errors mapped to HTTP answers."""
         try:
-            return await anyio.to_thread.run_sync(fn, *args)
+            return await self._thread(fn, *args)
         except NotFoundError as e:
             raise _Answer(404, str(e)) from e
         except AccessDeniedError as e:
@@ -207,14 +223,14 @@ class Gateway:
             end = dl.offset + dl.length - 1
             headers.append((b"content-range", f"bytes {dl.offset}-{end}/{dl.size}".encode()))
         try:
-            first = await anyio.to_thread.run_sync(next, dl.pieces, None)
+            first = await self._thread(next, dl.pieces, None)
         except E3Error as e:
             raise _Answer(500, f"storage error: {e}") from e
         await send({"type": "http.response.start", "status": 206 if dl.partial else 200, "headers": headers})
         piece = first
         try:
             while piece is not None:
-                after = await anyio.to_thread.run_sync(next, dl.pieces, None)
+                after = await self._thread(next, dl.pieces, None)
                 await send({"type": "http.response.body", "body": piece, "more_body": after is not None})
                 piece = after
             if first is None:
@@ -258,7 +274,7 @@ class Gateway:
                 await self._run(self._check, repo, h, f)
             await self._run(store.save_file, h, f, size)
         if h.type is FileType.LOCK and grant.agent_id is not None:
-            await anyio.to_thread.run_sync(self._own_lock, grant, h.name)
+            await self._thread(self._own_lock, grant, h.name)
         await _reply(send, 200, "")
 
     def _check(self, repo: _Repo, h: Handle, f: BinaryIO) -> None:
@@ -301,7 +317,7 @@ class Gateway:
     async def _delete(self, grant: Grant, store: Store, h: Handle, send: Send) -> None:
         check_write(grant, "DELETE", h, exists=True)
         if h.type is FileType.LOCK:
-            owner = await anyio.to_thread.run_sync(self._lock_owner, grant, h.name)
+            owner = await self._thread(self._lock_owner, grant, h.name)
             if owner != grant.agent_id:
                 raise Refused(f"deleting {h} refused: it is not a lock this agent created ({grant.who}); "
                               "stale locks of others are removed by the server's maintenance worker")
@@ -311,7 +327,7 @@ class Gateway:
             if a.status != 404:
                 raise  # a missing object is fine (the protocol's DELETE is idempotent)
         if h.type is FileType.LOCK:
-            await anyio.to_thread.run_sync(self._forget_lock, grant, h.name)
+            await self._thread(self._forget_lock, grant, h.name)
         await _reply(send, 200, "")
 
 

@@ -154,11 +154,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         agent_limit=settings.max_agent_body_bytes,
         known_bearer=lambda token: run_in_threadpool(_known_bearer, state, token),
     )
+    app.state.gateway_pool = None
     if settings.gateway_enabled:
         # restic's REST protocol at /gateway/: outside the body limit (packs are streamed) and the API
         from e3backup.gateway.app import Gateway, GatewayRouter
+        from e3backup.gateway.inprocess import InProcessPool
 
-        app.add_middleware(GatewayRouter, gateway=Gateway(state))
+        gateway = Gateway(state)
+        app.add_middleware(GatewayRouter, gateway=gateway)
+        app.state.gateway_pool = InProcessPool(gateway)  # the dashboard reads gateway-mode repositories through it
     app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure or settings.tls)
     app.add_middleware(RequestTiming, metrics=metrics)
     if settings.proxy_headers:

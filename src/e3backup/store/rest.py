@@ -10,7 +10,9 @@ Credentials (HTTP basic) come from the URL, as in restic, or from ``username``/`
 ``location`` never shows them. One urllib3 pool with keep-alive serves every thread; uploads
 stream from the caller's file. Idempotent calls (and uploads, whose bodies are content-addressed)
 are retried on connection errors and 5xx answers; a 403 (an append-only gateway refusing a
-delete or an overwrite) raises ``AccessDeniedError`` with the server's reason.
+delete or an overwrite) raises ``AccessDeniedError`` with the server's reason. ``pool`` replaces
+the connection pool with anything that answers ``request`` as urllib3's does: the server reads
+through its own gateway in-process that way (``gateway.inprocess``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import base64
 import io
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
@@ -32,6 +34,15 @@ T = TypeVar("T")
 
 MEDIA_V2 = "application/vnd.x.restic.rest.v2"
 DEFAULT_CONNECTIONS = 5  # restic's rest.connections default
+
+
+class HTTPPool(Protocol):
+    """What ``RestStore`` asks of its connection pool (urllib3's ``PoolManager`` has it)."""
+
+    def request(self, method: str, url: str, body: Any = None, fields: Any = None,
+                headers: Any = None, json: Any = None, **urlopen_kw: Any) -> urllib3.BaseHTTPResponse: ...
+
+    def clear(self) -> None: ...
 
 
 class _Retryable(Exception):
@@ -70,6 +81,7 @@ class RestStore:
         retry: RetryPolicy | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
+        pool: HTTPPool | None = None,
     ) -> None:
         base, url_user, url_password = parse_rest_url(url)
         self._base = base
@@ -85,7 +97,7 @@ class RestStore:
         kwargs: dict[str, Any] = {}
         if ca_bundle:
             kwargs["ca_certs"] = ca_bundle
-        self._pool = urllib3.PoolManager(
+        self._pool: HTTPPool = pool or urllib3.PoolManager(
             num_pools=2, maxsize=max(10, 2 * connections), block=False, blocksize=1 << 20,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout), retries=False, **kwargs,
         )
@@ -249,4 +261,4 @@ def _reason(resp: urllib3.BaseHTTPResponse) -> str:
     return (text or resp.reason or "").splitlines()[0][:300] if (text or resp.reason) else ""
 
 
-__all__ = ["MEDIA_V2", "RestStore", "parse_rest_url"]
+__all__ = ["MEDIA_V2", "HTTPPool", "RestStore", "parse_rest_url"]

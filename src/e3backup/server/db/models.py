@@ -413,6 +413,20 @@ class GatewayLock(Base):
     created_at: Mapped[datetime]
 
 
+class GatewayReadToken(Base):
+    """A read-only gateway token the server issues itself for one dashboard request (a browse, a
+    download) on a gateway-mode job: issued when the request opens the repository, deleted when
+    it closes it; ``expires_at`` only bounds a row a crashed process left behind."""
+
+    __tablename__ = "gateway_read_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 __all__ = [
     "Agent",
     "AlertChannel",
@@ -422,6 +436,7 @@ __all__ = [
     "Base",
     "Command",
     "GatewayLock",
+    "GatewayReadToken",
     "HyperVVM",
     "Job",
     "RateLimitAttempt",

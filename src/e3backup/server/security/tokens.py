@@ -1,4 +1,5 @@
-"""Bearer tokens (agent, enrollment, recovery session, user session, repository gateway).
+"""Bearer tokens (agent, enrollment, recovery session, user session, repository gateway, the
+server's own read-only gateway reader).
 
 Tokens are 256 random bits with a short prefix naming their kind. The server stores only their
 SHA-256: a random token needs no slow hash, and lookups stay a single indexed equality.
@@ -16,6 +17,7 @@ ENROLLMENT = "e3e_"
 RECOVERY = "e3r_"
 SESSION = "e3s_"
 GATEWAY = "e3g_"
+READER = "e3d_"  # the server reading a gateway-mode repository for a dashboard user (read-only)
 
 
 def new_token(prefix: str) -> str:
@@ -34,4 +36,5 @@ def gateway_token(agent_token: str) -> str:
     return GATEWAY + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-__all__ = ["AGENT", "ENROLLMENT", "GATEWAY", "RECOVERY", "SESSION", "gateway_token", "hash_token", "new_token"]
+__all__ = ["AGENT", "ENROLLMENT", "GATEWAY", "READER", "RECOVERY", "SESSION", "gateway_token", "hash_token",
+           "new_token"]

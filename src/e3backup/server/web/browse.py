@@ -4,7 +4,8 @@ or a selection as ZIP or tar, streamed from the repository (``services.browse``,
 
 Every request is checked like every page (the run's tenant; previews and downloads need the
 operator role, since they show file contents), opens the job's repository for itself only
-(``services.repository_access``) and is recorded in the audit log (``snapshot.browse``,
+(``services.repository_access``: a gateway-mode job's through the repository gateway with a
+read-only token, never with the storage credentials) and is recorded in the audit log (``snapshot.browse``,
 ``snapshot.search``, ``snapshot.preview``, ``snapshot.download``).
 """
 
@@ -24,7 +25,7 @@ from e3backup.server.errors import Conflict, FieldError, NotFound, ServiceError
 from e3backup.server.services import archive_stream, audit
 from e3backup.server.services import browse as svc
 from e3backup.server.services import image_browse as image_svc
-from e3backup.server.services.repository_access import RepoRef, open_job_repository
+from e3backup.server.services.repository_access import GatewayReader, RepoRef, open_job_repository
 from e3backup.server.state import ServerState
 from e3backup.server.web.deps import FormSession, PageDep, PageOperator, PageRun
 from e3backup.server.web.runs import RESTORABLE
@@ -72,8 +73,13 @@ def _record(page: PageDep, session: SessionDep, state: ServerState, request: Req
     session.commit()
 
 
-def _with_repo(state: ServerState, ref: RepoRef) -> Any:
-    return open_job_repository(state.box, ref, list(state.settings.browse_local_roots))
+def reader(request: Request, state: ServerState, page: PageDep) -> GatewayReader:
+    """Reading on behalf of the page's user: gateway-mode repositories through the gateway."""
+    return GatewayReader(request.app.state.gateway_pool, state.sessions, state.clock, page.user.id)
+
+
+def _with_repo(state: ServerState, ref: RepoRef, via: GatewayReader) -> Any:
+    return open_job_repository(state.box, ref, list(state.settings.browse_local_roots), via)
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:
@@ -86,9 +92,10 @@ def browse_page(run: PageRun, page: PageDep, session: SessionDep, state: StateDe
                 path: str = "", q: str = "", offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> HTMLResponse:
     job, snapshot = browsable(run, session)
     ref, agent = RepoRef.of(job), session.get(Agent, run.agent_id) if run.agent_id is not None else None
+    via = reader(request, state, page)
     truncated = False
     try:
-        with _with_repo(state, ref) as repo:
+        with _with_repo(state, ref, via) as repo:
             if job.engine == "disk_image":
                 if q:
                     items, truncated = image_svc.search(repo, snapshot.hex(), q)
@@ -113,7 +120,7 @@ def preview_page(run: PageRun, page: PageDep, _can: PageOperator, session: Sessi
                  request: Request, path: str) -> HTMLResponse:
     job, snapshot = browsable(run, session)
     try:
-        with _with_repo(state, RepoRef.of(job)) as repo:
+        with _with_repo(state, RepoRef.of(job), reader(request, state, page)) as repo:
             if job.engine == "disk_image":
                 text, more = image_svc.preview(repo, snapshot.hex(), path)
             else:
@@ -130,10 +137,10 @@ def _attachment(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _stream(state: ServerState, ref: RepoRef, snapshot: bytes, produce: Any) -> Iterator[bytes]:
+def _stream(state: ServerState, ref: RepoRef, via: GatewayReader, snapshot: bytes, produce: Any) -> Iterator[bytes]:
     """Opens the repository when the response starts and closes it when it ends; hands the
     server pieces of at least ``STREAM_PIECE`` bytes (each piece is a hop to the event loop)."""
-    with _with_repo(state, ref) as repo:
+    with _with_repo(state, ref, via) as repo:
         pending: list[bytes] = []
         size = 0
         for chunk in produce(repo, repo.load_snapshot(snapshot.hex()).tree):
@@ -150,10 +157,10 @@ def _stream(state: ServerState, ref: RepoRef, snapshot: bytes, produce: Any) -> 
 def download_file(run: PageRun, page: PageDep, _can: PageOperator, session: SessionDep, state: StateDep,
                   request: Request, path: str) -> Response:
     job, snapshot = browsable(run, session)
-    ref = RepoRef.of(job)
+    ref, via = RepoRef.of(job), reader(request, state, page)
     image = job.engine == "disk_image"
     try:
-        with _with_repo(state, ref) as repo:
+        with _with_repo(state, ref, via) as repo:
             if image:
                 name, size = (lambda e: (e.name, e.size))(image_svc.file_entry(repo, snapshot.hex(), path)[1])
             else:
@@ -169,7 +176,7 @@ def download_file(run: PageRun, page: PageDep, _can: PageOperator, session: Sess
             return image_svc.file_chunks(*image_svc.file_entry(repo, snapshot.hex(), path))
         return svc.file_chunks(repo, svc.file_node(repo, root, path))
 
-    body = _stream(state, ref, snapshot, produce)
+    body = _stream(state, ref, via, snapshot, produce)
     return StreamingResponse(body, media_type="application/octet-stream", headers={
         "Content-Disposition": _attachment(name), "Content-Length": str(size)})
 
@@ -195,14 +202,14 @@ def download_selection(
         raise HTTPException(status_code=422, detail=f"format must be one of {', '.join(archive_stream.FORMATS)}")
     if not paths:
         raise HTTPException(status_code=422, detail="select at least one file or folder")
-    ref = RepoRef.of(job)
+    ref, via = RepoRef.of(job), reader(request, state, page)
     def selection(repo: Any, root: bytes) -> Iterator[archive_stream.Member]:
         if image:  # through the partitions' file systems (ext4, NTFS readers)
             return archive_stream.image_members(image_svc.StoredImage.load(repo, snapshot.hex()), base, paths)
         return archive_stream.members(repo, root, base, paths)
 
     try:
-        with _with_repo(state, ref) as repo:
+        with _with_repo(state, ref, via) as repo:
             files, size = archive_stream.totals(selection(repo, repo.load_snapshot(snapshot.hex()).tree))
     except ServiceError as e:
         raise _http(e) from e
@@ -212,7 +219,7 @@ def download_selection(
     _record(page, session, state, request, run, "snapshot.download", paths=["/" + p.strip("/") for p in paths],
             format=format, files=files, bytes=size)
     writer = archive_stream.zip_stream if format == "zip" else archive_stream.tar_stream
-    body = _stream(state, ref, snapshot, lambda repo, root: writer(selection(repo, root)))
+    body = _stream(state, ref, via, snapshot, lambda repo, root: writer(selection(repo, root)))
     stem = svc.split(base)[-1] if svc.split(base) else f"snapshot-{snapshot.hex()[:8]}"
     media = "application/zip" if format == "zip" else "application/x-tar"
     return StreamingResponse(body, media_type=media, headers={"Content-Disposition": _attachment(f"{stem}.{format}")})
