@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import Cancelled
 from .events import Event, EventCode, Level
 from .progress import Progress
-from .repo.repository import Repository
-from .repo.writer import WriterStats
+
+if TYPE_CHECKING:  # annotations only: the idle agent imports the contract without the repository
+    from .repo.repository import Repository
+    from .repo.writer import WriterStats
 
 OnEvent = Callable[[Event], None]
 """The events sink of a run."""

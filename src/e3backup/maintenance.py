@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .api.requests import MAINTENANCE_MODES
 from .contract import Cancel, OnEvent, check_cancel
 from .errors import NotFoundError, UsageError
 from .progress import Progress
@@ -30,7 +31,7 @@ from .repo.repository import Repository
 from .repo.snapshot import Snapshot
 from .store.base import FileType, Handle
 
-MODES = ("quick", "full")
+MODES = MAINTENANCE_MODES
 
 
 @dataclass

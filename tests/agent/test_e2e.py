@@ -126,10 +126,23 @@ def _finished(api: Api, run_id: int) -> dict[str, Any] | None:
     return run if run["status"] not in ("queued", "running") else None
 
 
+ENGINE_LIBRARIES = ("numpy/", "cryptography/")  # shared objects only the engines and the repository load
+
+
+def _loaded(pid: int) -> set[str]:
+    """The engine libraries mapped into a process (``/proc/PID/maps``)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {lib for lib in ENGINE_LIBRARIES if lib in maps}
+
+
 def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
     api, s3, tmp, server = world["api"], world["s3"], world["tmp"], world["server"]
     agents = api("GET", "/api/agents")
     agent_id = agents[0]["id"]
+    # idle (started, polled, no run yet): the engines are not loaded, so the daemon stays small (issue 29)
+    wait_for(lambda: " started (server" in (tmp / "agent.log").read_text()
+             and api("GET", f"/api/agents/{agent_id}")["last_seen_at"], 60, "the agent's first poll")
+    assert _loaded(world["agent"].pid) == set()
     src = tmp / "src"
     (src / "docs").mkdir(parents=True)
     (src / "docs" / "a.txt").write_text("hello e3backup\n" * 5000)
@@ -152,6 +165,7 @@ def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
     assert (r1["status"], r1["backup_type"]) == ("success", "full"), r1
     events = api("GET", f"/api/runs/{run1}/events")
     assert [e["seq"] for e in events] == list(range(len(events)))  # complete, in order, no duplicates
+    assert _loaded(world["agent"].pid) == set(ENGINE_LIBRARIES)  # imported at the first run
     codes = [e["code"] for e in events]
     assert codes[0] == "STORAGE_OK" and codes[-1] == "REPOSITORY_SNAPSHOT_SAVED", codes
 

@@ -12,17 +12,18 @@ redactor and never put in a URL, an event or a log line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.jobs import GatewayDestination, LocalDestination, S3Destination
 from ..errors import RepositoryNotFoundError
 from ..events import EventCode
-from ..repo import KDFParams, Repository
 from ..storage.probe import ProbeResult, probe
-from ..store.url import open_store
 from .client import AgentError
 from .logs import SECRETS
 from .reporter import RunReporter
+
+if TYPE_CHECKING:
+    from ..repo import KDFParams, Repository
 
 
 class StorageUnavailable(AgentError):
@@ -70,6 +71,9 @@ def open_repository(
     limit_upload: float | None = None,
 ) -> Repository:
     """Open (or, with ``create``, initialise) the run's repository; ``limit_upload`` in KiB/s."""
+    from ..repo import Repository  # at the first run: the idle agent does not hold the repository code
+    from ..store.url import open_store
+
     location, options = repository_location(dest)
     preflight(dest, reporter, prober)
     store = open_store(location, limit_upload=limit_upload, **options)

@@ -20,31 +20,31 @@ server's engine list (``engines_for``) follow from the table.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..api.agent import RunAssignment, SyncRunResult
 from ..api.common import BackupType, Engine, RunKind, RunStatus
 from ..api.jobs import LocalDestination, S3Destination
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
-from ..engines.files import BackupOptions, BackupResult, Excluder, run_backup
-from ..engines.files.archiver import SourceMissing, missing_sources
-from ..engines.files.shadows import ShareLogin, VolumeShadows
-from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions, SyncResult, run_sync
 from ..errors import UsageError
-from ..maintenance import MaintenanceOptions, run_maintenance
 from ..progress import Progress
-from ..repo import Repository
-from ..repo.forget import ForgetPolicy
-from ..restore.files import DEFAULT_WORKERS, MAX_WORKERS, RestoreOptions, RestoreResult, run_restore
 from .client import AgentError
 from .config import AgentConfig
 from .hyperv import host_spec, hyperv_options, hyperv_outcome, hyperv_restore_options, hyperv_restore_outcome
 from .memory import memory_budget
+
+if TYPE_CHECKING:  # the engines are imported at a run's first call (an idle agent holds none of them)
+    from ..engines.files import BackupOptions, BackupResult
+    from ..engines.files.shadows import ShareLogin, VolumeShadows
+    from ..engines.sync import SyncOptions, SyncResult
+    from ..maintenance import MaintenanceOptions
+    from ..restore.files import RestoreOptions, RestoreResult
 
 O = TypeVar("O")  # noqa: E741 - the options type, as in the contract
 R = TypeVar("R")
@@ -52,6 +52,17 @@ R = TypeVar("R")
 
 class EngineUnavailable(AgentError):
     pass
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported at its first call: the table names every engine, but the idle
+    daemon must not hold numpy, the repository and the engines' code (issue 29: under 60 MiB)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module, __package__), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = f"{module.lstrip('.')}.{name}"
+    return call
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,8 @@ class EngineEntry(Generic[O, R]):
 
 
 def _files_backup_options(ctx: JobContext) -> BackupOptions:
+    from ..engines.files import BackupOptions, Excluder
+
     run = ctx.run
     paths = run.source_paths or [run.source_path]
     return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"],
@@ -122,6 +135,7 @@ def _share_login(run: RunAssignment) -> ShareLogin | None:
     if sys.platform != "win32" or creds is None or not creds.username:
         return None
     from ..agent.logs import SECRETS
+    from ..engines.files.shadows import ShareLogin
     from ..platform.windows.win32 import kernel32
 
     SECRETS.add(creds.password)
@@ -132,6 +146,7 @@ def _volume_shadows() -> VolumeShadows | None:
     """Windows: a VSS shadow copy per volume a files run reads (docs/windows.md)."""
     if sys.platform != "win32":
         return None
+    from ..engines.files.shadows import VolumeShadows
     from ..platform.windows.cim import PowerShellRunner
     from ..platform.windows.vss import ShadowCopies, default_journal
 
@@ -140,6 +155,8 @@ def _volume_shadows() -> VolumeShadows | None:
 
 def _files_precheck(options: BackupOptions) -> None:
     """No path to back up: fail before a repository is opened or created (``SourceMissing``)."""
+    from ..engines.files.archiver import SourceMissing, missing_sources
+
     missing = missing_sources(list(options.paths))
     if len(missing) == len(options.paths):
         raise SourceMissing(missing)
@@ -161,11 +178,15 @@ def _files_backup_outcome(result: BackupResult) -> Outcome:
 def files_restore_workers(run: RunAssignment) -> int:
     """The seeds' ``restore_kopia_parallel`` (1-32); it defaults to the restore workers
     (``restore_parallel_workers``, capped at 32), then to 8."""
+    from ..restore.files import DEFAULT_WORKERS, MAX_WORKERS
+
     p = run.policy
     return min(p.restore_kopia_parallel or p.restore_parallel_workers or DEFAULT_WORKERS, MAX_WORKERS)
 
 
 def _files_restore_options(ctx: JobContext) -> RestoreOptions:
+    from ..restore.files import RestoreOptions
+
     req = ctx.restore
     assert req.target_path is not None  # validate_restore refused it otherwise
     return RestoreOptions(target=req.target_path, includes=list(req.paths), verify=req.verify,
@@ -206,13 +227,6 @@ def _image_backup_outcome(result: Any) -> Outcome:
     )
 
 
-def _run_image_backup(repo: Repository, options: Any, progress: Progress | None = None,
-                      on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
-    from ..engines.disk_image import run_image_backup
-
-    return run_image_backup(repo, options, progress, on_event, cancel)
-
-
 def _image_restore_options(ctx: JobContext) -> Any:
     """A disk image to a file (raw or VHDX, under the restore roots) or to an allowed device."""
     from .image_options import image_restore_options
@@ -220,32 +234,11 @@ def _image_restore_options(ctx: JobContext) -> Any:
     return image_restore_options(ctx.run, ctx.restore)
 
 
-def _run_image_restore(repo: Repository, options: Any, progress: Progress | None = None,
-                       on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
-    from ..restore.image import run_image_restore
-
-    return run_image_restore(repo, options, progress, on_event, cancel)
-
-
 def _image_restore_outcome(result: Any) -> Outcome:
     return Outcome(RunStatus.SUCCESS, summary=result.summary_json())
 
 
 # -- hyperv ---------------------------------------------------------------------------------------
-
-
-def _run_hyperv(repo: Repository, options: Any, progress: Progress | None = None,
-                on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
-    from ..engines.hyperv import run_hyperv
-
-    return run_hyperv(repo, options, progress, on_event, cancel)
-
-
-def _run_hyperv_restore(repo: Repository, options: Any, progress: Progress | None = None,
-                        on_event: OnEvent | None = None, cancel: Cancel | None = None) -> Any:
-    from ..engines.hyperv import run_hyperv_restore
-
-    return run_hyperv_restore(repo, options, progress, on_event, cancel)
 
 
 # -- maintenance ----------------------------------------------------------------------------------
@@ -257,6 +250,9 @@ def _maintenance_options(ctx: JobContext) -> MaintenanceOptions:
     if ctx.run.destination.type == "gateway":
         raise UsageError("this job's repository is behind the repository gateway: its forget, prune and check "
                          "run in the server's maintenance worker, not on the agent")
+    from ..maintenance import MaintenanceOptions
+    from ..repo.forget import ForgetPolicy
+
     keep = ctx.run.retention.model_dump(exclude_none=True) if ctx.maintenance.forget else {}
     return MaintenanceOptions(mode=ctx.maintenance.mode, policy=ForgetPolicy(**keep), hosts=(ctx.host,))
 
@@ -274,6 +270,9 @@ def _maintenance_outcome(summary: dict[str, Any]) -> Outcome:
 def _sync_options(ctx: JobContext) -> SyncOptions:
     """The job's folders, excludes, destination (the bucket and prefix as they are: the files
     land there as plain objects) and ``sync_*`` policy flags."""
+    from ..engines.files import Excluder
+    from ..engines.sync import Compare, LocalTarget, S3Target, SyncOptions
+
     run, p = ctx.run, ctx.run.policy
     dest = run.destination
     target: S3Target | LocalTarget
@@ -316,34 +315,43 @@ def _sync_outcome(result: SyncResult) -> Outcome:
 
 # -- the tables -----------------------------------------------------------------------------------
 
+_files_backup = _lazy("..engines.files", "run_backup")
+_image_backup = _lazy("..engines.disk_image", "run_image_backup")
+_hyperv_backup = _lazy("..engines.hyperv", "run_hyperv")
+_sync = _lazy("..engines.sync", "run_sync")
+_files_restore = _lazy("..restore.files", "run_restore")
+_image_restore = _lazy("..restore.image", "run_image_restore")
+_hyperv_restore = _lazy("..engines.hyperv", "run_hyperv_restore")
+_maintenance = _lazy("..maintenance", "run_maintenance")
+
 BACKUP: dict[Engine, EngineEntry[Any, Any]] = {
-    Engine.FILES: EngineEntry[BackupOptions, BackupResult](
-        run_backup, _files_backup_options, _files_backup_outcome, create_repo=True, precheck=_files_precheck
+    Engine.FILES: EngineEntry["BackupOptions", "BackupResult"](
+        _files_backup, _files_backup_options, _files_backup_outcome, create_repo=True, precheck=_files_precheck
     ),
     Engine.DISK_IMAGE: EngineEntry(
-        _run_image_backup, _image_backup_options, _image_backup_outcome, create_repo=True,
+        _image_backup, _image_backup_options, _image_backup_outcome, create_repo=True,
         platforms=("linux", "win32"), why_not="disk image backups need Linux or Windows (VSS)",
     ),
-    Engine.HYPERV: EngineEntry(_run_hyperv, hyperv_options, hyperv_outcome, create_repo=True,
+    Engine.HYPERV: EngineEntry(_hyperv_backup, hyperv_options, hyperv_outcome, create_repo=True,
                                why_not="Hyper-V backups need a Hyper-V host: Windows, or hyperv_host: sim:DIR"),
-    Engine.SYNC: EngineEntry[SyncOptions, SyncResult](None, _sync_options, _sync_outcome, direct=run_sync),
+    Engine.SYNC: EngineEntry["SyncOptions", "SyncResult"](None, _sync_options, _sync_outcome, direct=_sync),
 }
 
 RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
-    Engine.FILES: EngineEntry[RestoreOptions, RestoreResult](
-        run_restore, _files_restore_options, _files_restore_outcome
+    Engine.FILES: EngineEntry["RestoreOptions", "RestoreResult"](
+        _files_restore, _files_restore_options, _files_restore_outcome
     ),
-    Engine.DISK_IMAGE: EngineEntry(_run_image_restore, _image_restore_options, _image_restore_outcome,
+    Engine.DISK_IMAGE: EngineEntry(_image_restore, _image_restore_options, _image_restore_outcome,
                                    platforms=("linux",),
                                    why_not="disk image restores need Linux in this build (the recovery console "
                                    "restores Windows disks)"),
-    Engine.HYPERV: EngineEntry(_run_hyperv_restore, hyperv_restore_options, hyperv_restore_outcome),
+    Engine.HYPERV: EngineEntry(_hyperv_restore, hyperv_restore_options, hyperv_restore_outcome),
     Engine.SYNC: EngineEntry(None, why_not="a sync job keeps no snapshots: its files are plain objects in the "
                              "job's bucket under its prefix (or in its folder); copy them back with any S3 tool"),
 }
 
-MAINTENANCE: EngineEntry[Any, Any] = EngineEntry[MaintenanceOptions, dict[str, Any]](
-    run_maintenance, _maintenance_options, _maintenance_outcome
+MAINTENANCE: EngineEntry[Any, Any] = EngineEntry["MaintenanceOptions", dict[str, Any]](
+    _maintenance, _maintenance_options, _maintenance_outcome
 )
 
 

@@ -13,19 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.agent import CommandAck, RunAssignment, UpdateRunRequest
 from ..api.common import CommandStatus, RunKind, RunStatus
 from ..api.requests import MaintenanceRequest, RestoreRequest
-from ..engines.files.archiver import SourceMissing
 from ..errors import Cancelled, E3Error, LockError, RepoError, StoreError
 from ..events import EventCode
-from ..maintenance import apply_retention
 from ..progress import Progress
-from ..repo import KDFParams, Repository
-from ..repo.forget import ForgetPolicy
-from ..storage.probe import ProbeResult
 from .active import ActiveRuns
 from .client import MalformedRun, ServerClient
 from .config import AgentConfig
@@ -36,6 +31,10 @@ from .proofs import prove_after_backup
 from .reporter import RunReporter
 from .state import RunMarker, StateDir
 from .validate import RunRefused, validate_backup, validate_destination, validate_maintenance, validate_restore
+
+if TYPE_CHECKING:  # the repository and the engines are imported at the first run (an idle agent stays small)
+    from ..repo import KDFParams, Repository
+    from ..storage.probe import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +129,8 @@ class RunExecutor:
         return outcome
 
     def _outcome(self, run: RunAssignment, reporter: RunReporter) -> Outcome:
+        from ..engines.files.archiver import SourceMissing
+
         try:
             return self._dispatch(run, reporter)
         except RunRefused as e:
@@ -231,6 +232,9 @@ class RunExecutor:
         keep = run.retention.model_dump(exclude_none=True)
         if not keep or run.destination.type == "gateway":
             return  # gateway mode: the server's maintenance worker applies it (the agent may not delete)
+        from ..maintenance import apply_retention
+        from ..repo.forget import ForgetPolicy
+
         policy = ForgetPolicy(**keep)
         try:
             result = apply_retention(repo, policy, self.host, f"job:{run.job_id}")

@@ -27,12 +27,12 @@ from ..api.common import Engine
 from ..api.proofs import ProofCheck, ProofReport
 from ..errors import Cancelled
 from ..events import EventCode
-from ..repo import Repository
 from .outbox import Outbox
 from .reporter import RunReporter
 
 if TYPE_CHECKING:  # imported when a proof is due: the agent starts without the restore code
     from ..proof import ProofResult
+    from ..repo import Repository
 
 log = logging.getLogger(__name__)
 

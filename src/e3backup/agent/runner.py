@@ -34,7 +34,6 @@ from ..api.agent import AgentUpdateOffer, CommandAck, RunAssignment, UpdateRunRe
 from ..api.common import CommandStatus, RunKind, RunStatus
 from ..errors import E3Error
 from ..events import EventCode
-from ..repo import KDFParams
 from ..storage.probe import ProbeResult, probe
 from .active import ActiveRuns
 from .client import AuthRejected, MalformedRun, ServerClient, ServerUnavailable
@@ -50,6 +49,7 @@ from .transport import HttpxTransport, Transport
 
 if TYPE_CHECKING:
     from ..platform.windows.vss import ShadowCopies
+    from ..repo import KDFParams
 
 log = logging.getLogger(__name__)
 

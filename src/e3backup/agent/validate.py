@@ -21,9 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.agent import RunAssignment
 from ..api.common import Engine, RunKind
+from ..api.requests import MAINTENANCE_MODES as MODES
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..api.volumes import parse_volume
-from ..maintenance import MODES
 from .client import AgentError
 from .config import AgentConfig
 

@@ -59,6 +59,9 @@ class RestoreRequest(_Request):
     vm_name: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
 
+MAINTENANCE_MODES = ("quick", "full")
+
+
 class MaintenanceRequest(_Request):
     """``quick``: forget by the job's retention and delete unused packs; ``full``: also repack
     and check the repository."""
@@ -71,4 +74,4 @@ class MaintenanceRequest(_Request):
     )
 
 
-__all__ = ["MaintenanceRequest", "RestoreRequest"]
+__all__ = ["MAINTENANCE_MODES", "MaintenanceRequest", "RestoreRequest"]
