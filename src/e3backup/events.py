@@ -52,6 +52,9 @@ class EventCode(StrEnum):
     VSS_SNAPSHOT_FAILED = "VSS_SNAPSHOT_FAILED"
     VSS_SNAPSHOT_DELETE_FAILED = "VSS_SNAPSHOT_DELETE_FAILED"
     VSS_SNAPSHOTS_SWEPT = "VSS_SNAPSHOTS_SWEPT"
+    VSS_WRITER_FAILED = "VSS_WRITER_FAILED"
+    VSS_SNAPSHOT_RETRY = "VSS_SNAPSHOT_RETRY"
+    VSS_CONSISTENCY_FALLBACK = "VSS_CONSISTENCY_FALLBACK"
     SHARE_CONNECT_FAILED = "SHARE_CONNECT_FAILED"
     DISK_IMAGE_STALLED = "DISK_IMAGE_STALLED"
     DISK_IMAGE_FINALIZING_SLOW = "DISK_IMAGE_FINALIZING_SLOW"
@@ -233,6 +236,20 @@ CODES: dict[EventCode, CodeInfo] = {
     EventCode.VSS_SNAPSHOTS_SWEPT: CodeInfo(
         Level.WARNING,
         "Shadow copies left by an interrupted run were deleted at agent start.",
+    ),
+    EventCode.VSS_WRITER_FAILED: CodeInfo(
+        Level.WARNING,
+        "A VSS writer (an application such as SQL Server or Exchange) failed during the snapshot; the "
+        "message names it and its state. Its data is only crash-consistent in this backup (or the run "
+        "failed, with policy vss_writer_failure: fail). Check: vssadmin list writers.",
+    ),
+    EventCode.VSS_SNAPSHOT_RETRY: CodeInfo(
+        Level.INFO, "Another snapshot set was being created (another backup?); the agent waits and tries again."
+    ),
+    EventCode.VSS_CONSISTENCY_FALLBACK: CodeInfo(
+        Level.WARNING,
+        "The application-consistent (VSS writers) snapshot could not be taken, so a crash-consistent "
+        "shadow copy was used. The message says why.",
     ),
     EventCode.SHARE_CONNECT_FAILED: CodeInfo(
         Level.ERROR,

@@ -117,6 +117,10 @@ POLICY_CASES = [
     ({"restore_segment_size_mb": 0}, "policy.restore_segment_size_mb"),
     ({"restore_kopia_parallel": 33}, "policy.restore_kopia_parallel"),
     ({"disk_image_cbd": True}, "policy.disk_image_cbd"),
+    ({"vss_consistency_level": "app"}, "policy.vss_consistency_level"),
+    ({"vss_backup_type": "log"}, "policy.vss_backup_type"),
+    ({"vss_writer_failure": "ignore"}, "policy.vss_writer_failure"),
+    ({"vss_exclude_writers": [""]}, "policy.vss_exclude_writers.0"),
 ]
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..api.agent import RunAssignment, SyncRunResult
 from ..api.common import BackupType, Engine, RunKind, RunStatus
-from ..api.jobs import LocalDestination, S3Destination
+from ..api.jobs import LocalDestination, Policy, S3Destination
 from ..api.requests import MaintenanceRequest, RestoreRequest
 from ..contract import Cancel, OnEvent, RunFn
 from ..errors import UsageError
@@ -126,7 +126,8 @@ def _files_backup_options(ctx: JobContext) -> BackupOptions:
     run = ctx.run
     paths = run.source_paths or [run.source_path]
     return BackupOptions(paths=paths, excluder=Excluder(run.exclude), host=ctx.host, tags=[f"job:{run.job_id}"],
-                         shadows=_volume_shadows(), share_login=_share_login(run), memory=memory_budget(run.policy))
+                         shadows=_volume_shadows(run.policy), share_login=_share_login(run),
+                         memory=memory_budget(run.policy))
 
 
 def _share_login(run: RunAssignment) -> ShareLogin | None:
@@ -142,15 +143,21 @@ def _share_login(run: RunAssignment) -> ShareLogin | None:
     return ShareLogin(kernel32(), creds.username, creds.password)
 
 
-def _volume_shadows() -> VolumeShadows | None:
-    """Windows: a VSS shadow copy per volume a files run reads (docs/windows.md)."""
-    if sys.platform != "win32":
+def _volume_shadows(policy: Policy, platform: str = sys.platform) -> VolumeShadows | None:
+    """Windows: a VSS shadow copy per volume a files run reads (docs/windows.md); with policy
+    ``vss_consistency_level: application`` one set of them with the VSS writers."""
+    if platform != "win32":
         return None
     from ..engines.files.shadows import VolumeShadows
-    from ..platform.windows.cim import PowerShellRunner
     from ..platform.windows.vss import ShadowCopies, default_journal
+    from ..sources.snapshot.appvss import AppConsistentVss
+    from ..sources.snapshot.select import windows_seams
+    from .image_options import vss_settings
 
-    return VolumeShadows(ShadowCopies(PowerShellRunner(), default_journal()))
+    shell, _api, create = windows_seams()
+    settings = vss_settings(policy)
+    app = AppConsistentVss(create, settings) if settings.consistency == "application" else None
+    return VolumeShadows(ShadowCopies(shell, default_journal()), app=app)
 
 
 def _files_precheck(options: BackupOptions) -> None:
@@ -216,13 +223,14 @@ def _image_backup_options(ctx: JobContext) -> Any:
 
 
 def _image_backup_outcome(result: Any) -> Outcome:
-    status = RunStatus.WARNING if result.recovered_bytes else RunStatus.SUCCESS
+    problems = [f"{result.recovered_bytes} unreadable bytes stored as zeros"] if result.recovered_bytes else []
+    problems += result.warnings  # a failed VSS writer, a crash-consistent fallback
     return Outcome(
-        status,
+        RunStatus.WARNING if problems else RunStatus.SUCCESS,
         snapshot_id=result.snapshot_id,
         backup_type=BackupType.FULL if result.full else BackupType.INCREMENTAL,
         summary=result.summary_json(),
-        error=f"{result.recovered_bytes} unreadable bytes stored as zeros" if result.recovered_bytes else None,
+        error="; ".join(problems) or None,
         totals={"bytes_uploaded": result.bytes_stored},
     )
 

@@ -12,6 +12,10 @@
     restore_parallel_workers         workers of the image restore (default 8)
     restore_segment_size_mb          segment_size (default 32 MiB)
     max_memory_mb                    memory, backup and restore (default 256 MiB: ``budget``)
+    vss_consistency_level (crash)    vss.consistency: application uses the VSS writers (Windows)
+    vss_backup_type (copy)           vss.backup_type: VSS_BT_COPY or VSS_BT_FULL
+    vss_writer_failure (warn)        vss.writer_failure: a failed writer warns or fails the run
+    vss_exclude_writers              vss.exclude_writers: writer names or ids left out
 
 Nothing below this reads a policy or the environment. A Windows volume form (``C:``...) on an
 agent of another platform ends here with ``EngineUnavailable`` naming the platform.
@@ -33,6 +37,7 @@ from ..errors import UsageError
 from ..restore.image import DEFAULT_SEGMENT_MB, DEFAULT_WORKERS, ImageRestoreOptions, MiB
 from ..restore.target import REQUEST_NAMES
 from ..sources.reader import STRICT_POLICY_KEY, resolve_strict_read_errors
+from ..sources.snapshot.appvss import VssSettings
 from .memory import memory_budget
 
 
@@ -55,7 +60,18 @@ def backup_settings(policy: Policy, env: Mapping[str, str]) -> dict[str, Any]:
         "stall_seconds": float(policy.disk_image_stall_seconds or DEFAULT_STALL_SECONDS),
         "fail_on_stall": policy.disk_image_fail_on_stall,
         "memory": memory_budget(policy),
+        "vss": vss_settings(policy),
     }
+
+
+def vss_settings(policy: Policy) -> VssSettings:
+    """The policy's VSS flags (disk images and, on Windows, files runs)."""
+    return VssSettings(
+        consistency=policy.vss_consistency_level.value,
+        backup_type=policy.vss_backup_type,
+        writer_failure=policy.vss_writer_failure,
+        exclude_writers=tuple(policy.vss_exclude_writers),
+    )
 
 
 def image_backup_options(
@@ -98,4 +114,4 @@ def image_restore_options(run: RunAssignment, request: RestoreRequest) -> ImageR
     )
 
 
-__all__ = ["backup_settings", "image_backup_options", "image_restore_options"]
+__all__ = ["backup_settings", "image_backup_options", "image_restore_options", "vss_settings"]

@@ -54,6 +54,28 @@ class Policy(_Strict):
     disk_image_fail_on_stall: StrictBool = Field(
         False, description="A DISK_IMAGE_STALLED fails the run instead of waiting for the disk."
     )
+    vss_consistency_level: ConsistencyLevel = Field(
+        ConsistencyLevel.CRASH,
+        description="Windows shadow copies (disk images and files): application asks the VSS writers (SQL "
+        "Server, Exchange, Hyper-V, ...) to bring their data to a consistent state first (IVssBackupComponents; "
+        "not yet run on a real Windows machine, docs/windows.md); crash takes the copy without them.",
+    )
+    vss_backup_type: Literal["copy", "full"] = Field(
+        "copy", description="Application-consistent snapshots: copy (VSS_BT_COPY) leaves the applications' "
+        "backup history and logs alone; full (VSS_BT_FULL) tells them a full backup was made, so e.g. SQL "
+        "Server and Exchange may truncate their logs."
+    )
+    vss_writer_failure: Literal["warn", "fail"] = Field(
+        "warn", description="A VSS writer that fails (named in VSS_WRITER_FAILED): warn keeps the snapshot "
+        "(that writer's data is crash-consistent, the run a warning; a failed VSS sequence falls back to a "
+        "crash-consistent copy); fail fails the run."
+    )
+    vss_exclude_writers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=64)
+    ] = Field(
+        default_factory=list, description="VSS writers left out of application-consistent snapshots, by name "
+        "(as vssadmin list writers prints it) or writer id: they are not asked to freeze."
+    )
     parallel_vms: Annotated[StrictInt, Field(ge=1, le=16)] | None = Field(
         None, description="Hyper-V: virtual machines backed up at the same time (1-16; default 2)."
     )

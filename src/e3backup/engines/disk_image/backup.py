@@ -97,7 +97,8 @@ def run_image_backup(
         with repo.lock(meanwhile=repo.load_index):
             repo.adopt_unindexed_packs()
             started = time.time()  # before the snapshot: change tracking's reference time
-            prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink)
+            prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink,
+                                               vss=opts.vss)
             if isinstance(prov, LvmSnapshotProvider):
                 prov.remove_stale()
             snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)
@@ -168,6 +169,8 @@ class _ImageBackup:
         with dev:
             self.result.device = snap.device_path
             self.result.snapshot_provider = snap.provider
+            self.result.consistency = snap.consistency
+            self.result.warnings = list(snap.warnings)
             snapshot = self._backup(dev, snap_time, snap)
         if self.cancel.is_set():
             raise Cancelled("cancelled")

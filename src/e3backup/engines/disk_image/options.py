@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ...budget import MemoryBudget
 from ...errors import UsageError
+from ...sources.snapshot.appvss import VssSettings
 
 MiB = 1 << 20
 
@@ -55,6 +56,7 @@ class ImageBackupOptions:
     stall_seconds: float = DEFAULT_STALL_SECONDS  # no progress this long before the tail: DISK_IMAGE_STALLED
     fail_on_stall: bool = False  # policy disk_image_fail_on_stall: a stall fails the run
     snapshot: str = "auto"  # snapshot provider: auto, lvm, vss, none
+    vss: VssSettings = field(default_factory=VssSettings)  # Windows volumes: policy vss_*
     chunk_size: int = DEFAULT_CHUNK_SIZE
     tags: tuple[str, ...] = ()
     host: str | None = None

@@ -34,6 +34,8 @@ class ImageBackupResult:
     # the disk's partitions as imaged: {"index", "name", "filesystem", "start", "size"} (restore points)
     partitions: list[dict[str, Any]] = field(default_factory=list)
     recovered_bytes: int = 0  # unreadable bytes stored as zeros (best effort)
+    consistency: str = ""  # VSS: "application" or "crash"
+    warnings: list[str] = field(default_factory=list)  # e.g. a failed VSS writer: the run is a warning
     duration: float = 0.0
     event_counts: dict[str, int] = field(default_factory=dict)
 

@@ -22,6 +22,7 @@ from ...platform.windows.shares import ShareError, connected
 from ...platform.windows.vss import ShadowCopies
 from ...platform.windows.win32 import Win32
 from ...sources.errors import SnapshotError
+from ...sources.snapshot.appvss import AppConsistentVss, AppVssError
 from ...sources.snapshot.vss import VssSnapshotProvider
 from .targets import PathStyle, long_path, windows_user_path
 
@@ -34,6 +35,7 @@ def _device_join(device: str, rest: str) -> bytes:
 class VolumeShadows:
     shadows: ShadowCopies
     join: Callable[[str, str], bytes] = _device_join  # (DeviceObject, "\\Users\\a") -> where to read
+    app: AppConsistentVss | None = None  # policy vss_consistency_level application: one set, with writers
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,12 @@ def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> 
     drives = sorted({d.upper() for d in (ntpath.splitdrive(p)[0] for p in paths) if len(d) == 2 and d[1] == ":"})
     with ExitStack() as stack:
         devices: dict[str, str] = {}
+        if vss.app is not None and drives:
+            devices = _app_consistent(stack, drives, vss.app, on_event)
         provider = VssSnapshotProvider(vss.shadows, None, on_event)
         for drive in drives:
+            if drive in devices:
+                continue
             try:
                 devices[drive] = stack.enter_context(provider.snapshot(drive)).device_path
             except SnapshotError:
@@ -86,6 +92,29 @@ def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> 
             return windows_user_path(path)
 
         yield PathStyle(True, to_fs, to_user)
+
+
+def _app_consistent(stack: ExitStack, drives: list[str], app: AppConsistentVss,
+                    on_event: OnEvent | None) -> dict[str, str]:
+    """Every drive in one application-consistent set; when the sequence fails, nothing (each
+    drive then gets its crash-consistent copy, ``VSS_CONSISTENCY_FALLBACK``), unless the policy
+    says a writer failure fails the run."""
+    app = AppConsistentVss(app.create, app.settings, on_event, app.clock, app.pause)  # this run's events
+    try:
+        shadow_set = stack.enter_context(app.snapshot_set(drives))
+    except AppVssError as e:
+        if e.writers or app.settings.writer_failure == "fail":
+            emit(on_event, EventCode.VSS_SNAPSHOT_FAILED, str(e), volumes=drives, writers=list(e.writers))
+            raise
+        emit(on_event, EventCode.VSS_CONSISTENCY_FALLBACK, f"{e}; taking crash-consistent shadow copies instead",
+             volumes=drives)
+        return {}
+    emit(on_event, EventCode.VSS_SNAPSHOT_CREATED,
+         f"application-consistent snapshot set {shadow_set.set_id} of {', '.join(drives)} "
+         f"({len(shadow_set.selected)} component(s))",
+         snapshot_set=shadow_set.set_id, consistency="application", devices=dict(shadow_set.devices),
+         writers=sorted({w.name for w, _c in shadow_set.selected}), excluded_writers=shadow_set.excluded)
+    return {drive: shadow_set.devices[drive + "\\"] for drive in drives}
 
 
 __all__ = ["ShareLogin", "VolumeShadows", "shadowed", "shares_connected"]

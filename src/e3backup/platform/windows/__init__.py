@@ -7,6 +7,8 @@
     volume.py     used clusters (FSCTL_GET_VOLUME_BITMAP, paged) and file extents
                   (FSCTL_GET_RETRIEVAL_POINTERS) of a volume
     vss.py        ClientAccessible shadow copies through WMI (Win32_ShadowCopy), the sweep
+    vssapi.py     the VSS requester seam (IVssBackupComponents, IVssAsync): codes, records
+    vsscom.py     its ctypes implementation over the COM vtables (never run on Windows yet)
     cim.py        CIM objects as PowerShell 5.1 ``ConvertTo-Json`` prints them; the runner seam
     inventory.py  volumes and physical disks for the job wizard
     shares.py     UNC sources connected for a run only

@@ -7,9 +7,9 @@ run left. Only IDs from the journal are ever deleted: shadow copies of other too
 The copy is read through its ``DeviceObject`` (``\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopyN``).
 
 Return codes of Create, as Microsoft's "Create method of the Win32_ShadowCopy class" lists them,
-become ``ShadowCopyError`` with the code, its name and what to do. App-consistent copies need VSS
-writers through ``IVssBackupComponents`` (a COM interface WMI does not expose); they are not in
-this build (docs/windows.md).
+become ``ShadowCopyError`` with the code, its name and what to do. App-consistent copies need the
+VSS writers through ``IVssBackupComponents`` (a COM interface WMI does not expose):
+``vssapi.py``/``vsscom.py`` and ``sources.snapshot.appvss`` (docs/windows.md).
 """
 
 from __future__ import annotations

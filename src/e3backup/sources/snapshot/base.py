@@ -22,6 +22,8 @@ class Snapshot:
     used_extents: tuple[tuple[int, int], ...] | None = None
     skip_extents: tuple[tuple[int, int], ...] = ()
     skipped_files: tuple[str, ...] = ()
+    consistency: str = ""  # VSS: "application" (writers took part) or "crash"; "" elsewhere
+    warnings: tuple[str, ...] = ()  # what makes the run a warning (a failed VSS writer)
 
 
 class SnapshotProvider(Protocol):

@@ -11,7 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from e3backup.events import Event
+from e3backup.platform.windows.cim import PowerShell
 from e3backup.platform.windows.vss import is_volume_name, is_windows_source
+from e3backup.platform.windows.vssapi import BackupComponents
+from e3backup.platform.windows.win32 import Win32
+from e3backup.sources.snapshot.appvss import VssSettings
 from e3backup.sources.snapshot.base import CommandRunner, SnapshotProvider, SubprocessRunner
 from e3backup.sources.snapshot.lvm import LvmSnapshotProvider
 from e3backup.sources.snapshot.none import NoSnapshotProvider
@@ -33,8 +37,10 @@ def select_provider(
     on_event: Callable[[Event], None] | None = None,
     which: Callable[[str], str | None] = shutil.which,
     sysfs: Path = Path("/sys"),
+    vss: VssSettings | None = None,
 ) -> SnapshotProvider:
-    """``mode`` is ``auto``, ``lvm`` or ``none``; ``lvm`` fails later if the source is no LV."""
+    """``mode`` is ``auto``, ``lvm`` or ``none``; ``lvm`` fails later if the source is no LV.
+    ``vss``: the policy's VSS flags for a Windows volume (crash-consistent without them)."""
     if mode == "none":
         return NoSnapshotProvider(on_event, "snapshots disabled for this job")
     if mode not in ("auto", "lvm", "vss"):
@@ -44,7 +50,7 @@ def select_provider(
             raise ValueError(f"{source} is a Windows volume: LVM snapshots are for Linux logical volumes")
         if not is_volume_name(source):
             return NoSnapshotProvider(on_event, f"{source} is a physical disk: VSS shadows volumes, not disks")
-        return vss_provider(on_event)
+        return vss_provider(on_event, vss)
     if mode == "vss":
         raise ValueError(f"{source} is not a Windows volume: VSS snapshots need C: or \\\\?\\Volume{{GUID}}\\")
     missing = [t for t in LVM_TOOLS if which(t) is None]
@@ -59,14 +65,30 @@ def select_provider(
     return NoSnapshotProvider(on_event, f"{source} is not an LVM logical volume")
 
 
-def vss_provider(on_event: Callable[[Event], None] | None = None) -> SnapshotProvider:
-    """The real VSS provider: WMI through powershell.exe, NTFS hints through kernel32."""
-    from e3backup.platform.windows.cim import PowerShellRunner
+def vss_provider(
+    on_event: Callable[[Event], None] | None = None, settings: VssSettings | None = None
+) -> SnapshotProvider:
+    """The real VSS provider: WMI through powershell.exe (crash-consistent), with the VSS writers
+    through ``IVssBackupComponents`` when the policy asks for application consistency; NTFS hints
+    through kernel32."""
     from e3backup.platform.windows.vss import ShadowCopies, default_journal
-    from e3backup.platform.windows.win32 import kernel32
+    from e3backup.sources.snapshot.appvss import AppConsistentVss, AppVssSnapshotProvider
     from e3backup.sources.snapshot.vss import VssSnapshotProvider
 
-    return VssSnapshotProvider(ShadowCopies(PowerShellRunner(), default_journal()), kernel32(), on_event)
+    shell, api, create = windows_seams()
+    crash = VssSnapshotProvider(ShadowCopies(shell, default_journal()), api, on_event)
+    if settings is None or settings.consistency != "application":
+        return crash
+    return AppVssSnapshotProvider(AppConsistentVss(create, settings, on_event), crash, api, on_event)
 
 
-__all__ = ["LVM_TOOLS", "is_device_mapper", "select_provider", "vss_provider"]
+def windows_seams() -> tuple[PowerShell, Win32, Callable[[], BackupComponents]]:
+    """powershell.exe, kernel32 and vssapi.dll (Windows only; tests replace this)."""
+    from e3backup.platform.windows.cim import PowerShellRunner
+    from e3backup.platform.windows.vsscom import backup_components
+    from e3backup.platform.windows.win32 import kernel32
+
+    return PowerShellRunner(), kernel32(), backup_components
+
+
+__all__ = ["LVM_TOOLS", "is_device_mapper", "select_provider", "vss_provider", "windows_seams"]

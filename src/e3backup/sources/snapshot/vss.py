@@ -47,7 +47,7 @@ class VssSnapshotProvider:
                          details={"volume": source, "shadow_id": shadow.id, "device": shadow.device_object}))
         try:
             used, skip, names = self._hints(shadow)
-            yield Snapshot(shadow.device_object, source, self.name, shadow.id, used, skip, names)
+            yield Snapshot(shadow.device_object, source, self.name, shadow.id, used, skip, names, consistency="crash")
         finally:
             try:
                 self.shadows.delete(shadow.id)
@@ -59,37 +59,44 @@ class VssSnapshotProvider:
     def _hints(
         self, shadow: ShadowCopy
     ) -> tuple[tuple[tuple[int, int], ...] | None, tuple[tuple[int, int], ...], tuple[str, ...]]:
-        if self.api is None:
-            return None, (), ()
-        api, device = self.api, shadow.device_object
+        return ntfs_hints(self.api, shadow.device_object)
+
+
+def ntfs_hints(
+    api: Win32 | None, device: str
+) -> tuple[tuple[tuple[int, int], ...] | None, tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """NTFS's used clusters and the page/hibernation files' extents on the shadow ``device``;
+    ``(None, (), ())`` without a seam or an answer (our own bitmap reader then decides alone)."""
+    if api is None:
+        return None, (), ()
+    try:
+        handle = api.open_device(device)
+    except Win32Error:
+        return None, (), ()
+    try:
+        cluster = cluster_size(api, handle, device)
+        used = tuple((lcn * cluster, n * cluster) for lcn, n in used_clusters(api, handle, device))
+    except (Win32Error, StructError):
+        return None, (), ()  # not NTFS, or no answer: our own bitmap reader decides alone
+    finally:
+        api.close(handle)
+    skip: list[tuple[int, int]] = []
+    names: list[str] = []
+    for name in SKIPPED_FILES:
+        path = f"{device}\\{name}"
         try:
-            handle = api.open_device(device)
+            fh = api.open_device(path)
         except Win32Error:
-            return None, (), ()
+            continue  # absent (or unreadable): nothing to skip
         try:
-            cluster = cluster_size(api, handle, device)
-            used = tuple((lcn * cluster, n * cluster) for lcn, n in used_clusters(api, handle, device))
+            runs = file_runs(api, fh, path)
         except (Win32Error, StructError):
-            return None, (), ()  # not NTFS, or no answer: our own bitmap reader decides alone
+            continue
         finally:
-            api.close(handle)
-        skip: list[tuple[int, int]] = []
-        names: list[str] = []
-        for name in SKIPPED_FILES:
-            path = f"{device}\\{name}"
-            try:
-                fh = api.open_device(path)
-            except Win32Error:
-                continue  # absent (or unreadable): nothing to skip
-            try:
-                runs = file_runs(api, fh, path)
-            except (Win32Error, StructError):
-                continue
-            finally:
-                api.close(fh)
-            skip += [(lcn * cluster, n * cluster) for _vcn, n, lcn in runs if lcn >= 0]
-            names.append(name)
-        return used, tuple(skip), tuple(names)
+            api.close(fh)
+        skip += [(lcn * cluster, n * cluster) for _vcn, n, lcn in runs if lcn >= 0]
+        names.append(name)
+    return used, tuple(skip), tuple(names)
 
 
-__all__ = ["SKIPPED_FILES", "VssSnapshotProvider"]
+__all__ = ["SKIPPED_FILES", "VssSnapshotProvider", "ntfs_hints"]
