@@ -19,7 +19,12 @@ from e3backup.api.common import RunStatus
 from e3backup.engines.disk_image import run_image_backup
 from e3backup.engines.files.shadows import shadowed
 from e3backup.events import Event, EventCode
-from e3backup.platform.windows.vssapi import VSS_BT_COPY, VSS_BT_FULL, VSS_E_WRITERERROR_TIMEOUT, VSS_WS_FAILED_AT_FREEZE
+from e3backup.platform.windows.vssapi import (
+    VSS_BT_COPY,
+    VSS_BT_FULL,
+    VSS_E_WRITERERROR_TIMEOUT,
+    VSS_WS_FAILED_AT_FREEZE,
+)
 from e3backup.repo import Repository
 from e3backup.sources.device import open_device
 from e3backup.sources.errors import SnapshotError
