@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # gcc and python3-dev build the multi-buffer SHA-256 extension (setup.py); rclone judges the sync
 # engine's mirrors in tests and, with s3cmd, is its benchmark peer; nbdkit, libnbd-bin (+ python3-libnbd), qemu-system-x86
 # and ovmf serve and boot image snapshots (instant restore); busybox-static, extlinux, syslinux-common,
-# syslinux-efi, dosfstools, mtools and linux-image-amd64 build the bootable test disks (tests/plugins/bootdisk.py)
+# syslinux-efi, dosfstools, mtools and linux-image-amd64 build the bootable test disks (tests/plugins/bootdisk.py);
+# xfsprogs and dosfstools check XFS and FAT partitions in proofs of restore (tests/proof/test_checkers.py)
 DEB_PACKAGES=(gcc python3-dev restic qemu-utils e2fsprogs ntfs-3g gdisk borgbackup fuse3 libfuse2 util-linux fdisk python3-libvhdi postgresql chromium rclone s3cmd
-  nbdkit nbdkit-plugin-python libnbd-bin python3-libnbd qemu-system-x86 ovmf busybox-static extlinux syslinux-common syslinux-efi dosfstools mtools linux-image-amd64)
+  nbdkit nbdkit-plugin-python libnbd-bin python3-libnbd qemu-system-x86 ovmf busybox-static extlinux syslinux-common syslinux-efi dosfstools mtools linux-image-amd64 xfsprogs)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

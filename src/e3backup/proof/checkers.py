@@ -70,9 +70,19 @@ def loop_device(image: str, offset: int, size: int) -> Iterator[str]:
         subprocess.run(["losetup", "--detach", device], capture_output=True, timeout=60, check=False)
 
 
-def _tail(text: str, lines: int = 6) -> str:
+# progress lines say where a checker is, not what it found (xfs_repair's phases, e2fsck's passes)
+_PROGRESS = ("Phase ", "Pass ", "- ", "fsck.fat ", "No modify flag set", "Cannot get host filesystem geometry",
+             "Repair may fail if there is a sector size", "the image and the host filesystem")
+
+
+def _said(text: str, lines: int = 6) -> str:
+    """What a checker found, in one line: its first findings (the cause) and its last (the
+    verdict), without its progress lines."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
+    found = [line for line in kept if not line.startswith(_PROGRESS)] or kept
+    if len(found) > lines:
+        found = [*found[: lines // 2], "...", *found[-(lines - lines // 2):]]
+    return " | ".join(found)
 
 
 def check_filesystem(fs: str, device: str) -> tuple[bool, str]:
@@ -85,7 +95,7 @@ def check_filesystem(fs: str, device: str) -> tuple[bool, str]:
                               check=False, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return False, f"{checker.program} did not finish within {CHECK_TIMEOUT:.0f} s"
-    said = _tail(done.stdout + "\n" + done.stderr)
+    said = _said(done.stdout + "\n" + done.stderr)
     command = " ".join(checker.argv)
     if done.returncode == 0:
         return True, f"{command}: clean" + (f" ({said})" if said else "")
