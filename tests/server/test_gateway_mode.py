@@ -4,8 +4,15 @@ console's run carry the gateway's URL and a token, never the storage's credentia
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from e3backup.server.db.models import Job
+from e3backup.server.errors import FieldError
+from e3backup.server.schemas import JobCreate
 from e3backup.server.security.tokens import gateway_token, hash_token
+from e3backup.server.services.jobs import GatewayServed, storage_mode
 from tests.server.conftest import World, s3_destination
 
 SECRETS = ("s3-SECRET-do-not-leak-4711", "AKIAEXAMPLE", "s3.example.net", "backups-acme")
@@ -66,3 +73,25 @@ def test_no_maintenance_command_to_the_agent_of_a_gateway_job(world: World) -> N
     r = world.user_a.post(f"/api/agents/{world.agent_a.id}/commands",
                           json={"type": "maintenance", "job_id": job["id"], "payload": {"mode": "quick"}})
     assert r.status_code == 422 and "maintenance worker" in r.text
+
+
+def test_gateway_mode_is_refused_where_the_gateway_cannot_serve_it(world: World, tmp_path: Path) -> None:
+    folder = {"type": "local", "path": str(tmp_path / "on-the-agent"), "repository_password": "pw-123456"}
+    r = world.user_a.post("/api/jobs", json={**_files(world), "source_path": "C:\\Data", "destination": folder,
+                                             "storage_mode": "gateway"})
+    assert r.status_code == 422 and "is on the agent machine" in r.text and "gateway_local_roots" in r.text
+    job = world.job()  # gateway (S3); moved to a folder of the agent machine, it must become direct
+    moved = world.user_a.patch(f"/api/jobs/{job['id']}", json={"destination": folder})
+    assert moved.status_code == 422 and "use direct" in moved.text
+    moved = world.user_a.patch(f"/api/jobs/{job['id']}", json={"destination": folder, "storage_mode": "direct"})
+    assert moved.status_code == 200 and moved.json()["storage_mode"] == "direct"
+    # a server whose gateway is off: S3 jobs default to direct, gateway is refused with the reason
+    off = GatewayServed(enabled=False)
+    s3_job = Job(destination={"type": "s3"}, storage_mode=None)
+    spec = JobCreate.model_validate({**_files(world), "source_path": "C:\\Data"})
+    assert storage_mode(spec, s3_job, off) == "direct"
+    with pytest.raises(FieldError, match="gateway_enabled is off"):
+        storage_mode(spec.model_copy(update={"storage_mode": "gateway"}), s3_job, off)
+    served = GatewayServed(local_roots=(tmp_path,))  # a folder of the server the gateway may serve
+    assert storage_mode(spec.model_copy(update={"storage_mode": "gateway"}),
+                        Job(destination={"type": "local", "path": str(tmp_path / "r")}), served) == "gateway"

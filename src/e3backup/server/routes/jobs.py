@@ -55,7 +55,7 @@ def list_jobs(
 
 @router.post("", status_code=201)
 def create_job(body: JobCreate, session: SessionDep, state: StateDep, user: ManagerUser) -> JobPublic:
-    job = svc.save_job(session, state.box, user, body, state.clock.now())
+    job = svc.save_job(session, state.box, user, body, state.clock.now(), served=svc.GatewayServed.by(state.settings))
     record_job(session, state.clock.now(), user, "job.create", job)
     session.commit()
     log.info("job %s (%s) created by user %s", job.id, job.engine, user.id)
@@ -72,7 +72,8 @@ def update_job(
     body: JobUpdate, job: VisibleJob, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> JobPublic:
     spec = svc.merged_spec(job, body)
-    svc.save_job(session, state.box, user, spec, state.clock.now(), job=job)
+    svc.save_job(session, state.box, user, spec, state.clock.now(), job=job,
+                 served=svc.GatewayServed.by(state.settings))
     record_job(session, state.clock.now(), user, "job.update", job,
                fields=sorted(body.model_dump(exclude_unset=True)))
     session.commit()

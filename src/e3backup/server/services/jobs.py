@@ -21,8 +21,10 @@ Rules (create and update alike; an update is merged into the job and validated w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -33,7 +35,7 @@ from e3backup.api.common import DiskImageFormat, Engine
 from e3backup.api.jobs import HyperVConfig, Policy, Retention
 from e3backup.api.volumes import parse_volume
 from e3backup.server.db.models import Agent, HyperVVM, Job, StorageDestination, User
-from e3backup.server.errors import FieldError
+from e3backup.server.errors import Conflict, FieldError
 from e3backup.server.scheduler import next_fire
 from e3backup.server.schemas import (
     DestinationPublic,
@@ -45,6 +47,9 @@ from e3backup.server.schemas import (
     Schedule,
 )
 from e3backup.server.security import SecretBox
+
+if TYPE_CHECKING:
+    from e3backup.server.config import Settings
 
 SECRET_FIELDS = ("secret_access_key", "repository_password")
 SECRETS_BY_TYPE = {"s3": SECRET_FIELDS, "local": ("repository_password",)}
@@ -169,18 +174,50 @@ def split_secrets(
 SHARE_SECRETS = ("share_username", "share_password")
 
 
-def storage_mode(spec: JobCreate, job: Job) -> str:
+@dataclass(frozen=True)
+class GatewayServed:
+    """What this server's repository gateway serves (``gateway_enabled``, ``gateway_local_roots``):
+    gateway mode is offered and accepted only where it can run."""
+
+    enabled: bool = True
+    local_roots: tuple[Path, ...] = ()
+
+    def refusal(self, destination: dict[str, Any]) -> str | None:
+        """Why a job writing to ``destination`` cannot use the gateway, or None."""
+        if not self.enabled:
+            return "this server does not serve the repository gateway (gateway_enabled is off); use direct"
+        if destination.get("type") == "local":
+            from e3backup.gateway.stores import destination_location  # the gateway's own rule (no import cycle)
+
+            try:
+                destination_location(destination, list(self.local_roots))
+            except Conflict:
+                return (f"the folder {destination.get('path')} is on the agent machine: the gateway serves only "
+                        "folders of the server under its gateway_local_roots; use direct")
+        return None
+
+    @classmethod
+    def by(cls, settings: Settings) -> GatewayServed:
+        return cls(settings.gateway_enabled, tuple(settings.gateway_local_roots))
+
+
+def storage_mode(spec: JobCreate, job: Job, served: GatewayServed | None = None) -> str:
     """The mode asked for; else the job's own (an update that does not mention it); else gateway
-    for S3 (agents never hold the bucket's keys) and direct for a folder of the agent machine."""
+    for S3 (agents never hold the bucket's keys) and direct for a folder of the agent machine.
+    Gateway mode where ``served`` says the gateway cannot run is refused when asked for, and
+    not chosen by default."""
     if spec.engine is Engine.SYNC:  # plain files in the bucket, not a repository: nothing to gateway
         if spec.storage_mode == "gateway":
             raise FieldError("storage_mode", "sync jobs copy plain files and cannot use the repository gateway")
         return "direct"
+    refusal = served.refusal(job.destination) if served is not None else None
     if spec.storage_mode is not None:
+        if spec.storage_mode == "gateway" and refusal is not None:
+            raise FieldError("storage_mode", refusal)
         return spec.storage_mode
-    if job.storage_mode and job.id is not None:
+    if job.storage_mode and job.id is not None and (job.storage_mode != "gateway" or refusal is None):
         return job.storage_mode
-    return "gateway" if job.destination.get("type") == "s3" else "direct"
+    return "gateway" if job.destination.get("type") == "s3" and refusal is None else "direct"
 
 
 def _share_secrets(spec: JobCreate, kept: dict[str, Any]) -> dict[str, Any]:
@@ -207,8 +244,10 @@ def save_job(
     spec: JobCreate,
     now: datetime,
     job: Job | None = None,
+    served: GatewayServed | None = None,
 ) -> Job:
-    """Validate ``spec`` and write it into ``job`` (or a new job)."""
+    """Validate ``spec`` and write it into ``job`` (or a new job); ``served``: what the server's
+    gateway can serve (None: not checked)."""
     spec = _check_engine_fields(spec)
     agent = _resolve_agent(session, user, spec)
     _check_proof(spec, agent)
@@ -258,7 +297,7 @@ def save_job(
         job.destination = destination
         job.destination_secrets = box.seal(secrets, secrets_aad(agent.tenant_id))
         job.destination_id = None
-    job.storage_mode = storage_mode(spec, job)
+    job.storage_mode = storage_mode(spec, job, served)
     job.schedule_cron = spec.schedule.cron if spec.schedule else None
     job.schedule_timezone = spec.schedule.timezone if spec.schedule else "UTC"
     job.retention = spec.retention.model_dump(mode="json", exclude_none=True)
@@ -376,6 +415,7 @@ def destination_with_secrets(box: SecretBox, job: Job) -> dict[str, Any]:
 
 
 __all__ = [
+    "GatewayServed",
     "agent_runs",
     "copy_destination",
     "destination_public",

@@ -43,7 +43,8 @@ def edit_job(
     if early:
         return _wizard(page, session, form, field_errors(None, early), status=422, job=job)
     try:
-        jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now(), job=job)
+        jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now(), job=job,
+                          served=jobs_svc.GatewayServed.by(state.settings))
         jobs_api.record_job(session, state.clock.now(), page.user, "job.update", job, fields=["form"])
         session.commit()
     except FieldError as e:

@@ -129,6 +129,7 @@ def _wizard(
         labels={name: label(name) for name in errors},
         destinations=destinations_svc.visible(session, page.user, page.scope.tenant_ids),
         describe_destination=destinations_svc.describe,
+        gateway_offered=page.state.settings.gateway_enabled,
         tenant_names={t.id: t.name for t in page.scope.tenants},
         **(
             {"action": f"/jobs/{job.id}/edit", "submit_label": "Save changes", "cancel_href": f"/jobs/{job.id}",
@@ -162,7 +163,8 @@ def create_job(
     if early:
         return _wizard(page, session, form, field_errors(None, early), status=422)
     try:
-        job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now())
+        job = jobs_svc.save_job(session, state.box, page.user, spec, state.clock.now(),
+                                served=jobs_svc.GatewayServed.by(state.settings))
         jobs_api.record_job(session, state.clock.now(), page.user, "job.create", job)
         session.commit()
     except FieldError as e:

@@ -52,6 +52,7 @@ INPUTS = (
     "destination.secret_access_key",
     "destination.path",
     "destination.repository_password",
+    "storage_mode",
     "schedule.preset",
     "schedule.at",
     "schedule.every",
@@ -179,6 +180,10 @@ def spec_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     if engine == Engine.DISK_IMAGE.value and get("policy.verify_boot_marker"):
         spec.setdefault("policy", {})["verify_boot_marker"] = get("policy.verify_boot_marker")
     dest_type = get("destination.type")
+    # direct or gateway, for a repository (not sync) in a bucket or a saved destination; a folder
+    # of the agent machine is always direct (the gateway serves only folders of the server)
+    if engine != Engine.SYNC.value and dest_type != "local" and get("storage_mode") in ("direct", "gateway"):
+        spec["storage_mode"] = get("storage_mode")
     if dest_type == "saved":  # a storage destination defined once (its own page)
         chosen = get("destination_id")
         spec["destination_id"] = int(chosen) if chosen.isdigit() else None
@@ -255,6 +260,8 @@ def form_from_job(spec: Mapping[str, Any]) -> dict[str, str]:
     for key, value in dest.items():
         if key not in ("secret_access_key", "repository_password") and value is not None:
             form[f"destination.{key}"] = str(value)
+    if spec.get("storage_mode"):
+        form["storage_mode"] = str(spec["storage_mode"])
     if spec.get("schedule"):
         form["schedule.cron"] = spec["schedule"]["cron"]
         form["schedule.timezone"] = spec["schedule"]["timezone"]
@@ -312,6 +319,7 @@ LABELS = {
     "destination.secret_access_key": "Secret access key",
     "destination.path": "Folder on the agent",
     "destination.repository_password": "Repository password",
+    "storage_mode": "Storage access",
     "share_credentials.username": "Share user name",
     "share_credentials.password": "Share password",
     "schedule.cron": "Schedule",

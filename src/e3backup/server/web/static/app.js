@@ -96,6 +96,14 @@
       wizard.querySelectorAll("[data-destination]").forEach((el) => {
         el.hidden = !el.dataset.destination.split(" ").includes(dest);
       });
+      // gateway or direct: only for a repository in a bucket (a saved folder destination is direct)
+      const mode = document.getElementById("storage-mode");
+      if (mode) {
+        const saved = document.getElementById("destination_id");
+        const kind = saved && saved.selectedOptions[0] ? saved.selectedOptions[0].dataset.type : "";
+        if (dest === "saved" && kind === "local") mode.hidden = true;
+        mode.querySelectorAll("input").forEach((radio) => { radio.disabled = !!radio.closest("[hidden]"); });
+      }
     };
     // Only the engines the chosen agent reported (an agent that never reported gets them all).
     const offerEngines = () => {
@@ -117,7 +125,7 @@
     };
     wizard.addEventListener("change", (event) => {
       if (event.target.name === "agent_id") offerEngines();
-      if (["engine", "destination.type", "agent_id"].includes(event.target.name)) showSections();
+      if (["engine", "destination.type", "destination_id", "agent_id"].includes(event.target.name)) showSections();
     });
     offerEngines();
     showSections();
