@@ -9,7 +9,8 @@ and ``VssFreeSnapshotPropertiesInternal`` are what ``vssapi.dll`` exports behind
 inline ``CreateVssBackupComponents`` / ``VssFreeSnapshotProperties``.
 
 This module has never run on Windows (docs/windows.md): the vtable slots and structure layouts
-are from the headers only. Every COM call happens on the thread that created the object (the
+are from the headers; tests/platform/test_windows_vsscom.py runs its calls on Linux through
+in-memory vtables transcribed independently from the same headers. Every COM call happens on the thread that created the object (the
 run's thread), after ``CoInitializeEx(COINIT_MULTITHREADED)``.
 """
 
@@ -23,12 +24,17 @@ if sys.platform == "win32":
     import ctypes
     import ntpath
     import uuid
-    from ctypes import wintypes
     from typing import Any
 
     from .vssapi import VSS_OBJECT_SNAPSHOT_SET, Component, WriterMetadata, WriterStatus
 
-    _HR = ctypes.c_long
+    # fixed widths, as on Windows (HRESULT, LONG, BOOL, DWORD: 32 bits), so the module also loads on
+    # Linux for tests/platform/test_windows_vsscom.py
+    _HR = ctypes.c_int32
+    _LONG = ctypes.c_int32
+    _BOOL = ctypes.c_int32
+    _DWORD = ctypes.c_uint32
+    _WSTR = ctypes.c_wchar_p
 
     # IVssBackupComponents slots (vsbackup.h)
     _INITIALIZE_FOR_BACKUP = 5
@@ -70,7 +76,7 @@ if sys.platform == "win32":
     INFINITE = 0xFFFFFFFF
 
     class GUID(ctypes.Structure):
-        _fields_ = [("Data1", wintypes.DWORD), ("Data2", wintypes.WORD), ("Data3", wintypes.WORD),
+        _fields_ = [("Data1", _DWORD), ("Data2", ctypes.c_uint16), ("Data3", ctypes.c_uint16),
                     ("Data4", ctypes.c_ubyte * 8)]
 
     def _guid(text: str) -> GUID:
@@ -85,17 +91,17 @@ if sys.platform == "win32":
             ("bstrCaption", ctypes.c_wchar_p), ("pbIcon", ctypes.c_void_p), ("cbIcon", ctypes.c_uint),
             ("bRestoreMetadata", ctypes.c_bool), ("bNotifyOnBackupComplete", ctypes.c_bool),
             ("bSelectable", ctypes.c_bool), ("bSelectableForRestore", ctypes.c_bool),
-            ("dwComponentFlags", wintypes.DWORD), ("cFileCount", ctypes.c_uint), ("cDatabases", ctypes.c_uint),
+            ("dwComponentFlags", _DWORD), ("cFileCount", ctypes.c_uint), ("cDatabases", ctypes.c_uint),
             ("cLogFiles", ctypes.c_uint), ("cDependencies", ctypes.c_uint),
         ]
 
     class VSS_SNAPSHOT_PROP(ctypes.Structure):
         _fields_ = [
-            ("m_SnapshotId", GUID), ("m_SnapshotSetId", GUID), ("m_lSnapshotsCount", ctypes.c_long),
+            ("m_SnapshotId", GUID), ("m_SnapshotSetId", GUID), ("m_lSnapshotsCount", _LONG),
             ("m_pwszSnapshotDeviceObject", ctypes.c_wchar_p), ("m_pwszOriginalVolumeName", ctypes.c_wchar_p),
             ("m_pwszOriginatingMachine", ctypes.c_wchar_p), ("m_pwszServiceMachine", ctypes.c_wchar_p),
             ("m_pwszExposedName", ctypes.c_wchar_p), ("m_pwszExposedPath", ctypes.c_wchar_p),
-            ("m_ProviderId", GUID), ("m_lSnapshotAttributes", ctypes.c_long),
+            ("m_ProviderId", GUID), ("m_lSnapshotAttributes", _LONG),
             ("m_tsCreationTimestamp", ctypes.c_longlong), ("m_eStatus", ctypes.c_int),
         ]
 
@@ -132,7 +138,7 @@ if sys.platform == "win32":
 
         def release(self) -> None:
             if self.ptr:
-                self.slot(_RELEASE, ctypes.c_ulong)(self.ptr)
+                self.slot(_RELEASE, ctypes.c_uint32)(self.ptr)
                 self.ptr = 0
 
     class ComAsync:
@@ -140,7 +146,7 @@ if sys.platform == "win32":
             self._com = _Com(ptr, "IVssAsync")
 
         def wait(self, milliseconds: int) -> None:
-            self._com.call("Wait", _ASYNC_WAIT, (wintypes.DWORD,), min(milliseconds, INFINITE - 1))
+            self._com.call("Wait", _ASYNC_WAIT, (_DWORD,), min(milliseconds, INFINITE - 1))
 
         def status(self) -> int:
             hr = _HR(0)
@@ -186,7 +192,7 @@ if sys.platform == "win32":
             self._com.call("InitializeForBackup", _INITIALIZE_FOR_BACKUP, (ctypes.c_void_p,), None)
 
         def set_context(self, context: int) -> None:
-            self._com.call("SetContext", _SET_CONTEXT, (ctypes.c_long,), context)
+            self._com.call("SetContext", _SET_CONTEXT, (_LONG,), context)
 
         def set_backup_state(self, select_components: bool, bootable_system_state: bool, backup_type: int) -> None:
             self._com.call("SetBackupState", _SET_BACKUP_STATE,
@@ -224,7 +230,7 @@ if sys.platform == "win32":
         def add_component(self, instance_id: str, writer_id: str, component_type: int, logical_path: str,
                           name: str) -> None:
             self._com.call("AddComponent", _ADD_COMPONENT,
-                           (GUID, GUID, ctypes.c_int, wintypes.LPCWSTR, wintypes.LPCWSTR),
+                           (GUID, GUID, ctypes.c_int, _WSTR, _WSTR),
                            _guid(instance_id), _guid(writer_id), component_type, logical_path or None, name)
 
         def start_snapshot_set(self) -> str:
@@ -234,7 +240,7 @@ if sys.platform == "win32":
 
         def add_to_snapshot_set(self, volume: str) -> str:
             out = GUID()
-            self._com.call("AddToSnapshotSet", _ADD_TO_SNAPSHOT_SET, (wintypes.LPWSTR, GUID, ctypes.POINTER(GUID)),
+            self._com.call("AddToSnapshotSet", _ADD_TO_SNAPSHOT_SET, (_WSTR, GUID, ctypes.POINTER(GUID)),
                            volume, GUID(), ctypes.byref(out))
             return _text(out)
 
@@ -280,7 +286,7 @@ if sys.platform == "win32":
         def set_backup_succeeded(self, instance_id: str, writer_id: str, component_type: int, logical_path: str,
                                  name: str, succeeded: bool) -> None:
             self._com.call("SetBackupSucceeded", _SET_BACKUP_SUCCEEDED,
-                           (GUID, GUID, ctypes.c_int, wintypes.LPCWSTR, wintypes.LPCWSTR, ctypes.c_bool),
+                           (GUID, GUID, ctypes.c_int, _WSTR, _WSTR, ctypes.c_bool),
                            _guid(instance_id), _guid(writer_id), component_type, logical_path or None, name, succeeded)
 
         def backup_complete(self) -> ComAsync:
@@ -290,9 +296,9 @@ if sys.platform == "win32":
             self._com.call("AbortBackup", _ABORT_BACKUP, ())
 
         def delete_snapshot_set(self, set_id: str) -> None:
-            deleted, failed = ctypes.c_long(0), GUID()
+            deleted, failed = _LONG(0), GUID()
             self._com.call("DeleteSnapshots", _DELETE_SNAPSHOTS,
-                           (GUID, ctypes.c_int, wintypes.BOOL, ctypes.POINTER(ctypes.c_long), ctypes.POINTER(GUID)),
+                           (GUID, ctypes.c_int, _BOOL, ctypes.POINTER(_LONG), ctypes.POINTER(GUID)),
                            _guid(set_id), VSS_OBJECT_SNAPSHOT_SET, True, ctypes.byref(deleted), ctypes.byref(failed))
 
         def release(self) -> None:
