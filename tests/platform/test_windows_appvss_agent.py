@@ -24,6 +24,7 @@ from e3backup.platform.windows.vssapi import (
     VSS_BT_FULL,
     VSS_E_WRITERERROR_TIMEOUT,
     VSS_WS_FAILED_AT_FREEZE,
+    VSS_WS_FAILED_AT_PREPARE_BACKUP,
 )
 from e3backup.repo import Repository
 from e3backup.sources.device import open_device
@@ -150,3 +151,20 @@ def test_files_runs_read_through_the_policys_shadow_copies(
     else:
         assert vss.objects == [] and any("Win32_ShadowCopy" in s for s in shell.scripts)
     assert vss.live == {} and shell.shadows == {}
+
+
+def test_a_failed_writer_makes_a_files_run_a_warning(seams: tuple[FakeVss, FakePowerShell, ShadowDevices]) -> None:
+    from e3backup.agent.engines import _files_backup_outcome
+    from e3backup.engines.files.result import BackupResult
+
+    vss, _shell, _api = seams
+    vss.states[("Registry Writer", "PrepareForBackup")] = (VSS_WS_FAILED_AT_PREPARE_BACKUP, VSS_E_WRITERERROR_TIMEOUT)
+    shadows = _volume_shadows(_run({"vss_consistency_level": "application"}, "files").policy, "win32")
+    assert shadows is not None
+    result = BackupResult(snapshot_id="ab" * 32)
+    with shadowed(["C:\\Users\\a"], shadows, None, result.warnings):
+        pass
+    outcome = _files_backup_outcome(result)
+    assert outcome.status == RunStatus.WARNING
+    assert outcome.error and "'Registry Writer' is in VSS_WS_FAILED_AT_PREPARE_BACKUP" in outcome.error
+    assert _files_backup_outcome(BackupResult(snapshot_id="ab" * 32)).status == RunStatus.SUCCESS

@@ -170,14 +170,15 @@ def _files_precheck(options: BackupOptions) -> None:
 
 
 def _files_backup_outcome(result: BackupResult) -> Outcome:
-    status = RunStatus.WARNING if result.errors else RunStatus.SUCCESS
+    problems = [f"{len(result.errors)} path(s) or file(s) could not be read: {result.errors[0]}"] if result.errors \
+        else []
+    problems += result.warnings  # a failed VSS writer, a crash-consistent fallback (Windows)
     return Outcome(
-        status,
+        RunStatus.WARNING if problems else RunStatus.SUCCESS,
         snapshot_id=result.snapshot_id,
         backup_type=BackupType.INCREMENTAL if result.parent_id else BackupType.FULL,
         summary=result.summary_json(),
-        error=f"{len(result.errors)} path(s) or file(s) could not be read: {result.errors[0]}"
-        if result.errors else None,
+        error="; ".join(problems) or None,
         totals={"bytes_uploaded": result.bytes_stored},
     )
 

@@ -100,7 +100,8 @@ class Archiver:
                 stack.enter_context(shares_connected(paths, self.opts.share_login, self.on_event))
             style = self.opts.path_style
             if self.opts.shadows is not None:
-                style = stack.enter_context(shadowed(paths, self.opts.shadows, self.on_event))
+                style = stack.enter_context(shadowed(paths, self.opts.shadows, self.on_event,
+                                                     self.result.warnings))
             return self._run(style)
 
     def _run(self, style: PathStyle) -> BackupResult:

@@ -25,6 +25,7 @@ class BackupResult:
     total_bytes_processed: int = 0
     duration: float = 0.0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # not about a file: a failed VSS writer, a fallback
 
     def summary_json(self) -> dict[str, Any]:
         d = asdict(self)

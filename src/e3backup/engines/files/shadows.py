@@ -61,12 +61,14 @@ def shares_connected(paths: list[str], login: ShareLogin, on_event: OnEvent | No
 
 
 @contextmanager
-def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> Iterator[PathStyle]:
+def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None,
+             warnings: list[str] | None = None) -> Iterator[PathStyle]:
+    """``warnings`` gets what makes the run a warning: a failed VSS writer, a fallback."""
     drives = sorted({d.upper() for d in (ntpath.splitdrive(p)[0] for p in paths) if len(d) == 2 and d[1] == ":"})
     with ExitStack() as stack:
         devices: dict[str, str] = {}
         if vss.app is not None and drives:
-            devices = _app_consistent(stack, drives, vss.app, on_event)
+            devices = _app_consistent(stack, drives, vss.app, on_event, warnings if warnings is not None else [])
         provider = VssSnapshotProvider(vss.shadows, None, on_event)
         for drive in drives:
             if drive in devices:
@@ -95,7 +97,7 @@ def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None) -> 
 
 
 def _app_consistent(stack: ExitStack, drives: list[str], app: AppConsistentVss,
-                    on_event: OnEvent | None) -> dict[str, str]:
+                    on_event: OnEvent | None, warnings: list[str]) -> dict[str, str]:
     """Every drive in one application-consistent set; when the sequence fails, nothing (each
     drive then gets its crash-consistent copy, ``VSS_CONSISTENCY_FALLBACK``), unless the policy
     says a writer failure fails the run."""
@@ -108,7 +110,9 @@ def _app_consistent(stack: ExitStack, drives: list[str], app: AppConsistentVss,
             raise
         emit(on_event, EventCode.VSS_CONSISTENCY_FALLBACK, f"{e}; taking crash-consistent shadow copies instead",
              volumes=drives)
+        warnings.append(f"application-consistent snapshot failed: {e}")
         return {}
+    warnings.extend(shadow_set.warnings)
     emit(on_event, EventCode.VSS_SNAPSHOT_CREATED,
          f"application-consistent snapshot set {shadow_set.set_id} of {', '.join(drives)} "
          f"({len(shadow_set.selected)} component(s))",

@@ -10,8 +10,8 @@ inline ``CreateVssBackupComponents`` / ``VssFreeSnapshotProperties``.
 
 This module has never run on Windows (docs/windows.md): the vtable slots and structure layouts
 are from the headers; tests/platform/test_windows_vsscom.py runs its calls on Linux through
-in-memory vtables transcribed independently from the same headers. Every COM call happens on the thread that created the object (the
-run's thread), after ``CoInitializeEx(COINIT_MULTITHREADED)``.
+in-memory vtables transcribed independently from the same headers. Every COM call happens on
+the thread that created the object (the run's thread), after ``CoInitializeEx(COINIT_MULTITHREADED)``.
 """
 
 from __future__ import annotations
