@@ -84,6 +84,25 @@ def grant_for(session: Session, token: str, job_id: int, now: datetime) -> Grant
     return None
 
 
+def holder(session: Session, token: str) -> tuple[str, int | None]:
+    """Who a token that got no grant belongs to, for the audit log: (who, their tenant), or
+    ("unknown token", None). Revoked and expired tokens are still named."""
+    token_hash = hash_token(token)
+    if token.startswith(GATEWAY):
+        agent = session.scalar(select(Agent).where(Agent.gateway_token_hash == token_hash))
+        if agent is not None:
+            return f"agent {agent.id}" + (" (revoked)" if agent.revoked else ""), agent.tenant_id
+    elif token.startswith(RECOVERY):
+        row = session.scalar(select(RecoverySession).where(RecoverySession.token_hash == token_hash))
+        if row is not None:
+            return f"recovery session of run {row.run_id}", row.tenant_id
+    elif token.startswith(READER):
+        reader = session.scalar(select(GatewayReadToken).where(GatewayReadToken.token_hash == token_hash))
+        if reader is not None:
+            return f"dashboard reader of user {reader.user_id}", None
+    return "unknown token", None
+
+
 class Refused(Exception):
     """The request is not allowed for this grant; the message says why (sent with the 403)."""
 
@@ -108,4 +127,4 @@ def check_write(grant: Grant, method: str, target: Handle | None, exists: bool) 
         raise Refused(f"deleting {target} refused: {_WHY}")
 
 
-__all__ = ["Grant", "Refused", "Scope", "check_write", "grant_for"]
+__all__ = ["Grant", "Refused", "Scope", "check_write", "grant_for", "holder"]

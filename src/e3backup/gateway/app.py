@@ -33,9 +33,10 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from ..errors import AccessDeniedError, E3Error, NotFoundError
 from ..server.db.models import GatewayLock, Job
 from ..server.errors import Conflict
+from ..server.services import gateway_audit
 from ..server.state import ServerState
 from ..store.base import FileType, Handle, Store
-from .access import Grant, Refused, check_write, grant_for
+from .access import Grant, Refused, check_write, grant_for, holder
 from .objects import open_object
 from .protocol import MEDIA_V1, MEDIA_V2, PREFIX, RangeError, Target, parse_path
 from .stores import StorePool
@@ -124,26 +125,36 @@ class Gateway:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
+        client = scope.get("client")
+        ip = str(client[0]) if client else None
+        grant: Grant | None = None
         try:
             target = parse_path(scope["path"])
             if target is None:
                 raise _Answer(404, "not a repository path (/gateway/job-<id>/...)")
             req = _Request(method, target, scope.get("query_string", b"").decode("latin-1"), headers)
-            grant, repo = await self._thread(self._authorize, _token(headers), target.job_id)
+            grant, repo = await self._thread(self._authorize, _token(headers), req, ip)
             await self._dispatch(req, grant, repo, receive, send)
         except _Answer as a:
             await _reply(send, a.status, a.reason, a.headers, head=method == "HEAD")
         except Refused as e:
             log.warning("gateway refused %s %s: %s", method, scope["path"], e)
+            if grant is not None:
+                await self._thread(self._audit, gateway_audit.REFUSED, grant.who, grant.tenant_id, req, ip,
+                                   {"reason": str(e)[:300]})
             await _reply(send, 403, str(e), head=method == "HEAD")
 
     # -- authorisation ----------------------------------------------------------------------
 
-    def _authorize(self, token: str, job_id: int) -> tuple[Grant, _Repo]:
+    def _authorize(self, token: str, req: _Request, ip: str | None) -> tuple[Grant, _Repo]:
         now = self._state.clock.now()
+        job_id = req.target.job_id
         with self._state.sessions() as session:
             grant = grant_for(session, token, job_id, now)
             if grant is None:
+                who, tenant_id = holder(session, token)
+                self._audit(gateway_audit.WRONG_TOKEN, who, tenant_id, req, ip,
+                            {"reason": "the token has no right on this repository"})
                 # the same answer as a repository that does not exist: nothing leaks
                 raise _Answer(404, "no such repository for this token")
             job = session.get(Job, job_id)
@@ -154,6 +165,20 @@ class Gateway:
             except (Conflict, E3Error) as e:
                 log.error("gateway: job %s's storage cannot be opened: %s", job_id, e)
                 raise _Answer(503, f"the repository's storage cannot be opened: {e}") from e
+
+    def _audit(self, action: str, who: str, tenant_id: int | None, req: _Request, ip: str | None,
+               details: dict[str, Any]) -> None:
+        """A refused attempt into the audit log (coalesced: ``services.gateway_audit``). A failure
+        to record is logged, never turned into another answer."""
+        t = req.target
+        what = str(t.handle) if t.handle is not None else f"{t.listing.value}/" if t.listing is not None else "/"
+        try:
+            with self._state.sessions() as session:
+                gateway_audit.note(session, self._state.clock.now(), action, who=who, tenant_id=tenant_id,
+                                   job_id=t.job_id, ip=ip, details={"request": f"{req.method} {what}", **details})
+                session.commit()
+        except Exception:
+            log.exception("gateway: the refused %s could not be recorded in the audit log", req.method)
 
     # -- dispatch ---------------------------------------------------------------------------
 
