@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from e3backup.server.db.models import AlertIncident, AuditEvent, RepositoryMaintenance, Run
 from tests.server.conftest import World, files_job, s3_destination
+from tests.web.conftest import form_post
 
 SECRET = "s3-SECRET-do-not-leak-4711"
 PASSWORD = "repo-PASSWORD-do-not-leak-0815"
@@ -160,3 +161,55 @@ def test_quota_warns_then_stops_new_backups_and_clears(app: FastAPI, world: Worl
     stored(1200)
     assert open_incidents() == []
     assert world.user_a.post(f"/api/jobs/{job['id']}/run").status_code == 201
+
+
+def test_test_connection_of_an_agent_folder_the_server_cannot_read_gives_the_agents_verdict(world: World) -> None:
+    """Outside ``browse_local_roots`` (none set here) the server cannot open the folder: the answer
+    says so and why, then what the agents said of it, or that none has used it yet and how to test."""
+    local = {"type": "local", "path": "/srv/agent-repos/acme", "repository_password": PASSWORD}
+    r = world.user_a.post("/api/destinations", json={"name": "On the NAS", "destination": local})
+    assert r.status_code == 201, r.text
+    dest_id = r.json()["id"]
+
+    def test() -> dict[str, Any]:
+        r = world.user_a.post(f"/api/destinations/{dest_id}/test")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    untested = test()  # before: ok False, "OUT_OF_REACH ... restore on the agent instead"
+    html = form_post(world.user_a, f"/destinations/{dest_id}/test", {}).text
+    assert "Not tested yet</strong> (AGENT_NOT_TESTED)" in html and 'class="notice"' in html
+    assert (untested["ok"], untested["code"]) == (None, "AGENT_NOT_TESTED")
+    assert "outside the server's browse_local_roots (none set)" in untested["steps"][0]
+    assert "no agent has used it yet" in untested["message"] and "local_destination_roots" in untested["message"]
+
+    body = files_job(world.agent_a.id, name="NAS files", destination_id=dest_id)
+    del body["destination"]
+    job = world.user_a.post("/api/jobs", json=body).json()
+
+    def run_saying(code: str, message: str, status: str) -> int:
+        run = _assignment_open(world, job["id"])
+        event = {"seq": 1, "code": code, "message": message, "details": {}}
+        assert world.agent_a.post("/api/agent/push_events", json={"run_id": run, "events": [event]}).status_code == 200
+        world.agent_a.post("/api/agent/update_run", json={"run_id": run, "status": status})
+        return run
+
+    refused = run_saying("RUN_REFUSED", "run refused: destination.path: /srv/agent-repos/acme is outside this "
+                         "agent's local_destination_roots (/var/backups)", "failed")
+    verdict = test()
+    assert (verdict["ok"], verdict["code"]) == (False, "AGENT_REFUSED")
+    assert f"run #{refused} of job NAS files" in verdict["message"]
+    assert "outside this agent's local_destination_roots (/var/backups)" in verdict["message"]
+
+    opened = run_saying("REPOSITORY_OPENED", "repository /srv/agent-repos/acme opened", "success")
+    verdict = test()
+    assert (verdict["ok"], verdict["code"]) == (True, "AGENT_OPENED") and f"run #{opened}" in verdict["message"]
+    html = form_post(world.user_a, f"/destinations/{dest_id}/test", {}).text
+    assert "Connection works</strong> (AGENT_OPENED)" in html
+
+
+def _assignment_open(world: World, job_id: int) -> int:
+    assert world.user_a.post(f"/api/jobs/{job_id}/run").status_code == 201
+    r = world.agent_a.post("/api/agent/next_run")
+    assert r.status_code == 200, r.text
+    return int(r.json()["run"]["run_id"])

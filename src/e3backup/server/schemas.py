@@ -271,7 +271,8 @@ class TenantQuotaPublic(BaseModel):
 class ConnectionVerdict(BaseModel):
     """'Test connection': the storage probe's verdict, then the credentials and the repository."""
 
-    ok: bool
+    ok: bool | None = Field(..., description="None: not tested (an agent folder the server cannot read, "
+                            "that no agent has used yet)")
     code: str
     message: str
     steps: list[str]

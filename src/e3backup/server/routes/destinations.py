@@ -89,7 +89,7 @@ def delete_destination(
 def test_destination(
     dest: VisibleDestination, request: Request, session: SessionDep, state: StateDep, user: ManagerUser
 ) -> ConnectionVerdict:
-    verdict = svc.check_connection(state.box, dest, list(state.settings.browse_local_roots))
+    verdict = svc.check_connection(state.box, dest, list(state.settings.browse_local_roots), session=session)
     audit.record(session, state.clock.now(), "destination.test", user=user, tenant_id=dest.tenant_id,
                  target_type="destination", target_id=dest.id, ip=client_ip(request),
                  details={"name": dest.name, "code": verdict.code})

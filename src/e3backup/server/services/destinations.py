@@ -9,7 +9,12 @@ only whether each is set, as for inline destinations.
 
 "Test connection" runs on the server: the storage probe (DNS, TCP, TLS, HTTP) first, then the
 credentials against the bucket, then the repository (none yet, opens, or the password is wrong).
-A folder on an agent machine is tested only when the server can read it (``browse_local_roots``).
+A folder on an agent machine is tested by the server when it can read it (``browse_local_roots``);
+otherwise the answer says so, names the server's roots, and gives the agents' own verdict: what
+the latest run of a job on this destination (since it last changed) said when it opened the
+repository there (``REPOSITORY_OPENED``/``INITIALIZED``), failed to (``REPOSITORY_FAILED``), or
+was refused the folder (``RUN_REFUSED`` on ``destination.path``: outside the agent's
+``local_destination_roots``); with no such run yet, "not tested" (``ok`` None) and how to test it.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from e3backup.errors import E3Error, RepositoryNotFoundError, UsageError, WrongPasswordError
 from e3backup.repo.repository import Repository
-from e3backup.server.db.models import Job, StorageDestination, User
+from e3backup.server.db.models import Agent, Job, Run, RunEvent, StorageDestination, User
 from e3backup.server.errors import Conflict, FieldError, NotFound
 from e3backup.server.schemas import (
     ConnectionVerdict,
@@ -191,13 +196,50 @@ def describe(dest: StorageDestination) -> str:
     return f"local {s.get('path')} (on the agent machine)"
 
 
-def _verdict(ok: bool, code: str, message: str, steps: list[str]) -> ConnectionVerdict:
+def _verdict(ok: bool | None, code: str, message: str, steps: list[str]) -> ConnectionVerdict:
     steps.append(message)
     return ConnectionVerdict(ok=ok, code=code, message=message, steps=steps)
 
 
+AGENT_CODES = ("REPOSITORY_OPENED", "REPOSITORY_INITIALIZED", "REPOSITORY_FAILED", "RUN_REFUSED")
+RUNS_LOOKED_AT = 20
+
+
+def agent_verdict(session: Session, dest: StorageDestination, local_roots: list[Path]) -> ConnectionVerdict:
+    """For a folder on an agent machine that the server cannot read: the latest word of an agent
+    that used it (since the destination last changed), or "not tested" saying how to test it."""
+    path = str(dest.settings.get("path") or "")
+    roots = ", ".join(str(r) for r in local_roots) or "none set"
+    steps = [f"{path} is a folder on the agent machine, outside the server's browse_local_roots ({roots}): "
+             "the server cannot open it, so the agents' own verdict is shown"]
+    jobs = {j.id: j for j in users_of(session, dest)}
+    runs = list(session.scalars(
+        select(Run).where(Run.job_id.in_(jobs), Run.finished_at.is_not(None), Run.finished_at >= dest.updated_at)
+        .order_by(Run.finished_at.desc(), Run.id.desc()).limit(RUNS_LOOKED_AT)
+    )) if jobs else []
+    for run in runs:
+        said = session.scalars(
+            select(RunEvent).where(RunEvent.run_id == run.id, RunEvent.code.in_(AGENT_CODES),
+                                   or_(RunEvent.code != "RUN_REFUSED", RunEvent.message.contains("destination.path")))
+            .order_by(RunEvent.id)
+        ).first()
+        if said is None:
+            continue
+        agent = session.get(Agent, run.agent_id) if run.agent_id is not None else None
+        who = (f"agent {agent.hostname if agent else run.agent_id}, run #{run.id} of job "
+               f"{jobs[run.job_id or 0].name} ({run.finished_at:%Y-%m-%d %H:%M} UTC)")
+        ok = said.code in ("REPOSITORY_OPENED", "REPOSITORY_INITIALIZED")
+        code = "AGENT_OPENED" if ok else "AGENT_REFUSED" if said.code == "RUN_REFUSED" else "AGENT_FAILED"
+        return _verdict(ok, code, f"{who}: {said.code}: {said.message}", steps)
+    return _verdict(None, "AGENT_NOT_TESTED", f"not tested: the server cannot read {path}, and no agent has used it "
+                    "yet. The agent checks it when a job's run starts (the folder must lie under the agent's "
+                    "local_destination_roots): run a job on this destination now and test again, or start the "
+                    "server with --browse-local-root for a folder it shares with the agent", steps)
+
+
 def check_connection(
-    box: SecretBox, dest: StorageDestination, local_roots: list[Path], timeout: float = 5.0
+    box: SecretBox, dest: StorageDestination, local_roots: list[Path], timeout: float = 5.0,
+    session: Session | None = None,
 ) -> ConnectionVerdict:
     """Probe, then credentials, then the repository; the first failure is the verdict."""
     full: dict[str, Any] = {
@@ -215,6 +257,8 @@ def check_connection(
         try:
             location, options = store_location(full, local_roots)
         except Conflict as e:
+            if session is not None and dest.type == "local":
+                return agent_verdict(session, dest, local_roots)
             return _verdict(False, "OUT_OF_REACH", str(e), steps)
         password = str(full.get("repository_password") or "").encode()
         try:
@@ -250,4 +294,5 @@ def check_connection(
         full.clear()
 
 
-__all__ = ["check_connection", "create", "delete", "describe", "get_visible", "public", "update", "users_of", "visible"]
+__all__ = ["agent_verdict", "check_connection", "create", "delete", "describe", "get_visible", "public", "update",
+           "users_of", "visible"]

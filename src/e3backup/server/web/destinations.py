@@ -112,7 +112,7 @@ async def add_destination(page: PageDep, _can: PageManager, _form: FormSession, 
 def test_destination(dest_id: Id, page: PageDep, _can: PageManager, _form: FormSession, request: Request,
                      session: SessionDep, state: StateDep) -> HTMLResponse:
     dest = svc.get_visible(session, page.user, dest_id)
-    verdict = svc.check_connection(state.box, dest, list(state.settings.browse_local_roots))
+    verdict = svc.check_connection(state.box, dest, list(state.settings.browse_local_roots), session=session)
     audit.record(session, state.clock.now(), "destination.test", user=page.user, tenant_id=dest.tenant_id,
                  target_type="destination", target_id=dest.id, ip=client_ip(request),
                  details={"name": dest.name, "code": verdict.code})
