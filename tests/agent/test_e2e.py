@@ -190,10 +190,11 @@ def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
 
     # a disk-image job on a loop device
     if os.geteuid() == 0:
-        from tests.sources.diskimages import loop_device, make_ext, sample_files
+        from tests.sources.diskimages import loop_device
+        from tests.web.test_browse_image import EXT4, NTFS, _disk
 
         image = tmp / "disk.img"
-        make_ext(image, 32 << 20, sample_files())
+        _disk(image)  # GPT: 1-root ext4, 2-data NTFS
         with loop_device(image) as dev:
             ijob = api("POST", "/api/jobs", json={"name": "image", "engine": "disk_image", "agent_id": agent_id,
                                                   "disk_source_volume": dev, "disk_image_format": "raw",
@@ -206,6 +207,21 @@ def test_agent_end_to_end_with_real_processes(world: dict[str, Any]) -> None:
                 codes = [e["code"] for e in api("GET", f"/api/runs/{run}/events")]
                 assert "DISK_IMAGE_SNAPSHOT_NONE" in codes and "DISK_IMAGE_SNAPSHOT_NONE" in r["error_summary"]
                 assert "DISK_IMAGE_STREAM_START" in codes and codes[-1] == "DISK_IMAGE_STREAM_COMPLETED"
+
+        # files picked in both partitions, read by the agent process through its ext4 and NTFS readers
+        picked = tmp / "restores" / "picked"
+        payload = {"snapshot_id": r["snapshot_id"], "target_path": str(picked), "conflict": "keep_both",
+                   "paths": ["/1-root/notes.txt", "/1-root/dir", "/2-data/big.bin", "/2-data/report.txt"]}
+        cmd = api("POST", f"/api/agents/{agent_id}/commands", json={"type": "restore", "job_id": ijob["id"],
+                                                                   "payload": payload})
+        wait_for(lambda: api("GET", f"/api/commands/{cmd['id']}")["status"] in ("completed", "failed"), 180,
+                 "image files restore")
+        done = api("GET", f"/api/runs/{cmd['run_id']}")
+        assert done["status"] == "success", done
+        got = {str(p.relative_to(picked)): p.read_bytes() for p in picked.rglob("*") if p.is_file()}
+        assert got == {"1-root/notes.txt": EXT4["notes.txt"], "1-root/dir/sub/c.bin": EXT4["dir/sub/c.bin"],
+                       "1-root/dir/empty": b"", "2-data/big.bin": NTFS["big.bin"],
+                       "2-data/report.txt": NTFS["report.txt"]}
 
     status = e3("agent", "status", "--config", str(world["config"]))
     assert f"agent id:      {agent_id}" in status and "current run:   none" in status

@@ -52,3 +52,13 @@ def test_bad_choices_name_their_field(choice: PickChoice, field: str) -> None:
 
 def test_pattern_characters_in_names_are_escaped() -> None:
     assert escape_pattern("/d/[x]*?.txt") == "/d/[[]x][*][?].txt"
+
+
+def test_image_partition_files_go_as_paths_into_a_restore_folder_only() -> None:
+    choice = PickChoice("2-data/[x]", ["2-data/[x]/a*.txt"], target_root="/srv/restores", target_sub="t")
+    payload, preview = restore_request("ef" * 32, choice, LINUX, windows=False, image=True)
+    assert payload == {"snapshot_id": "ef" * 32 + ":2-data/[x]", "target_path": "/srv/restores/t",
+                       "paths": ["/2-data/[x]/a*.txt"], "conflict": "keep_both"}  # not patterns: read by name
+    assert preview == [("/2-data/[x]/a*.txt", "/srv/restores/t/a*.txt")]
+    with pytest.raises(FieldError, match="no original folder on a machine"):
+        restore_request("ef" * 32, PickChoice("1-root", ["1-root/etc"], where="original"), LINUX, False, image=True)

@@ -97,7 +97,7 @@ def test_ext4_and_ntfs_partitions_of_an_image_snapshot(world: World, clock: Fake
     assert ">NTFS says hello\n</pre>" in preview
     found = page(world.user_a, f"/runs/{run_id}/browse?q=.TXT")
     assert sorted(_paths(found)) == ["1-root/notes.txt", "2-data/report.txt"]
-    assert "Download selected" in found and "Restore selected" not in found  # pick-and-restore: files only
+    assert "Download selected" in found and "Restore selected" in found
     # a selection as ZIP and as tar, read through the ext4 and NTFS readers: the bytes as written
     for fmt in ("zip", "tar"):
         r = form_post(world.user_a, f"/runs/{run_id}/browse/download",
@@ -109,7 +109,11 @@ def test_ext4_and_ntfs_partitions_of_an_image_snapshot(world: World, clock: Fake
         assert got["2-data/report.txt"] == NTFS["report.txt"] and "2-data/big.bin" not in got
     r = form_post(world.user_a, f"/runs/{run_id}/browse/download", {"paths": "1-root/dir", "base": "2-data"})
     assert r.status_code == 422 and "is not inside /2-data" in r.text
+    # pick-and-restore: into a restore folder (the agent reads the partition), never "the original location"
     r = world.user_a.get(f"/runs/{run_id}/browse/restore", params={"paths": "1-root/notes.txt"}, headers=HTML)
-    assert r.status_code == 409 and "pick-and-restore reads files snapshots" in r.text
+    assert r.status_code == 200 and 'id="where-original"' not in r.text and "through the partition" in r.text
+    r = world.user_a.get(f"/runs/{run_id}/browse/restore", params={"paths": "1-root/notes.txt", "where": "original"},
+                         headers=HTML)
+    assert "have no original folder on a machine: choose a restore folder" in r.text
     assert world.user_a.get(f"/runs/{run_id}/browse?path=3-none", headers=HTML).status_code == 404
     assert world.user_b.get(f"/runs/{run_id}/browse", headers=HTML).status_code == 404

@@ -177,7 +177,7 @@ def test_image_backup_browsed_then_restored_onto_a_loop_device_from_the_dashboar
     from e3backup.sources.stored_image import load_image_snapshot
     from e3backup.store import LocalStore
     from tests.sources.diskimages import loop_device
-    from tests.web.test_browse_image import _disk
+    from tests.web.test_browse_image import EXT4, NTFS, _disk
 
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("losetup", "sgdisk", "mkntfs")):
         pytest.skip("needs root (loop devices), gdisk and ntfs-3g")
@@ -234,6 +234,28 @@ def test_image_backup_browsed_then_restored_onto_a_loop_device_from_the_dashboar
             page.locator("tr", has_text="2-data/report.txt").get_by_role("link", name="Preview").click()
             expect(page.locator("#preview")).to_have_text("NTFS says hello\n")
             shot(page, "24-image-ntfs-preview")
+
+            # pick a file of each partition (ext4, NTFS) and restore them into a folder of the agent
+            page.go_back()
+            page.get_by_label("Search by name", exact=True).fill(".txt")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.get_by_label("Select 1-root/notes.txt", exact=True).check()
+            page.get_by_label("Select 2-data/report.txt", exact=True).check()
+            page.get_by_role("button", name="Restore selected…").click()
+            expect(page.get_by_role("heading", name="Restore 2 picked entries")).to_be_visible()
+            page.get_by_label("Restore folder", exact=True).select_option(str(tmp_path))
+            page.get_by_label("Sub-folder (optional)", exact=True).fill("picked")
+            page.get_by_role("button", name="Update the preview").click()
+            expect(page.locator("#landing")).to_contain_text(f"{tmp_path}/picked/2-data/report.txt")
+            assert page.locator("#where-original").count() == 0  # a partition has no original folder
+            assert unlabelled_controls(page) == []
+            shot(page, "26-image-pick-restore")
+            page.get_by_role("button", name="Restore", exact=True).click()
+            expect(page.get_by_role("status")).to_contain_text("Restore queued")
+            expect(page.locator("[data-field=status_label]")).to_have_text("Success", timeout=90_000)
+            picked = tmp_path / "picked"
+            assert (picked / "1-root" / "notes.txt").read_bytes() == EXT4["notes.txt"]
+            assert (picked / "2-data" / "report.txt").read_bytes() == NTFS["report.txt"]
 
             page.goto(backup_url.split("?")[0])
             page.get_by_label("Onto a disk device of ini-host", exact=True).check()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from e3backup.agent.config import AgentConfig
@@ -115,3 +116,33 @@ def test_restore_points_per_machine_and_per_job(world: World, clock: FakeClock) 
     assert world.user_b.get(f"/restore-points?agent_id={world.agent_a.id}", headers={"Accept": "text/html"}
                             ).status_code == 404
     assert "<tr data-snapshot=" not in page(world.user_b, "/restore-points")
+
+
+def test_files_picked_in_an_image_reach_the_agent_as_an_image_files_restore(
+    world: World, clock: FakeClock, tmp_path: Any
+) -> None:
+    from e3backup.agent.engines import IMAGE_FILES_RESTORE, RESTORE, pick
+    from e3backup.agent.validate import RunRefused
+    from e3backup.api.common import Engine, RunKind
+
+    _report(world, restore_roots=[str(tmp_path)], allowed_devices=["/dev/loop7"])
+    run_id = _image_run(world, clock)
+    form = {"base": "2-data", "paths": ["2-data/report.txt", "2-data/docs"], "agent_id": str(world.agent_a.id),
+            "target_root": str(tmp_path), "target_sub": "t", "conflict": "skip"}
+    r = form_post(world.user_a, f"/runs/{run_id}/browse/restore", form)
+    assert r.status_code == 303, r.text
+    run = _claimed_restore(world, r.headers["location"])
+    config = AgentConfig(server_url="http://x", agent_token="t", restore_roots=[str(tmp_path)],
+                         allowed_devices=["/dev/loop7"])
+    req = validate_restore(run, config)
+    assert (req.snapshot_id, req.target_path, req.paths) == (f"{SNAP}:2-data", f"{tmp_path}/t",
+                                                               ["/2-data/report.txt", "/2-data/docs"])
+    assert pick(RunKind.RESTORE, Engine.DISK_IMAGE, "win32", req) is IMAGE_FILES_RESTORE  # no device: any OS
+    assert pick(RunKind.RESTORE, Engine.DISK_IMAGE, "linux", None) is RESTORE[Engine.DISK_IMAGE]
+    for extra in ({"target_disk": "/dev/loop7"}, {"format": "vhdx"}):
+        bad = run.model_copy(update={"restore": {**(run.restore or {}), **extra}})
+        with pytest.raises(RunRefused, match=r"restore.paths: picked files of an image restore into a folder"):
+            validate_restore(bad, config)
+    outside = run.model_copy(update={"restore": {**(run.restore or {}), "target_path": "/etc"}})
+    with pytest.raises(RunRefused, match="outside this agent's restore roots"):
+        validate_restore(outside, config)

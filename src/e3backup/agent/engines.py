@@ -8,6 +8,8 @@
     backup       sync         engines.sync.run_sync (no repository) folders, excludes, sync_* policy
     restore      files        restore.files.run_restore            RestoreRequest, restore_kopia_parallel
     restore      disk_image   restore.image.run_image_restore      RestoreRequest, policy (Linux)
+    restore      disk_image   restore.image_files.run_image_files_restore
+                 + paths                                           RestoreRequest: picked files of its partitions
     restore      hyperv       engines.hyperv.run_hyperv_restore    RestoreRequest (hyperv_restore command)
     maintenance  any          maintenance.run_maintenance          MaintenanceRequest, retention
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # the engines are imported at a run's first call (an idle age
     from ..engines.sync import SyncOptions, SyncResult
     from ..maintenance import MaintenanceOptions
     from ..restore.files import RestoreOptions, RestoreResult
+    from ..restore.image_files import ImageFilesResult
 
 O = TypeVar("O")  # noqa: E741 - the options type, as in the contract
 R = TypeVar("R")
@@ -202,7 +205,7 @@ def _files_restore_options(ctx: JobContext) -> RestoreOptions:
                           memory=memory_budget(ctx.run.policy))
 
 
-def _files_restore_outcome(result: RestoreResult) -> Outcome:
+def _files_restore_outcome(result: RestoreResult | ImageFilesResult) -> Outcome:
     """Files that could not be restored (a corrupt or missing blob) fail the run, as they make
     the CLI exit 1; other problems (metadata) make it a warning."""
     if result.failed_files:
@@ -245,6 +248,19 @@ def _image_restore_options(ctx: JobContext) -> Any:
 
 def _image_restore_outcome(result: Any) -> Outcome:
     return Outcome(RunStatus.SUCCESS, summary=result.summary_json())
+
+
+def _image_files_options(ctx: JobContext) -> Any:
+    """Picked files and folders of the image's partitions, into a folder under the restore roots."""
+    from ..restore.image_files import ImageFilesOptions
+
+    req = ctx.restore
+    assert req.target_path is not None  # validate_restore refused it otherwise
+    return ImageFilesOptions(target=req.target_path, paths=list(req.paths), snapshot=req.snapshot_id,
+                             conflict=req.conflict, verify=req.verify)
+
+
+_run_image_files_restore = _lazy("..restore.image_files", "run_image_files_restore")
 
 
 # -- hyperv ---------------------------------------------------------------------------------------
@@ -359,15 +375,25 @@ RESTORE: dict[Engine, EngineEntry[Any, Any]] = {
                              "job's bucket under its prefix (or in its folder); copy them back with any S3 tool"),
 }
 
+IMAGE_FILES_RESTORE: EngineEntry[Any, Any] = EngineEntry(
+    _run_image_files_restore, _image_files_options, _files_restore_outcome
+)
+"""A disk image restore request with ``paths``: those files, read from the partitions' file
+systems (any platform: nothing is written to a device)."""
+
 MAINTENANCE: EngineEntry[Any, Any] = EngineEntry["MaintenanceOptions", dict[str, Any]](
     _maintenance, _maintenance_options, _maintenance_outcome
 )
 
 
-def pick(kind: RunKind, engine: Engine, platform: str = sys.platform) -> EngineEntry[Any, Any]:
+def pick(kind: RunKind, engine: Engine, platform: str = sys.platform,
+         request: RestoreRequest | MaintenanceRequest | None = None) -> EngineEntry[Any, Any]:
     """The entry for a run, or ``EngineUnavailable`` saying why not."""
     if kind is RunKind.MAINTENANCE:
         return MAINTENANCE
+    picked = isinstance(request, RestoreRequest) and bool(request.paths)
+    if kind is RunKind.RESTORE and engine is Engine.DISK_IMAGE and picked:
+        return IMAGE_FILES_RESTORE
     table = BACKUP if kind is RunKind.BACKUP else RESTORE
     entry = table.get(engine)
     if entry is None or (entry.run is None and entry.direct is None):
@@ -389,6 +415,7 @@ def engines_for(platform: str = sys.platform, config: AgentConfig | None = None)
 
 __all__ = [
     "BACKUP",
+    "IMAGE_FILES_RESTORE",
     "MAINTENANCE",
     "RESTORE",
     "EngineEntry",

@@ -174,7 +174,7 @@ class RunExecutor:
             request = validate_restore(run, self.config)
         else:
             request = validate_maintenance(run)
-        entry = pick(run.kind, run.engine, self.platform)
+        entry = pick(run.kind, run.engine, self.platform, request)
         return entry, JobContext(run, self.config, self.host, request, self.platform)
 
     def _dispatch(self, run: RunAssignment, reporter: RunReporter) -> Outcome:

@@ -143,7 +143,10 @@ def validate_restore(run: RunAssignment, config: AgentConfig) -> RestoreRequest:
         raise RunRefused("restore.snapshot_id", "must be a snapshot ID (hex) or 'latest'")
     if ":" in snap:
         _path("restore.snapshot_id", "/" + snap.split(":", 1)[1].lstrip("/"))
-    if run.engine is Engine.DISK_IMAGE:
+    if run.engine is Engine.DISK_IMAGE and req.paths and (req.target_disk or req.format or req.discard):
+        raise RunRefused("restore.paths", "picked files of an image restore into a folder (target_path), not with "
+                         "target_disk, format or discard")
+    if run.engine is Engine.DISK_IMAGE and not req.paths:  # the whole image, to a file or a device
         target = req.target_disk or req.target_path
         field = "restore.target_disk" if req.target_disk else "restore.target_path"
         _path(field, target)
@@ -153,7 +156,7 @@ def validate_restore(run: RunAssignment, config: AgentConfig) -> RestoreRequest:
         elif not _under(str(target), config.restore_roots):
             raise RunRefused(field, f"{target} is outside this agent's restore roots")
         return req
-    target = _path("restore.target_path", req.target_path)
+    target = _path("restore.target_path", req.target_path)  # files, or picked files of an image
     if not _under(target, config.restore_roots):
         raise RunRefused("restore.target_path", f"{target} is outside this agent's restore roots")
     for i, p in enumerate(req.paths):

@@ -229,7 +229,7 @@ class FileRestorer:
     def _create(self, path: bytes, node: Node, snap_path: bytes, descend: bool) -> None:
         t = node.type
         if t == "dir":
-            _make_dir(path)
+            make_dir(path)
             self._dirs.append((path, node))
             self.result.dirs += 1
             if descend and node.subtree is not None:
@@ -246,7 +246,7 @@ class FileRestorer:
                 return
             path = free_name(path)  # keep_both
             self.result.renamed.append(os.fsdecode(path))
-        _remove_non_dir(path)
+        remove_non_dir(path)
         if t == "file":
             key = (node.device_id, node.inode)
             if node.links > 1 and node.inode and key in self._links:
@@ -441,17 +441,18 @@ def pwrite_sparse(fd: int, data: bytes, offset: int) -> None:
         pwrite_all(fd, view[start:end], offset + start)
 
 
-def _make_dir(path: bytes) -> None:
+def make_dir(path: bytes, mode: int = 0o700) -> None:
+    """A folder at ``path``; a file or link in the way is replaced (never followed)."""
     try:
-        os.mkdir(path, 0o700)
+        os.mkdir(path, mode)
     except FileExistsError:
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(path)  # never follow an existing symlink out of the target
-            os.mkdir(path, 0o700)
+            os.mkdir(path, mode)
 
 
-def _remove_non_dir(path: bytes) -> None:
+def remove_non_dir(path: bytes) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -516,6 +517,8 @@ __all__ = [
     "RestoreResult",
     "check_name",
     "free_name",
+    "make_dir",
+    "remove_non_dir",
     "resolve",
     "run_restore",
 ]

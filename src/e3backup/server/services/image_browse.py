@@ -8,68 +8,36 @@ Names that could escape or confuse are left out, as in files snapshots.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from e3backup.errors import E3Error
-from e3backup.mount.blobcache import BlobCache
-from e3backup.mount.content import ImageContent, Window
-from e3backup.mount.tree import safe_name
-from e3backup.repo.blob import BlobType
+from e3backup.mount import partitions
+from e3backup.mount.partitions import PathNotFound, label
 from e3backup.repo.repository import Repository
 from e3backup.server.errors import Conflict, FieldError, NotFound
 from e3backup.server.services.browse import PREVIEW_BYTES, SEARCH_LIMIT, SEARCH_MAX_NODES, Item, split
-from e3backup.sources.fsread import FileSystemReader, FsEntry, FsReadError, open_fs
-from e3backup.sources.layout.model import Partition
-from e3backup.sources.stored_image import load_image_snapshot
-
-CACHE_BYTES = 64 << 20
+from e3backup.sources.fsread import FileSystemReader, FsEntry, FsReadError
 
 
-class _Source:
-    """A partition of the stored image as a ``ByteSource``."""
-
-    def __init__(self, window: Window) -> None:
-        self.window = window
-
-    @property
-    def size(self) -> int:
-        return self.window.size
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        return self.window.read(offset, length)
-
-
-def label(p: Partition) -> str:
-    text = p.name or (p.type_name if p.type_name != "unknown" else "") or p.type or "partition"
-    return re.sub(r"[/\\\x00]", "_", f"{p.index}-{text}")
-
-
-@dataclass
-class StoredImage:
-    disk: ImageContent
-    partitions: dict[str, Partition]
+class StoredImage(partitions.StoredImage):
+    """``mount.partitions.StoredImage`` with the server's errors (404 for what is not there,
+    409 for what cannot be read)."""
 
     @classmethod
-    def load(cls, repo: Repository, snapshot_id: str) -> StoredImage:
-        snap = repo.load_snapshot(snapshot_id)
+    def of(cls, repo: Repository, snapshot_id: str, cache_bytes: int = partitions.CACHE_BYTES) -> StoredImage:
         try:
-            img = load_image_snapshot(repo, snap)
+            img = partitions.StoredImage.load(repo, repo.load_snapshot(snapshot_id), cache_bytes)
         except E3Error as e:
             raise Conflict(f"snapshot {snapshot_id[:8]} is not a readable disk image: {e}") from e
-        cache = BlobCache(lambda blob_id: repo.load_blob(BlobType.DATA, blob_id), CACHE_BYTES)
-        disk = ImageContent(img.content, img.device_size, img.chunk_size, img.zero_ids(), cache)
-        return cls(disk, {label(p): p for p in img.layout.partitions})
+        return cls(img.disk, img.partitions)
 
     def fs(self, name: str) -> FileSystemReader:
-        p = self.partitions.get(name)
-        if p is None:
-            raise NotFound(f"no partition {name} in this image")
         try:
-            return open_fs(_Source(Window(self.disk, p.start, p.size)), p.filesystem)
+            return super().fs(name)
+        except PathNotFound as e:
+            raise NotFound(str(e)) from e
         except FsReadError as e:
-            raise Conflict(f"partition {name}: {e}") from e
+            raise Conflict(str(e)) from e
 
 
 def _item(parent: list[str], e: FsEntry) -> Item:
@@ -78,26 +46,23 @@ def _item(parent: list[str], e: FsEntry) -> Item:
 
 def entries(fs: FileSystemReader, ref: int) -> list[FsEntry]:
     try:
-        return [e for e in fs.list(ref) if safe_name(e.name)]
+        return partitions.entries(fs, ref)
     except FsReadError as e:
         raise Conflict(str(e)) from e
 
 
 def entry_at(img: StoredImage, parts: list[str]) -> tuple[FileSystemReader, FsEntry | None]:
     """The partition's file system and the entry at ``parts`` (None: the partition's root)."""
-    fs = img.fs(parts[0])
-    entry: FsEntry | None = None
-    ref = fs.root()
-    for i, part in enumerate(parts[1:], start=2):
-        entry = next((e for e in entries(fs, ref) if e.name == part), None)
-        if entry is None:
-            raise NotFound(f"/{'/'.join(parts[:i])} is not in this image")
-        ref = entry.ref
-    return fs, entry
+    try:
+        return partitions.entry_at(img, parts)
+    except PathNotFound as e:
+        raise NotFound(str(e)) from e
+    except FsReadError as e:
+        raise Conflict(str(e)) from e
 
 
 def list_dir(repo: Repository, snapshot_id: str, path: str) -> list[Item]:
-    img = StoredImage.load(repo, snapshot_id)
+    img = StoredImage.of(repo, snapshot_id)
     parts = split(path)
     if not parts:
         return [Item(name, name, "dir", p.size, 0) for name, p in img.partitions.items()]
@@ -112,7 +77,7 @@ def file_entry(repo: Repository, snapshot_id: str, path: str) -> tuple[FileSyste
     parts = split(path)
     if len(parts) < 2:
         raise FieldError("path", f"/{'/'.join(parts)} is not a file")
-    fs, entry = entry_at(StoredImage.load(repo, snapshot_id), parts)
+    fs, entry = entry_at(StoredImage.of(repo, snapshot_id), parts)
     if entry is None or entry.type != "file":
         raise FieldError("path", f"/{'/'.join(parts)} is not a file")
     return fs, entry
@@ -147,7 +112,7 @@ def search(repo: Repository, snapshot_id: str, term: str, limit: int = SEARCH_LI
     term = term.strip().lower()
     if not term:
         raise FieldError("q", "give part of a name to search for")
-    img = StoredImage.load(repo, snapshot_id)
+    img = StoredImage.of(repo, snapshot_id)
     found: list[Item] = []
     seen = 0
     for name in img.partitions:

@@ -8,6 +8,11 @@ for the agent, and the preview of where each picked entry lands.
 
 ``paths`` go to the agent as include patterns of full snapshot paths, with the pattern
 characters of names escaped, so a name like ``[draft]*.txt`` selects exactly that file.
+
+From a disk image snapshot (``image``), paths start with a partition (``1-root/etc/hosts``) and
+go as they are (the agent's ``restore.image_files`` reads them through the partition's file
+system, not as patterns); they restore into a restore folder only, since a partition has no
+original folder on a machine.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def _below(path: str, root: str) -> bool:
 
 
 def restore_request(snapshot_id: str, choice: PickChoice, targets: AgentTargets,
-                    windows: bool) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+                    windows: bool, image: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The restore payload and the (picked path, where it lands) preview; ``FieldError`` else."""
     if not choice.paths:
         raise FieldError("paths", "select at least one file or folder")
@@ -69,6 +74,9 @@ def restore_request(snapshot_id: str, choice: PickChoice, targets: AgentTargets,
     if choice.conflict not in CONFLICTS:
         raise FieldError("conflict", f"choose one of {', '.join(CONFLICTS)}")
     keep = choice.keep_parents and choice.where == "folder"
+    if image and choice.where == "original":
+        raise FieldError("where", "files of a disk image's partition have no original folder on a machine: "
+                         "choose a restore folder")
     if choice.where == "original":
         target = original_folder(base, windows)
         if not any(_below(target, root) for root in targets.restore_roots):
@@ -85,7 +93,7 @@ def restore_request(snapshot_id: str, choice: PickChoice, targets: AgentTargets,
     payload: dict[str, Any] = {
         "snapshot_id": snapshot_id + sub,
         "target_path": target,
-        "paths": [escape_pattern("/" + "/".join(p)) for p in picked],
+        "paths": ["/" + "/".join(p) if image else escape_pattern("/" + "/".join(p)) for p in picked],
         "conflict": choice.conflict,
     }
     preview = [("/" + "/".join(p), join(target, p if keep else p[len(base):])) for p in picked[:PREVIEW_MAX]]

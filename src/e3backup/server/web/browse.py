@@ -60,12 +60,6 @@ def browsable(run: Run, session: SessionDep) -> tuple[Job, bytes]:
     return job, bytes.fromhex(run.snapshot_id)
 
 
-def files_only(job: Job) -> None:
-    if job.engine != "files":
-        raise HTTPException(status_code=409, detail="pick-and-restore reads files snapshots; from a disk image, "
-                            "download the files (singly, ZIP or tar), or restore the image")
-
-
 def _record(page: PageDep, session: SessionDep, state: ServerState, request: Request, run: Run, action: str,
             **details: Any) -> None:
     audit.record(session, state.clock.now(), action, user=page.user, tenant_id=run.tenant_id, target_type="run",
@@ -205,7 +199,7 @@ def download_selection(
     ref, via = RepoRef.of(job), reader(request, state, page)
     def selection(repo: Any, root: bytes) -> Iterator[archive_stream.Member]:
         if image:  # through the partitions' file systems (ext4, NTFS readers)
-            return archive_stream.image_members(image_svc.StoredImage.load(repo, snapshot.hex()), base, paths)
+            return archive_stream.image_members(image_svc.StoredImage.of(repo, snapshot.hex()), base, paths)
         return archive_stream.members(repo, root, base, paths)
 
     try:

@@ -1,6 +1,8 @@
 """Restore files and folders picked in the snapshot browser: to their original place, or into a
 restore folder of this machine or of another agent of the same tenant, with what happens to
-files already there (overwrite, keep both, skip) and a preview of where each one lands.
+files already there (overwrite, keep both, skip) and a preview of where each one lands. From a
+disk image snapshot, the picked files of its partitions go into a restore folder; the agent
+reads them through the partition's ext4 or NTFS file system (``restore.image_files``).
 
 The form is a GET that re-renders the preview (no script needed); the POST queues the
 ``restore`` command on the chosen agent through the commands API's handler and is recorded in
@@ -24,7 +26,7 @@ from e3backup.server.schemas import CommandCreate
 from e3backup.server.services import audit
 from e3backup.server.services.pick_restore import CONFLICTS, PickChoice, restore_request
 from e3backup.server.services.restore_targets import AgentTargets
-from e3backup.server.web.browse import browsable, files_only
+from e3backup.server.web.browse import browsable
 from e3backup.server.web.deps import FormSession, PageDep, PageOperator, PageRun
 
 router = APIRouter(include_in_schema=False)
@@ -47,16 +49,16 @@ def _windows(agent: Agent) -> bool:
 def _render(page: PageDep, session: SessionDep, run: Run, agent: Agent | None, choice: PickChoice,
             errors: dict[str, str], status_code: int = 200) -> HTMLResponse:
     job, _ = browsable(run, session)
-    files_only(job)
+    image = job.engine == "disk_image"
     agents = _agents(session, run)
     preview: list[tuple[str, str]] = []
     if agent is not None and not errors:
         try:
-            _, preview = restore_request(run.snapshot_id or "", choice, AgentTargets.of(agent), _windows(agent))
+            _, preview = restore_request(run.snapshot_id or "", choice, AgentTargets.of(agent), _windows(agent), image)
         except FieldError as e:
             errors = {e.field: e.message}
     return page.render(
-        "pick_restore.html", status_code=status_code, active="runs", run=run, job=job, agents=agents,
+        "pick_restore.html", status_code=status_code, active="runs", run=run, job=job, agents=agents, image=image,
         agent=agent, targets=AgentTargets.of(agent) if agent is not None else None, choice=choice, errors=errors,
         preview=preview, conflicts=[(c, CONFLICT_LABELS[c]) for c in CONFLICTS],
     )
@@ -100,13 +102,13 @@ def pick_restore(
     conflict: Annotated[str, Form()] = "keep_both",
 ) -> Response:
     job, _ = browsable(run, session)
-    files_only(job)
     agent = _target_agent(session, run, agent_id)
     choice = PickChoice(base, paths, where, target_root, target_sub, bool(keep_parents), conflict)
     if agent is None:
         return _render(page, session, run, None, choice, {"agent_id": "choose an agent of this tenant"}, 422)
     try:
-        payload, _ = restore_request(run.snapshot_id or "", choice, AgentTargets.of(agent), _windows(agent))
+        payload, _ = restore_request(run.snapshot_id or "", choice, AgentTargets.of(agent), _windows(agent),
+                                     job.engine == "disk_image")
     except FieldError as e:
         return _render(page, session, run, agent, choice, {e.field: e.message}, 422)
     body = CommandCreate(type=CommandType.RESTORE, job_id=job.id, payload={**payload, "source_run_id": run.id})
