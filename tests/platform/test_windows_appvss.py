@@ -192,3 +192,55 @@ def test_the_double_refuses_calls_out_of_order() -> None:
     bc = FakeBackupComponents(FakeVss())
     with pytest.raises(VssComError, match="VSS_E_BAD_STATE"):
         bc.start_snapshot_set()
+
+
+def test_a_cancelled_run_ends_a_hung_step_and_the_retry_wait(tmp_path: Path) -> None:
+    """The run's cancel (a service stop, a user's cancel) is seen between poll slices of a step
+    and ends the wait between in-progress retries; everything is released either way."""
+    import threading
+
+    from e3backup.errors import Cancelled
+
+    cancel = threading.Event()
+    vss = FakeVss(hang="DoSnapshotSet")
+    app = AppConsistentVss(vss.create, VssSettings(consistency="application"), clock=vss.clock, cancel=cancel)
+    real_create = vss.create
+
+    def create() -> FakeBackupComponents:
+        bc = real_create()
+        real_do = bc.do_snapshot_set
+
+        def do_snapshot_set() -> object:
+            op = real_do()
+            cancel.set()  # while DoSnapshotSet hangs
+            return op
+
+        bc.do_snapshot_set = do_snapshot_set  # type: ignore[assignment,method-assign]
+        return bc
+
+    app.create = create
+    with pytest.raises(Cancelled), app.snapshot_set(["C:"]):
+        pass
+    assert next(a for a in vss.asyncs if a.method == "DoSnapshotSet").cancelled
+    assert vss.now < 600  # well before the step's deadline
+    _all_released(vss)
+
+    waiting = FakeVss(in_progress=5)
+    cancel = threading.Event()
+
+    def busy() -> FakeBackupComponents:
+        bc = waiting.create()
+        real_start = bc.start_snapshot_set
+
+        def start_snapshot_set() -> str:
+            cancel.set()  # cancelled while another set is in progress: the 60 s wait returns at once
+            return real_start()
+
+        bc.start_snapshot_set = start_snapshot_set  # type: ignore[method-assign]
+        return bc
+
+    app = AppConsistentVss(busy, VssSettings(consistency="application"), clock=waiting.clock, cancel=cancel)
+    with pytest.raises(Cancelled), app.snapshot_set(["C:"]):
+        pass
+    assert len(waiting.objects) == 1 and waiting.in_progress == 4  # no second try
+    _all_released(waiting)

@@ -98,7 +98,7 @@ def run_image_backup(
             repo.adopt_unindexed_packs()
             started = time.time()  # before the snapshot: change tracking's reference time
             prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink,
-                                               vss=opts.vss)
+                                               vss=opts.vss, cancel=cancel)
             if isinstance(prov, LvmSnapshotProvider):
                 prov.remove_stale()
             snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)

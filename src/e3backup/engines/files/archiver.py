@@ -101,7 +101,7 @@ class Archiver:
             style = self.opts.path_style
             if self.opts.shadows is not None:
                 style = stack.enter_context(shadowed(paths, self.opts.shadows, self.on_event,
-                                                     self.result.warnings))
+                                                     self.result.warnings, self.cancel))
             return self._run(style)
 
     def _run(self, style: PathStyle) -> BackupResult:

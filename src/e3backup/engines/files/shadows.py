@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ntpath
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -62,13 +63,15 @@ def shares_connected(paths: list[str], login: ShareLogin, on_event: OnEvent | No
 
 @contextmanager
 def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None,
-             warnings: list[str] | None = None) -> Iterator[PathStyle]:
-    """``warnings`` gets what makes the run a warning: a failed VSS writer, a fallback."""
+             warnings: list[str] | None = None, cancel: threading.Event | None = None) -> Iterator[PathStyle]:
+    """``warnings`` gets what makes the run a warning: a failed VSS writer, a fallback;
+    ``cancel`` (the run's) ends the VSS writers' sequence."""
     drives = sorted({d.upper() for d in (ntpath.splitdrive(p)[0] for p in paths) if len(d) == 2 and d[1] == ":"})
     with ExitStack() as stack:
         devices: dict[str, str] = {}
         if vss.app is not None and drives:
-            devices = _app_consistent(stack, drives, vss.app, on_event, warnings if warnings is not None else [])
+            devices = _app_consistent(stack, drives, vss.app, on_event, warnings if warnings is not None else [],
+                                      cancel)
         provider = VssSnapshotProvider(vss.shadows, None, on_event)
         for drive in drives:
             if drive in devices:
@@ -97,11 +100,12 @@ def shadowed(paths: list[str], vss: VolumeShadows, on_event: OnEvent | None,
 
 
 def _app_consistent(stack: ExitStack, drives: list[str], app: AppConsistentVss,
-                    on_event: OnEvent | None, warnings: list[str]) -> dict[str, str]:
+                    on_event: OnEvent | None, warnings: list[str], cancel: threading.Event | None) -> dict[str, str]:
     """Every drive in one application-consistent set; when the sequence fails, nothing (each
     drive then gets its crash-consistent copy, ``VSS_CONSISTENCY_FALLBACK``), unless the policy
     says a writer failure fails the run."""
-    app = AppConsistentVss(app.create, app.settings, on_event, app.clock, app.pause)  # this run's events
+    app = AppConsistentVss(app.create, app.settings, on_event, app.clock, None if cancel else app.pause,
+                           cancel)  # this run's events and cancel
     try:
         shadow_set = stack.enter_context(app.snapshot_set(drives))
     except AppVssError as e:

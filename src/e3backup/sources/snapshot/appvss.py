@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import ntpath
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
+from e3backup.errors import Cancelled
 from e3backup.events import Event, EventCode, Level
 from e3backup.platform.windows.vss import ShadowCopyError, volume_root
 from e3backup.platform.windows.vssapi import (
@@ -136,7 +138,8 @@ def select_components(writers: list[WriterMetadata], roots: list[str]) -> list[t
 
 class AppConsistentVss:
     """Takes application-consistent snapshot sets. ``create`` makes one ``IVssBackupComponents``;
-    ``clock`` and ``pause`` are the seams for deadlines and the in-progress retry."""
+    ``clock`` and ``pause`` are the seams for deadlines and the in-progress retry; ``cancel`` (the
+    run's) ends a wait or an asynchronous step within a poll slice (``Cancelled``, all released)."""
 
     def __init__(
         self,
@@ -144,13 +147,19 @@ class AppConsistentVss:
         settings: VssSettings,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        pause: Callable[[float], None] = time.sleep,
+        pause: Callable[[float], object] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.create = create
         self.settings = settings
         self._emit = on_event or (lambda _e: None)
         self.clock = clock
-        self.pause = pause
+        self.cancel = cancel or threading.Event()
+        self.pause: Callable[[float], object] = pause or self.cancel.wait
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled while taking the VSS snapshot set")
 
     @contextmanager
     def snapshot_set(self, volumes: list[str]) -> Iterator[ShadowSet]:
@@ -173,6 +182,7 @@ class AppConsistentVss:
                                      f"{self.settings.in_progress_retries + 1} in {self.settings.retry_wait:g} s",
                                      details={"volumes": roots, "attempt": attempt + 1}))
                     self.pause(self.settings.retry_wait)
+                    self._check_cancel()
                     continue
                 if isinstance(e, VssComError):
                     raise AppVssError(f"application-consistent snapshot of {', '.join(roots)}: {e}", e.hresult) from e
@@ -248,6 +258,9 @@ class AppConsistentVss:
         deadline = self.clock() + self.settings.timeout
         try:
             while True:
+                if self.cancel.is_set():
+                    op.cancel()
+                    self._check_cancel()
                 left = deadline - self.clock()
                 if left <= 0:
                     op.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def select_provider(
     which: Callable[[str], str | None] = shutil.which,
     sysfs: Path = Path("/sys"),
     vss: VssSettings | None = None,
+    cancel: threading.Event | None = None,
 ) -> SnapshotProvider:
     """``mode`` is ``auto``, ``lvm`` or ``none``; ``lvm`` fails later if the source is no LV.
     ``vss``: the policy's VSS flags for a Windows volume (crash-consistent without them)."""
@@ -50,7 +52,7 @@ def select_provider(
             raise ValueError(f"{source} is a Windows volume: LVM snapshots are for Linux logical volumes")
         if not is_volume_name(source):
             return NoSnapshotProvider(on_event, f"{source} is a physical disk: VSS shadows volumes, not disks")
-        return vss_provider(on_event, vss)
+        return vss_provider(on_event, vss, cancel)
     if mode == "vss":
         raise ValueError(f"{source} is not a Windows volume: VSS snapshots need C: or \\\\?\\Volume{{GUID}}\\")
     missing = [t for t in LVM_TOOLS if which(t) is None]
@@ -66,7 +68,8 @@ def select_provider(
 
 
 def vss_provider(
-    on_event: Callable[[Event], None] | None = None, settings: VssSettings | None = None
+    on_event: Callable[[Event], None] | None = None, settings: VssSettings | None = None,
+    cancel: threading.Event | None = None,
 ) -> SnapshotProvider:
     """The real VSS provider: WMI through powershell.exe (crash-consistent), with the VSS writers
     through ``IVssBackupComponents`` when the policy asks for application consistency; NTFS hints
@@ -79,7 +82,8 @@ def vss_provider(
     crash = VssSnapshotProvider(ShadowCopies(shell, default_journal()), api, on_event)
     if settings is None or settings.consistency != "application":
         return crash
-    return AppVssSnapshotProvider(AppConsistentVss(create, settings, on_event), crash, api, on_event)
+    app = AppConsistentVss(create, settings, on_event, cancel=cancel)
+    return AppVssSnapshotProvider(app, crash, api, on_event)
 
 
 def windows_seams() -> tuple[PowerShell, Win32, Callable[[], BackupComponents]]:
