@@ -1,7 +1,7 @@
 """Change tracking: image incrementals of a GPT disk (ext4 + NTFS) against restic and a full re-read.
 
     sudo .venv/bin/python bench/change_tracking.py [--size-gib 8] [--fill 0.5] [--workdir DIR] [--keep]
-        [--rounds 1] [--cold]
+        [--rounds 1] [--cold] [--reuse] [--seed 0]
 
 Builds a sparse GPT disk image: partition 1 ext4 and partition 2 NTFS (45 % of the disk each),
 filled through the kernel (ext4) and ntfs-3g to ``--fill`` of each with files of 4 KiB-4 MiB
@@ -15,7 +15,10 @@ the image file only), so every tool reads the disk as a backup of a real device 
 2. unchanged: e3backup tracked (metadata only), restic, e3backup's full re-read (tracking off);
 3. ``--rounds`` times (default 1; the load of a shared machine varies between runs): 1 % of the
    files changed (64 KiB overwritten in place in each), then the same three runs.
-Prints a markdown table (time, CPU time (user + system), bytes read into chunks, bytes read by
+With ``--reuse`` (a ``--workdir`` kept by ``--keep``) the disk is not built again and the full
+backups are skipped: each chain's latest snapshot is the parent (the tracked chain's digests were
+taken at its last run; restic and the re-read read everything anyway). ``--seed`` picks other files
+to change. Prints a markdown table (time, CPU time (user + system), bytes read into chunks, bytes read by
 change tracking (scans and metadata digests), per-partition bytes) and the load average before and after, for
 docs/benchmarks.md.
 """
@@ -69,6 +72,16 @@ def mounted(dev: str, kind: str) -> Iterator[Path]:
             subprocess.run(["umount", mnt], check=True)
 
 
+def partition_rows(path: Path) -> dict[int, tuple[int, int]]:
+    """Partition number -> (start, size) in bytes, from ``sgdisk -p``."""
+    rows = {}
+    for line in sh("sgdisk", "-p", str(path)).splitlines():
+        bits = line.split()
+        if len(bits) > 3 and bits[0].isdigit():
+            rows[int(bits[0])] = (int(bits[1]) * 512, (int(bits[2]) - int(bits[1]) + 1) * 512)
+    return rows
+
+
 def build_disk(path: Path, size: int, fill: float) -> tuple[dict[int, tuple[int, int]], int]:
     with open(path, "wb") as f:
         f.truncate(size)
@@ -86,11 +99,7 @@ def build_disk(path: Path, size: int, fill: float) -> tuple[dict[int, tuple[int,
         f"2:{MS_BASIC}",
         str(path),
     )
-    rows = {}
-    for line in sh("sgdisk", "-p", str(path)).splitlines():
-        bits = line.split()
-        if len(bits) > 3 and bits[0].isdigit():
-            rows[int(bits[0])] = (int(bits[1]) * 512, (int(bits[2]) - int(bits[1]) + 1) * 512)
+    rows = partition_rows(path)
     rnd = random.Random(1)
     table = bytes.maketrans(bytes(range(256)), bytes(b"etaoinshrdlu \n.,"[i % 16] for i in range(256)))
     files = 0
@@ -156,6 +165,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="times the 1 %% change cases run (load varies)")
     ap.add_argument("--cold", action="store_true", help="every run reads the image from disk, not the page cache")
+    ap.add_argument("--seed", type=int, default=0, help="offsets the seeds of the changes (another set of files)")
+    ap.add_argument("--reuse", action="store_true", help="--workdir holds a kept run: skip the disk and full backups")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="e3bench-ct-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -163,12 +174,17 @@ def main() -> None:
     disk = work / "disk.img"
     e3r, e3o, rr = work / "e3", work / "e3-off", work / "restic"
     try:
+        reuse = a.reuse and disk.exists() and all((r / "config").exists() for r in (e3r, e3o, rr))
         t0 = time.perf_counter()
-        rows, files = build_disk(disk, int(a.size_gib * GiB), a.fill)
-        print(f"built {a.size_gib} GiB disk with {files} files in {time.perf_counter() - t0:.0f} s", flush=True)
-        for repo in (e3r, e3o):
-            subprocess.run([*E3, "-r", str(repo), "init"], env=env, check=True, capture_output=True)
-        subprocess.run(["restic", "-r", str(rr), "init"], env=env, check=True, capture_output=True)
+        if reuse:  # every chain already has its full backup; each run below compares with its own parent
+            rows, files, a.size_gib = partition_rows(disk), 0, disk.stat().st_size / GiB
+            print(f"reusing the disk and repositories in {work}", flush=True)
+        else:
+            rows, files = build_disk(disk, int(a.size_gib * GiB), a.fill)
+            print(f"built {a.size_gib} GiB disk with {files} files in {time.perf_counter() - t0:.0f} s", flush=True)
+            for repo in (e3r, e3o):
+                subprocess.run([*E3, "-r", str(repo), "init"], env=env, check=True, capture_output=True)
+            subprocess.run(["restic", "-r", str(rr), "init"], env=env, check=True, capture_output=True)
 
         def e3(tracked: bool = True) -> Measure:
             os.sync()  # the last run's packs written back before this one is timed
@@ -186,9 +202,11 @@ def main() -> None:
 
         load_before = os.getloadavg()
         results: list[tuple[str, str, Measure]] = []
-        results += [("full", "e3backup", e3()), ("full", "restic", restic()), ("full", "e3backup off", e3(False))]
+        if not reuse:
+            results += [("full", "e3backup", e3()), ("full", "restic", restic()), ("full", "e3backup off", e3(False))]
+        seed = 1 + a.seed
         for r in range(a.rounds + 1):
-            case = f"round {r}: 1 % of files ({change(disk, rows, 1 + r)}) changed" if r else "unchanged"
+            case = f"round {r}: 1 % of files ({change(disk, rows, seed + r)}) changed" if r else "unchanged"
             results += [(case, "e3backup tracked", e3()), (case, "restic", restic())]
             results += [(case, "e3backup full re-read", e3(False))]
         load = " / ".join(", ".join(f"{x:.2f}" for x in la) for la in (load_before, os.getloadavg()))

@@ -139,6 +139,9 @@ def test_state_keeps_the_chunk_digests_and_reads_version_1() -> None:
     v1 = b"E3CT" + (1).to_bytes(2, "little") + len(v1_header).to_bytes(4, "little") + v1_header + bytes(24)
     old = TrackingState.decode(v1)
     assert old.meta_chunks == {} and old.chunk_size == 0 and len(old.partitions[0].digests) == 3
+    # version 2 hashed every metadata byte: its chunk digests are not comparable, so none is kept
+    v2 = TrackingState.decode(raw[:4] + (2).to_bytes(2, "little") + raw[6:])
+    assert v2.meta_chunks == {} and v2.chunk_size == 65536 and v2.partitions[0].digests.tolist() == [0, 1, 2]
 
 
 def test_chunk_digests_cover_the_metadata_bytes_and_their_places() -> None:
@@ -165,6 +168,35 @@ def test_chunk_digests_cover_the_metadata_bytes_and_their_places() -> None:
     assert after[1] != before[1] and after[0] == before[0] and after[3] == before[3]
     moved = MetaChunks.of(ExtentList([(101, 50), (cs - 10, 30), (3 * cs, cs)]), cs)
     assert digests(disk, moved)[0] != after[0]  # same chunk, other ranges: another digest
+
+
+def test_chunk_digests_of_mostly_zero_metadata_see_every_byte_and_place() -> None:
+    """All-zero 4 KiB pieces are left out of the hash (a map says which): a byte set in a zero
+    piece, data moved into a zero piece, and a changed short tail each change the digest."""
+    cs = 16 * 4096
+    disk = bytearray(cs)
+    disk[4096 : 2 * 4096] = random_bytes(4096, 3)  # piece 1 holds data, the rest is zeros
+    meta = MetaChunks.of(ExtentList([(0, cs - 100)]), cs)  # a 3996-byte tail after 15 pieces
+
+    def digest(data: bytearray) -> bytes:
+        got = meta.digest_source(BytesSource(bytes(data)), [0])[0]
+        assert meta.digest_chunk(0, data) == got
+        return got
+
+    before = digest(disk)
+    assert digest(bytearray(disk)) == before
+    seen = {before}
+    for change in (
+        lambda d: d.__setitem__(9 * 4096 + 7, 1),  # a byte in a zero piece
+        lambda d: d.__setitem__(slice(4096, 3 * 4096), bytes(4096) + d[4096 : 2 * 4096]),  # moved on
+        lambda d: d.__setitem__(cs - 101, 1),  # the tail
+    ):
+        changed = bytearray(disk)
+        change(changed)
+        seen.add(digest(changed))
+    assert len(seen) == 4
+    disk[cs - 50] = 1  # past the metadata: no change
+    assert digest(disk) == before
 
 
 # NTFS ------------------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ metadata bytes in it; the next backup reads only those bytes again, digests them
 chunk only when the digest differs from the parent's (or the parent has none).
 
 A digest is SHA-256 (truncated to 16 bytes) of the metadata ranges' places in the chunk and their
-bytes, so a chunk whose metadata moved differs as well. The parent's digest must describe the
+bytes, so a chunk whose metadata moved differs as well. Most metadata bytes are zeros (unused
+inode slots, the unwritten part of a journal: 84 % of the 166 MB on the 8 GiB bench disk), so the
+bytes are cut into 4 KiB pieces and the hash covers a map of the all-zero pieces and the bytes of
+the others only: the same bytes give the same digest, any other bytes another (the map fixes
+where each hashed piece goes), and a zero test runs ~20x faster than SHA-256. The parent's digest must describe the
 bytes the parent *stored*: the engine digests every chunk it reads from the very buffer it stores
 (``digest_chunk``), and a chunk is reused only when its digest now equals the parent's, so by
 induction every stored digest describes the stored chunk, even on a live device without a
@@ -19,15 +23,19 @@ unplanned bytes are zero in both (else the plans differ there and ``decide_chunk
 
 from __future__ import annotations
 
+import hashlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from e3backup.repo.hashing import LANES, sha256_many
+import numpy as np
+
+from e3backup.repo.hashing import LANES
 from e3backup.sources.device import BufferSource, ByteSource
 from e3backup.sources.extents import ExtentList
 
 DIGEST_BYTES = 16
+PIECE = 4096  # the unit of the all-zero test
 BATCH_BYTES = 64 << 20  # metadata held at once while digesting: bounds memory on any disk
 
 Ranges = tuple[tuple[int, int], ...]  # (offset in the chunk, length), sorted
@@ -66,9 +74,9 @@ class MetaChunks:
         if index not in self.ranges:
             return None
         view = memoryview(chunk)
-        parts: list[bytes | memoryview] = [self._header(index)]
-        parts += [view[o : o + n] for o, n in self.ranges[index]]
-        return sha256_many([b"".join(parts)])[0][:DIGEST_BYTES]
+        header = self._header(index)
+        message = b"".join([header, *(view[o : o + n] for o, n in self.ranges[index])])
+        return _digests([memoryview(message)], [len(header)])[0]
 
     def digest_source(self, source: ByteSource, indexes: Iterable[int]) -> dict[int, bytes]:
         """Digests of chunks ``indexes`` (those with metadata) from ``source`` (the whole disk),
@@ -82,12 +90,15 @@ class MetaChunks:
         pool: list[bytearray] = []
         held = 0
 
+        headers: list[int] = []
+
         def flush() -> None:
             nonlocal held
-            for i, d in zip(batch, sha256_many(messages), strict=True):
-                out[i] = d[:DIGEST_BYTES]
+            for i, d in zip(batch, _digests(messages, headers), strict=True):
+                out[i] = d
             batch.clear()
             messages.clear()
+            headers.clear()
             held = 0
 
         for index in indexes:
@@ -116,12 +127,29 @@ class MetaChunks:
                 pos += n
             batch.append(index)
             messages.append(view)
+            headers.append(len(header))
             held += length
             if len(batch) >= LANES or held >= BATCH_BYTES:
                 flush()
         if batch:
             flush()
         return out
+
+
+def _digests(messages: Sequence[memoryview], header_lengths: Sequence[int]) -> list[bytes]:
+    """The digest of each message (a header, then metadata bytes): SHA-256 of the header, the
+    map of the all-zero 4 KiB pieces of the bytes, and the other pieces (a short tail as it is)."""
+    compact = []
+    for message, h in zip(messages, header_lengths, strict=True):
+        body = np.frombuffer(message, dtype=np.uint8)[h:]
+        full = len(body) // PIECE * PIECE
+        pieces = body[:full].reshape(-1, PIECE)
+        used = pieces.view(np.uint64).any(axis=1)
+        zero_map = np.packbits(~used)
+        prefix = np.frombuffer(message, dtype=np.uint8)[:h]
+        compact.append(np.concatenate([prefix, zero_map, pieces[used].ravel(), body[full:]]))
+    # hashlib, not the multi-buffer kernel: its lanes run in step, and these lengths vary widely
+    return [hashlib.sha256(c.data).digest()[:DIGEST_BYTES] for c in compact]
 
 
 __all__ = ["DIGEST_BYTES", "MetaChunks"]

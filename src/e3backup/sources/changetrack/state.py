@@ -12,8 +12,10 @@ the digests to stay comparable: serial/UUID, size, cluster or block size...), ``
 next USN; older readers ignore it). The tables follow in the same order, 8 bytes per record
 (``digest.py``), so a volume of one million files costs 8 MB before compression. Then the chunk
 digests: ``meta_chunks`` chunk indexes (u64) and as many 16-byte digests (an 8 GiB disk with
-4 MiB chunks: at most 2,048, 48 KB). Version 1 (before the chunk digests) decodes with none. The
-repository encrypts and compresses the blob like any other.
+4 MiB chunks: at most 2,048, 48 KB). Version 1 (before the chunk digests) and version 2 (chunk
+digests over every metadata byte, before the all-zero pieces were left out of the hash) decode
+with none: their chunk digests are not comparable, so the next backup reads the metadata chunks
+once. The repository encrypts and compresses the blob like any other.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from e3backup.sources.changetrack.metachunks import DIGEST_BYTES as CHUNK_DIGEST
 from e3backup.sources.errors import SourceError
 
 MAGIC = b"E3CT"
-VERSION = 2
+VERSION = 3
+CHUNK_DIGESTS_SINCE = 3  # older chunk digests hash every metadata byte: not comparable
 DIGEST_BYTES = 8
 
 Identity = dict[str, int | str]
@@ -130,6 +133,8 @@ class TrackingState:
             digests = raw[count * 8 :]
             n = CHUNK_DIGEST_BYTES
             meta = {int(i): digests[k * n : (k + 1) * n] for k, i in enumerate(indexes)}
+            if version < CHUNK_DIGESTS_SINCE:
+                meta = {}
             return cls(tuple(parts), int(header.get("since_verify", 0)), int(header.get("chunk_size", 0)), meta)
         except (ValueError, KeyError, TypeError) as e:
             raise TrackingStateError(f"unreadable change-tracking state: {e}") from e
