@@ -28,6 +28,7 @@ import urllib3
 
 from ..errors import AccessDeniedError, NotFoundError, StoreUnavailableError, UsageError
 from .base import FileType, Handle, is_id
+from .remote import EMPTY, byte_range, list_config
 from .retry import Outage, RetryPolicy, call_with_retry, retry_note
 
 T = TypeVar("T")
@@ -170,17 +171,11 @@ class RestStore:
                       rewind=lambda: f.seek(0))
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise UsageError(f"{h}: negative offset or length ({offset}, {length})")
-        if length == 0:
+        span = byte_range(h, offset, length)
+        if span == EMPTY:
             self.stat(h)
             return b""
-        headers = {}
-        if length is not None:
-            headers["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            headers["Range"] = f"bytes={offset}-"
-        resp = self._request("GET", self._url(h), what=f"load {h}", headers=headers)
+        resp = self._request("GET", self._url(h), what=f"load {h}", headers={"Range": span} if span else {})
         if resp.status == 416:
             return b""
         return resp.data
@@ -197,10 +192,7 @@ class RestStore:
 
     def list(self, t: FileType) -> Iterator[tuple[str, int]]:
         if t is FileType.CONFIG:
-            try:
-                yield "config", self.stat(Handle(FileType.CONFIG))
-            except NotFoundError:
-                return
+            yield from list_config(self)
             return
         try:
             resp = self._request("GET", self._url(listing=t), what=f"list {t.value}",

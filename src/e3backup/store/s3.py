@@ -29,6 +29,7 @@ from botocore.utils import parse_timestamp
 
 from ..errors import NotFoundError, StoreUnavailableError, UsageError
 from .base import FileType, Handle, is_id
+from .remote import EMPTY, byte_range, list_config
 from .retry import Outage, RetryPolicy, call_with_retry, retry_note
 from .s3_errors import FOREIGN_ERRORS, client_error_parts, is_retryable, map_error
 from .s3_location import S3Location
@@ -221,17 +222,14 @@ class S3Store:
         self._call("PUT", key, put)
 
     def load(self, h: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise UsageError(f"{h}: negative offset or length ({offset}, {length})")
-        if length == 0:
+        span = byte_range(h, offset, length)
+        if span == EMPTY:
             self.stat(h)
             return b""
         key = self._key(h)
         kwargs: dict[str, Any] = {"Bucket": self._loc.bucket, "Key": key}
-        if length is not None:
-            kwargs["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            kwargs["Range"] = f"bytes={offset}-"
+        if span:
+            kwargs["Range"] = span
 
         def get() -> bytes:
             try:
@@ -260,10 +258,7 @@ class S3Store:
 
     def list(self, t: FileType) -> Iterator[tuple[str, int]]:
         if t is FileType.CONFIG:
-            try:
-                yield "config", self.stat(Handle(FileType.CONFIG))
-            except NotFoundError:
-                return
+            yield from list_config(self)
             return
         prefix = self._loc.key(t.value + "/")
         kwargs: dict[str, Any] = {"Bucket": self._loc.bucket, "Prefix": prefix,
