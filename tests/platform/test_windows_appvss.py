@@ -244,3 +244,28 @@ def test_a_cancelled_run_ends_a_hung_step_and_the_retry_wait(tmp_path: Path) -> 
         pass
     assert len(waiting.objects) == 1 and waiting.in_progress == 4  # no second try
     _all_released(waiting)
+
+
+def test_listing_the_writers_to_leave_out_failing_falls_back_with_a_named_event(tmp_path: Path) -> None:
+    from e3backup.platform.windows.vssapi import E_ACCESSDENIED
+
+    vss = FakeVss(fail={"GatherWriterMetadata": E_ACCESSDENIED})
+    provider, events, _p, shell = _provider(vss, tmp_path, exclude_writers=("SqlServerWriter",))
+    with provider.snapshot("C:") as snap:
+        assert snap.consistency == "crash" and "E_ACCESSDENIED" in snap.warnings[0]
+    fallback = next(e for e in events if e.code == EventCode.VSS_CONSISTENCY_FALLBACK)
+    assert "listing the VSS writers to leave out" in fallback.message and fallback.details["hresult"] == "0x80070005"
+    assert shell.shadows == {}
+    _all_released(vss)
+
+
+def test_no_vss_requester_on_this_machine_falls_back(tmp_path: Path) -> None:
+    def missing() -> FakeBackupComponents:
+        raise OSError("[WinError 126] The specified module could not be found: vssapi.dll")
+
+    vss = FakeVss()
+    provider, events, _p, _shell = _provider(vss, tmp_path)
+    provider.app.create = missing
+    with provider.snapshot("C:") as snap:
+        assert snap.consistency == "crash" and "vssapi.dll" in snap.warnings[0]
+    assert EventCode.VSS_CONSISTENCY_FALLBACK in [e.code for e in events]

@@ -164,7 +164,10 @@ class AppConsistentVss:
     @contextmanager
     def snapshot_set(self, volumes: list[str]) -> Iterator[ShadowSet]:
         roots = [volume_root(v) for v in volumes]
-        exclude = self._excluded_ids()
+        try:
+            exclude = self._excluded_ids()
+        except VssComError as e:
+            raise AppVssError(f"listing the VSS writers to leave out: {e}", e.hresult) from e
         attempt = 0
         while True:
             bc = self._new()
@@ -201,6 +204,8 @@ class AppConsistentVss:
             return self.create()
         except VssComError as e:
             raise AppVssError(f"the VSS requester could not be created: {e}", e.hresult) from e
+        except (OSError, AttributeError) as e:  # vssapi.dll or one of its exports missing
+            raise AppVssError(f"the VSS requester could not be created: {e}") from e
 
     def _excluded_ids(self) -> dict[str, str]:
         """Writer class id -> what the policy called it. Names need the writers' metadata from
