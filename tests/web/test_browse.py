@@ -225,7 +225,8 @@ def test_a_gateway_mode_repository_is_read_through_the_gateway_with_a_read_only_
 ) -> None:
     """The dashboard's downloads of a gateway-mode job never touch the storage credentials: each
     opening of the repository gets its own read-only token, with which writing is refused (403)
-    and nothing in the bucket changes; the token ends with the request."""
+    and nothing in the bucket changes; the token ends with the request, opens no other job and
+    expires."""
     run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
     with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
         job = s.get(Job, s.get(Run, run_id).job_id)  # type: ignore[union-attr]
@@ -260,16 +261,8 @@ def test_a_gateway_mode_repository_is_read_through_the_gateway_with_a_read_only_
         assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 404
     with world.client.app.state.e3.sessions() as s:  # type: ignore[attr-defined]
         assert s.scalar(select(func.count(GatewayReadToken.id))) == 0
-
-
-def test_a_reader_token_opens_only_its_job_and_only_to_read(
-    world: World, clock: FakeClock, tmp_path: Path, s3_server: SeaweedServer
-) -> None:
-    run_id, _ = _browsable_run(world, clock, tmp_path, s3=s3_server)
-    state = world.client.app.state.e3  # type: ignore[attr-defined]
-    with state.sessions() as s:
-        job_id = s.get(Run, run_id).job_id  # type: ignore[union-attr]
-    token = gateway_readers.issue(state.sessions, clock.now(), job_id, None)
+    # a reader token opens only its job, only to read, and not past its expiry
+    token = gateway_readers.issue(world.client.app.state.e3.sessions, clock.now(), job_id, None)  # type: ignore[attr-defined]
     assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 200
     r = world.client.post(f"/gateway/job-{job_id}/snapshots/{hashlib.sha256(b'x').hexdigest()}", content=b"x",
                           auth=("", token))
@@ -280,6 +273,7 @@ def test_a_reader_token_opens_only_its_job_and_only_to_read(
     assert world.client.get(f"/gateway/job-{other['id']}/config", auth=("", token)).status_code == 404
     clock.advance(seconds=int(gateway_readers.LIFETIME.total_seconds()))
     assert world.client.get(f"/gateway/job-{job_id}/config", auth=("", token)).status_code == 404
+    assert _bucket_hashes(s3_server, bucket) == before
 
 
 def test_no_repository_key_or_password_outlives_the_request(
