@@ -13,7 +13,9 @@ agent polls ``next_run?kind=backup`` once per ``--poll`` seconds at its own phas
 request was due, so a client that falls behind shows as latency too (its lag is reported
 apart). With two replicas the requests alternate between them, as a round-robin balancer would.
 
-``ramp`` steps through the fleet sizes, each for ``--step-seconds``, and reports per step the
+``ramp`` first has every agent of the largest fleet poll once (unmeasured, ``--no-prime`` skips
+it: a running fleet is known to its replica), then steps through the fleet sizes, each for
+``--step-seconds``, and reports per step the
 requests per second, p50/p99/max latency, errors, and the largest fleet held with p99 under
 200 ms. ``soak`` holds one fleet size for ``--seconds`` and samples every ``--sample`` seconds the
 servers' memory (RSS), open file descriptors, PostgreSQL connections, p99 and errors. Bounded in
@@ -286,6 +288,31 @@ class Load:
         window, self.window = self.window, Window()
         return window
 
+    async def prime(self, agents: int) -> None:
+        """Every agent calls ``next_run`` once, as fast as the connections go, unmeasured: a fleet
+        that has been running for a while is known to its replica (its token cache, its rows in
+        PostgreSQL's buffers); without this a step shorter than the poll interval would measure
+        mostly agents calling for the first time."""
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+        for i in range(agents):
+            queue.put_nowait(i)
+
+        async def worker(conn: Connection) -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                if i is None:
+                    break
+                path, body = self.request("next_run", i)
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
+                    await asyncio.wait_for(conn.post(path, self.fleet.tokens[i], body), timeout=60)
+            conn.close()
+
+        conns = []
+        for url in self.urls:
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            conns += [Connection(host, int(port)) for _ in range(8)]
+        await asyncio.gather(*(worker(c) for c in conns))
+
     async def close(self) -> None:
         pass
 
@@ -381,6 +408,8 @@ def ramp(args: argparse.Namespace) -> None:
             # warm-up (imports on first use, pool connections, query caches), not reported
             asyncio.run(_run_and_close(Load([u for u, _ in procs], fleet, sizes[0], args.poll,
                                             [p.pid for _, p in procs], lambda: postgres_pids(url)), 10.0))
+            if args.prime:
+                asyncio.run(Load([u for u, _ in procs], fleet, max(sizes), args.poll, [], lambda: []).prime(max(sizes)))
             held = 0
             cpu_per_req: list[float] = []
             for size in sizes:
@@ -453,6 +482,8 @@ def main() -> None:
     r = sub.choices["ramp"]
     r.add_argument("--agents", default="2500,5000,10000,20000", help="fleet sizes, comma-separated")
     r.add_argument("--step-seconds", type=float, default=20.0)
+    r.add_argument("--no-prime", dest="prime", action="store_false",
+                   help="skip the unmeasured first poll of every agent before the steps")
     s = sub.choices["soak"]
     s.add_argument("--agents", default="10000")
     s.add_argument("--seconds", type=float, default=600.0)

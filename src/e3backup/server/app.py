@@ -34,11 +34,13 @@ from e3backup.server.problems import (
     service_error_handler,
 )
 from e3backup.server.routes import ROUTERS
+from e3backup.server.routes.agent_polls import AgentPolls
 from e3backup.server.scheduler import Scheduler
 from e3backup.server.security import PasswordHasher, SecretBox
 from e3backup.server.security.body_limit import BodyLimit
 from e3backup.server.security.headers import SecurityHeaders
 from e3backup.server.security.ratelimit import rate_limiter_for
+from e3backup.server.security.tokens import hash_token
 from e3backup.server.services import agents as agents_service
 from e3backup.server.services.alert_delivery import AlertWorker, MailSettings
 from e3backup.server.state import ServerState
@@ -147,7 +149,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(metrics_router)
     install_dashboard(app)
-    # outermost last: the proxy's client address and scheme, then headers, then the body limit
+    # outermost last: the proxy's client address and scheme, then headers, then the body limit,
+    # then the agents' polls answered without the framework (routes/agent_polls.py)
+    app.add_middleware(AgentPolls, state=state)
     app.add_middleware(
         BodyLimit,
         user_limit=settings.max_body_bytes,
@@ -171,6 +175,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
 
 def _known_bearer(state: ServerState, token: str) -> bool:
+    if state.agent_tokens.get(hash_token(token)) is not None:
+        return True  # a live agent this process knows: no second lookup of its token
     with state.sessions() as session:
         return agents_service.known_bearer(session, token, state.clock.now())
 

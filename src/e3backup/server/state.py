@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +11,7 @@ from e3backup.server.clock import Clock
 from e3backup.server.cluster.bus import Bus, Wakeups
 from e3backup.server.config import Settings
 from e3backup.server.security import PasswordHasher, SecretBox
+from e3backup.server.security.agent_tokens import AgentTokenCache
 from e3backup.server.security.ratelimit import RateLimiter
 
 
@@ -26,6 +27,11 @@ class ServerState:
     enroll_limiter: RateLimiter
     waiters: Wakeups  # requests waiting for a run or a command to change (see cluster.bus)
     bus: Bus
+    # agents' token hashes -> id, so their frequent calls need no lookup (dropped on revocation)
+    agent_tokens: AgentTokenCache = field(default_factory=AgentTokenCache)
+
+    def __post_init__(self) -> None:
+        self.waiters.watchers.append(self.agent_tokens.on_wake)
 
 
 __all__ = ["ServerState"]

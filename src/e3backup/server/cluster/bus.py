@@ -3,7 +3,8 @@ transaction that changed it commits, whichever replica committed it.
 
 Waiters register a key (``run:<id>``, ``command:<id>``) in :class:`Wakeups`. The bus is hooked
 on the session factory: a flush that touched a ``Run``, a ``RunEvent`` or a ``Command`` records
-its key, and the commit delivers it:
+its key (and one that revoked an agent or changed its token, ``agent:<id>``, which the agent
+token cache of every replica watches), and the commit delivers it:
 
 - :class:`LocalBus` (SQLite, one process): wakes this process's waiters after the commit.
 - :class:`PostgresBus`: sends ``NOTIFY e3backup, '<key>'`` inside the transaction (PostgreSQL
@@ -20,18 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from e3backup.server.cluster.leader import libpq_conninfo
-from e3backup.server.db.models import Command, Run, RunEvent
+from e3backup.server.db.models import Agent, Command, Run, RunEvent
+from e3backup.server.security.agent_tokens import AGENT_KEY_PREFIX, agent_key
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "e3backup"
 _KEYS = "e3backup_wake_keys"
+_LOCAL = "e3backup_local_keys"
 
 
 def run_key(run_id: int) -> str:
@@ -43,11 +47,15 @@ def command_key(command_id: int) -> str:
 
 
 class Wakeups:
-    """asyncio events keyed by what their request waits for; woken from any thread."""
+    """asyncio events keyed by what their request waits for; woken from any thread.
+
+    ``watchers`` are called with every key woken, and with None when everything is (caches
+    that must drop what a commit changed, e.g. the agent token cache)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self.watchers: list[Callable[[str | None], None]] = []
 
     def register(self, key: str) -> asyncio.Event:
         wake = asyncio.Event()
@@ -72,11 +80,15 @@ class Wakeups:
             return sum(len(v) for v in self._waiting.values())
 
     def wake(self, key: str) -> None:
+        for watch in self.watchers:
+            watch(key)
         with self._lock:
             entries = list(self._waiting.get(key, []))
         self._set(entries)
 
     def wake_all(self) -> None:
+        for watch in self.watchers:
+            watch(None)
         with self._lock:
             entries = [e for v in self._waiting.values() for e in v]
         self._set(entries)
@@ -101,7 +113,14 @@ def _changed_keys(session: Session) -> set[str]:
             keys.add(command_key(obj.id))
             if obj.run_id is not None:
                 keys.add(run_key(obj.run_id))
+        elif isinstance(obj, Agent) and obj.id is not None and _credentials_changed(obj):
+            keys.add(agent_key(obj.id))
     return keys
+
+
+def _credentials_changed(agent: Agent) -> bool:
+    state = inspect(agent)
+    return state.deleted or any(state.attrs[name].history.has_changes() for name in ("revoked", "token_hash"))
 
 
 class LocalBus:
@@ -145,7 +164,7 @@ class PostgresBus:
     def install(self, sessions: sessionmaker[Session]) -> None:
         event.listen(sessions, "after_flush", _collect)
         event.listen(sessions, "before_commit", self._before_commit)
-        event.listen(sessions, "after_commit", _forget)
+        event.listen(sessions, "after_commit", self._after_commit)
         event.listen(sessions, "after_rollback", _forget)
 
     def _before_commit(self, session: Session) -> None:
@@ -156,6 +175,17 @@ class PostgresBus:
                 text("SELECT pg_notify(:channel, k) FROM unnest(CAST(:keys AS text[])) AS k"),
                 {"channel": CHANNEL, "keys": sorted(keys)},
             )
+            # a revoked agent is refused by this replica as soon as the commit returns, not
+            # only once its own LISTEN connection hears the notification
+            local = {k for k in keys if k.startswith(AGENT_KEY_PREFIX)}
+            if local:
+                session.info[_LOCAL] = local
+
+    def _after_commit(self, session: Session) -> None:
+        local = session.info.pop(_LOCAL, ())
+        _forget(session)
+        for key in local:
+            self.wakeups.wake(key)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._listen, name="e3backup-listen", daemon=True)
@@ -200,6 +230,7 @@ def _collect(session: Session, _flush_context: Any) -> None:
 
 def _forget(session: Session, *_args: Any) -> None:
     session.info.pop(_KEYS, None)
+    session.info.pop(_LOCAL, None)
 
 
 def bus_for(url: str, wakeups: Wakeups) -> Bus:

@@ -21,7 +21,9 @@ from e3backup.server.routes import (
     users,
 )
 
+# the agents' calls first: they are most of the requests, and routes are matched in this order
 ROUTERS = [
+    agent_api.router,
     health.router,
     auth.router,
     tenants.router,
@@ -39,7 +41,6 @@ ROUTERS = [
     restore_points.router,
     commands.router,
     enroll.router,
-    agent_api.router,
     recovery.user_router,
     recovery.router,
 ]

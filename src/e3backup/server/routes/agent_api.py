@@ -7,9 +7,14 @@ another agent is answered 404.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.agent import (
     CommandAck,
@@ -27,7 +32,7 @@ from e3backup.api.agent import (
 from e3backup.api.common import Id, RunKind
 from e3backup.api.proofs import ProofReport, ProofView
 from e3backup.server.db.models import Agent, AgentRelease, Run, Tenant
-from e3backup.server.deps import CurrentAgent, SessionDep, StateDep
+from e3backup.server.deps import AgentCall, AgentCaller, CurrentAgent, SessionDep, StateDep, record_seen
 from e3backup.server.security.tokens import gateway_token, hash_token
 from e3backup.server.services import agent_releases as releases_svc
 from e3backup.server.services import agents as agents_svc
@@ -41,62 +46,99 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 
-def _own_run(session: SessionDep, agent: Agent, run_id: int) -> Run:
+def _own_run(session: Session, agent_id: int, run_id: int) -> Run:
     run = session.get(Run, run_id)
-    if run is None or run.agent_id != agent.id:
+    if run is None or run.agent_id != agent_id:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
     return run
 
 
-@router.post("/next_run")
-def next_run(
+JSON = "application/json"
+
+
+def _json(model: BaseModel) -> Response:
+    """The answer as FastAPI would send it, without its second validation of the model."""
+    return Response(model.model_dump_json(), media_type=JSON)
+
+
+# The agent's frequent calls (next_run, update_run, push_events, poll_commands) are async
+# handlers that do all their database work in one thread-pool hop, authenticated by ``AgentCall``
+# (the token cache) and without an ORM object on an idle poll: per-request CPU is what limits
+# how many agents a replica holds (docs/benchmarks.md).
+
+_IDLE = NextRunResponse(run=None, update=None).model_dump_json()  # a new Response each time: FastAPI edits it
+
+
+@router.post("/next_run", response_model=NextRunResponse)
+async def next_run(
     request: Request,
-    agent: CurrentAgent,
-    session: SessionDep,
+    agent: AgentCall,
     state: StateDep,
     body: NextRunRequest | None = None,
     run_id: Id | None = None,
     kind: RunKind | None = None,
-) -> NextRunResponse:
+) -> Response:
     """The agent's next queued run with everything it needs (secrets included), now running.
 
     ``?run_id=`` asks for a specific queued run (a restore command's run); ``?kind=backup``
     only hands out runs of that kind (the agent's poll loop leaves command runs to its command
-    loop, which claims them by ``run_id``).
+    loop, which claims them by ``run_id``). Also the agent's heartbeat (``last_seen``, versions).
     """
-    if body is not None:
-        if body.agent_version is not None:
-            agent.agent_version = body.agent_version
-        if body.os_version is not None:
-            agent.os_version = body.os_version
-        if body.engines is not None:
-            agent.engines = [e.value for e in body.engines]
-        if body.platform is not None:
-            agent.platform = body.platform
-        if body.update_event is not None:
-            agent.update_event = body.update_event.model_dump(mode="json")
-            log.info("agent %s self-update: %s %s %s", agent.id, body.update_event.code, body.update_event.version,
-                     body.update_event.message)
-    update = releases_svc.offer(session, agent, body)
-    run = runs_svc.claim_next_run(session, agent, state.clock.now(), run_id, kind)
-    if run is None:
+    gateway_base = (state.settings.gateway_url or str(request.base_url)) if state.settings.gateway_enabled else None
+    return await run_in_threadpool(handle_next_run, state, agent, gateway_base, body, run_id, kind)
+
+
+def handle_next_run(state: ServerState, caller: AgentCaller, gateway_base: str | None, body: NextRunRequest | None,
+              run_id: int | None, kind: RunKind | None) -> Response:
+    with state.sessions() as session:
+        record_seen(session, state, caller)
+        conn = session.connection()
+        row = conn.execute(
+            select(Agent.paused, Agent.agent_version, Agent.os_version, Agent.engines, Agent.platform,
+                   Agent.gateway_token_hash).where(Agent.id == caller.id)
+        ).one_or_none()
+        if row is None:
+            raise HTTPException(status_code=401, detail="unknown or revoked agent token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        changes = _reported(caller, row, body)
+        if changes:
+            conn.execute(update(Agent).where(Agent.id == caller.id).values(**changes))
+        offer = releases_svc.offer(session, caller.tenant_id, body)
+        run = runs_svc.claim_next_run(session, caller.id, row.paused, state.clock.now(), run_id, kind)
+        if run is None:
+            session.commit()
+            return _json(NextRunResponse(run=None, update=offer)) if offer else Response(_IDLE, media_type=JSON)
+        gateway = None
+        if gateway_base is not None:
+            # the agent's gateway token, derived from the agent token it called with; its hash is
+            # stored at enrollment, and here for an agent enrolled before the gateway existed
+            token = gateway_token(caller.token)
+            if row.gateway_token_hash is None:
+                conn.execute(update(Agent).where(Agent.id == caller.id).values(gateway_token_hash=hash_token(token)))
+            gateway = runs_svc.GatewayAccess(gateway_base, token)
+        result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, gateway), update=offer)
         session.commit()
-        return NextRunResponse(run=None, update=update)
-    result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, _gateway_access(request, agent, state)),
-                             update=update)
-    session.commit()
-    return result
+        return _json(result)
 
 
-def _gateway_access(request: Request, agent: Agent, state: ServerState) -> runs_svc.GatewayAccess | None:
-    """The agent's gateway token, derived from the agent token it called with; its hash is stored
-    (at enrollment; here for an agent enrolled before the gateway existed)."""
-    if not state.settings.gateway_enabled:
-        return None
-    token = gateway_token(request.headers["authorization"].partition(" ")[2].strip())
-    if agent.gateway_token_hash is None:
-        agent.gateway_token_hash = hash_token(token)
-    return runs_svc.GatewayAccess(state.settings.gateway_url or str(request.base_url), token)
+def _reported(caller: AgentCaller, row: Row[Any], body: NextRunRequest | None) -> dict[str, Any]:
+    """What the poll's body changes in the agent's row (versions, engines, platform, update event)."""
+    if body is None:
+        return {}
+    changes: dict[str, Any] = {}
+    if body.agent_version is not None and body.agent_version != row.agent_version:
+        changes["agent_version"] = body.agent_version
+    if body.os_version is not None and body.os_version != row.os_version:
+        changes["os_version"] = body.os_version
+    if body.engines is not None and [e.value for e in body.engines] != row.engines:
+        changes["engines"] = [e.value for e in body.engines]
+    if body.platform is not None and body.platform != row.platform:
+        changes["platform"] = body.platform
+    if body.update_event is not None:
+        changes["update_event"] = body.update_event.model_dump(mode="json")
+        log.info("agent %s self-update: %s %s %s", caller.id, body.update_event.code, body.update_event.version,
+                 body.update_event.message)
+    return changes
 
 
 @router.get("/releases/{release_id}")
@@ -112,30 +154,50 @@ def download_release(release_id: Id, agent: CurrentAgent, session: SessionDep, s
     return FileResponse(path, media_type="application/octet-stream", filename=f"e3backup-{release.version}")
 
 
-@router.post("/update_run")
-def update_run(
-    body: UpdateRunRequest, agent: CurrentAgent, session: SessionDep, state: StateDep
-) -> UpdateRunResponse:
-    run = runs_svc.apply_update(session, _own_run(session, agent, body.run_id), body, state.clock.now())
-    session.commit()
-    return UpdateRunResponse(run=runs_svc.status_view(run), cancel_requested=run.cancel_requested)
+@router.post("/update_run", response_model=UpdateRunResponse)
+async def update_run(body: UpdateRunRequest, agent: AgentCall, state: StateDep) -> Response:
+    return await run_in_threadpool(_update_run, state, agent, body)
 
 
-@router.post("/push_events")
-def push_events(
-    body: PushEventsRequest, agent: CurrentAgent, session: SessionDep, state: StateDep
-) -> PushEventsResponse:
-    run = _own_run(session, agent, body.run_id)
-    result = events_svc.push_events(session, run, body.events, state.clock.now(), state.settings.max_events_per_run)
-    session.commit()
-    return result
+def _update_run(state: ServerState, caller: AgentCaller, body: UpdateRunRequest) -> Response:
+    with state.sessions() as session:
+        record_seen(session, state, caller)
+        run = runs_svc.apply_update(session, _own_run(session, caller.id, body.run_id), body, state.clock.now())
+        session.commit()
+        return _json(UpdateRunResponse(run=runs_svc.status_view(run), cancel_requested=run.cancel_requested))
 
 
-@router.post("/poll_commands")
-def poll_commands(agent: CurrentAgent, session: SessionDep) -> PollCommandsResponse:
-    return PollCommandsResponse(
-        commands=[commands_svc.command_view(c) for c in commands_svc.pending(session, agent)]
-    )
+@router.post("/push_events", response_model=PushEventsResponse)
+async def push_events(body: PushEventsRequest, agent: AgentCall, state: StateDep) -> Response:
+    return await run_in_threadpool(_push_events, state, agent, body)
+
+
+def _push_events(state: ServerState, caller: AgentCaller, body: PushEventsRequest) -> Response:
+    with state.sessions() as session:
+        record_seen(session, state, caller)
+        run = _own_run(session, caller.id, body.run_id)
+        result = events_svc.push_events(session, run, body.events, state.clock.now(),
+                                        state.settings.max_events_per_run)
+        session.commit()
+        return _json(result)
+
+
+_NO_COMMANDS = PollCommandsResponse(commands=[]).model_dump_json()
+
+
+@router.post("/poll_commands", response_model=PollCommandsResponse)
+async def poll_commands(agent: AgentCall, state: StateDep) -> Response:
+    return await run_in_threadpool(handle_poll_commands, state, agent)
+
+
+def handle_poll_commands(state: ServerState, caller: AgentCaller) -> Response:
+    with state.sessions() as session:
+        record_seen(session, state, caller)
+        if not commands_svc.has_pending(session, caller.id):  # nearly every poll: one indexed query
+            return Response(_NO_COMMANDS, media_type=JSON)
+        return _json(PollCommandsResponse(
+            commands=[commands_svc.command_view(c) for c in commands_svc.pending(session, caller.id)]
+        ))
 
 
 @router.post("/ack_command")
@@ -158,9 +220,9 @@ def report_disks(
 @router.post("/report_proof")
 def report_proof(body: ProofReport, agent: CurrentAgent, session: SessionDep, state: StateDep) -> ProofView:
     """A proof of restore of one of this agent's backup runs (``docs/proof.md``)."""
-    proof = proofs_svc.record(session, _own_run(session, agent, body.run_id), body, state.clock.now())
+    proof = proofs_svc.record(session, _own_run(session, agent.id, body.run_id), body, state.clock.now())
     session.commit()
     return proofs_svc.view(proof)
 
 
-__all__ = ["router"]
+__all__ = ["handle_next_run", "handle_poll_commands", "router"]

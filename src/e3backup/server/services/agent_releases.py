@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from e3backup.api.agent import AgentUpdateOffer, NextRunRequest
-from e3backup.server.db.models import Agent, AgentRelease, Tenant
+from e3backup.server.db.models import AgentRelease, Tenant
 from e3backup.server.errors import FieldError
 
 RELEASE_DIR = "agent-releases"
@@ -58,12 +58,12 @@ def set_wanted_version(tenant: Tenant, version: str | None) -> None:
     tenant.agent_version_wanted = version or None
 
 
-def offer(session: Session, agent: Agent, req: NextRunRequest | None) -> AgentUpdateOffer | None:
-    """A release to switch to, when the tenant wants a version this agent does not run, one is
-    stored for its platform, and the agent can update itself."""
+def offer(session: Session, tenant_id: int, req: NextRunRequest | None) -> AgentUpdateOffer | None:
+    """A release to switch to, when the agent's tenant wants a version this agent does not run,
+    one is stored for its platform, and the agent can update itself."""
     if req is None or not req.self_update or not req.build_platform or not req.agent_version:
         return None
-    tenant = session.get(Tenant, agent.tenant_id)
+    tenant = session.get(Tenant, tenant_id)
     wanted = tenant.agent_version_wanted if tenant is not None else None
     if not wanted or wanted == req.agent_version:
         return None
