@@ -105,3 +105,35 @@ def test_hostile_or_absent_paths_are_refused(image_repo: tuple[Repository, str],
     with pytest.raises(E3Error, match=r"invalid name|is not in this image|no partition 3-none"):
         _restore(repo, snap, tmp_path / "t", [path])
     assert not (tmp_path / "etc").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_file_whose_data_cannot_be_read_is_named_and_not_left(
+    image_repo: tuple[Repository, str], tmp_path: Path
+) -> None:
+    """One image chunk corrupted in a copy of the repository: the file it holds is removed and
+    named, the other picked file is restored."""
+    from e3backup.repo.blob import BlobType
+    from e3backup.sources.stored_image import load_image_snapshot
+
+    repo, snap = image_repo
+    root = getattr(repo.store, "root")  # noqa: B009 - a LocalStore
+    shutil.copytree(root, tmp_path / "repo")
+    img = load_image_snapshot(repo, repo.load_snapshot(snap))
+    needle = NTFS["big.bin"][300_000:300_064]
+    blob = next(b for b in img.content if b not in img.zero_ids() and needle in repo.load_blob(BlobType.DATA, b))
+    loc = repo.index.lookup(BlobType.DATA, blob)
+    assert loc is not None
+    pack = next((tmp_path / "repo" / "data").rglob(loc.pack_id))
+    with open(pack, "r+b") as f:
+        f.seek(loc.blob.offset + 20)
+        byte = f.read(1)
+        f.seek(loc.blob.offset + 20)
+        f.write(bytes([byte[0] ^ 1]))
+    damaged = Repository.open(LocalStore(tmp_path / "repo"), b"pw")
+    try:
+        r = _restore(damaged, f"{snap}:2-data", tmp_path / "t", ["/2-data/big.bin", "/2-data/report.txt"])
+    finally:
+        damaged.close()
+    assert r.failed_files == [str(tmp_path / "t" / "big.bin")]
+    assert "big.bin: not restored: data blob" in r.errors[0] and loc.pack_id in r.errors[0]
+    assert _tree(tmp_path / "t") == {"report.txt": NTFS["report.txt"]}  # no partial big.bin, no temporary name
