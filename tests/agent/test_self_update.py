@@ -1,14 +1,17 @@
 """Self-update against the real server app: the tenant's wanted version is offered with a poll,
-the agent downloads the release, checks size, SHA-256 and Ed25519 signature, tries it, and swaps
-it in between runs; a corrupted or badly signed download or a version that fails to start is
-refused, said to the server, and leaves the running executable alone. The executables here are
-small scripts that answer ``agent run --check-start`` like the real one (the single-file agent
-itself updating end to end is described in docs/packaging.md: run by hand, not yet a test)."""
+the agent downloads the release, checks size, SHA-256 and Ed25519 signature, tries it, switches
+to it between runs on trial, and the new process commits once the server answers it or goes back
+to the installed version; a corrupted or badly signed download or a version that fails to start
+is refused, said to the server, and leaves the running executable alone. The executables here
+are small scripts that answer ``agent run --check-start`` like the real one (the single-file agent
+itself, end to end: tests/packaging/test_self_update_exe.py)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,24 +86,100 @@ def _agent(h: Harness, key: Ed25519PrivateKey) -> tuple[Agent, Path, list[Path]]
     return agent, exe, execs
 
 
-def test_an_idle_agent_swaps_to_the_offered_version_and_says_so(harness: Harness, key: Ed25519PrivateKey) -> None:
+def test_an_idle_agent_switches_to_the_offered_version_which_commits_once_it_reports(
+    harness: Harness, key: Ed25519PrivateKey
+) -> None:
     agent, exe, execs = _agent(harness, key)
     old = exe.read_bytes()
     new = _script(harness.tmp / "new", f"echo '{{\"version\": \"{NEW}\"}}'")
     _release(harness, new, key)
     assert agent.poll_once() is False  # no run: the offer is fetched, checked and tried
-    assert agent._update is not None and agent.stopping  # polling stops; the swap waits for no run
+    assert agent._update is not None and agent.stopping  # polling stops; the switch waits for no run
     with pytest.raises(Swapped):
         agent.apply_update()
-    assert execs == [exe] and exe.read_bytes() == new.read_bytes()
+    trial = exe.with_name(f".e3backup-{NEW}.new")
+    assert execs == [trial] and exe.read_bytes() == old  # on trial: the installed file is untouched
+    # the new process: on trial until the server answers its first poll, then it is installed
+    after = _after_switch(harness, agent, key, trial, execs)
+    assert after.trial_left() is not None and after.executable == exe
+    after.reported()
+    assert exe.read_bytes() == new.read_bytes() and not trial.exists()
     assert exe.with_name("e3backup.previous").read_bytes() == old
-    # the new process says it came up with the version it was given, with its first poll
-    after = SelfUpdater(Path(agent.config.state_dir), _pub(key), None, agent.client.download, executable=exe,
-                        version=NEW)
-    after.after_start()
     event = after.pending_event()
     assert event is not None and (event.code, event.version) == (UPDATED, NEW)
-    assert f"updated from {version()}" in event.message
+    assert f"updated from {version()}" in event.message and after.trial_left() is None
+
+
+def _after_switch(h: Harness, agent: Agent, key: Ed25519PrivateKey, running: Path, execs: list[Path],
+                  version_: str = NEW, clock: Callable[[], float] = time.monotonic) -> SelfUpdater:
+    """The updater of the process that the switch (or a restart) started, running ``running``."""
+
+    def exec_new(p: Path) -> None:
+        execs.append(p)
+        raise Swapped
+
+    after = SelfUpdater(Path(agent.config.state_dir), _pub(key), None, agent.client.download, executable=running,
+                        exec_new=exec_new, version=version_, trial_seconds=30, clock=clock)
+    after.after_start()
+    return after
+
+
+def test_a_switched_version_that_does_not_report_in_time_goes_back_to_the_installed_one(
+    harness: Harness, key: Ed25519PrivateKey
+) -> None:
+    agent, exe, execs = _agent(harness, key)
+    old = exe.read_bytes()
+    _release(harness, _script(harness.tmp / "new", f"echo '{{\"version\": \"{NEW}\"}}'"), key)
+    agent.poll_once()
+    with pytest.raises(Swapped):
+        agent.apply_update()
+    trial = execs[-1]
+    now = [1000.0]
+    after = _after_switch(harness, agent, key, trial, execs, clock=lambda: now[0])
+    assert after.trial_left() == 30 and not after.trial_expired()
+    now[0] += 30  # no poll answered within the bound (the server unreachable, the new code broken)
+    assert after.trial_expired()
+    with pytest.raises(Swapped):
+        after.roll_back()
+    assert execs[-1] == exe and exe.read_bytes() == old and not trial.exists()
+    # the installed version starts again and says why, with its first poll; it does not retry NEW
+    back = SelfUpdater(Path(agent.config.state_dir), _pub(key), None, agent.client.download, executable=exe)
+    back.after_start()
+    agent.updater, agent._update = back, None  # this object stands for the restarted process
+    agent.poll_once()
+    event = _server_event(harness, agent)
+    assert event is not None and (event["code"], event["version"]) == (ROLLED_BACK, NEW), event
+    assert f"{NEW} did not report to the server within 30 s after the switch; back on {version()}" in event["message"]
+    assert agent._update is None and not list(exe.parent.glob(".*.new"))
+
+
+def test_a_switched_version_that_dies_at_start_is_rolled_back_by_the_installed_one(
+    harness: Harness, key: Ed25519PrivateKey
+) -> None:
+    agent, exe, execs = _agent(harness, key)
+    _release(harness, _script(harness.tmp / "new", f"echo '{{\"version\": \"{NEW}\"}}'"), key)
+    agent.poll_once()
+    with pytest.raises(Swapped):
+        agent.apply_update()
+    # the trial process died before any of its code ran; the service manager starts the installed file
+    back = _after_switch(harness, agent, key, exe, execs, version_=version())
+    assert back.trial_left() is None and not list(exe.parent.glob(".*.new"))
+    event = back.pending_event()
+    assert event is not None and (event.code, event.version) == (ROLLED_BACK, NEW)
+    assert f"{NEW} stopped before it reported to the server" in event.message
+    assert not back.wants(agent.client.next_run(self_update=True).update)  # not tried again
+
+
+def test_a_stop_while_an_update_waits_for_a_run_drops_the_update(
+    harness: Harness, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent, exe, execs = _agent(harness, key)
+    _release(harness, _script(harness.tmp / "new", f"echo '{{\"version\": \"{NEW}\"}}'"), key)
+    agent.poll_once()
+    assert agent._update is not None
+    agent.request_exit()  # SIGTERM while the switch was pending (systemctl stop)
+    agent.run_forever()
+    assert execs == [] and agent._update is None and not list(exe.parent.glob(".*.new"))
 
 
 @pytest.mark.parametrize("fault", ["corrupted", "badly signed", "crashes at start"])

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .restamp import restamped
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,3 +99,11 @@ def debs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         found[f"{name}-2"] = out / deb.name.replace("0.0.1-1", "0.0.1-2")
         run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(raw), str(found[f"{name}-2"])])
     return found
+
+
+@pytest.fixture(scope="session")
+def agent_exe_next(agent_exe: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The session's single-file agent saying a newer version (``restamp.py``: its build stamp
+    rewritten in a copy, no second build), what self-update switches to."""
+    version = "99.0.0"
+    return restamped(agent_exe, tmp_path_factory.mktemp("agent-exe-next") / "e3backup", version), version

@@ -94,6 +94,7 @@ class Agent:
         self.outbox = self.state.outbox
         self.transport = transport or HttpxTransport.network(config.server_url)
         self._stop = threading.Event()
+        self._exit = threading.Event()  # asked to exit (a signal): no self-update swap, runs cancelled
         self.client = ServerClient(self.transport, config.agent_token, backoff=client_backoff,
                                    sleep=self._stop.wait, on_contact=self.state.record_contact)
         self.clock = clock
@@ -155,27 +156,57 @@ class Agent:
             log.warning("%d outbox entries kept for the next start (%s)", self.outbox.pending_count(), e)
         self.transport.close()
 
+    def request_exit(self, signum: int = 0) -> None:
+        """Stop for good (SIGTERM, Ctrl-C): running jobs are cancelled and a self-update waiting
+        for them is dropped, not applied. Not from a signal handler (``signals.py``)."""
+        self._exit.set()
+        self._stop.set()
+
     def run_forever(self) -> None:
         self.start()
-        self._stop.wait()
-        if self._update is not None:
+        while not self._stop.wait(self.updater.trial_left()):
+            if self.updater.trial_expired():
+                self._stop.set()
+        if self._exit.is_set():
+            self._drop_update()
+        elif self._update is not None:
             self.apply_update()
+        elif self.updater.trial_expired():
+            self.updater.roll_back(restart=self._quiesce())
         self.stop()
 
-    def apply_update(self) -> None:
-        """Between runs: the loops have stopped; let any run still going finish (never cancelled),
-        deliver what is waiting, and swap to the checked new version (this process is replaced)."""
-        assert self._update is not None
-        new, offer = self._update
+    def _drop_update(self) -> None:
+        if self._update is not None:
+            new, offer = self._update
+            self._update = None
+            new.unlink(missing_ok=True)
+            log.info("self-update to %s not applied: the agent is stopping", offer.version)
+
+    def _quiesce(self) -> bool:
+        """The loops have stopped: let any run still going finish (never cancelled for an update),
+        deliver what is waiting. False when asked to exit meanwhile."""
         for t in self._loops:
             t.join()
         for t in self.runs.threads():
-            t.join()
+            while t.is_alive() and not self._exit.is_set():
+                t.join(1.0)  # a stop may come while a long run finishes
+        if self._exit.is_set():
+            return False
         try:
             self.outbox.flush(self.client)
         except E3Error as e:
-            log.warning("self-update: %d outbox entries kept for the new version (%s)", self.outbox.pending_count(), e)
+            log.warning("self-update: %d outbox entries kept for the next start (%s)", self.outbox.pending_count(), e)
         self.transport.close()
+        return True
+
+    def apply_update(self) -> None:
+        """Between runs: swap to the checked new version (this process is replaced), unless asked
+        to exit while a run was finishing."""
+        assert self._update is not None
+        new, offer = self._update
+        if not self._quiesce():
+            self._drop_update()
+            return
         self.updater.swap(new, offer)
 
     @property
@@ -241,6 +272,7 @@ class Agent:
                 self._announce = False
             if event is not None:
                 self.updater.event_sent(event)
+            self.updater.reported()
         except MalformedRun as e:
             self._slots.release()
             self.refuse_malformed(e)

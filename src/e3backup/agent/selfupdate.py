@@ -1,4 +1,4 @@
-"""Self-update of the single-file agent, between runs.
+"""Self-update of the single-file agent, between runs, with a way back.
 
 The server's poll answer may carry an offer (``AgentUpdateOffer``: the version the tenant wants,
 its size, SHA-256 and Ed25519 signature). When no run is in progress the agent:
@@ -9,16 +9,22 @@ its size, SHA-256 and Ed25519 signature). When no run is in progress the agent:
 3. starts it once (``agent run --check-start``: config loaded, the agent built, version printed)
    and requires it to report the offered version: a file that crashes at start is dropped and
    the running version stays (``AGENT_UPDATE_ROLLED_BACK``);
-4. waits until no run is in progress (a run is never interrupted), keeps the current executable
-   as ``<exe>.previous``, renames the new one over it (atomic) and executes it in place of this
-   process (same PID, same arguments). The new process says ``AGENT_UPDATED`` with its first poll.
+4. waits until no run is in progress (a run is never interrupted), records a *trial* in
+   ``<state>/update.json`` and executes the new file in place of this process (same PID, same
+   arguments). The installed executable is not touched yet.
+5. The new process commits when its first poll is answered by the server: the installed
+   executable is kept as ``<exe>.previous`` and the new file renamed over it (atomic), and it says
+   ``AGENT_UPDATED``. If it does not report within ``trial_seconds`` it rolls back: it executes
+   the installed (previous) version again, which says ``AGENT_UPDATE_ROLLED_BACK``. If it dies
+   first (a crash at start), the installed executable is still the previous version: the service
+   manager starts that one (systemd ``Restart=on-failure``), and it finds the unfinished trial and
+   says ``AGENT_UPDATE_ROLLED_BACK``.
 
 Anything refused (no key configured, download failed, wrong size, digest or signature) is an
 ``AGENT_UPDATE_REFUSED`` event; a version refused or rolled back is not tried again until the
 server offers another. Events go to the server with the next poll (``update_event``) and are
 kept in ``<state>/update.json`` until then.
 """
-
 from __future__ import annotations
 
 import base64
@@ -29,6 +35,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +51,7 @@ UPDATED = "AGENT_UPDATED"
 REFUSED = "AGENT_UPDATE_REFUSED"
 ROLLED_BACK = "AGENT_UPDATE_ROLLED_BACK"
 CHECK_TIMEOUT = 120.0
+TRIAL_SECONDS = 180.0  # a switched-to version reports to the server within this, or is rolled back
 
 Download = Callable[[str, Path], None]
 
@@ -75,7 +83,8 @@ def verify_signature(public_key_b64: str, offer: AgentUpdateOffer, sha256_hex: s
 class SelfUpdater:
     def __init__(self, state_dir: Path, public_key: str | None, config_path: Path | None, download: Download,
                  executable: Path | None = None, exec_new: Callable[[Path], None] | None = None,
-                 version: str | None = None) -> None:
+                 version: str | None = None, trial_seconds: float = TRIAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.state_file = state_dir / "update.json"
         self.public_key = public_key
         self.config_path = config_path
@@ -84,6 +93,10 @@ class SelfUpdater:
         self.exec_new = exec_new or _exec_in_place
         self.version = version or build_version()
         self.platform = platform_tag()
+        self.trial_seconds = trial_seconds
+        self.clock = clock
+        self._trial: dict[str, Any] | None = None  # this process is a trial not yet committed
+        self._trial_deadline = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -122,16 +135,73 @@ class SelfUpdater:
             self._save(doc)
 
     def after_start(self) -> None:
-        """In the new process: an update that led here is done (or did not happen)."""
+        """In the new process: an update that led here is done, on trial, or failed."""
         doc = self._load()
-        swapped = doc.pop("swapped", None)
-        if not isinstance(swapped, dict):
+        swapped = doc.pop("swapped", None)  # written by versions that renamed before executing
+        trial = doc.pop("trial", None)
+        if isinstance(swapped, dict):
+            self._save(doc)
+            if swapped.get("to") == self.version:
+                self._event(UPDATED, self.version, f"updated from {swapped.get('from')}")
+            else:
+                self._event(ROLLED_BACK, str(swapped.get("to")), f"still {self.version} after the swap")
+            return
+        if not isinstance(trial, dict):
+            return
+        here = self.executable.resolve() if self.executable is not None else None
+        if trial.get("to") == self.version and here is not None and str(here) == trial.get("file"):
+            self._trial = trial  # committed by the first answered poll (``reported``)
+            self._trial_deadline = self.clock() + self.trial_seconds
+            self.executable = Path(str(trial.get("exe")))
+            log.info("self-update: %s on trial (reports within %.0f s or goes back to %s)", self.version,
+                     self.trial_seconds, trial.get("from"))
             return
         self._save(doc)
-        if swapped.get("to") == self.version:
-            self._event(UPDATED, self.version, f"updated from {swapped.get('from')}")
-        else:
-            self._event(ROLLED_BACK, str(swapped.get("to")), f"still {self.version} after the swap")
+        Path(str(trial.get("file"))).unlink(missing_ok=True)
+        self._give_up(ROLLED_BACK, str(trial.get("to")),
+                      f"{trial.get('to')} stopped before it reported to the server (it crashed or was stopped "
+                      f"at start); back on {self.version}")
+
+    def _end_trial(self) -> None:
+        doc = self._load()
+        doc.pop("trial", None)
+        self._save(doc)
+
+    def trial_left(self) -> float | None:
+        """Seconds this trial has left to report; None when this process is no trial."""
+        return None if self._trial is None else max(0.0, self._trial_deadline - self.clock())
+
+    def trial_expired(self) -> bool:
+        return self._trial is not None and self.clock() >= self._trial_deadline
+
+    def reported(self) -> None:
+        """The server answered a poll: a trial is healthy, so it becomes the installed version."""
+        trial = self._trial
+        if trial is None or self.executable is None:
+            return
+        self._trial = None
+        self._end_trial()
+        waited = self.trial_seconds - max(0.0, self._trial_deadline - self.clock())
+        previous = self.executable.with_name(self.executable.name + ".previous")
+        previous.unlink(missing_ok=True)
+        os.link(self.executable, previous)
+        os.replace(str(trial["file"]), self.executable)
+        self._event(UPDATED, self.version, f"updated from {trial.get('from')} (reported {waited:.0f} s after the "
+                                           f"switch; the previous version is kept as {previous.name})")
+
+    def roll_back(self, restart: bool = True) -> None:
+        """The trial did not report in time: drop it and, unless stopping, execute the installed
+        (previous) version again."""
+        trial = self._trial
+        assert trial is not None and self.executable is not None
+        self._trial = None
+        self._end_trial()
+        Path(str(trial["file"])).unlink(missing_ok=True)
+        self._give_up(ROLLED_BACK, self.version, f"{self.version} did not report to the server within "
+                                                 f"{self.trial_seconds:.0f} s after the switch; back on "
+                                                 f"{trial.get('from')}")
+        if restart:
+            self.exec_new(self.executable)
 
     # -- the update -----------------------------------------------------------------------------
 
@@ -140,30 +210,30 @@ class SelfUpdater:
             return False
         return offer.version not in self._load().get("given_up", [])
 
-    def _give_up(self, code: str, offer: AgentUpdateOffer, message: str) -> None:
-        given_up = [*[v for v in self._load().get("given_up", []) if v != offer.version][-19:], offer.version]
-        self._event(code, offer.version, message, given_up=given_up)
+    def _give_up(self, code: str, version: str, message: str) -> None:
+        given_up = [*[v for v in self._load().get("given_up", []) if v != version][-19:], version]
+        self._event(code, version, message, given_up=given_up)
 
     def prepare(self, offer: AgentUpdateOffer) -> Path | None:
         """Download, check and try the offered version; the checked file, or None (event said)."""
         assert self.executable is not None
         if not self.public_key:
-            self._give_up(REFUSED, offer, "no update key configured (agent enroll --update-key)")
+            self._give_up(REFUSED, offer.version, "no update key configured (agent enroll --update-key)")
             return None
         if offer.build_platform != self.platform:
-            self._give_up(REFUSED, offer, f"built for {offer.build_platform}, this agent is {self.platform}")
+            self._give_up(REFUSED, offer.version, f"built for {offer.build_platform}, this agent is {self.platform}")
             return None
         new = self.executable.with_name(f".{self.executable.name}-{offer.version}.new")
         try:
             self._fetch_and_check(offer, new)
         except UpdateRefused as e:
             new.unlink(missing_ok=True)
-            self._give_up(REFUSED, offer, str(e))
+            self._give_up(REFUSED, offer.version, str(e))
             return None
         problem = self._try_start(new, offer.version)
         if problem:
             new.unlink(missing_ok=True)
-            self._give_up(ROLLED_BACK, offer, f"the new version failed to start ({problem}); "
+            self._give_up(ROLLED_BACK, offer.version, f"the new version failed to start ({problem}); "
                                               f"staying on {self.version}")
             return None
         return new
@@ -205,17 +275,15 @@ class SelfUpdater:
         return "" if got == version else f"it reports version {got}, not {version}"
 
     def swap(self, new: Path, offer: AgentUpdateOffer) -> None:
-        """Keep the current executable as ``.previous``, rename the new one over it, execute it."""
+        """Record the trial and execute the new file; the installed executable stays until the
+        new process reports to the server (``reported``)."""
         assert self.executable is not None
-        previous = self.executable.with_name(self.executable.name + ".previous")
-        previous.unlink(missing_ok=True)
-        os.link(self.executable, previous)
         doc = self._load()
-        doc["swapped"] = {"from": self.version, "to": offer.version}
+        doc["trial"] = {"from": self.version, "to": offer.version, "exe": str(self.executable),
+                        "file": str(new.resolve())}
         self._save(doc)
-        os.replace(new, self.executable)
-        log.info("self-update: %s replaced by %s; restarting", self.version, offer.version)
-        self.exec_new(self.executable)
+        log.info("self-update: switching from %s to %s (on trial)", self.version, offer.version)
+        self.exec_new(new)
 
 
 def clean_env() -> dict[str, str]:

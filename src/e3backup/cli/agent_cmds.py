@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -119,12 +118,9 @@ def run(config: str | None, log_format: str, debug: bool, check_start: bool) -> 
         click.echo(json.dumps({"version": info()["version"], "agent_id": cfg.agent_id}))
         return
 
-    def on_signal(signum: int, frame: object) -> None:
-        logging.getLogger("e3backup.agent").info("signal %d: stopping", signum)
-        daemon._stop.set()
+    from ..agent.signals import StopOnSignal
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    StopOnSignal(daemon.request_exit).install()
     daemon.run_forever()
 
 
