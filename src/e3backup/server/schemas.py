@@ -93,6 +93,28 @@ class TenantPublic(_Out):
     created_at: datetime
 
 
+class AgentVersionSet(_In):
+    version: Annotated[str, Field(max_length=64, pattern=r"^[0-9A-Za-z.+_-]*$")] | None = Field(
+        ..., description="The agent version this tenant's agents should run (a stored release); null or empty: "
+                         "none offered (no self-updates)."
+    )
+
+
+class AgentReleasePublic(_Out):
+    id: int
+    version: str
+    build_platform: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class AgentVersionPublic(BaseModel):
+    tenant_id: int
+    wanted_version: str | None = Field(None, description="The version offered to its agents (null: none).")
+    releases: list[AgentReleasePublic] = Field(default_factory=list, description="Stored releases to choose from.")
+
+
 class EnrollmentTokenCreate(_In):
     expires_in_hours: Annotated[float, Field(gt=0, le=24 * 90)] = Field(
         7 * 24, description="The token stops working after this (default 7 days, at most 90)."

@@ -58,6 +58,18 @@ def set_wanted_version(tenant: Tenant, version: str | None) -> None:
     tenant.agent_version_wanted = version or None
 
 
+def releases(session: Session) -> list[AgentRelease]:
+    return list(session.scalars(select(AgentRelease).order_by(AgentRelease.created_at.desc(), AgentRelease.id.desc())))
+
+
+def choose_version(session: Session, tenant: Tenant, version: str | None) -> None:
+    """The dashboard's and API's choice: only a version with a stored release (an offer needs one)."""
+    version = (version or "").strip() or None
+    if version is not None and session.scalar(select(AgentRelease.id).where(AgentRelease.version == version)) is None:
+        raise FieldError("version", f"no release {version} is stored (e3backup server add-agent-release)")
+    set_wanted_version(tenant, version)
+
+
 def offer(session: Session, tenant_id: int, req: NextRunRequest | None) -> AgentUpdateOffer | None:
     """A release to switch to, when the agent's tenant wants a version this agent does not run,
     one is stored for its platform, and the agent can update itself."""
@@ -76,4 +88,4 @@ def offer(session: Session, tenant_id: int, req: NextRunRequest | None) -> Agent
                             url=f"/api/agent/releases/{release.id}")
 
 
-__all__ = ["RELEASE_DIR", "add_release", "offer", "release_file", "set_wanted_version"]
+__all__ = ["RELEASE_DIR", "add_release", "choose_version", "offer", "release_file", "releases", "set_wanted_version"]

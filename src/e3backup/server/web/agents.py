@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from e3backup.server.db.models import Agent, Job, Run
+from e3backup.server.db.models import Agent, Job, Run, Tenant
 from e3backup.server.deps import SessionDep, StateDep, client_ip
 from e3backup.server.errors import FieldError
+from e3backup.server.services import agent_releases, audit, recovery_codes
 from e3backup.server.services import agents as agents_svc
-from e3backup.server.services import recovery_codes
 from e3backup.server.web.deps import FormSession, PageAgent, PageDep, PageManager
 from e3backup.server.web.overview import agent_rows, enroll_context
 from e3backup.server.web.views import run_display
@@ -20,11 +20,55 @@ from e3backup.server.web.views import run_display
 router = APIRouter(include_in_schema=False)
 
 
+def _version_context(page: PageDep, session: SessionDep) -> dict[str, Any]:
+    """MSP admins choose the agent version each tenant in view is offered (self-update)."""
+    if not page.user.is_admin:
+        return {"version_tenants": []}
+    tenants = page.scope.tenants if page.scope.all_tenants else [t for t in [page.scope.tenant] if t]
+    return {"version_tenants": tenants, "releases": sorted({r.version for r in agent_releases.releases(session)}),
+            "version_error": ""}
+
+
 @router.get("/agents", response_class=HTMLResponse)
-def agents_page(page: PageDep, request: Request, session: SessionDep, state: StateDep) -> HTMLResponse:
+def agents_page(
+    page: PageDep, request: Request, session: SessionDep, state: StateDep, notice: str = ""
+) -> HTMLResponse:
     return page.render(
-        "agents.html", active="agents", agents=agent_rows(page, session, state), **enroll_context(page, request)
+        "agents.html", active="agents", agents=agent_rows(page, session, state), notice=notice[:80],
+        **_version_context(page, session), **enroll_context(page, request),
     )
+
+
+@router.post("/agents/agent-version")
+def set_agent_version(
+    page: PageDep,
+    _form: FormSession,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    tenant_id: Annotated[int, Form(ge=1)],
+    version: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """The agents page's version control (the API's ``PUT /api/tenants/{id}/agent-version``)."""
+    if not page.user.is_admin:
+        raise HTTPException(status_code=403, detail="only MSP administrators may do this")
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise HTTPException(status_code=404, detail="no such tenant")
+    before = tenant.agent_version_wanted
+    try:
+        agent_releases.choose_version(session, tenant, version)
+    except FieldError as e:
+        session.rollback()
+        context = {**_version_context(page, session), "version_error": e.message, "notice": "",
+                   **enroll_context(page, request)}
+        return page.render("agents.html", status_code=422, active="agents", agents=agent_rows(page, session, state),
+                           **context)
+    audit.record(session, state.clock.now(), "tenant.agent_version", user=page.user, tenant_id=tenant.id,
+                 target_type="tenant", target_id=tenant.id, ip=client_ip(request),
+                 details={"from": before, "to": tenant.agent_version_wanted})
+    session.commit()
+    return RedirectResponse("/agents?notice=version-saved", status_code=303)
 
 
 def _agent_page(
