@@ -31,7 +31,7 @@ def test_stop_signals_arriving_while_the_stop_lock_is_held_still_stop() -> None:
             signal.raise_signal(signal.SIGTERM)  # the handler runs here, in this thread, holding the lock
             signal.raise_signal(signal.SIGINT)
             assert not stop.is_set()  # nothing could set the event while this thread holds its lock
-        assert stop.wait(30) and got[:2] == [signal.SIGTERM, signal.SIGINT]
+        assert stop.wait(30) and got[0] == signal.SIGTERM
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
