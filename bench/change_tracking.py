@@ -223,6 +223,8 @@ def main() -> None:
             added = s.get("bytes_added", s.get("data_added", 0))
             parts = ", ".join(f"{r['partition']} {r['method']}: {r['bytes_planned'] / 1e6:.1f} MB"
                               for r in s.get("change_tracking", []))  # fmt: skip
+            if any(r["reason"].startswith("verify read") for r in s.get("change_tracking", [])):
+                tool += " (verify read: every 10th incremental reads everything)"  # a long --reuse chain
             tracked = s.get("tracking_bytes_read")
             by_tracking = f"{tracked / 1e6:.1f} MB" if tracked is not None else ""
             print(f"| {label} | {tool} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | {read / 1e6:.1f} MB | {by_tracking} | "
