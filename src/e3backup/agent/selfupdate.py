@@ -136,6 +136,14 @@ class SelfUpdater:
 
     def after_start(self) -> None:
         """In the new process: an update that led here is done, on trial, or failed."""
+        self._after_start()
+        if self.executable is not None and self._trial is None:
+            running = Path(sys.executable).resolve()
+            for stale in self.executable.parent.glob(f".{self.executable.name}-*.new"):
+                if stale.resolve() != running:  # left by a switch, a rollback or a stop mid-update
+                    stale.unlink(missing_ok=True)
+
+    def _after_start(self) -> None:
         doc = self._load()
         swapped = doc.pop("swapped", None)  # written by versions that renamed before executing
         trial = doc.pop("trial", None)
@@ -185,7 +193,13 @@ class SelfUpdater:
         previous = self.executable.with_name(self.executable.name + ".previous")
         previous.unlink(missing_ok=True)
         os.link(self.executable, previous)
-        os.replace(str(trial["file"]), self.executable)
+        # a second name for the new file goes over the installed one: this process keeps reading
+        # modules from the file it was started as (PyInstaller opens its archive by path on each
+        # import and exits if it is gone), so that name stays until the next start removes it
+        staged = self.executable.with_name(f".{self.executable.name}.installing")
+        staged.unlink(missing_ok=True)
+        os.link(str(trial["file"]), staged)
+        os.replace(staged, self.executable)
         self._event(UPDATED, self.version, f"updated from {trial.get('from')} (reported {waited:.0f} s after the "
                                            f"switch; the previous version is kept as {previous.name})")
 
@@ -195,8 +209,7 @@ class SelfUpdater:
         trial = self._trial
         assert trial is not None and self.executable is not None
         self._trial = None
-        self._end_trial()
-        Path(str(trial["file"])).unlink(missing_ok=True)
+        self._end_trial()  # the file this process runs from stays until the next start (``after_start``)
         self._give_up(ROLLED_BACK, self.version, f"{self.version} did not report to the server within "
                                                  f"{self.trial_seconds:.0f} s after the switch; back on "
                                                  f"{trial.get('from')}")
