@@ -16,12 +16,13 @@ Authentication and permission checks live here, not in handlers:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -212,7 +213,7 @@ class AgentCaller:
 async def agent_call(request: Request, state: StateDep) -> AgentCaller:
     """The calling agent, from the token cache (no thread hop, no query) or one indexed lookup.
 
-    Raises 401 like ``current_agent``. The handler must call :func:`record_seen` in its thread."""
+    Raises 401 like ``current_agent``. The handler does its work in :func:`agent_transaction`."""
     token = _bearer(request)
     if token is None:
         raise _unauthorized("agent token required (Authorization: Bearer)")
@@ -239,24 +240,37 @@ def _look_up_agent(state: ServerState, token: str, token_hash: str) -> AgentCall
     return AgentCaller(row.id, row.tenant_id, token, token_hash, row.last_seen_at)
 
 
-def record_seen(session: Session, state: ServerState, caller: AgentCaller) -> None:
-    """``last_seen_at`` = now, written at most every ``LAST_SEEN_RESOLUTION`` and committed at
-    once (a call that then fails still counts as contact), as ``current_agent`` does.
-
-    The write is conditional on the agent not being revoked, so it also re-checks a cached token
-    at no extra cost: even a revocation the cache was not told about (made outside the server)
-    is seen within ``LAST_SEEN_RESOLUTION``, not only when the cache entry expires."""
+@contextmanager
+def agent_transaction(state: ServerState, caller: AgentCaller, *columns: Any) -> Iterator[tuple[Session, Row[Any]]]:
+    """The session of an agent call's work, opened by one statement that re-checks the agent is
+    not revoked, writes ``last_seen_at`` when due (``UPDATE ... RETURNING``) and reads ``columns``
+    of its row; committed when the block ends. A block that fails still records the contact, as
+    ``current_agent`` (which commits before the handler runs) does. 401 if the agent was revoked
+    since its token was cached."""
     now = state.clock.now()
-    if caller.last_seen_at is not None and now - caller.last_seen_at < LAST_SEEN_RESOLUTION:
-        return
-    written = session.connection().execute(
-        update(Agent).where(Agent.id == caller.id, Agent.revoked.is_(False)).values(last_seen_at=now)
-    )
-    session.commit()
-    if written.rowcount != 1:
-        state.agent_tokens.forget_agent(caller.id)
-        raise _unauthorized("unknown or revoked agent token")
-    state.agent_tokens.seen(caller.token_hash, now)
+    due = caller.last_seen_at is None or now - caller.last_seen_at >= LAST_SEEN_RESOLUTION
+    live = (Agent.id == caller.id, Agent.revoked.is_(False))
+    with state.sessions() as session:
+        conn = session.connection()
+        if due:
+            seen = update(Agent).where(*live).values(last_seen_at=now)
+            row = conn.execute(seen.returning(Agent.id, *columns)).first()
+        else:
+            row = conn.execute(select(Agent.id, *columns).where(*live)).first()
+        if row is None:
+            state.agent_tokens.forget_agent(caller.id)
+            raise _unauthorized("unknown or revoked agent token")
+        try:
+            yield session, row
+            session.commit()
+        except BaseException:
+            session.rollback()
+            if due:
+                session.connection().execute(update(Agent).where(*live).values(last_seen_at=now))
+                session.commit()
+            raise
+    if due:
+        state.agent_tokens.seen(caller.token_hash, now)
 
 
 AgentCall = Annotated[AgentCaller, Depends(agent_call)]
@@ -322,8 +336,8 @@ __all__ = [
     "VisibleJob",
     "VisibleRun",
     "VisibleTenant",
+    "agent_transaction",
     "can_see_tenant",
     "client_ip",
-    "record_seen",
     "require",
 ]

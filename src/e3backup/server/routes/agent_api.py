@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +32,7 @@ from e3backup.api.agent import (
 from e3backup.api.common import Id, RunKind
 from e3backup.api.proofs import ProofReport, ProofView
 from e3backup.server.db.models import Agent, AgentRelease, Run, Tenant
-from e3backup.server.deps import AgentCall, AgentCaller, CurrentAgent, SessionDep, StateDep, record_seen
+from e3backup.server.deps import AgentCall, AgentCaller, CurrentAgent, SessionDep, StateDep, agent_transaction
 from e3backup.server.security.tokens import gateway_token, hash_token
 from e3backup.server.services import agent_releases as releases_svc
 from e3backup.server.services import agents as agents_svc
@@ -90,23 +90,15 @@ async def next_run(
 
 def handle_next_run(state: ServerState, caller: AgentCaller, gateway_base: str | None, body: NextRunRequest | None,
               run_id: int | None, kind: RunKind | None) -> Response:
-    with state.sessions() as session:
-        record_seen(session, state, caller)
-        conn = session.connection()
-        row = conn.execute(
-            select(Agent.paused, Agent.agent_version, Agent.os_version, Agent.engines, Agent.platform,
-                   Agent.gateway_token_hash).where(Agent.id == caller.id)
-        ).one_or_none()
-        if row is None:
-            raise HTTPException(status_code=401, detail="unknown or revoked agent token",
-                                headers={"WWW-Authenticate": "Bearer"})
+    columns = (Agent.paused, Agent.agent_version, Agent.os_version, Agent.engines, Agent.platform,
+               Agent.gateway_token_hash)
+    with agent_transaction(state, caller, *columns) as (session, row):
         changes = _reported(caller, row, body)
         if changes:
-            conn.execute(update(Agent).where(Agent.id == caller.id).values(**changes))
+            session.connection().execute(update(Agent).where(Agent.id == caller.id).values(**changes))
         offer = releases_svc.offer(session, caller.tenant_id, body)
         run = runs_svc.claim_next_run(session, caller.id, row.paused, state.clock.now(), run_id, kind)
         if run is None:
-            session.commit()
             return _json(NextRunResponse(run=None, update=offer)) if offer else Response(_IDLE, media_type=JSON)
         gateway = None
         if gateway_base is not None:
@@ -114,11 +106,11 @@ def handle_next_run(state: ServerState, caller: AgentCaller, gateway_base: str |
             # stored at enrollment, and here for an agent enrolled before the gateway existed
             token = gateway_token(caller.token)
             if row.gateway_token_hash is None:
-                conn.execute(update(Agent).where(Agent.id == caller.id).values(gateway_token_hash=hash_token(token)))
+                session.connection().execute(
+                    update(Agent).where(Agent.id == caller.id).values(gateway_token_hash=hash_token(token))
+                )
             gateway = runs_svc.GatewayAccess(gateway_base, token)
-        result = NextRunResponse(run=runs_svc.assignment(session, state.box, run, gateway), update=offer)
-        session.commit()
-        return _json(result)
+        return _json(NextRunResponse(run=runs_svc.assignment(session, state.box, run, gateway), update=offer))
 
 
 def _reported(caller: AgentCaller, row: Row[Any], body: NextRunRequest | None) -> dict[str, Any]:
@@ -160,8 +152,7 @@ async def update_run(body: UpdateRunRequest, agent: AgentCall, state: StateDep) 
 
 
 def _update_run(state: ServerState, caller: AgentCaller, body: UpdateRunRequest) -> Response:
-    with state.sessions() as session:
-        record_seen(session, state, caller)
+    with agent_transaction(state, caller) as (session, _):
         run = runs_svc.apply_update(session, _own_run(session, caller.id, body.run_id), body, state.clock.now())
         session.commit()
         return _json(UpdateRunResponse(run=runs_svc.status_view(run), cancel_requested=run.cancel_requested))
@@ -173,8 +164,7 @@ async def push_events(body: PushEventsRequest, agent: AgentCall, state: StateDep
 
 
 def _push_events(state: ServerState, caller: AgentCaller, body: PushEventsRequest) -> Response:
-    with state.sessions() as session:
-        record_seen(session, state, caller)
+    with agent_transaction(state, caller) as (session, _):
         run = _own_run(session, caller.id, body.run_id)
         result = events_svc.push_events(session, run, body.events, state.clock.now(),
                                         state.settings.max_events_per_run)
@@ -191,8 +181,7 @@ async def poll_commands(agent: AgentCall, state: StateDep) -> Response:
 
 
 def handle_poll_commands(state: ServerState, caller: AgentCaller) -> Response:
-    with state.sessions() as session:
-        record_seen(session, state, caller)
+    with agent_transaction(state, caller) as (session, _):
         if not commands_svc.has_pending(session, caller.id):  # nearly every poll: one indexed query
             return Response(_NO_COMMANDS, media_type=JSON)
         return _json(PollCommandsResponse(

@@ -8,10 +8,12 @@ Revocation still takes effect at once: a commit that revokes an agent (or change
 carries the key ``agent:<id>`` on the commit bus (``cluster.bus``), which drops that agent here,
 in this process at the commit and on every other replica when its ``LISTEN`` connection receives
 the notification. When that connection is lost and comes back the whole cache is dropped
-(notifications may have been missed). An agent's ``last_seen_at`` write (every 10 s at most,
-so on every call of a 30-60 s poll) is conditional on the agent not being revoked and renews its
-entry; ``ttl`` bounds what a change made outside the server (``UPDATE agents`` in psql) could
-leave stale for an agent that calls more often. Unknown tokens are never cached.
+(notifications may have been missed). And the cache only says whose token it is: every agent
+call that uses it opens its work with one statement on the agent's row that is conditional on the
+agent not being revoked (``deps.agent_transaction``: the ``last_seen_at`` write when due, else a
+read it needs anyway), so even a change made outside the server (``UPDATE agents`` in psql) is
+refused on the next call. ``ttl`` (an hour) only bounds the memory of agents gone quiet. Unknown
+tokens are never cached.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 AGENT_KEY_PREFIX = "agent:"
-DEFAULT_TTL_SECONDS = 120.0
+DEFAULT_TTL_SECONDS = 3600.0
 MAX_ENTRIES = 200_000  # ~20,000 agents per replica is the goal; a bound all the same
 
 
