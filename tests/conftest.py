@@ -47,7 +47,13 @@ def repo(repo_path: Path) -> Iterator[Repository]:
     r.close()
 
 
+PACKAGING_TIMEOUT = 1800  # seconds; the suite's default is 600 (pyproject.toml)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The packaging tests (builds of minutes) first, so that spread over the suite's processes
     (scripts/test.sh) they run beside the rest instead of ending the run alone."""
     items.sort(key=lambda item: 0 if "/tests/packaging/" in str(item.path) else 1)
+    for item in items:  # the first of them builds the executable (minutes; more on a loaded machine)
+        if "/tests/packaging/" in str(item.path) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PACKAGING_TIMEOUT))

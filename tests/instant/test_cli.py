@@ -28,6 +28,21 @@ def start(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def stopped(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The stderr of ``proc`` once it exits; if it does not within ``timeout``, its threads'
+    stacks (SIGUSR1, see cli/main.py) are put in the failure, to say what it waited for."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        try:
+            _, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        raise AssertionError(f"still running {timeout:.0f} s after the signal; its threads:\n{err[-6000:]}") from None
+
+
 def test_image_serve_until_ctrl_c(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
     source = tmp_path / "disk.img"
     make_mixed_image(source, 4 * MiB, seed=3)
@@ -41,8 +56,20 @@ def test_image_serve_until_ctrl_c(repo: Repository, repo_path: Path, tmp_path: P
         uri = line.rsplit(" at ", 1)[1].strip()
         cmp = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", uri, str(source)], capture_output=True)
         assert cmp.returncode == 0, cmp.stderr
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack on stderr, and it serves on
+        guard = threading.Timer(60, proc.kill)  # no stack printed: the reads below end
+        guard.start()
+        stacks = ""
+        try:
+            while "in _wait_for_signal" not in stacks:
+                line = proc.stderr.readline() if proc.stderr else ""
+                assert line, f"no stack printed on SIGUSR1: {stacks}"
+                stacks += line
+        finally:
+            guard.cancel()
+        assert "Thread 0x" in stacks and 'File "' in stacks
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        err = stopped(proc, 60)
         assert proc.returncode == 0, err
         assert "Stopped" in err
         assert not sock.exists()
@@ -70,7 +97,7 @@ def test_image_serve_with_an_overlay_over_tcp_stops_on_sigterm(
         io = subprocess.run(["qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 4096", uri], capture_output=True, text=True)
         assert io.returncode == 0 and "wrote 4096/4096" in io.stdout, io.stdout + io.stderr
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        err = stopped(proc, 60)
         assert proc.returncode == 0, err
     finally:
         if proc.poll() is None:
@@ -127,7 +154,7 @@ def test_image_boot_of_a_uefi_disk_prints_how_to_reach_the_vm_and_keeps_the_over
         mem = proc.stdout.readline()  # the guest's MemTotal: the VM got the memory asked for
         assert "MemTotal" in mem and 150_000 < int(mem.split()[1]) <= 256 * 1024, mem
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        err = stopped(proc, 120)
         assert proc.returncode == 0, err
         assert "Stopping the VM" in err
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import signal
 import sys
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     tune_malloc()
     _terminate_gracefully()
+    _stacks_on_sigusr1()
     try:
         rc = cli.main(args=argv, prog_name="e3backup", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
@@ -171,6 +173,13 @@ def _terminate_gracefully() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
+
+
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's stack to stderr and carries on: what a hung
+    command or agent is waiting for, without stopping it (POSIX only)."""
+    if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 if __name__ == "__main__":
