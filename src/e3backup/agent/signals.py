@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -32,7 +33,8 @@ class StopOnSignal:
     def __init__(self, stop: Callable[[int], None]) -> None:
         self._stop = stop
         self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
+        if sys.platform != "win32":  # a full pipe must not block the handler (Windows: os.set_blocking is 3.12+)
+            os.set_blocking(self._write, False)
         self._watcher = threading.Thread(target=self._watch, name="agent-signals", daemon=True)
 
     def install(self, signals: Iterable[signal.Signals] = STOP_SIGNALS) -> None:
