@@ -24,8 +24,15 @@ MiB = 1 << 20
 def start(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "E3BACKUP_PASSWORD": PASSWORD}
     return subprocess.Popen(
-        [sys.executable, "-m", "e3backup", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "e3backup", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_as_at_a_terminal,
     )
+
+
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A suite started in the background (``cmd &`` in a script) hands its children SIGINT
+    ignored, and Python then installs no Ctrl-C handler: give the command the terminal's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stopped(proc: subprocess.Popen[str], timeout: float) -> str:
