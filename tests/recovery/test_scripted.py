@@ -14,13 +14,19 @@ from tests.recovery.conftest import DISK_SIZE, MiB, Site, assert_restored, targe
 
 
 def recovery_cli(site: Site, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+    return recovery_cli_pid(site, *args, env=env)[0]
+
+
+def recovery_cli_pid(
+    site: Site, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """The recovery console run to its end, and its process ID (it names the console's RAM outbox)."""
+    argv = [sys.executable, "-m", "e3backup", "recovery", "--server", site.url, *args]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    ) as proc:
+        out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), proc.pid
 
 
 def _files(*roots: Path) -> list[str]:
@@ -34,12 +40,12 @@ def test_scripted_recovery_to_a_larger_disk(site: Site, tmp_path: Path) -> None:
     for d in (home, tmp, cache):
         d.mkdir()
     places = {"HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache), "E3BACKUP_CACHE_DIR": str(cache)}
-    shm_before = set(Path("/dev/shm").glob("e3backup-recovery-*"))
     with target_disk(tmp_path, DISK_SIZE + 16 * MiB, fill=b"OLD DATA" * 4096) as dev:
-        p = recovery_cli(site, "--code", code, "--target", dev, "--yes", env=places)
+        p, pid = recovery_cli_pid(site, "--code", code, "--target", dev, "--yes", env=places)
         assert p.returncode == 0, p.stdout + p.stderr
         assert _files(home, tmp, cache) == []
-        assert set(Path("/dev/shm").glob("e3backup-recovery-*")) == shm_before
+        # the RAM outbox is named after the console's process (other tests' consoles run alongside)
+        assert list(Path("/dev/shm").glob(f"e3backup-recovery-{pid}-*")) == []
         assert PASSWORD not in p.stdout + p.stderr  # the repository password: handed over, never shown
         assert "Restore complete: remove the rescue media and reboot." in p.stdout
         assert "Restore point: acme-pc" in p.stdout and "partition 2: ext4 root" in p.stdout

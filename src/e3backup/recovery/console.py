@@ -180,7 +180,9 @@ class RecoveryConsole:
         self.keeper: SessionKeeper | None = None
         self._worker: threading.Thread | None = None
         self._own_outbox = self.settings.outbox_dir is None
-        self._outbox_dir = self.settings.outbox_dir or tempfile.mkdtemp(prefix="e3backup-recovery-", dir=_ram_dir())
+        # named after the process: a leftover can be traced to the console that left it
+        prefix = f"e3backup-recovery-{os.getpid()}-"
+        self._outbox_dir = self.settings.outbox_dir or tempfile.mkdtemp(prefix=prefix, dir=_ram_dir())
         self.outbox = Outbox(self._outbox_dir)
         self.reporter: RunReporter | None = None
         self.image: ImageInfo | None = None
