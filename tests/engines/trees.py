@@ -29,6 +29,9 @@ def make_tree(root: Path, big: int = 3_000_000) -> Path:
     with open(src / "sparse", "wb") as f:
         f.seek(20 * 1024 * 1024)
         f.write(b"end")
+    with open(src / "sparse-tail", "wb") as f:  # data, then a hole to the end: only the size says so
+        f.write(b"start")
+        f.truncate(12 * 1024 * 1024)
     (src / os.fsdecode(b"non-utf8-\xff\xfe")).write_text("latin")
     (src / 'we"ird\\name').write_text("q")
     (src / "ünïcödé 日本").write_text("u")
