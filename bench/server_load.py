@@ -119,14 +119,16 @@ def replicas(url: str, count: int, base: Path) -> Iterator[list[tuple[str, subpr
 class Window:
     latencies: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
+    dues: list[float] = field(default_factory=list)  # when each call was due (monotonic)
     errors: int = 0
     by_call: dict[str, int] = field(default_factory=dict)
     error_kinds: dict[str, int] = field(default_factory=dict)
     server_cpu: float = 0.0  # CPU seconds the replicas used during the window
     db_cpu: float = 0.0  # and PostgreSQL
 
-    def add(self, call: str, latency: float, lag: float, error: str | None) -> None:
+    def add(self, call: str, latency: float, lag: float, error: str | None, due: float = 0.0) -> None:
         self.by_call[call] = self.by_call.get(call, 0) + 1
+        self.dues.append(due)
         self.latencies.append(latency)
         self.lags.append(lag)
         if error is not None:
@@ -257,7 +259,7 @@ class Load:
             except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
                 conn.close()
                 error = type(e).__name__
-            self.window.add(kind, time.monotonic() - due, sent - due, error)
+            self.window.add(kind, time.monotonic() - due, sent - due, error, due)
         conn.close()
 
     async def run(self, seconds: float) -> Window:
@@ -371,6 +373,19 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def slow_seconds(w: Window, top: int = 5) -> str:
+    """The seconds of the window whose calls waited longest: a stall shows as a run of them."""
+    if not w.dues:
+        return ""
+    t0 = min(w.dues)
+    worst: dict[int, float] = {}
+    for due, latency in zip(w.dues, w.latencies, strict=True):
+        sec = int(due - t0)
+        worst[sec] = max(worst.get(sec, 0.0), latency)
+    slow = sorted(worst.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"t={sec}s {lat * 1000:.0f} ms" for sec, lat in sorted(slow))
+
+
 def line(label: str, w: Window, seconds: float) -> str:
     n = len(w.latencies)
     return (f"| {label} | {n} | {n / seconds:.0f} | {pct(w.latencies, 50) * 1000:.1f} | "
@@ -418,6 +433,8 @@ def ramp(args: argparse.Namespace) -> None:
                 window = asyncio.run(_run_and_close(load, args.step_seconds))
                 cpu_per_req.append(window.server_cpu / max(len(window.latencies), 1))
                 print(line(str(size), window, args.step_seconds), flush=True)
+                if args.timeline:
+                    print(f"  slowest seconds: {slow_seconds(window)}", flush=True)
                 if pct(window.latencies, 99) < TARGET_P99 and not window.errors:
                     held = size
             rss = [process_figures(p.pid)[0] for _, p in procs]
@@ -482,6 +499,7 @@ def main() -> None:
     r = sub.choices["ramp"]
     r.add_argument("--agents", default="2500,5000,10000,20000", help="fleet sizes, comma-separated")
     r.add_argument("--step-seconds", type=float, default=20.0)
+    r.add_argument("--timeline", action="store_true", help="print each step's slowest seconds (stalls)")
     r.add_argument("--no-prime", dest="prime", action="store_false",
                    help="skip the unmeasured first poll of every agent before the steps")
     s = sub.choices["soak"]

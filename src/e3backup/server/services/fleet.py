@@ -27,7 +27,12 @@ CRITICAL, WARN, OK = 2, 1, 0
 
 
 def rpo_hours(job: Job) -> int:
-    value = (job.policy or {}).get("rpo_hours")
+    return policy_rpo_hours(job.policy)
+
+
+def policy_rpo_hours(policy: dict[str, object] | None) -> int:
+    """A job's RPO from its policy: ``rpo_hours`` when a positive integer, else 24."""
+    value = (policy or {}).get("rpo_hours")
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_RPO_HOURS
 
 
@@ -246,4 +251,7 @@ def _job_health(
     return health
 
 
-__all__ = ["DEFAULT_RPO_HOURS", "AgentHealth", "Fleet", "JobHealth", "TenantHealth", "fleet_health", "rpo_hours"]
+__all__ = [
+    "DEFAULT_RPO_HOURS", "AgentHealth", "Fleet", "JobHealth", "TenantHealth", "fleet_health", "policy_rpo_hours",
+    "rpo_hours",
+]
