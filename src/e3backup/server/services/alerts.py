@@ -17,12 +17,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from e3backup.api.common import RunKind, RunStatus
 from e3backup.server.db.models import Agent, AlertChannel, AlertDelivery, AlertIncident, Job, Run, Tenant
-from e3backup.server.services.fleet import OK_STATUSES, policy_rpo_hours
+from e3backup.server.services.fleet import last_successes, policy_rpo_hours, rpo_missed
 
 RULES = {
     "run_failed": "Backup run failed",
@@ -149,7 +149,7 @@ def _evaluate_offline(session: Session, now: datetime, offline_after: timedelta,
     silent = now - max(offline_after, offline_for)
     for agent_id, tenant_id, hostname, last_seen in session.execute(
         select(Agent.id, Agent.tenant_id, Agent.hostname, Agent.last_seen_at).where(
-            Agent.revoked.is_(False), Agent.last_seen_at.is_not(None), Agent.last_seen_at < silent)
+            Agent.revoked.is_(False), Agent.last_seen_at < silent)
     ).tuples():
         if last_seen is not None and ("agent_offline", f"agent:{agent_id}") not in is_open:
             open_incident(
@@ -167,10 +167,7 @@ def _evaluate_offline(session: Session, now: datetime, offline_after: timedelta,
 
 
 def _evaluate_rpo(session: Session, now: datetime, is_open: set[tuple[str, str]]) -> None:
-    backup = Run.kind == RunKind.BACKUP.value
-    last_success = dict(session.execute(
-        select(Run.job_id, func.max(Run.finished_at)).where(backup, Run.status.in_(OK_STATUSES)).group_by(Run.job_id)
-    ).tuples().all())
+    last_success = last_successes(session)
     jobs = session.execute(
         select(Job.id, Job.tenant_id, Job.name, Job.policy, Job.created_at, Agent.hostname)
         .join(Agent, Agent.id == Job.agent_id)
@@ -180,8 +177,7 @@ def _evaluate_rpo(session: Session, now: datetime, is_open: set[tuple[str, str]]
         subject = f"job:{job_id}"
         since = last_success.get(job_id)
         rpo = policy_rpo_hours(policy)
-        # a job younger than its RPO has not missed it yet
-        if now - (since or created_at) > timedelta(hours=rpo):
+        if rpo_missed(now, since, created_at, rpo):
             if ("rpo_missed", subject) not in is_open:
                 open_incident(session, now, tenant_id, "rpo_missed", subject,
                               f"{name} on {hostname}: no successful backup within {rpo} h",

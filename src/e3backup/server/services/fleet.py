@@ -36,6 +36,21 @@ def policy_rpo_hours(policy: dict[str, object] | None) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_RPO_HOURS
 
 
+def rpo_missed(now: datetime, last_success: datetime | None, created_at: datetime, rpo: int) -> bool:
+    """No successful backup within ``rpo`` hours; a job younger than its RPO has not missed it yet."""
+    return now - (last_success or created_at) > timedelta(hours=rpo)
+
+
+def last_successes(session: Session, tenant_ids: list[int] | None = None) -> dict[int | None, datetime]:
+    """Each job's last backup that ended successfully or with warnings."""
+    query = (
+        select(Run.job_id, func.max(Run.finished_at))
+        .where(Run.kind == RunKind.BACKUP.value, Run.status.in_(OK_STATUSES))
+        .group_by(Run.job_id)
+    )
+    return dict(session.execute(_scoped(query, tenant_ids, Run.tenant_id)).tuples().all())
+
+
 @dataclass
 class JobHealth:
     job: Job
@@ -134,18 +149,7 @@ def fleet_health(
         )
     )
     tenants = dict(session.execute(_scoped(select(Tenant.id, Tenant.name), tenant_ids, Tenant.id)).all())
-    last_success = dict(
-        session.execute(
-            _scoped(
-                select(Run.job_id, func.max(Run.finished_at))
-                .where(backup, Run.status.in_(OK_STATUSES))
-                .group_by(Run.job_id),
-                tenant_ids,
-                Run.tenant_id,
-            )
-        )
-        .all()
-    )
+    last_success = last_successes(session, tenant_ids)
     last_ids = select(func.max(Run.id)).where(backup, Run.status.not_in(("queued", "running"))).group_by(Run.job_id)
     last_status = dict(
         session.execute(
@@ -227,9 +231,7 @@ def _job_health(
     counts: dict[tuple[int | None, str], int],
 ) -> JobHealth:
     rpo = rpo_hours(job)
-    # a job younger than its RPO has not missed it yet
-    reference = last_success or job.created_at
-    missed = now - reference > timedelta(hours=rpo)
+    missed = rpo_missed(now, last_success, job.created_at, rpo)
     health = JobHealth(
         job=job,
         last_success_at=last_success,
@@ -252,6 +254,6 @@ def _job_health(
 
 
 __all__ = [
-    "DEFAULT_RPO_HOURS", "AgentHealth", "Fleet", "JobHealth", "TenantHealth", "fleet_health", "policy_rpo_hours",
-    "rpo_hours",
+    "DEFAULT_RPO_HOURS", "AgentHealth", "Fleet", "JobHealth", "TenantHealth", "fleet_health", "last_successes",
+    "policy_rpo_hours", "rpo_hours", "rpo_missed",
 ]
