@@ -134,10 +134,10 @@ def evaluate(session: Session, now: datetime, offline_after_seconds: float, offl
     as an object: with 10,000 agents ~0.5 s of held interpreter lock every 30 s, the slowest
     agent polls' wait.) What counts as offline and as a missed RPO is ``fleet_health``'s.
     """
-    is_open = set(session.execute(
+    is_open = {(rule, subject) for rule, subject in session.execute(
         select(AlertIncident.rule, AlertIncident.subject).where(
             AlertIncident.rule.in_(("agent_offline", "rpo_missed")), AlertIncident.cleared_at.is_(None))
-    ).tuples())
+    )}
     _evaluate_offline(session, now, timedelta(seconds=offline_after_seconds), timedelta(minutes=offline_minutes),
                       is_open)
     _evaluate_rpo(session, now, is_open)
@@ -150,7 +150,7 @@ def _evaluate_offline(session: Session, now: datetime, offline_after: timedelta,
     for agent_id, tenant_id, hostname, last_seen in session.execute(
         select(Agent.id, Agent.tenant_id, Agent.hostname, Agent.last_seen_at).where(
             Agent.revoked.is_(False), Agent.last_seen_at < silent)
-    ).tuples():
+    ):
         if last_seen is not None and ("agent_offline", f"agent:{agent_id}") not in is_open:
             open_incident(
                 session, now, tenant_id, "agent_offline", f"agent:{agent_id}",
@@ -172,7 +172,7 @@ def _evaluate_rpo(session: Session, now: datetime, is_open: set[tuple[str, str]]
         select(Job.id, Job.tenant_id, Job.name, Job.policy, Job.created_at, Agent.hostname)
         .join(Agent, Agent.id == Job.agent_id)
         .where(Job.deleted_at.is_(None), Job.enabled.is_(True), Agent.revoked.is_(False))
-    ).tuples()
+    )
     for job_id, tenant_id, name, policy, created_at, hostname in jobs:
         subject = f"job:{job_id}"
         since = last_success.get(job_id)

@@ -48,7 +48,7 @@ def last_successes(session: Session, tenant_ids: list[int] | None = None) -> dic
         .where(Run.kind == RunKind.BACKUP.value, Run.status.in_(OK_STATUSES))
         .group_by(Run.job_id)
     )
-    return dict(session.execute(_scoped(query, tenant_ids, Run.tenant_id)).tuples().all())
+    return dict(session.execute(_scoped(query, tenant_ids, Run.tenant_id)).all())
 
 
 @dataclass
