@@ -371,3 +371,41 @@ def test_a_competitor_already_locked_is_refused_up_front_with_background_recheck
     Lock(repo.store, repo.key, exclusive=True)._write()
     with pytest.raises(LockError, match="exclusive lock"):
         Lock(repo.store, repo.key, exclusive=False, on_conflict=lambda e: None).acquire()
+
+
+def test_confirm_waits_for_the_background_recheck_and_raises_what_it_found(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writing command (an image backup) calls ``confirm`` before its index: it blocks until
+    the background re-check has run and raises the competitor it found; without one it returns."""
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.0)
+    found: list[LockError] = []
+    lk = Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append)
+    real = lk._conflicts
+    go = threading.Event()
+    calls: list[int] = []
+
+    def conflicts() -> list[object]:
+        calls.append(1)
+        if len(calls) > 1:  # the re-check: held until the competitor is written
+            assert go.wait(10)
+        return real()  # type: ignore[return-value]
+
+    monkeypatch.setattr(lk, "_conflicts", conflicts)
+    lk.acquire()
+
+    def competitor_locks() -> None:
+        Lock(repo.store, repo.key, exclusive=True)._write()
+        go.set()
+
+    threading.Thread(target=competitor_locks).start()
+    with pytest.raises(LockError, match="exclusive lock"):
+        lk.confirm()  # returned before the re-check, it would have raised nothing
+    assert len(found) == 1 and lk.settled() is found[0]
+    lk.release()
+    for other in repo.list_ids(FileType.LOCK):
+        repo.store.remove(Handle(FileType.LOCK, other))
+    with Lock(repo.store, repo.key, exclusive=False, on_conflict=found.append) as quiet:
+        quiet.confirm()
+        assert quiet.settled() is None
+    assert len(found) == 1

@@ -137,7 +137,10 @@ class Lock:
         write wrong data). ``acquire`` then returns as soon as the lock file is written and the
         re-check runs in the background; a competitor found then (or a re-check that fails) is
         passed to ``on_conflict``, which stops the command. A command that has already finished by
-        then is not undone. A competitor that locked before us is still refused up front."""
+        then is not undone. A competitor that locked before us is still refused up front.
+        A command that writes (a backup: packs first, its index and snapshot last) uses it too and
+        calls ``confirm`` before its first lasting write: the packs before it are unreferenced
+        until then, so a competitor found by the re-check costs nothing but the time spent."""
         self.store = store
         self.key = key
         self.exclusive = exclusive
@@ -150,6 +153,8 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mu = threading.Lock()
+        self._rechecked = threading.Event()  # the re-check ran (or will not: released first)
+        self._conflict: LockError | None = None
 
     def _conflicts(self) -> list[LockInfo]:
         """Locks that exclude ours; locks of dead holders on this host are removed on the way."""
@@ -231,16 +236,36 @@ class Lock:
         if left > 0:
             self._sleep(left)
 
+    def confirm(self) -> None:
+        """Wait for the background re-check (``on_conflict``) and raise the ``LockError`` it found,
+        if any: after this returns no competitor holds a lock that excludes ours. Returns at once
+        for a lock whose re-check ran in ``acquire``."""
+        conflict = self.settled()
+        if conflict is not None:
+            raise conflict
+
+    def settled(self) -> LockError | None:
+        """Wait for the background re-check; the competitor it found, or None (``confirm``
+        without raising: a failing command asks it before it writes what it stored)."""
+        if self._on_conflict is not None and self._thread is not None:
+            self._rechecked.wait()
+        return self._conflict
+
     def _recheck_in_background(self) -> None:
-        if self._stop.wait(RECHECK_DELAY_S) or self._on_conflict is None:
-            return  # released first: the command is done
         try:
-            conflicts = self._conflicts()
-        except Exception as e:  # as `acquire` would have: the lock is not confirmed, stop
-            self._on_conflict(LockError(f"could not re-check the repository's locks: {e}"))
-            return
-        if conflicts:
-            self._on_conflict(LockError(_conflict_message(conflicts)))
+            if self._stop.wait(RECHECK_DELAY_S) or self._on_conflict is None:
+                return  # released first: the command is done
+            try:
+                conflicts = self._conflicts()
+            except Exception as e:  # as `acquire` would have: the lock is not confirmed, stop
+                self._conflict = LockError(f"could not re-check the repository's locks: {e}")
+            else:
+                if conflicts:
+                    self._conflict = LockError(_conflict_message(conflicts))
+            if self._conflict is not None:
+                self._on_conflict(self._conflict)
+        finally:
+            self._rechecked.set()
 
     def _refresh_loop(self) -> None:
         if self._on_conflict is not None:

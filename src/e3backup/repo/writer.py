@@ -274,8 +274,10 @@ class BlobWriter:
         self._raise_if_failed()
         self.write_index()
 
-    def close(self, success: bool = True) -> None:
-        """Stop the uploaders. On failure, index what was stored so a later run reuses it."""
+    def close(self, success: bool = True, index_stored: bool = True) -> None:
+        """Stop the uploaders. On failure, index what was stored so a later run reuses it, unless
+        ``index_stored`` is false (a competitor holds the repository: its packs are left for the
+        next run to adopt, never indexed behind a prune's back)."""
         if self._closed:
             return
         self._closed = True
@@ -289,7 +291,7 @@ class BlobWriter:
                 self._queue.put(_Stop())
             for t in self._uploaders:
                 t.join()
-            if not success and self._unindexed:
+            if not success and index_stored and self._unindexed:
                 try:
                     self.write_index()
                 except E3Error as e:  # the error that ended the run is the one to tell

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from e3backup.engines.disk_image import ImageBackupOptions, run_image_backup
 from e3backup.errors import Cancelled as BackupCancelled
-from e3backup.events import EventCode
+from e3backup.errors import LockError
+from e3backup.events import Event, EventCode
+from e3backup.repo.lock import Lock, LockInfo
+from e3backup.store.base import FileType, Handle
 from tests.helpers import restic, run_cli
 
 from .conftest import MiB, backup, counting_opener, dump, make_mixed_image, open_repo
@@ -180,3 +184,51 @@ def test_json_lines_from_the_cli(
     second = json.loads(res.out.splitlines()[-1])
     assert second["parent_id"] == summary["snapshot_id"] and second["full"] is False
     assert second["bytes_added"] < 64 * 1024
+
+
+def test_a_prune_locking_at_the_same_moment_fails_the_backup_before_its_index(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's re-check runs while the backup reads (it no longer waits for it first): a
+    competitor that locked at the same moment fails the run with the lock error before its index or
+    snapshot is written, and the packs it stored are not indexed behind the competitor's back.
+    Once the competitor is gone the next run adopts those packs and completes."""
+    path, data = image
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.01)
+    rp = open_repo(repo_path)
+    rp.pack_size = MiB  # packs are stored while the run reads, long before its index
+    write, conflicts = Lock._write, Lock._conflicts
+    competitor: list[str] = []
+    all_read = threading.Event()
+
+    def and_a_prune_at_the_same_moment(self: Lock) -> str:
+        lock_id = write(self)
+        if not self.exclusive and not competitor:
+            competitor.append(write(Lock(rp.store, rp.key, exclusive=True)))
+        return lock_id
+
+    def recheck_after_the_reads(self: Lock) -> list[LockInfo]:
+        if self.id:  # the re-check (the up-front check runs before our lock is written)
+            assert all_read.wait(30)
+        return conflicts(self)
+
+    monkeypatch.setattr(Lock, "_write", and_a_prune_at_the_same_moment)
+    monkeypatch.setattr(Lock, "_conflicts", recheck_after_the_reads)
+    opener, _ = counting_opener(lambda n: all_read.set() if n == 64 else None)
+    indexes = rp.list_ids(FileType.INDEX)
+    events: list[Event] = []
+    opts = ImageBackupOptions(source=str(path), snapshot="none", chunk_size=MiB)
+    with pytest.raises(LockError, match="exclusive lock"):
+        run_image_backup(rp, opts, on_event=events.append, opener=opener)
+    assert rp.snapshots() == [] and rp.list_ids(FileType.INDEX) == indexes
+    stored = rp.list_ids(FileType.PACK)
+    assert stored  # stored while reading, and left unindexed
+    assert events[-1].code is EventCode.DISK_IMAGE_FAILED and "exclusive lock" in events[-1].message
+    assert EventCode.RUN_CANCELLED not in [e.code for e in events]
+    monkeypatch.undo()
+    rp.store.remove(Handle(FileType.LOCK, competitor[0]))
+    rp.close()
+    r = backup(repo_path, path, chunk_size=MiB).result
+    assert r.chunks_known > 0  # the left packs, adopted
+    assert dump(repo_path, "disk.raw.img") == data
+    restic(repo_path, "check", "--read-data")

@@ -24,12 +24,13 @@ from contextlib import AbstractContextManager
 
 from ... import __version__
 from ...contract import index_written
-from ...errors import Cancelled, E3Error
+from ...errors import Cancelled, E3Error, LockError
 from ...events import Event, EventCode
 from ...platform.compat import READ_FLAGS, owner_ids
 from ...platform.windows.vss import is_windows_source
 from ...progress import Progress
 from ...repo.blob import BlobType
+from ...repo.lock import Lock
 from ...repo.repository import Repository
 from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
@@ -86,6 +87,12 @@ def run_image_backup(
     """
     sink = EventSink(on_event)
     cancel = cancel or threading.Event()
+    conflict: list[LockError] = []  # a competitor found by the lock's re-check: the run stops
+
+    def on_conflict(e: LockError) -> None:
+        conflict.append(e)
+        cancel.set()
+
     tune_malloc()
     # a Windows volume or device (C:, \\.\PhysicalDrive0) is a name, not a path to make absolute
     source = opts.source if is_windows_source(opts.source) else os.path.abspath(opts.source)
@@ -94,11 +101,16 @@ def run_image_backup(
         # behind its opener; a Windows device opens through the Win32 seam, not os.open)
         if provider is None and not is_windows_source(source):
             _check_source(source)
-        with repo.lock(meanwhile=repo.load_index):
+        # the lock's re-check for a competitor that locked at the same moment runs while the
+        # backup does (~0.2 s of an incremental's ~0.7 s); its packs are unreferenced until the
+        # index is written, and ``confirm`` comes first (``_ImageBackup._backup``)
+        with repo.lock(on_conflict=on_conflict) as lock:
+            repo.load_index()
             repo.adopt_unindexed_packs()
             started = time.time()  # before the snapshot: change tracking's reference time
-            prov = provider or select_provider(source, opts.snapshot, run_id=opts.run_id, on_event=sink,
-                                               vss=opts.vss, cancel=cancel)
+            prov = provider or select_provider(
+                source, opts.snapshot, run_id=opts.run_id, on_event=sink, vss=opts.vss, cancel=cancel
+            )
             if isinstance(prov, LvmSnapshotProvider):
                 prov.remove_stale()
             snap_cm: AbstractContextManager[DeviceSnapshot] = prov.snapshot(source)
@@ -112,19 +124,28 @@ def run_image_backup(
                     sink,
                     cancel,
                     started,
+                    lock,
                 )
                 return job.run(snap, opener)
-    except (Cancelled, KeyboardInterrupt) as e:
+    except Cancelled as e:
+        if conflict:  # stopped by a competitor's lock, not by the user
+            _failed(sink, source, conflict[0])
+            raise conflict[0] from e
         sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
-        if isinstance(e, KeyboardInterrupt):
-            raise
         raise Cancelled(f"image backup of {source} cancelled; no snapshot was saved") from None
-    except BaseException as e:
-        details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
-        if isinstance(e, ReadError):
-            details |= {"device": e.path, "offset": e.offset, "length": e.length}
-        sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
+    except KeyboardInterrupt:
+        sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
         raise
+    except BaseException as e:
+        _failed(sink, source, e)
+        raise
+
+
+def _failed(sink: EventSink, source: str, e: BaseException) -> None:
+    details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
+    if isinstance(e, ReadError):
+        details |= {"device": e.path, "offset": e.offset, "length": e.length}
+    sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
 
 
 def _check_source(source: str) -> None:
@@ -146,8 +167,10 @@ class _ImageBackup:
         sink: EventSink,
         cancel: threading.Event,
         started: float,
+        lock: Lock,
     ) -> None:
         self.repo = repo
+        self.lock = lock
         self.started = started
         self.opts = opts
         self.source = source
@@ -208,8 +231,13 @@ class _ImageBackup:
         layout = read_layout(dev)
         check_layout(layout, dev, self.sink)
         r.partitions = [
-            {"index": p.index, "name": p.name or (p.type_name if p.type_name != "unknown" else p.type),
-             "filesystem": p.filesystem, "start": p.start, "size": p.size}
+            {
+                "index": p.index,
+                "name": p.name or (p.type_name if p.type_name != "unknown" else p.type),
+                "filesystem": p.filesystem,
+                "start": p.start,
+                "size": p.size,
+            }
             for p in layout.partitions
         ]
         mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
@@ -337,12 +365,13 @@ class _ImageBackup:
             tree_id = save_image_tree(self.repo, writer, doc, content, snap_time, tracking.stored())
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
+            self.lock.confirm()  # before the index makes the packs count
             writer.flush()
             ok = True
         finally:
             monitor_stop.set()
             try:
-                writer.close(success=ok)
+                writer.close(success=ok, index_stored=ok or self.lock.settled() is None)
             finally:
                 monitor.join()
         ws = writer.stats
