@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="every run reads the image from disk, not the page cache")
     ap.add_argument("--seed", type=int, default=0, help="offsets the seeds of the changes (another set of files)")
     ap.add_argument("--reuse", action="store_true", help="--workdir holds a kept run: skip the disk and full backups")
+    ap.add_argument("--chunk-size", help="e3backup's --chunk-size for every run (default: the engine's)")
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="e3bench-ct-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,8 @@ def main() -> None:
             evict(disk) if a.cold else warm(disk)
             # the re-reads have their own repository: a parent made with tracking off has no digests
             repo, flags = (e3r, ["--change-tracking", "auto"]) if tracked else (e3o, ["--change-tracking", "off"])
+            if a.chunk_size:
+                flags += ["--chunk-size", a.chunk_size]
             return measured([*E3, "-r", str(repo), "image", "backup", str(disk), "--json", *flags], env)
 
         def restic() -> Measure:

@@ -72,7 +72,11 @@ def image() -> None:
     show_default=True,
     help="Point-in-time snapshot of the source before reading.",
 )
-@click.option("--chunk-size", default=None, help="Fixed chunk size, e.g. 4M (default 4 MiB).")
+@click.option(
+    "--chunk-size",
+    default=None,
+    help="Fixed chunk size, e.g. 1M (default: the parent's; new chains 1 MiB, 2 above 512 GiB, 4 above 1 TiB).",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option("--host", help="Hostname to record (default: this machine's).")
 @click.option("--json", "as_json", is_flag=True, help="JSON progress, event and summary lines.")

@@ -33,8 +33,9 @@ def test_image_file_round_trip_through_restic(repo_path: Path, repo: object, ima
     r = run.result
     assert r.device_size == len(data) == r.plan_bytes == r.bytes_read  # no partition table: all planned
     assert r.full and not r.parent_id and r.file_name == "disk.raw.img"
-    assert r.chunks_total == 16 and r.chunks_read == 16
-    assert r.chunks_zero + r.chunks_new + r.chunks_known == 16
+    assert r.chunk_size == MiB  # a new chain's (auto_chunk_size)
+    assert r.chunks_total == 64 and r.chunks_read == 64
+    assert r.chunks_zero + r.chunks_new + r.chunks_known == 64
     assert dump(repo_path, "disk.raw.img") == data
     restic(repo_path, "check", "--read-data")
     codes = run.codes()
@@ -47,7 +48,7 @@ def test_image_file_round_trip_through_restic(repo_path: Path, repo: object, ima
     assert set(snaps[0]["tags"]) == {"engine:disk_image", f"source:{path}", "type:full", "nightly"}
     layout = _layout(repo_path)
     assert layout["format"] == "e3backup-disk-layout" and layout["disk_size"] == len(data)
-    assert layout["image"]["chunk_size"] == 4 * MiB and layout["image"]["file"] == "disk.raw.img"
+    assert layout["image"]["chunk_size"] == MiB and layout["image"]["file"] == "disk.raw.img"
     assert layout["plan"]["planned_bytes"] == len(data)
     assert layout["image"]["read_plan"]["extents"] == [[0, len(data)]]
     ls = restic(repo_path, "ls", "--json", "latest").stdout.decode().splitlines()
@@ -63,7 +64,7 @@ def test_zero_chunks_cost_one_blob_and_a_short_last_chunk_works(repo_path: Path,
         f.seek(20 * MiB + 7)
         f.write(b"needle")
     r = backup(repo_path, path).result
-    assert r.chunks_total == 13 and r.chunks_new == 1 and r.chunks_zero == 12
+    assert r.chunks_total == 49 and r.chunks_new == 1 and r.chunks_zero == 48
     # one data blob for the needle, two zero blobs (full and short) and the layout
     blobs = restic(repo_path, "list", "blobs").stdout.decode().split()
     assert blobs.count("data") == 4
@@ -89,6 +90,34 @@ def test_incremental_without_change_map_reads_the_plan_and_adds_only_changes(
     assert dump(repo_path, "disk.raw.img") == path.read_bytes()
     snaps = json.loads(restic(repo_path, "snapshots", "--json").stdout)
     assert "type:incremental" in snaps[-1]["tags"] and snaps[-1]["parent"] == first.snapshot_id
+
+
+def test_a_chain_keeps_its_chunk_size_and_a_new_chain_gets_the_automatic_one(
+    repo_path: Path, repo: object, image: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """Chains made with another chunk size (4 MiB was the default) stay incremental: without
+    ``chunk_size`` a run takes its parent's; a new chain gets ``auto_chunk_size`` (1 MiB here); a
+    size asked for that differs from the parent's makes a full read that says why."""
+    path, data = image
+    first = backup(repo_path, path, chunk_size=4 * MiB).result
+    with open(path, "r+b") as f:
+        f.seek(9 * MiB)
+        f.write(b"changed" * 100)
+    cmap = tmp_path / "changes.json"
+    cmap.write_text(json.dumps([[9 * MiB, 700]]))
+    kept = backup(repo_path, path, changed_extents=str(cmap)).result
+    assert kept.chunk_size == 4 * MiB and not kept.full and kept.parent_id == first.snapshot_id
+    assert kept.chunks_read == 1 and kept.bytes_read == 4 * MiB
+    other = tmp_path / "other.raw"
+    other.write_bytes(data)
+    fresh = backup(repo_path, other).result
+    assert fresh.full and fresh.chunk_size == MiB and fresh.chunks_total == 64
+    run = backup(repo_path, path, chunk_size=MiB, changed_extents=str(cmap))
+    assert run.result.full and run.result.chunk_size == MiB
+    ignored = [e for e in run.events if e.code is EventCode.DISK_IMAGE_CHANGE_MAP_IGNORED]
+    assert ignored and "chunk size changed" in ignored[0].message
+    assert dump(repo_path, "disk.raw.img") == path.read_bytes()
+    restic(repo_path, "check", "--read-data")
 
 
 def test_incremental_with_change_map_reads_only_changed_chunks(

@@ -10,6 +10,7 @@ from e3backup.agent.image_options import backup_settings
 from e3backup.api.jobs import Policy
 from e3backup.engines.disk_image import ImageBackupOptions, StallDetector, parse_size
 from e3backup.engines.disk_image.chunker import ChunkGrid, PlanCursor, ZeroBlobs
+from e3backup.engines.disk_image.options import auto_chunk_size
 from e3backup.errors import UsageError
 from e3backup.events import EventCode
 from e3backup.sources.extents import ExtentList
@@ -88,6 +89,13 @@ def test_options_policy_flags_and_sizes() -> None:
     assert parse_size("4M") == parse_size("4MiB") == 4 * MiB and parse_size("512k") == 512 * 1024
     with pytest.raises(UsageError):
         ImageBackupOptions("x", chunk_size=1000)
+    # a new chain's chunk size: 1 MiB while the disk's content IDs stay within 512 Ki (a ~35 MB tree)
+    GiB = 1 << 30
+    assert ImageBackupOptions("x").chunk_size is None  # the parent's, or the size below
+    assert [auto_chunk_size(n) for n in (64 * MiB, 8 * GiB, 512 * GiB)] == [MiB, MiB, MiB]
+    assert [auto_chunk_size(n) for n in (512 * GiB + 1, 1024 * GiB, 1024 * GiB + 1, 16384 * GiB)] == [
+        2 * MiB, 2 * MiB, 4 * MiB, 4 * MiB,
+    ]  # fmt: skip
     with pytest.raises(UsageError):
         parse_size("lots")
     assert image_name("/dev/sda") == "sda.img" and image_name("/srv/vm/disk.img") == "disk.img"

@@ -14,7 +14,7 @@ from e3backup.sources.hyperv.sim import SimHost
 from ...helpers import restic, run_cli
 from .conftest import MiB, assert_same_disk, fill, web_vm
 
-CHUNK = 4 * MiB
+CHUNK = MiB  # the image engine's chunk size for a new chain of a small disk (auto_chunk_size)
 
 
 def _summary(out: str) -> dict[str, object]:
@@ -54,7 +54,7 @@ def test_full_then_rct_incremental_then_restore_each_disk(
     assert len(sim.reference_points("web")) == 1
     assert sorted(p.name for p in Path(sim.vm_dir("web")).glob("*.avhdx")) == ["disk1-diff.avhdx"]
 
-    # the guest writes: 10 KiB inside chunk 1 of disk 0, 4 KiB across the chunk 4/5 border of disk 1
+    # the guest writes: 10 KiB inside one chunk of disk 0, 4 KiB across the chunk 4/5 border of disk 1
     fill(sim, "web", 0, 5 * MiB, 10 * 1024, 6)
     fill(sim, "web", 1, 5 * CHUNK - 2048, 4096, 7)
     incr_expected = [sim.guest_read("web", 0), sim.guest_read("web", 1)]

@@ -58,7 +58,7 @@ from ...sources.stored_image import (
 from ...sources.volume_hints import apply_volume_hints, check_layout
 from ...tuning import tune_malloc
 from .chunker import ChunkGrid, PlanCursor, ZeroBlobs
-from .options import ImageBackupOptions
+from .options import ImageBackupOptions, auto_chunk_size
 from .pipeline import ImagePipeline
 from .progress import EventSink, StallDetector
 from .reader import ChunkReader
@@ -178,7 +178,7 @@ class _ImageBackup:
         self.progress = progress
         self.sink = sink
         self.cancel = cancel
-        self.result = ImageBackupResult(source=source, chunk_size=opts.chunk_size)
+        self.result = ImageBackupResult(source=source)
 
     def run(self, snap: DeviceSnapshot, opener: DeviceOpener) -> ImageBackupResult:
         start = time.monotonic()
@@ -243,12 +243,14 @@ class _ImageBackup:
         mode = PlanMode.FULL if opts.read_plan == "full" else PlanMode.USED
         plan = apply_volume_hints(build_read_plan(dev, layout, mode, on_event=self.sink), snap, self.sink)
         r.plan_bytes = plan.planned_bytes
-        grid = ChunkGrid(size, opts.chunk_size)
-        r.chunks_total = grid.count
         host = opts.host or socket.gethostname()
         parent = self._parent(host)
+        # a chain keeps its grid: the parent's chunk size unless one is asked for
+        cs = r.chunk_size = opts.chunk_size or (parent.parent.chunk_size if parent else auto_chunk_size(size))
+        grid = ChunkGrid(size, cs)
+        r.chunks_total = grid.count
         file_map = load_change_map(opts.changed_extents, size) if opts.changed_extents else None
-        mismatch = parent_mismatch(size, opts.chunk_size, layout, parent.parent) if parent else "no parent"
+        mismatch = parent_mismatch(size, cs, layout, parent.parent) if parent else "no parent"
         tracking = plan_tracking(
             self.repo,
             dev,
@@ -259,14 +261,14 @@ class _ImageBackup:
             opts.verify_every,
             self.sink,
             self.started,
-            Grid(opts.chunk_size, plan.extents),
+            Grid(cs, plan.extents),
         )
         change_map = file_map if file_map is not None else tracking.change_map
         r.tracking_bytes_read = tracking.bytes_read
         if change_map is not None and parent is not None:
             change_map |= parent.document.recovered  # stored as zeros after read errors: read again
         decisions = decide_chunks(
-            opts.chunk_size, size, plan.extents, layout, change_map, parent.parent if parent else None, self.sink
+            cs, size, plan.extents, layout, change_map, parent.parent if parent else None, self.sink
         )
         r.full = mismatch is not None
         r.change_map_used = change_map is not None and decisions.ignored_reason is None
@@ -280,7 +282,7 @@ class _ImageBackup:
         to_read = decisions.read.total_bytes
         sizing = image_sizing(
             opts.memory.with_index(len(self.repo.index)),
-            opts.chunk_size,
+            cs,
             max(1, min(opts.parallel, to_read)),
             opts.save_workers,
             opts.queue_depth,
@@ -301,7 +303,7 @@ class _ImageBackup:
             device=dev.path,
             device_size=size,
             plan_bytes=plan.planned_bytes,
-            chunk_size=opts.chunk_size,
+            chunk_size=cs,
             parent_id=r.parent_id or None,
             full=r.full,
             change_map=r.change_map_used,
@@ -358,10 +360,10 @@ class _ImageBackup:
             if tracking.verify and parent is not None:
                 # chunks stored as zeros after read errors this time differ for another reason
                 missed = missed_ranges(tracking, layout, plan.extents, parent, content)
-                missed -= recovered.align(opts.chunk_size)
+                missed -= recovered.align(cs)
                 if missed:
                     self.sink(missed_event(missed, layout))
-            doc = ImageDocument(layout, r.file_name, size, opts.chunk_size, plan, recovered)
+            doc = ImageDocument(layout, r.file_name, size, cs, plan, recovered)
             tree_id = save_image_tree(self.repo, writer, doc, content, snap_time, tracking.stored())
             if self.cancel.is_set():
                 raise Cancelled("cancelled")

@@ -19,10 +19,15 @@ from ...sources.snapshot.appvss import VssSettings
 
 MiB = 1 << 20
 
-# Measured (docs/disk-image.md): 1, 2 and 4 MiB run within a few per cent of each other on a
-# mixed image; 4 MiB halves the per-chunk work of 2 MiB (hash calls, index entries, content IDs
-# in the tree) and an incremental re-reads at most 4 MiB per scattered change. See the doc.
-DEFAULT_CHUNK_SIZE = 4 * MiB
+# Measured (docs/disk-image.md): 1, 2 and 4 MiB back up a full disk within a few per cent of
+# each other, and an incremental re-reads and re-stores a whole chunk per scattered change: with
+# change tracking 1 MiB chunks read and add a third of what 4 MiB chunks do. A new chain gets the
+# smallest of these sizes that keeps the disk within AUTO_MAX_CHUNKS chunks (the image's content
+# IDs are one tree blob that restic loads whole: 512 Ki IDs are ~35 MB); a chain keeps its
+# parent's chunk size unless one is asked for (another size makes a full read).
+AUTO_CHUNK_SIZES = (1 * MiB, 2 * MiB, 4 * MiB)
+AUTO_MAX_CHUNKS = 512 * 1024
+DEFAULT_CHUNK_SIZE = AUTO_CHUNK_SIZES[-1]  # the largest: for disks beyond 1 TiB
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 64 * MiB
 CHUNK_ALIGN = 4096  # every logical sector size divides it
@@ -57,7 +62,7 @@ class ImageBackupOptions:
     fail_on_stall: bool = False  # policy disk_image_fail_on_stall: a stall fails the run
     snapshot: str = "auto"  # snapshot provider: auto, lvm, vss, none
     vss: VssSettings = field(default_factory=VssSettings)  # Windows volumes: policy vss_*
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int | None = None  # None: the parent's, or ``auto_chunk_size`` for a new chain
     tags: tuple[str, ...] = ()
     host: str | None = None
     # hash + zstd + AES run in these threads; one per core (they release the GIL).
@@ -79,13 +84,22 @@ class ImageBackupOptions:
             raise UsageError(f"read plan must be one of {', '.join(READ_PLANS)}, not {self.read_plan!r}")
         if self.snapshot not in SNAPSHOT_MODES:
             raise UsageError(f"snapshot mode must be one of {', '.join(SNAPSHOT_MODES)}, not {self.snapshot!r}")
-        check_chunk_size(self.chunk_size)
+        if self.chunk_size is not None:
+            check_chunk_size(self.chunk_size)
         if not 1 <= self.parallel <= MAX_PARALLEL:
             raise UsageError(f"parallel disk reads must be between 1 and {MAX_PARALLEL}, not {self.parallel}")
         if not 0 <= self.verify_every <= MAX_VERIFY_EVERY:
             raise UsageError(f"verify_every must be between 0 and {MAX_VERIFY_EVERY}, not {self.verify_every}")
         if not self.stall_seconds > 0:
             raise UsageError(f"stall interval must be positive, not {self.stall_seconds}")
+
+
+def auto_chunk_size(device_size: int) -> int:
+    """The chunk size of a new chain on a device of ``device_size`` bytes (see AUTO_CHUNK_SIZES)."""
+    for size in AUTO_CHUNK_SIZES:
+        if device_size <= size * AUTO_MAX_CHUNKS:
+            return size
+    return DEFAULT_CHUNK_SIZE
 
 
 def check_chunk_size(size: int) -> int:
@@ -108,12 +122,14 @@ def parse_size(text: str) -> int:
 
 
 __all__ = [
+    "AUTO_CHUNK_SIZES",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_PARALLEL",
     "DEFAULT_STALL_SECONDS",
     "DEFAULT_VERIFY_EVERY",
     "MAX_PARALLEL",
     "ImageBackupOptions",
+    "auto_chunk_size",
     "check_chunk_size",
     "parse_size",
 ]

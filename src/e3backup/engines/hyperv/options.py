@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ...errors import UsageError
 from ...sources.hyperv.host import CONSISTENCY_APPLICATION, CONSISTENCY_CRASH, HyperVHost
-from ..disk_image.options import DEFAULT_CHUNK_SIZE, DEFAULT_PARALLEL, MAX_PARALLEL, check_chunk_size
+from ..disk_image.options import DEFAULT_PARALLEL, MAX_PARALLEL, check_chunk_size
 
 DEFAULT_PARALLEL_VMS = 2
 MAX_PARALLEL_VMS = 16
@@ -43,7 +43,7 @@ class HyperVOptions:
     chain: Mapping[str, VmChain] = field(default_factory=dict)  # by VM name
     hostname: str | None = None  # recorded in the snapshots (default: this machine's)
     tags: tuple[str, ...] = ()
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int | None = None  # None: each disk's parent's, or the image engine's choice
     upload_connections: int = 2
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -60,7 +60,8 @@ class HyperVOptions:
             raise UsageError(f"parallel disk reads must be between 1 and {MAX_PARALLEL}, not {self.read_parallel}")
         if self.read_plan not in ("auto", "full"):
             raise UsageError(f"read plan must be auto or full, not {self.read_plan!r}")
-        check_chunk_size(self.chunk_size)
+        if self.chunk_size is not None:
+            check_chunk_size(self.chunk_size)
 
 
 @dataclass(frozen=True)
