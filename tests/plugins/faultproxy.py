@@ -47,6 +47,8 @@ class Faults:
     reset_response: float = 0.0  # forwarded, then reset halfway through the response
     delay: float = 0.0           # forwarded after ``delay_seconds``
     delay_seconds: float = 0.05
+    only_paths: str = ""         # faults only for request paths containing this (e.g. "/data/")
+    after: int = 0               # ... and only once this many such requests were forwarded
 
 
 class FaultProxy:
@@ -83,8 +85,11 @@ class FaultProxy:
         self._thread.start()
 
     def set(self, **faults: Any) -> None:
-        """Change the fault mix, e.g. ``set(slowdown=0.2, reset_response=0.05)``."""
-        self.faults = replace(Faults(), **faults)
+        """Change the fault mix, e.g. ``set(slowdown=0.2, reset_response=0.05)``; ``counts["matched"]``
+        (the requests ``only_paths`` matched, the count ``after`` looks at) starts again at 0."""
+        with self._lock:
+            self.faults = replace(Faults(), **faults)
+            self.counts["matched"] = 0
 
     def url(self, bucket: str, prefix: str = "") -> str:
         tail = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
@@ -100,9 +105,14 @@ class FaultProxy:
 
     # -- per connection -----------------------------------------------------------------------
 
-    def _draw(self) -> str:
+    def _draw(self, target: str) -> str:
         f = self.faults
+        if f.only_paths and f.only_paths not in target:
+            return "forward"
         with self._lock:
+            self.counts["matched"] += 1
+            if self.counts["matched"] <= f.after:
+                return "forward"
             x = self._rng.random()
         for name in ("slowdown", "error500", "reset_request", "reset_response", "delay"):
             p = getattr(f, name)
@@ -163,7 +173,7 @@ class FaultProxy:
         length = int(lower.get("content-length", "0") or 0)
         keep_alive = lower.get("connection", "").lower() != "close"
 
-        fault = self._draw()
+        fault = self._draw(target)
         with self._lock:
             self.counts[fault] += 1
             self.counts["requests"] += 1

@@ -9,6 +9,10 @@ sleeps.
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -126,3 +130,53 @@ def test_server_and_repository_drop_mid_restore(
     unreachable = next(e for e in events if e["code"] == "RECOVERY_REPOSITORY_UNREACHABLE")
     assert unreachable["details"]["segments_written"] >= 3
     assert [e["seq"] for e in events] == list(range(len(events)))
+
+
+def test_ctrl_c_at_the_scripted_console_cancels_the_run(
+    source_disk: SourceDisk, s3_server: SeaweedServer, fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Ctrl-C while the scripted console waits for an unreachable repository (its packs; the
+    sign-in read the rest): the restore stops, the run the dashboard shows ends CANCELLED rather
+    than left running, and the command exits 130. The wait is the console's own report line."""
+    bucket = s3_server.make_bucket()
+    repo = Repository.init(open_store(fault_proxy.url(bucket), **s3_server.store_options()), PASSWORD.encode(),
+                           FAST_KDF)
+    port = free_port()
+    settings = server_settings(tmp_path / "data", port)
+    dest = {"type": "s3", "endpoint": fault_proxy.endpoint, "bucket": bucket, "access_key_id": s3_server.access_key,
+            "secret_access_key": s3_server.secret_key, "repository_password": PASSWORD}
+    app = create_app(settings)
+    with serve_in_thread(app, port) as url:
+        site = seed_site(url, app, source_disk, dest, repo)
+        repo.close()
+        # how many pack reads a sign-in makes (the snapshot's tree, layout.json): a sign-in that
+        # is closed unused (its run ends cancelled, like a technician walking away)
+        fault_proxy.set(only_paths="/data/")
+        probe = RecoveryConsole(RecoveryClient(HttpxTransport.network(url)), ConsoleSettings())
+        try:
+            probe.sign_in(site.issue_code())
+        finally:
+            probe.close()
+        signed_in = fault_proxy.counts["matched"]
+        assert signed_in > 0
+        code = site.issue_code()
+        fault_proxy.set(reset_request=1.0, only_paths="/data/", after=signed_in)  # then no pack is reachable
+        with target_disk(tmp_path, DISK_SIZE) as dev:
+            argv = [sys.executable, "-m", "e3backup", "--retry-max-time", "1", "recovery", "--server", url,
+                    "--code", code, "--target", dev, "--yes"]  # fmt: skip
+            with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+                assert proc.stderr is not None
+                seen = []
+                for line in proc.stderr:
+                    seen.append(line)
+                    if "The repository is unreachable" in line:
+                        break
+                else:
+                    pytest.fail("the console never said the repository was unreachable:\n" + "".join(seen))
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out + "".join(seen) + err
+        assert "Cancelling the restore" in err
+        run = site.run(int(re.search(r"recovery run #(\d+)", out).group(1)))  # type: ignore[union-attr]
+    assert run["status"] == "cancelled", run
+    assert fault_proxy.counts["reset_request"] > 0

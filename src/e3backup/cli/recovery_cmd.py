@@ -118,7 +118,7 @@ def _scripted(console: Any, code: str, target: str, yes: bool) -> int:
 
     reporter = threading.Thread(target=report, daemon=True)
     reporter.start()
-    phase = console.wait()
+    phase = _wait_or_cancel(console)
     done.set()
     st = console.status()
     for e in st.events:
@@ -135,3 +135,26 @@ def _scripted(console: Any, code: str, target: str, yes: bool) -> int:
 
 
 __all__ = ["recovery"]
+
+
+# A wait without a timeout in the main thread is not ended by a signal the kernel hands to another
+# thread (the restore's workers): the restore waits in ticks so Ctrl-C is seen within one.
+SIGNAL_TICK = 0.5
+
+
+def _wait_or_cancel(console: Any) -> Any:
+    """The restore's final phase. Ctrl-C or SIGTERM cancels it as the dashboard's cancel does: the
+    workers stop, the run is reported cancelled (exit 130), never left running on the dashboard."""
+    from ..recovery.console import Phase
+
+    cancelled = False
+    while True:
+        try:
+            while (phase := console.wait(SIGNAL_TICK)) is Phase.RESTORING:
+                pass
+            return phase
+        except (KeyboardInterrupt, E3Error):
+            if not cancelled:
+                cancelled = True
+                click.echo("\nCancelling the restore: the disk is left incomplete", err=True)
+                console.cancel()
