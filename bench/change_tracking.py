@@ -30,6 +30,7 @@ import contextlib
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -232,9 +233,34 @@ def main() -> None:
             by_tracking = f"{tracked / 1e6:.1f} MB" if tracked is not None else ""
             print(f"| {label} | {tool} | {m.seconds:.2f} | {m.cpu_seconds:.2f} | {read / 1e6:.1f} MB | {by_tracking} | "
                   f"{added / 1e6:.1f} MB | {m.rss_mib:.0f} | {parts} |")  # fmt: skip
+        print_ratios(results)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def print_ratios(results: list[tuple[str, str, Measure]]) -> None:
+    """Per case, the tracked run against restic and against the full re-read of the same round
+    (wall and CPU time); for the 1 % rounds also the median over the rounds."""
+    by_case: dict[str, dict[str, Measure]] = {}
+    for label, tool, m in results:
+        by_case.setdefault(label, {})[tool.split(" (")[0]] = m
+    rows: list[tuple[str, float, float, float, float]] = []
+    for label, tools in by_case.items():
+        t, r, f = (tools.get(k) for k in ("e3backup tracked", "restic", "e3backup full re-read"))
+        if t is None or r is None or f is None:
+            continue
+        rows.append((label, t.seconds / r.seconds, t.seconds / f.seconds, t.cpu_seconds / r.cpu_seconds,
+                     t.cpu_seconds / f.cpu_seconds))  # fmt: skip
+    print("\n| case | tracked / restic (wall) | tracked / re-read (wall) | tracked / restic (CPU) | "
+          "tracked / re-read (CPU) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
+    for label, *ratios in rows:
+        print(f"| {label} | " + " | ".join(f"{x:.3f}x" for x in ratios) + " |")
+    changed = [row[1:] for row in rows if row[0].startswith("round")]
+    if len(changed) > 1:
+        medians = [statistics.median(col) for col in zip(*changed, strict=True)]
+        print(f"| 1 % changed, median of {len(changed)} rounds | " + " | ".join(f"{x:.3f}x" for x in medians) + " |")
 
 
 if __name__ == "__main__":
