@@ -19,15 +19,17 @@ A new engine is a new ``run_x`` plus an entry in the agent's dispatch table
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .errors import Cancelled
+from .errors import Cancelled, LockError
 from .events import Event, EventCode, Level
 from .progress import Progress
 
 if TYPE_CHECKING:  # annotations only: the idle agent imports the contract without the repository
+    from .repo.lock import Lock
     from .repo.repository import Repository
     from .repo.writer import WriterStats
 
@@ -80,4 +82,29 @@ def check_cancel(cancel: Cancel | None, message: str) -> None:
         raise Cancelled(message)
 
 
-__all__ = ["Cancel", "OnEvent", "RunFn", "check_cancel", "emit", "index_written", "no_events"]
+@contextlib.contextmanager
+def writing_lock(repo: Repository, cancel: Cancel) -> Iterator[Lock]:
+    """The shared lock of a run that stores packs, then an index and a snapshot (a backup).
+
+    The lock's 200 ms re-check for a competitor that locked at the same moment (restic's
+    protocol) runs in the background while the run works instead of before it. The packs stored
+    meanwhile count only once an index names them, so the run calls ``lock.confirm()`` before its
+    index, and after a failure indexes what it stored only if ``lock.settled()`` is None (never
+    behind a prune's back: the next run adopts them). A competitor found sets ``cancel``; the
+    ``Cancelled`` that stops the run becomes that ``LockError``."""
+    conflict: list[LockError] = []
+
+    def on_conflict(e: LockError) -> None:
+        conflict.append(e)
+        cancel.set()
+
+    with repo.lock(on_conflict=on_conflict) as lock:
+        try:
+            yield lock
+        except Cancelled as e:
+            if conflict:
+                raise conflict[0] from e
+            raise
+
+
+__all__ = ["Cancel", "OnEvent", "RunFn", "check_cancel", "emit", "index_written", "no_events", "writing_lock"]

@@ -279,6 +279,66 @@ def test_cancel_stops_the_walk_and_saves_no_snapshot(repo: Repository, tmp_path:
     assert repo.list_ids(FileType.SNAPSHOT) == []
 
 
+def test_a_prune_locking_at_the_same_moment_fails_the_backup_before_its_index(
+    repo: Repository, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's re-check runs while the backup reads (``contract.writing_lock``): a competitor
+    that locked at the same moment fails the run with the lock error before its index or snapshot
+    is written; the packs it stored stay unindexed (not indexed behind the competitor's back) and
+    the next run, once the competitor is gone, adopts them."""
+    import threading
+
+    from e3backup.engines.files import BackupOptions, run_backup
+    from e3backup.errors import LockError
+    from e3backup.progress import Progress
+    from e3backup.repo.lock import Lock, LockInfo
+    from e3backup.store import Handle
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}.bin").write_bytes(os.urandom(3 << 20))
+    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.01)
+    repo.pack_size = 1 << 20  # packs are stored while the run reads, long before its index
+    write, conflicts = Lock._write, Lock._conflicts
+    competitor: list[str] = []
+    all_read = threading.Event()
+
+    def and_a_prune_at_the_same_moment(self: Lock) -> str:
+        lock_id = write(self)
+        if not self.exclusive and not competitor:
+            competitor.append(write(Lock(repo.store, repo.key, exclusive=True)))
+        return lock_id
+
+    def recheck_after_the_reads(self: Lock) -> list[LockInfo]:
+        if self.id:  # the re-check (the up-front check runs before our lock is written)
+            assert all_read.wait(30)
+        return conflicts(self)
+
+    class Counting(Progress):
+        def add(self, files: int = 0, nbytes: int = 0, current: str | None = None) -> None:
+            super().add(files, nbytes, current)
+            if self.c.bytes_done >= 12 << 20:
+                all_read.set()
+
+    monkeypatch.setattr(Lock, "_write", and_a_prune_at_the_same_moment)
+    monkeypatch.setattr(Lock, "_conflicts", recheck_after_the_reads)
+    indexes = repo.list_ids(FileType.INDEX)
+    with pytest.raises(LockError, match="exclusive lock"):
+        run_backup(repo, BackupOptions(paths=[str(src)]), Counting(mode="quiet"))
+    assert repo.list_ids(FileType.SNAPSHOT) == [] and repo.list_ids(FileType.INDEX) == indexes
+    assert repo.list_ids(FileType.PACK)  # stored while reading, left unindexed
+    monkeypatch.undo()
+    repo.store.remove(Handle(FileType.LOCK, competitor[0]))
+    again = Repository.open(LocalStore(repo_path), PASSWORD.encode())
+    try:
+        result = run_backup(again, BackupOptions(paths=[str(src)]))
+    finally:
+        again.close()
+    assert result.bytes_added < 1 << 20  # the left packs, adopted: nothing stored twice
+    restic(repo_path, "check", "--read-data")
+
+
 @pytest.mark.root
 def test_one_file_system_keeps_the_mount_point_but_not_its_contents(
     env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

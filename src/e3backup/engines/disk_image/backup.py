@@ -23,8 +23,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from ... import __version__
-from ...contract import index_written
-from ...errors import Cancelled, E3Error, LockError
+from ...contract import index_written, writing_lock
+from ...errors import Cancelled, E3Error
 from ...events import Event, EventCode
 from ...platform.compat import READ_FLAGS, owner_ids
 from ...platform.windows.vss import is_windows_source
@@ -87,12 +87,6 @@ def run_image_backup(
     """
     sink = EventSink(on_event)
     cancel = cancel or threading.Event()
-    conflict: list[LockError] = []  # a competitor found by the lock's re-check: the run stops
-
-    def on_conflict(e: LockError) -> None:
-        conflict.append(e)
-        cancel.set()
-
     tune_malloc()
     # a Windows volume or device (C:, \\.\PhysicalDrive0) is a name, not a path to make absolute
     source = opts.source if is_windows_source(opts.source) else os.path.abspath(opts.source)
@@ -101,10 +95,8 @@ def run_image_backup(
         # behind its opener; a Windows device opens through the Win32 seam, not os.open)
         if provider is None and not is_windows_source(source):
             _check_source(source)
-        # the lock's re-check for a competitor that locked at the same moment runs while the
-        # backup does (~0.2 s of an incremental's ~0.7 s); its packs are unreferenced until the
-        # index is written, and ``confirm`` comes first (``_ImageBackup._backup``)
-        with repo.lock(on_conflict=on_conflict) as lock:
+        # the lock's re-check runs while the backup does (~0.2 s of an incremental's ~0.6 s)
+        with writing_lock(repo, cancel) as lock:
             repo.load_index()
             repo.adopt_unindexed_packs()
             started = time.time()  # before the snapshot: change tracking's reference time
@@ -127,25 +119,17 @@ def run_image_backup(
                     lock,
                 )
                 return job.run(snap, opener)
-    except Cancelled as e:
-        if conflict:  # stopped by a competitor's lock, not by the user
-            _failed(sink, source, conflict[0])
-            raise conflict[0] from e
+    except (Cancelled, KeyboardInterrupt) as e:
         sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
+        if isinstance(e, KeyboardInterrupt):
+            raise
         raise Cancelled(f"image backup of {source} cancelled; no snapshot was saved") from None
-    except KeyboardInterrupt:
-        sink.emit(EventCode.RUN_CANCELLED, f"image backup of {source} cancelled; no snapshot saved", source=source)
-        raise
     except BaseException as e:
-        _failed(sink, source, e)
+        details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
+        if isinstance(e, ReadError):
+            details |= {"device": e.path, "offset": e.offset, "length": e.length}
+        sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
         raise
-
-
-def _failed(sink: EventSink, source: str, e: BaseException) -> None:
-    details: dict[str, object] = {"source": source, "error": str(e), "error_type": type(e).__name__}
-    if isinstance(e, ReadError):
-        details |= {"device": e.path, "offset": e.offset, "length": e.length}
-    sink(Event(EventCode.DISK_IMAGE_FAILED, f"image backup of {source} failed: {e}", details=details))
 
 
 def _check_source(source: str) -> None:

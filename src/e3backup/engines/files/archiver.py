@@ -27,11 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 from ... import __version__
-from ...contract import Cancel, OnEvent, emit, index_written
+from ...contract import Cancel, OnEvent, emit, index_written, writing_lock
 from ...errors import E3Error
 from ...events import EventCode, Level
 from ...platform.compat import owner_ids
 from ...progress import Progress
+from ...repo.lock import Lock
 from ...repo.repository import Repository, warn_unreadable_snapshot
 from ...repo.snapshot import Snapshot
 from ...repo.timefmt import format_ns, now_ns
@@ -81,8 +82,11 @@ class Archiver:
         progress: Progress | None = None,
         cancel: Cancel | None = None,
         on_event: OnEvent | None = None,
+        lock: Lock | None = None,
     ) -> None:
+        """``lock``: the run's ``writing_lock``, confirmed before the index is written."""
         self.repo = repo
+        self.lock = lock
         self.opts = opts
         self.progress = progress or Progress(mode="quiet")
         self.cancel = cancel or threading.Event()
@@ -140,12 +144,14 @@ class Archiver:
             savers.shutdown(wait=True)
             state.check()
             assert top.tree_id is not None
+            if self.lock is not None:
+                self.lock.confirm()  # before the index makes the packs count
             writer.flush()
             ok = True
         finally:
             readers.shutdown(wait=True, cancel_futures=True)
             savers.shutdown(wait=True, cancel_futures=True)
-            writer.close(success=ok)
+            writer.close(success=ok, index_stored=ok or self.lock is None or self.lock.settled() is None)
         st = writer.stats
         result.data_blobs = state.data_blobs
         result.tree_blobs = st.blobs_added - state.data_blobs
@@ -229,10 +235,13 @@ def run_backup(
     saving a snapshot.
     """
     paths = list(opts.paths)
+    cancel = cancel or threading.Event()
     emit(on_event, EventCode.REPOSITORY_SNAPSHOT_STARTED, f"backing up {', '.join(paths)}", paths=paths)
-    with repo.lock(meanwhile=repo.load_index), fewer_collections():
+    # the lock's re-check runs while the backup does: 0.2 s of every backup, a third of a small one's
+    with writing_lock(repo, cancel) as lock, fewer_collections():
+        repo.load_index()
         repo.adopt_unindexed_packs()
-        result = Archiver(repo, opts, progress, cancel, on_event).run()
+        result = Archiver(repo, opts, progress, cancel, on_event, lock).run()
     emit(
         on_event,
         EventCode.REPOSITORY_SNAPSHOT_SAVED,
