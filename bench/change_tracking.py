@@ -126,9 +126,10 @@ def build_disk(path: Path, size: int, fill: float) -> tuple[dict[int, tuple[int,
     return rows, files
 
 
-def change_files(path: Path, rows: dict[int, tuple[int, int]], share: float, seed: int) -> int:
-    """Overwrite 64 KiB in place in ``share`` of each file system's files; returns how many."""
-    rnd, changed = random.Random(seed), 0
+def change_files(path: Path, rows: dict[int, tuple[int, int]], share: float, seed: int) -> tuple[int, int]:
+    """Overwrite 64 KiB in place in ``share`` of each file system's files; returns how many, and
+    their total size (what a file-level tracker must read: it knows which files, not which bytes)."""
+    rnd, changed, size_sum = random.Random(seed), 0, 0
     for index, kind in ((1, "ext4"), (2, "ntfs")):
         with partition(path, *rows[index]) as dev, mounted(dev, kind) as mnt:
             names = sorted(p for p in mnt.glob("d*/f*"))
@@ -138,14 +139,15 @@ def change_files(path: Path, rows: dict[int, tuple[int, int]], share: float, see
                     f.seek(rnd.randrange(max(1, size - 65536)))
                     f.write(rnd.randbytes(min(65536, size)))
                 changed += 1
-    return changed
+                size_sum += size
+    return changed, size_sum
 
 
-def change(path: Path, rows: dict[int, tuple[int, int]], seed: int) -> int:
+def change(path: Path, rows: dict[int, tuple[int, int]], seed: int) -> str:
     """1 % of the files changed, then written back, so no run pays for another's writeback."""
-    n = change_files(path, rows, 0.01, seed)
+    n, size = change_files(path, rows, 0.01, seed)
     os.sync()
-    return n
+    return f"{n} files of {size / 1e6:.1f} MB"
 
 
 def evict(path: Path) -> None:
@@ -210,7 +212,7 @@ def main() -> None:
             results += [("full", "e3backup", e3()), ("full", "restic", restic()), ("full", "e3backup off", e3(False))]
         seed = 1 + a.seed
         for r in range(a.rounds + 1):
-            case = f"round {r}: 1 % of files ({change(disk, rows, seed + r)}) changed" if r else "unchanged"
+            case = f"round {r}: 1 % of files changed ({change(disk, rows, seed + r)})" if r else "unchanged"
             results += [(case, "e3backup tracked", e3()), (case, "restic", restic())]
             results += [(case, "e3backup full re-read", e3(False))]
         load = " / ".join(", ".join(f"{x:.2f}" for x in la) for la in (load_before, os.getloadavg()))
