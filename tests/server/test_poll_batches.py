@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text, update
 
 from e3backup.api.agent import NextRunRequest
 from e3backup.api.common import RunKind
+from e3backup.server import create_app
 from e3backup.server.db.models import Agent, Command, Run
 from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.services import idle_check
 from e3backup.server.services.idle_check import Poll, Verdict
-from tests.server.conftest import Actor, FakeClock, World
+from tests.server.conftest import Actor, FakeClock, World, make_settings
 
 IDLE_RUN = {"run": None, "update": None}
 IDLE_COMMANDS = {"commands": []}
@@ -91,6 +94,53 @@ def test_polls_sent_together_are_checked_together_and_each_run_is_handed_out_onc
     assert runs == {run_a: ("running", a.id), run_b: ("running", b.id)}
 
 
+def test_a_run_seen_by_checks_on_two_replicas_at_once_is_claimed_once(
+    app: FastAPI, world: World, database_url: str, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database")
+    run = _queue_run(world, world.user_a, "A")
+    other = create_app(make_settings(tmp_path / "replica2", database_url), clock=clock)
+    with TestClient(other) as second:
+        agent = world.agent_a
+        for client in (world.client, second):  # the token cached on both replicas
+            assert client.post("/api/agent/poll_commands", headers=agent.headers).json() == IDLE_COMMANDS
+        entered, release, lock = threading.Event(), threading.Event(), threading.Lock()
+        count = [0]
+        real = idle_check.check
+
+        def held(*args: Any) -> list[Verdict]:
+            with lock:
+                count[0] += 1
+                if count[0] == 4:
+                    entered.set()
+            assert release.wait(timeout=60), "the test never released the checks"
+            return real(*args)
+
+        monkeypatch.setattr(idle_check, "check", held)
+
+        async def polls() -> list[Any]:
+            clients = [
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://testserver")
+                for a in (app, other)
+            ]
+            tasks = [
+                asyncio.ensure_future(c.post("/api/agent/next_run", headers=agent.headers, json={}))
+                for c in clients
+                for _ in range(2)
+            ]
+            await asyncio.to_thread(entered.wait)  # two checks on each replica, all four see the run
+            release.set()
+            answers = [r.json() for r in await asyncio.gather(*tasks)]
+            for c in clients:
+                await c.aclose()
+            return answers
+
+        answers = asyncio.run(polls())
+    assert sorted(a["run"]["run_id"] for a in answers if a["run"] is not None) == [run]
+    assert answers.count(IDLE_RUN) == 3
+
+
 def test_an_agent_revoked_behind_the_token_cache_is_refused(app: FastAPI, world: World) -> None:
     agent = world.agent_a
     for a in (agent, world.agent_b, agent):  # cached by the first call, checked in a batch by the last
@@ -119,6 +169,24 @@ def test_a_failed_check_answers_each_poll_alone(app: FastAPI, world: World, monk
     assert world.agent_a.post("/api/agent/poll_commands").json() == IDLE_COMMANDS
 
 
+def test_a_check_whose_connection_was_lost_falls_back_then_reconnects(
+    app: FastAPI, world: World, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL: a server-side end of the kept connection")
+    agent, batcher = world.agent_a, app.state.poll_batcher
+    for _ in range(2):  # cached, then checked: the batcher keeps its connection
+        assert agent.post("/api/agent/poll_commands").json() == IDLE_COMMANDS
+    assert batcher.checked == 1
+    pids = [c.connection.dbapi_connection.info.backend_pid for c in batcher._idle_connections]
+    with app.state.e3.engine.connect() as conn:  # as a PostgreSQL restart or a failover would
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"), {"pids": pids})
+    assert agent.post("/api/agent/poll_commands").json() == IDLE_COMMANDS  # answered alone
+    assert batcher.checked == 1
+    assert agent.post("/api/agent/next_run", json={}).json() == IDLE_RUN  # checked on a new connection
+    assert batcher.checked == 2
+
+
 def _verdicts(app: FastAPI, *polls: Poll) -> list[Verdict]:
     state = app.state.e3
     with state.engine.begin() as conn:
@@ -128,8 +196,12 @@ def _verdicts(app: FastAPI, *polls: Poll) -> list[Verdict]:
 def test_the_check_finds_what_the_handlers_would_act_on(app: FastAPI, world: World, clock: FakeClock) -> None:
     a, b = world.agent_a.id, world.agent_b.id
     ta, tb = world.tenant_a["id"], world.tenant_b["id"]
-    _queue_run(world, world.user_a, "A")  # a queued backup for A
     state = app.state.e3
+    done = _queue_run(world, world.user_b, "B")  # a finished run of B first: no run's id is its agent's
+    with state.sessions() as s:
+        s.execute(update(Run).where(Run.id == done).values(status="success"))
+        s.commit()
+    assert _queue_run(world, world.user_a, "A") != a  # a queued backup for A
     assert _verdicts(
         app,
         Poll(a, ta, True, False),

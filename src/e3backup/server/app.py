@@ -121,6 +121,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop()
+            _app.state.poll_batcher.close()
             state.bus.stop()
             worker.stop()
             state.engine.dispose()

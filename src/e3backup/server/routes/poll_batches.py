@@ -2,10 +2,11 @@
 
 A replica's CPU per idle poll was mostly fixed costs: the hop into the thread pool, a connection
 checkout (with its liveness ping), three statements through SQLAlchemy and psycopg, a commit.
-``PollBatcher`` runs at most ``max_in_flight`` checks at a time (``services.idle_check``); polls
-that arrive meanwhile wait and go together in the next one. So a quiet replica checks each poll
-at once, alone, and a busy one amortises the fixed costs over as many polls as came in during
-one check, with no timer and no added delay.
+``PollBatcher`` runs at most ``max_in_flight`` checks at a time (``services.idle_check``: one
+statement, in autocommit, on a connection the batcher keeps); polls that arrive meanwhile wait
+and go together in the next one. So a quiet replica checks each poll at once, alone, and a busy
+one amortises the fixed costs over as many polls as came in during one check, with no timer and
+no added delay.
 
 The check only says which polls are idle. A poll with work, or one whose check failed (the
 database went away, a deadlock between two batches), is answered by the ordinary handler alone,
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from e3backup.api.agent import NextRunRequest
@@ -52,6 +54,7 @@ class PollBatcher:
         self._waiting: list[_Waiting] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_connections: list[Connection] = []  # kept open: no checkout and ping per check
         self.batches = 0  # checks run, and polls checked in them: how well the batching works
         self.checked = 0
 
@@ -81,8 +84,10 @@ class PollBatcher:
 
     async def _run(self, batch: list[_Waiting]) -> None:
         verdicts: Sequence[Verdict | None] = [None] * len(batch)
+        conn = self._idle_connections.pop() if self._idle_connections else None
         try:
-            now, verdicts = await run_in_threadpool(self._check, [w.poll for w in batch])
+            kept, now, verdicts = await run_in_threadpool(self._check, conn, [w.poll for w in batch])
+            self._idle_connections.append(kept)
             self._remember(batch, verdicts, now)
             self.batches += 1
             self.checked += len(batch)
@@ -100,10 +105,22 @@ class PollBatcher:
             while self._waiting and self._in_flight < self.max_in_flight:
                 self._start_next()
 
-    def _check(self, polls: list[Poll]) -> tuple[datetime, list[Verdict]]:
+    def _check(self, conn: Connection | None, polls: list[Poll]) -> tuple[Connection, datetime, list[Verdict]]:
+        if conn is None:
+            conn = self.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         now = self.state.clock.now()
-        with self.state.engine.begin() as conn:
-            return now, idle_check.check(conn, polls, now)
+        try:
+            verdicts = idle_check.check(conn, polls, now)
+            conn.commit()  # nothing to send in autocommit; ends SQLAlchemy's own transaction
+        except BaseException:
+            conn.close()  # back to the pool, which checks it before its next use
+            raise
+        return conn, now, verdicts
+
+    def close(self) -> None:
+        """Returns the kept connections to the pool (the app's shutdown)."""
+        while self._idle_connections:
+            self._idle_connections.pop().close()
 
     def _remember(self, batch: list[_Waiting], verdicts: Sequence[Verdict | None], now: datetime) -> None:
         """The token cache learns what the check wrote, as after ``deps.agent_transaction``."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, select, update
+from sqlalchemy import BindParameter, Connection, Integer, bindparam, literal_column, select, update
 
 from e3backup.api.agent import NextRunRequest
 from e3backup.api.common import CommandStatus, RunKind, RunStatus
@@ -47,18 +47,28 @@ class Poll:
 
 _IDS: BindParameter[int] = bindparam("ids", expanding=True)
 _LIVE = (Agent.id.in_(_IDS), Agent.revoked.is_(False))
-_SEEN = update(Agent).where(*_LIVE).values(last_seen_at=bindparam("now")).returning(*LAST_SEEN_COLUMNS)
-_READ = select(*LAST_SEEN_COLUMNS).where(*_LIVE)
-_QUEUED = select(Run.agent_id, Run.kind).where(
-    Run.agent_id.in_(_IDS), Run.status == RunStatus.QUEUED.value, Run.job_id.is_not(None)
+# The agent's id qualified by hand: SQLAlchemy renders SQLite's RETURNING columns unqualified,
+# and a bare ``id`` inside these subqueries would be the run's or the command's own id.
+_AGENT_ID = literal_column(f"{Agent.__tablename__}.id", Integer)
+_QUEUED = select(Run.id).where(Run.agent_id == _AGENT_ID, Run.status == RunStatus.QUEUED.value, Run.job_id.is_not(None))
+# what the handlers would act on, read with the agent's row (index probes on (agent_id, status))
+_WORK = (
+    _QUEUED.where(Run.kind == RunKind.BACKUP.value).exists().label("backup_queued"),
+    _QUEUED.where(Run.kind != RunKind.BACKUP.value).exists().label("other_queued"),
+    select(Command.id)
+    .where(Command.agent_id == _AGENT_ID, Command.status == CommandStatus.PENDING.value)
+    .exists()
+    .label("command_pending"),
 )
-_PENDING = select(Command.agent_id).where(Command.agent_id.in_(_IDS), Command.status == CommandStatus.PENDING.value)
+_SEEN = update(Agent).where(*_LIVE).values(last_seen_at=bindparam("now")).returning(*LAST_SEEN_COLUMNS, *_WORK)
+_READ = select(*LAST_SEEN_COLUMNS, *_WORK).where(*_LIVE)
 _WANTED = select(Tenant.id, Tenant.agent_version_wanted).where(Tenant.id.in_(_IDS))
 
 
 def check(conn: Connection, polls: Sequence[Poll], now: datetime) -> list[Verdict]:
     """Each poll's verdict, in order; records ``last_seen_at = now`` for the agents whose polls
-    say it is due (only while not revoked). The caller commits."""
+    say it is due (only while not revoked). One statement for the agents due, one for the others
+    (the caller commits, or runs it in autocommit: each statement stands alone)."""
     due = sorted({p.agent_id for p in polls if p.due})  # sorted: batches lock rows in one order
     rows: dict[int, Any] = {}
     if due:
@@ -66,13 +76,6 @@ def check(conn: Connection, polls: Sequence[Poll], now: datetime) -> list[Verdic
     not_due = sorted({p.agent_id for p in polls} - set(due))
     if not_due:
         rows.update((r.id, r) for r in conn.execute(_READ, {"ids": not_due}))
-    polling = sorted({p.agent_id for p in polls if not p.commands and p.agent_id in rows})
-    queued: dict[int, set[str]] = {}
-    if polling:
-        for run in conn.execute(_QUEUED, {"ids": polling}):
-            queued.setdefault(run.agent_id, set()).add(run.kind)
-    asking = sorted({p.agent_id for p in polls if p.commands and p.agent_id in rows})
-    pending = {r[0] for r in conn.execute(_PENDING, {"ids": asking})} if asking else set()
     offering = sorted({p.tenant_id for p in polls if _may_offer(p.body)})
     wanted = {r[0]: r[1] for r in conn.execute(_WANTED, {"ids": offering})} if offering else {}
     verdicts = []
@@ -81,21 +84,24 @@ def check(conn: Connection, polls: Sequence[Poll], now: datetime) -> list[Verdic
         if row is None:
             verdicts.append(Verdict.REFUSED)
         elif p.commands:
-            verdicts.append(Verdict.WORK if p.agent_id in pending else Verdict.IDLE)
-        elif (
-            _runnable(queued.get(p.agent_id, ()), p.kind, row.paused)
-            or _reports(row, p.body)
-            or _offers(wanted.get(p.tenant_id), p.body)
-        ):
+            verdicts.append(Verdict.WORK if row.command_pending else Verdict.IDLE)
+        elif _runnable(row, p.kind) or _reports(row, p.body) or _offers(wanted.get(p.tenant_id), p.body):
             verdicts.append(Verdict.WORK)
         else:
             verdicts.append(Verdict.IDLE)
     return verdicts
 
 
-def _runnable(kinds: set[str] | tuple[()], kind: RunKind | None, paused: bool) -> bool:
-    """A queued run the handler's claim would consider (``runs.claim_next_run``'s filters)."""
-    return any((kind is None or k == kind.value) and not (paused and k == RunKind.BACKUP.value) for k in kinds)
+def _runnable(row: Any, kind: RunKind | None) -> bool:
+    """A queued run the handler's claim would consider (``runs.claim_next_run``: no backup for
+    a paused agent). For a restore or maintenance ``kind`` any queued run that is not a backup
+    counts: the handler's own filter is exact, this only must not miss one."""
+    backup = bool(row.backup_queued) and not row.paused
+    if kind is None:
+        return backup or bool(row.other_queued)
+    if kind is RunKind.BACKUP:
+        return backup
+    return bool(row.other_queued)
 
 
 def _reports(row: Any, body: NextRunRequest | None) -> bool:
