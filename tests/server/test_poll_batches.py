@@ -143,12 +143,12 @@ def test_a_run_seen_by_checks_on_two_replicas_at_once_is_claimed_once(
 
 def test_an_agent_revoked_behind_the_token_cache_is_refused(app: FastAPI, world: World) -> None:
     agent = world.agent_a
-    for a in (agent, world.agent_b, agent):  # cached by the first call, checked in a batch by the last
+    for a in (agent, world.agent_b, agent):  # a first call is looked up, then checked as any other
         assert a.post("/api/agent/next_run", json={}).json() == IDLE_RUN
     state = app.state.e3
     with state.engine.begin() as conn:  # as an operator's UPDATE in psql would: no notification
         conn.execute(update(Agent).where(Agent.id == agent.id).values(revoked=True))
-    assert len(state.agent_tokens) == 2 and app.state.poll_batcher.checked == 1
+    assert len(state.agent_tokens) == 2 and app.state.poll_batcher.checked == 3
     r = agent.post("/api/agent/poll_commands")  # not due for last_seen: the check's read refuses it
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert len(state.agent_tokens) == 1  # forgotten
@@ -175,8 +175,7 @@ def test_a_check_whose_connection_was_lost_falls_back_then_reconnects(
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL: a server-side end of the kept connection")
     agent, batcher = world.agent_a, app.state.poll_batcher
-    for _ in range(2):  # cached, then checked: the batcher keeps its connection
-        assert agent.post("/api/agent/poll_commands").json() == IDLE_COMMANDS
+    assert agent.post("/api/agent/poll_commands").json() == IDLE_COMMANDS  # the batcher keeps its connection
     assert batcher.checked == 1
     pids = [c.connection.dbapi_connection.info.backend_pid for c in batcher._idle_connections]
     with app.state.e3.engine.connect() as conn:  # as a PostgreSQL restart or a failover would
