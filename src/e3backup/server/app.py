@@ -35,6 +35,7 @@ from e3backup.server.problems import (
 )
 from e3backup.server.routes import ROUTERS
 from e3backup.server.routes.agent_polls import AgentPolls
+from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.scheduler import Scheduler
 from e3backup.server.security import PasswordHasher, SecretBox
 from e3backup.server.security.body_limit import BodyLimit
@@ -120,6 +121,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop()
+            _app.state.poll_batcher.close()
             state.bus.stop()
             worker.stop()
             state.engine.dispose()
@@ -151,7 +153,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     install_dashboard(app)
     # outermost last: the proxy's client address and scheme, then headers, then the body limit,
     # then the agents' polls answered without the framework (routes/agent_polls.py)
-    app.add_middleware(AgentPolls, state=state)
+    app.state.poll_batcher = PollBatcher(state)
+    app.add_middleware(AgentPolls, state=state, batcher=app.state.poll_batcher)
     app.add_middleware(
         BodyLimit,
         user_limit=settings.max_body_bytes,

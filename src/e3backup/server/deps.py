@@ -221,13 +221,14 @@ async def agent_call(request: Request, state: StateDep) -> AgentCaller:
     known = state.agent_tokens.get(token_hash)
     if known is not None:
         return AgentCaller(known.agent_id, known.tenant_id, token, token_hash, known.last_seen_at)
-    caller = await run_in_threadpool(_look_up_agent, state, token, token_hash)
+    caller = await run_in_threadpool(look_up_agent, state, token, token_hash)
     if caller is None:
         raise _unauthorized("unknown or revoked agent token")
     return caller
 
 
-def _look_up_agent(state: ServerState, token: str, token_hash: str) -> AgentCaller | None:
+def look_up_agent(state: ServerState, token: str, token_hash: str) -> AgentCaller | None:
+    """The live agent whose token this is (one indexed query), remembered in the token cache."""
     generation = state.agent_tokens.generation()
     with state.sessions() as session:
         row = session.execute(
@@ -339,5 +340,6 @@ __all__ = [
     "agent_transaction",
     "can_see_tenant",
     "client_ip",
+    "look_up_agent",
     "require",
 ]

@@ -4,17 +4,21 @@ Nearly every request a fleet sends is an idle agent's poll, and most of its CPU 
 framework (routing, dependency resolution, validation of the answer, exception layers), not to
 the one indexed query the answer needs. This ASGI middleware sits inside the security
 middlewares (body limit, security headers, request timing: they apply unchanged) and answers a
-poll itself when everything about it is ordinary: a token the token cache knows, no query
-parameter but ``kind``, a body that parses and validates. It calls the very handler functions
-the routes call, so the answer and the database work are the same. Anything else (no or an
-unknown token, a bad body, another path, an error while answering) goes to the app untouched,
-the body replayed, and the app answers as it always did, errors included.
+poll itself when everything about it is ordinary: a live agent's token (the token cache's, or
+looked up once), no query parameter but ``kind``, a body that parses and validates. Polls that
+arrive together are checked together for work (``poll_batches``: one statement records their
+contact and finds which have a queued run or a pending command); an idle one gets the constant idle answer, and
+one with work is answered by the very handler function the route calls, so a run is claimed
+exactly as the route claims it. Anything else (no or an unknown token, a bad body, another path,
+a revoked agent, an error while answering) goes to the app untouched, the body replayed, and
+the app answers as it always did, errors included.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,14 +30,19 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from e3backup.api import paths
-from e3backup.api.agent import NextRunRequest
+from e3backup.api.agent import NextRunRequest, NextRunResponse, PollCommandsResponse
 from e3backup.api.common import RunKind
-from e3backup.server.deps import AgentCaller
+from e3backup.server.deps import AgentCaller, look_up_agent
 from e3backup.server.errors import ServiceError
+from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.security.tokens import hash_token
+from e3backup.server.services.idle_check import Verdict
 from e3backup.server.state import ServerState
 
 MAX_POLL_BODY = 64 * 1024  # a poll's body is a few hundred bytes; larger ones take the app's path
+JSON = "application/json"
+_IDLE_RUN = NextRunResponse(run=None, update=None).model_dump_json().encode()
+_IDLE_COMMANDS = PollCommandsResponse(commands=[]).model_dump_json().encode()
 
 
 class _Route:
@@ -44,7 +53,7 @@ class _Route:
 
 
 class AgentPolls:
-    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, batcher: PollBatcher) -> None:
         from e3backup.server.routes import agent_api  # the handlers; routes import this package
 
         self.app = app
@@ -52,37 +61,56 @@ class AgentPolls:
         self._next_run = agent_api.handle_next_run
         self._poll_commands = agent_api.handle_poll_commands
         self._routes = {p: _Route(p) for p in (paths.AGENT_NEXT_RUN, paths.AGENT_POLL_COMMANDS)}
+        self.batcher = batcher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
         if scope["type"] != "http" or path not in self._routes or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        caller = self._known_caller(scope)
+        caller = await self._caller(scope)
         if caller is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send)  # no token, or an unknown one: the app's 401
             return
         body, messages = await _read_body(receive)
-        answer: Callable[[], Response] | None = None
+        replay = _replaying(messages, receive)
+        poll = None
         if body is not None:
             if path == paths.AGENT_POLL_COMMANDS:
-                if not scope.get("query_string"):
-                    answer = self._poll_commands_answer(caller)
+                poll = _Ordinary(True, None, None) if not scope.get("query_string") else None
             else:
-                answer = self._next_run_answer(scope, caller, body)
-        replay = _replaying(messages, receive)
-        if answer is not None:
+                poll = _next_run_poll(scope, body)
+        if poll is None:
+            await self.app(scope, replay, send)
+            return
+        verdict = await self.batcher.check(caller, poll.commands, poll.kind, poll.body)
+        if verdict is Verdict.REFUSED:
+            await self.app(scope, replay, send)  # revoked since its token was cached: the app's 401
+            return
+        if verdict is Verdict.IDLE:
+            response = Response(_IDLE_COMMANDS if poll.commands else _IDLE_RUN, media_type=JSON)
+        else:  # work to hand out (or the check failed): the handler, alone, as without batching
             try:
-                response = await run_in_threadpool(answer)
+                response = await run_in_threadpool(self._answer(scope, caller, poll))
             except (HTTPException, ServiceError):
-                pass  # the app answers this one (its error handlers), doing the same work again
-            else:
-                scope["route"] = self._routes[path]
-                await response(scope, replay, send)
+                await self.app(scope, replay, send)  # the app answers this one (its error handlers)
                 return
-        await self.app(scope, replay, send)
+        scope["route"] = self._routes[path]
+        await response(scope, replay, send)
 
-    def _known_caller(self, scope: Scope) -> AgentCaller | None:
+    def _answer(self, scope: Scope, caller: AgentCaller, poll: _Ordinary) -> Callable[[], Response]:
+        if poll.commands:
+            return lambda: self._poll_commands(self.state, caller)
+        settings = self.state.settings
+        gateway_base = None
+        if settings.gateway_enabled:
+            gateway_base = settings.gateway_url or str(Request(scope).base_url)
+        return lambda: self._next_run(self.state, caller, gateway_base, poll.body, None, poll.kind)
+
+    async def _caller(self, scope: Scope) -> AgentCaller | None:
+        """The calling agent from the token cache, or looked up once (an agent's first call to
+        this process: after a restart, every agent's), so that its poll is checked with the
+        others rather than taking the framework's slower path."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
@@ -92,33 +120,36 @@ class AgentPolls:
                 token_hash = hash_token(token)
                 known = self.state.agent_tokens.get(token_hash)
                 if known is None:
-                    return None  # the app looks it up (and fills the cache) or refuses it
+                    return await run_in_threadpool(look_up_agent, self.state, token, token_hash)
                 return AgentCaller(known.agent_id, known.tenant_id, token, token_hash, known.last_seen_at)
         return None
 
-    def _poll_commands_answer(self, caller: AgentCaller) -> Callable[[], Response]:
-        return lambda: self._poll_commands(self.state, caller)
 
-    def _next_run_answer(self, scope: Scope, caller: AgentCaller, body: bytes) -> Callable[[], Response] | None:
-        kind: RunKind | None = None
-        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-            if name != "kind" or kind is not None or value not in RunKind._value2member_map_:
-                return None
-            kind = RunKind(value)
-        request: NextRunRequest | None = None
-        if body:
-            if not _is_json(scope):
-                return None
-            try:
-                parsed: Any = json.loads(body)
-                request = NextRunRequest.model_validate(parsed) if parsed is not None else None
-            except (ValueError, ValidationError):
-                return None
-        settings = self.state.settings
-        gateway_base = None
-        if settings.gateway_enabled:
-            gateway_base = settings.gateway_url or str(Request(scope).base_url)
-        return lambda: self._next_run(self.state, caller, gateway_base, request, None, kind)
+@dataclass(frozen=True)
+class _Ordinary:
+    """A poll the middleware answers: which call, and what a ``next_run`` asked."""
+
+    commands: bool
+    kind: RunKind | None
+    body: NextRunRequest | None
+
+
+def _next_run_poll(scope: Scope, body: bytes) -> _Ordinary | None:
+    kind: RunKind | None = None
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if name != "kind" or kind is not None or value not in RunKind._value2member_map_:
+            return None
+        kind = RunKind(value)
+    request: NextRunRequest | None = None
+    if body:
+        if not _is_json(scope):
+            return None
+        try:
+            parsed: Any = json.loads(body)
+            request = NextRunRequest.model_validate(parsed) if parsed is not None else None
+        except (ValueError, ValidationError):
+            return None
+    return _Ordinary(False, kind, request)
 
 
 def _is_json(scope: Scope) -> bool:
