@@ -63,3 +63,20 @@ def test_bad_listen_address_is_a_usage_error(tmp_path: Path) -> None:
     r = CliRunner().invoke(server, ["--data-dir", str(tmp_path), "--listen", "nope"])
     assert r.exit_code == 2
     assert "HOST:PORT" in r.output
+
+
+def test_the_server_prints_its_own_info_lines_and_no_sql(tmp_path: Path) -> None:
+    """``e3backup server`` says when it is ready (its INFO lines were lost behind the command
+    line's warnings-only logging) without SQLAlchemy's statements (INFO once enabled)."""
+    import httpx
+
+    from tests.server.live import server_process
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with server_process(data) as (url, _proc):
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    port = url.rsplit(":", 1)[1]
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert "INFO:     e3backup.server.app: e3backup server ready (database: sqlite" in log, log
+    assert "SELECT" not in log and "sqlalchemy" not in log, log

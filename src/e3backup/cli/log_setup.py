@@ -11,7 +11,7 @@ import logging
 import sys
 
 _OURS = "e3backup"
-_HANDLER_NAME = "e3backup-cli"
+HANDLER_NAME = "e3backup-cli"
 
 
 class _OwnWarnings(logging.Filter):
@@ -36,13 +36,13 @@ def configure_logging(debug: bool) -> None:
     else:
         handler.addFilter(_OwnWarnings())
         handler.setFormatter(_OneLine())
-    handler.set_name(_HANDLER_NAME)
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
     for h in list(root.handlers):
-        if h.get_name() == _HANDLER_NAME:  # a previous run in this process (tests): replace it
+        if h.get_name() == HANDLER_NAME:  # a previous run in this process (tests): replace it
             root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-__all__ = ["configure_logging"]
+__all__ = ["HANDLER_NAME", "configure_logging"]

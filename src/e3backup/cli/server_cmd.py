@@ -13,7 +13,6 @@ The lead registers the group with ``cli.add_command(server)``.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -207,9 +206,10 @@ def server(
     from e3backup.server.app import create_app
     from e3backup.server.asgi import SETTINGS_ENV
     from e3backup.server.cluster import sole
+    from e3backup.server.logs import configure_server_logging
 
     settings = _settings(ctx)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    configure_server_logging()
     # open live-progress streams must not hold a shutdown for minutes
     # proxy headers are handled inside the app (create_app), only from the trusted proxies
     options: dict[str, Any] = {

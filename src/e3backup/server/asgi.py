@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from e3backup.errors import UsageError
 from e3backup.server.app import create_app
 from e3backup.server.config import Settings
+from e3backup.server.logs import configure_server_logging
 
 SETTINGS_ENV = "E3BACKUP_SERVER_SETTINGS"
 
@@ -26,6 +27,7 @@ def app_from_env() -> FastAPI:
     raw = os.environ.get(SETTINGS_ENV)
     if not raw:
         raise UsageError(f"{SETTINGS_ENV} is not set: it holds the server's settings as JSON")
+    configure_server_logging()  # a worker process: nothing set its logging up
     return create_app(Settings.model_validate_json(raw))
 
 
