@@ -291,29 +291,16 @@ def test_a_prune_locking_at_the_same_moment_fails_the_backup_before_its_index(
     from e3backup.engines.files import BackupOptions, run_backup
     from e3backup.errors import LockError
     from e3backup.progress import Progress
-    from e3backup.repo.lock import Lock, LockInfo
     from e3backup.store import Handle
+    from tests.repo.lock_race import prune_locks_with_the_next_run
 
     src = tmp_path / "src"
     src.mkdir()
     for i in range(4):
         (src / f"f{i}.bin").write_bytes(os.urandom(3 << 20))
-    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.01)
     repo.pack_size = 1 << 20  # packs are stored while the run reads, long before its index
-    write, conflicts = Lock._write, Lock._conflicts
-    competitor: list[str] = []
     all_read = threading.Event()
-
-    def and_a_prune_at_the_same_moment(self: Lock) -> str:
-        lock_id = write(self)
-        if not self.exclusive and not competitor:
-            competitor.append(write(Lock(repo.store, repo.key, exclusive=True)))
-        return lock_id
-
-    def recheck_after_the_reads(self: Lock) -> list[LockInfo]:
-        if self.id:  # the re-check (the up-front check runs before our lock is written)
-            assert all_read.wait(30)
-        return conflicts(self)
+    competitor = prune_locks_with_the_next_run(monkeypatch, repo, all_read)
 
     class Counting(Progress):
         def add(self, files: int = 0, nbytes: int = 0, current: str | None = None) -> None:
@@ -321,8 +308,6 @@ def test_a_prune_locking_at_the_same_moment_fails_the_backup_before_its_index(
             if self.c.bytes_done >= 12 << 20:
                 all_read.set()
 
-    monkeypatch.setattr(Lock, "_write", and_a_prune_at_the_same_moment)
-    monkeypatch.setattr(Lock, "_conflicts", recheck_after_the_reads)
     indexes = repo.list_ids(FileType.INDEX)
     with pytest.raises(LockError, match="exclusive lock"):
         run_backup(repo, BackupOptions(paths=[str(src)]), Counting(mode="quiet"))

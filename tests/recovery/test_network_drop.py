@@ -59,17 +59,25 @@ class OutageTimer:
         return event.wait(seconds)
 
 
+def _repository_behind_the_proxy(
+    s3_server: SeaweedServer, fault_proxy: FaultProxy
+) -> tuple[Repository, dict[str, str]]:
+    """A new repository on the real S3 behind the fault proxy, and the job destination naming it."""
+    bucket = s3_server.make_bucket()
+    repo = Repository.init(open_store(fault_proxy.url(bucket), **s3_server.store_options()), PASSWORD.encode(),
+                           FAST_KDF)
+    dest = {"type": "s3", "endpoint": fault_proxy.endpoint, "bucket": bucket, "access_key_id": s3_server.access_key,
+            "secret_access_key": s3_server.secret_key, "repository_password": PASSWORD}
+    return repo, dest
+
+
 @pytest.mark.slow
 def test_server_and_repository_drop_mid_restore(
     source_disk: SourceDisk, s3_server: SeaweedServer, fault_proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    bucket = s3_server.make_bucket()
-    repo = Repository.init(open_store(fault_proxy.url(bucket), **s3_server.store_options()), PASSWORD.encode(),
-                           FAST_KDF)
+    repo, dest = _repository_behind_the_proxy(s3_server, fault_proxy)
     port = free_port()
     settings = server_settings(tmp_path / "data", port)
-    dest = {"type": "s3", "endpoint": fault_proxy.endpoint, "bucket": bucket, "access_key_id": s3_server.access_key,
-            "secret_access_key": s3_server.secret_key, "repository_password": PASSWORD}
     app = create_app(settings)
     first = serve_in_thread(app, port)
     url = first.__enter__()
@@ -138,13 +146,9 @@ def test_ctrl_c_at_the_scripted_console_cancels_the_run(
     """Ctrl-C while the scripted console waits for an unreachable repository (its packs; the
     sign-in read the rest): the restore stops, the run the dashboard shows ends CANCELLED rather
     than left running, and the command exits 130. The wait is the console's own report line."""
-    bucket = s3_server.make_bucket()
-    repo = Repository.init(open_store(fault_proxy.url(bucket), **s3_server.store_options()), PASSWORD.encode(),
-                           FAST_KDF)
+    repo, dest = _repository_behind_the_proxy(s3_server, fault_proxy)
     port = free_port()
     settings = server_settings(tmp_path / "data", port)
-    dest = {"type": "s3", "endpoint": fault_proxy.endpoint, "bucket": bucket, "access_key_id": s3_server.access_key,
-            "secret_access_key": s3_server.secret_key, "repository_password": PASSWORD}
     app = create_app(settings)
     with serve_in_thread(app, port) as url:
         site = seed_site(url, app, source_disk, dest, repo)

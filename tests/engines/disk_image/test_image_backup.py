@@ -14,9 +14,9 @@ from e3backup.engines.disk_image import ImageBackupOptions, run_image_backup
 from e3backup.errors import Cancelled as BackupCancelled
 from e3backup.errors import LockError
 from e3backup.events import Event, EventCode
-from e3backup.repo.lock import Lock, LockInfo
 from e3backup.store.base import FileType, Handle
 from tests.helpers import restic, run_cli
+from tests.repo.lock_race import prune_locks_with_the_next_run
 
 from .conftest import MiB, backup, counting_opener, dump, make_mixed_image, open_repo
 
@@ -223,26 +223,10 @@ def test_a_prune_locking_at_the_same_moment_fails_the_backup_before_its_index(
     snapshot is written, and the packs it stored are not indexed behind the competitor's back.
     Once the competitor is gone the next run adopts those packs and completes."""
     path, data = image
-    monkeypatch.setattr("e3backup.repo.lock.RECHECK_DELAY_S", 0.01)
     rp = open_repo(repo_path)
     rp.pack_size = MiB  # packs are stored while the run reads, long before its index
-    write, conflicts = Lock._write, Lock._conflicts
-    competitor: list[str] = []
     all_read = threading.Event()
-
-    def and_a_prune_at_the_same_moment(self: Lock) -> str:
-        lock_id = write(self)
-        if not self.exclusive and not competitor:
-            competitor.append(write(Lock(rp.store, rp.key, exclusive=True)))
-        return lock_id
-
-    def recheck_after_the_reads(self: Lock) -> list[LockInfo]:
-        if self.id:  # the re-check (the up-front check runs before our lock is written)
-            assert all_read.wait(30)
-        return conflicts(self)
-
-    monkeypatch.setattr(Lock, "_write", and_a_prune_at_the_same_moment)
-    monkeypatch.setattr(Lock, "_conflicts", recheck_after_the_reads)
+    competitor = prune_locks_with_the_next_run(monkeypatch, rp, all_read)
     opener, _ = counting_opener(lambda n: all_read.set() if n == 64 else None)
     indexes = rp.list_ids(FileType.INDEX)
     events: list[Event] = []
