@@ -166,19 +166,28 @@ def test_ctrl_c_at_the_scripted_console_cancels_the_run(
         code = site.issue_code()
         fault_proxy.set(reset_request=1.0, only_paths="/data/", after=signed_in)  # then no pack is reachable
         with target_disk(tmp_path, DISK_SIZE) as dev:
-            argv = [sys.executable, "-m", "e3backup", "--retry-max-time", "1", "recovery", "--server", url,
-                    "--code", code, "--target", dev, "--yes"]  # fmt: skip
+            args = ["e3backup", "--retry-max-time", "1", "recovery", "--server", url, "--code", code, "--target", dev,
+                    "--yes"]  # fmt: skip
+            # Ctrl-C as a terminal delivers it: the test's own workers (xdist) ignore SIGINT and a
+            # child inherits that, so the console gets Python's handler back first, as from a shell
+            argv = [sys.executable, "-c", "import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                    f"signal.default_int_handler); sys.argv = {args!r}; runpy.run_module('e3backup', "
+                    "run_name='__main__')"]  # fmt: skip
             with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-                assert proc.stderr is not None
-                seen = []
-                for line in proc.stderr:
-                    seen.append(line)
-                    if "The repository is unreachable" in line:
-                        break
-                else:
-                    pytest.fail("the console never said the repository was unreachable:\n" + "".join(seen))
-                proc.send_signal(signal.SIGINT)
-                out, err = proc.communicate(timeout=120)
+                try:
+                    assert proc.stderr is not None
+                    seen = []
+                    for line in proc.stderr:
+                        seen.append(line)
+                        if "The repository is unreachable" in line:
+                            break
+                    else:
+                        pytest.fail("the console never said the repository was unreachable:\n" + "".join(seen))
+                    proc.send_signal(signal.SIGINT)
+                    out, err = proc.communicate(timeout=120)
+                finally:
+                    if proc.poll() is None:  # failed above: never leave the console running
+                        proc.kill()
         assert proc.returncode == 130, out + "".join(seen) + err
         assert "Cancelling the restore" in err
         run = site.run(int(re.search(r"recovery run #(\d+)", out).group(1)))  # type: ignore[union-attr]
