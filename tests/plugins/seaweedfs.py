@@ -87,7 +87,7 @@ class SeaweedServer:
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.port.grpc']}",
             f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.port.grpc']}",
             f"-admin.port={p['admin']}", f"-admin.port.grpc={p['admin.port.grpc']}",
-            "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-webdav=false", "-admin.ui=false", "-volume.max=2000", "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]
 
     @property
