@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import random
+import re
 import threading
 from pathlib import Path
 
@@ -67,9 +69,27 @@ def test_retries_until_success_and_logs_each_retry(caplog: pytest.LogCaptureFixt
     fn = Flaky(3, ConnectionError("reset by peer"))
     assert _retry(fn, RetryPolicy(max_attempts=5, base_delay=1), clock) == "done"
     assert fn.calls == 4 and len(clock.slept) == 3
-    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    retries = [r.getMessage() for r in caplog.records
+               if r.levelno == logging.DEBUG and "retrying" in r.getMessage()]
     assert len(retries) == 3
     assert all("PUT bk/key" in m and "reset by peer" in m for m in retries)
+
+
+def test_an_outage_is_a_warning_every_30_s_not_one_per_try(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # an unattended agent's log must not stay silent while a run waits minutes on its storage
+    caplog.set_level(logging.WARNING, logger="e3backup.store.retry")
+    clock = FakeClock()
+    fn = Flaky(100, ConnectionError("reset by peer"))
+    with pytest.raises(ConnectionError):
+        _retry(fn, RetryPolicy(max_attempts=1000, max_time=95, base_delay=1, max_delay=4), clock)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert fn.calls > 20
+    assert all("(PUT bk/key: reset by peer); retrying for up to" in m for m in warnings)
+    seconds = [int(re.search(r"failing for (\d+) s", m).group(1)) for m in warnings]  # type: ignore[union-attr]
+    assert len(seconds) in (2, 3)  # about 30, 60 (and 90) s into the 95 s outage, not one per try
+    assert seconds[0] >= 29 and all(b - a >= 29 for a, b in itertools.pairwise(seconds))
 
 
 def test_gives_up_after_max_attempts() -> None:

@@ -6,7 +6,9 @@ and a time window for the *outage*: the time since the storage stopped answering
 shared by every operation of one store). So ``--retry-max-time 20`` ends a command about 20 s
 after the storage went silent, however many operations were waiting on it, rather than 20 s per
 operation one after another. Each retry is logged at debug with the operation and the reason,
-never with credentials.
+never with credentials; an outage that lasts ``WARN_EVERY_S`` is also logged as a warning then and
+every ``WARN_EVERY_S`` after, so an unattended run's log never goes silent for minutes (a short
+one that ends in an error stays that error's one line).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 log = logging.getLogger("e3backup.store.retry")
+
+WARN_EVERY_S = 30.0  # while the storage keeps failing, one warning this often (not one per try)
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,23 @@ class Outage:
         self._clock = clock
         self._mu = threading.Lock()
         self._since: float | None = None
+        self._warned: float | None = None
 
     def answered(self) -> None:
         with self._mu:
             self._since = None
+            self._warned = None
+
+    def due_warning(self) -> bool:
+        """True once the outage has lasted ``WARN_EVERY_S``, then once per ``WARN_EVERY_S``."""
+        now = self._clock()
+        with self._mu:
+            if self._since is None or now - self._since < WARN_EVERY_S:
+                return False
+            if self._warned is not None and now - self._warned < WARN_EVERY_S:
+                return False
+            self._warned = now
+            return True
 
     def failed(self, started: float) -> float:
         """Record a request started at ``started`` that failed; returns the seconds the outage
@@ -120,6 +137,9 @@ def call_with_retry(
                                f"(the retry limit is {policy.max_time:g} s, --retry-max-time)")
                 raise
             delay = min(delay, left)  # the last attempt comes as the window closes, not after it
+            if outage.due_warning():
+                log.warning("storage failing for %.0f s (%s: %s); retrying for up to %.0f s more",
+                            silent, what, _reason(e), left)
             log.debug("%s: attempt %d failed (%s); retrying in %.2fs", what, attempt, _reason(e),
                       delay)
             sleep(delay)
