@@ -17,6 +17,7 @@ from ..events import Event, EventCode, Level
 from ..progress import Progress
 from .context import AppContext
 from .output import human_bytes, print_json
+from .ticks import wait_in_ticks
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -399,24 +400,15 @@ def boot(
             err=True,
         )
         try:
-            while (code := vm.wait(SIGNAL_TICK)) is None:
-                pass
+            code = wait_in_ticks(vm.wait, lambda c: c is not None)
             click.echo(f"\nThe VM has stopped (QEMU exit code {code})", err=True)
         except (KeyboardInterrupt, E3Error):
             click.echo("\nStopping the VM", err=True)
 
 
-# A wait without a timeout in the main thread is not ended by a signal the kernel hands to another
-# of the process's threads (the NBD server's, QEMU's readers): CPython runs the handler only when
-# the main thread is next back in the interpreter. One test run in ~1,800 saw `image serve` keep
-# serving after Ctrl-C that way; waiting in ticks bounds the delay to one tick.
-SIGNAL_TICK = 0.5
-
-
 def _wait_for_signal() -> None:
     """Block until Ctrl-C or SIGTERM (which the CLI turns into an exception)."""
     try:
-        while True:
-            time.sleep(SIGNAL_TICK)
+        wait_in_ticks(time.sleep, lambda _: False)
     except (KeyboardInterrupt, E3Error):
         pass

@@ -19,6 +19,7 @@ import click
 
 from ..errors import E3Error, UsageError
 from .context import AppContext
+from .ticks import wait_in_ticks
 
 
 def _size(n: float) -> str:
@@ -137,11 +138,6 @@ def _scripted(console: Any, code: str, target: str, yes: bool) -> int:
 __all__ = ["recovery"]
 
 
-# A wait without a timeout in the main thread is not ended by a signal the kernel hands to another
-# thread (the restore's workers): the restore waits in ticks so Ctrl-C is seen within one.
-SIGNAL_TICK = 0.5
-
-
 def _wait_or_cancel(console: Any) -> Any:
     """The restore's final phase. Ctrl-C or SIGTERM cancels it as the dashboard's cancel does: the
     workers stop, the run is reported cancelled (exit 130), never left running on the dashboard."""
@@ -150,9 +146,7 @@ def _wait_or_cancel(console: Any) -> Any:
     cancelled = False
     while True:
         try:
-            while (phase := console.wait(SIGNAL_TICK)) is Phase.RESTORING:
-                pass
-            return phase
+            return wait_in_ticks(console.wait, lambda phase: phase is not Phase.RESTORING)
         except (KeyboardInterrupt, E3Error):
             if not cancelled:
                 cancelled = True
