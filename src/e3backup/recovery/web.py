@@ -217,6 +217,9 @@ def serve(console: RecoveryConsole, listen: str, on_ready: Any = None) -> None:
     server = uvicorn.Server(config)
     config.load()
     sockets = [config.bind_socket()]
+    # listening before the address is printed: uvicorn's bind_socket only binds, and a browser
+    # (or a script) that opened the address before the server's loop started was refused
+    sockets[0].listen(config.backlog)
     bound = sockets[0].getsockname()[1]
     print(f"Recovery console: open http://{host}:{bound}/ in this machine's browser", flush=True)
     if on_ready is not None:
