@@ -78,7 +78,8 @@ def prepare(url: str, agents: int, active: float) -> Fleet:
         s.flush()
         s.execute(insert(Agent), [
             {"tenant_id": tenant.id, "hostname": f"pc{i}", "os": "linux", "token_hash": hash_token(t),
-             "revoked": False, "created_at": now, "last_seen_at": now}
+             "revoked": False, "created_at": now, "last_seen_at": now,
+             "agent_version": "bench"}  # what the fleet reports: a restart is not an upgrade
             for i, t in enumerate(tokens)
         ])
         ids = dict(s.execute(Agent.__table__.select().with_only_columns(Agent.hostname, Agent.id)).all())

@@ -1,11 +1,13 @@
 """Polls checked together (``routes/poll_batches.py``, ``services/idle_check.py``): each agent
 gets its own queued run exactly once, an idle poll the idle answer, a revoked agent 401, and a
-failed check falls back to answering each poll alone. On SQLite and PostgreSQL."""
+failed check falls back to answering each poll alone. First calls looked up together
+(``routes/agent_lookups.py``). On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ from e3backup.api.agent import NextRunRequest
 from e3backup.api.common import RunKind
 from e3backup.server import create_app
 from e3backup.server.db.models import Agent, Command, Run
+from e3backup.server.routes.agent_lookups import AgentLookups
 from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.services import idle_check
 from e3backup.server.services.idle_check import Poll, Verdict
-from tests.server.conftest import Actor, FakeClock, World, make_settings
+from tests.server.conftest import Actor, FakeClock, World, enroll, make_settings
 
 IDLE_RUN = {"run": None, "update": None}
 IDLE_COMMANDS = {"commands": []}
@@ -48,18 +51,22 @@ def _gated_checks(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return gate
 
 
-async def _together(app: FastAPI, calls: list[tuple[Actor, str, dict[str, Any]]], gate: threading.Event) -> list[Any]:
-    """Sends every call at once; releases the checks once all but the first wait for a batch."""
-    batcher: PollBatcher = app.state.poll_batcher
+async def _together(
+    app: FastAPI, calls: list[tuple[Actor, str, dict[str, Any]]], gate: threading.Event,
+    queued: Callable[[], int] | None = None,
+) -> list[httpx.Response]:
+    """Sends every call at once; releases the gate once all but the first wait for a batch
+    (``queued``: the poll batcher's queue unless given)."""
+    queued = queued or app.state.poll_batcher.queued
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
         tasks = [asyncio.ensure_future(c.post(path, headers=a.headers, **kw)) for a, path, kw in calls]
         for _ in range(100_000):  # yields to the loop (no sleep) until the calls are queued
-            if batcher.queued() == len(calls) - 1:
+            if queued() == len(calls) - 1:
                 break
             await asyncio.sleep(0)
-        assert batcher.queued() == len(calls) - 1
+        assert queued() == len(calls) - 1
         gate.set()
-        return [r.json() for r in await asyncio.gather(*tasks)]
+        return list(await asyncio.gather(*tasks))
 
 
 def test_polls_sent_together_are_checked_together_and_each_run_is_handed_out_once(
@@ -82,7 +89,7 @@ def test_polls_sent_together_are_checked_together_and_each_run_is_handed_out_onc
         (a, "/api/agent/poll_commands", {}),
         (b, "/api/agent/poll_commands", {}),
     ]
-    answers = asyncio.run(_together(app, calls, gate))
+    answers = [r.json() for r in asyncio.run(_together(app, calls, gate))]
     assert (batcher.batches - before[0], batcher.checked - before[1]) == (2, 6)  # the first alone, then five
     assert answers[4:] == [IDLE_COMMANDS, IDLE_COMMANDS]
     handed = [(i, ans["run"]["run_id"]) for i, ans in enumerate(answers[:4]) if ans["run"] is not None]
@@ -154,6 +161,56 @@ def test_an_agent_revoked_behind_the_token_cache_is_refused(app: FastAPI, world:
     assert len(state.agent_tokens) == 1  # forgotten
     assert agent.post("/api/agent/next_run", json={}).status_code == 401
     assert world.agent_b.post("/api/agent/next_run", json={}).json() == IDLE_RUN
+
+
+def _restarted(app: FastAPI, world: World) -> tuple[Actor, Actor]:
+    """Two more agents of tenant A, one of them revoked, and the token cache empty: every agent's
+    next call is its first to this process, as after a restart."""
+    laptop = enroll(world.client, world.enroll_a, "acme-laptop")
+    old = enroll(world.client, world.enroll_a, "acme-old")
+    state = app.state.e3
+    with state.engine.begin() as conn:
+        conn.execute(update(Agent).where(Agent.id == old.id).values(revoked=True))
+    state.agent_tokens.clear()
+    return laptop, old
+
+
+def test_first_calls_arriving_together_are_looked_up_in_one_query(
+    app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, old = _restarted(app, world)
+    stranger = Actor(world.client, {"Authorization": "Bearer e3a_not-a-token-of-ours"})
+    lookups: AgentLookups = app.state.agent_lookups
+    lookups._coalescer.max_in_flight = 1
+    gate, real = threading.Event(), lookups._coalescer.work
+
+    def held(batch: list[tuple[str, str]]) -> Any:
+        assert gate.wait(timeout=60), "the test never released the lookup"
+        return real(batch)
+
+    monkeypatch.setattr(lookups._coalescer, "work", held)
+    agents = [world.agent_a, world.agent_b, laptop, old, stranger]
+    calls = [(a, "/api/agent/next_run", {"json": {}}) for a in agents]
+    answers = asyncio.run(_together(app, calls, gate, lookups._coalescer.queued))
+    assert (lookups.batches, lookups.looked_up) == (2, 5)  # the first alone, then four in one query
+    assert [r.json() for r in answers[:3]] == [IDLE_RUN] * 3
+    assert [r.status_code for r in answers[3:]] == [401, 401]  # revoked, unknown: the app's answer
+    assert len(app.state.e3.agent_tokens) == 3  # unknown and revoked tokens are never cached
+
+
+def test_a_failed_lookup_leaves_the_call_to_the_app(
+    app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, old = _restarted(app, world)
+    lookups: AgentLookups = app.state.agent_lookups
+
+    def broken(_: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(lookups._coalescer, "work", broken)
+    assert laptop.post("/api/agent/next_run", json={}).json() == IDLE_RUN  # the route looked it up
+    assert old.post("/api/agent/next_run", json={}).status_code == 401
+    assert lookups.batches == 0
 
 
 def test_a_failed_check_answers_each_poll_alone(app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch) -> None:

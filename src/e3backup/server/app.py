@@ -34,6 +34,7 @@ from e3backup.server.problems import (
     service_error_handler,
 )
 from e3backup.server.routes import ROUTERS
+from e3backup.server.routes.agent_lookups import AgentLookups
 from e3backup.server.routes.agent_polls import AgentPolls
 from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.scheduler import Scheduler
@@ -154,7 +155,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     # outermost last: the proxy's client address and scheme, then headers, then the body limit,
     # then the agents' polls answered without the framework (routes/agent_polls.py)
     app.state.poll_batcher = PollBatcher(state)
-    app.add_middleware(AgentPolls, state=state, batcher=app.state.poll_batcher)
+    app.state.agent_lookups = AgentLookups(state)
+    app.add_middleware(AgentPolls, state=state, batcher=app.state.poll_batcher, lookups=app.state.agent_lookups)
     app.add_middleware(
         BodyLimit,
         user_limit=settings.max_body_bytes,

@@ -5,11 +5,12 @@ framework (routing, dependency resolution, validation of the answer, exception l
 the one indexed query the answer needs. This ASGI middleware sits inside the security
 middlewares (body limit, security headers, request timing: they apply unchanged) and answers a
 poll itself when everything about it is ordinary: a live agent's token (the token cache's, or
-looked up once), no query parameter but ``kind``, a body that parses and validates. Polls that
-arrive together are checked together for work (``poll_batches``: one statement records their
-contact and finds which have a queued run or a pending command); an idle one gets the constant idle answer, and
-one with work is answered by the very handler function the route calls, so a run is claimed
-exactly as the route claims it. Anything else (no or an unknown token, a bad body, another path,
+looked up once, together with other first calls: ``agent_lookups``), no query parameter but
+``kind``, a body that parses and validates. Polls that arrive together are checked together for
+work (``poll_batches``: one statement records their contact and finds which have a queued run or
+a pending command); an idle one gets the constant idle answer, and one with work is answered by
+the very handler function the route calls, so a run is claimed exactly as the route claims it.
+Anything else (no or an unknown token, a bad body, another path,
 a revoked agent, an error while answering) goes to the app untouched, the body replayed, and
 the app answers as it always did, errors included.
 """
@@ -32,8 +33,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from e3backup.api import paths
 from e3backup.api.agent import NextRunRequest, NextRunResponse, PollCommandsResponse
 from e3backup.api.common import RunKind
-from e3backup.server.deps import AgentCaller, look_up_agent
+from e3backup.server.deps import AgentCaller
 from e3backup.server.errors import ServiceError
+from e3backup.server.routes.agent_lookups import AgentLookups
 from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.security.tokens import hash_token
 from e3backup.server.services.idle_check import Verdict
@@ -53,7 +55,7 @@ class _Route:
 
 
 class AgentPolls:
-    def __init__(self, app: ASGIApp, state: ServerState, batcher: PollBatcher) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, batcher: PollBatcher, lookups: AgentLookups) -> None:
         from e3backup.server.routes import agent_api  # the handlers; routes import this package
 
         self.app = app
@@ -62,6 +64,7 @@ class AgentPolls:
         self._poll_commands = agent_api.handle_poll_commands
         self._routes = {p: _Route(p) for p in (paths.AGENT_NEXT_RUN, paths.AGENT_POLL_COMMANDS)}
         self.batcher = batcher
+        self.lookups = lookups
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
@@ -109,8 +112,9 @@ class AgentPolls:
 
     async def _caller(self, scope: Scope) -> AgentCaller | None:
         """The calling agent from the token cache, or looked up once (an agent's first call to
-        this process: after a restart, every agent's), so that its poll is checked with the
-        others rather than taking the framework's slower path."""
+        this process: after a restart, every agent's; together with the others arriving then),
+        so that its poll is checked with the others rather than taking the framework's slower
+        path."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
@@ -120,7 +124,7 @@ class AgentPolls:
                 token_hash = hash_token(token)
                 known = self.state.agent_tokens.get(token_hash)
                 if known is None:
-                    return await run_in_threadpool(look_up_agent, self.state, token, token_hash)
+                    return await self.lookups.look_up(token, token_hash)
                 return AgentCaller(known.agent_id, known.tenant_id, token, token_hash, known.last_seen_at)
         return None
 
