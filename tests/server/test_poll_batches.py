@@ -204,13 +204,36 @@ def test_a_failed_lookup_leaves_the_call_to_the_app(
     laptop, old = _restarted(app, world)
     lookups: AgentLookups = app.state.agent_lookups
 
-    def broken(_: Any) -> Any:
+    tried = []
+
+    def broken(batch: Any) -> Any:
+        tried.append(len(batch))
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(lookups._coalescer, "work", broken)
     assert laptop.post("/api/agent/next_run", json={}).json() == IDLE_RUN  # the route looked it up
     assert old.post("/api/agent/next_run", json={}).status_code == 401
-    assert lookups.batches == 0
+    assert tried == [1, 1] and lookups.batches == 0
+
+
+def test_an_agent_revoked_while_its_lookup_runs_is_not_cached(
+    app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, _ = _restarted(app, world)
+    tokens = app.state.e3.agent_tokens
+    real = tokens.generation
+
+    def revoked_meanwhile() -> int:  # the revocation's notification lands between the two reads
+        taken = real()
+        tokens.forget_agent(laptop.id)
+        return taken
+
+    monkeypatch.setattr(tokens, "generation", revoked_meanwhile)
+    assert laptop.post("/api/agent/next_run", json={}).json() == IDLE_RUN  # its row read live
+    assert len(tokens) == 0  # but what was read may predate the revocation: not remembered
+    monkeypatch.undo()
+    assert laptop.post("/api/agent/next_run", json={}).json() == IDLE_RUN
+    assert len(tokens) == 1
 
 
 def test_a_failed_check_answers_each_poll_alone(app: FastAPI, world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -222,9 +222,12 @@ def serve(console: RecoveryConsole, listen: str, on_ready: Any = None) -> None:
     sockets[0].listen(config.backlog)
     bound = sockets[0].getsockname()[1]
     print(f"Recovery console: open http://{host}:{bound}/ in this machine's browser", flush=True)
-    if on_ready is not None:
-        on_ready(bound)
-    server.run(sockets=sockets)
+    try:
+        if on_ready is not None:
+            on_ready(bound)
+        server.run(sockets=sockets)
+    finally:
+        sockets[0].close()
 
 
 __all__ = ["create_console_app", "serve"]

@@ -122,6 +122,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop()
+            _app.state.agent_lookups.close()
             _app.state.poll_batcher.close()
             state.bus.stop()
             worker.stop()

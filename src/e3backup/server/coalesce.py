@@ -43,10 +43,13 @@ class Coalescer(Generic[Item, Answer]):
         self._waiting: list[_Waiting[Item, Answer]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
         self.batches = 0  # calls that answered, and the items in them: how well it coalesces
         self.served = 0
 
     async def submit(self, item: Item) -> Answer | None:
+        if self.closed:
+            return None
         waiting: _Waiting[Item, Answer] = _Waiting(item, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         if self._in_flight < self.max_in_flight:
@@ -57,8 +60,20 @@ class Coalescer(Generic[Item, Answer]):
         """Items waiting for a call to finish before theirs starts."""
         return len(self._waiting)
 
+    def close(self) -> None:
+        """Start no more calls (the app's shutdown): what waits is answered None at once."""
+        self.closed = True
+        waiting, self._waiting = self._waiting, []
+        for w in waiting:
+            if not w.answer.done():
+                w.answer.set_result(None)
+
     def _start_next(self) -> None:
-        batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+        # an item whose request was cancelled meanwhile (a client gone, the server stopping) is not served
+        live = [w for w in self._waiting if not w.answer.done()]
+        batch, self._waiting = live[: self.max_batch], live[self.max_batch :]
+        if not batch:
+            return
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._run(batch))
         self._tasks.add(task)  # a reference, so the task is not collected mid-way

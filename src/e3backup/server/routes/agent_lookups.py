@@ -45,6 +45,10 @@ class AgentLookups:
     async def look_up(self, token: str, token_hash: str) -> AgentCaller | None:
         return await self._coalescer.submit((token, token_hash))
 
+    def close(self) -> None:
+        """Starts no more lookups (the app's shutdown)."""
+        self._coalescer.close()
+
     def _look_up(self, batch: list[tuple[str, str]]) -> list[AgentCaller | None]:
         tokens = self.state.agent_tokens
         generation = tokens.generation()  # before the read: a revocation meanwhile is not cached

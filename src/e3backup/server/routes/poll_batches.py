@@ -11,7 +11,6 @@ as it was before batching; a revoked agent's poll by the app (401).
 
 from __future__ import annotations
 
-import logging
 import threading
 from datetime import datetime
 
@@ -24,8 +23,6 @@ from e3backup.server.deps import LAST_SEEN_RESOLUTION, AgentCaller
 from e3backup.server.services import idle_check
 from e3backup.server.services.idle_check import Poll, Verdict
 from e3backup.server.state import ServerState
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # polls per check: the IN lists stay short, a failed check sends few back alone
 MAX_IN_FLIGHT = 2  # checks at once: one stuck on a row lock does not hold every poll
@@ -41,6 +38,7 @@ class PollBatcher:
         )
         self._mu = threading.Lock()
         self._idle_connections: list[Connection] = []  # kept open: no checkout and ping per check
+        self._closed = False
 
     @property
     def max_in_flight(self) -> int:
@@ -85,13 +83,18 @@ class PollBatcher:
             conn.close()  # back to the pool, which checks it before its next use
             raise
         with self._mu:
-            self._idle_connections.append(conn)
+            if self._closed:  # a check that outlasted the shutdown: nobody would close it later
+                conn.close()
+            else:
+                self._idle_connections.append(conn)
         self._remember(batch, verdicts, now)
         return verdicts
 
     def close(self) -> None:
-        """Returns the kept connections to the pool (the app's shutdown)."""
+        """Starts no more checks and returns the kept connections to the pool (the app's shutdown)."""
+        self._coalescer.close()
         with self._mu:
+            self._closed = True
             while self._idle_connections:
                 self._idle_connections.pop().close()
 
