@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from e3backup.cli.main import main
+
+T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
 
@@ -64,3 +70,25 @@ def restic(
             f"restic {' '.join(args)} failed ({p.returncode}):\n{p.stdout.decode()}\n{p.stderr.decode()}"
         )
     return p
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+    """``asyncio.run(coro)`` in a thread of its own: a worker that ran a browser test has
+    Playwright's event loop running in its main thread, where ``asyncio.run`` refuses to start."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(asyncio.run(coro))
+        except BaseException as e:  # re-raised in the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=target, name="test-coroutine", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"the coroutine did not finish in {timeout} s")
+    if errors:
+        raise errors[0]
+    return out[0]

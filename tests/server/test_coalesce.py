@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 from e3backup.server.coalesce import Coalescer
+from tests.helpers import run_coroutine
 
 
 def _held() -> tuple[Coalescer[int, int], list[list[int]], threading.Event]:
@@ -40,7 +41,7 @@ def test_items_arriving_during_a_call_go_together_and_cancelled_ones_are_not_ser
         done = await asyncio.gather(*tasks, return_exceptions=True)
         return [d if not isinstance(d, BaseException) else None for d in done]
 
-    assert asyncio.run(scenario()) == [0, 10, None, 30, 40]
+    assert run_coroutine(scenario()) == [0, 10, None, 30, 40]
     assert calls == [[0], [1, 3, 4]]
     assert (c.batches, c.served) == (2, 4)
 
@@ -57,7 +58,7 @@ def test_after_close_nothing_more_is_served() -> None:
         answers.append(await c.submit(9))
         return answers
 
-    assert asyncio.run(scenario()) == [0, None, None, None]
+    assert run_coroutine(scenario()) == [0, None, None, None]
     assert calls == [[0]]
 
 
@@ -75,4 +76,4 @@ def test_a_failed_call_answers_none_and_the_next_one_runs() -> None:
     async def scenario() -> list[int | None]:
         return [await c.submit(1), await c.submit(2)]
 
-    assert asyncio.run(scenario()) == [None, 2]
+    assert run_coroutine(scenario()) == [None, 2]

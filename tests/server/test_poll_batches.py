@@ -25,6 +25,7 @@ from e3backup.server.routes.agent_lookups import AgentLookups
 from e3backup.server.routes.poll_batches import PollBatcher
 from e3backup.server.services import idle_check
 from e3backup.server.services.idle_check import Poll, Verdict
+from tests.helpers import run_coroutine
 from tests.server.conftest import Actor, FakeClock, World, enroll, make_settings
 
 IDLE_RUN = {"run": None, "update": None}
@@ -89,7 +90,7 @@ def test_polls_sent_together_are_checked_together_and_each_run_is_handed_out_onc
         (a, "/api/agent/poll_commands", {}),
         (b, "/api/agent/poll_commands", {}),
     ]
-    answers = [r.json() for r in asyncio.run(_together(app, calls, gate))]
+    answers = [r.json() for r in run_coroutine(_together(app, calls, gate))]
     assert (batcher.batches - before[0], batcher.checked - before[1]) == (2, 6)  # the first alone, then five
     assert answers[4:] == [IDLE_COMMANDS, IDLE_COMMANDS]
     handed = [(i, ans["run"]["run_id"]) for i, ans in enumerate(answers[:4]) if ans["run"] is not None]
@@ -143,7 +144,7 @@ def test_a_run_seen_by_checks_on_two_replicas_at_once_is_claimed_once(
                 await c.aclose()
             return answers
 
-        answers = asyncio.run(polls())
+        answers = run_coroutine(polls())
     assert sorted(a["run"]["run_id"] for a in answers if a["run"] is not None) == [run]
     assert answers.count(IDLE_RUN) == 3
 
@@ -191,7 +192,7 @@ def test_first_calls_arriving_together_are_looked_up_in_one_query(
     monkeypatch.setattr(lookups._coalescer, "work", held)
     agents = [world.agent_a, world.agent_b, laptop, old, stranger]
     calls = [(a, "/api/agent/next_run", {"json": {}}) for a in agents]
-    answers = asyncio.run(_together(app, calls, gate, lookups._coalescer.queued))
+    answers = run_coroutine(_together(app, calls, gate, lookups._coalescer.queued))
     assert (lookups.batches, lookups.looked_up) == (2, 5)  # the first alone, then four in one query
     assert [r.json() for r in answers[:3]] == [IDLE_RUN] * 3
     assert [r.status_code for r in answers[3:]] == [401, 401]  # revoked, unknown: the app's answer
