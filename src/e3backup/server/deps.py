@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -221,24 +221,34 @@ async def agent_call(request: Request, state: StateDep) -> AgentCaller:
     known = state.agent_tokens.get(token_hash)
     if known is not None:
         return AgentCaller(known.agent_id, known.tenant_id, token, token_hash, known.last_seen_at)
-    caller = await run_in_threadpool(look_up_agent, state, token, token_hash)
+    [caller] = await run_in_threadpool(look_up_agents, state, [(token, token_hash)])
     if caller is None:
         raise _unauthorized("unknown or revoked agent token")
     return caller
 
 
-def look_up_agent(state: ServerState, token: str, token_hash: str) -> AgentCaller | None:
-    """The live agent whose token this is (one indexed query), remembered in the token cache."""
-    generation = state.agent_tokens.generation()
-    with state.sessions() as session:
-        row = session.execute(
-            select(Agent.id, Agent.tenant_id, Agent.last_seen_at)
-            .where(Agent.token_hash == token_hash, Agent.revoked.is_(False))
-        ).one_or_none()
-    if row is None:
-        return None
-    state.agent_tokens.put(token_hash, row.id, row.tenant_id, row.last_seen_at, generation)
-    return AgentCaller(row.id, row.tenant_id, token, token_hash, row.last_seen_at)
+_LIVE_BY_HASH = select(Agent.token_hash, Agent.id, Agent.tenant_id, Agent.last_seen_at).where(
+    Agent.token_hash.in_(bindparam("hashes", expanding=True)), Agent.revoked.is_(False)
+)
+
+
+def look_up_agents(state: ServerState, calls: list[tuple[str, str]]) -> list[AgentCaller | None]:
+    """For each ``(token, token_hash)``, the live agent whose token it is (None: unknown or
+    revoked), all in one query, remembered in the token cache. The cache's generation is taken
+    before the read, so a revocation that lands meanwhile is not undone by caching the row."""
+    tokens = state.agent_tokens
+    generation = tokens.generation()
+    with state.engine.connect() as conn:
+        rows = {r.token_hash: r for r in conn.execute(_LIVE_BY_HASH, {"hashes": sorted({h for _, h in calls})})}
+    out: list[AgentCaller | None] = []
+    for token, token_hash in calls:
+        row = rows.get(token_hash)
+        if row is None:
+            out.append(None)
+            continue
+        tokens.put(token_hash, row.id, row.tenant_id, row.last_seen_at, generation)
+        out.append(AgentCaller(row.id, row.tenant_id, token, token_hash, row.last_seen_at))
+    return out
 
 
 @contextmanager
@@ -340,6 +350,6 @@ __all__ = [
     "agent_transaction",
     "can_see_tenant",
     "client_ip",
-    "look_up_agent",
+    "look_up_agents",
     "require",
 ]
